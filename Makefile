@@ -1,0 +1,40 @@
+# Two commands: `make demo` and `make test`. Both set everything up first (`make install`).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint typecheck unit system bench clean
+
+install: $(STAMP)
+
+# The lock pins every package with hashes; the project itself is installed editable on top.
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+# Debian packages the tests use: PostgreSQL 15 server binaries (initdb, pg_ctl) and git.
+system:
+	@command -v git >/dev/null || (apt-get update -qq && apt-get install -y -qq git)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		(apt-get update -qq && apt-get install -y -qq postgresql)
+
+demo: install
+	@bash docs/demo.sh
+
+lint: install
+	$(BIN)/ruff format --check src tests bench docs
+	$(BIN)/ruff check src tests bench docs
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+test: install system lint
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+bench: install
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

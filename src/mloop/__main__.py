@@ -1,0 +1,5 @@
+"""`python -m mloop` runs the command line."""
+
+from mloop.cli.main import main
+
+raise SystemExit(main())

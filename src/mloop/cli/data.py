@@ -1,0 +1,7 @@
+"""stub"""
+
+from typing import Any
+
+
+def register(commands: Any) -> None:
+    return None

@@ -1,0 +1,187 @@
+"""Settings: declared once with type, default and meaning; read from mloop.yaml and MLOOP_*.
+
+Precedence is default < mloop.yaml < environment. Every value remembers where it came from, so
+`mloop config show` can say. A key mloop does not know is an error with a suggestion, never
+silently ignored: a typo in `store_uri` must not send metadata somewhere unexpected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mloop.errors import ConfigError
+
+PROJECT_FILE = "mloop.yaml"
+STATE_DIR = ".mloop"
+
+
+def _positive_int(value: Any) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ValueError("must be text")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+
+    @property
+    def env(self) -> str:
+        return "MLOOP_" + self.key.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("project", _text, None, "the project's name (default: the folder's name)"),
+    Setting(
+        "store_uri",
+        _text,
+        None,
+        "metadata store: sqlite:///PATH (default .mloop/mloop.db) or postgresql+psycopg://…",
+    ),
+    Setting(
+        "artifacts_uri",
+        _text,
+        None,
+        "artifact store: a folder (default .mloop/objects), s3://bucket/prefix or any fsspec URL",
+    ),
+    Setting("remote_uri", _text, None, "remote artifact store for `mloop data push` and `pull`"),
+    Setting("pool_size", _positive_int, 5, "PostgreSQL connections each process may open"),
+    Setting("user", _text, None, "who events are recorded as (default: the OS user)"),
+)
+BY_KEY = {s.key: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings of one project; `sources` says where each value came from."""
+
+    root: Path
+    values: Mapping[str, Any]
+    sources: Mapping[str, str]
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def project(self) -> str:
+        return str(self.values["project"] or self.root.name)
+
+    @property
+    def store_uri(self) -> str:
+        uri = self.values["store_uri"]
+        if uri is None:
+            return f"sqlite:///{self.state_dir / 'mloop.db'}"
+        uri = str(uri)
+        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            return f"sqlite:///{self.root / uri.removeprefix('sqlite:///')}"
+        return uri
+
+    @property
+    def artifacts_uri(self) -> str:
+        uri = self.values["artifacts_uri"]
+        if uri is None:
+            return str(self.state_dir / "objects")
+        return _folder_or_url(self.root, str(uri))
+
+    @property
+    def remote_uri(self) -> str | None:
+        uri = self.values["remote_uri"]
+        return None if uri is None else _folder_or_url(self.root, str(uri))
+
+    @property
+    def pool_size(self) -> int:
+        return int(self.values["pool_size"])
+
+    @property
+    def user(self) -> str | None:
+        value = self.values["user"]
+        return None if value is None else str(value)
+
+
+def _folder_or_url(root: Path, uri: str) -> str:
+    if "://" in uri:
+        return uri
+    return str((root / Path(uri).expanduser()).resolve())
+
+
+def _unknown_key(key: str, where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, list(BY_KEY), n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(BY_KEY)}"
+    return ConfigError(f"{where}: unknown setting {key!r}", hint)
+
+
+def read_project_file(path: Path) -> dict[str, Any]:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - safe loader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise ConfigError(
+            f"{path} is not valid YAML{where}: {problem}", "fix the file; see `mloop config show`"
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path} must be a mapping of settings, not {type(data).__name__}",
+            "write one `key: value` per line, such as `project: churn`",
+        )
+    return data
+
+
+def load_settings(root: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Resolve every setting for the project at `root`.
+
+    Example:
+        >>> load_settings(Path("/tmp/demo")).store_uri  # doctest: +SKIP
+        'sqlite:////tmp/demo/.mloop/mloop.db'
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {s.key: s.default for s in SETTINGS}
+    sources: dict[str, str] = {s.key: "default" for s in SETTINGS}
+    path = root / PROJECT_FILE
+    file_values = read_project_file(path) if path.exists() else {}
+    for key, raw in file_values.items():
+        setting = BY_KEY.get(str(key))
+        if setting is None:
+            raise _unknown_key(str(key), str(path))
+        values[setting.key] = _parse(setting, raw, f"{path}: {key}")
+        sources[setting.key] = PROJECT_FILE
+    for setting in SETTINGS:
+        if setting.env in env and env[setting.env] != "":
+            values[setting.key] = _parse(setting, env[setting.env], setting.env)
+            sources[setting.key] = f"environment ({setting.env})"
+    known_env = {s.env for s in SETTINGS} | {"MLOOP_DEBUG"}
+    for name in env:
+        if name.startswith("MLOOP_") and name not in known_env:
+            raise _unknown_key(name.removeprefix("MLOOP_").lower(), f"environment variable {name}")
+    return Settings(root, values, sources)
+
+
+def _parse(setting: Setting, raw: Any, where: str) -> Any:
+    if raw is None:
+        return setting.default
+    try:
+        return setting.parse(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: invalid value {raw!r}: {exc}", setting.help) from None

@@ -1,0 +1,248 @@
+"""The run filter language and sort keys, parsed into a small tree the stores translate.
+
+    metrics.acc > 0.9 and (params.model = 'rf' or tags.team = "vision") and not status = failed
+
+Fields: `params.KEY`, `metrics.KEY`, `tags.KEY` (a key with unusual characters goes in
+backticks), and the attributes `status`, `name`, `user`, `started`, `ended`, `id`, `parent`.
+Operators: `=`, `!=`, `<`, `<=`, `>`, `>=`, and `~` (contains, with `*` as wildcard). Values are
+numbers, quoted strings or bare words; times take ISO dates (`started >= 2026-11-01`). Unlike
+MLflow's search syntax, `or`, `not` and parentheses are allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from mloop.errors import FilterSyntaxError
+
+ATTRIBUTES = ("status", "name", "user", "started", "ended", "id", "parent")
+TIME_ATTRIBUTES = ("started", "ended")
+GROUPS = ("params", "metrics", "tags")
+OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "~")
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    group: str  # "params" | "metrics" | "tags" | "attr"
+    key: str
+
+    def __str__(self) -> str:
+        return self.key if self.group == "attr" else f"{self.group}.{self.key}"
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    field: Field
+    op: str
+    value: str | float
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    items: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    items: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    item: Expr
+
+
+Expr = Compare | And | Or | Not
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    field: Field
+    descending: bool = False
+
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+      (?P<lp>\() | (?P<rp>\)) |
+      (?P<op>!=|<=|>=|==|=|<|>|~) |
+      (?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*") |
+      (?P<field>(?:params|metrics|tags)\.(?:`[^`]+`|[A-Za-z0-9_.\-/]+)) |
+      (?P<word>[^\s()=!<>~'"]+)
+    )""",
+    re.VERBOSE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    kind: str
+    text: str
+    pos: int
+
+
+def _fail(text: str, pos: int, problem: str) -> FilterSyntaxError:
+    caret = " " * pos + "^"
+    return FilterSyntaxError(
+        f"invalid filter at position {pos + 1}: {problem}",
+        f"{text}\n{caret}\n"
+        "example: metrics.acc > 0.9 and (params.model = 'rf' or not status = failed)",
+    )
+
+
+def _tokenize(text: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    pos = 0
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        m = _TOKEN.match(text, pos)
+        if m is None or m.lastgroup is None:
+            start = len(text) - len(text[pos:].lstrip())
+            raise _fail(text, start, f"unexpected character {text[start]!r}")
+        tokens.append(_Token(m.lastgroup, m.group(m.lastgroup), m.start(m.lastgroup)))
+        pos = m.end()
+    tokens.append(_Token("end", "", len(text)))
+    return tokens
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = _tokenize(text)
+        self.i = 0
+
+    def peek(self) -> _Token:
+        return self.tokens[self.i]
+
+    def take(self) -> _Token:
+        tok = self.tokens[self.i]
+        self.i += 1
+        return tok
+
+    def is_word(self, word: str) -> bool:
+        tok = self.peek()
+        return tok.kind == "word" and tok.text.lower() == word
+
+    def parse(self) -> Expr:
+        expr = self.or_()
+        tok = self.peek()
+        if tok.kind != "end":
+            raise _fail(self.text, tok.pos, f"expected 'and', 'or' or the end, found {tok.text!r}")
+        return expr
+
+    def or_(self) -> Expr:
+        items = [self.and_()]
+        while self.is_word("or"):
+            self.take()
+            items.append(self.and_())
+        return items[0] if len(items) == 1 else Or(tuple(items))
+
+    def and_(self) -> Expr:
+        items = [self.not_()]
+        while self.is_word("and"):
+            self.take()
+            items.append(self.not_())
+        return items[0] if len(items) == 1 else And(tuple(items))
+
+    def not_(self) -> Expr:
+        if self.is_word("not"):
+            self.take()
+            return Not(self.not_())
+        tok = self.peek()
+        if tok.kind == "lp":
+            self.take()
+            expr = self.or_()
+            close = self.take()
+            if close.kind != "rp":
+                raise _fail(self.text, close.pos, "expected ')'")
+            return expr
+        return self.comparison()
+
+    def comparison(self) -> Compare:
+        tok = self.take()
+        field = _field(self.text, tok)
+        op_tok = self.take()
+        if op_tok.kind != "op":
+            raise _fail(self.text, op_tok.pos, f"expected an operator ({' '.join(OPERATORS)})")
+        op = "=" if op_tok.text == "==" else op_tok.text
+        val_tok = self.take()
+        if val_tok.kind not in ("str", "word"):
+            raise _fail(self.text, val_tok.pos, f"expected a value after {op_tok.text!r}")
+        return Compare(field, op, _value(self.text, field, op, val_tok))
+
+
+def _field(text: str, tok: _Token) -> Field:
+    if tok.kind == "field":
+        group, _, key = tok.text.partition(".")
+        key = key[1:-1] if key.startswith("`") else key
+        return Field(group, key)
+    if tok.kind == "word" and tok.text.lower() in ATTRIBUTES:
+        return Field("attr", tok.text.lower())
+    if tok.kind == "end":
+        raise _fail(text, tok.pos, "expected a field such as metrics.acc")
+    allowed = ", ".join([*(g + ".KEY" for g in GROUPS), *ATTRIBUTES])
+    raise _fail(text, tok.pos, f"unknown field {tok.text!r} (fields: {allowed})")
+
+
+def _value(text: str, field: Field, op: str, tok: _Token) -> str | float:
+    raw = tok.text
+    if tok.kind == "str":
+        raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+    if field.group == "attr" and field.key in TIME_ATTRIBUTES:
+        try:
+            return datetime.fromisoformat(raw).timestamp()
+        except ValueError:
+            raise _fail(text, tok.pos, f"{raw!r} is not a date such as 2026-11-26") from None
+    if field.group == "metrics":
+        try:
+            return float(raw)
+        except ValueError:
+            raise _fail(text, tok.pos, f"metrics compare with numbers, not {raw!r}") from None
+    if op == "~" or tok.kind == "str":
+        return raw
+    if op in ("<", "<=", ">", ">="):
+        try:
+            return float(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+def parse_filter(text: str) -> Expr:
+    """Parse a filter expression, or raise FilterSyntaxError pointing at the position.
+
+    Example:
+        >>> parse_filter("metrics.acc > 0.9 or not status = failed")  # doctest: +ELLIPSIS
+        Or(items=(Compare(field=Field(group='metrics', key='acc'), op='>', value=0.9), ...))
+    """
+    if not text.strip():
+        raise FilterSyntaxError("empty filter", "example: metrics.acc > 0.9")
+    return _Parser(text).parse()
+
+
+def parse_sort(text: str) -> tuple[SortKey, ...]:
+    """Parse `-metrics.acc,name` or `metrics.acc desc`: comma-separated keys, `-` means descending.
+
+    Example:
+        >>> parse_sort("-metrics.acc")
+        (SortKey(field=Field(group='metrics', key='acc'), descending=True),)
+    """
+    keys: list[SortKey] = []
+    for part in text.split(","):
+        item = part.strip()
+        descending = False
+        if item.startswith("-"):
+            descending, item = True, item[1:]
+        words = item.split()
+        if len(words) == 2 and words[1].lower() in ("asc", "desc"):
+            descending = words[1].lower() == "desc"
+            item = words[0]
+        tokens = _tokenize(item)
+        if len(tokens) != 2:
+            raise FilterSyntaxError(
+                f"invalid sort key {part.strip()!r}", "example: --sort -metrics.acc,name"
+            )
+        keys.append(SortKey(_field(item, tokens[0]), descending))
+    return tuple(keys)

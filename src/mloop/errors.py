@@ -1,0 +1,122 @@
+"""Every error a user can meet, as one tree with stable codes.
+
+An `MloopError` carries a one-line `message` (what is wrong, naming the object) and a `hint` (how
+to fix it, ideally a command to paste). Each class has a stable `code` and an `http_status`, so the
+REST server can answer with `{"error": {"code", "message", "hint"}}` and the HTTP store client can
+raise the very same class again from the code. The CLI prints `error: …` and `hint: …` and exits 1.
+
+    MloopError                      mloop_error          500
+    ├── InvalidInput                invalid_input        400
+    │   ├── InvalidName             invalid_name         400
+    │   ├── InvalidAddress          invalid_address      400
+    │   ├── InvalidPath             invalid_path         400
+    │   └── FilterSyntaxError       invalid_filter       400
+    ├── ConfigError                 config_error         400
+    ├── NotFound                    not_found            404
+    │   └── ProjectNotFound         project_not_found    404
+    ├── AlreadyExists               already_exists       409
+    ├── Conflict                    conflict             409
+    ├── CorruptArtifact             corrupt_artifact     422
+    ├── MissingDependency           missing_dependency   501
+    └── StoreUnavailable            store_unavailable    503
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+ERRORS_BY_CODE: dict[str, type[MloopError]] = {}
+
+
+class MloopError(Exception):
+    """Root of every error mloop raises on purpose; anything else is a bug."""
+
+    code: ClassVar[str] = "mloop_error"
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        # The only use of __init_subclass__ in mloop: the code -> class map for the HTTP client.
+        if cls.code in ERRORS_BY_CODE:
+            raise TypeError(f"error code {cls.code!r} is used twice")
+        ERRORS_BY_CODE[cls.code] = cls
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"code": self.code, "message": self.message, "hint": self.hint}
+
+    def __str__(self) -> str:
+        return self.message
+
+
+ERRORS_BY_CODE[MloopError.code] = MloopError
+
+
+class InvalidInput(MloopError):
+    code = "invalid_input"
+    http_status = 400
+
+
+class InvalidName(InvalidInput):
+    code = "invalid_name"
+
+
+class InvalidAddress(InvalidInput):
+    code = "invalid_address"
+
+
+class InvalidPath(InvalidInput):
+    code = "invalid_path"
+
+
+class FilterSyntaxError(InvalidInput):
+    code = "invalid_filter"
+
+
+class ConfigError(MloopError):
+    code = "config_error"
+    http_status = 400
+
+
+class NotFound(MloopError):
+    code = "not_found"
+    http_status = 404
+
+
+class ProjectNotFound(NotFound):
+    code = "project_not_found"
+
+
+class AlreadyExists(MloopError):
+    code = "already_exists"
+    http_status = 409
+
+
+class Conflict(MloopError):
+    code = "conflict"
+    http_status = 409
+
+
+class CorruptArtifact(MloopError):
+    code = "corrupt_artifact"
+    http_status = 422
+
+
+class MissingDependency(MloopError):
+    code = "missing_dependency"
+    http_status = 501
+
+
+class StoreUnavailable(MloopError):
+    code = "store_unavailable"
+    http_status = 503
+
+
+def error_from_dict(body: dict[str, str | None]) -> MloopError:
+    """Rebuild the error a server sent, as the same class, so callers can catch it by type."""
+    cls = ERRORS_BY_CODE.get(str(body.get("code")), MloopError)
+    return cls(str(body.get("message") or "unknown error"), body.get("hint"))

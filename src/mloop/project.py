@@ -1,0 +1,162 @@
+"""The composition root: find the project, resolve settings, open the stores, build services.
+
+This is the only module that knows which backends are in use. Services are built on first use,
+so a command that only lists runs never imports what profiling data needs (pandas).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mloop.config import PROJECT_FILE, STATE_DIR, Settings, load_settings
+from mloop.errors import InvalidPath, ProjectNotFound
+
+if TYPE_CHECKING:
+    from mloop.services.data.versioning import DataService
+    from mloop.services.storage.housekeeping import Housekeeping
+    from mloop.services.tracking.lineage import LineageService
+    from mloop.services.tracking.runs import Tracker
+    from mloop.store.artifacts.cas import ArtifactStore
+    from mloop.store.metadata.protocol import MetadataStore
+
+PROJECT_TEMPLATE = """\
+# mloop project settings. Any key can be overridden by an MLOOP_<KEY> environment variable;
+# `mloop config show` prints every value and where it came from.
+project: {name}
+# store_uri: postgresql+psycopg://USER:PASSWORD@HOST:5432/DB   # default: SQLite in .mloop/
+# artifacts_uri: s3://bucket/prefix                           # default: .mloop/objects
+# remote_uri: s3://bucket/prefix                              # for mloop data push / pull
+"""
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above `start` holding mloop.yaml, as git finds `.git`."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / PROJECT_FILE).is_file():
+            return folder
+    raise ProjectNotFound(
+        f"no {PROJECT_FILE} in {here} or any folder above it",
+        "run `mloop init` to make this folder a project, or cd into one",
+    )
+
+
+def init_project(folder: Path, name: str | None = None) -> tuple[Path, bool]:
+    """Create mloop.yaml and .mloop/ in `folder`; return (root, created). Safe to repeat."""
+    root = folder.resolve()
+    if root.exists() and not root.is_dir():
+        raise InvalidPath(f"{root} is a file, not a folder", "give a folder to make a project in")
+    root.mkdir(parents=True, exist_ok=True)
+    project_file = root / PROJECT_FILE
+    created = not project_file.exists()
+    if created:
+        from mloop.domain.names import check_name
+
+        project_name = check_name(name or _default_name(root.name), "project name")
+        tmp = project_file.with_suffix(".yaml.tmp")
+        tmp.write_text(PROJECT_TEMPLATE.format(name=project_name), encoding="utf-8")
+        os.replace(tmp, project_file)
+    state = root / STATE_DIR
+    state.mkdir(exist_ok=True)
+    (state / ".gitignore").write_text("*\n", encoding="utf-8")
+    return root, created
+
+
+def _default_name(folder: str) -> str:
+    import re
+
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", folder.lower()).strip("-")[:63].strip("-")
+    return cleaned or "project"
+
+
+class Project:
+    """One project's settings, stores and services."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.root
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None) -> Project:
+        """Open the project containing `path` (default: the current folder).
+
+        Example:
+            >>> project = Project.open()  # doctest: +SKIP
+            >>> project.tracking.find_runs(limit=5)  # doctest: +SKIP
+        """
+        root = find_root(Path(path) if path is not None else None)
+        return cls(load_settings(root))
+
+    @cached_property
+    def actor(self) -> str:
+        if self.settings.user:
+            return self.settings.user
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):
+            return f"uid-{os.getuid()}"
+
+    @cached_property
+    def metadata(self) -> MetadataStore:
+        from mloop.store import open_metadata_store
+
+        return open_metadata_store(self.settings.store_uri, pool_size=self.settings.pool_size)
+
+    @cached_property
+    def artifacts(self) -> ArtifactStore:
+        from mloop.store import open_artifact_store
+
+        return open_artifact_store(self.settings.artifacts_uri)
+
+    def remote(self, uri: str | None = None) -> ArtifactStore:
+        """The remote artifact store for push and pull (`uri`, else the `remote_uri` setting)."""
+        from mloop.errors import ConfigError
+        from mloop.store import open_artifact_store
+
+        target = uri or self.settings.remote_uri
+        if not target:
+            raise ConfigError(
+                "no remote artifact store is configured",
+                "set remote_uri in mloop.yaml (e.g. s3://bucket/prefix) or pass --remote URI",
+            )
+        return open_artifact_store(target)
+
+    @cached_property
+    def tracking(self) -> Tracker:
+        from mloop.services.tracking.runs import Tracker
+
+        return Tracker(self.metadata, self.artifacts, self.actor, self.root)
+
+    @cached_property
+    def lineage(self) -> LineageService:
+        from mloop.services.tracking.lineage import LineageService
+
+        return LineageService(self.metadata)
+
+    @cached_property
+    def data(self) -> DataService:
+        from mloop.services.data.versioning import DataService
+        from mloop.store.statcache import StatCache
+
+        return DataService(
+            self.metadata,
+            self.artifacts,
+            root=self.root,
+            actor=self.actor,
+            stat_cache=StatCache(self.settings.state_dir / "state.db"),
+            checkout_cache=self.settings.state_dir / "checkouts",
+        )
+
+    @cached_property
+    def storage(self) -> Housekeeping:
+        from mloop.services.storage.housekeeping import Housekeeping
+
+        return Housekeeping(self.metadata, self.artifacts)
+
+    def close(self) -> None:
+        if "metadata" in self.__dict__:
+            self.metadata.close()

@@ -1,0 +1,135 @@
+"""The Python SDK (layer 4): fluent functions over the project found from the current folder.
+
+The active run lives in a ContextVar, so each thread and each asyncio task sees its own; a run
+started while another is active becomes its child.
+
+    import mloop
+
+    with mloop.start_run("baseline", params={"lr": 0.1}):
+        mloop.log_metric("loss", 0.25)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mloop.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from mloop.domain.run import Run, RunOutput
+    from mloop.project import Project
+    from mloop.services.tracking.runs import ActiveRun
+
+_active: ContextVar[tuple[ActiveRun, ...]] = ContextVar("mloop_active_runs", default=())
+
+
+def _open_project(project: str | Path | None = None) -> Project:
+    from mloop.project import Project
+
+    return Project.open(project)
+
+
+class Run_:
+    """What `start_run` returns: the active run, ended (and deactivated) by `with` or `end()`."""
+
+    def __init__(self, active: ActiveRun) -> None:
+        self._active = active
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._active, name)
+
+    @property
+    def id(self) -> str:
+        return self._active.id
+
+    def end(self, status: str = "finished", error: str | None = None) -> None:
+        from mloop.domain.run import RunStatus
+
+        try:
+            self._active.end(RunStatus(status), error)
+        finally:
+            _active.set(tuple(r for r in _active.get() if r is not self._active))
+
+    def __enter__(self) -> Run_:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        try:
+            self._active.__exit__(exc_type, exc, tb)
+        finally:
+            _active.set(tuple(r for r in _active.get() if r is not self._active))
+
+
+def start_run(
+    name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    project: str | Path | None = None,
+) -> Run_:
+    """Start a run (a child of the active run, if there is one) and make it active.
+
+    Example:
+        >>> with mloop.start_run("baseline", params={"lr": 0.1}) as run:  # doctest: +SKIP
+        ...     mloop.log_metric("loss", 0.25)
+    """
+    stack = _active.get()
+    parent = stack[-1] if stack else None
+    if parent is not None and project is None:
+        tracker = parent._tracker
+    else:
+        tracker = _open_project(project).tracking
+    active = tracker.start_run(name, params=params, tags=tags, parent=parent)
+    _active.set((*stack, active))
+    return Run_(active)
+
+
+def active_run() -> ActiveRun | None:
+    """The run logging calls go to in this thread or task, or None."""
+    stack = _active.get()
+    return stack[-1] if stack else None
+
+
+def _require() -> ActiveRun:
+    run = active_run()
+    if run is None:
+        raise InvalidInput("no active run to log to", "wrap the code in `with mloop.start_run():`")
+    return run
+
+
+def end_run(status: str = "finished") -> None:
+    """End the active run (for code that does not use `with`)."""
+    Run_(_require()).end(status)
+
+
+def log_param(key: str, value: Any) -> None:
+    _require().log_param(key, value)
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    _require().log_params(params)
+
+
+def log_metric(key: str, value: float, step: int | None = None) -> None:
+    """Log one metric value; `step` defaults to the key's previous step plus one."""
+    _require().log_metric(key, value, step)
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    _require().log_metrics(metrics, step)
+
+
+def set_tag(key: str, value: Any) -> None:
+    _require().set_tag(key, value)
+
+
+def log_artifact(path: str | Path, name: str | None = None) -> list[RunOutput]:
+    """Store a file or folder as an output of the active run, under `name` (default: its name)."""
+    return _require().log_artifact(path, name)
+
+
+def get_run(ref: str, project: str | Path | None = None) -> Run:
+    """A stored run by id (or unique id prefix)."""
+    return _open_project(project).tracking.get_run(ref)

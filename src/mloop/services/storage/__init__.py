@@ -1,0 +1,2 @@
+"""Storage housekeeping: check the artifact store against what metadata references (fsck) and
+remove what nothing references (gc)."""

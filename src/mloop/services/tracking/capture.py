@@ -1,0 +1,79 @@
+"""Capture what made a run: the code version (git) and the environment (installed packages)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import blake3
+
+from mloop.domain.digests import digest_bytes
+from mloop.domain.lineage import CodeVersion, Environment
+from mloop.store.artifacts.cas import ArtifactStore
+
+
+def _git(root: Path, *args: str) -> bytes | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def capture_code(root: Path) -> CodeVersion:
+    """The commit checked out at `root`, and a digest of every uncommitted change.
+
+    The digest covers `git diff HEAD` and the content of untracked, unignored files, so two
+    runs share it exactly when their working trees are the same.
+    """
+    head = _git(root, "rev-parse", "HEAD", "--show-toplevel")
+    if head is None:
+        return CodeVersion(None)
+    commit, toplevel = head.decode().split()[:2]
+    status = _git(root, "status", "--porcelain=v1", "-z", "--untracked-files=all")
+    if not status:
+        return CodeVersion(commit, None, toplevel)
+    hasher = blake3.blake3()
+    hasher.update(_git(root, "diff", "HEAD", "--binary") or b"")
+    untracked = _git(root, "ls-files", "--others", "--exclude-standard", "-z", "--full-name")
+    top = Path(toplevel)
+    for name in sorted((untracked or b"").split(b"\0")):
+        if not name:
+            continue
+        path = top / name.decode()
+        hasher.update(b"\0untracked\0" + name + b"\0")
+        try:
+            hasher.update(path.read_bytes())
+        except OSError:
+            hasher.update(b"<unreadable>")
+    return CodeVersion(commit, hasher.hexdigest(), toplevel)
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed_packages() -> list[str]:
+    """`name==version` of every distribution the interpreter can import, sorted."""
+    found = {
+        f"{_normalise(d.metadata['Name'])}=={d.version}"
+        for d in importlib.metadata.distributions()
+        if d.metadata["Name"]
+    }
+    return sorted(found)
+
+
+def capture_environment(artifacts: ArtifactStore) -> Environment:
+    """Digest the interpreter and packages; store the full package list as an artifact."""
+    packages = installed_packages()
+    listing = "".join(p + "\n" for p in packages).encode()
+    python = f"{platform.python_implementation()} {platform.python_version()} ({sys.platform})"
+    packages_digest = artifacts.put_bytes(listing)
+    digest = digest_bytes(python.encode() + b"\n" + listing)
+    return Environment(digest, python, packages_digest, len(packages))

@@ -1,0 +1,275 @@
+"""Starting, logging to and ending runs, with writes buffered into large transactions.
+
+Per-call cost is an append to a list under a lock; values reach the store when the buffer is
+large, when it is a few seconds old, at `flush()`, at the end of the run and at interpreter exit.
+One transaction of thousands of rows costs about what one row costs.
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Mapping
+from numbers import Real
+from pathlib import Path
+from typing import Any
+
+from mloop.domain.event import Event
+from mloop.domain.lineage import CodeVersion, Environment
+from mloop.domain.names import check_relative_path
+from mloop.domain.query import parse_filter, parse_sort
+from mloop.domain.run import Metric, Run, RunInput, RunOutput, RunStatus
+from mloop.errors import Conflict, InvalidInput, InvalidPath, NotFound
+from mloop.services.tracking.capture import capture_code, capture_environment
+from mloop.store.artifacts.cas import ArtifactStore
+from mloop.store.metadata.protocol import MetadataStore
+
+FLUSH_ROWS = 20_000
+FLUSH_SECONDS = 5.0
+MAX_KEY = 250
+
+
+def _check_key(key: object, what: str) -> str:
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY:
+        raise InvalidInput(
+            f"invalid {what} key {key!r}", f"{what} keys are non-empty text of at most {MAX_KEY}"
+        )
+    return key
+
+
+def _as_float(key: str, value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, Real | float | int):
+        try:
+            value = float(value)  # type: ignore[arg-type]  # numpy scalars, Decimal, …
+        except (TypeError, ValueError):
+            raise InvalidInput(
+                f"metric {key!r} must be a number, not {value!r}", "log text as a tag"
+            ) from None
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+class ActiveRun:
+    """A run in progress. Use it as a context manager, or call `end()`."""
+
+    def __init__(self, tracker: Tracker, run: Run) -> None:
+        self._tracker = tracker
+        self.id = run.id
+        self.name = run.name
+        self.parent_id = run.parent_id
+        self._lock = threading.Lock()
+        self._params: list[tuple[str, str]] = []
+        self._tags: list[tuple[str, str]] = []
+        self._metrics: list[Metric] = []
+        self._inputs: list[RunInput] = []
+        self._outputs: list[RunOutput] = []
+        self._steps: dict[str, int] = {}
+        self._param_values: dict[str, str] = dict(run.params)
+        self._last_flush = time.monotonic()
+        self.ended = False
+        atexit.register(self._at_exit)
+
+    def __repr__(self) -> str:
+        return f"ActiveRun(id={self.id!r}, name={self.name!r})"
+
+    # logging ------------------------------------------------------------------------------
+    def log_param(self, key: str, value: Any) -> None:
+        self.log_params({key: value})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Params are fixed once logged: a different value for a logged key is a Conflict."""
+        with self._lock:
+            for key, value in params.items():
+                text = str(value)
+                old = self._param_values.get(_check_key(key, "param"))
+                if old is not None and old != text:
+                    raise Conflict(
+                        f"param {key!r} is already {old!r}; it cannot become {text!r}",
+                        "params are fixed once logged; use a metric or a tag for changing values",
+                    )
+                if old is None:
+                    self._param_values[key] = text
+                    self._params.append((key, text))
+
+    def set_tag(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._tags.append((_check_key(key, "tag"), str(value)))
+
+    def log_metric(self, key: str, value: float, step: int | None = None) -> None:
+        """Record one value; `step` defaults to one more than the key's previous step."""
+        if type(key) is not str or not key or len(key) > MAX_KEY:
+            _check_key(key, "metric")
+        number = value if type(value) is float and value == value else _as_float(key, value)
+        with self._lock:
+            if step is None:
+                step = self._steps.get(key, -1) + 1
+            self._steps[key] = step
+            self._metrics.append(Metric(key, number, step, time.time()))  # type: ignore[arg-type]
+            if len(self._metrics) >= FLUSH_ROWS:
+                self._flush_locked()
+        if time.monotonic() - self._last_flush > FLUSH_SECONDS:
+            self.flush()
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        for key, value in metrics.items():
+            self.log_metric(key, value, step)
+
+    def log_artifact(self, path: str | Path, name: str | None = None) -> list[RunOutput]:
+        """Store a file (or every file under a folder) and record it as an output of the run."""
+        source = Path(path)
+        if not source.exists():
+            raise InvalidPath(f"cannot log artifact: {source} does not exist", "check the path")
+        base = check_relative_path(name if name is not None else source.name)
+        files = (
+            [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+        )
+        outputs = []
+        for file in files:
+            rel = base if file == source else f"{base}/{file.relative_to(source).as_posix()}"
+            digest, size, _ = self._tracker.artifacts.put_path(file)
+            outputs.append(RunOutput(check_relative_path(rel), digest, size))
+        with self._lock:
+            self._outputs.extend(outputs)
+        return outputs
+
+    def log_input(self, kind: str, ref: str, name: str | None = None) -> None:
+        with self._lock:
+            self._inputs.append(RunInput(kind, ref, name))
+
+    # flushing and ending ------------------------------------------------------------------
+    def _flush_locked(self) -> None:
+        params, tags, metrics = self._params, self._tags, self._metrics
+        inputs, outputs = self._inputs, self._outputs
+        if not (params or tags or metrics or inputs or outputs):
+            return
+        if outputs:
+            self._tracker.artifacts.sync()
+        self._tracker.metadata.write_run_data(
+            self.id, params=params, tags=tags, metrics=metrics, inputs=inputs, outputs=outputs
+        )
+        self._params, self._tags, self._metrics, self._inputs, self._outputs = [], [], [], [], []
+        self._last_flush = time.monotonic()
+
+    def flush(self) -> None:
+        """Write everything logged so far, in one transaction."""
+        with self._lock:
+            self._flush_locked()
+
+    def end(self, status: RunStatus = RunStatus.FINISHED, error: str | None = None) -> None:
+        if self.ended:
+            return
+        try:
+            self.flush()
+        finally:
+            self.ended = True
+            atexit.unregister(self._at_exit)
+            self._tracker.end_run(self.id, status, error)
+
+    def _at_exit(self) -> None:
+        if not self.ended:
+            self.end(RunStatus.FINISHED)
+
+    @property
+    def run(self) -> Run:
+        """The run as stored, after writing what is buffered."""
+        self.flush()
+        return self._tracker.metadata.get_run(self.id)
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            self.end(RunStatus.FINISHED)
+        else:
+            detail = "".join(traceback.format_exception(exc_type, exc, tb))[-4000:]
+            self.end(RunStatus.FAILED, detail)
+
+
+class Tracker:
+    """Start runs and read them back."""
+
+    def __init__(
+        self, metadata: MetadataStore, artifacts: ArtifactStore, actor: str, root: Path
+    ) -> None:
+        self.metadata = metadata
+        self.artifacts = artifacts
+        self.actor = actor
+        self.root = root
+        self._environment: Environment | None = None
+
+    def environment(self) -> Environment:
+        if self._environment is None:
+            env = capture_environment(self.artifacts)
+            self.artifacts.sync()
+            self.metadata.put_environment(env)
+            self._environment = env
+        return self._environment
+
+    def start_run(
+        self,
+        name: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        parent: ActiveRun | None = None,
+    ) -> ActiveRun:
+        """Create a run, capturing code and environment (a nested run shares its parent's).
+
+        Example:
+            >>> with tracker.start_run("baseline", params={"lr": 0.1}) as run:  # doctest: +SKIP
+            ...     run.log_metric("loss", 0.3)
+        """
+        run_id = uuid.uuid4().hex
+        code: CodeVersion | None
+        if parent is not None:
+            parent_run = self.metadata.get_run(parent.id)
+            code, env_digest = parent_run.code, parent_run.environment
+        else:
+            code, env_digest = capture_code(self.root), self.environment().digest
+        run = Run(
+            id=run_id,
+            name=name or f"run-{run_id[:8]}",
+            status=RunStatus.RUNNING,
+            started=time.time(),
+            parent_id=parent.id if parent else None,
+            user=self.actor,
+            code=code,
+            environment=env_digest,
+            params={_check_key(k, "param"): str(v) for k, v in (params or {}).items()},
+            tags={_check_key(k, "tag"): str(v) for k, v in (tags or {}).items()},
+        )
+        details = {"name": run.name, "parent": run.parent_id}
+        self.metadata.create_run(run, self._event("run.started", run_id, details))
+        return ActiveRun(self, run)
+
+    def end_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
+        action = "run.finished" if status is RunStatus.FINISHED else f"run.{status.value}"
+        event = self._event(action, run_id, {"status": status.value})
+        self.metadata.end_run(run_id, status, time.time(), error, event)
+
+    def _event(self, action: str, run_id: str, details: Mapping[str, Any]) -> Event:
+        return Event(time.time(), self.actor, action, f"run/{run_id}", None, details)
+
+    def get_run(self, ref: str) -> Run:
+        return self.metadata.get_run(ref.removeprefix("run/"))
+
+    def find_runs(
+        self, filter: str | None = None, sort: str | None = None, limit: int | None = None
+    ) -> list[Run]:
+        """Runs matching a filter expression, sorted, at most `limit` of them."""
+        where = parse_filter(filter) if filter else None
+        order = parse_sort(sort) if sort else ()
+        return self.metadata.find_runs(where, order, limit)
+
+    def count_runs(self, filter: str | None = None) -> int:
+        return self.metadata.count_runs(parse_filter(filter) if filter else None)
+
+    def metric_history(self, ref: str, key: str) -> list[Metric]:
+        run = self.get_run(ref)
+        if key not in run.metrics:
+            raise NotFound(f"run {run.id[:12]} has no metric {key!r}", "see `mloop runs show`")
+        return self.metadata.metric_history(run.id, key)

@@ -1,0 +1,86 @@
+"""What every metadata store does, grouped by noun. Each method is one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+from mloop.domain.dataset import DatasetSummary, DatasetVersion
+from mloop.domain.event import Event
+from mloop.domain.lineage import Environment
+from mloop.domain.query import Expr, SortKey
+from mloop.domain.run import Metric, Run, RunInput, RunOutput, RunStatus
+
+
+class MetadataStore(Protocol):
+    uri: str
+
+    def close(self) -> None: ...
+
+    # runs
+    def create_run(self, run: Run, event: Event) -> None: ...
+
+    def write_run_data(
+        self,
+        run_id: str,
+        *,
+        params: Sequence[tuple[str, str]] = (),
+        tags: Sequence[tuple[str, str]] = (),
+        metrics: Sequence[Metric] = (),
+        inputs: Sequence[RunInput] = (),
+        outputs: Sequence[RunOutput] = (),
+    ) -> None: ...
+
+    def end_run(
+        self, run_id: str, status: RunStatus, ended: float, error: str | None, event: Event
+    ) -> None: ...
+
+    def get_run(self, ref: str) -> Run: ...
+
+    def find_runs(
+        self,
+        where: Expr | None = None,
+        order: Sequence[SortKey] = (),
+        limit: int | None = None,
+    ) -> list[Run]: ...
+
+    def count_runs(self, where: Expr | None = None) -> int: ...
+
+    def metric_history(self, run_id: str, key: str) -> list[Metric]: ...
+
+    def child_runs(self, run_id: str) -> list[Run]: ...
+
+    # environments
+    def put_environment(self, env: Environment) -> None: ...
+
+    def get_environment(self, digest: str) -> Environment: ...
+
+    # datasets
+    def create_dataset_version(self, version: DatasetVersion, event: Event) -> DatasetVersion: ...
+
+    def get_dataset_version(
+        self, name: str, version: int | None = None, *, files: bool = False
+    ) -> DatasetVersion: ...
+
+    def list_datasets(self) -> list[DatasetSummary]: ...
+
+    def list_dataset_versions(self, name: str) -> list[DatasetVersion]: ...
+
+    # lineage
+    def runs_with_input(self, kind: str, ref: str) -> list[Run]: ...
+
+    def runs_with_output(self, digest: str) -> list[Run]: ...
+
+    def dataset_versions_with_file(self, digest: str) -> list[DatasetVersion]: ...
+
+    def dataset_versions_of_run(self, run_id: str) -> list[DatasetVersion]: ...
+
+    def resolve_digest(self, prefix: str) -> str: ...
+
+    # events
+    def append_event(self, event: Event) -> None: ...
+
+    def list_events(self, ref: str | None = None, limit: int = 100) -> list[Event]: ...
+
+    # housekeeping
+    def referenced_objects(self) -> Iterator[tuple[str, int | None, str]]: ...

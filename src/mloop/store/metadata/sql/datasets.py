@@ -1,0 +1,176 @@
+"""Datasets and their versions in SQL: the data half of the SQL metadata store."""
+
+from __future__ import annotations
+
+import json
+
+from mloop.domain.dataset import DatasetSummary, DatasetVersion, FileEntry
+from mloop.domain.event import Event
+from mloop.errors import NotFound
+from mloop.store.metadata.sql import rows
+from mloop.store.metadata.sql.db import Database, Tx
+
+
+def _missing_dataset(name: str) -> NotFound:
+    return NotFound(f"no dataset {name!r}", "list datasets with `mloop data list`")
+
+
+class SqlDatasets:
+    db: Database
+
+    def create_dataset_version(self, version: DatasetVersion, event: Event) -> DatasetVersion:
+        """Allocate the next version number and write version, manifest and event at once."""
+
+        def work(tx: Tx) -> DatasetVersion:
+            number = int(
+                tx.scalar(
+                    "INSERT INTO datasets (name, created, latest) VALUES (:n, :c, 1) "
+                    "ON CONFLICT (name) DO UPDATE SET latest = datasets.latest + 1 "
+                    "RETURNING latest",
+                    {"n": version.name, "c": version.created},
+                )
+            )
+            version_id = tx.scalar(
+                "INSERT INTO dataset_versions (dataset, version, created, user_name, message, "
+                "file_count, total_size, sources, tables, run_id) VALUES (:d, :v, :c, :u, :m, "
+                ":fc, :ts, :src, :tab, :run) RETURNING id",
+                {
+                    "d": version.name,
+                    "v": number,
+                    "c": version.created,
+                    "u": version.user,
+                    "m": version.message,
+                    "fc": version.file_count,
+                    "ts": version.total_size,
+                    "src": json.dumps(list(version.sources)),
+                    "tab": rows.tables_to_json(version.tables),
+                    "run": version.run_id,
+                },
+            )
+            tx.executemany(
+                "INSERT INTO dataset_files (version_id, path, digest, size) VALUES (?, ?, ?, ?)"
+                if tx.dialect == "sqlite"
+                else "INSERT INTO dataset_files (version_id, path, digest, size) "
+                "VALUES (:i, :p, :d, :s)",
+                [(version_id, f.path, f.digest, f.size) for f in version.files]
+                if tx.dialect == "sqlite"
+                else [
+                    {"i": version_id, "p": f.path, "d": f.digest, "s": f.size}
+                    for f in version.files
+                ],
+            )
+            ref = f"dataset/{version.name}:{number}"
+            stamped = Event(event.at, event.actor, event.action, ref, event.reason, event.details)
+            tx.execute(rows.INSERT_EVENT, rows.event_to_row(stamped))
+            return DatasetVersion(
+                name=version.name,
+                version=number,
+                created=version.created,
+                user=version.user,
+                message=version.message,
+                file_count=version.file_count,
+                total_size=version.total_size,
+                sources=version.sources,
+                tables=version.tables,
+                files=version.files,
+                run_id=version.run_id,
+            )
+
+        return self.db.write(work)
+
+    def get_dataset_version(
+        self, name: str, version: int | None = None, *, files: bool = False
+    ) -> DatasetVersion:
+        def work(tx: Tx) -> DatasetVersion:
+            if version is None:
+                row = tx.one(
+                    f"SELECT {rows.VERSION_COLUMNS} FROM dataset_versions v WHERE v.dataset = :n "
+                    "ORDER BY v.version DESC LIMIT 1",
+                    {"n": name},
+                )
+                if row is None:
+                    raise _missing_dataset(name)
+            else:
+                row = tx.one(
+                    f"SELECT {rows.VERSION_COLUMNS} FROM dataset_versions v "
+                    "WHERE v.dataset = :n AND v.version = :v",
+                    {"n": name, "v": version},
+                )
+                if row is None:
+                    latest = tx.scalar("SELECT latest FROM datasets WHERE name = :n", {"n": name})
+                    if latest is None:
+                        raise _missing_dataset(name)
+                    raise NotFound(
+                        f"dataset {name!r} has no version {version} (latest is {latest})",
+                        f"see `mloop data show {name}`",
+                    )
+            found = rows.version_from_row(row)
+            if not files:
+                return found
+            entries = tuple(
+                FileEntry(p, d, s)
+                for p, d, s in tx.all(
+                    "SELECT path, digest, size FROM dataset_files WHERE version_id = :i "
+                    "ORDER BY path",
+                    {"i": row[0]},
+                )
+            )
+            return DatasetVersion(
+                name=found.name,
+                version=found.version,
+                created=found.created,
+                user=found.user,
+                message=found.message,
+                file_count=found.file_count,
+                total_size=found.total_size,
+                sources=found.sources,
+                tables=found.tables,
+                files=entries,
+                run_id=found.run_id,
+            )
+
+        return self.db.read(work)
+
+    def list_datasets(self) -> list[DatasetSummary]:
+        found = self.db.read(
+            lambda tx: tx.all(
+                "SELECT d.name, d.latest, d.created, v.created, v.file_count, v.total_size "
+                "FROM datasets d JOIN dataset_versions v ON v.dataset = d.name "
+                "AND v.version = d.latest ORDER BY d.name"
+            )
+        )
+        return [DatasetSummary(*row) for row in found]
+
+    def list_dataset_versions(self, name: str) -> list[DatasetVersion]:
+        def work(tx: Tx) -> list[DatasetVersion]:
+            found = tx.all(
+                f"SELECT {rows.VERSION_COLUMNS} FROM dataset_versions v WHERE v.dataset = :n "
+                "ORDER BY v.version",
+                {"n": name},
+            )
+            if not found:
+                raise _missing_dataset(name)
+            return [rows.version_from_row(r) for r in found]
+
+        return self.db.read(work)
+
+    def dataset_versions_with_file(self, digest: str) -> list[DatasetVersion]:
+        found = self.db.read(
+            lambda tx: tx.all(
+                f"SELECT {rows.VERSION_COLUMNS} FROM dataset_versions v WHERE v.id IN "
+                "(SELECT version_id FROM dataset_files WHERE digest = :d) "
+                "ORDER BY v.dataset, v.version",
+                {"d": digest},
+            )
+        )
+        return [rows.version_from_row(r) for r in found]
+
+    def dataset_versions_of_run(self, run_id: str) -> list[DatasetVersion]:
+        found = self.db.read(
+            lambda tx: tx.all(
+                f"SELECT {rows.VERSION_COLUMNS} FROM dataset_versions v WHERE v.run_id = :r "
+                "ORDER BY v.dataset, v.version",
+                {"r": run_id},
+            )
+        )
+        return [rows.version_from_row(r) for r in found]

@@ -1,0 +1,243 @@
+"""A thin DB-API layer over sqlite3 and psycopg: connections, transactions, placeholders.
+
+SQL is written once with `:name` placeholders in the subset SQLite and PostgreSQL share
+(`ON CONFLICT … DO UPDATE`, `RETURNING`); for psycopg the placeholders are rewritten to
+`%(name)s`. SQLite gets one connection per thread, WAL, a busy timeout and `BEGIN IMMEDIATE`
+for writes, so concurrent writers queue instead of failing; PostgreSQL gets a bounded pool.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mloop.errors import MissingDependency, StoreUnavailable
+
+T = TypeVar("T")
+Params = Mapping[str, Any] | Sequence[Any] | None
+BUSY_TIMEOUT_MS = 60_000
+_PLACEHOLDER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+def sqlite_path(uri: str) -> Path:
+    """`sqlite:///relative.db` or `sqlite:////absolute.db`, as SQLAlchemy spells them."""
+    rest = uri.split("://", 1)[1]
+    if not rest.startswith("/") or rest in ("/", "/:memory:"):
+        raise StoreUnavailable(
+            f"store_uri {uri!r} names no database file", "use sqlite:////absolute/path/mloop.db"
+        )
+    return Path(rest[1:])
+
+
+def redact(uri: str) -> str:
+    """The URI with any password replaced, for messages and `mloop config show`."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", uri)
+
+
+class Tx:
+    """One transaction: run statements, fetch rows."""
+
+    def __init__(self, raw: Any, dialect: str) -> None:
+        self.raw = raw
+        self.dialect = dialect
+        self._cur = raw.cursor()
+
+    def _sql(self, sql: str) -> str:
+        if self.dialect == "sqlite":
+            return sql
+        return _pg_sql(sql)
+
+    def execute(self, sql: str, params: Params = None) -> Any:
+        self._cur.execute(self._sql(sql), params if params is not None else {})
+        return self._cur
+
+    def executemany(self, sql: str, rows: Iterable[Mapping[str, Any] | Sequence[Any]]) -> None:
+        rows = list(rows)
+        if rows:
+            self._cur.executemany(self._sql(sql), rows)
+
+    def all(self, sql: str, params: Params = None) -> list[Any]:
+        return list(self.execute(sql, params).fetchall())
+
+    def one(self, sql: str, params: Params = None) -> Any:
+        return self.execute(sql, params).fetchone()
+
+    def scalar(self, sql: str, params: Params = None) -> Any:
+        row = self.one(sql, params)
+        return None if row is None else row[0]
+
+
+_PG_CACHE: dict[str, str] = {}
+
+
+def _pg_sql(sql: str) -> str:
+    converted = _PG_CACHE.get(sql)
+    if converted is None:
+        converted = _PLACEHOLDER.sub(r"%(\1)s", sql.replace("%", "%%"))
+        _PG_CACHE[sql] = converted
+    return converted
+
+
+class Database:
+    """Connections to one database, and `read`/`write` that run a function in a transaction."""
+
+    def __init__(self, uri: str, pool_size: int = 5) -> None:
+        self.uri = uri
+        scheme = uri.split("://", 1)[0]
+        self.dialect = "sqlite" if scheme.startswith("sqlite") else "postgresql"
+        self._local = threading.local()
+        self._engine: Any = None
+        self._pool_size = pool_size
+        self._sqlite_conns: list[Any] = []
+        self._conns_lock = threading.Lock()
+        if self.dialect == "sqlite":
+            self.path = sqlite_path(uri)
+            if not self.path.parent.is_dir():
+                raise StoreUnavailable(
+                    f"cannot open the metadata store: folder {self.path.parent} does not exist",
+                    "run `mloop init` in the project folder, or fix MLOOP_STORE_URI",
+                )
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.uri.startswith("postgresql://"):
+            return "postgresql+psycopg://" + self.uri.split("://", 1)[1]
+        return self.uri
+
+    # connections --------------------------------------------------------------------------
+    def _sqlite(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            import sqlite3
+
+            try:
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=BUSY_TIMEOUT_MS / 1000,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+                conn.execute("PRAGMA foreign_keys = ON")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(
+                    f"cannot open the metadata store {self.path}: {exc}",
+                    "check that the file is a SQLite database and the folder is writable",
+                ) from None
+            self._local.conn = conn
+            with self._conns_lock:
+                self._sqlite_conns.append(conn)
+        return conn
+
+    def engine(self) -> Any:
+        if self._engine is None:
+            try:
+                import psycopg  # noqa: F401
+            except ImportError:
+                raise MissingDependency(
+                    "PostgreSQL support needs psycopg", "pip install 'mloop[postgres]'"
+                ) from None
+            import sqlalchemy
+
+            self._engine = sqlalchemy.create_engine(
+                self.sqlalchemy_url,
+                pool_size=self._pool_size,
+                max_overflow=0,
+                pool_timeout=60,
+                pool_pre_ping=True,
+            )
+        return self._engine
+
+    @contextmanager
+    def _pg(self) -> Iterator[Any]:
+        try:
+            raw = self.engine().raw_connection()
+        except Exception as exc:  # the driver's errors vary; all mean "cannot reach it"
+            if isinstance(exc, MissingDependency):
+                raise
+            raise StoreUnavailable(
+                f"cannot connect to {redact(self.uri)}: {str(exc).splitlines()[0]}",
+                "check that the server is running and MLOOP_STORE_URI is right",
+            ) from None
+        try:
+            yield raw
+        finally:
+            raw.close()
+
+    # transactions -------------------------------------------------------------------------
+    def _run(self, fn: Callable[[Tx], T], write: bool) -> T:
+        if self.dialect == "sqlite":
+            import sqlite3
+
+            conn = self._sqlite()
+            try:
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(
+                    f"the metadata store {self.path} is busy: {exc}",
+                    "another process holds a long write lock; try again",
+                ) from None
+            try:
+                result = fn(Tx(conn, "sqlite"))
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+        with self._pg() as raw:
+            try:
+                result = fn(Tx(raw, "postgresql"))
+            except BaseException:
+                raw.rollback()
+                raise
+            raw.commit()
+            return result
+
+    def read(self, fn: Callable[[Tx], T]) -> T:
+        """Run `fn` in a read transaction (one consistent snapshot)."""
+        return self._run(fn, write=False)
+
+    def write(self, fn: Callable[[Tx], T]) -> T:
+        """Run `fn` in a write transaction; retried when PostgreSQL reports a conflict."""
+        if self.dialect == "sqlite":
+            return self._run(fn, write=True)
+        import psycopg.errors as pg_errors
+
+        for attempt in range(5):
+            try:
+                return self._run(fn, write=True)
+            except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected):
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._conns_lock:
+            for conn in self._sqlite_conns:
+                conn.close()
+            self._sqlite_conns.clear()
+        self._local = threading.local()
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+CHUNK = 500
+
+
+def chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    """Split a long list for `IN (…)` clauses, which both databases limit in size."""
+    for i in range(0, len(items), CHUNK):
+        yield items[i : i + CHUNK]
+
+
+def in_clause(values: Sequence[str]) -> tuple[str, dict[str, str]]:
+    """`(:i0, :i1, …)` and its parameters."""
+    params = {f"i{n}": value for n, value in enumerate(values)}
+    return "(" + ", ".join(f":i{n}" for n in range(len(values))) + ")", params

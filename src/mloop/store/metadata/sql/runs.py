@@ -1,0 +1,304 @@
+"""Runs, their data and environments in SQL: the run half of the SQL metadata store."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from mloop.domain.event import Event
+from mloop.domain.lineage import Environment
+from mloop.domain.query import Expr, SortKey
+from mloop.domain.run import Metric, Run, RunInput, RunOutput, RunStatus
+from mloop.errors import Conflict, InvalidInput, NotFound
+from mloop.store.metadata.sql import rows
+from mloop.store.metadata.sql.db import Database, Tx, chunks, in_clause
+from mloop.store.metadata.sql.filters import compile_order, compile_where
+
+_NUMBER = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _as_number(text: str) -> float | None:
+    if _NUMBER.fullmatch(text):
+        value = float(text)
+        return value if math.isfinite(value) else None
+    return None
+
+
+class SqlRuns:
+    db: Database
+
+    def create_run(self, run: Run, event: Event) -> None:
+        def work(tx: Tx) -> None:
+            tx.execute(
+                "INSERT INTO runs (id, name, status, started, ended, parent_id, user_name, "
+                "code_commit, code_diff, code_repo, environment, error) VALUES (:id, :name, "
+                ":status, :started, :ended, :parent_id, :user_name, :code_commit, :code_diff, "
+                ":code_repo, :environment, :error)",
+                rows.run_to_row(run),
+            )
+            tx.execute(rows.INSERT_EVENT, rows.event_to_row(event))
+
+        self.db.write(work)
+        if run.params or run.tags or run.metrics:
+            self.write_run_data(
+                run.id,
+                params=list(run.params.items()),
+                tags=list(run.tags.items()),
+                metrics=list(run.metrics.values()),
+            )
+
+    def write_run_data(
+        self,
+        run_id: str,
+        *,
+        params: Sequence[tuple[str, str]] = (),
+        tags: Sequence[tuple[str, str]] = (),
+        metrics: Sequence[Metric] = (),
+        inputs: Sequence[RunInput] = (),
+        outputs: Sequence[RunOutput] = (),
+    ) -> None:
+        latest: dict[str, Metric] = {}
+        for m in metrics:
+            old = latest.get(m.key)
+            if old is None or (m.step, m.timestamp) >= (old.step, old.timestamp):
+                latest[m.key] = m
+
+        def work(tx: Tx) -> None:
+            if tx.scalar("SELECT 1 FROM runs WHERE id = :id", {"id": run_id}) is None:
+                raise NotFound(f"run {run_id} does not exist", "see `mloop runs list`")
+            self._write_params(tx, run_id, params)
+            tx.executemany(
+                "INSERT INTO run_tags (run_id, key, value) VALUES (:r, :k, :v) "
+                "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+                [{"r": run_id, "k": k, "v": v} for k, v in tags],
+            )
+            tx.executemany(
+                "INSERT INTO run_metrics (run_id, key, value, step, ts) VALUES (?, ?, ?, ?, ?)"
+                if tx.dialect == "sqlite"
+                else "INSERT INTO run_metrics (run_id, key, value, step, ts) "
+                "VALUES (:r, :k, :v, :s, :t)",
+                [(run_id, m.key, m.value, m.step, m.timestamp) for m in metrics]
+                if tx.dialect == "sqlite"
+                else [
+                    {"r": run_id, "k": m.key, "v": m.value, "s": m.step, "t": m.timestamp}
+                    for m in metrics
+                ],
+            )
+            tx.executemany(
+                "INSERT INTO run_latest_metrics (run_id, key, value, step, ts) "
+                "VALUES (:r, :k, :v, :s, :t) ON CONFLICT (run_id, key) DO UPDATE SET "
+                "value = excluded.value, step = excluded.step, ts = excluded.ts "
+                "WHERE excluded.step > run_latest_metrics.step OR (excluded.step = "
+                "run_latest_metrics.step AND excluded.ts >= run_latest_metrics.ts)",
+                [
+                    {"r": run_id, "k": m.key, "v": m.value, "s": m.step, "t": m.timestamp}
+                    for m in latest.values()
+                ],
+            )
+            tx.executemany(
+                "INSERT INTO run_inputs (run_id, kind, ref, name) VALUES (:r, :k, :ref, :n) "
+                "ON CONFLICT (run_id, kind, ref) DO NOTHING",
+                [{"r": run_id, "k": i.kind, "ref": i.ref, "n": i.name} for i in inputs],
+            )
+            tx.executemany(
+                "INSERT INTO run_outputs (run_id, name, digest, size) VALUES (:r, :n, :d, :s) "
+                "ON CONFLICT (run_id, name) DO UPDATE SET digest = excluded.digest, "
+                "size = excluded.size",
+                [{"r": run_id, "n": o.name, "d": o.digest, "s": o.size} for o in outputs],
+            )
+
+        self.db.write(work)
+
+    def _write_params(self, tx: Tx, run_id: str, params: Sequence[tuple[str, str]]) -> None:
+        if not params:
+            return
+        keys = [k for k, _ in params]
+        clause, args = in_clause(keys)
+        existing = dict(
+            tx.all(
+                f"SELECT key, value FROM run_params WHERE run_id = :run AND key IN {clause}",
+                {"run": run_id, **args},
+            )
+        )
+        for key, value in params:
+            if key in existing and existing[key] != value:
+                raise Conflict(
+                    f"param {key!r} of run {run_id[:12]} is already {existing[key]!r}; "
+                    f"it cannot become {value!r}",
+                    "params are fixed once logged; log a metric or a tag for values that change",
+                )
+        tx.executemany(
+            "INSERT INTO run_params (run_id, key, value, value_num) VALUES (:r, :k, :v, :n) "
+            "ON CONFLICT (run_id, key) DO NOTHING",
+            [{"r": run_id, "k": k, "v": v, "n": _as_number(v)} for k, v in params],
+        )
+
+    def end_run(
+        self, run_id: str, status: RunStatus, ended: float, error: str | None, event: Event
+    ) -> None:
+        def work(tx: Tx) -> None:
+            tx.execute(
+                "UPDATE runs SET status = :s, ended = :e, error = :err WHERE id = :id",
+                {"s": status.value, "e": ended, "err": error, "id": run_id},
+            )
+            tx.execute(rows.INSERT_EVENT, rows.event_to_row(event))
+
+        self.db.write(work)
+
+    def _resolve_run_id(self, tx: Tx, ref: str) -> str:
+        ref = ref.lower()
+        if len(ref) == 32:
+            if tx.scalar("SELECT 1 FROM runs WHERE id = :id", {"id": ref}):
+                return ref
+        else:
+            found = tx.all(
+                "SELECT id FROM runs WHERE id LIKE :p ORDER BY id LIMIT 5", {"p": ref + "%"}
+            )
+            if len(found) == 1:
+                return str(found[0][0])
+            if len(found) > 1:
+                shown = ", ".join(str(r[0])[:12] for r in found)
+                raise InvalidInput(
+                    f"run id {ref!r} is ambiguous: it starts {shown}", "give more digits"
+                )
+        raise NotFound(f"no run {ref!r}", "list runs with `mloop runs list`")
+
+    def _hydrate(self, tx: Tx, found: list[Run]) -> list[Run]:
+        if not found:
+            return []
+        params: dict[str, dict[str, str]] = {r.id: {} for r in found}
+        tags: dict[str, dict[str, str]] = {r.id: {} for r in found}
+        metrics: dict[str, dict[str, Metric]] = {r.id: {} for r in found}
+        for chunk in chunks([r.id for r in found]):
+            clause, args = in_clause(chunk)
+            for run_id, key, value in tx.all(
+                f"SELECT run_id, key, value FROM run_params WHERE run_id IN {clause}", args
+            ):
+                params[run_id][key] = value
+            for run_id, key, value in tx.all(
+                f"SELECT run_id, key, value FROM run_tags WHERE run_id IN {clause}", args
+            ):
+                tags[run_id][key] = value
+            for run_id, key, value, step, ts in tx.all(
+                "SELECT run_id, key, value, step, ts FROM run_latest_metrics "
+                f"WHERE run_id IN {clause}",
+                args,
+            ):
+                metrics[run_id][key] = Metric(key, value, step, ts)
+        return [
+            dataclasses.replace(r, params=params[r.id], tags=tags[r.id], metrics=metrics[r.id])
+            for r in found
+        ]
+
+    def get_run(self, ref: str) -> Run:
+        def work(tx: Tx) -> Run:
+            run_id = self._resolve_run_id(tx, ref)
+            row = tx.one(f"SELECT {rows.RUN_COLUMNS} FROM runs r WHERE r.id = :id", {"id": run_id})
+            run = self._hydrate(tx, [rows.run_from_row(row)])[0]
+            inputs = tuple(
+                RunInput(k, ref_, n)
+                for k, ref_, n in tx.all(
+                    "SELECT kind, ref, name FROM run_inputs WHERE run_id = :id ORDER BY kind, ref",
+                    {"id": run_id},
+                )
+            )
+            outputs = tuple(
+                RunOutput(n, d, s)
+                for n, d, s in tx.all(
+                    "SELECT name, digest, size FROM run_outputs WHERE run_id = :id ORDER BY name",
+                    {"id": run_id},
+                )
+            )
+            return dataclasses.replace(run, inputs=inputs, outputs=outputs)
+
+        return self.db.read(work)
+
+    def find_runs(
+        self,
+        where: Expr | None = None,
+        order: Sequence[SortKey] = (),
+        limit: int | None = None,
+    ) -> list[Run]:
+        params: dict[str, Any] = {}
+        sql = f"SELECT {rows.RUN_COLUMNS} FROM runs r"
+        if where is not None:
+            sql += " WHERE " + compile_where(where, params)
+        sql += " " + compile_order(order, params)
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+
+        def work(tx: Tx) -> list[Run]:
+            return self._hydrate(tx, [rows.run_from_row(r) for r in tx.all(sql, params)])
+
+        return self.db.read(work)
+
+    def count_runs(self, where: Expr | None = None) -> int:
+        params: dict[str, Any] = {}
+        sql = "SELECT COUNT(*) FROM runs r"
+        if where is not None:
+            sql += " WHERE " + compile_where(where, params)
+        return int(self.db.read(lambda tx: tx.scalar(sql, params)))
+
+    def metric_history(self, run_id: str, key: str) -> list[Metric]:
+        found = self.db.read(
+            lambda tx: tx.all(
+                "SELECT key, value, step, ts FROM run_metrics WHERE run_id = :r AND key = :k "
+                "ORDER BY step, ts",
+                {"r": run_id, "k": key},
+            )
+        )
+        return [Metric(k, v, s, t) for k, v, s, t in found]
+
+    def child_runs(self, run_id: str) -> list[Run]:
+        def work(tx: Tx) -> list[Run]:
+            found = tx.all(
+                f"SELECT {rows.RUN_COLUMNS} FROM runs r WHERE r.parent_id = :p ORDER BY r.started",
+                {"p": run_id},
+            )
+            return self._hydrate(tx, [rows.run_from_row(r) for r in found])
+
+        return self.db.read(work)
+
+    def _runs_by_ids(self, tx: Tx, sql: str, params: dict[str, Any]) -> list[Run]:
+        ids = [r[0] for r in tx.all(sql, params)]
+        found: list[Run] = []
+        for chunk in chunks(ids):
+            clause, args = in_clause(chunk)
+            found.extend(
+                rows.run_from_row(r)
+                for r in tx.all(
+                    f"SELECT {rows.RUN_COLUMNS} FROM runs r WHERE r.id IN {clause}", args
+                )
+            )
+        found.sort(key=lambda r: r.started)
+        return self._hydrate(tx, found)
+
+    # environments -------------------------------------------------------------------------
+    def put_environment(self, env: Environment) -> None:
+        self.db.write(
+            lambda tx: tx.execute(
+                "INSERT INTO environments (digest, python, packages_digest, package_count) "
+                "VALUES (:d, :py, :pd, :n) ON CONFLICT (digest) DO NOTHING",
+                {
+                    "d": env.digest,
+                    "py": env.python,
+                    "pd": env.packages_digest,
+                    "n": env.package_count,
+                },
+            )
+        )
+
+    def get_environment(self, digest: str) -> Environment:
+        row = self.db.read(
+            lambda tx: tx.one(
+                "SELECT digest, python, packages_digest, package_count FROM environments "
+                "WHERE digest = :d",
+                {"d": digest},
+            )
+        )
+        if row is None:
+            raise NotFound(f"no environment {digest[:12]}")
+        return Environment(*row)

@@ -1,0 +1,96 @@
+"""SqlMetadataStore: the MetadataStore Protocol on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from mloop.domain.event import Event
+from mloop.domain.run import Run
+from mloop.errors import InvalidInput, NotFound
+from mloop.store.metadata.sql import rows
+from mloop.store.metadata.sql.datasets import SqlDatasets
+from mloop.store.metadata.sql.db import Database, Tx
+from mloop.store.metadata.sql.migrate import ensure_schema
+from mloop.store.metadata.sql.runs import SqlRuns
+
+# Every column that names an object in the artifact store, and what to call its owner.
+REFERENCES = (
+    "SELECT f.digest, f.size, 'dataset/' || v.dataset || ':' || CAST(v.version AS VARCHAR(12)) "
+    "FROM dataset_files f JOIN dataset_versions v ON v.id = f.version_id",
+    "SELECT o.digest, o.size, 'run/' || o.run_id || ' ' || o.name FROM run_outputs o",
+    "SELECT e.packages_digest, NULL, 'environment ' || e.digest FROM environments e",
+)
+DIGEST_COLUMNS = (
+    ("dataset_files", "digest"),
+    ("run_outputs", "digest"),
+    ("environments", "packages_digest"),
+)
+
+
+class SqlMetadataStore(SqlRuns, SqlDatasets):
+    def __init__(self, uri: str, pool_size: int = 5) -> None:
+        self.db = Database(uri, pool_size=pool_size)
+        self.uri = uri
+        ensure_schema(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # lineage ------------------------------------------------------------------------------
+    def runs_with_input(self, kind: str, ref: str) -> list[Run]:
+        return self.db.read(
+            lambda tx: self._runs_by_ids(
+                tx,
+                "SELECT DISTINCT run_id FROM run_inputs WHERE kind = :k AND ref = :r",
+                {"k": kind, "r": ref},
+            )
+        )
+
+    def runs_with_output(self, digest: str) -> list[Run]:
+        return self.db.read(
+            lambda tx: self._runs_by_ids(
+                tx, "SELECT DISTINCT run_id FROM run_outputs WHERE digest = :d", {"d": digest}
+            )
+        )
+
+    def resolve_digest(self, prefix: str) -> str:
+        prefix = prefix.lower()
+
+        def work(tx: Tx) -> str:
+            found: set[str] = set()
+            for table, column in DIGEST_COLUMNS:
+                query = f"SELECT DISTINCT {column} FROM {table} WHERE {column} LIKE :p"
+                found.update(r[0] for r in tx.all(query, {"p": prefix + "%"}))
+            if len(found) == 1:
+                return found.pop()
+            if not found:
+                raise NotFound(
+                    f"no artifact with digest {prefix!r} is referenced by any run or dataset",
+                    "see `mloop runs show RUN` or `mloop data show NAME --files` for digests",
+                )
+            raise InvalidInput(f"digest {prefix!r} is ambiguous", "give more hex digits")
+
+        return self.db.read(work)
+
+    # events -------------------------------------------------------------------------------
+    def append_event(self, event: Event) -> None:
+        self.db.write(lambda tx: tx.execute(rows.INSERT_EVENT, rows.event_to_row(event)))
+
+    def list_events(self, ref: str | None = None, limit: int = 100) -> list[Event]:
+        sql = "SELECT id, at, actor, action, ref, reason, details FROM events"
+        params: dict[str, object] = {}
+        if ref is not None:
+            sql += " WHERE ref = :ref OR ref LIKE :prefix"
+            params = {"ref": ref, "prefix": ref + ":%"}
+        sql += f" ORDER BY id DESC LIMIT {int(limit)}"
+        return [rows.event_from_row(r) for r in self.db.read(lambda tx: tx.all(sql, params))]
+
+    # housekeeping -------------------------------------------------------------------------
+    def referenced_objects(self) -> Iterator[tuple[str, int | None, str]]:
+        def work(tx: Tx) -> list[tuple[str, int | None, str]]:
+            found: list[tuple[str, int | None, str]] = []
+            for sql in REFERENCES:
+                found.extend((r[0], r[1], r[2]) for r in tx.all(sql))
+            return found
+
+        return iter(self.db.read(work))

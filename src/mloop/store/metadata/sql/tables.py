@@ -1,0 +1,147 @@
+"""The schema, declared once with SQLAlchemy: Alembic migrations are checked against it.
+
+Times are seconds since the epoch (float); JSON documents are TEXT. Params keep a numeric copy
+(`value_num`) so filters can compare `params.lr > 0.01` as numbers on both databases.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started", sa.Float, nullable=False),
+    sa.Column("ended", sa.Float),
+    sa.Column("parent_id", sa.String(32), sa.ForeignKey("runs.id")),
+    sa.Column("user_name", sa.String(200), nullable=False),
+    sa.Column("code_commit", sa.String(64)),
+    sa.Column("code_diff", sa.String(64)),
+    sa.Column("code_repo", sa.Text),
+    sa.Column("environment", sa.String(64)),
+    sa.Column("error", sa.Text),
+    sa.Index("ix_runs_started", "started"),
+    sa.Index("ix_runs_parent", "parent_id"),
+)
+
+run_params = sa.Table(
+    "run_params",
+    metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("value_num", sa.Float),
+)
+
+run_tags = sa.Table(
+    "run_tags",
+    metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+run_metrics = sa.Table(
+    "run_metrics",
+    metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("key", sa.String(250), nullable=False),
+    sa.Column("value", sa.Float),
+    sa.Column("step", sa.BigInteger, nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Index("ix_run_metrics_run_key_step", "run_id", "key", "step"),
+)
+
+run_latest_metrics = sa.Table(
+    "run_latest_metrics",
+    metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("value", sa.Float),
+    sa.Column("step", sa.BigInteger, nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Index("ix_run_latest_metrics_key_value", "key", "value"),
+)
+
+run_inputs = sa.Table(
+    "run_inputs",
+    metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("ref", sa.String(300), primary_key=True),
+    sa.Column("name", sa.String(300)),
+    sa.Index("ix_run_inputs_ref", "kind", "ref"),
+)
+
+run_outputs = sa.Table(
+    "run_outputs",
+    metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("name", sa.String(500), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Index("ix_run_outputs_digest", "digest"),
+)
+
+environments = sa.Table(
+    "environments",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("python", sa.String(64), nullable=False),
+    sa.Column("packages_digest", sa.String(64), nullable=False),
+    sa.Column("package_count", sa.Integer, nullable=False),
+)
+
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("latest", sa.Integer, nullable=False),
+)
+
+dataset_versions = sa.Table(
+    "dataset_versions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dataset", sa.String(63), sa.ForeignKey("datasets.name"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("user_name", sa.String(200), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("file_count", sa.Integer, nullable=False),
+    sa.Column("total_size", sa.BigInteger, nullable=False),
+    sa.Column("sources", sa.Text, nullable=False),
+    sa.Column("tables", sa.Text, nullable=False),
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id")),
+    sa.UniqueConstraint("dataset", "version", name="uq_dataset_versions_dataset_version"),
+)
+
+dataset_files = sa.Table(
+    "dataset_files",
+    metadata,
+    sa.Column("version_id", sa.Integer, sa.ForeignKey("dataset_versions.id"), primary_key=True),
+    sa.Column("path", sa.String(1000), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Index("ix_dataset_files_digest", "digest"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("ref", sa.String(300), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("details", sa.Text, nullable=False),
+    sa.Index("ix_events_ref", "ref"),
+    sa.Index("ix_events_at", "at"),
+)
