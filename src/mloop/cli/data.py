@@ -1,7 +1,255 @@
-"""stub"""
+"""`mloop data …`: version datasets, see what changed, diff, check out, push and pull."""
 
+from __future__ import annotations
+
+from pathlib import Path
 from typing import Any
+
+from mloop.cli import output
+from mloop.cli.main import Context
+from mloop.domain.records import to_plain
 
 
 def register(commands: Any) -> None:
-    return None
+    p = commands.add_parser("data", help="version datasets and move them around")
+    p.set_defaults(parser=p)
+    sub = p.add_subparsers(dest="action", metavar="ACTION")
+
+    add = sub.add_parser("add", help="snapshot files or folders as a new dataset version")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("paths", nargs="+", metavar="PATH")
+    add.add_argument("-m", "--message", default="", help="why this version exists")
+    add.add_argument("--json", action="store_true", help="print JSON")
+    add.set_defaults(handler=add_version)
+
+    ls = sub.add_parser("list", help="datasets and their latest versions")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(handler=list_datasets)
+
+    show = sub.add_parser("show", help="a version (default: latest): files, schema, profile")
+    show.add_argument("ref", metavar="NAME[:V]")
+    show.add_argument("--files", action="store_true", help="list every file")
+    show.add_argument("--versions", action="store_true", help="list all versions")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(handler=show_version)
+
+    status = sub.add_parser("status", help="what changed in the working files since")
+    status.add_argument("name", nargs="?", metavar="NAME")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=show_status)
+
+    diff = sub.add_parser("diff", help="files, schema and profile changes between versions")
+    diff.add_argument("old", metavar="NAME:A")
+    diff.add_argument("new", metavar="NAME:B")
+    diff.add_argument("--json", action="store_true", help="print JSON")
+    diff.set_defaults(handler=diff_versions)
+
+    co = sub.add_parser("checkout", help="write a version's files back (or into --to DIR)")
+    co.add_argument("ref", metavar="NAME:V")
+    co.add_argument("--to", metavar="DIR", type=Path, help="write into DIR instead")
+    co.add_argument("--force", action="store_true", help="overwrite work that is in no version")
+    co.set_defaults(handler=checkout)
+
+    for verb, helptext in (("push", "copy objects to"), ("pull", "fetch objects from")):
+        cmd = sub.add_parser(verb, help=f"{helptext} the remote artifact store")
+        cmd.add_argument("refs", nargs="*", metavar="NAME[:V]", help="default: everything")
+        cmd.add_argument("--remote", metavar="URI", help="default: remote_uri in mloop.yaml")
+        cmd.add_argument("--json", action="store_true", help="print JSON")
+        cmd.set_defaults(handler=transfer, verb=verb)
+
+
+def add_version(ctx: Context) -> None:
+    args = ctx.args
+    data = ctx.project.data
+    total: list[int] = [0]
+    with output.progress(f"adding {args.name}", None, ctx.quiet) as advance:
+        result = data.add(
+            args.name,
+            args.paths,
+            args.message,
+            progress=advance,
+            on_total=lambda n: total.__setitem__(0, n),
+        )
+    if ctx.json:
+        output.emit_json(result)
+        return
+    v = result.version
+    for warning in result.warnings:
+        output.line(f"warning: {warning}")
+    if not result.created:
+        output.line(f"{v.ref} unchanged: the files are the same as version {v.version}")
+        return
+    output.line(
+        f"{v.ref}: {v.file_count} files, {output.size(v.total_size)} "
+        f"({result.new_objects} new objects, {output.size(result.new_bytes)} stored)"
+    )
+    for table in v.tables:
+        output.line(f"  {table.path}: {table.rows} rows x {len(table.columns)} columns profiled")
+
+
+def list_datasets(ctx: Context) -> None:
+    found = ctx.project.data.datasets()
+    if ctx.json:
+        output.emit_json(found)
+        return
+    if not found:
+        output.line("no datasets yet; add one with `mloop data add NAME PATH`")
+        return
+    output.table(
+        ["NAME", "LATEST", "FILES", "SIZE", "UPDATED"],
+        [
+            [d.name, d.latest, d.file_count, output.size(d.total_size), output.when(d.updated)]
+            for d in found
+        ],
+    )
+
+
+def show_version(ctx: Context) -> None:
+    args = ctx.args
+    data = ctx.project.data
+    if args.versions:
+        from mloop.services.data.versioning import parse_version_ref
+
+        versions = data.versions(parse_version_ref(args.ref)[0])
+        if ctx.json:
+            output.emit_json(versions)
+            return
+        output.table(
+            ["VERSION", "CREATED", "USER", "FILES", "SIZE", "MESSAGE"],
+            [
+                [
+                    v.version,
+                    output.when(v.created),
+                    v.user,
+                    v.file_count,
+                    output.size(v.total_size),
+                    v.message,
+                ]
+                for v in versions
+            ],
+        )
+        return
+    version = data.show(args.ref, files=args.files or ctx.json)
+    if ctx.json:
+        output.emit_json(version)
+        return
+    output.fields(
+        [
+            ("dataset", version.ref),
+            ("created", output.when(version.created)),
+            ("user", version.user),
+            ("message", version.message or "-"),
+            ("files", f"{version.file_count} ({output.size(version.total_size)})"),
+            ("sources", ", ".join(version.sources)),
+            ("run", version.run_id or "-"),
+        ]
+    )
+    for table in version.tables:
+        output.table(
+            ["COLUMN", "TYPE", "NULLS", "MIN", "MAX", "MEAN", "TOP"],
+            [
+                [
+                    c.name,
+                    c.dtype,
+                    c.nulls,
+                    output.number(c.min),
+                    output.number(c.max),
+                    output.number(c.mean),
+                    ", ".join(f"{v} ({n})" for v, n in c.top[:3]) or "-",
+                ]
+                for c in table.columns
+            ],
+            title=f"{table.path}: {table.rows} rows",
+        )
+    if args.files:
+        output.table(
+            ["PATH", "DIGEST", "SIZE"],
+            [[f.path, f.digest[:12], output.size(f.size)] for f in version.files],
+        )
+
+
+def show_status(ctx: Context) -> int:
+    reports = ctx.project.data.status(ctx.args.name)
+    if ctx.json:
+        output.emit_json([{**to_plain(r), "clean": r.clean} for r in reports])
+        return 0
+    if not reports:
+        output.line("no datasets yet")
+    for r in reports:
+        if r.clean:
+            output.line(f"{r.name}:{r.version}: up to date ({r.unchanged} files)")
+            continue
+        output.line(f"{r.name}:{r.version}: changed since the latest version")
+        for label, paths in (("modified", r.modified), ("added", r.added), ("deleted", r.deleted)):
+            for path in paths:
+                output.line(f"  {label + ':':<10} {path}")
+        output.line(f"  (save with `mloop data add {r.name} {' '.join(_sources(ctx, r.name))}`)")
+    return 0
+
+
+def _sources(ctx: Context, name: str) -> tuple[str, ...]:
+    return ctx.project.data.show(name).sources
+
+
+def diff_versions(ctx: Context) -> None:
+    result = ctx.project.data.diff(ctx.args.old, ctx.args.new)
+    if ctx.json:
+        output.emit_json(result)
+        return
+    output.line(f"{result.old_ref} -> {result.new_ref}")
+    if not result.changed:
+        output.line("no differences")
+        return
+    for entry in result.added:
+        output.line(f"  added:     {entry.path} ({output.size(entry.size)})")
+    for entry in result.removed:
+        output.line(f"  removed:   {entry.path}")
+    for old, new in result.modified:
+        output.line(f"  modified:  {new.path} ({output.size(old.size)} -> {output.size(new.size)})")
+    for table in result.tables:
+        output.line(f"table {table.path}: rows {table.old_rows} -> {table.new_rows}")
+        for column in table.added_columns:
+            output.line(f"  + column {column}")
+        for column in table.removed_columns:
+            output.line(f"  - column {column}")
+        for column, old_type, new_type in table.type_changes:
+            output.line(f"  ~ column {column}: {old_type} -> {new_type}")
+        for change in table.changes:
+            output.line(
+                f"  ~ {change.column}.{change.statistic}: {change.old} -> {change.new}"
+                + (f"  ({change.note})" if change.note else "")
+            )
+
+
+def checkout(ctx: Context) -> None:
+    args = ctx.args
+    data = ctx.project.data
+    with output.progress(f"checking out {args.ref}", None, ctx.quiet) as advance:
+        result = data.checkout(args.ref, args.to, force=args.force, progress=advance)
+    output.line(
+        f"{result.version.ref} -> {result.target}: {result.written} written, "
+        f"{result.unchanged} already up to date"
+        + (f", {result.removed} removed" if result.removed else "")
+    )
+
+
+def transfer(ctx: Context) -> int:
+    args = ctx.args
+    project = ctx.project
+    remote = project.remote(args.remote)
+    data = project.data
+    verb = args.verb
+    move = data.push if verb == "push" else data.pull
+    with output.progress(f"{verb}ing", data.object_count(args.refs), ctx.quiet) as advance:
+        result = move(args.refs, remote, advance)
+    if ctx.json:
+        output.emit_json(result)
+    else:
+        where = "to" if verb == "push" else "from"
+        output.line(
+            f"{verb}: {result.copied} objects ({output.size(result.copied_bytes)}) copied "
+            f"{where} {remote.uri}, {result.present} already there"
+        )
+        for digest in result.missing:
+            output.line(f"  missing from the source: {digest[:12]}")
+    return 1 if result.missing else 0

@@ -61,9 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
 Handler = Callable[[Context], "int | None"]
 
 
+GLOBAL_FLAGS = ("-q", "--quiet", "--debug")
+
+
+def _hoist_global_flags(argv: Sequence[str]) -> list[str]:
+    """Let `-q` and `--debug` go anywhere (`mloop data add -q …`), as users type them."""
+    args = list(argv)
+    end = args.index("--") if "--" in args else len(args)
+    flags = [a for a in args[:end] if a in GLOBAL_FLAGS]
+    rest = [a for a in args[:end] if a not in GLOBAL_FLAGS]
+    return flags + rest + args[end:]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_hoist_global_flags(sys.argv[1:] if argv is None else argv))
     handler: Any = getattr(args, "handler", None)
     if handler is None:
         target = getattr(args, "parser", parser)

@@ -11,6 +11,7 @@ MLflow's search syntax, `or`, `not` and parentheses are allowed.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -63,16 +64,19 @@ class SortKey:
     descending: bool = False
 
 
-_TOKEN = re.compile(
-    r"""\s*(?:
+_LEXER = r"""\s*(?:
       (?P<lp>\() | (?P<rp>\)) |
       (?P<op>!=|<=|>=|==|=|<|>|~) |
       (?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*") |
       (?P<field>(?:params|metrics|tags)\.(?:`[^`]+`|[A-Za-z0-9_.\-/]+)) |
       (?P<word>[^\s()=!<>~'"]+)
-    )""",
-    re.VERBOSE,
-)
+    )"""
+
+
+@functools.cache
+def _token_re() -> re.Pattern[str]:
+    # Compiled on first use: a CLI command that never filters should not pay for it.
+    return re.compile(_LEXER, re.VERBOSE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +101,7 @@ def _tokenize(text: str) -> list[_Token]:
     while pos < len(text):
         if text[pos:].strip() == "":
             break
-        m = _TOKEN.match(text, pos)
+        m = _token_re().match(text, pos)
         if m is None or m.lastgroup is None:
             start = len(text) - len(text[pos:].lstrip())
             raise _fail(text, start, f"unexpected character {text[start]!r}")

@@ -10,7 +10,7 @@ from mloop.sdk import _open_project, active_run
 
 if TYPE_CHECKING:
     from mloop.domain.dataset import DatasetVersion
-    from mloop.services.data.versioning import LocalDataset
+    from mloop.services.data.checkout import LocalDataset
 
 
 def add(
@@ -27,7 +27,8 @@ def add(
     items = [paths] if isinstance(paths, str | Path) else list(paths)
     run = active_run()
     data = _open_project(project).data
-    return data.add(name, [Path(p) for p in items], message, run_id=run.id if run else None)
+    result = data.add(name, [Path(p) for p in items], message, run_id=run.id if run else None)
+    return result.version
 
 
 def get(name: str, version: int | None = None, project: str | Path | None = None) -> LocalDataset:

@@ -20,25 +20,16 @@ import blake3
 
 from mloop.domain.digests import digest_bytes, is_digest
 from mloop.errors import Conflict, CorruptArtifact, NotFound
+from mloop.store.artifacts.hashing import SMALL_FILE, hash_file
 from mloop.store.artifacts.protocol import ObjectBackend
 
-SMALL_FILE = 4 << 20  # read whole and hash in one call below this size
+__all__ = ["ArtifactStore", "hash_file", "key_of"]
+
 CHUNK = 8 << 20
 
 
 def key_of(digest: str) -> str:
     return f"{digest[:2]}/{digest[2:]}"
-
-
-def hash_file(path: str | os.PathLike[str]) -> str:
-    """BLAKE3 of a file: memory-mapped and multi-threaded for large files."""
-    size = os.stat(path).st_size
-    if size <= SMALL_FILE:
-        with open(path, "rb") as fh:
-            return digest_bytes(fh.read())
-    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-    hasher.update_mmap(os.fspath(path))
-    return hasher.hexdigest()
 
 
 def _corrupt(digest: str, uri: str) -> CorruptArtifact:
@@ -102,20 +93,27 @@ class ArtifactStore:
         self.backend.put_bytes(key_of(digest), data)
         return digest
 
-    def put_path(self, path: Path, known_digest: str | None = None) -> tuple[str, int, bool]:
+    def put_path(
+        self, path: str | os.PathLike[str], known_digest: str | None = None
+    ) -> tuple[str, int, bool]:
         """Store a file; return (digest, size, stored_now). `known_digest` skips hashing.
 
         A large file is copied in under a temporary name while it is hashed, then published
         under its digest; if the file changes meanwhile, nothing is published.
         """
+        if known_digest is not None:
+            size = os.stat(path).st_size
+            if self.backend.size(key_of(known_digest)) == size:
+                return known_digest, size, False
+        with open(path, "rb") as fh:
+            data = fh.read(SMALL_FILE + 1)
+            if len(data) <= SMALL_FILE:
+                digest = digest_bytes(data)
+                return digest, len(data), self.backend.put_bytes(key_of(digest), data)
+        del data
+        path = Path(path)
         before = path.stat()
         size = before.st_size
-        if known_digest is not None and self.backend.size(key_of(known_digest)) == size:
-            return known_digest, size, False
-        if size <= SMALL_FILE:
-            data = path.read_bytes()
-            digest = digest_bytes(data)
-            return digest, len(data), self.backend.put_bytes(key_of(digest), data)
         staging = self._executor().submit(self.backend.stage, path)
         try:
             digest = hash_file(path)

@@ -9,21 +9,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from mloop.errors import MissingDependency, NotFound, StoreUnavailable
+from mloop.store.artifacts.protocol import Staged
 
 TMP = "tmp"  # inside the store, where readers never look for objects
 ATOMIC_PUT = {"s3", "s3a", "gs", "gcs", "az", "abfs", "memory"}
 INSTALL_HINTS = {"s3": "pip install 'mloop[s3]'", "s3a": "pip install 'mloop[s3]'"}
-
-
-@dataclass
-class FsspecStaged:
-    path: Path
-    size: int
 
 
 class FsspecBackend:
@@ -56,16 +50,16 @@ class FsspecBackend:
         except OSError as exc:
             raise StoreUnavailable(f"cannot write to {self.uri}: {exc}") from None
 
-    def stage(self, src: Path) -> FsspecStaged:
-        return FsspecStaged(src, src.stat().st_size)
+    def stage(self, src: Path) -> Staged:
+        return Staged(src, src.stat().st_size)
 
-    def commit(self, staged: FsspecStaged, key: str) -> bool:  # type: ignore[override]
+    def commit(self, staged: Staged, key: str) -> bool:
         if self.size(key) is not None:
             return False
         self._put(staged.path, key)
         return True
 
-    def discard(self, staged: FsspecStaged) -> None:  # type: ignore[override]
+    def discard(self, staged: Staged) -> None:
         return None
 
     def put_bytes(self, key: str, data: bytes) -> bool:
@@ -81,7 +75,10 @@ class FsspecBackend:
         try:
             return self.fs.open(self._path(key), "rb")  # type: ignore[no-any-return]
         except FileNotFoundError:
-            raise NotFound(f"object {key.replace('/', '')} is missing from {self.uri}") from None
+            raise NotFound(
+                f"object {key.replace('/', '')[:12]} is missing from {self.uri}",
+                "fetch it with `mloop data pull`; `mloop fsck` lists everything missing",
+            ) from None
 
     def local_path(self, key: str) -> Path | None:
         return None
@@ -100,6 +97,10 @@ class FsspecBackend:
             found = self.fs.find(self.root, detail=True)
         except FileNotFoundError:
             return
+        finally:
+            # find() fills the listings cache, and size()/open() would answer from it: an
+            # object removed or replaced by another process would still look present.
+            self.fs.invalidate_cache()
         prefix = len(self.root) + 1
         for path, info in sorted(found.items()):
             key = path[prefix:]

@@ -9,76 +9,77 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from mloop.errors import NotFound
+from mloop.store.artifacts.protocol import Staged
 
 TMP = "tmp"
-
-
-@dataclass
-class LocalStaged:
-    path: Path
-    size: int
+TMP_PREFIX = ".tmp-"  # temporary files inside shard folders; never listed as objects
 
 
 class LocalBackend:
+    """Plain string paths and a per-process counter for temporary names: storing 10,000 small
+    files is dominated by system calls, so each one saved shows."""
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
         self.uri = str(self.root)
+        self._base = str(self.root)
         self._tmp = self.root / TMP
         self._made: set[str] = set()
+        self._names = itertools.count()
+        self._pid = os.getpid()
 
-    def _dirs(self) -> None:
-        if TMP not in self._made:
-            self._tmp.mkdir(parents=True, exist_ok=True)
-            self._made.add(TMP)
+    def _temp_name(self, folder: str) -> str:
+        return f"{folder}/{TMP_PREFIX}{self._pid}-{next(self._names)}"
 
-    def _target(self, key: str) -> Path:
-        shard = key.partition("/")[0]
+    def _shard(self, key: str) -> str:
+        shard = f"{self._base}/{key[:2]}"
         if shard not in self._made:
-            (self.root / shard).mkdir(parents=True, exist_ok=True)
+            os.makedirs(shard, exist_ok=True)
             self._made.add(shard)
-        return self.root / key
+        return shard
 
-    def _temp_name(self) -> Path:
-        self._dirs()
-        return self._tmp / uuid.uuid4().hex
-
-    def stage(self, src: Path) -> LocalStaged:
-        tmp = self._temp_name()
+    def stage(self, src: Path) -> Staged:
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        tmp = Path(self._temp_name(str(self._tmp)))
         shutil.copyfile(src, tmp)  # copy_file_range/sendfile: the kernel copies, not Python
-        return LocalStaged(tmp, tmp.stat().st_size)
+        return Staged(tmp, tmp.stat().st_size)
 
-    def commit(self, staged: LocalStaged, key: str) -> bool:  # type: ignore[override]
-        target = self._target(key)
-        if target.exists():
+    def commit(self, staged: Staged, key: str) -> bool:
+        self._shard(key)
+        target = f"{self._base}/{key}"
+        if os.path.exists(target):
             staged.path.unlink(missing_ok=True)
             return False
         os.replace(staged.path, target)
         return True
 
-    def discard(self, staged: LocalStaged) -> None:  # type: ignore[override]
+    def discard(self, staged: Staged) -> None:
         staged.path.unlink(missing_ok=True)
 
     def put_bytes(self, key: str, data: bytes) -> bool:
-        target = self._target(key)
-        if target.exists():
+        shard = self._shard(key)
+        target = f"{self._base}/{key}"
+        if os.path.exists(target):
             return False
-        tmp = self._temp_name()
+        tmp = self._temp_name(shard)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-        finally:
+        except BaseException:
             os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
         os.replace(tmp, target)
         return True
 
@@ -86,7 +87,10 @@ class LocalBackend:
         try:
             return open(self.root / key, "rb")  # the caller closes it
         except FileNotFoundError:
-            raise NotFound(f"object {key.replace('/', '')} is missing from {self.uri}") from None
+            raise NotFound(
+                f"object {key.replace('/', '')[:12]} is missing from {self.uri}",
+                "fetch it with `mloop data pull`; `mloop fsck` lists everything missing",
+            ) from None
 
     def local_path(self, key: str) -> Path | None:
         path = self.root / key
@@ -105,14 +109,21 @@ class LocalBackend:
             if shard.name == TMP or len(shard.name) != 2 or not shard.is_dir():
                 continue
             for entry in os.scandir(shard.path):
+                if entry.name.startswith(TMP_PREFIX):
+                    continue
                 st = entry.stat()
                 yield f"{shard.name}/{entry.name}", st.st_size, st.st_mtime
 
     def list_temporary(self) -> Iterator[tuple[Path, float]]:
         """Leftovers of interrupted writes: never visible as objects, removed by gc."""
-        if self._tmp.is_dir():
-            for entry in os.scandir(self._tmp):
-                yield Path(entry.path), entry.stat().st_mtime
+        if not self.root.is_dir():
+            return
+        for folder in os.scandir(self.root):
+            if not folder.is_dir():
+                continue
+            for entry in os.scandir(folder.path):
+                if folder.name == TMP or entry.name.startswith(TMP_PREFIX):
+                    yield Path(entry.path), entry.stat().st_mtime
 
     def delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 
-class Staged(Protocol):
-    """A file copied into the backend under a temporary name, not yet visible."""
+@dataclass
+class Staged:
+    """A file handed to the backend under a temporary name (or, for remote stores, the source
+    file itself), not yet visible as an object."""
 
+    path: Path
     size: int
 
 

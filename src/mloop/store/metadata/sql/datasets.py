@@ -22,6 +22,9 @@ class SqlDatasets:
         """Allocate the next version number and write version, manifest and event at once."""
 
         def work(tx: Tx) -> DatasetVersion:
+            run_id = version.run_id
+            if run_id and tx.scalar("SELECT 1 FROM runs WHERE id = :id", {"id": run_id}) is None:
+                raise NotFound(f"run {run_id} does not exist", "see `mloop runs list`")
             number = int(
                 tx.scalar(
                     "INSERT INTO datasets (name, created, latest) VALUES (:n, :c, 1) "

@@ -12,7 +12,7 @@ from mloop.domain.event import Event
 from mloop.domain.lineage import Environment
 from mloop.domain.query import Expr, SortKey
 from mloop.domain.run import Metric, Run, RunInput, RunOutput, RunStatus
-from mloop.errors import Conflict, InvalidInput, NotFound
+from mloop.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from mloop.store.metadata.sql import rows
 from mloop.store.metadata.sql.db import Database, Tx, chunks, in_clause
 from mloop.store.metadata.sql.filters import compile_order, compile_where
@@ -27,11 +27,24 @@ def _as_number(text: str) -> float | None:
     return None
 
 
+def _nan_as_null(value: float | None) -> float | None:
+    """NaN is stored as NULL on both databases (SQLite does so itself; PostgreSQL keeps NaN)."""
+    return value if value == value else None
+
+
 class SqlRuns:
     db: Database
 
     def create_run(self, run: Run, event: Event) -> None:
         def work(tx: Tx) -> None:
+            if tx.scalar("SELECT 1 FROM runs WHERE id = :id", {"id": run.id}) is not None:
+                raise AlreadyExists(f"run {run.id} exists already", "start a run with a new id")
+            if run.parent_id is not None and (
+                tx.scalar("SELECT 1 FROM runs WHERE id = :id", {"id": run.parent_id}) is None
+            ):
+                raise NotFound(
+                    f"parent run {run.parent_id} does not exist", "see `mloop runs list`"
+                )
             tx.execute(
                 "INSERT INTO runs (id, name, status, started, ended, parent_id, user_name, "
                 "code_commit, code_diff, code_repo, environment, error) VALUES (:id, :name, "
@@ -83,7 +96,13 @@ class SqlRuns:
                 [(run_id, m.key, m.value, m.step, m.timestamp) for m in metrics]
                 if tx.dialect == "sqlite"
                 else [
-                    {"r": run_id, "k": m.key, "v": m.value, "s": m.step, "t": m.timestamp}
+                    {
+                        "r": run_id,
+                        "k": m.key,
+                        "v": _nan_as_null(m.value),
+                        "s": m.step,
+                        "t": m.timestamp,
+                    }
                     for m in metrics
                 ],
             )
@@ -94,7 +113,13 @@ class SqlRuns:
                 "WHERE excluded.step > run_latest_metrics.step OR (excluded.step = "
                 "run_latest_metrics.step AND excluded.ts >= run_latest_metrics.ts)",
                 [
-                    {"r": run_id, "k": m.key, "v": m.value, "s": m.step, "t": m.timestamp}
+                    {
+                        "r": run_id,
+                        "k": m.key,
+                        "v": _nan_as_null(m.value),
+                        "s": m.step,
+                        "t": m.timestamp,
+                    }
                     for m in latest.values()
                 ],
             )
@@ -140,10 +165,12 @@ class SqlRuns:
         self, run_id: str, status: RunStatus, ended: float, error: str | None, event: Event
     ) -> None:
         def work(tx: Tx) -> None:
-            tx.execute(
+            updated = tx.execute(
                 "UPDATE runs SET status = :s, ended = :e, error = :err WHERE id = :id",
                 {"s": status.value, "e": ended, "err": error, "id": run_id},
             )
+            if updated.rowcount == 0:
+                raise NotFound(f"run {run_id} does not exist", "see `mloop runs list`")
             tx.execute(rows.INSERT_EVENT, rows.event_to_row(event))
 
         self.db.write(work)

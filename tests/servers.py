@@ -1,0 +1,243 @@
+"""Real servers for the tests, started once per test session (per xdist worker) on 127.0.0.1.
+
+- `postgres_server`: a throwaway PostgreSQL 15 cluster made with the machine's `initdb` and
+  `pg_ctl` (as the `postgres` user when the tests run as root, since initdb refuses root);
+  `postgres_db` gives each test a fresh, empty database on it.
+- `s3_server`: moto's S3-compatible server; it points the standard AWS environment variables
+  (`AWS_ENDPOINT_URL`, dummy keys, region) at itself, so s3fs and boto3 reach it with no
+  extra configuration, exactly as they would reach a real endpoint. `s3_prefix` gives each test
+  a fresh bucket.
+
+Tests using them carry `pytest.mark.postgres` / `pytest.mark.s3` (declared in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+STARTUP_TIMEOUT = 60.0
+STARTUP_FAILURES = ("could not bind", "could not create any", "aborting startup", "PANIC")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `check` until it returns True; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} was not ready after {timeout:.0f} s")
+        time.sleep(delay)  # the poll interval of a wait-for-condition, not a fixed wait
+        delay = min(delay * 2, 0.2)
+
+
+# PostgreSQL ---------------------------------------------------------------------------------
+@dataclass
+class PostgresServer:
+    port: int
+    folder: Path
+
+    @property
+    def uri(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def database_uri(self, name: str) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
+    @contextlib.contextmanager
+    def database(self) -> Iterator[str]:
+        """Create a fresh database `t_<hex>`, yield its URI, drop it (closing its sessions)."""
+        name = f"t_{uuid.uuid4().hex}"
+        with self.connect() as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield self.database_uri(name)
+        finally:
+            with contextlib.suppress(Exception), self.connect() as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def connect(self, dbname: str = "postgres"):  # type: ignore[no-untyped-def]
+        import psycopg
+
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=self.port,
+            user="postgres",
+            dbname=dbname,
+            autocommit=True,
+            connect_timeout=5,
+        )
+
+
+def _as_postgres(args: list[str]) -> list[str]:
+    """initdb refuses to run as root: run the cluster as the `postgres` user then."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *args]
+    return args
+
+
+def _pg(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _as_postgres([str(PG_BIN / args[0]), *args[1:]]),
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT,
+        check=False,
+    )
+
+
+def _start_postgres(folder: Path) -> PostgresServer:
+    data, sockets, log = folder / "data", folder / "sockets", folder / "server.log"
+    for attempt in range(3):
+        port = free_port()
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c max_connections=300 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        started = _pg(
+            folder, "pg_ctl", "-D", str(data), "-l", str(log), "-o", options, "-W", "start"
+        )
+        if started.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed: {started.stderr}")
+        server = PostgresServer(port, folder)
+
+        def ready(server: PostgresServer = server) -> bool:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            if any(marker in text for marker in STARTUP_FAILURES):
+                raise RuntimeError(text)
+            try:
+                server.connect().close()
+            except Exception:  # the server is still starting
+                return False
+            return True
+
+        try:
+            wait_for(ready, STARTUP_TIMEOUT, f"PostgreSQL on port {port}")
+        except RuntimeError as exc:
+            _pg(folder, "pg_ctl", "-D", str(data), "-m", "immediate", "stop")
+            if "could not bind" in str(exc) and attempt < 2:  # another worker took the port
+                log.unlink(missing_ok=True)
+                continue
+            raise
+        return server
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL 15 cluster for this session; yields the server (its `uri` is the base URI)."""
+    folder = Path(tempfile.mkdtemp(prefix="mloop-pg-"))
+    try:
+        (folder / "sockets").mkdir()
+        if os.geteuid() == 0:
+            for path in (folder, folder / "sockets"):
+                shutil.chown(path, "postgres", "postgres")
+        init = _pg(
+            folder,
+            "initdb",
+            "-D",
+            str(folder / "data"),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        )
+        if init.returncode != 0:
+            raise RuntimeError(f"initdb failed: {init.stdout}{init.stderr}")
+        server = _start_postgres(folder)
+        try:
+            yield server
+        finally:
+            _pg(folder, "pg_ctl", "-D", str(folder / "data"), "-m", "fast", "-w", "stop")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_db(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database `t_<hex>` on the session's server; returns its URI."""
+    with postgres_server.database() as uri:
+        yield uri
+
+
+# S3 (moto) ----------------------------------------------------------------------------------
+@dataclass
+class S3Server:
+    port: int
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self):  # type: ignore[no-untyped-def]
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1")
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 server; AWS_ENDPOINT_URL and dummy credentials point every AWS client at it."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    s3 = S3Server(port)
+
+    def ready() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3.endpoint,
+    }
+    try:
+        wait_for(ready, STARTUP_TIMEOUT, f"moto S3 on port {port}")
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in env.items():
+                patch.setenv(key, value)
+            yield s3
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_prefix(s3_server: S3Server) -> str:
+    """A fresh bucket on the moto server; returns `s3://BUCKET/objects`."""
+    bucket = f"t-{uuid.uuid4().hex}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/objects"
