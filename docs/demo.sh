@@ -34,8 +34,12 @@ run mloop runs list
 run mloop runs list --filter "params.alpha < 1 or metrics.rmse < 5" --sort metrics.rmse
 RUNS=$(mloop runs list --json | python -c "import json,sys; print(' '.join(r['id'][:8] for r in json.load(sys.stdin)[:2]))")
 run mloop runs compare $RUNS
+LATEST=${RUNS%% *}
+run mloop runs show $LATEST
+run mloop lineage $LATEST --upstream
 run mloop lineage dataset/sales:1 --downstream
 run mloop data checkout sales:1 --to restored
 run mloop fsck --full
+run mloop events --limit 5
 run mloop config show
 printf '\nThe demo project was in %s (removed on exit).\n' "$WORK"

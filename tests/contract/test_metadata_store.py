@@ -620,7 +620,7 @@ def test_referenced_objects_names_every_owner(metadata_store: MetadataStore) -> 
     )
 
     assert set(metadata_store.referenced_objects()) == {
-        (digest("a"), 3, "dataset/sales:1"),
+        (digest("a"), 3, "dataset/sales:1 a.csv"),
         (digest("m"), 7, f"run/{run.id} model.pkl"),
         (digest("packages"), None, f"environment {env.digest}"),
     }

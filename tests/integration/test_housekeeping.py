@@ -103,7 +103,7 @@ def test_fsck_reports_a_wrong_size(project: Path, opened: Project) -> None:
     report = opened.storage.fsck()
     [problem] = report.problems
     assert (problem.kind, problem.detail) == ("size", "size is 10 bytes, expected 4")
-    assert problem.owners == ("dataset/sales:1",)
+    assert problem.owners == ("dataset/sales:1 a.csv",)
 
 
 def test_fsck_full_warns_about_damaged_unreferenced_objects(
@@ -150,13 +150,18 @@ def test_gc_removes_only_old_unreferenced_objects(project: Path, opened: Project
     assert opened.storage.fsck(full=True).ok
 
 
-def test_gc_removes_old_temporary_files(project: Path, opened: Project) -> None:
-    tmp = project / ".mloop" / "objects" / "tmp"
+@pytest.mark.parametrize(
+    "folder",
+    ["tmp", "ab"],
+    ids=["staging-folder", "shard-folder"],
+)
+def test_gc_removes_old_temporary_files(project: Path, opened: Project, folder: str) -> None:
+    tmp = project / ".mloop" / "objects" / folder
     tmp.mkdir(parents=True, exist_ok=True)
-    stale = tmp / "interrupted"
+    stale = tmp / ".tmp-999-0"  # how the local backend names a write in progress
     stale.write_bytes(b"half a file")
     age(stale, 2 * HOUR)
-    writing = tmp / "being-written"
+    writing = tmp / ".tmp-999-1"
     writing.write_bytes(b"a write in progress")
     report = opened.storage.gc()
     assert report.temporary == ((str(stale), 11),)

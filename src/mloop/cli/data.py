@@ -215,10 +215,11 @@ def diff_versions(ctx: Context) -> None:
         for column, old_type, new_type in table.type_changes:
             output.line(f"  ~ column {column}: {old_type} -> {new_type}")
         for change in table.changes:
-            output.line(
-                f"  ~ {change.column}.{change.statistic}: {change.old} -> {change.new}"
-                + (f"  ({change.note})" if change.note else "")
+            before, after = (
+                output.number(v) if isinstance(v, float) else v for v in (change.old, change.new)
             )
+            note = f"  ({change.note})" if change.note else ""
+            output.line(f"  ~ {change.column}.{change.statistic}: {before} -> {after}{note}")
 
 
 def checkout(ctx: Context) -> None:

@@ -22,6 +22,13 @@ def run_init(ctx: Context) -> None:
 
     args: argparse.Namespace = ctx.args
     root, created = init_project(Path(args.directory), args.name)
+    from mloop.project import Project
+
+    project = Project.open(root)
+    try:
+        project.metadata  # noqa: B018 - creates the schema now, so the first command is quick
+    finally:
+        project.close()
     if created:
         output.line(f"Initialised mloop project in {root}")
         output.line("next: mloop data add NAME PATH   (version a dataset)")

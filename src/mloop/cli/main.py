@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `mloop COMMAND --help` for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"mloop {VERSION}")
-    parser.add_argument("-C", dest="directory", metavar="DIR", help="run as if started in DIR")
+    parser.add_argument("-C", dest="chdir", metavar="DIR", help="run as if started in DIR")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -84,15 +84,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = args.debug or os.environ.get("MLOOP_DEBUG") == "1"
     ctx = Context(args)
     try:
-        if args.directory:
-            os.chdir(args.directory)
+        if args.chdir:
+            os.chdir(args.chdir)
         return int(handler(ctx) or 0)
     except MloopError as exc:
         if debug:
             traceback.print_exc()
         sys.stderr.write(f"error: {exc.message}\n")
-        if exc.hint:
-            sys.stderr.write(f"hint: {exc.hint}\n")
+        if exc.hint:  # continuation lines line up under the first (a caret, say)
+            sys.stderr.write("hint: " + exc.hint.replace("\n", "\n      ") + "\n")
         return 1
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

@@ -24,7 +24,11 @@ def register(commands: Any) -> None:
         metavar="EXPR",
         help="e.g. \"metrics.acc > 0.9 and (params.model = 'rf' or not status = failed)\"",
     )
-    ls.add_argument("--sort", metavar="KEY", help="e.g. -metrics.acc (descending), name")
+    ls.add_argument(
+        "--sort",
+        metavar="KEY",
+        help="e.g. --sort=-metrics.acc or --sort 'metrics.acc desc' (descending), name",
+    )
     ls.add_argument(
         "--limit",
         type=int,

@@ -172,7 +172,9 @@ class _Parser:
             raise _fail(self.text, op_tok.pos, f"expected an operator ({' '.join(OPERATORS)})")
         op = "=" if op_tok.text == "==" else op_tok.text
         val_tok = self.take()
-        if val_tok.kind not in ("str", "word"):
+        if val_tok.kind not in ("str", "word") or (
+            val_tok.kind == "word" and val_tok.text.lower() in ("and", "or", "not")
+        ):
             raise _fail(self.text, val_tok.pos, f"expected a value after {op_tok.text!r}")
         return Compare(field, op, _value(self.text, field, op, val_tok))
 

@@ -132,8 +132,10 @@ class ActiveRun:
             rel = base if file == source else f"{base}/{file.relative_to(source).as_posix()}"
             digest, size, _ = self._tracker.artifacts.put_path(file)
             outputs.append(RunOutput(check_relative_path(rel), digest, size))
-        with self._lock:
-            self._outputs.extend(outputs)
+        # Written at once, not buffered: gc removes objects nothing refers to after a grace
+        # period, and a long run must not leave its early artifacts unreferenced that long.
+        self._tracker.artifacts.sync()
+        self._tracker.metadata.write_run_data(self.id, outputs=outputs)
         return outputs
 
     def log_input(self, kind: str, ref: str, name: str | None = None) -> None:

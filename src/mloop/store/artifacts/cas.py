@@ -104,6 +104,9 @@ class ArtifactStore:
         if known_digest is not None:
             size = os.stat(path).st_size
             if self.backend.size(key_of(known_digest)) == size:
+                refresh = getattr(self.backend, "refresh", None)
+                if refresh is not None:
+                    refresh(key_of(known_digest))  # renew its age for gc's grace period
                 return known_digest, size, False
         with open(path, "rb") as fh:
             data = fh.read(SMALL_FILE + 1)

@@ -46,6 +46,16 @@ class LocalBackend:
             self._made.add(shard)
         return shard
 
+    @staticmethod
+    def _touch(target: str) -> bool:
+        """True if the object exists; its mtime is renewed so that gc's grace period covers a
+        write that re-uses an old, unreferenced object."""
+        try:
+            os.utime(target)
+        except FileNotFoundError:
+            return False
+        return True
+
     def stage(self, src: Path) -> Staged:
         self._tmp.mkdir(parents=True, exist_ok=True)
         tmp = Path(self._temp_name(str(self._tmp)))
@@ -55,7 +65,7 @@ class LocalBackend:
     def commit(self, staged: Staged, key: str) -> bool:
         self._shard(key)
         target = f"{self._base}/{key}"
-        if os.path.exists(target):
+        if self._touch(target):
             staged.path.unlink(missing_ok=True)
             return False
         os.replace(staged.path, target)
@@ -67,7 +77,7 @@ class LocalBackend:
     def put_bytes(self, key: str, data: bytes) -> bool:
         shard = self._shard(key)
         target = f"{self._base}/{key}"
-        if os.path.exists(target):
+        if self._touch(target):
             return False
         tmp = self._temp_name(shard)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -98,9 +108,12 @@ class LocalBackend:
 
     def size(self, key: str) -> int | None:
         try:
-            return (self.root / key).stat().st_size
+            return os.stat(f"{self._base}/{key}").st_size
         except FileNotFoundError:
             return None
+
+    def refresh(self, key: str) -> bool:
+        return self._touch(f"{self._base}/{key}")
 
     def list(self) -> Iterator[tuple[str, int, float]]:
         if not self.root.is_dir():

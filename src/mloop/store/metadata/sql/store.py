@@ -16,8 +16,10 @@ from mloop.store.metadata.sql.runs import SqlRuns
 # Every column that names an object in the artifact store, and what to call its owner.
 REFERENCES = (
     "SELECT f.digest, f.size, 'dataset/' || v.dataset || ':' || CAST(v.version AS VARCHAR(12)) "
-    "FROM dataset_files f JOIN dataset_versions v ON v.id = f.version_id",
+    "|| ' ' || f.path FROM dataset_files f JOIN dataset_versions v ON v.id = f.version_id",
     "SELECT o.digest, o.size, 'run/' || o.run_id || ' ' || o.name FROM run_outputs o",
+    "SELECT i.ref, NULL, 'run/' || i.run_id || ' input' FROM run_inputs i "
+    "WHERE i.kind = 'artifact'",
     "SELECT e.packages_digest, NULL, 'environment ' || e.digest FROM environments e",
 )
 DIGEST_COLUMNS = (
