@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -56,6 +56,12 @@ def mloop_exe() -> Path:
 def bench_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOOP_", "MLFLOW_"))}
     env.update(QUIET_ENV)
+    # This machine's shell sets PYTHONDONTWRITEBYTECODE=1: mloop (an editable install, no .pyc)
+    # would then recompile every module in every process, which a wheel install never does.
+    # Byte-code goes to one cache folder under bench/.work for every tool alike (src/ stays
+    # untouched); the warm-up run of each command fills it.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(WORK / "pycache")
     # Scratch folders live inside this repo's ignored bench/.work: stop git (mloop's and MLflow's
     # code capture) from walking up into the main working tree, which other people are editing.
     env["GIT_CEILING_DIRECTORIES"] = str(WORK)
@@ -81,8 +87,15 @@ def ensure_venv(name: str, requirements: Sequence[str], log: Callable[[str], Non
     start = time.perf_counter()
     subprocess.run([BASE_PYTHON, "-m", "venv", str(venv)], check=True)
     pip = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        + list(requirements),
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            *requirements,
+        ],
         capture_output=True,
         text=True,
     )
@@ -174,7 +187,7 @@ def run_json(argv: Sequence[str | Path], cwd: Path | None = None, env: dict | No
 
 
 def sync_disk() -> None:
-    """Write back dirty pages outside the timed region, so one round's writes don't bill the next."""
+    """Write back dirty pages outside the timed region: one round's writes don't bill the next."""
     os.sync()
 
 
@@ -201,7 +214,7 @@ class Result:
     ratio_spread: str
     target: float | None  # minimum acceptable ratio, None for information only
     target_text: str
-    extra: dict = field(default_factory=dict)
+    display: str = ""  # how to show the ratio, when "N× (spread)" would read the wrong way round
 
     @property
     def met(self) -> bool | None:
@@ -218,8 +231,9 @@ class Skipped:
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], out=None) -> None:
     out = out or sys.stdout
     cells = [[str(c) for c in r] for r in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in
-              enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)
+    ]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     print(line, file=out)
     print("  ".join("-" * w for w in widths), file=out)
@@ -239,11 +253,9 @@ def print_results(results: Sequence[Result | Skipped]) -> int:
             continue
         verdict = {True: "ok", False: "MISSED", None: "info"}[r.met]
         bad += r.met is False
-        rows.append(
-            [r.bench, r.case, r.mloop, r.other, f"{r.ratio:.2f}× ({r.ratio_spread})",
-             r.target_text, verdict]
-        )
-    print_table(["bench", "case", "mloop", "other", "mloop advantage", "target", ""], rows)
+        shown = r.display or f"{r.ratio:.2f}× ({r.ratio_spread})"
+        rows.append([r.bench, r.case, r.mloop, r.other, shown, r.target_text, verdict])
+    print_table(["bench", "case", "mloop", "other", "ratio (min–max)", "target", ""], rows)
     return bad
 
 
@@ -291,3 +303,11 @@ def fresh_dir(path: Path) -> Path:
         shutil.rmtree(path)
     path.mkdir(parents=True)
     return path
+
+
+def tool_version(argv: Sequence[str]) -> str:
+    try:
+        out = subprocess.run(list(argv), capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "not found"
+    return (out.stdout or out.stderr).strip().splitlines()[0] if out.returncode == 0 else "?"

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import _common as c
@@ -33,6 +34,7 @@ BIG_BYTES = 1 << 30
 SMALL_COUNT = 10_000
 SMALL_BYTES = 20 << 10
 CHUNK = 16 << 20
+SETTLE_SECONDS = 5.0
 
 
 def mloop_data_available() -> str | None:
@@ -82,9 +84,7 @@ def mloop_project(folder: Path) -> Path:
 
 
 def check_mloop(project: Path, name: str, files: int, size: int) -> None:
-    shown = c.run_timed(
-        [c.mloop_exe(), "data", "show", name, "--json"], cwd=project, capture=True
-    )
+    shown = c.run_timed([c.mloop_exe(), "data", "show", name, "--json"], cwd=project, capture=True)
     data = json.loads(shown.stdout)
     version = data["version"] if isinstance(data.get("version"), dict) else data
     assert version["file_count"] == files, f"mloop {name}: {version['file_count']} files"
@@ -102,15 +102,30 @@ def mloop_status(project: Path, name: str | None = None) -> bool:
     return all(d["clean"] for d in out) and bool(out)
 
 
-def time_add(tool: str, source: Path, work: Path, dvc: Path, files: int, size: int) -> float:
-    """Fresh repo, move `source` in, time the add, check it, move it back, delete the repo."""
+def settle(seconds: float = SETTLE_SECONDS) -> None:
+    """Let the disk catch up before timing: write back dirty pages and give deletes time.
+
+    This machine's root filesystem is ext4 mounted with `discard`: deleting thousands of files
+    (a previous round's repo) keeps the virtual disk busy with TRIMs for seconds afterwards and
+    slows whatever runs next several-fold. So rounds keep their repos until the case is over,
+    and every case starts after a sync and a pause.
+    """
+    c.sync_disk()
+    time.sleep(seconds)
+
+
+def time_add(tool: str, source: Path, repo: Path, dvc: Path, files: int, size: int) -> float:
+    """Fresh repo at `repo`, move `source` in, time the add, check it, move `source` back.
+
+    The repo (with the tool's cache copy of the data) is left for the caller to delete later.
+    """
     target_name = source.name
     dataset = source.stem  # a valid dataset name: tiny, big, files
     if tool == "dvc":
-        repo = dvc_repo(work / "dvc-repo", dvc)
+        dvc_repo(repo, dvc)
         argv: list[str | Path] = [dvc, "add", "-q", target_name]
     else:
-        repo = mloop_project(work / "mloop-project")
+        mloop_project(repo)
         argv = [c.mloop_exe(), "data", "add", dataset, target_name, "-m", "bench"]
     inside = repo / target_name
     os.rename(source, inside)
@@ -123,7 +138,6 @@ def time_add(tool: str, source: Path, work: Path, dvc: Path, files: int, size: i
             check_mloop(repo, dataset, files, size)
     finally:
         os.rename(inside, source)
-    shutil.rmtree(repo)
     return wall
 
 
@@ -132,13 +146,24 @@ def compare_add(
 ) -> tuple[list[float], list[float]]:
     ml: list[float] = []
     dv: list[float] = []
-    for r in range(rounds):
-        order = ["dvc", "mloop"] if r % 2 == 0 else ["mloop", "dvc"]
-        got = {tool: time_add(tool, source, work, dvc, files, size) for tool in order}
-        ml.append(got["mloop"])
-        dv.append(got["dvc"])
-        log(f"   {label} round {r + 1}: mloop {got['mloop']:.3f} s | dvc {got['dvc']:.3f} s"
-            f"  → {got['dvc'] / got['mloop']:.1f}×")
+    repos = work / f"repos-{source.stem}"
+    c.fresh_dir(repos)
+    settle()
+    try:
+        for r in range(rounds):
+            order = ["dvc", "mloop"] if r % 2 == 0 else ["mloop", "dvc"]
+            got = {
+                tool: time_add(tool, source, repos / f"{tool}-{r}", dvc, files, size)
+                for tool in order
+            }
+            ml.append(got["mloop"])
+            dv.append(got["dvc"])
+            log(
+                f"   {label} round {r + 1}: mloop {got['mloop']:.3f} s | dvc {got['dvc']:.3f} s"
+                f"  → {got['dvc'] / got['mloop']:.1f}×"
+            )
+    finally:
+        shutil.rmtree(repos, ignore_errors=True)
     return ml, dv
 
 
@@ -146,8 +171,9 @@ def warm_up(work: Path, dvc: Path) -> None:
     """One tiny add with each tool: compiles .pyc files, loads both tools into the page cache."""
     tiny = work / "tiny.txt"
     tiny.write_text("warm-up\n")
-    time_add("dvc", tiny, work, dvc, 1, tiny.stat().st_size)
-    time_add("mloop", tiny, work, dvc, 1, tiny.stat().st_size)
+    for tool in ("dvc", "mloop"):
+        time_add(tool, tiny, work / f"warm-{tool}", dvc, 1, tiny.stat().st_size)
+        shutil.rmtree(work / f"warm-{tool}")
     tiny.unlink()
 
 
@@ -159,8 +185,8 @@ def status_case(small: Path, work: Path, dvc: Path, rounds: int, log):
     shutil.copytree(repo / small.name, project / small.name)
     try:
         c.run_timed([dvc, "add", "-q", small.name], cwd=repo)
-        c.run_timed([c.mloop_exe(), "data", "add", small.name, small.name], cwd=project)
-        c.sync_disk()
+        c.run_timed([c.mloop_exe(), "data", "add", small.stem, small.name], cwd=project)
+        settle()
         cmds = {
             "dvc": ([dvc, "status"], repo),
             "mloop": ([c.mloop_exe(), "data", "status"], project),
@@ -174,14 +200,17 @@ def status_case(small: Path, work: Path, dvc: Path, rounds: int, log):
             got = {t: c.run_timed(cmds[t][0], cwd=cmds[t][1]).wall for t in order}
             ml.append(got["mloop"])
             dv.append(got["dvc"])
-            log(f"   status round {r + 1}: mloop {got['mloop']:.3f} s | dvc {got['dvc']:.3f} s"
-                f"  → {got['dvc'] / got['mloop']:.1f}×")
+            log(
+                f"   status round {r + 1}: mloop {got['mloop']:.3f} s | dvc {got['dvc']:.3f} s"
+                f"  → {got['dvc'] / got['mloop']:.1f}×"
+            )
         # Correctness: both say nothing changed, and mloop still sees all 10,000 files.
         out = c.run_timed([dvc, "status"], cwd=repo, capture=True).stdout
         assert "up to date" in out, f"dvc status: {out!r}"
         status = json.loads(
-            c.run_timed([c.mloop_exe(), "data", "status", "--json"], cwd=project,
-                        capture=True).stdout
+            c.run_timed(
+                [c.mloop_exe(), "data", "status", "--json"], cwd=project, capture=True
+            ).stdout
         )
         assert [d["clean"] for d in status] == [True], f"mloop data status: {status}"
         assert status[0]["unchanged"] == SMALL_COUNT, f"mloop status: {status[0]['unchanged']}"
@@ -195,8 +224,14 @@ def status_case(small: Path, work: Path, dvc: Path, rounds: int, log):
 def result(case: str, ml: list[float], dv: list[float], target: float) -> c.Result:
     ratios = [d / m for m, d in zip(ml, dv, strict=True)]
     return c.Result(
-        NAME, case, f"{c.median(ml):.3f} s ({c.spread(ml)})", f"{c.median(dv):.3f} s ({c.spread(dv)})",
-        c.median(ratios), c.spread(ratios, "{:.1f}"), target, f"≥ {target:.0f}× faster",
+        NAME,
+        case,
+        f"{c.median(ml):.3f} s ({c.spread(ml)})",
+        f"{c.median(dv):.3f} s ({c.spread(dv)})",
+        c.median(ratios),
+        c.spread(ratios, "{:.1f}"),
+        target,
+        f"≥ {target:.0f}× faster",
     )
 
 
@@ -233,12 +268,20 @@ def run(
             c.sync_disk()
             if "small" in cases:
                 ml, dv = compare_add(
-                    "10k files", small, work, dvc, rounds, SMALL_COUNT, SMALL_COUNT * SMALL_BYTES,
+                    "10k files",
+                    small,
+                    work,
+                    dvc,
+                    rounds,
+                    SMALL_COUNT,
+                    SMALL_COUNT * SMALL_BYTES,
                     log,
                 )
                 results.append(result(f"add {SMALL_COUNT:,} × 20 KiB", ml, dv, TARGET_SMALL))
-                log(f"   rates: mloop {SMALL_COUNT / c.median(ml):,.0f} files/s, "
-                    f"dvc {SMALL_COUNT / c.median(dv):,.0f} files/s")
+                log(
+                    f"   rates: mloop {SMALL_COUNT / c.median(ml):,.0f} files/s, "
+                    f"dvc {SMALL_COUNT / c.median(dv):,.0f} files/s"
+                )
             if "status" in cases:
                 log("-- data (c): status with nothing changed, 10,000 files")
                 ml, dv = status_case(small, work, dvc, rounds, log)
@@ -256,8 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cases = tuple(x for x in args.cases.split(",") if x)
     dvc_py = c.dvc_venv() / "bin" / "python"
-    c.header("bench_data", {"dvc": c.installed_version(dvc_py, "dvc"),
-                            "dvc-data": c.installed_version(dvc_py, "dvc-data")})
+    c.header(
+        "bench_data",
+        {
+            "dvc": c.installed_version(dvc_py, "dvc"),
+            "dvc-data": c.installed_version(dvc_py, "dvc-data"),
+        },
+    )
     results = run(cases, args.rounds_big, args.rounds)
     print()
     return 1 if c.print_results(results) else 0

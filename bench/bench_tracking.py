@@ -67,8 +67,10 @@ def run(rounds: int = 7, values: int = 2000, log=print) -> list[c.Result]:
     ml: list[dict] = []
     mf: list[dict] = []
     for r in range(rounds):
-        pair = [lambda: one_mloop(work, values, verify=True),
-                lambda: one_mlflow(work, mlflow_python, values)]
+        pair = [
+            lambda: one_mloop(work, values, verify=True),
+            lambda: one_mlflow(work, mlflow_python, values),
+        ]
         if r % 2:
             b, a = pair[1](), pair[0]()
         else:
@@ -98,36 +100,66 @@ def run(rounds: int = 7, values: int = 2000, log=print) -> list[c.Result]:
         b["seconds"] / (a["seconds"] + a["start_run_s"]) for a, b in zip(ml, mf, strict=True)
     ]
     rows = [
-        ["mloop: log_metric × N + leave `with` (all stored, run ended)",
-         f"{c.median(ml_s) * 1000:.1f} ms", c.spread([s * 1000 for s in ml_s], "{:.1f}"),
-         f"{c.median(ml_vps):,.0f}"],
-        ["   of which the log_metric calls", f"{c.median(col(ml, 'calls_s')) * 1000:.1f} ms",
-         c.spread([s * 1000 for s in col(ml, "calls_s")], "{:.1f}"), ""],
-        ["   of which leaving the block (flush + end)",
-         f"{c.median(col(ml, 'end_s')) * 1000:.1f} ms",
-         c.spread([s * 1000 for s in col(ml, "end_s")], "{:.1f}"), ""],
-        ["mloop: start_run (not in the figure above)",
-         f"{c.median(col(ml, 'start_run_s')) * 1000:.0f} ms",
-         c.spread([s * 1000 for s in col(ml, "start_run_s")], "{:.0f}"), ""],
-        ["mloop: `import mloop`", f"{c.median(col(ml, 'import_s')) * 1000:.0f} ms",
-         c.spread([s * 1000 for s in col(ml, "import_s")], "{:.0f}"), ""],
-        ["MLflow SQLite: mlflow.log_metric × N", f"{c.median(mf_s):.3f} s",
-         c.spread(mf_s), f"{c.median(mf_vps):,.0f}"],
-        ["MLflow: start_run (not timed, as in the research)",
-         f"{c.median(col(mf, 'start_run_s')) * 1000:.0f} ms",
-         c.spread([s * 1000 for s in col(mf, "start_run_s")], "{:.0f}"), ""],
-        ["MLflow: `import mlflow`", f"{c.median(col(mf, 'import_s')) * 1000:.0f} ms",
-         c.spread([s * 1000 for s in col(mf, "import_s")], "{:.0f}"), ""],
+        [
+            "mloop: log_metric × N + leave `with` (all stored, run ended)",
+            f"{c.median(ml_s) * 1000:.1f} ms",
+            c.spread([s * 1000 for s in ml_s], "{:.1f}"),
+            f"{c.median(ml_vps):,.0f}",
+        ],
+        [
+            "   of which the log_metric calls",
+            f"{c.median(col(ml, 'calls_s')) * 1000:.1f} ms",
+            c.spread([s * 1000 for s in col(ml, "calls_s")], "{:.1f}"),
+            "",
+        ],
+        [
+            "   of which leaving the block (flush + end)",
+            f"{c.median(col(ml, 'end_s')) * 1000:.1f} ms",
+            c.spread([s * 1000 for s in col(ml, "end_s")], "{:.1f}"),
+            "",
+        ],
+        [
+            "mloop: start_run (not in the figure above)",
+            f"{c.median(col(ml, 'start_run_s')) * 1000:.0f} ms",
+            c.spread([s * 1000 for s in col(ml, "start_run_s")], "{:.0f}"),
+            "",
+        ],
+        [
+            "mloop: `import mloop`",
+            f"{c.median(col(ml, 'import_s')) * 1000:.0f} ms",
+            c.spread([s * 1000 for s in col(ml, "import_s")], "{:.0f}"),
+            "",
+        ],
+        [
+            "MLflow SQLite: mlflow.log_metric × N",
+            f"{c.median(mf_s):.3f} s",
+            c.spread(mf_s),
+            f"{c.median(mf_vps):,.0f}",
+        ],
+        [
+            "MLflow: start_run (not timed, as in the research)",
+            f"{c.median(col(mf, 'start_run_s')) * 1000:.0f} ms",
+            c.spread([s * 1000 for s in col(mf, "start_run_s")], "{:.0f}"),
+            "",
+        ],
+        [
+            "MLflow: `import mlflow`",
+            f"{c.median(col(mf, 'import_s')) * 1000:.0f} ms",
+            c.spread([s * 1000 for s in col(mf, "import_s")], "{:.0f}"),
+            "",
+        ],
     ]
     log("")
-    c.print_table(["case (N = %d)" % values, "median", "min–max", "values/s"], rows)
+    c.print_table([f"case (N = {values})", "median", "min–max", "values/s"], rows)
     log(
         f"ratio (median of per-round ratios): mloop {c.median(ratios):.0f}× MLflow's values/s "
         f"({c.spread(ratios, '{:.0f}')}); counting mloop's start_run too: "
         f"{c.median(ratios_with_start):.1f}× ({c.spread(ratios_with_start, '{:.1f}')})"
     )
-    log(f"verified: every mloop round stored all {values} values (steps 0..{values - 1}), "
-        "read back by `mloop runs show --json` and the SDK in fresh processes")
+    log(
+        f"verified: every mloop round stored all {values} values (steps 0..{values - 1}), "
+        "read back by `mloop runs show --json` and the SDK in fresh processes"
+    )
     return [
         c.Result(
             NAME,

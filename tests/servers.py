@@ -23,8 +23,9 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -52,41 +53,31 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 # PostgreSQL ---------------------------------------------------------------------------------
-@dataclass
-class PostgresServer:
-    port: int
-    folder: Path
+def _pg_connect(server_uri: str, dbname: str = "postgres") -> Any:
+    import psycopg
 
-    @property
-    def uri(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+    port = urlsplit(server_uri).port
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=port,
+        user="postgres",
+        dbname=dbname,
+        autocommit=True,
+        connect_timeout=5,
+    )
 
-    def database_uri(self, name: str) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
-    @contextlib.contextmanager
-    def database(self) -> Iterator[str]:
-        """Create a fresh database `t_<hex>`, yield its URI, drop it (closing its sessions)."""
-        name = f"t_{uuid.uuid4().hex}"
-        with self.connect() as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield self.database_uri(name)
-        finally:
-            with contextlib.suppress(Exception), self.connect() as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    def connect(self, dbname: str = "postgres"):  # type: ignore[no-untyped-def]
-        import psycopg
-
-        return psycopg.connect(
-            host="127.0.0.1",
-            port=self.port,
-            user="postgres",
-            dbname=dbname,
-            autocommit=True,
-            connect_timeout=5,
-        )
+@contextlib.contextmanager
+def postgres_database(server_uri: str) -> Iterator[str]:
+    """Create a fresh database `t_<hex>` on the server, yield its URI, then drop it."""
+    name = f"t_{uuid.uuid4().hex}"
+    with _pg_connect(server_uri) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server_uri.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with contextlib.suppress(Exception), _pg_connect(server_uri) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # closes its sessions
 
 
 def _as_postgres(args: list[str]) -> list[str]:
@@ -107,7 +98,7 @@ def _pg(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _start_postgres(folder: Path) -> PostgresServer:
+def _start_postgres(folder: Path) -> str:
     data, sockets, log = folder / "data", folder / "sockets", folder / "server.log"
     for attempt in range(3):
         port = free_port()
@@ -120,14 +111,14 @@ def _start_postgres(folder: Path) -> PostgresServer:
         )
         if started.returncode != 0:
             raise RuntimeError(f"pg_ctl start failed: {started.stderr}")
-        server = PostgresServer(port, folder)
+        uri = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
 
-        def ready(server: PostgresServer = server) -> bool:
+        def ready(uri: str = uri) -> bool:
             text = log.read_text(errors="replace") if log.exists() else ""
             if any(marker in text for marker in STARTUP_FAILURES):
                 raise RuntimeError(text)
             try:
-                server.connect().close()
+                _pg_connect(uri).close()
             except Exception:  # the server is still starting
                 return False
             return True
@@ -140,13 +131,13 @@ def _start_postgres(folder: Path) -> PostgresServer:
                 log.unlink(missing_ok=True)
                 continue
             raise
-        return server
+        return uri
     raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """A PostgreSQL 15 cluster for this session; yields the server (its `uri` is the base URI)."""
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL 15 cluster for this session; yields `postgresql+psycopg://postgres@…/postgres`."""
     folder = Path(tempfile.mkdtemp(prefix="mloop-pg-"))
     try:
         (folder / "sockets").mkdir()
@@ -169,9 +160,9 @@ def postgres_server() -> Iterator[PostgresServer]:
         )
         if init.returncode != 0:
             raise RuntimeError(f"initdb failed: {init.stdout}{init.stderr}")
-        server = _start_postgres(folder)
+        uri = _start_postgres(folder)
         try:
-            yield server
+            yield uri
         finally:
             _pg(folder, "pg_ctl", "-D", str(folder / "data"), "-m", "fast", "-w", "stop")
     finally:
@@ -179,37 +170,25 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
-def postgres_db(postgres_server: PostgresServer) -> Iterator[str]:
+def postgres_db(postgres_server: str) -> Iterator[str]:
     """A fresh, empty database `t_<hex>` on the session's server; returns its URI."""
-    with postgres_server.database() as uri:
+    with postgres_database(postgres_server) as uri:
         yield uri
 
 
 # S3 (moto) ----------------------------------------------------------------------------------
-@dataclass
-class S3Server:
-    port: int
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def client(self):  # type: ignore[no-untyped-def]
-        import boto3
-
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1")
-
-
 @pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    """moto's S3 server; AWS_ENDPOINT_URL and dummy credentials point every AWS client at it."""
+def s3_server() -> Iterator[str]:
+    """moto's S3 server; yields its endpoint URL, which AWS_ENDPOINT_URL names for every client."""
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    # Port 0: the OS picks a free port as the server binds, so two xdist workers cannot race
+    # for one (with a port chosen beforehand, a lost race would leave start() waiting forever).
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    s3 = S3Server(port)
+    port = server.get_host_and_port()[1]
+    endpoint = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
         try:
@@ -223,21 +202,23 @@ def s3_server() -> Iterator[S3Server]:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": s3.endpoint,
+        "AWS_ENDPOINT_URL": endpoint,
     }
     try:
         wait_for(ready, STARTUP_TIMEOUT, f"moto S3 on port {port}")
         with pytest.MonkeyPatch.context() as patch:
             for key, value in env.items():
                 patch.setenv(key, value)
-            yield s3
+            yield endpoint
     finally:
         server.stop()
 
 
 @pytest.fixture
-def s3_prefix(s3_server: S3Server) -> str:
+def s3_prefix(s3_server: str) -> str:
     """A fresh bucket on the moto server; returns `s3://BUCKET/objects`."""
+    import boto3
+
     bucket = f"t-{uuid.uuid4().hex}"
-    s3_server.client().create_bucket(Bucket=bucket)
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=bucket)
     return f"s3://{bucket}/objects"

@@ -14,6 +14,7 @@ import pytest
 from mloop.store import open_artifact_store, open_metadata_store
 from mloop.store.artifacts.cas import ArtifactStore
 from mloop.store.metadata.protocol import MetadataStore
+from tests.servers import postgres_database
 
 METADATA_IMPLEMENTATIONS = [
     pytest.param("sqlite", id="sqlite"),
@@ -39,7 +40,7 @@ def module_metadata_uri(
 ) -> Iterator[str]:
     """Like `metadata_uri`, but shared by a module's tests that only read what it holds."""
     if request.param == "postgres":
-        with request.getfixturevalue("postgres_server").database() as uri:
+        with postgres_database(request.getfixturevalue("postgres_server")) as uri:
             yield uri
     else:
         yield f"sqlite:///{tmp_path_factory.mktemp('store') / 'mloop.db'}"

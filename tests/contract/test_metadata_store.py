@@ -614,7 +614,11 @@ def test_referenced_objects_names_every_owner(metadata_store: MetadataStore) -> 
     run = add_run(metadata_store)
     env = Environment(digest("env"), "CPython", digest("packages"), 1)
     metadata_store.put_environment(env)
-    metadata_store.write_run_data(run.id, outputs=[RunOutput("model.pkl", digest("m"), 7)])
+    metadata_store.write_run_data(
+        run.id,
+        outputs=[RunOutput("model.pkl", digest("m"), 7)],
+        inputs=[RunInput("artifact", digest("in")), RunInput("dataset", "sales:1")],
+    )
     metadata_store.create_dataset_version(
         version_of("sales", FileEntry("a.csv", digest("a"), 3)), created("sales")
     )
@@ -622,5 +626,6 @@ def test_referenced_objects_names_every_owner(metadata_store: MetadataStore) -> 
     assert set(metadata_store.referenced_objects()) == {
         (digest("a"), 3, "dataset/sales:1 a.csv"),
         (digest("m"), 7, f"run/{run.id} model.pkl"),
+        (digest("in"), None, f"run/{run.id} input"),
         (digest("packages"), None, f"environment {env.digest}"),
     }

@@ -18,6 +18,7 @@ import pytest
 from mloop.project import Project
 from mloop.store import open_metadata_store
 from mloop.store.metadata.sql import migrate
+from mloop.store.metadata.sql.db import Database, sqlite_path
 
 WORKERS = 8
 RUNS = 4  # runs per worker
@@ -136,6 +137,13 @@ def test_eight_processes_opening_a_new_store_at_once_all_succeed(
     make_project: Callable[..., Path], store: str
 ) -> None:
     root = make_project(store=store)
+    uri = Project.open(root).settings.store_uri
+    if store == "sqlite":
+        assert not sqlite_path(uri).exists()
+    else:
+        empty = Database(uri)
+        assert empty.read(migrate.current_revision) is None
+        empty.close()
 
     run_together("open", root)
 

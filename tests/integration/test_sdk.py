@@ -216,3 +216,31 @@ def test_data_get_inside_a_run_is_recorded_as_input(project: Path) -> None:
     assert [(i.kind, i.ref) for i in stored(run.id).inputs] == [("dataset", "sales:1")]
     local = mloop.data.get("sales", version=1).path("data/sales.csv")
     assert local.read_text().startswith("price,units")
+
+
+def test_an_uncaught_exception_at_exit_marks_an_open_run_failed(project: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import mloop
+        run = mloop.start_run("crashes")
+        mloop.log_metric("x", 1.0)
+        print(run.id, flush=True)
+        raise SystemError("out of luck")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=project, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 1
+    saved = stored(done.stdout.strip())
+    assert saved.status.value == "failed"
+    assert "out of luck" in (saved.error or "")
+    assert saved.metrics["x"].value == 1.0
+
+
+def test_runs_in_one_process_reuse_the_open_project(project: Path) -> None:
+    with mloop.start_run("one") as first:
+        pass
+    with mloop.start_run("two") as second:
+        pass
+    assert first._active._tracker is second._active._tracker

@@ -24,12 +24,22 @@ if TYPE_CHECKING:
     from mloop.services.tracking.runs import ActiveRun
 
 _active: ContextVar[tuple[ActiveRun, ...]] = ContextVar("mloop_active_runs", default=())
+# The project last opened in this thread or task, reused while its settings are unchanged, so
+# a notebook starting hundreds of runs opens the stores (and digests the environment) once.
+_project: ContextVar[Project | None] = ContextVar("mloop_project", default=None)
 
 
 def _open_project(project: str | Path | None = None) -> Project:
-    from mloop.project import Project
+    from mloop.config import load_settings
+    from mloop.project import Project, find_root
 
-    return Project.open(project)
+    settings = load_settings(find_root(Path(project) if project is not None else None))
+    cached = _project.get()
+    if cached is not None and cached.settings == settings:
+        return cached
+    opened = Project(settings)
+    _project.set(opened)
+    return opened
 
 
 class Run_:

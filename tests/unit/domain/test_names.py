@@ -15,7 +15,9 @@ from mloop.errors import InvalidAddress, InvalidName, InvalidPath
 
 
 @pytest.mark.parametrize(
-    "name", ["a", "7", "sales-2024", "0abc", "a" * 63, "a-b-c"], ids=str.__len__
+    "name",
+    ["a", "7", "sales-2024", "0abc", "a" * 63, "a-b-c"],
+    ids=["letter", "digit", "dash-and-digits", "leading-digit", "63-characters", "dashes"],
 )
 def test_valid_names_pass_unchanged(name: str) -> None:
     assert check_name(name) == name

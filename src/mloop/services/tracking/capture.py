@@ -16,6 +16,9 @@ from mloop.domain.lineage import CodeVersion, Environment
 from mloop.store.artifacts.cas import ArtifactStore
 
 
+UNTRACKED_CONTENT_LIMIT = 1 << 20
+
+
 def _git(root: Path, *args: str) -> bytes | None:
     try:
         done = subprocess.run(
@@ -29,8 +32,9 @@ def _git(root: Path, *args: str) -> bytes | None:
 def capture_code(root: Path) -> CodeVersion:
     """The commit checked out at `root`, and a digest of every uncommitted change.
 
-    The digest covers `git diff HEAD` and the content of untracked, unignored files, so two
-    runs share it exactly when their working trees are the same.
+    The digest covers `git diff HEAD` and the content of untracked, unignored files (size and
+    modification time for those over 1 MiB, which are data more often than code), so two runs
+    share it exactly when their working trees are the same.
     """
     head = _git(root, "rev-parse", "HEAD", "--show-toplevel")
     if head is None:
@@ -49,7 +53,11 @@ def capture_code(root: Path) -> CodeVersion:
         path = top / name.decode()
         hasher.update(b"\0untracked\0" + name + b"\0")
         try:
-            hasher.update(path.read_bytes())
+            st = path.stat()
+            if st.st_size <= UNTRACKED_CONTENT_LIMIT:
+                hasher.update(path.read_bytes())
+            else:  # large untracked files (data, usually): size and mtime, not a full read
+                hasher.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
         except OSError:
             hasher.update(b"<unreadable>")
     return CodeVersion(commit, hasher.hexdigest(), toplevel)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import math
+import sys
 import threading
 import time
 import traceback
@@ -172,8 +173,16 @@ class ActiveRun:
             self._tracker.end_run(self.id, status, error)
 
     def _at_exit(self) -> None:
-        if not self.ended:
+        """A run still open at interpreter exit ends with the script: failed if an uncaught
+        exception is ending it (Python has just printed it and set `sys.last_value`)."""
+        if self.ended:
+            return
+        failure = getattr(sys, "last_value", None)
+        if failure is None:
             self.end(RunStatus.FINISHED)
+        else:
+            detail = "".join(traceback.format_exception(failure))[-4000:]
+            self.end(RunStatus.FAILED, detail)
 
     @property
     def run(self) -> Run:

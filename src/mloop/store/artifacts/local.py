@@ -34,10 +34,10 @@ class LocalBackend:
         self._tmp = self.root / TMP
         self._made: set[str] = set()
         self._names = itertools.count()
-        self._pid = os.getpid()
 
     def _temp_name(self, folder: str) -> str:
-        return f"{folder}/{TMP_PREFIX}{self._pid}-{next(self._names)}"
+        # The pid is read each time: a forked child must not reuse its parent's names.
+        return f"{folder}/{TMP_PREFIX}{os.getpid()}-{next(self._names)}"
 
     def _shard(self, key: str) -> str:
         shard = f"{self._base}/{key[:2]}"

@@ -25,6 +25,7 @@ REFERENCES = (
 DIGEST_COLUMNS = (
     ("dataset_files", "digest"),
     ("run_outputs", "digest"),
+    ("run_inputs", "ref"),
     ("environments", "packages_digest"),
 )
 
@@ -62,6 +63,8 @@ class SqlMetadataStore(SqlRuns, SqlDatasets):
             found: set[str] = set()
             for table, column in DIGEST_COLUMNS:
                 query = f"SELECT DISTINCT {column} FROM {table} WHERE {column} LIKE :p"
+                if table == "run_inputs":
+                    query += " AND kind = 'artifact'"
                 found.update(r[0] for r in tx.all(query, {"p": prefix + "%"}))
             if len(found) == 1:
                 return found.pop()
