@@ -310,4 +310,7 @@ def tool_version(argv: Sequence[str]) -> str:
         out = subprocess.run(list(argv), capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return "not found"
-    return (out.stdout or out.stderr).strip().splitlines()[0] if out.returncode == 0 else "?"
+    if out.returncode != 0:
+        return "?"
+    first = (out.stdout or out.stderr).strip().splitlines()[0]
+    return first.split()[-1]  # "hyperfine 1.15.0", "git version 2.39.5" -> the version

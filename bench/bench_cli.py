@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -193,8 +194,6 @@ def run(rounds: int = 7, use_hyperfine: bool = False, log=print) -> list[c.Resul
 
     if use_hyperfine:
         hyperfine(cmds, rounds, work)
-    import shutil
-
     shutil.rmtree(work, ignore_errors=True)
     if failures:
         raise AssertionError("; ".join(failures))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -83,9 +84,6 @@ def run(rounds: int = 7, values: int = 2000, log=print) -> list[c.Result]:
             f"start_run {a['start_run_s'] * 1000:.0f}) | "
             f"mlflow {b['seconds']:.3f} s  → {b['seconds'] / a['seconds']:.0f}×"
         )
-    c.sync_disk()
-    import shutil
-
     shutil.rmtree(work, ignore_errors=True)
 
     def col(rows: list[dict], key: str) -> list[float]:

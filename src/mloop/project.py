@@ -144,7 +144,7 @@ class Project:
 
         return DataService(
             self.metadata,
-            self.artifacts,
+            lambda: self.artifacts,
             root=self.root,
             actor=self.actor,
             stat_cache=StatCache(self.settings.state_dir / "state.db"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -39,8 +38,53 @@ class Context:
             self._project.close()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from mloop.cli import config_cmd, data, init, lineage, runs, storage
+# Every command, its module and its one-line help. Only the module of the command being run is
+# imported: `mloop --help` and `mloop data status` must not pay for the others.
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("init", "mloop.cli.init", "make a folder a project (mloop.yaml and .mloop/)"),
+    ("config", "mloop.cli.config_cmd", "show the project's settings"),
+    ("runs", "mloop.cli.runs", "list, show and compare runs"),
+    ("data", "mloop.cli.data", "version datasets and move them around"),
+    (
+        "lineage",
+        "mloop.cli.lineage",
+        "what made a run, dataset version or artifact, and what was made from it",
+    ),
+    ("events", "mloop.cli.lineage", "the audit log, newest first: who changed what, when and why"),
+    ("fsck", "mloop.cli.storage", "check that every object runs and datasets refer to is intact"),
+    ("gc", "mloop.cli.storage", "remove objects that no run, dataset or environment refers to"),
+)
+
+
+class _Only:
+    """Hands a module's `register` the real subparsers for one command and scratch parsers for
+    the module's other commands, so modules keep registering all of theirs in one function."""
+
+    def __init__(self, commands: Any, name: str) -> None:
+        self._commands = commands
+        self._name = name
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        if name == self._name:
+            return self._commands.add_parser(name, **kwargs)  # type: ignore[no-any-return]
+        return argparse.ArgumentParser(prog=name, add_help=False)
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    names = {c[0] for c in COMMANDS}
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "-C":
+            skip = True
+        elif not arg.startswith("-"):
+            return arg if arg in names else None
+    return None
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    import importlib
 
     parser = argparse.ArgumentParser(
         prog="mloop",
@@ -53,8 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (init, config_cmd, runs, data, lineage, storage):
-        module.register(commands)
+    wanted = _command_in(argv)
+    for name, module, helptext in COMMANDS:
+        if name == wanted:
+            importlib.import_module(module).register(_Only(commands, name))
+        else:
+            commands.add_parser(name, help=helptext, add_help=False)
     return parser
 
 
@@ -74,8 +122,9 @@ def _hoist_global_flags(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(_hoist_global_flags(sys.argv[1:] if argv is None else argv))
+    arguments = _hoist_global_flags(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(arguments)
+    args = parser.parse_args(arguments)
     handler: Any = getattr(args, "handler", None)
     if handler is None:
         target = getattr(args, "parser", parser)
@@ -89,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(handler(ctx) or 0)
     except MloopError as exc:
         if debug:
+            import traceback
+
             traceback.print_exc()
         sys.stderr.write(f"error: {exc.message}\n")
         if exc.hint:  # continuation lines line up under the first (a caret, say)

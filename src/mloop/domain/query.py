@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 from datetime import datetime
 
 from mloop.errors import FilterSyntaxError
@@ -79,8 +80,7 @@ def _token_re() -> re.Pattern[str]:
     return re.compile(_LEXER, re.VERBOSE)
 
 
-@dataclass(frozen=True, slots=True)
-class _Token:
+class _Token(NamedTuple):
     kind: str
     text: str
     pos: int

@@ -7,17 +7,17 @@ forever ("racy clean"). Such entries are re-hashed on the next look and then tru
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 RACY_NS = 1_000_000_000  # trust an entry only if the file was older than this when hashed
 
 
-@dataclass(frozen=True, slots=True)
-class StatEntry:
+class StatEntry(NamedTuple):
     path: str
     size: int
     mtime_ns: int
@@ -33,6 +33,19 @@ class StatEntry:
         return (
             self.trusted and self.size == size and self.mtime_ns == mtime_ns and self.inode == inode
         )
+
+
+class Snapshot(NamedTuple):
+    """The working files of a dataset as last found identical to version `version`.
+
+    `files` maps every manifest path to the (size, mtime_ns, inode) it had when its content was
+    verified, or None when it was not verified (changed, or too recently modified to trust).
+    While a file's stat still matches, `data status` needs neither the manifest nor a hash.
+    """
+
+    version: int
+    sources: list[str]
+    files: dict[str, list[int] | None]
 
 
 class StatCache:
@@ -52,6 +65,9 @@ class StatCache:
                 "CREATE TABLE IF NOT EXISTS stat (path TEXT PRIMARY KEY, size INTEGER, "
                 "mtime_ns INTEGER, inode INTEGER, digest TEXT, cached_ns INTEGER)"
             )
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS snapshot (dataset TEXT PRIMARY KEY, body TEXT)"
+            )
             self._conn = conn
         return self._conn
 
@@ -59,7 +75,8 @@ class StatCache:
         if not self.path.exists():
             return {}
         rows = self._db().execute("SELECT * FROM stat").fetchall()
-        return {r[0]: StatEntry(*r) for r in rows}
+        make = StatEntry._make
+        return {r[0]: make(r) for r in rows}
 
     def update(self, entries: Iterable[tuple[str, int, int, int, str]]) -> None:
         """Record (path, size, mtime_ns, inode, digest) as hashed now."""
@@ -75,6 +92,34 @@ class StatCache:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    def snapshot(self, dataset: str) -> Snapshot | None:
+        if not self.path.exists():
+            return None
+        row = (
+            self._db().execute("SELECT body FROM snapshot WHERE dataset = ?", (dataset,)).fetchone()
+        )
+        if row is None:
+            return None
+        try:
+            body = json.loads(row[0])
+            return Snapshot(int(body["version"]), list(body["sources"]), dict(body["files"]))
+        except (ValueError, KeyError, TypeError):
+            return None  # an unreadable snapshot only costs a slower status
+
+    def save_snapshot(self, dataset: str, snapshot: Snapshot) -> None:
+        now = time.time_ns()
+        files = {
+            path: (stat if stat is not None and stat[1] + RACY_NS < now else None)
+            for path, stat in snapshot.files.items()
+        }
+        body = json.dumps(
+            {"version": snapshot.version, "sources": snapshot.sources, "files": files},
+            separators=(",", ":"),
+        )
+        self._db().execute(
+            "INSERT OR REPLACE INTO snapshot (dataset, body) VALUES (?, ?)", (dataset, body)
+        )
 
     def close(self) -> None:
         if self._conn is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 from mloop.errors import InvalidPath
@@ -11,8 +11,7 @@ from mloop.errors import InvalidPath
 SKIP_DIRS = {".mloop", ".git", ".dvc", "__pycache__"}
 
 
-@dataclass(frozen=True, slots=True)
-class WorkingFile:
+class WorkingFile(NamedTuple):
     rel: str  # project-relative POSIX path, the manifest key
     path: str  # absolute path
     size: int

@@ -7,6 +7,7 @@ metadata that refers to them is committed, so a crash leaves at worst unreferenc
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from mloop.domain.names import check_name, parse_address
 from mloop.errors import InvalidAddress, InvalidInput
 from mloop.services.data.scan import WorkingFile, scan, source_of
 from mloop.store.artifacts.hashing import hash_file
-from mloop.store.statcache import StatCache, StatEntry
+from mloop.store.statcache import Snapshot, StatCache
 
 if TYPE_CHECKING:
     from mloop.domain.dataset import TableProfile
@@ -73,7 +74,7 @@ class DataService:
     def __init__(
         self,
         metadata: MetadataStore,
-        artifacts: ArtifactStore,
+        artifacts: Callable[[], ArtifactStore],
         *,
         root: Path,
         actor: str,
@@ -81,11 +82,16 @@ class DataService:
         checkout_cache: Path,
     ) -> None:
         self.metadata = metadata
-        self.artifacts = artifacts
+        self._open_artifacts = artifacts
         self.root = root
         self.actor = actor
         self.stat_cache = stat_cache
         self.checkout_cache = checkout_cache
+
+    @functools.cached_property
+    def artifacts(self) -> ArtifactStore:
+        """Opened on first use: `data status` never touches the artifact store."""
+        return self._open_artifacts()
 
     # adding -------------------------------------------------------------------------------
     def add(
@@ -141,6 +147,14 @@ class DataService:
             {"files": draft.file_count, "bytes": draft.total_size, "new_objects": new_objects},
         )
         version = self.metadata.create_dataset_version(draft, event)
+        self.stat_cache.save_snapshot(
+            name,
+            Snapshot(
+                version.version,
+                list(sources),
+                {f.rel: [f.size, f.mtime_ns, f.inode] for f in files},
+            ),
+        )
         return AddResult(version, True, new_objects, new_bytes, tuple(warnings))
 
     def _latest(self, name: str) -> DatasetVersion | None:
@@ -159,7 +173,7 @@ class DataService:
         for f in files:
             hit = cache.get(f.rel)
             known = hit.digest if hit and hit.matches(f.size, f.mtime_ns, f.inode) else None
-            digest, size, new = put(f.path, known)
+            digest, size, new = put(f.path, known, f.size)
             results.append((FileEntry(f.rel, digest, size), new))
             progress(size)
         results.sort(key=lambda item: item[0].path)
@@ -218,28 +232,48 @@ class DataService:
 
     # status -------------------------------------------------------------------------------
     def status(self, name: str | None = None) -> list[StatusReport]:
-        """What changed in the working files since each dataset's latest version."""
-        names = [check_name(name, "dataset name")] if name else [d.name for d in self.datasets()]
-        cache = self.stat_cache.load()
-        reports = []
-        rehashed: list[tuple[str, int, int, int, str]] = []
-        for dataset in names:
-            version = self.metadata.get_dataset_version(dataset, files=True)
-            reports.append(self._status_of(version, cache, rehashed))
-        self.stat_cache.update(rehashed)
-        return reports
+        """What changed in the working files since each dataset's latest version.
 
-    def _status_of(
-        self,
-        version: DatasetVersion,
-        cache: dict[str, StatEntry],
-        rehashed: list[tuple[str, int, int, int, str]],
-    ) -> StatusReport:
+        Like git's index: a snapshot of the files' stats as last verified lets an unchanged
+        tree be confirmed from one scan, without reading the manifest or hashing anything.
+        """
+        latest = {d.name: d.latest for d in self.datasets()}
+        if name is not None and check_name(name, "dataset name") not in latest:
+            self.metadata.get_dataset_version(name)  # raises the usual NotFound
+        names = [name] if name else sorted(latest)
+        return [self._status_of(dataset, latest[dataset]) for dataset in names]
+
+    def _status_of(self, name: str, latest: int) -> StatusReport:
+        snap = self.stat_cache.snapshot(name)
+        if snap is None or snap.version != latest:
+            version = self.metadata.get_dataset_version(name, latest, files=True)
+            return self._verify(version, scan(self.root, list(version.sources)))
+        working = scan(self.root, snap.sources)
+        added: list[str] = []
+        doubtful: list[WorkingFile] = []
+        for f in working:
+            if f.rel not in snap.files:
+                added.append(f.rel)
+            elif snap.files[f.rel] != [f.size, f.mtime_ns, f.inode]:
+                doubtful.append(f)
+        present = {f.rel for f in working}
+        deleted = tuple(p for p in snap.files if p not in present)
+        unverified = [p for p, stat in snap.files.items() if stat is None and p in present]
+        if not doubtful and not unverified:
+            unchanged = len(working) - len(added)
+            return StatusReport(name, latest, tuple(added), (), deleted, unchanged)
+        version = self.metadata.get_dataset_version(name, latest, files=True)
+        return self._verify(version, working)
+
+    def _verify(self, version: DatasetVersion, working: list[WorkingFile]) -> StatusReport:
+        """Compare every working file with the manifest, hashing only what the stat cache
+        cannot vouch for; then record the verified state for next time."""
+        cache = self.stat_cache.load()
         manifest = {f.path: f for f in version.files}
-        working = scan(self.root, list(version.sources))
         added: list[str] = []
         modified: list[str] = []
-        unchanged = 0
+        verified: dict[str, list[int] | None] = dict.fromkeys(manifest)
+        rehashed: list[tuple[str, int, int, int, str]] = []
         for f in working:
             entry = manifest.get(f.rel)
             if entry is None:
@@ -255,11 +289,16 @@ class DataService:
                 digest = hash_file(f.path)
                 rehashed.append((f.rel, f.size, f.mtime_ns, f.inode, digest))
             if digest == entry.digest:
-                unchanged += 1
+                verified[f.rel] = [f.size, f.mtime_ns, f.inode]
             else:
                 modified.append(f.rel)
         present = {f.rel for f in working}
         deleted = tuple(p for p in manifest if p not in present)
+        self.stat_cache.update(rehashed)
+        self.stat_cache.save_snapshot(
+            version.name, Snapshot(version.version, list(version.sources), verified)
+        )
+        unchanged = sum(1 for stat in verified.values() if stat is not None)
         return StatusReport(
             version.name, version.version, tuple(added), tuple(modified), deleted, unchanged
         )

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import threading
-import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import blake3
 
@@ -22,6 +19,9 @@ from mloop.domain.digests import digest_bytes, is_digest
 from mloop.errors import Conflict, CorruptArtifact, NotFound
 from mloop.store.artifacts.hashing import SMALL_FILE, hash_file
 from mloop.store.artifacts.protocol import ObjectBackend
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["ArtifactStore", "hash_file", "key_of"]
 
@@ -77,6 +77,8 @@ class ArtifactStore:
         self._lock = threading.Lock()
 
     def _executor(self) -> ThreadPoolExecutor:
+        from concurrent.futures import ThreadPoolExecutor  # imported when first needed
+
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mloop-cas")
@@ -94,26 +96,35 @@ class ArtifactStore:
         return digest
 
     def put_path(
-        self, path: str | os.PathLike[str], known_digest: str | None = None
+        self,
+        path: str | os.PathLike[str],
+        known_digest: str | None = None,
+        size: int | None = None,
     ) -> tuple[str, int, bool]:
-        """Store a file; return (digest, size, stored_now). `known_digest` skips hashing.
+        """Store a file; return (digest, size, stored_now).
 
-        A large file is copied in under a temporary name while it is hashed, then published
-        under its digest; if the file changes meanwhile, nothing is published.
+        `known_digest` (from a cache the caller trusts) skips hashing; `size` (from a scan the
+        caller made) saves a stat and sizes the read exactly. A large file is copied in under a
+        temporary name while it is hashed, then published under its digest; if the file
+        changes meanwhile, nothing is published.
         """
         if known_digest is not None:
-            size = os.stat(path).st_size
-            if self.backend.size(key_of(known_digest)) == size:
+            found = os.stat(path).st_size if size is None else size
+            if self.backend.size(key_of(known_digest)) == found:
                 refresh = getattr(self.backend, "refresh", None)
                 if refresh is not None:
                     refresh(key_of(known_digest))  # renew its age for gc's grace period
-                return known_digest, size, False
-        with open(path, "rb") as fh:
-            data = fh.read(SMALL_FILE + 1)
-            if len(data) <= SMALL_FILE:
+                return known_digest, found, False
+        if size is None or size <= SMALL_FILE:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                data = os.read(fd, (SMALL_FILE if size is None else size) + 1)
+            finally:
+                os.close(fd)
+            if len(data) <= SMALL_FILE and (size is None or len(data) == size):
                 digest = digest_bytes(data)
                 return digest, len(data), self.backend.put_bytes(key_of(digest), data)
-        del data
+            del data  # a large file: do not hold its first megabytes while copying it
         path = Path(path)
         before = path.stat()
         size = before.st_size
@@ -155,6 +166,9 @@ class ArtifactStore:
 
     def export(self, digest: str, dest: Path) -> None:
         """Write the object to `dest` (temp name, verify, rename): `dest` is never half-written."""
+        import shutil
+        import uuid
+
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
         try:

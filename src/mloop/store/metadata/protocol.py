@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from mloop.domain.dataset import DatasetSummary, DatasetVersion
-from mloop.domain.event import Event
-from mloop.domain.lineage import Environment
-from mloop.domain.query import Expr, SortKey
-from mloop.domain.run import Metric, Run, RunInput, RunOutput, RunStatus
+if TYPE_CHECKING:  # annotations only: importing the store must stay cheap for the CLI
+    from mloop.domain.dataset import DatasetSummary, DatasetVersion
+    from mloop.domain.event import Event
+    from mloop.domain.lineage import Environment
+    from mloop.domain.query import Expr, SortKey
+    from mloop.domain.run import Metric, Run, RunInput, RunOutput, RunStatus
 
 
 class MetadataStore(Protocol):

@@ -6,16 +6,17 @@ import dataclasses
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mloop.domain.event import Event
 from mloop.domain.lineage import Environment
-from mloop.domain.query import Expr, SortKey
 from mloop.domain.run import Metric, Run, RunInput, RunOutput, RunStatus
 from mloop.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from mloop.store.metadata.sql import rows
 from mloop.store.metadata.sql.db import Database, Tx, chunks, in_clause
-from mloop.store.metadata.sql.filters import compile_order, compile_where
+
+if TYPE_CHECKING:
+    from mloop.domain.query import Expr, SortKey
 
 _NUMBER = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
 
@@ -249,6 +250,8 @@ class SqlRuns:
         order: Sequence[SortKey] = (),
         limit: int | None = None,
     ) -> list[Run]:
+        from mloop.store.metadata.sql.filters import compile_order, compile_where
+
         params: dict[str, Any] = {}
         sql = f"SELECT {rows.RUN_COLUMNS} FROM runs r"
         if where is not None:
@@ -263,6 +266,8 @@ class SqlRuns:
         return self.db.read(work)
 
     def count_runs(self, where: Expr | None = None) -> int:
+        from mloop.store.metadata.sql.filters import compile_where
+
         params: dict[str, Any] = {}
         sql = "SELECT COUNT(*) FROM runs r"
         if where is not None:
