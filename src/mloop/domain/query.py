@@ -14,8 +14,8 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import NamedTuple
 from datetime import datetime
+from typing import NamedTuple
 
 from mloop.errors import FilterSyntaxError
 

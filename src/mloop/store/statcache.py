@@ -11,8 +11,8 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable
-from typing import NamedTuple
 from pathlib import Path
+from typing import NamedTuple
 
 RACY_NS = 1_000_000_000  # trust an entry only if the file was older than this when hashed
 

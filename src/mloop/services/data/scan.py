@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
 from pathlib import Path
+from typing import NamedTuple
 
 from mloop.errors import InvalidPath
 

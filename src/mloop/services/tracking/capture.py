@@ -15,7 +15,6 @@ from mloop.domain.digests import digest_bytes
 from mloop.domain.lineage import CodeVersion, Environment
 from mloop.store.artifacts.cas import ArtifactStore
 
-
 UNTRACKED_CONTENT_LIMIT = 1 << 20
 
 

@@ -51,9 +51,11 @@ def _durable_copy(src: Path, dest: Path) -> int:
                     n = os.copy_file_range(fd_in, fd_out, COPY_CHUNK)
                 except OSError:  # another filesystem, or no support: let Python copy
                     os.lseek(fd_in, offset, os.SEEK_SET)
-                    with open(fd_in, "rb", closefd=False) as fin:
-                        with open(fd_out, "wb", closefd=False) as fout:
-                            shutil.copyfileobj(fin, fout, COPY_CHUNK)
+                    with (
+                        open(fd_in, "rb", closefd=False) as fin,
+                        open(fd_out, "wb", closefd=False) as fout,
+                    ):
+                        shutil.copyfileobj(fin, fout, COPY_CHUNK)
                     offset = os.fstat(fd_out).st_size
                     break
                 if n == 0:
