@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.metadata
+import os
+import pathlib
 import platform
 import re
 import subprocess
@@ -67,12 +68,36 @@ def _normalise(name: str) -> str:
 
 
 def installed_packages() -> list[str]:
-    """`name==version` of every distribution the interpreter can import, sorted."""
-    found = {
-        f"{_normalise(d.metadata['Name'])}=={d.version}"
-        for d in importlib.metadata.distributions()
-        if d.metadata["Name"]
-    }
+    """`name==version` of every distribution the interpreter can import, sorted.
+
+    Installers name each `*.dist-info` folder `{name}-{version}` (PEP 376/427), so reading the
+    folder names costs one listdir per path entry; parsing every METADATA file as
+    `importlib.metadata` does took ~0.1 s per run here. Folders that do not follow the naming
+    rule fall back to their metadata.
+    """
+    found: set[str] = set()
+    for entry in sys.path:
+        folder = entry or "."
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(".dist-info"):
+                dist, sep, version = name[: -len(".dist-info")].partition("-")
+            elif name.endswith(".egg-info"):
+                dist, sep, version = name[: -len(".egg-info")].partition("-")
+                version = version.split("-py", 1)[0]
+            else:
+                continue
+            if sep and dist and version:
+                found.add(f"{_normalise(dist)}=={version}")
+                continue
+            import importlib.metadata  # only for folders named against the rule
+
+            meta = importlib.metadata.PathDistribution(pathlib.Path(folder, name)).metadata
+            if meta["Name"] and meta["Version"]:
+                found.add(f"{_normalise(meta['Name'])}=={meta['Version']}")
     return sorted(found)
 
 

@@ -25,7 +25,6 @@ from mloop.domain.names import check_relative_path
 from mloop.domain.query import parse_filter, parse_sort
 from mloop.domain.run import Metric, Run, RunInput, RunOutput, RunStatus
 from mloop.errors import Conflict, InvalidInput, InvalidPath, NotFound
-from mloop.services.tracking.capture import capture_code, capture_environment
 from mloop.store.artifacts.cas import ArtifactStore
 from mloop.store.metadata.protocol import MetadataStore
 
@@ -215,6 +214,8 @@ class Tracker:
 
     def environment(self) -> Environment:
         if self._environment is None:
+            from mloop.services.tracking.capture import capture_environment
+
             env = capture_environment(self.artifacts)
             self.artifacts.sync()
             self.metadata.put_environment(env)
@@ -240,6 +241,8 @@ class Tracker:
             parent_run = self.metadata.get_run(parent.id)
             code, env_digest = parent_run.code, parent_run.environment
         else:
+            from mloop.services.tracking.capture import capture_code
+
             code, env_digest = capture_code(self.root), self.environment().digest
         run = Run(
             id=run_id,
