@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from mloop.errors import MissingDependency, NotFound, StoreUnavailable
-from mloop.store.artifacts.protocol import Staged
+from mloop.errors import MissingDependency, StoreUnavailable
+from mloop.store.artifacts.protocol import Staged, missing_object
 
 TMP = "tmp"  # inside the store, where readers never look for objects
 ATOMIC_PUT = {"s3", "s3a", "gs", "gcs", "az", "abfs", "memory"}
@@ -75,10 +75,7 @@ class FsspecBackend:
         try:
             return self.fs.open(self._path(key), "rb")  # type: ignore[no-any-return]
         except FileNotFoundError:
-            raise NotFound(
-                f"object {key.replace('/', '')[:12]} is missing from {self.uri}",
-                "fetch it with `mloop data pull`; `mloop fsck` lists everything missing",
-            ) from None
+            raise missing_object(key, self.uri) from None
 
     def local_path(self, key: str) -> Path | None:
         return None

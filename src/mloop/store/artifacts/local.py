@@ -16,8 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from mloop.errors import NotFound
-from mloop.store.artifacts.protocol import Staged
+from mloop.store.artifacts.protocol import Staged, missing_object
 
 TMP = "tmp"
 TMP_PREFIX = ".tmp-"  # temporary files inside shard folders; never listed as objects
@@ -155,10 +154,7 @@ class LocalBackend:
         try:
             return open(self.root / key, "rb")  # the caller closes it
         except FileNotFoundError:
-            raise NotFound(
-                f"object {key.replace('/', '')[:12]} is missing from {self.uri}",
-                "fetch it with `mloop data pull`; `mloop fsck` lists everything missing",
-            ) from None
+            raise missing_object(key, self.uri) from None
 
     def local_path(self, key: str) -> Path | None:
         path = self.root / key

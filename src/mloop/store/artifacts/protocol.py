@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from mloop.errors import NotFound
+
 
 @dataclass
 class Staged:
@@ -46,3 +48,11 @@ class ObjectBackend(Protocol):
     def delete(self, key: str) -> None: ...
 
     def sync(self) -> None: ...
+
+
+def missing_object(key: str, uri: str) -> NotFound:
+    """The error every backend raises for an object it does not have."""
+    return NotFound(
+        f"object {key.replace('/', '')[:12]} is missing from {uri}",
+        "fetch it with `mloop data pull`; `mloop fsck` lists everything missing",
+    )

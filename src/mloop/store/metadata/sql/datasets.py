@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from mloop.domain.dataset import DatasetSummary, DatasetVersion, FileEntry
@@ -63,21 +64,9 @@ class SqlDatasets:
                 ],
             )
             ref = f"dataset/{version.name}:{number}"
-            stamped = Event(event.at, event.actor, event.action, ref, event.reason, event.details)
+            stamped = dataclasses.replace(event, ref=ref)
             tx.execute(rows.INSERT_EVENT, rows.event_to_row(stamped))
-            return DatasetVersion(
-                name=version.name,
-                version=number,
-                created=version.created,
-                user=version.user,
-                message=version.message,
-                file_count=version.file_count,
-                total_size=version.total_size,
-                sources=version.sources,
-                tables=version.tables,
-                files=version.files,
-                run_id=version.run_id,
-            )
+            return dataclasses.replace(version, version=number)
 
         return self.db.write(work)
 
@@ -118,19 +107,7 @@ class SqlDatasets:
                     {"i": row[0]},
                 )
             )
-            return DatasetVersion(
-                name=found.name,
-                version=found.version,
-                created=found.created,
-                user=found.user,
-                message=found.message,
-                file_count=found.file_count,
-                total_size=found.total_size,
-                sources=found.sources,
-                tables=found.tables,
-                files=entries,
-                run_id=found.run_id,
-            )
+            return dataclasses.replace(found, files=entries)
 
         return self.db.read(work)
 
