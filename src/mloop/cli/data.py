@@ -61,14 +61,9 @@ def register(commands: Any) -> None:
 def add_version(ctx: Context) -> None:
     args = ctx.args
     data = ctx.project.data
-    total: list[int] = [0]
     with output.progress(f"adding {args.name}", None, ctx.quiet) as advance:
         result = data.add(
-            args.name,
-            args.paths,
-            args.message,
-            progress=advance,
-            on_total=lambda n: total.__setitem__(0, n),
+            args.name, args.paths, args.message, progress=advance, on_total=advance.total
         )
     if ctx.json:
         output.emit_json(result)
@@ -225,7 +220,8 @@ def diff_versions(ctx: Context) -> None:
 def checkout(ctx: Context) -> None:
     args = ctx.args
     data = ctx.project.data
-    with output.progress(f"checking out {args.ref}", None, ctx.quiet) as advance:
+    total = data.show(args.ref).total_size
+    with output.progress(f"checking out {args.ref}", total, ctx.quiet) as advance:
         result = data.checkout(args.ref, args.to, force=args.force, progress=advance)
     output.line(
         f"{result.version.ref} -> {result.target}: {result.written} written, "

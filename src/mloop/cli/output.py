@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -92,11 +92,27 @@ def fields(pairs: Sequence[tuple[str, Any]]) -> None:
         line(f"{key + ':':<{width + 1}} {value}")
 
 
+class Bar:
+    """What `progress` yields: call it with the amount done; `total` may come later."""
+
+    def __init__(self, bar: Any = None, task: Any = None) -> None:
+        self._bar = bar
+        self._task = task
+
+    def __call__(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, n)
+
+    def total(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, total=n)
+
+
 @contextmanager
-def progress(description: str, total: int | None, quiet: bool) -> Iterator[Callable[[int], None]]:
+def progress(description: str, total: int | None, quiet: bool) -> Iterator[Bar]:
     """A progress bar on a terminal; nothing in CI, in pipes or with --quiet."""
     if quiet or not sys.stderr.isatty():
-        yield lambda n: None
+        yield Bar()
         return
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
 
@@ -107,5 +123,4 @@ def progress(description: str, total: int | None, quiet: bool) -> Iterator[Calla
         TimeRemainingColumn(),
         transient=True,
     ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
+        yield Bar(bar, bar.add_task(description, total=total))
