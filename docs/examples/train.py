@@ -8,6 +8,8 @@ Run it from inside an mloop project after `mloop data add sales data/sales.csv`:
 from __future__ import annotations
 
 import argparse
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -31,8 +33,10 @@ def main() -> None:
             rmse = float(np.sqrt(np.mean((x1 @ weights - y) ** 2))) * (1 + 1 / (epoch + 1))
             mloop.log_metric("rmse", rmse, step=epoch)
         mloop.set_tag("model", "ridge")
-        np.savetxt("weights.txt", weights)
-        mloop.log_artifact("weights.txt", name="model/weights.txt")
+        with tempfile.TemporaryDirectory() as folder:  # keep the working tree clean
+            path = Path(folder) / "weights.txt"
+            np.savetxt(path, weights)
+            mloop.log_artifact(path, name="model/weights.txt")
         print(f"alpha={args.alpha} rmse={rmse:.3f}")
 
 
