@@ -155,7 +155,7 @@ class Project:
     def storage(self) -> Housekeeping:
         from mloop.services.storage.housekeeping import Housekeeping
 
-        return Housekeeping(self.metadata, self.artifacts)
+        return Housekeeping(self.metadata, self.artifacts, actor=self.actor)
 
     def close(self) -> None:
         if "metadata" in self.__dict__:

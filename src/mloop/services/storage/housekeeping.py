@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
 
+from mloop.domain.event import Event
 from mloop.errors import InvalidInput, MloopError, NotFound
 from mloop.store.artifacts.cas import ArtifactStore, key_of
 from mloop.store.metadata.protocol import MetadataStore
@@ -128,8 +129,13 @@ class Housekeeping:
     """Check (`fsck`) and clean (`gc`) the artifact store against the metadata store."""
 
     def __init__(
-        self, metadata: MetadataStore, artifacts: ArtifactStore, workers: int = DEFAULT_WORKERS
+        self,
+        metadata: MetadataStore,
+        artifacts: ArtifactStore,
+        workers: int = DEFAULT_WORKERS,
+        actor: str = "mloop",
     ) -> None:
+        self.actor = actor
         self.metadata = metadata
         self.artifacts = artifacts
         self.workers = max(1, workers)
@@ -303,7 +309,7 @@ class Housekeeping:
             if _older(path, plan.cutoff):
                 path.unlink(missing_ok=True)
                 temporary.append((name, size))
-        return GcReport(
+        report = GcReport(
             dry_run=False,
             grace=plan.grace,
             cutoff=plan.cutoff,
@@ -313,6 +319,18 @@ class Housekeeping:
             kept_recent=plan.kept_recent,
             kept_recent_bytes=plan.kept_recent_bytes,
         )
+        if removed or temporary:  # deleting data is a change like any other: audit it
+            details = {
+                "objects": len(removed),
+                "bytes": report.removed_bytes,
+                "temporary_files": len(temporary),
+                "grace_seconds": plan.grace,
+            }
+            event = Event(
+                time.time(), self.actor, "artifacts.gc", self.artifacts.uri, None, details
+            )
+            self.metadata.append_event(event)
+        return report
 
     # running many store requests at once ----------------------------------------------------
     def _parallel(
