@@ -11,7 +11,7 @@ from mloop.cli.main import Context
 def register(commands: Any) -> None:
     p = commands.add_parser("config", help="show the project's settings")
     p.set_defaults(parser=p)
-    sub = p.add_subparsers(dest="action", metavar="ACTION")
+    sub = p.add_subparsers(dest="action", metavar="ACTION", prog=p.prog)
     show = sub.add_parser("show", help="print each setting, its value and its source")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=show_config)

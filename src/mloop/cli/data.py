@@ -13,7 +13,7 @@ from mloop.domain.records import to_plain
 def register(commands: Any) -> None:
     p = commands.add_parser("data", help="version datasets and move them around")
     p.set_defaults(parser=p)
-    sub = p.add_subparsers(dest="action", metavar="ACTION")
+    sub = p.add_subparsers(dest="action", metavar="ACTION", prog=p.prog)
 
     add = sub.add_parser("add", help="snapshot files or folders as a new dataset version")
     add.add_argument("name", metavar="NAME")

@@ -96,7 +96,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser.add_argument("-C", dest="chdir", metavar="DIR", help="run as if started in DIR")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # An explicit prog spares argparse a help formatter (and shutil, locale) on every run.
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", prog="mloop")
     wanted = _command_in(argv)
     for name, module, helptext in COMMANDS:
         if name == wanted:

@@ -16,7 +16,7 @@ MAX_PARAM_COLUMNS = 3
 def register(commands: Any) -> None:
     p = commands.add_parser("runs", help="list, show and compare runs")
     p.set_defaults(parser=p)
-    sub = p.add_subparsers(dest="action", metavar="ACTION")
+    sub = p.add_subparsers(dest="action", metavar="ACTION", prog=p.prog)
 
     ls = sub.add_parser("list", help="list runs, newest first")
     ls.add_argument(

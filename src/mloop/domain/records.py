@@ -1,4 +1,4 @@
-"""Turning records into plain JSON-ready dicts, the one conversion every interface shares."""
+"""Turning records into plain JSON-ready data and sizes into words: what every interface shares."""
 
 from __future__ import annotations
 
@@ -25,3 +25,18 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [to_plain(v) for v in value]
     return value
+
+
+def human_size(n: int) -> str:
+    """Bytes as people read them (binary units), for labels and listings alike.
+
+    Example:
+        >>> human_size(3_565_158)
+        '3.4 MiB'
+    """
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"

@@ -18,7 +18,7 @@ from mloop.domain.dataset import DatasetSummary, DatasetVersion, FileEntry, is_t
 from mloop.domain.event import Event
 from mloop.domain.names import check_name, parse_address
 from mloop.errors import InvalidAddress, InvalidInput
-from mloop.services.data.scan import WorkingFile, scan, source_of
+from mloop.services.data.scan import WorkingFile, compare_with_snapshot, scan, source_of
 from mloop.store.artifacts.hashing import hash_file
 from mloop.store.statcache import Snapshot, StatCache
 
@@ -248,22 +248,12 @@ class DataService:
         if snap is None or snap.version != latest:
             version = self.metadata.get_dataset_version(name, latest, files=True)
             return self._verify(version, scan(self.root, list(version.sources)))
-        working = scan(self.root, snap.sources)
-        added: list[str] = []
-        doubtful: list[WorkingFile] = []
-        for f in working:
-            if f.rel not in snap.files:
-                added.append(f.rel)
-            elif snap.files[f.rel] != [f.size, f.mtime_ns, f.inode]:
-                doubtful.append(f)
-        present = {f.rel for f in working}
-        deleted = tuple(p for p in snap.files if p not in present)
-        unverified = [p for p, stat in snap.files.items() if stat is None and p in present]
-        if not doubtful and not unverified:
-            unchanged = len(working) - len(added)
-            return StatusReport(name, latest, tuple(added), (), deleted, unchanged)
+        seen = compare_with_snapshot(self.root, snap.sources, snap.files)
+        if not seen.doubtful and seen.matched == len(snap.files):
+            # Every manifest path is present with its verified stat: nothing changed.
+            return StatusReport(name, latest, tuple(seen.added), (), (), seen.matched)
         version = self.metadata.get_dataset_version(name, latest, files=True)
-        return self._verify(version, working)
+        return self._verify(version, scan(self.root, list(version.sources)))
 
     def _verify(self, version: DatasetVersion, working: list[WorkingFile]) -> StatusReport:
         """Compare every working file with the manifest, hashing only what the stat cache

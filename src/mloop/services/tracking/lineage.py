@@ -19,6 +19,7 @@ from mloop.domain.digests import is_digest
 from mloop.domain.event import Event
 from mloop.domain.lineage import LineageNode
 from mloop.domain.names import parse_address
+from mloop.domain.records import human_size
 from mloop.domain.run import Run, RunOutput
 from mloop.errors import InvalidAddress, InvalidInput, MloopError, NotFound
 from mloop.store.metadata.protocol import MetadataStore
@@ -54,21 +55,6 @@ class _Walk:
     seen: set[str] = field(default_factory=set)
     runs: dict[str, Run] = field(default_factory=dict)
     truncated: bool = False
-
-
-def human_size(n: int) -> str:
-    """Bytes as people read them; labels are built here because they travel as data (JSON).
-
-    Example:
-        >>> human_size(3_565_158)
-        '3.4 MiB'
-    """
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 def _run_node(run: Run, relation: str = "") -> LineageNode:
