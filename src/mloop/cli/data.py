@@ -237,8 +237,8 @@ def transfer(ctx: Context) -> int:
     data = project.data
     verb = args.verb
     move = data.push if verb == "push" else data.pull
-    with output.progress(f"{verb}ing", data.object_count(args.refs), ctx.quiet) as advance:
-        result = move(args.refs, remote, advance)
+    with output.progress(f"{verb}ing", None, ctx.quiet) as advance:
+        result = move(args.refs, remote, advance, advance.total)
     if ctx.json:
         output.emit_json(result)
     else:

@@ -42,7 +42,7 @@ def _open_project(project: str | Path | None = None) -> Project:
     return opened
 
 
-class Run_:
+class RunHandle:
     """What `start_run` returns: the active run, ended (and deactivated) by `with` or `end()`."""
 
     def __init__(self, active: ActiveRun) -> None:
@@ -63,7 +63,7 @@ class Run_:
         finally:
             _active.set(tuple(r for r in _active.get() if r is not self._active))
 
-    def __enter__(self) -> Run_:
+    def __enter__(self) -> RunHandle:
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
@@ -78,7 +78,7 @@ def start_run(
     params: Mapping[str, Any] | None = None,
     tags: Mapping[str, Any] | None = None,
     project: str | Path | None = None,
-) -> Run_:
+) -> RunHandle:
     """Start a run (a child of the active run, if there is one) and make it active.
 
     Example:
@@ -93,7 +93,7 @@ def start_run(
         tracker = _open_project(project).tracking
     active = tracker.start_run(name, params=params, tags=tags, parent=parent)
     _active.set((*stack, active))
-    return Run_(active)
+    return RunHandle(active)
 
 
 def active_run() -> ActiveRun | None:
@@ -111,7 +111,7 @@ def _require() -> ActiveRun:
 
 def end_run(status: str = "finished") -> None:
     """End the active run (for code that does not use `with`)."""
-    Run_(_require()).end(status)
+    RunHandle(_require()).end(status)
 
 
 def log_param(key: str, value: Any) -> None:

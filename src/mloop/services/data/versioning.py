@@ -331,7 +331,7 @@ class DataService:
         wanted: set[str] = set()
         for ref in refs:
             name, version = parse_version_ref(ref)
-            if version is None and ":" not in ref:
+            if version is None:  # a bare name: every version of the dataset
                 for v in self.metadata.list_dataset_versions(name):
                     wanted.update(
                         f.digest
@@ -344,20 +344,37 @@ class DataService:
         return sorted(wanted)
 
     def push(
-        self, refs: Sequence[str], remote: ArtifactStore, progress: Progress | None = None
+        self,
+        refs: Sequence[str],
+        remote: ArtifactStore,
+        progress: Progress | None = None,
+        on_total: Callable[[int], None] | None = None,
     ) -> TransferResult:
-        """Copy objects of the named versions (default: everything referenced) to `remote`."""
-        from mloop.store.artifacts.transfer import transfer
-
-        return transfer(self.artifacts, remote, self._digests(refs), progress)
+        """Copy objects of the named versions (default: everything referenced) to `remote`;
+        `on_total` hears how many objects are concerned before the copying starts."""
+        return self._transfer(self.artifacts, remote, refs, progress, on_total)
 
     def pull(
-        self, refs: Sequence[str], remote: ArtifactStore, progress: Progress | None = None
+        self,
+        refs: Sequence[str],
+        remote: ArtifactStore,
+        progress: Progress | None = None,
+        on_total: Callable[[int], None] | None = None,
     ) -> TransferResult:
         """Fetch objects of the named versions (default: everything referenced) from `remote`."""
+        return self._transfer(remote, self.artifacts, refs, progress, on_total)
+
+    def _transfer(
+        self,
+        source: ArtifactStore,
+        target: ArtifactStore,
+        refs: Sequence[str],
+        progress: Progress | None,
+        on_total: Callable[[int], None] | None,
+    ) -> TransferResult:
         from mloop.store.artifacts.transfer import transfer
 
-        return transfer(remote, self.artifacts, self._digests(refs), progress)
-
-    def object_count(self, refs: Sequence[str]) -> int:
-        return len(self._digests(refs))
+        digests = self._digests(refs)
+        if on_total is not None:
+            on_total(len(digests))
+        return transfer(source, target, digests, progress)
