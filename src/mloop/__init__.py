@@ -23,11 +23,25 @@ from mloop.sdk import (
 )
 from mloop.sdk import data as data
 
+_PIPELINE_NAMES = ("dataset", "pipeline", "step")
+
+
+def __getattr__(name: str) -> object:
+    # The pipeline DSL loads on first use, so the `mloop` command (which imports this package
+    # first) does not pay for it.
+    if name in _PIPELINE_NAMES:
+        from mloop.sdk import pipelines
+
+        return getattr(pipelines, name)
+    raise AttributeError(f"module 'mloop' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
 
 __all__ = [
     "active_run",
     "data",
+    "dataset",
     "end_run",
     "get_run",
     "log_artifact",
@@ -35,6 +49,8 @@ __all__ = [
     "log_metrics",
     "log_param",
     "log_params",
+    "pipeline",
     "set_tag",
     "start_run",
+    "step",
 ]

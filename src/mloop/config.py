@@ -33,6 +33,31 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _pipelines(value: Any) -> dict[str, str]:
+    """`{name: "module:function"}` from mloop.yaml, or `name=module:function,…` from the env."""
+    if isinstance(value, str):
+        pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError("write NAME=module:function, separated by commas")
+        value = {k.strip(): v.strip() for k, v in pairs}
+    if not isinstance(value, dict):
+        raise ValueError("must map pipeline names to module:function")
+    found: dict[str, str] = {}
+    for name, target in value.items():
+        module, sep, function = str(target).partition(":")
+        if not sep or not module or not function:
+            raise ValueError(f"{name}: {target!r} is not module:function (e.g. pipeline:train)")
+        found[str(name)] = str(target)
+    return found
+
+
+def _executor(value: Any) -> str:
+    text = _text(value)
+    if text not in ("local", "process", "ray"):
+        raise ValueError("must be local, process or ray")
+    return text
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str
@@ -62,6 +87,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("remote_uri", _text, None, "remote artifact store for `mloop data push` and `pull`"),
     Setting("pool_size", _positive_int, 5, "PostgreSQL connections each process may open"),
     Setting("user", _text, None, "who events are recorded as (default: the OS user)"),
+    Setting("pipelines", _pipelines, {}, "the project's pipelines: NAME: module:function"),
+    Setting("executor", _executor, "local", "where steps run: local, process or ray"),
+    Setting("max_workers", _positive_int, None, "steps at once on the process executor"),
+    Setting("ray_address", _text, None, "a Ray cluster to join (default: start Ray locally)"),
 )
 BY_KEY = {s.key: s for s in SETTINGS}
 
@@ -107,6 +136,24 @@ class Settings:
     @property
     def pool_size(self) -> int:
         return int(self.values["pool_size"])
+
+    @property
+    def pipelines(self) -> dict[str, str]:
+        return dict(self.values["pipelines"])
+
+    @property
+    def executor(self) -> str:
+        return str(self.values["executor"])
+
+    @property
+    def ray_address(self) -> str | None:
+        value = self.values["ray_address"]
+        return None if value is None else str(value)
+
+    @property
+    def max_workers(self) -> int | None:
+        value = self.values["max_workers"]
+        return None if value is None else int(value)
 
     @property
     def user(self) -> str | None:

@@ -10,13 +10,15 @@ raise the very same class again from the code. The CLI prints `error: …` and `
     │   ├── InvalidName             invalid_name         400
     │   ├── InvalidAddress          invalid_address      400
     │   ├── InvalidPath             invalid_path         400
-    │   └── FilterSyntaxError       invalid_filter       400
+    │   ├── FilterSyntaxError       invalid_filter       400
+    │   └── PipelineError           invalid_pipeline     400
     ├── ConfigError                 config_error         400
     ├── NotFound                    not_found            404
     │   └── ProjectNotFound         project_not_found    404
     ├── AlreadyExists               already_exists       409
     ├── Conflict                    conflict             409
     ├── CorruptArtifact             corrupt_artifact     422
+    ├── StepFailed                  step_failed          422
     ├── MissingDependency           missing_dependency   501
     └── StoreUnavailable            store_unavailable    503
 """
@@ -77,6 +79,12 @@ class FilterSyntaxError(InvalidInput):
     code = "invalid_filter"
 
 
+class PipelineError(InvalidInput):
+    """A pipeline or step definition mloop cannot run: found before anything runs."""
+
+    code = "invalid_pipeline"
+
+
 class ConfigError(MloopError):
     code = "config_error"
     http_status = 400
@@ -103,6 +111,13 @@ class Conflict(MloopError):
 
 class CorruptArtifact(MloopError):
     code = "corrupt_artifact"
+    http_status = 422
+
+
+class StepFailed(MloopError):
+    """A step's own code raised (after its retries); the run records the traceback."""
+
+    code = "step_failed"
     http_status = 422
 
 

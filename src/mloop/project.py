@@ -17,6 +17,7 @@ from mloop.errors import InvalidPath, ProjectNotFound
 
 if TYPE_CHECKING:
     from mloop.services.data.versioning import DataService
+    from mloop.services.pipelines.catalog import Pipelines
     from mloop.services.storage.housekeeping import Housekeeping
     from mloop.services.tracking.lineage import LineageService
     from mloop.services.tracking.runs import Tracker
@@ -149,6 +150,22 @@ class Project:
             actor=self.actor,
             stat_cache=StatCache(self.settings.state_dir / "state.db"),
             checkout_cache=self.settings.state_dir / "checkouts",
+        )
+
+    @cached_property
+    def pipelines(self) -> Pipelines:
+        from mloop.services.pipelines.catalog import Pipelines
+        from mloop.services.pipelines.runner import PipelineRunner, Stores
+
+        stores = Stores(self.root, self.settings.store_uri, self.settings.artifacts_uri, self.actor)
+        runner = PipelineRunner(self.tracking, self.data, self.artifacts, stores)
+        return Pipelines(
+            runner,
+            self.settings.pipelines,
+            self.root,
+            default_executor=self.settings.executor,
+            max_workers=self.settings.max_workers,
+            ray_address=self.settings.ray_address,
         )
 
     @cached_property

@@ -44,6 +44,23 @@ def register(commands: Any) -> None:
     diff.add_argument("--json", action="store_true", help="print JSON")
     diff.set_defaults(handler=diff_versions)
 
+    val = sub.add_parser("validate", help="check a version's tables against a reference version")
+    val.add_argument("ref", metavar="NAME[:V]")
+    val.add_argument(
+        "--against", metavar="NAME:REF", help="the reference (default: the version before)"
+    )
+    val.add_argument(
+        "--tolerance",
+        type=float,
+        metavar="FRACTION",
+        help="widen each reference range by this fraction of its span (default 0.1)",
+    )
+    val.add_argument(
+        "--max-psi", type=float, metavar="PSI", help="largest distribution shift (default 0.2)"
+    )
+    val.add_argument("--json", action="store_true", help="print JSON")
+    val.set_defaults(handler=validate_version)
+
     co = sub.add_parser("checkout", help="write a version's files back (or into --to DIR)")
     co.add_argument("ref", metavar="NAME:V")
     co.add_argument("--to", metavar="DIR", type=Path, help="write into DIR instead")
@@ -215,6 +232,39 @@ def diff_versions(ctx: Context) -> None:
             )
             note = f"  ({change.note})" if change.note else ""
             output.line(f"  ~ {change.column}.{change.statistic}: {before} -> {after}{note}")
+
+
+def validate_version(ctx: Context) -> int:
+    """Exit 1 when a check fails: a failed validation is a result, not an error."""
+    from mloop.services.data.validation import DataValidator, Thresholds
+
+    args = ctx.args
+    given = {"tolerance": args.tolerance, "max_psi": args.max_psi}
+    thresholds = Thresholds(**{k: v for k, v in given.items() if v is not None})
+    results = DataValidator(ctx.project.data, thresholds).validate(args.ref, args.against)
+    ok = all(report.ok for _, report in results)
+    if ctx.json:
+        tables = [{"path": path, **to_plain(report)} for path, report in results]
+        output.emit_json({"ok": ok, "tables": tables})
+        return 0 if ok else 1
+    first = results[0][1]
+    output.line(f"{first.version} against {first.reference}: {'ok' if ok else 'failed'}")
+    for path, report in results:
+        other = report.reference_path
+        label = f"{path} (against {other})" if other and other != path else path
+        size = f" ({report.checked_rows} rows, {report.checked_columns} columns)"
+        size = size if report.checked_columns else ""
+        failed = f"{len(report.failures)} failed check{'s' if len(report.failures) > 1 else ''}"
+        output.line(f"{label}: {'ok' if report.ok else failed}{size}")
+        for failure in report.failures:
+            output.line(f"  {failure.column or '(table)'}: {failure.check}: {failure.message}")
+            for row in failure.failing_rows:
+                cells = [f"{k}={v!r}" for k, v in row["values"].items()]
+                more = ", …" if len(cells) > 4 else ""
+                output.line(f"    row {row['row']}: {', '.join(cells[:4])}{more}")
+        for note in report.notes:
+            output.line(f"  note: {note}")
+    return 0 if ok else 1
 
 
 def checkout(ctx: Context) -> None:

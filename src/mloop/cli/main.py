@@ -45,6 +45,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("config", "mloop.cli.config_cmd", "show the project's settings"),
     ("runs", "mloop.cli.runs", "list, show and compare runs"),
     ("data", "mloop.cli.data", "version datasets and move them around"),
+    ("run", "mloop.cli.pipelines", "run a pipeline; unchanged steps are reused"),
+    ("pipelines", "mloop.cli.pipelines", "list the project's pipelines and show their DAG"),
     (
         "lineage",
         "mloop.cli.lineage",

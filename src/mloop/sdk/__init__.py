@@ -1,7 +1,7 @@
 """The Python SDK (layer 4): fluent functions over the project found from the current folder.
 
-The active run lives in a ContextVar, so each thread and each asyncio task sees its own; a run
-started while another is active becomes its child.
+The active run lives in a ContextVar (`services/tracking/active.py`), so each thread and each
+asyncio task sees its own; a run started while another is active becomes its child.
 
     import mloop
 
@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mloop.errors import InvalidInput
+from mloop.services.tracking import active
 
 if TYPE_CHECKING:
     from mloop.domain.run import Run, RunOutput
     from mloop.project import Project
     from mloop.services.tracking.runs import ActiveRun
 
-_active: ContextVar[tuple[ActiveRun, ...]] = ContextVar("mloop_active_runs", default=())
 # The project last opened in this thread or task, reused while its settings are unchanged, so
 # a notebook starting hundreds of runs opens the stores (and digests the environment) once.
 _project: ContextVar[Project | None] = ContextVar("mloop_project", default=None)
@@ -45,8 +45,8 @@ def _open_project(project: str | Path | None = None) -> Project:
 class RunHandle:
     """What `start_run` returns: the active run, ended (and deactivated) by `with` or `end()`."""
 
-    def __init__(self, active: ActiveRun) -> None:
-        self._active = active
+    def __init__(self, run: ActiveRun) -> None:
+        self._active = run
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._active, name)
@@ -61,7 +61,7 @@ class RunHandle:
         try:
             self._active.end(RunStatus(status), error)
         finally:
-            _active.set(tuple(r for r in _active.get() if r is not self._active))
+            active.remove(self._active)
 
     def __enter__(self) -> RunHandle:
         return self
@@ -70,7 +70,7 @@ class RunHandle:
         try:
             self._active.__exit__(exc_type, exc, tb)
         finally:
-            _active.set(tuple(r for r in _active.get() if r is not self._active))
+            active.remove(self._active)
 
 
 def start_run(
@@ -85,21 +85,19 @@ def start_run(
         >>> with mloop.start_run("baseline", params={"lr": 0.1}) as run:  # doctest: +SKIP
         ...     mloop.log_metric("loss", 0.25)
     """
-    stack = _active.get()
-    parent = stack[-1] if stack else None
+    parent = active.current()
     if parent is not None and project is None:
         tracker = parent._tracker
     else:
         tracker = _open_project(project).tracking
-    active = tracker.start_run(name, params=params, tags=tags, parent=parent)
-    _active.set((*stack, active))
-    return RunHandle(active)
+    run = tracker.start_run(name, params=params, tags=tags, parent=parent)
+    active.push(run)
+    return RunHandle(run)
 
 
 def active_run() -> ActiveRun | None:
     """The run logging calls go to in this thread or task, or None."""
-    stack = _active.get()
-    return stack[-1] if stack else None
+    return active.current()
 
 
 def _require() -> ActiveRun:

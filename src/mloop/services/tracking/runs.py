@@ -56,8 +56,9 @@ def _as_float(key: str, value: object) -> float | None:
 class ActiveRun:
     """A run in progress. Use it as a context manager, or call `end()`."""
 
-    def __init__(self, tracker: Tracker, run: Run) -> None:
+    def __init__(self, tracker: Tracker, run: Run, owned: bool = True) -> None:
         self._tracker = tracker
+        self._owned = owned
         self.id = run.id
         self.name = run.name
         self.parent_id = run.parent_id
@@ -71,7 +72,8 @@ class ActiveRun:
         self._param_values: dict[str, str] = dict(run.params)
         self._last_flush = time.monotonic()
         self.ended = False
-        atexit.register(self._at_exit)
+        if owned:
+            atexit.register(self._at_exit)
 
     def __repr__(self) -> str:
         return f"ActiveRun(id={self.id!r}, name={self.name!r})"
@@ -168,8 +170,9 @@ class ActiveRun:
             self.flush()
         finally:
             self.ended = True
-            atexit.unregister(self._at_exit)
-            self._tracker.end_run(self.id, status, error)
+            if self._owned:
+                atexit.unregister(self._at_exit)
+                self._tracker.end_run(self.id, status, error)
 
     def _at_exit(self) -> None:
         """A run still open at interpreter exit ends with the script: failed if an uncaught
@@ -259,6 +262,11 @@ class Tracker:
         details = {"name": run.name, "parent": run.parent_id}
         self.metadata.create_run(run, self._event("run.started", run_id, details))
         return ActiveRun(self, run)
+
+    def attach(self, run_id: str) -> ActiveRun:
+        """An ActiveRun for a run created elsewhere (a step run a pipeline runner made), so
+        code running inside it can log; the creator ends it."""
+        return ActiveRun(self, self.metadata.get_run(run_id), owned=False)
 
     def end_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
         action = "run.finished" if status is RunStatus.FINISHED else f"run.{status.value}"

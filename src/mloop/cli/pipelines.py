@@ -1,0 +1,130 @@
+"""`mloop run` and `mloop pipelines list|show`: run a pipeline, and look at its DAG."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from mloop.cli import output
+from mloop.cli.main import Context
+from mloop.domain.records import to_plain
+from mloop.errors import InvalidInput
+
+
+def register(commands: Any) -> None:
+    run = commands.add_parser("run", help="run a pipeline; unchanged steps are reused")
+    run.add_argument("name", nargs="?", metavar="NAME", help="default: the only pipeline")
+    run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--executor", choices=("local", "process", "ray"), help="where steps run")
+    run.add_argument("--resume", metavar="RUN", help="rerun only failed and later steps of RUN")
+    run.add_argument("--no-cache", action="store_true", help="run every step again")
+    run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.set_defaults(handler=run_pipeline)
+
+    p = commands.add_parser("pipelines", help="list the project's pipelines and show their DAG")
+    p.set_defaults(parser=p)
+    sub = p.add_subparsers(dest="action", metavar="ACTION", prog=p.prog)
+    ls = sub.add_parser("list", help="the pipelines named in mloop.yaml")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(handler=list_pipelines)
+    show = sub.add_parser("show", help="a pipeline's steps in run order, with their inputs")
+    show.add_argument("name", nargs="?", metavar="NAME")
+    show.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(handler=show_pipeline)
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """`-p key=value`: values are read as JSON when they parse (numbers, true, lists), else
+    as text, so `-p lr=0.1` is a number and `-p model=rf` a string."""
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"invalid param {item!r}", "write -p NAME=VALUE, e.g. -p depth=5")
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw
+    return params
+
+
+STATE_WIDTH = 9
+
+
+def _print_event(event: Any) -> None:
+    if event.state == "running" and not output.is_terminal():
+        return  # in logs and pipes, one line per step: how it ended
+    line = f"  {event.step:<16} {event.state:<{STATE_WIDTH}}"
+    if event.state == "cached" and event.cached_from:
+        line += f" from run {event.cached_from[:12]}"
+    elif event.seconds is not None:
+        line += f" {output.duration(event.seconds)}"
+        if event.attempts > 1:
+            line += f" after {event.attempts} attempts"
+    if event.state == "failed" and event.error:
+        line += "  " + event.error.strip().splitlines()[-1]
+    output.line(line)
+    sys.stdout.flush()
+
+
+def run_pipeline(ctx: Context) -> int:
+    args = ctx.args
+    pipelines = ctx.project.pipelines
+    name = pipelines.resolve_name(args.name)
+    if not ctx.json:
+        output.line(f"pipeline {name}")
+    result = pipelines.run(
+        name,
+        parse_params(args.param),
+        executor=args.executor,
+        use_cache=not args.no_cache,
+        resume=args.resume,
+        on_event=None if ctx.json else _print_event,
+    )
+    if ctx.json:
+        output.emit_json(
+            {
+                "run": result.run_id,
+                "status": result.status.value,
+                "error": result.error,
+                "steps": list(result.steps.values()),
+            }
+        )
+    elif result.ok:
+        output.line(f"run {result.run_id[:12]} finished")
+    else:
+        reason = result.error.splitlines()[0] if result.error else ""
+        output.line(f"run {result.run_id[:12]} failed: {reason}")
+        output.line(f"(fix it, then: mloop run {name} --resume {result.run_id[:12]})")
+    return 0 if result.ok else 1
+
+
+def list_pipelines(ctx: Context) -> None:
+    pipelines = ctx.project.pipelines
+    rows = [{"name": n, "target": pipelines.targets[n]} for n in pipelines.names()]
+    if ctx.json:
+        output.emit_json(rows)
+        return
+    if not rows:
+        output.line("no pipelines yet; add them to mloop.yaml under `pipelines:`")
+        return
+    output.table(["NAME", "FUNCTION"], [[r["name"], r["target"]] for r in rows])
+
+
+def show_pipeline(ctx: Context) -> None:
+    from mloop.domain.pipeline import order
+
+    graph = ctx.project.pipelines.graph(ctx.args.name, parse_params(ctx.args.param))
+    steps = order(graph.steps)
+    if ctx.json:
+        output.emit_json({**to_plain(graph), "order": [s.name for s in steps]})
+        return
+    output.line(f"pipeline {graph.name}  ({graph.target})")
+    if graph.params:
+        output.line("params: " + ", ".join(f"{k}={v!r}" for k, v in graph.params.items()))
+    for node in steps:
+        inputs = ", ".join(f"{arg}={source.describe()}" for arg, source in node.inputs)
+        after = ", ".join(sorted(node.upstream)) or "-"
+        output.line(f"  {node.name:<16} after: {after:<24} inputs: {inputs or '-'}")

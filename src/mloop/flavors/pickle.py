@@ -1,0 +1,82 @@
+"""The pickle flavor: any picklable value, and only for a caller who says `trust=True`.
+
+Unpickling runs whatever code the file's author chose, so a pickle from a shared store is as
+dangerous as a script from a stranger. Both directions need `trust=True`: saving, so nobody
+produces pickles by accident that others must then trust; loading, because that is where the
+code runs. Pickles are written with protocol 5 whatever the Python version's default, so an
+unchanged value usually gives unchanged bytes; pickle does not promise it (sets of strings,
+for one, iterate in an order that changes between processes), so a pickled step output may
+miss the pipeline cache, never hit it wrongly.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mloop.errors import InvalidInput
+from mloop.flavors.protocol import JSON
+
+FILE = "value.pkl"
+PROTOCOL = 5
+
+
+def refuse_untrusted(obj: object, reason: str | None = None) -> InvalidInput:
+    """The error for a value no safe flavor can store, naming what would work instead.
+
+    Example:
+        >>> str(refuse_untrusted({1, 2}))
+        'no flavor can store a set; return a DataFrame, ndarray, model, Path or JSON value, or mark the step trust=True to pickle it'
+    """  # noqa: E501
+    what = f"no flavor can store a {type(obj).__name__}"
+    if reason:
+        what += f" ({reason})"
+    return InvalidInput(
+        f"{what}; return a DataFrame, ndarray, model, Path or JSON value, "
+        "or mark the step trust=True to pickle it",
+        "trust=True only for values whose pickles you would run as code",
+    )
+
+
+class PickleFlavor:
+    """Anything picklable, under `trust=True` only; see the module docstring."""
+
+    name = "pickle"
+    requires_trust = True
+    returns_paths = False
+
+    def handles(self, obj: object) -> bool:
+        return True  # the last resort: the registry offers it only to a trusting caller
+
+    def save(self, obj: Any, folder: Path, *, trust: bool = False) -> dict[str, JSON]:
+        if not trust:
+            raise refuse_untrusted(obj)
+        try:
+            data = pickle.dumps(obj, protocol=PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise InvalidInput(
+                f"cannot pickle the {type(obj).__name__}: {exc}",
+                "return a value that can be pickled (no open files, locks or lambdas)",
+            ) from exc
+        (folder / FILE).write_bytes(data)
+        return {"protocol": PROTOCOL}
+
+    def load(
+        self,
+        folder: Path,
+        meta: dict[str, JSON],
+        *,
+        trust: bool = False,
+        trusted_types: Sequence[str] = (),
+    ) -> Any:
+        if not trust:
+            raise InvalidInput(
+                "refused to unpickle this value: loading a pickle runs any code its author chose",
+                "load it with trust=True only if you trust whoever stored it",
+            )
+        return pickle.loads((folder / FILE).read_bytes())  # noqa: S301 - the caller trusts it
+
+
+FLAVOR = PickleFlavor()

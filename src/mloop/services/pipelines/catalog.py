@@ -1,0 +1,118 @@
+"""The project's pipelines by name (from mloop.yaml), and running them on an executor."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mloop.domain.pipeline import PipelineGraph
+from mloop.errors import NotFound, PipelineError
+from mloop.executors import open_executor
+from mloop.services.pipelines.dsl import PipelineFunction
+from mloop.services.pipelines.runner import PipelineResult, PipelineRunner, StepEvent
+from mloop.services.pipelines.worker import resolve
+
+WORKER_MODULES = ("mloop.services.pipelines.worker",)
+
+
+class Pipelines:
+    def __init__(
+        self,
+        runner: PipelineRunner,
+        targets: Mapping[str, str],
+        root: Path,
+        *,
+        default_executor: str = "local",
+        max_workers: int | None = None,
+        ray_address: str | None = None,
+    ) -> None:
+        self.runner = runner
+        self.targets = dict(targets)
+        self.root = root
+        self.default_executor = default_executor
+        self.max_workers = max_workers
+        self.ray_address = ray_address
+
+    def names(self) -> list[str]:
+        return sorted(self.targets)
+
+    def resolve_name(self, name: str | None) -> str:
+        if name is not None:
+            if name not in self.targets:
+                known = ", ".join(self.names()) or "none yet"
+                raise NotFound(
+                    f"no pipeline {name!r} in mloop.yaml (known: {known})",
+                    "add it under `pipelines:` as NAME: module:function",
+                )
+            return name
+        if len(self.targets) == 1:
+            return next(iter(self.targets))
+        if not self.targets:
+            raise NotFound(
+                "this project names no pipelines",
+                "add to mloop.yaml:  pipelines: {train: pipeline:train}",
+            )
+        raise PipelineError(
+            f"which pipeline? this project has {', '.join(self.names())}", "give its name"
+        )
+
+    def load(self, name: str | None) -> PipelineFunction:
+        """Import the pipeline function a name points at."""
+        key = self.resolve_name(name)
+        found = resolve(self.targets[key], str(self.root))
+        if not isinstance(found, PipelineFunction):
+            raise PipelineError(
+                f"{self.targets[key]} is not a pipeline",
+                "decorate the function with @mloop.pipeline",
+            )
+        return found
+
+    def graph(self, name: str | None, params: Mapping[str, Any] | None = None) -> PipelineGraph:
+        """The traced graph, named as mloop.yaml names the pipeline."""
+        return dataclasses.replace(self.load(name).build(params), name=self.resolve_name(name))
+
+    def run(
+        self,
+        name: str | None,
+        params: Mapping[str, Any] | None = None,
+        *,
+        executor: str | None = None,
+        use_cache: bool = True,
+        resume: str | None = None,
+        on_event: Callable[[StepEvent], None] | None = None,
+    ) -> PipelineResult:
+        """Build and run a pipeline by name.
+
+        Example:
+            >>> project.pipelines.run("train", {"depth": 4}).ok  # doctest: +SKIP
+            True
+        """
+        return self.run_graph(
+            self.graph(name, params),
+            executor=executor,
+            use_cache=use_cache,
+            resume=resume,
+            on_event=on_event,
+        )
+
+    def run_graph(
+        self,
+        graph: PipelineGraph,
+        *,
+        executor: str | None = None,
+        use_cache: bool = True,
+        resume: str | None = None,
+        on_event: Callable[[StepEvent], None] | None = None,
+    ) -> PipelineResult:
+        """Run an already traced graph on the named executor (default: the project's)."""
+        with open_executor(
+            executor or self.default_executor,
+            max_workers=self.max_workers,
+            ray_address=self.ray_address,
+            preload=WORKER_MODULES,
+        ) as pool:
+            return self.runner.run(
+                graph, pool, use_cache=use_cache, resume=resume, on_event=on_event
+            )

@@ -1,0 +1,408 @@
+"""Running a pipeline: schedule steps as their inputs become ready, reuse what is cached.
+
+A pipeline run is a Run; each step gets a child Run. Before a step runs, its cache key is
+computed from its code, its inputs' digests and the environment; a finished step run with the
+same key (or, with `resume`, the resumed run's step) lends its outputs instead of running. A
+failed step fails the run; steps that need it are skipped, others already running finish.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mloop.domain.pipeline import (
+    PipelineGraph,
+    StepNode,
+    cache_key,
+    canonical_json,
+    order,
+    value_digest,
+)
+from mloop.domain.query import parse_filter
+from mloop.domain.run import Metric, Run, RunOutput, RunStatus
+from mloop.errors import PipelineError
+from mloop.executors.protocol import StepExecutor
+from mloop.services.data.versioning import DataService
+from mloop.services.pipelines.fingerprint import source_digest
+from mloop.services.pipelines.worker import (
+    Services,
+    StepOutcome,
+    StepTask,
+    resolve,
+    run_step,
+    run_task,
+)
+from mloop.services.tracking.runs import ActiveRun, Tracker
+from mloop.store.artifacts.cas import ArtifactStore
+
+CACHE_TAG = "mloop.cache_key"
+
+
+@dataclass(frozen=True, slots=True)
+class StepEvent:
+    """What happened to a step: running, cached, finished, failed or skipped."""
+
+    step: str
+    state: str
+    run_id: str | None = None
+    cached_from: str | None = None
+    seconds: float | None = None
+    error: str | None = None
+    attempts: int = 1
+
+
+@dataclass
+class PipelineResult:
+    run_id: str
+    status: RunStatus
+    steps: dict[str, StepEvent] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is RunStatus.FINISHED
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """Where workers in other processes find the stores."""
+
+    root: Path
+    store_uri: str
+    artifacts_uri: str
+    actor: str
+
+
+def _manifest_digest(files: Any) -> str:
+    return value_digest(sorted([f.path, f.digest] for f in files))
+
+
+class PipelineRunner:
+    def __init__(
+        self,
+        tracker: Tracker,
+        data: DataService,
+        artifacts: ArtifactStore,
+        stores: Stores,
+    ) -> None:
+        self.tracker = tracker
+        self.data = data
+        self.artifacts = artifacts
+        self.stores = stores
+
+    # cache ---------------------------------------------------------------------------------
+    def _cached(self, key: str, resume: Run | None, anywhere: bool) -> Run | None:
+        """The run whose outputs a step with this key can reuse: the resumed run's step first,
+        then (when caching is on) the latest finished step run anywhere with the same key."""
+        metadata = self.tracker.metadata
+        if resume is not None:
+            for child in metadata.child_runs(resume.id):
+                if child.tags.get(CACHE_TAG) == key and child.status is RunStatus.FINISHED:
+                    return metadata.get_run(child.id)
+        if not anywhere:
+            return None
+        found = metadata.find_runs(
+            parse_filter(f"tags.`{CACHE_TAG}` = '{key}' and status = finished"), limit=1
+        )
+        return metadata.get_run(found[0].id) if found else None
+
+    @staticmethod
+    def _outputs_of(run: Run, count: int) -> tuple[str, ...] | None:
+        by_name = {o.name: o.digest for o in run.outputs}
+        digests = tuple(by_name.get(f"outputs/{i}") for i in range(count))
+        return None if any(d is None for d in digests) else tuple(str(d) for d in digests)
+
+    # running -------------------------------------------------------------------------------
+    def run(
+        self,
+        graph: PipelineGraph,
+        executor: StepExecutor,
+        *,
+        use_cache: bool = True,
+        resume: str | None = None,
+        on_event: Callable[[StepEvent], None] | None = None,
+    ) -> PipelineResult:
+        """Run `graph` on `executor`; `on_event` hears about every step as it changes state.
+
+        Example:
+            >>> graph = train.build({"depth": 4})  # doctest: +SKIP
+            >>> runner.run(graph, open_executor("local")).ok  # doctest: +SKIP
+            True
+        """
+        emit = on_event or (lambda event: None)
+        steps = order(graph.steps)
+        functions = {s.name: resolve(s.target, str(self.stores.root)) for s in steps}
+        sources = {name: source_digest(fn, self.stores.root) for name, fn in functions.items()}
+        resumed = self.tracker.get_run(resume) if resume else None
+        if resumed is not None and resumed.tags.get("mloop.pipeline") != graph.name:
+            raise PipelineError(
+                f"run {resumed.id[:12]} is not a run of pipeline {graph.name!r}",
+                "pass --resume with the id of an earlier run of the same pipeline",
+            )
+        datasets = self._resolve_datasets(steps)
+        environment = self.tracker.environment().digest
+        pipeline_run = self.tracker.start_run(
+            graph.name,
+            params={
+                k: canonical_json(v) if not isinstance(v, str) else v
+                for k, v in graph.params.items()
+            },
+            tags={
+                "mloop.kind": "pipeline",
+                "mloop.pipeline": graph.name,
+                "mloop.target": graph.target,
+                "mloop.executor": executor.name,
+                **({"mloop.resumed_from": resumed.id} if resumed else {}),
+            },
+        )
+        result = PipelineResult(pipeline_run.id, RunStatus.RUNNING)
+        outputs: dict[str, tuple[str, ...]] = {}
+        pending = list(steps)
+        running: dict[Future[StepOutcome], tuple[StepNode, ActiveRun]] = {}
+        failed: list[str] = []
+
+        def record(event: StepEvent) -> None:
+            result.steps[event.step] = event
+            emit(event)
+
+        try:
+            while pending or running:
+                progressed = False
+                for node in list(pending):
+                    if failed or not node.upstream <= outputs.keys():
+                        continue
+                    pending.remove(node)
+                    progressed = True
+                    future_run = self._start(
+                        node,
+                        pipeline_run,
+                        executor,
+                        sources,
+                        environment,
+                        outputs,
+                        datasets,
+                        use_cache,
+                        resumed,
+                        record,
+                    )
+                    if future_run is None:
+                        continue
+                    future, step_run = future_run
+                    if future.done():  # the local executor ran it already: settle it now
+                        self._finish_step(node, step_run, future.result(), outputs, failed, record)
+                    else:
+                        running[future] = (node, step_run)
+                if running:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        node, step_run = running.pop(future)
+                        self._finish_step(node, step_run, future.result(), outputs, failed, record)
+                elif pending and not progressed:  # blocked behind a failed step
+                    for node in pending:
+                        record(StepEvent(node.name, "skipped"))
+                    pending.clear()
+        except BaseException as exc:
+            for _, step_run in running.values():
+                step_run.end(RunStatus.FAILED, "the pipeline run was interrupted")
+            pipeline_run.end(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
+            raise
+        self._lift_metrics(pipeline_run, result)
+        if failed:
+            first = result.steps[failed[0]]
+            last_line = (first.error or "").strip().splitlines()[-1:] or ["unknown error"]
+            result.error = f"step {failed[0]!r} failed: {last_line[0]}"
+            result.status = RunStatus.FAILED
+            pipeline_run.end(RunStatus.FAILED, result.error)
+        else:
+            result.status = RunStatus.FINISHED
+            pipeline_run.end(RunStatus.FINISHED)
+        return result
+
+    def _start(
+        self,
+        node: StepNode,
+        pipeline_run: ActiveRun,
+        executor: StepExecutor,
+        sources: Mapping[str, str],
+        environment: str,
+        outputs: dict[str, tuple[str, ...]],
+        datasets: Mapping[tuple[str, int | None], tuple[int, str]],
+        use_cache: bool,
+        resumed: Run | None,
+        record: Callable[[StepEvent], None],
+    ) -> tuple[Future[StepOutcome], ActiveRun] | None:
+        """Reuse the step's outputs if its key was seen, else submit it; None when reused."""
+        inputs = self._input_digests(node, outputs, datasets)
+        key = cache_key(sources[node.name], inputs, environment, node.options)
+        if (use_cache or resumed is not None) and node.options.cache:
+            hit = self._cached(key, resumed, anywhere=use_cache)
+            reused = self._outputs_of(hit, node.outputs) if hit else None
+            if hit is not None and reused is not None:
+                run_id = self._record_cached(pipeline_run, node, key, hit)
+                outputs[node.name] = reused
+                origin = hit.tags.get("mloop.cached_from", hit.id)  # the run that computed it
+                record(StepEvent(node.name, "cached", run_id, cached_from=origin))
+                return None
+        step_run = self.tracker.start_run(
+            node.name,
+            params=self._params_of(node),
+            tags={
+                "mloop.kind": "step",
+                "mloop.step": node.name,
+                "mloop.target": node.target,
+                CACHE_TAG: key,
+            },
+            parent=pipeline_run,
+        )
+        record(StepEvent(node.name, "running", step_run.id))
+        task = self._task(node, step_run.id, outputs, datasets)
+        if executor.in_process:
+            services = Services(self.tracker, self.data, self.artifacts)
+            return executor.submit(run_step, task, services), step_run
+        future = executor.submit_step(
+            run_task,
+            task,
+            cpus=node.options.cpus,
+            gpus=node.options.gpus,
+            memory=node.options.memory,
+        )
+        return future, step_run
+
+    def _finish_step(
+        self,
+        node: StepNode,
+        step_run: ActiveRun,
+        outcome: StepOutcome,
+        outputs: dict[str, tuple[str, ...]],
+        failed: list[str],
+        record: Callable[[StepEvent], None],
+    ) -> None:
+        if outcome.ok:
+            outputs[node.name] = outcome.outputs
+            step_run.end(RunStatus.FINISHED)
+            record(
+                StepEvent(
+                    node.name,
+                    "finished",
+                    step_run.id,
+                    seconds=outcome.seconds,
+                    attempts=outcome.attempts,
+                )
+            )
+        else:
+            failed.append(node.name)
+            step_run.end(RunStatus.FAILED, outcome.error)
+            record(
+                StepEvent(
+                    node.name,
+                    "failed",
+                    step_run.id,
+                    seconds=outcome.seconds,
+                    error=outcome.error,
+                    attempts=outcome.attempts,
+                )
+            )
+
+    # helpers -------------------------------------------------------------------------------
+    def _resolve_datasets(
+        self, steps: list[StepNode]
+    ) -> dict[tuple[str, int | None], tuple[int, str]]:
+        """Fix each dataset input to a version now: (name, asked) -> (version, manifest digest)."""
+        found: dict[tuple[str, int | None], tuple[int, str]] = {}
+        for node in steps:
+            for _, source in node.inputs:
+                if source.kind == "dataset":
+                    key = (str(source.value), source.version)
+                    if key not in found:
+                        version = self.data.metadata.get_dataset_version(key[0], key[1], files=True)
+                        found[key] = (version.version, _manifest_digest(version.files))
+        return found
+
+    @staticmethod
+    def _input_digests(
+        node: StepNode,
+        outputs: Mapping[str, tuple[str, ...]],
+        datasets: Mapping[tuple[str, int | None], tuple[int, str]],
+    ) -> dict[str, str]:
+        digests: dict[str, str] = {}
+        for arg, source in node.inputs:
+            if source.kind == "output":
+                digests[arg] = outputs[str(source.step)][source.output]
+            elif source.kind == "dataset":
+                digests[arg] = datasets[(str(source.value), source.version)][1]
+            else:
+                digests[arg] = value_digest(source.value)
+        return digests
+
+    def _task(
+        self,
+        node: StepNode,
+        run_id: str,
+        outputs: Mapping[str, tuple[str, ...]],
+        datasets: Mapping[tuple[str, int | None], tuple[int, str]],
+    ) -> StepTask:
+        inputs: list[tuple[str, str, Any]] = []
+        for arg, source in node.inputs:
+            if source.kind == "output":
+                inputs.append((arg, "output", outputs[str(source.step)][source.output]))
+            elif source.kind == "dataset":
+                version = datasets[(str(source.value), source.version)][0]
+                inputs.append((arg, "dataset", [source.value, version]))
+            else:
+                inputs.append((arg, "value", source.value))
+        return StepTask(
+            str(self.stores.root),
+            self.stores.store_uri,
+            self.stores.artifacts_uri,
+            self.stores.actor,
+            run_id,
+            node.name,
+            node.target,
+            tuple(inputs),
+            node.options,
+        )
+
+    @staticmethod
+    def _params_of(node: StepNode) -> dict[str, str]:
+        return {
+            arg: source.value if isinstance(source.value, str) else canonical_json(source.value)
+            for arg, source in node.inputs
+            if source.kind == "value"
+        }
+
+    def _record_cached(self, pipeline_run: ActiveRun, node: StepNode, key: str, hit: Run) -> str:
+        """A finished child run that says where its outputs came from (lineage stays whole)."""
+        step_run = self.tracker.start_run(
+            node.name,
+            params=self._params_of(node),
+            tags={
+                "mloop.kind": "step",
+                "mloop.step": node.name,
+                "mloop.target": node.target,
+                CACHE_TAG: key,
+                "mloop.cached_from": hit.tags.get("mloop.cached_from", hit.id),
+            },
+            parent=pipeline_run,
+        )
+        self.tracker.metadata.write_run_data(
+            step_run.id,
+            inputs=hit.inputs,
+            outputs=[RunOutput(o.name, o.digest, o.size) for o in hit.outputs],
+            metrics=[Metric(m.key, m.value, m.step, m.timestamp) for m in hit.metrics.values()],
+        )
+        step_run.end(RunStatus.FINISHED)
+        return step_run.id
+
+    def _lift_metrics(self, pipeline_run: ActiveRun, result: PipelineResult) -> None:
+        """Copy each step's latest metrics onto the pipeline run, so runs compare and sweeps
+        rank on one record."""
+        metrics: list[Metric] = []
+        for event in result.steps.values():
+            if event.run_id and event.state in ("finished", "cached"):
+                metrics.extend(self.tracker.metadata.get_run(event.run_id).metrics.values())
+        if metrics:
+            self.tracker.metadata.write_run_data(pipeline_run.id, metrics=metrics)

@@ -1,0 +1,241 @@
+"""Pipelines run for real: tracing, caching, data and code changes, failure, retries, timeouts,
+resume, and independent steps running at once on the process executor."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import mloop
+from mloop.domain.run import RunStatus
+from mloop.project import Project
+from tests.conftest import run_mloop
+from tests.integration.pipeline_project import write_project, write_sales
+
+USER_MODULES = ("pipeline", "helpers")
+
+
+@pytest.fixture
+def pipes(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A project with pipelines and a dataset; the user modules are forgotten afterwards so the
+    next test imports its own copies."""
+    write_project(project)
+    monkeypatch.setenv("PIPES_TEST_COUNTER", str(project / "counter.txt"))
+    mloop.data.add("sales", "data/sales.csv")
+    yield project
+    for name in USER_MODULES:
+        sys.modules.pop(name, None)
+    while str(project) in sys.path:
+        sys.path.remove(str(project))
+
+
+def run(name: str, **kwargs):
+    events: list[tuple[str, str]] = []
+    result = Project.open().pipelines.run(
+        name,
+        kwargs.pop("params", None),
+        on_event=lambda e: events.append((e.step, e.state)),
+        **kwargs,
+    )
+    return result, [e for e in events if e[1] != "running"]
+
+
+def test_a_run_records_a_parent_run_and_a_child_per_step(pipes: Path) -> None:
+    result, events = run("train")
+    assert result.ok, result.error
+    assert events == [
+        ("ingest", "finished"),
+        ("prepare", "finished"),
+        ("train", "finished"),
+        ("evaluate", "finished"),
+    ]
+    tracking = Project.open().tracking
+    parent = tracking.get_run(result.run_id)
+    assert parent.tags["mloop.pipeline"] == "train"
+    assert parent.params == {"depth": "3", "factor": "1.0"}
+    assert parent.metrics["accuracy"].value == pytest.approx(7 / 3 / 13)  # lifted from evaluate
+    children = Project.open().metadata.child_runs(result.run_id)
+    assert [c.name for c in children] == ["ingest", "prepare", "train", "evaluate"]
+    evaluate = tracking.get_run(children[-1].id)
+    assert {i.name for i in evaluate.inputs} == {"model", "frame"}
+    assert any(o.name == "outputs/0" for o in evaluate.outputs)
+    ingest = tracking.get_run(children[0].id)
+    assert [(i.kind, i.ref) for i in ingest.inputs] == [("dataset", "sales:1")]
+
+
+def test_nothing_changed_means_everything_is_reused(pipes: Path) -> None:
+    first, _ = run("train")
+    second, events = run("train")
+    assert second.ok
+    assert [state for _, state in events] == ["cached"] * 4
+    first_children = {c.name: c.id for c in Project.open().metadata.child_runs(first.run_id)}
+    for step, event in second.steps.items():
+        assert event.cached_from == first_children[step]  # the run that computed it
+    third, _ = run("train")
+    assert third.steps["train"].cached_from == first_children["train"]  # not a copy of a copy
+
+
+def test_a_param_change_reruns_only_the_steps_it_reaches(pipes: Path) -> None:
+    run("train")
+    result, events = run("train", params={"depth": 5})
+    assert dict(events) == {
+        "ingest": "cached",
+        "prepare": "cached",
+        "train": "finished",
+        "evaluate": "finished",
+    }
+    assert result.ok
+
+
+def test_new_data_changes_the_key(pipes: Path) -> None:
+    run("train")
+    write_sales(pipes, [10.0, 20.0])
+    mloop.data.add("sales", "data/sales.csv")
+    result, events = run("train")
+    assert [state for _, state in events] == ["finished"] * 4
+    ingest = Project.open().metadata.child_runs(result.run_id)[0]
+    inputs = Project.open().tracking.get_run(ingest.id).inputs
+    assert [(i.kind, i.ref) for i in inputs] == [("dataset", "sales:2")]
+
+
+def test_editing_a_step_or_a_helper_it_calls_reruns_it_and_what_follows(pipes: Path) -> None:
+    def states() -> dict[str, str]:
+        done = run_mloop("run", "train", "--json", cwd=pipes)
+        assert done.code == 0, done.err
+        return {s["step"]: s["state"] for s in json.loads(done.out)["steps"]}
+
+    assert set(states().values()) == {"finished"}
+    assert set(states().values()) == {"cached"}
+    source = (pipes / "pipeline.py").read_text()
+    (pipes / "pipeline.py").write_text(source.replace("/ (10 + model", "/ (11 + model"))
+    assert states() == {
+        "ingest": "cached",
+        "prepare": "cached",
+        "train": "cached",
+        "evaluate": "finished",
+    }
+    (pipes / "helpers.py").write_text("def scale_of(factor):\n    return factor * 2\n")
+    assert states() == {
+        "ingest": "cached",
+        "prepare": "finished",
+        "train": "finished",
+        "evaluate": "finished",
+    }
+    (pipes / "unrelated.py").write_text("X = 1\n")
+    assert set(states().values()) == {"cached"}
+
+
+def test_a_failed_step_fails_the_run_and_skips_what_needs_it(
+    pipes: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIPES_TEST_FAILURES", "99")
+    result, events = run("fragile")
+    assert result.status is RunStatus.FAILED
+    assert dict(events) == {
+        "ingest": "finished",
+        "flaky": "failed",
+        "slow": "skipped",
+        "summarise": "skipped",
+    }
+    assert result.error == "step 'flaky' failed: ValueError: flaky failure 3"
+    flaky = Project.open().tracking.get_run(result.steps["flaky"].run_id or "")
+    assert flaky.status is RunStatus.FAILED
+    assert "ValueError: flaky failure 3" in (flaky.error or "")
+    assert flaky.tags["mloop.attempts"] == "3"
+    assert Project.open().tracking.get_run(result.run_id).status is RunStatus.FAILED
+    _, again_events = run("fragile")
+    assert dict(again_events)["flaky"] == "failed"  # nothing was cached from the failure
+
+
+def test_retries_rescue_a_flaky_step(pipes: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPES_TEST_FAILURES", "2")
+    result, _ = run("fragile")
+    assert result.ok, result.error
+    assert result.steps["flaky"].attempts == 3
+    assert (pipes / "counter.txt").read_text() == "3"
+
+
+def test_a_step_over_its_timeout_fails(pipes: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPES_TEST_SLOW", "1")
+    result, events = run("fragile")
+    assert dict(events)["slow"] == "failed"
+    assert "longer than its timeout of 1 s" in (result.error or "")
+
+
+def test_resume_reruns_only_the_failed_step_and_what_follows(
+    pipes: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIPES_TEST_FAILURES", "99")
+    failed, _ = run("fragile")
+    monkeypatch.setenv("PIPES_TEST_FAILURES", "0")
+    resumed, events = run("fragile", resume=failed.run_id, use_cache=False)
+    assert resumed.ok
+    assert dict(events) == {
+        "ingest": "cached",
+        "flaky": "finished",
+        "slow": "finished",
+        "summarise": "finished",
+    }
+    ingest_first = Project.open().metadata.child_runs(failed.run_id)[0].id
+    assert resumed.steps["ingest"].cached_from == ingest_first
+    record = Project.open().tracking.get_run(resumed.run_id)
+    assert record.tags["mloop.resumed_from"] == failed.run_id
+
+
+def test_independent_steps_run_at_once_on_the_process_executor(pipes: Path) -> None:
+    (pipes / "meet").mkdir()
+    result, events = run("parallel", executor="process")
+    assert result.ok, result.error  # each step waited for the other: both ran at the same time
+    assert dict(events) == {"left": "finished", "right": "finished"}
+
+
+def test_a_step_returning_the_wrong_type_fails_with_a_clear_message(pipes: Path) -> None:
+    result, _ = run("mistyped")
+    assert result.status is RunStatus.FAILED
+    assert "list" in (result.error or "") and "DataFrame" in (result.error or "")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("run", "nope"), "no pipeline 'nope'"),
+        (("run", "train", "-p", "depthh=3"), "has no param 'depthh'"),
+        (("run", "train", "-p", "depth"), "invalid param 'depth'"),
+        (("run",), "which pipeline?"),
+        (("run", "train", "--resume", "abcdef"), "no run 'abcdef'"),
+    ],
+    ids=["unknown-pipeline", "unknown-param", "param-syntax", "ambiguous", "unknown-resume"],
+)
+def test_bad_input_fails_before_anything_runs(pipes: Path, cli, args, message) -> None:
+    before = Project.open().tracking.count_runs()
+    result = cli(*args)
+    assert result.code == 1
+    assert message in result.err
+    assert Project.open().tracking.count_runs() == before
+
+
+def test_pipelines_list_and_show(pipes: Path, cli) -> None:
+    listed = cli("pipelines", "list")
+    assert "train" in listed.out and "pipeline:train_pipeline" in listed.out
+    shown = cli("pipelines", "show", "train", "-p", "depth=7")
+    assert "depth=7" in shown.out
+    lines = [line.split()[0] for line in shown.out.splitlines()[2:]]
+    assert lines == ["ingest", "prepare", "train", "evaluate"]
+    graph = json.loads(cli("pipelines", "show", "train", "--json").out)
+    assert graph["order"] == ["ingest", "prepare", "train", "evaluate"]
+
+
+def test_mloop_run_prints_each_step_and_exits_non_zero_on_failure(pipes: Path) -> None:
+    ok = run_mloop("run", "train", cwd=pipes)
+    assert ok.code == 0, ok.err
+    assert "evaluate" in ok.out and "finished" in ok.out
+    again = run_mloop("run", "train", cwd=pipes)
+    assert again.out.count("cached    from run") == 4
+    bad = run_mloop("run", "fragile", cwd=pipes, env={"PIPES_TEST_FAILURES": "99"})
+    assert bad.code == 1
+    assert "failed: step 'flaky' failed: ValueError" in bad.out
+    assert "--resume" in bad.out
