@@ -179,7 +179,11 @@ def run_step(task: StepTask, services: Services) -> StepOutcome:
         outputs: list[RunOutput] = []
         for index, (value, declared) in enumerate(zip(values, output_types, strict=True)):
             stored = store_value(
-                services.artifacts, value, declared=_concrete(declared), trust=task.options.trust
+                services.artifacts,
+                value,
+                declared=declared,
+                trust=task.options.trust,
+                what=f"step {task.step!r}",
             )
             digests.append(stored.digest)
             outputs.append(RunOutput(f"outputs/{index}", stored.digest, stored.size))
@@ -214,10 +218,6 @@ def _files(manifest: dict[str, Any]) -> dict[str, tuple[str, int]]:
         else:
             found[rel] = (str(entry), 0)
     return found
-
-
-def _concrete(declared: Any) -> type | None:
-    return declared if isinstance(declared, type) else None
 
 
 def _as_outputs(step: str, result: Any, count: int) -> tuple[Any, ...]:
