@@ -46,6 +46,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("runs", "mloop.cli.runs", "list, show and compare runs"),
     ("data", "mloop.cli.data", "version datasets and move them around"),
     ("run", "mloop.cli.pipelines", "run a pipeline; unchanged steps are reused"),
+    ("sweep", "mloop.cli.pipelines", "run a pipeline over many params and rank the trials"),
     ("pipelines", "mloop.cli.pipelines", "list the project's pipelines and show their DAG"),
     (
         "lineage",

@@ -22,6 +22,24 @@ def register(commands: Any) -> None:
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.set_defaults(handler=run_pipeline)
 
+    sweep = commands.add_parser("sweep", help="run a pipeline over many params and rank them")
+    sweep.add_argument("name", nargs="?", metavar="NAME", help="default: the only pipeline")
+    sweep.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=A,B|LO:HI[:STEP]",
+        help="values to try: a list (lr=0.01,0.1) or a range (depth=3:8)",
+    )
+    sweep.add_argument("--random", type=int, metavar="N", help="N random combinations")
+    sweep.add_argument("--seed", type=int, help="seed for --random")
+    sweep.add_argument("--executor", choices=("local", "process", "ray"))
+    sweep.add_argument("--parallel", type=int, metavar="K", help="trials at once")
+    sweep.add_argument("--no-cache", action="store_true", help="run every step again")
+    sweep.add_argument("--json", action="store_true", help="print the ranking as JSON")
+    sweep.set_defaults(handler=run_sweep)
+
     p = commands.add_parser("pipelines", help="list the project's pipelines and show their DAG")
     p.set_defaults(parser=p)
     sub = p.add_subparsers(dest="action", metavar="ACTION", prog=p.prog)
@@ -99,6 +117,63 @@ def run_pipeline(ctx: Context) -> int:
         output.line(f"run {result.run_id[:12]} failed: {reason}")
         output.line(f"(fix it, then: mloop run {name} --resume {result.run_id[:12]})")
     return 0 if result.ok else 1
+
+
+def run_sweep(ctx: Context) -> int:
+    from mloop.services.pipelines.sweep import Sweeper, combinations, parse_axis
+
+    args = ctx.args
+    axes = [parse_axis(spec) for spec in args.param]
+    if not axes:
+        raise InvalidInput("nothing to sweep", "give -p NAME=A,B or -p NAME=LO:HI")
+    trials = combinations(axes, {}, args.random, args.seed)
+    pipelines = ctx.project.pipelines
+    name = pipelines.resolve_name(args.name)
+    if not ctx.json:
+        output.line(f"sweep {name}: {len(trials)} trials")
+    result = Sweeper(pipelines).run(
+        name,
+        trials,
+        executor=args.executor,
+        use_cache=not args.no_cache,
+        parallel=args.parallel,
+    )
+    label = result.metric or "metric"
+    if ctx.json:
+        output.emit_json(
+            {
+                "sweep": result.run_id,
+                "metric": result.metric,
+                "trials": [
+                    {
+                        "rank": rank,
+                        "run": t.result.run_id,
+                        "status": t.result.status.value,
+                        "params": t.params,
+                        label: t.score,
+                    }
+                    for rank, t in enumerate(result.trials, start=1)
+                ],
+            }
+        )
+    else:
+        keys = sorted({k for t in result.trials for k in t.params})
+        output.table(
+            ["RANK", "RUN", "STATUS", *keys, label.upper() if not result.metric else label],
+            [
+                [
+                    rank,
+                    t.result.run_id[:12],
+                    t.result.status.value,
+                    *(t.params.get(k) for k in keys),
+                    output.number(t.score),
+                ]
+                for rank, t in enumerate(result.trials, start=1)
+            ],
+        )
+        best = " ".join(t.result.run_id[:8] for t in result.trials[:3])
+        output.line(f"sweep run {result.run_id[:12]}; compare: mloop runs compare {best}")
+    return 0 if any(t.result.ok for t in result.trials) else 1
 
 
 def list_pipelines(ctx: Context) -> None:

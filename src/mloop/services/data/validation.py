@@ -154,9 +154,9 @@ def infer_schema(reference: TableProfile, *, tolerance: float = 0.0) -> pa.DataF
         if (family := reference_family(col.dtype)) != "other":
             checks.append(pa.Check(_dtype_check(family), name="dtype"))
         if (bounds := _bounds(col, tolerance)) is not None:
-            checks.append(pa.Check(_range_check(*bounds), name="range"))
+            checks.append(pa.Check(_range_check(family, *bounds), name="range"))
         if (categories := _categories(col)) is not None:
-            checks.append(pa.Check(lambda s, c=categories: s.astype(str).isin(c), name="category"))
+            checks.append(pa.Check(_category_check(family, categories), name="category"))
         columns[col.name] = pa.Column(checks=checks, nullable=col.nullable, name=col.name)
     return pa.DataFrameSchema(columns, strict=True, name=reference.path)
 
@@ -211,22 +211,36 @@ def _dtype_check(family: str) -> Callable[[Series], Series | bool]:
                 values = _floats(series)
                 return pd.Series(~np.isfinite(values) | (values == np.round(values)), series.index)
             return True
-        not_numbers = np.isnan(_floats(series))
-        if family in ("integer", "floating") and not_numbers.any():
-            return pd.Series(~not_numbers, series.index)  # name the values that are not numbers
-        return False
+        if family not in ("integer", "floating"):
+            return False
+        not_numbers = np.isnan(_floats(series))  # name the values that are not numbers
+        return pd.Series(~not_numbers, series.index) if not_numbers.any() else False
 
     return check
 
 
-def _range_check(lo: float, hi: float) -> Callable[[Series], Series | bool]:
+def _category_check(family: str, allowed: frozenset[str]) -> Callable[[Series], Series | bool]:
     def check(series: Series) -> Series | bool:
-        if frame_family(series) not in ("integer", "floating"):
+        if not _readable(series, family):
+            return True  # the dtype check reports it
+        return series.astype(str).isin(allowed)
+
+    return check
+
+
+def _range_check(family: str, lo: float, hi: float) -> Callable[[Series], Series | bool]:
+    def check(series: Series) -> Series | bool:
+        if not _readable(series, family):
             return True  # the dtype check reports it
         values = _floats(series)
         return pd.Series(~np.isfinite(values) | ((values >= lo) & (values <= hi)), series.index)
 
     return check
+
+
+def _readable(series: Series, family: str) -> bool:
+    """Whether the column's values can be compared with the reference's (same family)."""
+    return family == "other" or frame_family(series) in _ACCEPTS[family] | {"empty"}
 
 
 def _floats(series: Series) -> npt.NDArray[np.float64]:
@@ -414,8 +428,8 @@ def merge_bins(
     share joins the one before it.
 
     Example:
-        >>> merge_bins([0, 1, 2, 3], [5, 1, 94], 0.1)
-        (array([0., 2., 3.]), array([ 6, 94]))
+        >>> merge_bins([0, 1, 2, 3, 4], [5, 10, 80, 5], 0.1)
+        (array([0., 2., 4.]), array([15, 85]))
     """
     e = np.asarray(edges, dtype=np.float64)
     c = np.asarray(counts, dtype=np.int64)
@@ -507,7 +521,7 @@ def _categorical_shift(
     names = [v for v, _ in col.top]
     expected = np.array([n for _, n in col.top] + [col.count - sum(n for _, n in col.top)])
     series = frame[col.name]
-    codes = np.asarray(pd.Categorical(series.astype(str), categories=names).codes)
+    codes = pd.Index(names).get_indexer(pd.Index(series.astype(str)))  # -1: not a top value
     bins = np.where(series.isna().to_numpy(), -1, np.where(codes < 0, len(names), codes))
 
     def label(i: int) -> str:

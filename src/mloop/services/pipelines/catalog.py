@@ -83,19 +83,30 @@ class Pipelines:
         resume: str | None = None,
         on_event: Callable[[StepEvent], None] | None = None,
     ) -> PipelineResult:
-        """Build and run a pipeline by name.
+        """Build and run a pipeline by name; an unchanged one is reused without importing it.
 
         Example:
             >>> project.pipelines.run("train", {"depth": 4}).ok  # doctest: +SKIP
             True
         """
-        return self.run_graph(
-            self.graph(name, params),
+        from mloop.services.pipelines.replay import Replayer
+
+        key = self.resolve_name(name)
+        given = dict(params or {})
+        replayer = Replayer(self.runner, self.root)
+        if use_cache and resume is None:
+            reused = replayer.replay(key, self.targets[key], given, on_event)
+            if reused is not None:
+                return reused
+        result = self.run_graph(
+            self.graph(key, given),
             executor=executor,
             use_cache=use_cache,
             resume=resume,
             on_event=on_event,
         )
+        replayer.remember(result, key, self.targets[key], given)
+        return result
 
     def run_graph(
         self,

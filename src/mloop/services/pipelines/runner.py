@@ -8,6 +8,7 @@ failed step fails the run; steps that need it are skipped, others already runnin
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
@@ -93,6 +94,27 @@ class PipelineRunner:
         self.data = data
         self.artifacts = artifacts
         self.stores = stores
+        # Steps being computed right now, by cache key: when pipeline runs share a runner (the
+        # trials of a sweep), a step they have in common runs once and the others reuse it.
+        self._lock = threading.Lock()
+        self._inflight: dict[str, threading.Event] = {}
+
+    def _claim(self, key: str) -> bool:
+        """Claim the right to compute `key`; if another run holds it, wait until it is done
+        and return False (the caller then looks in the cache again)."""
+        with self._lock:
+            busy = self._inflight.get(key)
+            if busy is None:
+                self._inflight[key] = threading.Event()
+                return True
+        busy.wait()
+        return False
+
+    def _release(self, key: str) -> None:
+        with self._lock:
+            done = self._inflight.pop(key, None)
+        if done is not None:
+            done.set()
 
     # cache ---------------------------------------------------------------------------------
     def _cached(self, key: str, resume: Run | None, anywhere: bool) -> Run | None:
@@ -125,8 +147,11 @@ class PipelineRunner:
         use_cache: bool = True,
         resume: str | None = None,
         on_event: Callable[[StepEvent], None] | None = None,
+        parent: ActiveRun | None = None,
     ) -> PipelineResult:
         """Run `graph` on `executor`; `on_event` hears about every step as it changes state.
+
+        `parent` makes the pipeline run a child (a sweep's trials hang under the sweep).
 
         Example:
             >>> graph = train.build({"depth": 4})  # doctest: +SKIP
@@ -158,11 +183,12 @@ class PipelineRunner:
                 "mloop.executor": executor.name,
                 **({"mloop.resumed_from": resumed.id} if resumed else {}),
             },
+            parent=parent,
         )
         result = PipelineResult(pipeline_run.id, RunStatus.RUNNING)
         outputs: dict[str, tuple[str, ...]] = {}
         pending = list(steps)
-        running: dict[Future[StepOutcome], tuple[StepNode, ActiveRun]] = {}
+        running: dict[Future[StepOutcome], tuple[StepNode, ActiveRun, str]] = {}
         failed: list[str] = []
 
         def record(event: StepEvent) -> None:
@@ -191,23 +217,24 @@ class PipelineRunner:
                     )
                     if future_run is None:
                         continue
-                    future, step_run = future_run
+                    future, step_run, key = future_run
                     if future.done():  # the local executor ran it already: settle it now
-                        self._finish_step(node, step_run, future.result(), outputs, failed, record)
+                        self._settle(node, step_run, key, future, outputs, failed, record)
                     else:
-                        running[future] = (node, step_run)
+                        running[future] = (node, step_run, key)
                 if running:
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in done:
-                        node, step_run = running.pop(future)
-                        self._finish_step(node, step_run, future.result(), outputs, failed, record)
+                        node, step_run, key = running.pop(future)
+                        self._settle(node, step_run, key, future, outputs, failed, record)
                 elif pending and not progressed:  # blocked behind a failed step
                     for node in pending:
                         record(StepEvent(node.name, "skipped"))
                     pending.clear()
         except BaseException as exc:
-            for _, step_run in running.values():
+            for _, step_run, key in running.values():
                 step_run.end(RunStatus.FAILED, "the pipeline run was interrupted")
+                self._release(key)
             pipeline_run.end(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
             raise
         self._lift_metrics(pipeline_run, result)
@@ -234,19 +261,23 @@ class PipelineRunner:
         use_cache: bool,
         resumed: Run | None,
         record: Callable[[StepEvent], None],
-    ) -> tuple[Future[StepOutcome], ActiveRun] | None:
+    ) -> tuple[Future[StepOutcome], ActiveRun, str] | None:
         """Reuse the step's outputs if its key was seen, else submit it; None when reused."""
         inputs = self._input_digests(node, outputs, datasets)
         key = cache_key(sources[node.name], inputs, environment, node.options)
-        if (use_cache or resumed is not None) and node.options.cache:
-            hit = self._cached(key, resumed, anywhere=use_cache)
-            reused = self._outputs_of(hit, node.outputs) if hit else None
-            if hit is not None and reused is not None:
-                run_id = self._record_cached(pipeline_run, node, key, hit)
-                outputs[node.name] = reused
-                origin = hit.tags.get("mloop.cached_from", hit.id)  # the run that computed it
-                record(StepEvent(node.name, "cached", run_id, cached_from=origin))
-                return None
+        reusable = (use_cache or resumed is not None) and node.options.cache
+        while True:
+            if reusable:
+                hit = self._cached(key, resumed, anywhere=use_cache)
+                reused = self._outputs_of(hit, node.outputs) if hit else None
+                if hit is not None and reused is not None:
+                    run_id = self._record_cached(pipeline_run, node, key, hit)
+                    outputs[node.name] = reused
+                    origin = hit.tags.get("mloop.cached_from", hit.id)  # who computed it
+                    record(StepEvent(node.name, "cached", run_id, cached_from=origin))
+                    return None
+            if not use_cache or self._claim(key):
+                break
         step_run = self.tracker.start_run(
             node.name,
             params=self._params_of(node),
@@ -262,7 +293,7 @@ class PipelineRunner:
         task = self._task(node, step_run.id, outputs, datasets)
         if executor.in_process:
             services = Services(self.tracker, self.data, self.artifacts)
-            return executor.submit(run_step, task, services), step_run
+            return executor.submit(run_step, task, services), step_run, key
         future = executor.submit_step(
             run_task,
             task,
@@ -270,7 +301,22 @@ class PipelineRunner:
             gpus=node.options.gpus,
             memory=node.options.memory,
         )
-        return future, step_run
+        return future, step_run, key
+
+    def _settle(
+        self,
+        node: StepNode,
+        step_run: ActiveRun,
+        key: str,
+        future: Future[StepOutcome],
+        outputs: dict[str, tuple[str, ...]],
+        failed: list[str],
+        record: Callable[[StepEvent], None],
+    ) -> None:
+        try:
+            self._finish_step(node, step_run, future.result(), outputs, failed, record)
+        finally:
+            self._release(key)
 
     def _finish_step(
         self,

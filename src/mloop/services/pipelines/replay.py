@@ -1,0 +1,162 @@
+"""Re-running an unchanged pipeline without importing it.
+
+Importing a pipeline module imports pandas, scikit-learn and the rest (seconds), just to learn
+that nothing changed. So after a pipeline finishes, its run records a *plan*: the digest of
+every project file its code was loaded from, the dataset versions it read, the environment and
+the params given. `mloop run` first recomputes that plan from the files alone (hashing a few
+small files); if it matches, every step is reused from that run, as the per-step cache would
+have decided, and nothing of the user's is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+from mloop.domain.pipeline import canonical_json
+from mloop.domain.query import And, Compare, Field
+from mloop.domain.run import Metric, Run, RunOutput, RunStatus
+from mloop.services.pipelines.runner import PipelineResult, PipelineRunner, StepEvent
+
+PLAN_TAG = "mloop.plan"
+PARAMS_TAG = "mloop.plan_params"
+
+
+def project_files(root: Path) -> dict[str, str]:
+    """Project modules loaded in this process (not the venv's), as relative path -> digest."""
+    base = str(root.resolve()) + os.sep
+    site = tuple(p for p in sys.path if "site-packages" in p or "dist-packages" in p)
+    found: dict[str, str] = {}
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not path or not path.endswith(".py"):
+            continue
+        path = os.path.abspath(path)
+        if path.startswith(base) and not path.startswith(site) and "/.venv/" not in path:
+            found[path[len(base) :]] = _digest(path)
+    return dict(sorted(found.items()))
+
+
+def _digest(path: str) -> str:
+    with open(path, "rb") as fh:
+        return blake3.blake3(fh.read()).hexdigest()
+
+
+class Replayer:
+    def __init__(self, runner: PipelineRunner, root: Path) -> None:
+        self.runner = runner
+        self.root = root
+
+    def plan(
+        self,
+        name: str,
+        target: str,
+        params: Mapping[str, Any],
+        files: Mapping[str, str],
+        datasets: Mapping[str, int],
+    ) -> str:
+        return canonical_json(
+            {
+                "pipeline": name,
+                "target": target,
+                "params": dict(params),
+                "files": dict(files),
+                "datasets": dict(datasets),
+                "environment": self.runner.tracker.environment().digest,
+            }
+        )
+
+    def remember(
+        self, result: PipelineResult, name: str, target: str, params: Mapping[str, Any]
+    ) -> None:
+        """Record the plan of a finished run (called right after it, in the same process)."""
+        if not result.ok:
+            return
+        metadata = self.runner.tracker.metadata
+        datasets: dict[str, int] = {}
+        for child in metadata.child_runs(result.run_id):
+            for used in metadata.get_run(child.id).inputs:
+                if used.kind == "dataset":
+                    dataset, _, version = used.ref.partition(":")
+                    datasets[dataset] = int(version)
+        plan = self.plan(name, target, params, project_files(self.root), datasets)
+        metadata.write_run_data(
+            result.run_id, tags=[(PLAN_TAG, plan), (PARAMS_TAG, canonical_json(dict(params)))]
+        )
+
+    def replay(
+        self,
+        name: str,
+        target: str,
+        params: Mapping[str, Any],
+        on_event: Callable[[StepEvent], None] | None = None,
+    ) -> PipelineResult | None:
+        """A new run reusing every step of the last matching run, or None (run it for real)."""
+        metadata = self.runner.tracker.metadata
+        where = And(
+            (
+                Compare(Field("tags", "mloop.pipeline"), "=", name),
+                Compare(Field("tags", PARAMS_TAG), "=", canonical_json(dict(params))),
+                Compare(Field("attr", "status"), "=", "finished"),
+            )
+        )
+        found = metadata.find_runs(where, limit=1)
+        if not found:
+            return None
+        previous = found[0]
+        recorded = json.loads(previous.tags[PLAN_TAG])
+        try:
+            files = {rel: _digest(str(self.root / rel)) for rel in recorded["files"]}
+        except OSError:
+            return None  # a module moved or vanished: trace the pipeline again
+        latest = {d.name: d.latest for d in metadata.list_datasets()}
+        datasets = {ds: latest.get(ds, -1) for ds in recorded["datasets"]}
+        if self.plan(name, target, params, files, datasets) != previous.tags[PLAN_TAG]:
+            return None
+        return self._reuse(previous, on_event or (lambda event: None))
+
+    def _reuse(self, previous: Run, emit: Callable[[StepEvent], None]) -> PipelineResult:
+        tracker = self.runner.tracker
+        metadata = tracker.metadata
+        run = tracker.start_run(
+            previous.name,
+            params=dict(previous.params),
+            tags={
+                **{k: v for k, v in previous.tags.items() if k.startswith("mloop.")},
+                "mloop.replayed_from": previous.id,
+            },
+        )
+        result = PipelineResult(run.id, RunStatus.RUNNING)
+        for child in metadata.child_runs(previous.id):
+            step = metadata.get_run(child.id)
+            origin = step.tags.get("mloop.cached_from", step.id)
+            copy = tracker.start_run(
+                step.name,
+                params=dict(step.params),
+                tags={**step.tags, "mloop.cached_from": origin},
+                parent=run,
+            )
+            metadata.write_run_data(
+                copy.id,
+                inputs=step.inputs,
+                outputs=[RunOutput(o.name, o.digest, o.size) for o in step.outputs],
+                metrics=[
+                    Metric(m.key, m.value, m.step, m.timestamp) for m in step.metrics.values()
+                ],
+            )
+            copy.end(RunStatus.FINISHED)
+            event = StepEvent(step.name, "cached", copy.id, cached_from=origin)
+            result.steps[step.name] = event
+            emit(event)
+        lifted = [Metric(m.key, m.value, m.step, m.timestamp) for m in previous.metrics.values()]
+        if lifted:
+            metadata.write_run_data(run.id, metrics=lifted)
+        run.end(RunStatus.FINISHED)
+        result.status = RunStatus.FINISHED
+        return result
