@@ -1,0 +1,205 @@
+"""Distribution checks against a reference profile: PSI, values outside the range, nulls.
+
+PSI over the reference histogram (bins merged to hold at least `MIN_BIN_SHARE` each, since
+twenty sparse bins make PSI mostly sampling noise, plus a bin below min and one above max) and
+the share of values outside the reference range; PSI over the reference's top categories plus
+"other"; and the change in the share of nulls. A column with fewer than `min_values` values on
+either side skips PSI, with a note in the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from mloop.domain.dataset import ColumnProfile, TableProfile
+from mloop.services.data.checks import (
+    MIN_BIN_SHARE,
+    PSI_EPSILON,
+    CheckFailure,
+    Thresholds,
+    as_floats,
+    failing_rows,
+)
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    Series: TypeAlias = pd.Series[Any]
+
+
+def population_stability_index(
+    expected: npt.ArrayLike, actual: npt.ArrayLike, *, epsilon: float = PSI_EPSILON
+) -> float:
+    """PSI = sum((a - e) * ln(a / e)) over the bins' shares; an empty bin counts as `epsilon`.
+
+    Below 0.1 is usually read as no shift, 0.1 to 0.2 as moderate, above 0.2 as a real one.
+
+    Args:
+        expected: Counts (or shares) per bin in the reference.
+        actual: Counts (or shares) per bin in the data checked, for the same bins.
+        epsilon: The share an empty bin stands for, which keeps the logarithm finite.
+
+    Returns:
+        The index; 0 for identical shares.
+
+    Raises:
+        ValueError: The inputs differ in length, are negative, or one sums to zero.
+
+    Example:
+        >>> round(population_stability_index([50, 50], [90, 10]), 4)
+        0.8789
+    """
+    e = np.asarray(expected, dtype=np.float64)
+    a = np.asarray(actual, dtype=np.float64)
+    if e.shape != a.shape or e.ndim != 1 or (e < 0).any() or (a < 0).any():
+        raise ValueError("expected and actual must be equally long lists of non-negative counts")
+    if e.sum() <= 0 or a.sum() <= 0:
+        raise ValueError("expected and actual must each count at least one value")
+    p = np.maximum(e / e.sum(), epsilon)
+    q = np.maximum(a / a.sum(), epsilon)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def merge_bins(
+    edges: npt.ArrayLike, counts: npt.ArrayLike, min_share: float = MIN_BIN_SHARE
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Merge adjacent histogram bins until each holds at least `min_share` of the values.
+
+    A short loop over the (at most a few dozen) bins, not the values; a last bin short of the
+    share joins the one before it.
+
+    Example:
+        >>> merge_bins([0, 1, 2, 3, 4], [5, 10, 80, 5], 0.1)
+        (array([0., 2., 4.]), array([15, 85]))
+    """
+    e = np.asarray(edges, dtype=np.float64)
+    c = np.asarray(counts, dtype=np.int64)
+    need, cuts, held = min_share * c.sum(), [0], 0
+    for i, count in enumerate(c[:-1].tolist(), start=1):
+        held += count
+        if held >= need and held > 0:
+            cuts.append(i)
+            held = 0
+    if len(cuts) > 1 and c[cuts[-1] :].sum() < need:
+        cuts.pop()
+    return e[[*cuts, len(c)]], np.add.reduceat(c, cuts)
+
+
+def distribution_failures(
+    frame: pd.DataFrame, reference: TableProfile, limits: Thresholds, skip: set[str | None]
+) -> tuple[list[CheckFailure], tuple[str, ...]]:
+    failures: list[CheckFailure] = []
+    few: list[str] = []
+    for col in reference.columns:
+        if col.name in skip or col.name not in frame.columns:
+            continue
+        failures.extend(_null_shift(frame, col, limits))
+        if col.kind not in ("numeric", "categorical"):
+            continue
+        if min(int(frame[col.name].notna().sum()), col.count) < limits.min_values:
+            few.append(col.name)
+        elif col.histogram is not None:
+            edges, ref_counts = merge_bins(col.histogram.edges, col.histogram.counts)
+            failures.extend(_numeric_shift(frame, col, edges, ref_counts, limits))
+        elif col.top:
+            failures.extend(_categorical_shift(frame, col, limits))
+    skipped = f"PSI skipped for {', '.join(few)}: fewer than {limits.min_values} values"
+    return failures, (skipped,) if few else ()
+
+
+def _null_shift(frame: pd.DataFrame, col: ColumnProfile, limits: Thresholds) -> list[CheckFailure]:
+    """Only for columns that had nulls: new nulls elsewhere already fail the `nulls` check."""
+    if not col.nullable or frame.empty:
+        return []
+    nulls = frame[col.name].isna().to_numpy()
+    share, before = float(nulls.mean()), col.nulls / (col.count + col.nulls)
+    if abs(share - before) <= limits.max_null_shift:
+        return []
+    message = (
+        f"{share:.0%} of values are null, {before:.0%} in the reference "
+        f"(allowed change: {limits.max_null_shift * 100:g} percentage points)"
+    )
+    more = share > before
+    shown = failing_rows(frame, frame.index[nulls] if more else [], col.name)
+    return [CheckFailure(col.name, "null_share", message, shown, int(nulls.sum()) if more else 0)]
+
+
+def _numeric_shift(
+    frame: pd.DataFrame,
+    col: ColumnProfile,
+    edges: npt.NDArray[np.float64],
+    ref_counts: npt.NDArray[np.int64],
+    limits: Thresholds,
+) -> list[CheckFailure]:
+    values = as_floats(frame[col.name])
+    finite = np.isfinite(values)
+    k, lo, hi = len(ref_counts), float(edges[0]), float(edges[-1])
+    # bin 0 is below the reference range, 1..k the reference bins, k+1 above; -1 not counted
+    inner = np.searchsorted(edges[1:-1], values, side="right") + 1
+    bins = np.where(~finite, -1, np.where(values < lo, 0, np.where(values > hi, k + 1, inner)))
+    outside = (bins == 0) | (bins == k + 1)
+    failures = []
+    if (share := float(outside.sum() / max(finite.sum(), 1))) > limits.max_outside_share:
+        message = (
+            f"{share:.0%} of values lie outside the reference range [{lo:g}, {hi:g}] "
+            f"(allowed: {limits.max_outside_share:.0%})"
+        )
+        shown = failing_rows(frame, frame.index[outside], col.name)
+        failures.append(CheckFailure(col.name, "outside_range", message, shown, int(outside.sum())))
+
+    def label(i: int) -> str:
+        if i in (0, k + 1):
+            return f"{'below' if i == 0 else 'above'} the reference range"
+        return f"in [{edges[i - 1]:.4g}, {edges[i]:.4g}{']' if i == k else ')'}"
+
+    expected = np.concatenate(([0], ref_counts, [0]))
+    return failures + _psi_failure(frame, col, expected, bins, label, limits)
+
+
+def _categorical_shift(
+    frame: pd.DataFrame, col: ColumnProfile, limits: Thresholds
+) -> list[CheckFailure]:
+    names = [v for v, _ in col.top]
+    expected = np.array([n for _, n in col.top] + [col.count - sum(n for _, n in col.top)])
+    series = frame[col.name]
+    codes = pd.Index(names).get_indexer(pd.Index(series.astype(str)))  # -1: not a top value
+    bins = np.where(series.isna().to_numpy(), -1, np.where(codes < 0, len(names), codes))
+
+    def label(i: int) -> str:
+        return repr(names[i]) if i < len(names) else "outside the reference's top values"
+
+    return _psi_failure(frame, col, expected, bins, label, limits)
+
+
+def _psi_failure(
+    frame: pd.DataFrame,
+    col: ColumnProfile,
+    expected: npt.NDArray[Any],
+    bins: npt.NDArray[Any],
+    label: Callable[[int], str],
+    limits: Thresholds,
+) -> list[CheckFailure]:
+    """A PSI failure names the bin that gained most; its count is the values in excess of the
+    reference shares, summed over the bins that gained."""
+    counts = np.bincount(bins[bins >= 0], minlength=len(expected))
+    if counts.sum() == 0 or expected.sum() == 0:
+        return []
+    if (psi := population_stability_index(expected, counts)) <= limits.max_psi:
+        return []
+    p, q = expected / expected.sum(), counts / counts.sum()
+    worst = int(np.argmax(q - p))
+    excess = round(float(np.clip(counts - p * counts.sum(), 0, None).sum()))
+    message = (
+        f"PSI {psi:.2f} > {limits.max_psi:g}: {q[worst]:.0%} of values are {label(worst)} "
+        f"({p[worst]:.0%} in the reference)"
+    )
+    shown = failing_rows(frame, frame.index[bins == worst], col.name)
+    return [CheckFailure(col.name, "psi", message, shown, excess)]
+
+
+# --- versions -------------------------------------------------------------------------------
