@@ -23,7 +23,7 @@ from mloop.sdk import (
 )
 from mloop.sdk import data as data
 
-_PIPELINE_NAMES = ("dataset", "pipeline", "step")
+_PIPELINE_NAMES = ("validate", "dataset", "pipeline", "step")
 
 
 def __getattr__(name: str) -> object:
@@ -53,4 +53,5 @@ __all__ = [
     "set_tag",
     "start_run",
     "step",
+    "validate",
 ]

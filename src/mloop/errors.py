@@ -19,6 +19,7 @@ raise the very same class again from the code. The CLI prints `error: …` and `
     ├── Conflict                    conflict             409
     ├── CorruptArtifact             corrupt_artifact     422
     ├── StepFailed                  step_failed          422
+    ├── ValidationFailed            validation_failed    422
     ├── MissingDependency           missing_dependency   501
     └── StoreUnavailable            store_unavailable    503
 """
@@ -118,6 +119,13 @@ class StepFailed(MloopError):
     """A step's own code raised (after its retries); the run records the traceback."""
 
     code = "step_failed"
+    http_status = 422
+
+
+class ValidationFailed(MloopError):
+    """Data did not pass validation against its reference; the message says which checks."""
+
+    code = "validation_failed"
     http_status = 422
 
 

@@ -106,6 +106,12 @@ def parallel(folder: str = "meet"):
     right(folder)
 
 
+@mloop.pipeline
+def checked():
+    frame = mloop.validate(ingest(mloop.dataset("sales")), mloop.dataset("sales", version=1))
+    train(frame, depth=2)
+
+
 @mloop.step
 def wrong_type(frame: pd.DataFrame) -> pd.DataFrame:
     return [1, 2, 3]
@@ -127,6 +133,7 @@ pipelines:
   fragile: pipeline:fragile
   parallel: pipeline:parallel
   mistyped: pipeline:mistyped
+  checked: pipeline:checked
 """
 
 

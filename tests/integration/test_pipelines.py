@@ -239,3 +239,19 @@ def test_mloop_run_prints_each_step_and_exits_non_zero_on_failure(pipes: Path) -
     assert bad.code == 1
     assert "failed: step 'flaky' failed: ValueError" in bad.out
     assert "--resume" in bad.out
+
+
+def test_the_validate_step_stops_the_pipeline_before_training(pipes: Path) -> None:
+    first, events = run("checked")
+    assert first.ok, first.error
+    assert dict(events)["validate"] == "finished"
+    write_sales(pipes, [1.5, 2.5, 3.0, 250.0])  # a price far outside the reference range
+    mloop.data.add("sales", "data/sales.csv")
+    result, events = run("checked")
+    assert result.status is RunStatus.FAILED
+    assert dict(events) == {"ingest": "finished", "validate": "failed", "train": "skipped"}
+    assert "ValidationFailed" in (result.error or "")
+    assert "price: range" in (result.error or "")
+    step = Project.open().tracking.get_run(result.steps["validate"].run_id or "")
+    assert step.metrics["validation.failed_checks"].value >= 1
+    assert step.tags["mloop.validated_against"] == "sales:1 data/sales.csv"

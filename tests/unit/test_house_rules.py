@@ -33,7 +33,8 @@ def test_the_sdk_surface_is_exactly_what_all_says() -> None:
         for name, value in vars(mloop).items()
         if not name.startswith("_") and not isinstance(value, ModuleType)
     }
-    lazy = {"dataset", "pipeline", "step"}  # loaded on first use by the module __getattr__
+    # loaded on first use by the module's __getattr__
+    lazy = {"dataset", "pipeline", "step", "validate"}
     assert public | {"data"} | lazy == set(mloop.__all__)
     assert all(callable(getattr(mloop, name)) for name in lazy)
     assert isinstance(mloop.data, ModuleType)

@@ -15,7 +15,7 @@ from mloop.services.pipelines.dsl import PipelineFunction, dataset, step
 if TYPE_CHECKING:
     from mloop.services.pipelines.runner import PipelineResult, StepEvent
 
-__all__ = ["RunnablePipeline", "dataset", "pipeline", "step"]
+__all__ = ["RunnablePipeline", "dataset", "pipeline", "step"]  # and `validate`, on first use
 
 
 class RunnablePipeline(PipelineFunction):
@@ -62,3 +62,11 @@ def pipeline(
         return RunnablePipeline(f, name, metric, maximize)
 
     return wrap(fn) if fn is not None else wrap
+
+
+def __getattr__(name: str) -> object:
+    if name == "validate":  # imports pandas and pandera: loaded only when a pipeline uses it
+        from mloop.services.pipelines.builtins import validate
+
+        return validate
+    raise AttributeError(name)
