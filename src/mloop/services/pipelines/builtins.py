@@ -60,4 +60,4 @@ def validate(
 
 
 # Wrapped under its own name, so the worker resolves `builtins:validate` to this step.
-validate = StepFunction(validate, "validate", StepOptions())  # type: ignore[assignment]
+validate = StepFunction(validate, "validate", StepOptions())
