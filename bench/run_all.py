@@ -18,9 +18,10 @@ import traceback
 import _common as c
 import bench_cli
 import bench_data
+import bench_pipelines
 import bench_tracking
 
-BENCHES = ("cli", "tracking", "data")
+BENCHES = ("cli", "tracking", "data", "pipelines")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                 results += bench_tracking.run(args.rounds)
             elif name == "data":
                 results += bench_data.run(rounds_big=args.data_rounds_big, rounds=args.data_rounds)
+            elif name == "pipelines":
+                results += bench_pipelines.run(args.data_rounds)
         except Exception as exc:  # one broken benchmark must not hide the others' figures
             traceback.print_exc()
             results.append(c.Skipped(name, "(whole benchmark)", f"FAILED: {exc}"[:80]))

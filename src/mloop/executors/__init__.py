@@ -23,6 +23,7 @@ def open_executor(
     max_workers: int | None = None,
     ray_address: str | None = None,
     preload: tuple[str, ...] = (),
+    paths: tuple[str, ...] = (),
 ) -> StepExecutor:
     """The executor called `name`.
 
@@ -37,7 +38,7 @@ def open_executor(
     if name == "process":
         from mloop.executors.process import ProcessExecutor
 
-        return ProcessExecutor(max_workers, preload)
+        return ProcessExecutor(max_workers, preload, paths)
     if name == "ray":
         from mloop.executors.ray import RayExecutor
 

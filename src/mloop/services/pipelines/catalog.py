@@ -35,6 +35,17 @@ class Pipelines:
         self.max_workers = max_workers
         self.ray_address = ray_address
 
+    def preload(self, graph: PipelineGraph | str) -> tuple[str, ...]:
+        """Modules worker processes import before their first step: mloop's worker and the
+        pipeline's own modules (with pandas, scikit-learn…), once in the fork server rather
+        than once per worker. Given a pipeline's name, its module from mloop.yaml."""
+        if isinstance(graph, str):
+            modules = {self.targets[self.resolve_name(graph)].partition(":")[0]}
+        else:
+            modules = {s.target.partition(":")[0] for s in graph.steps}
+        modules.discard("__main__")
+        return (*WORKER_MODULES, *sorted(modules))
+
     def names(self) -> list[str]:
         return sorted(self.targets)
 
@@ -122,7 +133,8 @@ class Pipelines:
             executor or self.default_executor,
             max_workers=self.max_workers,
             ray_address=self.ray_address,
-            preload=WORKER_MODULES,
+            preload=self.preload(graph),
+            paths=(str(self.root),),
         ) as pool:
             return self.runner.run(
                 graph, pool, use_cache=use_cache, resume=resume, on_event=on_event

@@ -18,7 +18,7 @@ from typing import Any
 from mloop.domain.run import RunStatus
 from mloop.errors import InvalidInput
 from mloop.executors import open_executor
-from mloop.services.pipelines.catalog import WORKER_MODULES, Pipelines
+from mloop.services.pipelines.catalog import Pipelines
 from mloop.services.pipelines.runner import PipelineResult, StepEvent
 
 
@@ -146,36 +146,42 @@ class Sweeper:
             {'depth': 5}
         """
         key = self.pipelines.resolve_name(name)
-        graphs = [self.pipelines.graph(key, params) for params in trials]  # all checked first
-        metric, maximize = graphs[0].metric, graphs[0].maximize
-        runner = self.pipelines.runner
-        sweep = runner.tracker.start_run(
-            f"{key}-sweep",
-            tags={"mloop.kind": "sweep", "mloop.pipeline": key, "mloop.trials": str(len(trials))},
-        )
         chosen = executor or self.pipelines.default_executor
-        try:
-            with open_executor(
-                chosen,
-                max_workers=self.pipelines.max_workers,
-                ray_address=self.pipelines.ray_address,
-                preload=WORKER_MODULES,
-            ) as pool:
-                workers: int = getattr(pool, "max_workers", None) or 2
-                width = parallel or (1 if chosen == "local" else workers)
+        runner = self.pipelines.runner
+        # The executor first: its worker processes warm up while the trials are traced.
+        with open_executor(
+            chosen,
+            max_workers=self.pipelines.max_workers,
+            ray_address=self.pipelines.ray_address,
+            preload=self.pipelines.preload(key),
+            paths=(str(self.pipelines.root),),
+        ) as pool:
+            graphs = [self.pipelines.graph(key, params) for params in trials]  # all checked
+            metric, maximize = graphs[0].metric, graphs[0].maximize
+            sweep = runner.tracker.start_run(
+                f"{key}-sweep",
+                tags={
+                    "mloop.kind": "sweep",
+                    "mloop.pipeline": key,
+                    "mloop.trials": str(len(trials)),
+                },
+            )
+            workers: int = getattr(pool, "max_workers", None) or 2
+            width = parallel or (1 if chosen == "local" else workers)
 
-                def one(index: int) -> PipelineResult:
-                    params = trials[index]
-                    hear = (lambda e: on_event(params, e)) if on_event else None
-                    return runner.run(
-                        graphs[index], pool, use_cache=use_cache, on_event=hear, parent=sweep
-                    )
+            def one(index: int) -> PipelineResult:
+                params = trials[index]
+                hear = (lambda e: on_event(params, e)) if on_event else None
+                return runner.run(
+                    graphs[index], pool, use_cache=use_cache, on_event=hear, parent=sweep
+                )
 
+            try:
                 with ThreadPoolExecutor(max_workers=max(1, width)) as threads:
                     results = list(threads.map(one, range(len(trials))))
-        except BaseException as exc:
-            sweep.end(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
-            raise
+            except BaseException as exc:
+                sweep.end(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
+                raise
         done = [
             Trial(params, result, self._score(result, metric))
             for params, result in zip(trials, results, strict=True)
