@@ -23,7 +23,7 @@ from mloop.sdk import (
 )
 from mloop.sdk import data as data
 
-_PIPELINE_NAMES = ("validate", "dataset", "pipeline", "step")
+_PIPELINE_NAMES = ("validate", "dataset", "notebook_step", "pipeline", "step")
 
 
 def __getattr__(name: str) -> object:
@@ -49,6 +49,7 @@ __all__ = [
     "log_metrics",
     "log_param",
     "log_params",
+    "notebook_step",
     "pipeline",
     "set_tag",
     "start_run",

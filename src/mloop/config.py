@@ -12,9 +12,12 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mloop.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mloop.domain.gate import Gate
 
 PROJECT_FILE = "mloop.yaml"
 STATE_DIR = ".mloop"
@@ -48,6 +51,33 @@ def _pipelines(value: Any) -> dict[str, str]:
         if not sep or not module or not function:
             raise ValueError(f"{name}: {target!r} is not module:function (e.g. pipeline:train)")
         found[str(name)] = str(target)
+    return found
+
+
+def _gates(value: Any) -> dict[str, list[str]]:
+    """`{pipeline: [gate, …]}` from mloop.yaml (one gate may stand alone), or
+    `NAME=GATE;GATE,…` from the environment; each gate is checked and written out plainly."""
+    import re
+
+    from mloop.domain.gate import parse_gate
+    from mloop.errors import InvalidInput
+
+    if isinstance(value, str):
+        pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+        if any(len(p) != 2 or not re.fullmatch(r"[\w.-]+", p[0].strip()) for p in pairs):
+            raise ValueError("write NAME=GATE;GATE, e.g. train=accuracy >= 0.7;f1 > 0.5")
+        value = {name.strip(): rules.split(";") for name, rules in pairs}
+    if not isinstance(value, dict):
+        raise ValueError("must map pipeline names to lists of gates")
+    found: dict[str, list[str]] = {}
+    for name, rules in value.items():
+        items = [rules] if isinstance(rules, str) else rules
+        if not isinstance(items, list):
+            raise ValueError(f"{name}: give a list of gates such as ['accuracy >= 0.7']")
+        try:
+            found[str(name)] = [str(parse_gate(rule)) for rule in items if rule != ""]
+        except InvalidInput as exc:
+            raise ValueError(f"{name}: {exc.message}") from None
     return found
 
 
@@ -89,6 +119,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("user", _text, None, "who events are recorded as (default: the OS user)"),
     Setting("pipelines", _pipelines, {}, "the project's pipelines: NAME: module:function"),
     Setting("executor", _executor, "local", "where steps run: local, process or ray"),
+    Setting(
+        "gates",
+        _gates,
+        {},
+        "what a pipeline's run must reach, per pipeline: `train: [accuracy >= 0.7, rmse < 3.5]`",
+    ),
     Setting("max_workers", _positive_int, None, "steps at once on the process executor"),
     Setting("ray_address", _text, None, "a Ray cluster to join (default: start Ray locally)"),
 )
@@ -140,6 +176,13 @@ class Settings:
     @property
     def pipelines(self) -> dict[str, str]:
         return dict(self.values["pipelines"])
+
+    @property
+    def gates(self) -> dict[str, tuple[Gate, ...]]:
+        """The gates of each pipeline, parsed (`mloop ci` checks them after the run)."""
+        from mloop.domain.gate import parse_gates
+
+        return {name: parse_gates(rules) for name, rules in self.values["gates"].items()}
 
     @property
     def executor(self) -> str:

@@ -16,6 +16,7 @@ from mloop.config import PROJECT_FILE, STATE_DIR, Settings, load_settings
 from mloop.errors import InvalidPath, ProjectNotFound
 
 if TYPE_CHECKING:
+    from mloop.services.automation.ci import CIService
     from mloop.services.data.versioning import DataService
     from mloop.services.pipelines.catalog import Pipelines
     from mloop.services.storage.housekeeping import Housekeeping
@@ -166,6 +167,18 @@ class Project:
             default_executor=self.settings.executor,
             max_workers=self.settings.max_workers,
             ray_address=self.settings.ray_address,
+        )
+
+    @cached_property
+    def ci(self) -> CIService:
+        from mloop.services.automation.ci import CIService
+
+        return CIService(
+            self.data,
+            self.pipelines,
+            self.root,
+            self.settings.gates,
+            report=self.settings.state_dir / "ci-report.md",
         )
 
     @cached_property

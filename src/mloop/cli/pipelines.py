@@ -91,15 +91,21 @@ def run_pipeline(ctx: Context) -> int:
     args = ctx.args
     pipelines = ctx.project.pipelines
     name = pipelines.resolve_name(args.name)
-    if not ctx.json:
-        output.line(f"pipeline {name}")
+    started: list[bool] = []
+
+    def show(event: Any) -> None:
+        if not started:  # the heading waits for the first step: a build error prints alone
+            output.line(f"pipeline {name}")
+            started.append(True)
+        _print_event(event)
+
     result = pipelines.run(
         name,
         parse_params(args.param),
         executor=args.executor,
         use_cache=not args.no_cache,
         resume=args.resume,
-        on_event=None if ctx.json else _print_event,
+        on_event=None if ctx.json else show,
     )
     if ctx.json:
         output.emit_json(

@@ -85,7 +85,7 @@ def start_run(
         >>> with mloop.start_run("baseline", params={"lr": 0.1}) as run:  # doctest: +SKIP
         ...     mloop.log_metric("loss", 0.25)
     """
-    parent = active.current()
+    parent = active_run()
     if parent is not None and project is None:
         tracker = parent._tracker
     else:
@@ -96,8 +96,29 @@ def start_run(
 
 
 def active_run() -> ActiveRun | None:
-    """The run logging calls go to in this thread or task, or None."""
-    return active.current()
+    """The run logging calls go to in this thread or task, or None.
+
+    With no run active, a run handed down by the parent process is attached and made active:
+    a notebook step's kernel finds its step run's id in its environment, so `mloop.log_metric`
+    in a cell lands on the step's run.
+    """
+    run = active.current()
+    return run if run is not None else _handed_down()
+
+
+def _handed_down() -> ActiveRun | None:
+    import atexit
+    import os
+
+    from mloop.services.pipelines.notebook import ROOT_ENV, RUN_ID_ENV
+
+    run_id = os.environ.get(RUN_ID_ENV)
+    if not run_id:
+        return None
+    run = _open_project(os.environ.get(ROOT_ENV)).tracking.attach(run_id)
+    atexit.register(run.flush)  # an attached run is not ended here, so nothing else flushes it
+    active.push(run)
+    return run
 
 
 def _require() -> ActiveRun:

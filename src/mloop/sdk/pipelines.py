@@ -1,4 +1,4 @@
-"""`@mloop.step`, `@mloop.pipeline` and `mloop.dataset`: the pipeline DSL for users.
+"""`@mloop.step`, `@mloop.pipeline`, `mloop.dataset` and `mloop.notebook_step`: the pipeline DSL.
 
 Calling a pipeline function runs it, in this project, on the local executor (or the one given),
 and returns the result; `mloop run NAME` does the same from the shell.
@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mloop.services.pipelines.dsl import PipelineFunction, dataset, step
+from mloop.services.pipelines.notebook import notebook_step
 
 if TYPE_CHECKING:
     from mloop.services.pipelines.runner import PipelineResult, StepEvent
 
-__all__ = ["RunnablePipeline", "dataset", "pipeline", "step"]  # and `validate`, on first use
+# and `validate`, on first use
+__all__ = ["RunnablePipeline", "dataset", "notebook_step", "pipeline", "step"]
 
 
 class RunnablePipeline(PipelineFunction):

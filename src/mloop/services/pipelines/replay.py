@@ -25,6 +25,7 @@ from mloop.domain.run import Metric, Run, RunOutput, RunStatus
 from mloop.services.pipelines.runner import PipelineResult, PipelineRunner, StepEvent
 
 PLAN_TAG = "mloop.plan"
+NOTEBOOK_TARGETS = "mloop.services.pipelines.notebook:"
 PARAMS_TAG = "mloop.plan_params"
 
 
@@ -80,12 +81,18 @@ class Replayer:
             return
         metadata = self.runner.tracker.metadata
         datasets: dict[str, int] = {}
+        files = project_files(self.root)
         for child in metadata.child_runs(result.run_id):
-            for used in metadata.get_run(child.id).inputs:
+            step = metadata.get_run(child.id)
+            for used in step.inputs:
                 if used.kind == "dataset":
                     dataset, _, version = used.ref.partition(":")
                     datasets[dataset] = int(version)
-        plan = self.plan(name, target, params, project_files(self.root), datasets)
+            notebook = step.params.get("notebook")
+            if notebook and step.tags.get("mloop.target", "").startswith(NOTEBOOK_TARGETS):
+                path = str(json.loads(notebook)["path"])  # code that is not a Python module
+                files[path] = _digest(str(self.root / path))
+        plan = self.plan(name, target, params, dict(sorted(files.items())), datasets)
         metadata.write_run_data(
             result.run_id, tags=[(PLAN_TAG, plan), (PARAMS_TAG, canonical_json(dict(params)))]
         )

@@ -143,6 +143,8 @@ def run_step(task: StepTask, services: Services) -> StepOutcome:
         func: Callable[..., Any] = getattr(fn, "fn", fn)
         output_types: tuple[Any, ...] = getattr(fn, "output_types", (None,))
         with tempfile.TemporaryDirectory(prefix="mloop-step-") as workdir:
+            run.workdir = Path(workdir) / "scratch"  # kept until the outputs are stored
+            run.workdir.mkdir()
             kwargs: dict[str, Any] = {}
             for arg, kind, payload in task.inputs:
                 if kind == "output":
@@ -174,24 +176,25 @@ def run_step(task: StepTask, services: Services) -> StepOutcome:
                     time.sleep(task.options.retry_delay)  # the user asked for this pause
                 finally:
                     active.remove(run)
-        values = _as_outputs(task.step, result, len(output_types))
-        digests: list[str] = []
-        outputs: list[RunOutput] = []
-        for index, (value, declared) in enumerate(zip(values, output_types, strict=True)):
-            stored = store_value(
-                services.artifacts,
-                value,
-                declared=declared,
-                trust=task.options.trust,
-                what=f"step {task.step!r}",
-            )
-            digests.append(stored.digest)
-            outputs.append(RunOutput(f"outputs/{index}", stored.digest, stored.size))
-            manifest = describe_value(services.artifacts, stored.digest)
-            for rel, (digest, size) in sorted(_files(manifest).items()):
-                # Recorded one by one so fsck checks, and gc keeps, every file of the value.
-                size = size or services.artifacts.size(digest) or 0
-                outputs.append(RunOutput(f"outputs/{index}.files/{rel}", digest, size))
+            # Stored inside the working folder's lifetime: outputs may be files written there.
+            values = _as_outputs(task.step, result, len(output_types))
+            digests: list[str] = []
+            outputs: list[RunOutput] = []
+            for index, (value, declared) in enumerate(zip(values, output_types, strict=True)):
+                stored = store_value(
+                    services.artifacts,
+                    value,
+                    declared=declared,
+                    trust=task.options.trust,
+                    what=f"step {task.step!r}",
+                )
+                digests.append(stored.digest)
+                outputs.append(RunOutput(f"outputs/{index}", stored.digest, stored.size))
+                manifest = describe_value(services.artifacts, stored.digest)
+                for rel, (digest, size) in sorted(_files(manifest).items()):
+                    # Recorded one by one so fsck checks, and gc keeps, every file of the value.
+                    size = size or services.artifacts.size(digest) or 0
+                    outputs.append(RunOutput(f"outputs/{index}.files/{rel}", digest, size))
         services.artifacts.sync()
         run.set_tag("mloop.attempts", str(attempts))
         run.flush()

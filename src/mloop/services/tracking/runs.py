@@ -59,6 +59,9 @@ class ActiveRun:
     def __init__(self, tracker: Tracker, run: Run, owned: bool = True) -> None:
         self._tracker = tracker
         self._owned = owned
+        # A folder for files a step returns: set by the pipeline worker, which stores the
+        # step's outputs before removing it.
+        self.workdir: Path | None = None
         self.id = run.id
         self.name = run.name
         self.parent_id = run.parent_id

@@ -1,0 +1,146 @@
+"""Gates: rules a pipeline's result must pass before anyone relies on it (CI, promotion).
+
+A gate is written the way people say it, `accuracy >= 0.7` or `rmse < 3.5`, in mloop.yaml
+under `gates:`; `parse_gate` turns the text into a `Gate` record and `evaluate` checks records
+against numbers it is given. Nothing here reads a run or a store: the caller gathers the
+metrics, so the same rules serve `mloop ci` now and the model registry's promotion later (which
+will add gate kinds such as "beats the champion" and bias limits as records of their own).
+A metric that was never logged fails its gate, with the metrics that were logged named, since a
+gate that passes because its number is missing guards nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from mloop.errors import InvalidInput
+
+# Longest operators first, so `>=` is not read as `>` followed by `=0.7`.
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+_GATE = re.compile(r"\s*(?P<metric>[^\s<>=!]+)\s*(?P<op>>=|<=|>|<)\s*(?P<value>\S+)\s*")
+HINT = "write METRIC OP NUMBER with OP one of >=, >, <=, <: e.g. 'accuracy >= 0.7' or 'rmse < 3.5'"
+MAX_NAMED = 8  # metrics named when one is missing
+
+
+def number_text(value: float) -> str:
+    """A number as short as it can be written without losing digits: 0.7, 3, 1e-05.
+
+    Example:
+        >>> number_text(0.7), number_text(3.0), number_text(0.8533333333333334)
+        ('0.7', '3', '0.853333333333333')
+    """
+    return f"{value:.15g}"
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """`metric op threshold`: passes when the metric's value compares true with the threshold."""
+
+    metric: str
+    op: str
+    threshold: float
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {number_text(self.threshold)}"
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    """The outcome of one gate: the value it saw (None if missing) and why it passed or not."""
+
+    gate: Gate
+    passed: bool
+    value: float | None
+    reason: str
+
+
+def parse_gate(text: str) -> Gate:
+    """Read one gate expression; metric names may contain dots, dashes and slashes.
+
+    Raises:
+        InvalidInput: the text is not `METRIC OP NUMBER`, or the number is not finite.
+
+    Example:
+        >>> parse_gate("val.accuracy >= 0.7")
+        Gate(metric='val.accuracy', op='>=', threshold=0.7)
+    """
+    if not isinstance(text, str):
+        raise InvalidInput(f"a gate must be text like 'accuracy >= 0.7', not {text!r}", HINT)
+    found = _GATE.fullmatch(text)
+    if found is None:
+        why = "use >=, >, <= or <" if re.search(r"==|!=|=>|=<", text) else "not METRIC OP NUMBER"
+        raise InvalidInput(f"invalid gate {text!r}: {why}", HINT)
+    raw = found["value"]
+    try:
+        threshold = float(raw)
+    except ValueError:
+        raise InvalidInput(f"invalid gate {text!r}: {raw!r} is not a number", HINT) from None
+    if not math.isfinite(threshold):
+        raise InvalidInput(f"invalid gate {text!r}: the threshold must be a finite number", HINT)
+    return Gate(found["metric"], found["op"], threshold)
+
+
+def parse_gates(texts: Iterable[str]) -> tuple[Gate, ...]:
+    """Read a list of gate expressions, in order.
+
+    Example:
+        >>> [str(g) for g in parse_gates(["accuracy>=0.70", "f1 > .5"])]
+        ['accuracy >= 0.7', 'f1 > 0.5']
+    """
+    return tuple(parse_gate(text) for text in texts)
+
+
+def evaluate(gates: Iterable[Gate], metrics: Mapping[str, float]) -> tuple[GateResult, ...]:
+    """Check each gate against `metrics` (name -> value); one result per gate, in order.
+
+    A missing metric or a NaN fails its gate; the reason names what was there instead.
+
+    Example:
+        >>> [r.passed for r in evaluate(parse_gates(["acc >= 0.7", "loss < 1"]), {"acc": 0.8})]
+        [True, False]
+    """
+    results: list[GateResult] = []
+    for gate in gates:
+        value = metrics.get(gate.metric)
+        if value is None:
+            results.append(GateResult(gate, False, None, _missing(gate.metric, metrics)))
+            continue
+        value = float(value)
+        shown = f"{gate.metric} = {value_text(value, gate.threshold)}"
+        target = f"{gate.op} {number_text(gate.threshold)}"
+        if math.isnan(value):
+            results.append(GateResult(gate, False, value, f"{shown}, not a number"))
+        elif OPERATORS[gate.op](value, gate.threshold):
+            results.append(GateResult(gate, True, value, f"{shown} ({target})"))
+        else:
+            results.append(GateResult(gate, False, value, f"{shown}, needs {target}"))
+    return tuple(results)
+
+
+def value_text(value: float, threshold: float) -> str:
+    """A measured value in four significant digits, or all of them when four would make it
+    look equal to the threshold it is compared with (0.69999 is not 0.7).
+
+    Example:
+        >>> value_text(0.853333, 0.99), value_text(0.69999, 0.7)
+        ('0.8533', '0.69999')
+    """
+    short = f"{value:.4g}"
+    return short if float(short) != threshold or value == threshold else number_text(value)
+
+
+def _missing(metric: str, metrics: Mapping[str, float]) -> str:
+    if not metrics:
+        return f"metric {metric!r} was not logged; the run logged no metrics"
+    names = sorted(metrics)
+    shown = ", ".join(names[:MAX_NAMED]) + (", …" if len(names) > MAX_NAMED else "")
+    return f"metric {metric!r} was not logged; the run has: {shown}"
