@@ -68,7 +68,7 @@ def test_a_step_outside_a_pipeline_is_a_plain_function() -> None:
     ],
     ids=["missing-input", "unknown-argument", "not-json", "nested-output", "branch", "math"],
 )
-def test_definition_errors_come_before_anything_runs(body, message: str) -> None:  # noqa: ANN001
+def test_definition_errors_come_before_anything_runs(body, message: str) -> None:
     @pipeline
     def broken():
         body()
