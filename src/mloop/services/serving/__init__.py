@@ -1,0 +1,2 @@
+"""Serving: load a model version as a Predictor, check requests against its signature, batch
+them, and count what happens for Prometheus. The HTTP side lives in `mloop.server`."""
