@@ -19,7 +19,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from mloop.errors import CorruptArtifact, InvalidInput, InvalidPath, NotFound
-from mloop.services.pipelines.values import describe_value, load_value, store_value
+from mloop.services.tracking.values import describe_value, load_value, store_value
 from mloop.store import open_artifact_store
 from mloop.store.artifacts.cas import ArtifactStore
 

@@ -133,7 +133,7 @@ def run_task(task: StepTask) -> StepOutcome:
 def run_step(task: StepTask, services: Services) -> StepOutcome:
     """Run one step in this process, logging to its run; never raises for the step's own
     errors (they come back in the outcome, with the traceback)."""
-    from mloop.services.pipelines.values import describe_value, load_value, store_value
+    from mloop.services.tracking.values import describe_value, load_value, store_value
 
     started = time.monotonic()
     run = services.tracker.attach(task.run_id)

@@ -6,9 +6,10 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # annotations only: importing the store must stay cheap for the CLI
-    from mloop.domain.dataset import DatasetSummary, DatasetVersion
+    from mloop.domain.dataset import DatasetSummary, DatasetVersion, FileEntry
     from mloop.domain.event import Event
     from mloop.domain.lineage import Environment
+    from mloop.domain.model import GateResult, Model, ModelVersion
     from mloop.domain.query import Expr, SortKey
     from mloop.domain.run import Metric, Run, RunInput, RunOutput, RunStatus
 
@@ -66,6 +67,33 @@ class MetadataStore(Protocol):
     def list_datasets(self) -> list[DatasetSummary]: ...
 
     def list_dataset_versions(self, name: str) -> list[DatasetVersion]: ...
+
+    # models
+    def create_model_version(
+        self, version: ModelVersion, files: Sequence[FileEntry], event: Event
+    ) -> ModelVersion: ...
+
+    def get_model_version(
+        self, name: str, version: int | None = None, alias: str | None = None
+    ) -> ModelVersion: ...
+
+    def list_models(self) -> list[Model]: ...
+
+    def list_model_versions(self, name: str) -> list[ModelVersion]: ...
+
+    def model_versions_of_run(self, run_id: str) -> list[ModelVersion]: ...
+
+    def set_model_alias(self, name: str, alias: str, version: int, event: Event) -> None: ...
+
+    def delete_model_alias(self, name: str, alias: str, event: Event) -> None: ...
+
+    def set_model_version_status(
+        self, name: str, version: int, status: str, event: Event
+    ) -> None: ...
+
+    def set_model_version_gates(
+        self, name: str, version: int, gates: Sequence[GateResult]
+    ) -> None: ...
 
     # lineage
     def runs_with_input(self, kind: str, ref: str) -> list[Run]: ...

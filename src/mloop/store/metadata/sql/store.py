@@ -11,6 +11,7 @@ from mloop.store.metadata.sql import rows
 from mloop.store.metadata.sql.datasets import SqlDatasets
 from mloop.store.metadata.sql.db import Database, Tx
 from mloop.store.metadata.sql.migrate import ensure_schema
+from mloop.store.metadata.sql.models import SqlModels
 from mloop.store.metadata.sql.runs import SqlRuns
 
 # Every column that names an object in the artifact store, and what to call its owner.
@@ -21,16 +22,22 @@ REFERENCES = (
     "SELECT i.ref, NULL, 'run/' || i.run_id || ' input' FROM run_inputs i "
     "WHERE i.kind = 'artifact'",
     "SELECT e.packages_digest, NULL, 'environment ' || e.digest FROM environments e",
+    "SELECT m.digest, m.size, 'model/' || m.model || ':' || CAST(m.version AS VARCHAR(12)) "
+    "FROM model_versions m",
+    "SELECT f.digest, f.size, 'model/' || m.model || ':' || CAST(m.version AS VARCHAR(12)) "
+    "|| ' ' || f.path FROM model_files f JOIN model_versions m ON m.id = f.version_id",
 )
 DIGEST_COLUMNS = (
     ("dataset_files", "digest"),
     ("run_outputs", "digest"),
     ("run_inputs", "ref"),
     ("environments", "packages_digest"),
+    ("model_versions", "digest"),
+    ("model_files", "digest"),
 )
 
 
-class SqlMetadataStore(SqlRuns, SqlDatasets):
+class SqlMetadataStore(SqlRuns, SqlDatasets, SqlModels):
     def __init__(self, uri: str, pool_size: int = 5) -> None:
         self.db = Database(uri, pool_size=pool_size)
         self.uri = uri

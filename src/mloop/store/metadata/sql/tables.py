@@ -146,3 +146,57 @@ events = sa.Table(
     sa.Index("ix_events_ref", "ref"),
     sa.Index("ix_events_at", "at"),
 )
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("latest", sa.Integer, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(63), sa.ForeignKey("models.name"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("user_name", sa.String(200), nullable=False),
+    sa.Column("flavor", sa.String(50), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id")),
+    sa.Column("signature", sa.Text),
+    sa.Column("metrics", sa.Text, nullable=False),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("datasets", sa.Text, nullable=False),
+    sa.Column("code_commit", sa.String(64)),
+    sa.Column("code_diff", sa.String(64)),
+    sa.Column("environment", sa.String(64)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("trusted_types", sa.Text, nullable=False),
+    sa.Column("gates", sa.Text, nullable=False),
+    sa.UniqueConstraint("model", "version", name="uq_model_versions_model_version"),
+    sa.Index("ix_model_versions_digest", "digest"),
+)
+
+model_files = sa.Table(
+    "model_files",
+    metadata,
+    sa.Column("version_id", sa.Integer, sa.ForeignKey("model_versions.id"), primary_key=True),
+    sa.Column("path", sa.String(1000), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Index("ix_model_files_digest", "digest"),
+)
+
+model_aliases = sa.Table(
+    "model_aliases",
+    metadata,
+    sa.Column("model", sa.String(63), sa.ForeignKey("models.name"), primary_key=True),
+    sa.Column("alias", sa.String(63), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+)

@@ -1,0 +1,272 @@
+"""The model registry in SQL: versions numbered by the database, aliases, files, status."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from mloop.domain.dataset import FileEntry
+from mloop.domain.event import Event
+from mloop.domain.model import ColumnSpec, GateResult, Model, ModelVersion, Signature
+from mloop.domain.records import to_plain
+from mloop.errors import InvalidInput, NotFound
+from mloop.store.metadata.sql import rows
+from mloop.store.metadata.sql.db import Database, Tx
+
+VERSION_COLUMNS = (
+    "v.id, v.model, v.version, v.created, v.user_name, v.flavor, v.digest, v.size, v.run_id, "
+    "v.signature, v.metrics, v.params, v.datasets, v.code_commit, v.code_diff, v.environment, "
+    "v.status, v.description, v.trusted_types, v.gates"
+)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(to_plain(value), separators=(",", ":"), sort_keys=True)
+
+
+def signature_from(text: str | None) -> Signature | None:
+    if not text:
+        return None
+    data = json.loads(text)
+    return Signature(
+        tuple(ColumnSpec(**c) for c in data["inputs"]),
+        tuple(ColumnSpec(**c) for c in data.get("outputs", ())),
+    )
+
+
+def _version(row: Sequence[Any], aliases: Sequence[str]) -> ModelVersion:
+    return ModelVersion(
+        name=row[1],
+        version=row[2],
+        created=row[3],
+        user=row[4],
+        flavor=row[5],
+        digest=row[6],
+        size=row[7],
+        run_id=row[8],
+        signature=signature_from(row[9]),
+        metrics=json.loads(row[10]),
+        params=json.loads(row[11]),
+        datasets=tuple(json.loads(row[12])),
+        code_commit=row[13],
+        code_diff=row[14],
+        environment=row[15],
+        status=row[16],
+        description=row[17],
+        trusted_types=tuple(json.loads(row[18])),
+        gates=tuple(GateResult(**g) for g in json.loads(row[19])),
+        aliases=tuple(sorted(aliases)),
+    )
+
+
+def _missing_model(name: str) -> NotFound:
+    return NotFound(f"no model {name!r}", "list models with `mloop models list`")
+
+
+class SqlModels:
+    db: Database
+
+    def create_model_version(
+        self, version: ModelVersion, files: Sequence[FileEntry], event: Event
+    ) -> ModelVersion:
+        """Allocate the next version number (gap-free under concurrent registrations: the
+        counter row is updated in the same transaction) and write version, files and event."""
+
+        def work(tx: Tx) -> ModelVersion:
+            if (
+                version.run_id
+                and tx.scalar("SELECT 1 FROM runs WHERE id = :id", {"id": version.run_id}) is None
+            ):
+                raise NotFound(f"run {version.run_id} does not exist", "see `mloop runs list`")
+            number = int(
+                tx.scalar(
+                    "INSERT INTO models (name, created, latest, description) "
+                    "VALUES (:n, :c, 1, '') ON CONFLICT (name) DO UPDATE "
+                    "SET latest = models.latest + 1 RETURNING latest",
+                    {"n": version.name, "c": version.created},
+                )
+            )
+            version_id = tx.scalar(
+                "INSERT INTO model_versions (model, version, created, user_name, flavor, digest, "
+                "size, run_id, signature, metrics, params, datasets, code_commit, code_diff, "
+                "environment, status, description, trusted_types, gates) VALUES (:m, :v, :c, "
+                ":u, :f, :d, :s, :r, :sig, :met, :par, :ds, :cc, :cd, :env, :st, :desc, :tt, :g) "
+                "RETURNING id",
+                {
+                    "m": version.name,
+                    "v": number,
+                    "c": version.created,
+                    "u": version.user,
+                    "f": version.flavor,
+                    "d": version.digest,
+                    "s": version.size,
+                    "r": version.run_id,
+                    "sig": _dumps(version.signature) if version.signature else None,
+                    "met": _dumps(dict(version.metrics)),
+                    "par": _dumps(dict(version.params)),
+                    "ds": _dumps(list(version.datasets)),
+                    "cc": version.code_commit,
+                    "cd": version.code_diff,
+                    "env": version.environment,
+                    "st": version.status,
+                    "desc": version.description,
+                    "tt": _dumps(list(version.trusted_types)),
+                    "g": _dumps(list(version.gates)),
+                },
+            )
+            tx.executemany(
+                "INSERT INTO model_files (version_id, path, digest, size) VALUES (:i, :p, :d, :s)",
+                [{"i": version_id, "p": f.path, "d": f.digest, "s": f.size} for f in files],
+            )
+            ref = f"model/{version.name}:{number}"
+            tx.execute(rows.INSERT_EVENT, rows.event_to_row(dataclasses.replace(event, ref=ref)))
+            return dataclasses.replace(version, version=number, aliases=())
+
+        return self.db.write(work)
+
+    def _aliases(self, tx: Tx, name: str) -> dict[int, list[str]]:
+        found: dict[int, list[str]] = {}
+        for alias, version in tx.all(
+            "SELECT alias, version FROM model_aliases WHERE model = :m", {"m": name}
+        ):
+            found.setdefault(version, []).append(alias)
+        return found
+
+    def get_model_version(
+        self, name: str, version: int | None = None, alias: str | None = None
+    ) -> ModelVersion:
+        def work(tx: Tx) -> ModelVersion:
+            latest = tx.scalar("SELECT latest FROM models WHERE name = :n", {"n": name})
+            if latest is None:
+                raise _missing_model(name)
+            number = version
+            if alias is not None:
+                number = tx.scalar(
+                    "SELECT version FROM model_aliases WHERE model = :m AND alias = :a",
+                    {"m": name, "a": alias},
+                )
+                if number is None:
+                    known = sorted(a for vs in self._aliases(tx, name).values() for a in vs)
+                    raise NotFound(
+                        f"model {name!r} has no alias {alias!r}"
+                        + (f" (it has: {', '.join(known)})" if known else ""),
+                        f"set one with `mloop models alias {name} VERSION {alias}`",
+                    )
+            if number is None:
+                number = latest
+            row = tx.one(
+                f"SELECT {VERSION_COLUMNS} FROM model_versions v "
+                "WHERE v.model = :m AND v.version = :v",
+                {"m": name, "v": number},
+            )
+            if row is None:
+                raise NotFound(
+                    f"model {name!r} has no version {number} (latest is {latest})",
+                    f"see `mloop models show {name}`",
+                )
+            return _version(row, self._aliases(tx, name).get(number, []))
+
+        return self.db.read(work)
+
+    def list_models(self) -> list[Model]:
+        def work(tx: Tx) -> list[Model]:
+            found = []
+            for name, created, latest, description in tx.all(
+                "SELECT name, created, latest, description FROM models ORDER BY name"
+            ):
+                aliases = {
+                    a: v
+                    for a, v in tx.all(
+                        "SELECT alias, version FROM model_aliases WHERE model = :m", {"m": name}
+                    )
+                }
+                found.append(Model(name, created, latest, aliases, description))
+            return found
+
+        return self.db.read(work)
+
+    def list_model_versions(self, name: str) -> list[ModelVersion]:
+        def work(tx: Tx) -> list[ModelVersion]:
+            found = tx.all(
+                f"SELECT {VERSION_COLUMNS} FROM model_versions v WHERE v.model = :m "
+                "ORDER BY v.version",
+                {"m": name},
+            )
+            if not found:
+                raise _missing_model(name)
+            aliases = self._aliases(tx, name)
+            return [_version(row, aliases.get(row[2], [])) for row in found]
+
+        return self.db.read(work)
+
+    def model_versions_of_run(self, run_id: str) -> list[ModelVersion]:
+        found = self.db.read(
+            lambda tx: tx.all(
+                f"SELECT {VERSION_COLUMNS} FROM model_versions v WHERE v.run_id = :r "
+                "ORDER BY v.model, v.version",
+                {"r": run_id},
+            )
+        )
+        return [_version(row, []) for row in found]
+
+    def set_model_alias(self, name: str, alias: str, version: int, event: Event) -> None:
+        def work(tx: Tx) -> None:
+            status = tx.scalar(
+                "SELECT status FROM model_versions WHERE model = :m AND version = :v",
+                {"m": name, "v": version},
+            )
+            if status is None:
+                self.get_model_version(name, version)  # raises the right NotFound
+            if status == "archived":
+                raise InvalidInput(
+                    f"{name}:{version} is archived; an alias cannot point at it",
+                    f"choose another version, or unarchive it: mloop models archive {name} "
+                    f"{version} --undo",
+                )
+            tx.execute(
+                "INSERT INTO model_aliases (model, alias, version) VALUES (:m, :a, :v) "
+                "ON CONFLICT (model, alias) DO UPDATE SET version = excluded.version",
+                {"m": name, "a": alias, "v": version},
+            )
+            tx.execute(rows.INSERT_EVENT, rows.event_to_row(event))
+
+        self.db.write(work)
+
+    def delete_model_alias(self, name: str, alias: str, event: Event) -> None:
+        def work(tx: Tx) -> None:
+            gone = tx.execute(
+                "DELETE FROM model_aliases WHERE model = :m AND alias = :a",
+                {"m": name, "a": alias},
+            ).rowcount
+            if not gone:
+                raise NotFound(f"model {name!r} has no alias {alias!r}")
+            tx.execute(rows.INSERT_EVENT, rows.event_to_row(event))
+
+        self.db.write(work)
+
+    def set_model_version_status(self, name: str, version: int, status: str, event: Event) -> None:
+        def work(tx: Tx) -> None:
+            changed = tx.execute(
+                "UPDATE model_versions SET status = :s WHERE model = :m AND version = :v",
+                {"s": status, "m": name, "v": version},
+            ).rowcount
+            if not changed:
+                self.get_model_version(name, version)
+            if status == "archived":
+                tx.execute(
+                    "DELETE FROM model_aliases WHERE model = :m AND version = :v",
+                    {"m": name, "v": version},
+                )
+            tx.execute(rows.INSERT_EVENT, rows.event_to_row(event))
+
+        self.db.write(work)
+
+    def set_model_version_gates(self, name: str, version: int, gates: Sequence[GateResult]) -> None:
+        self.db.write(
+            lambda tx: tx.execute(
+                "UPDATE model_versions SET gates = :g WHERE model = :m AND version = :v",
+                {"g": _dumps(list(gates)), "m": name, "v": version},
+            )
+        )
