@@ -22,6 +22,7 @@ from mloop.sdk import (
     start_run,
 )
 from mloop.sdk import data as data
+from mloop.sdk.models import load_model, register_model
 
 _PIPELINE_NAMES = ("validate", "dataset", "notebook_step", "pipeline", "step")
 
@@ -44,6 +45,7 @@ __all__ = [
     "dataset",
     "end_run",
     "get_run",
+    "load_model",
     "log_artifact",
     "log_metric",
     "log_metrics",
@@ -51,6 +53,7 @@ __all__ = [
     "log_params",
     "notebook_step",
     "pipeline",
+    "register_model",
     "set_tag",
     "start_run",
     "step",

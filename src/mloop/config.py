@@ -81,6 +81,47 @@ def _gates(value: Any) -> dict[str, list[str]]:
     return found
 
 
+MODEL_KEYS = ("gates", "holdout", "label", "table")
+
+
+def _models(value: Any) -> dict[str, dict[str, Any]]:
+    """Per model: `gates` (promotion gates), `holdout` (a dataset, NAME or NAME:V, the gates
+    that compare models or measure bias are computed on), `label` (its target column) and
+    `table` (which table of it, when it has several)."""
+    from mloop.domain.gate import parse_promotion_gate
+    from mloop.domain.names import check_name
+    from mloop.errors import InvalidInput
+
+    if not isinstance(value, dict):
+        raise ValueError("must map model names to their settings (gates, holdout, label)")
+    found: dict[str, dict[str, Any]] = {}
+    for name, spec in value.items():
+        try:
+            check_name(str(name), "model name")
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
+        if not isinstance(spec, dict):
+            raise ValueError(f"{name}: give a mapping with gates, holdout, label")
+        unknown = sorted(set(spec) - set(MODEL_KEYS))
+        if unknown:
+            raise ValueError(f"{name}: unknown key {unknown[0]!r} (known: {', '.join(MODEL_KEYS)})")
+        rules = spec.get("gates") or []
+        rules = [rules] if isinstance(rules, str) else rules
+        try:
+            gates = [str(parse_promotion_gate(str(rule))) for rule in rules]
+        except InvalidInput as exc:
+            raise ValueError(f"{name}: {exc.message}") from None
+        entry: dict[str, Any] = {"gates": gates}
+        for key in ("holdout", "label", "table"):
+            if spec.get(key) is not None:
+                entry[key] = str(spec[key])
+        needs_data = [g for g in gates if "champion" in g or "(" in g]
+        if needs_data and not ("holdout" in entry and "label" in entry):
+            raise ValueError(f"{name}: the gate {needs_data[0]!r} needs `holdout` and `label`")
+        found[str(name)] = entry
+    return found
+
+
 def _executor(value: Any) -> str:
     text = _text(value)
     if text not in ("local", "process", "ray"):
@@ -118,6 +159,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pool_size", _positive_int, 5, "PostgreSQL connections each process may open"),
     Setting("user", _text, None, "who events are recorded as (default: the OS user)"),
     Setting("pipelines", _pipelines, {}, "the project's pipelines: NAME: module:function"),
+    Setting("models", _models, {}, "per model: promotion gates, holdout dataset and label"),
     Setting("executor", _executor, "local", "where steps run: local, process or ray"),
     Setting(
         "gates",
@@ -183,6 +225,10 @@ class Settings:
         from mloop.domain.gate import parse_gates
 
         return {name: parse_gates(rules) for name, rules in self.values["gates"].items()}
+
+    @property
+    def models(self) -> dict[str, dict[str, Any]]:
+        return dict(self.values["models"])
 
     @property
     def executor(self) -> str:

@@ -17,6 +17,7 @@ raise the very same class again from the code. The CLI prints `error: …` and `
     │   └── ProjectNotFound         project_not_found    404
     ├── AlreadyExists               already_exists       409
     ├── Conflict                    conflict             409
+    │   └── GateFailed              gate_failed          409
     ├── CorruptArtifact             corrupt_artifact     422
     ├── StepFailed                  step_failed          422
     ├── ValidationFailed            validation_failed    422
@@ -108,6 +109,12 @@ class AlreadyExists(MloopError):
 class Conflict(MloopError):
     code = "conflict"
     http_status = 409
+
+
+class GateFailed(Conflict):
+    """A model version did not pass its promotion gates; the message gives the numbers."""
+
+    code = "gate_failed"
 
 
 class CorruptArtifact(MloopError):

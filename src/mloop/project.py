@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from mloop.services.automation.ci import CIService
     from mloop.services.data.versioning import DataService
     from mloop.services.pipelines.catalog import Pipelines
+    from mloop.services.registry.models import Registry
+    from mloop.services.registry.promotion import Promoter
     from mloop.services.storage.housekeeping import Housekeeping
     from mloop.services.tracking.lineage import LineageService
     from mloop.services.tracking.runs import Tracker
@@ -180,6 +182,18 @@ class Project:
             self.settings.gates,
             report=self.settings.state_dir / "ci-report.md",
         )
+
+    @cached_property
+    def registry(self) -> Registry:
+        from mloop.services.registry.models import Registry
+
+        return Registry(self.metadata, self.artifacts, self.tracking, self.actor)
+
+    @cached_property
+    def promotion(self) -> Promoter:
+        from mloop.services.registry.promotion import Promoter
+
+        return Promoter(self.registry, self.data, self.settings.models)
 
     @cached_property
     def storage(self) -> Housekeeping:

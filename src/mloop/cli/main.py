@@ -48,6 +48,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("run", "mloop.cli.pipelines", "run a pipeline; unchanged steps are reused"),
     ("sweep", "mloop.cli.pipelines", "run a pipeline over many params and rank the trials"),
     ("pipelines", "mloop.cli.pipelines", "list the project's pipelines and show their DAG"),
+    ("models", "mloop.cli.models", "the model registry: versions, aliases, promotion"),
     ("ci", "mloop.cli.ci", "what CI runs: check new data, test, run the pipeline, check its gates"),
     (
         "lineage",

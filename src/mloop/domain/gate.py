@@ -144,3 +144,99 @@ def _missing(metric: str, metrics: Mapping[str, float]) -> str:
     names = sorted(metrics)
     shown = ", ".join(names[:MAX_NAMED]) + (", …" if len(names) > MAX_NAMED else "")
     return f"metric {metric!r} was not logged; the run has: {shown}"
+
+
+# --- promotion gates: what a model version must pass before an alias points at it ---------
+
+_CHAMPION = re.compile(
+    r"\s*(?P<metric>[^\s<>=!]+)\s*(?P<op>>=|<=|>|<)\s*champion\s*(?:(?P<sign>[+-])\s*(?P<margin>\S+))?\s*"
+)
+_BIAS = re.compile(
+    r"\s*(?P<measure>demographic_parity|equal_opportunity)\((?P<column>[^)\s]+)\)\s*"
+    r"(?P<op><=|<)\s*(?P<value>\S+)\s*"
+)
+PROMOTION_HINT = (
+    "write 'accuracy >= 0.9', 'accuracy >= champion + 0.01', 'data_validation', "
+    "'demographic_parity(COLUMN) <= 0.1' or 'equal_opportunity(COLUMN) <= 0.1'"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ChampionGate:
+    """Beat the current champion on the holdout: `metric op champion's value + margin`."""
+
+    metric: str
+    op: str
+    margin: float = 0.0
+
+    def __str__(self) -> str:
+        sign = "+" if self.margin >= 0 else "-"
+        margin = f" {sign} {number_text(abs(self.margin))}" if self.margin else ""
+        return f"{self.metric} {self.op} champion{margin}"
+
+    def passes(self, candidate: float, champion: float) -> bool:
+        return OPERATORS[self.op](candidate, champion + self.margin)
+
+
+@dataclass(frozen=True, slots=True)
+class BiasGate:
+    """A fairness bound across the groups of a sensitive column, measured on the holdout:
+    demographic parity difference (gap in positive-prediction rates) or equal opportunity
+    difference (gap in true-positive rates)."""
+
+    measure: str
+    column: str
+    op: str
+    threshold: float
+
+    def __str__(self) -> str:
+        return f"{self.measure}({self.column}) {self.op} {number_text(self.threshold)}"
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationGate:
+    """The data the version was trained on passed validation."""
+
+    def __str__(self) -> str:
+        return "data_validation"
+
+
+PromotionGate = Gate | ChampionGate | BiasGate | ValidationGate
+
+
+def parse_promotion_gate(text: str) -> PromotionGate:
+    """Read one promotion gate: a metric threshold, a champion comparison, a bias bound, or
+    `data_validation`.
+
+    Example:
+        >>> parse_promotion_gate("accuracy >= champion + 0.01")
+        ChampionGate(metric='accuracy', op='>=', margin=0.01)
+    """
+    if not isinstance(text, str):
+        raise InvalidInput(f"a gate must be text, not {text!r}", PROMOTION_HINT)
+    if text.strip() == "data_validation":
+        return ValidationGate()
+    champion = _CHAMPION.fullmatch(text)
+    if champion is not None:
+        margin = 0.0
+        if champion["margin"] is not None:
+            try:
+                margin = float(champion["margin"])
+            except ValueError:
+                raise InvalidInput(
+                    f"invalid gate {text!r}: {champion['margin']!r} is not a number",
+                    PROMOTION_HINT,
+                ) from None
+            margin = -margin if champion["sign"] == "-" else margin
+        return ChampionGate(champion["metric"], champion["op"], margin)
+    bias = _BIAS.fullmatch(text)
+    if bias is not None:
+        try:
+            bound = float(bias["value"])
+        except ValueError:
+            raise InvalidInput(f"invalid gate {text!r}: not a number", PROMOTION_HINT) from None
+        return BiasGate(bias["measure"], bias["column"], bias["op"], bound)
+    try:
+        return parse_gate(text)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message, PROMOTION_HINT) from None

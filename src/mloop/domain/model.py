@@ -43,7 +43,7 @@ class Signature:
 
 
 @dataclass(frozen=True, slots=True)
-class GateResult:
+class GateRecord:
     """One gate evaluated for a version: what was required, what was found, and whether it
     passed; `reason` explains a failure in numbers."""
 
@@ -75,7 +75,7 @@ class ModelVersion:
     status: str = "ready"  # "ready" | "archived"
     description: str = ""
     trusted_types: tuple[str, ...] = ()  # types the flavor may load beyond its safe defaults
-    gates: tuple[GateResult, ...] = ()
+    gates: tuple[GateRecord, ...] = ()
 
     @property
     def ref(self) -> str:

@@ -20,24 +20,7 @@ class Predictor(Protocol):
     def predict(self, batch: Any) -> Any: ...
 
 
-class LoadedModel:
-    """A Predictor over any object with a scikit-learn-style `predict` (what flavors load)."""
+# The concrete Predictor lives with the registry that builds it (serving sits above it).
+from mloop.services.registry.loaded import LoadedModel  # noqa: E402
 
-    def __init__(
-        self,
-        name: str,
-        version: int,
-        model: Any,
-        signature: Signature | None = None,
-        wants_frame: bool = False,
-    ) -> None:
-        self.name = name
-        self.version = version
-        self.model = model
-        self.signature = signature
-        self.wants_frame = wants_frame
-
-    def predict(self, batch: Any) -> Any:
-        import numpy as np
-
-        return np.asarray(self.model.predict(batch))
+__all__ = ["LoadedModel", "Predictor"]

@@ -9,7 +9,7 @@ if TYPE_CHECKING:  # annotations only: importing the store must stay cheap for t
     from mloop.domain.dataset import DatasetSummary, DatasetVersion, FileEntry
     from mloop.domain.event import Event
     from mloop.domain.lineage import Environment
-    from mloop.domain.model import GateResult, Model, ModelVersion
+    from mloop.domain.model import GateRecord, Model, ModelVersion
     from mloop.domain.query import Expr, SortKey
     from mloop.domain.run import Metric, Run, RunInput, RunOutput, RunStatus
 
@@ -92,7 +92,7 @@ class MetadataStore(Protocol):
     ) -> None: ...
 
     def set_model_version_gates(
-        self, name: str, version: int, gates: Sequence[GateResult]
+        self, name: str, version: int, gates: Sequence[GateRecord]
     ) -> None: ...
 
     # lineage

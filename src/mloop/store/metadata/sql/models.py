@@ -9,7 +9,7 @@ from typing import Any
 
 from mloop.domain.dataset import FileEntry
 from mloop.domain.event import Event
-from mloop.domain.model import ColumnSpec, GateResult, Model, ModelVersion, Signature
+from mloop.domain.model import ColumnSpec, GateRecord, Model, ModelVersion, Signature
 from mloop.domain.records import to_plain
 from mloop.errors import InvalidInput, NotFound
 from mloop.store.metadata.sql import rows
@@ -56,7 +56,7 @@ def _version(row: Sequence[Any], aliases: Sequence[str]) -> ModelVersion:
         status=row[16],
         description=row[17],
         trusted_types=tuple(json.loads(row[18])),
-        gates=tuple(GateResult(**g) for g in json.loads(row[19])),
+        gates=tuple(GateRecord(**g) for g in json.loads(row[19])),
         aliases=tuple(sorted(aliases)),
     )
 
@@ -263,7 +263,7 @@ class SqlModels:
 
         self.db.write(work)
 
-    def set_model_version_gates(self, name: str, version: int, gates: Sequence[GateResult]) -> None:
+    def set_model_version_gates(self, name: str, version: int, gates: Sequence[GateRecord]) -> None:
         self.db.write(
             lambda tx: tx.execute(
                 "UPDATE model_versions SET gates = :g WHERE model = :m AND version = :v",

@@ -1,0 +1,57 @@
+"""`mloop.register_model` and `mloop.load_model`: the registry from Python."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mloop.sdk import _open_project, active_run
+
+if TYPE_CHECKING:
+    from mloop.domain.model import ModelVersion, Signature
+
+
+def register_model(
+    model: Any,
+    name: str,
+    run: Any = None,
+    signature: Signature | None = None,
+    input_example: Any = None,
+    trusted_types: Sequence[str] = (),
+    description: str = "",
+    project: str | Path | None = None,
+) -> ModelVersion:
+    """Register `model` as the next version of `name`, linked to `run` (default: the active
+    run) with its data, code, environment, metrics and params.
+
+    The signature is taken from `signature`, else inferred from `input_example`, else from the
+    model's own feature names typed by the run's training frame.
+
+    Example:
+        >>> with mloop.start_run("train"):  # doctest: +SKIP
+        ...     model = LogisticRegression().fit(x, y)
+        ...     mloop.register_model(model, "churn", input_example=x.head())
+    """
+    run = run if run is not None else active_run()
+    registry = _open_project(project).registry
+    return registry.register(
+        model,
+        name,
+        run=run if run is None or isinstance(run, str) else getattr(run, "_active", run),
+        signature=signature,
+        input_example=input_example,
+        trusted_types=trusted_types,
+        description=description,
+    )
+
+
+def load_model(ref: str, trust: bool = False, project: str | Path | None = None) -> Any:
+    """A registered model ready to predict: `churn@champion`, `churn:3` or `churn` (latest).
+
+    Formats that run code when loaded (pickle, Python models) need `trust=True`.
+
+    Example:
+        >>> mloop.load_model("churn@champion").predict(frame)  # doctest: +SKIP
+    """
+    return _open_project(project).registry.load(ref, trust=trust)

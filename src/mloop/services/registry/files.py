@@ -1,0 +1,50 @@
+"""Reading model files users hand to `mloop models register --path`, safely by default."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mloop.errors import InvalidInput
+
+PICKLED = (".pkl", ".pickle", ".joblib")
+
+
+def read_model_file(path: Path, *, trusted_types: Sequence[str] = (), trust: bool = False) -> Any:
+    """The model in `path`, by its suffix: skops (only trusted types), ONNX, or pickle/joblib
+    (only with `trust`: unpickling runs whatever code the file names)."""
+    suffix = path.suffix.lower()
+    if suffix == ".skops":
+        import skops.io
+
+        untrusted = [t for t in skops.io.get_untrusted_types(file=path) if t not in trusted_types]
+        if untrusted and not trust:
+            raise InvalidInput(
+                f"{path.name} holds types skops does not trust: {', '.join(untrusted)}",
+                "if you trust them, list them: --trusted-type "
+                + " --trusted-type ".join(untrusted),
+            )
+        return skops.io.load(path, trusted=[*trusted_types, *untrusted])
+    if suffix == ".onnx":
+        import onnx
+
+        return onnx.load(str(path), load_external_data=False)
+    if suffix in PICKLED:
+        if not trust:
+            raise InvalidInput(
+                f"{path.name} is a pickle: loading it can run any code it names",
+                "load it only if you trust where it came from: pass --trust",
+            )
+        if suffix == ".joblib":
+            import joblib
+
+            return joblib.load(path)
+        import pickle
+
+        with open(path, "rb") as fh:
+            return pickle.load(fh)  # noqa: S301 - the caller passed trust=True
+    raise InvalidInput(
+        f"{path.name}: mloop does not know the {suffix or 'extensionless'} model format",
+        "save the model with skops (.skops) or as ONNX (.onnx); pickles need --trust",
+    )

@@ -1,0 +1,231 @@
+"""Promotion: evaluate a version's gates, store the results, and move the alias if they pass.
+
+Metric gates read the version's recorded metrics. Champion and bias gates are measured, not
+read: both models predict on the same holdout dataset (from mloop.yaml), so "beats the champion"
+compares like with like. `data_validation` re-checks the version's training data against the
+version before it. A forced promotion needs a reason and records the failed gates with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mloop.domain.gate import (
+    BiasGate,
+    ChampionGate,
+    Gate,
+    PromotionGate,
+    ValidationGate,
+    evaluate,
+    number_text,
+    parse_promotion_gate,
+)
+from mloop.domain.model import GateRecord, ModelVersion
+from mloop.errors import GateFailed, InvalidInput, MloopError
+from mloop.services.data.versioning import DataService, parse_version_ref
+from mloop.services.registry.models import TRUSTED_FLAVORS, Registry
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionResult:
+    version: ModelVersion
+    alias: str
+    gates: tuple[GateRecord, ...]
+    forced: bool
+
+
+def _metric(name: str) -> Callable[[Any, Any], float] | None:
+    from sklearn import metrics
+
+    table: dict[str, Callable[[Any, Any], float]] = {
+        "accuracy": metrics.accuracy_score,
+        "f1": lambda y, p: metrics.f1_score(
+            y, p, average="binary" if len(set(y)) <= 2 else "macro"
+        ),
+        "precision": lambda y, p: metrics.precision_score(y, p, zero_division=0),
+        "recall": lambda y, p: metrics.recall_score(y, p, zero_division=0),
+        "rmse": lambda y, p: math.sqrt(metrics.mean_squared_error(y, p)),
+        "mae": metrics.mean_absolute_error,
+        "r2": metrics.r2_score,
+    }
+    return table.get(name)
+
+
+class Promoter:
+    def __init__(
+        self, registry: Registry, data: DataService, settings: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        self.registry = registry
+        self.data = data
+        self.settings = settings
+
+    def gates_of(self, name: str) -> tuple[PromotionGate, ...]:
+        spec = self.settings.get(name, {})
+        return tuple(parse_promotion_gate(g) for g in spec.get("gates", ()))
+
+    def evaluate(self, name: str, version: int, alias: str = "champion") -> tuple[GateRecord, ...]:
+        """Every gate of the model, measured for `version` against the current `alias` holder."""
+        candidate = self.registry.get(f"{name}:{version}")
+        holdout = _Holdout(self, name)
+        records: list[GateRecord] = []
+        for gate in self.gates_of(name):
+            try:
+                records.append(self._check(gate, candidate, alias, holdout))
+            except MloopError as exc:
+                records.append(GateRecord(str(gate), False, reason=exc.message))
+            except Exception as exc:  # a model that cannot predict on the holdout fails
+                problem = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+                records.append(GateRecord(str(gate), False, reason=problem))
+        return tuple(records)
+
+    def _check(
+        self, gate: PromotionGate, candidate: ModelVersion, alias: str, holdout: _Holdout
+    ) -> GateRecord:
+        if isinstance(gate, Gate):
+            result = evaluate([gate], candidate.metrics)[0]
+            return GateRecord(str(gate), result.passed, result.value, gate.threshold, result.reason)
+        if isinstance(gate, ChampionGate):
+            try:
+                champion = self.registry.get(f"{candidate.name}@{alias}")
+            except MloopError:
+                return GateRecord(str(gate), True, reason=f"no {alias} yet: nothing to beat")
+            if champion.version == candidate.version:
+                return GateRecord(str(gate), True, reason=f"{candidate.ref} is the {alias}")
+            ours = holdout.score(candidate, gate.metric)
+            theirs = holdout.score(champion, gate.metric)
+            passed = gate.passes(ours, theirs)
+            needed = theirs + gate.margin
+            reason = (
+                f"{gate.metric} on {holdout.ref}: {number_text(round(ours, 6))} vs {alias} "
+                f"{champion.ref} {number_text(round(theirs, 6))}"
+                + ("" if passed else f", needs {gate.op} {number_text(round(needed, 6))}")
+            )
+            return GateRecord(str(gate), passed, ours, needed, reason)
+        if isinstance(gate, BiasGate):
+            value = holdout.bias(candidate, gate)
+            passed = value <= gate.threshold if gate.op == "<=" else value < gate.threshold
+            reason = (
+                f"{gate.measure} difference across {gate.column} on {holdout.ref}: "
+                f"{number_text(round(value, 6))}"
+                + ("" if passed else f", needs {gate.op} {number_text(gate.threshold)}")
+            )
+            return GateRecord(str(gate), passed, value, gate.threshold, reason)
+        assert isinstance(gate, ValidationGate)
+        return self._validated(candidate)
+
+    def _validated(self, candidate: ModelVersion) -> GateRecord:
+        from mloop.services.data.validation import DataValidator
+
+        if not candidate.datasets:
+            return GateRecord("data_validation", False, reason="no dataset version in lineage")
+        problems: list[str] = []
+        for ref in candidate.datasets:
+            _, version = parse_version_ref(ref)
+            if version is None or version <= 1:
+                continue  # a first version has nothing to be checked against
+            for path, report in DataValidator(self.data).validate(ref):
+                if not report.ok:
+                    problems.append(f"{ref} {path}: {len(report.failures)} failed checks")
+        if problems:
+            return GateRecord("data_validation", False, reason="; ".join(problems))
+        return GateRecord("data_validation", True, reason=f"{', '.join(candidate.datasets)} passed")
+
+    def promote(
+        self,
+        name: str,
+        version: int,
+        alias: str = "champion",
+        force: bool = False,
+        reason: str | None = None,
+    ) -> PromotionResult:
+        """Point `alias` at `version` if every gate passes (or `force`, with a reason).
+
+        Example:
+            >>> promoter.promote("churn", 3, "champion").gates[0].passed  # doctest: +SKIP
+            True
+        """
+        if force and not (reason and reason.strip()):
+            raise InvalidInput("--force needs a reason", 'add --reason "why this is safe"')
+        candidate = self.registry.get(f"{name}:{version}")
+        records = self.evaluate(name, candidate.version, alias)
+        self.registry.metadata.set_model_version_gates(name, candidate.version, records)
+        failed = [r for r in records if not r.passed]
+        if failed and not force:
+            detail = "; ".join(f"{r.gate}: {r.reason}" for r in failed)
+            raise GateFailed(
+                f"{candidate.ref} did not pass {len(failed)} of {len(records)} gates: {detail}",
+                'improve the model, or if it must ship anyway: --force --reason "..."',
+            )
+        note = reason if force else None
+        self.registry.set_alias(name, candidate.version, alias, reason=note)
+        return PromotionResult(candidate, alias, records, bool(failed) and force)
+
+
+class _Holdout:
+    """The holdout frame of a model, loaded once per promotion, and predictions on it."""
+
+    def __init__(self, promoter: Promoter, name: str) -> None:
+        self.promoter = promoter
+        self.spec = promoter.settings.get(name, {})
+        self.ref = str(self.spec.get("holdout", "-"))
+        self._frame: Any = None
+
+    def frame(self) -> Any:
+        if self._frame is None:
+            if "holdout" not in self.spec or "label" not in self.spec:
+                raise InvalidInput("this gate needs `holdout` and `label` set for the model")
+            name, version = parse_version_ref(self.ref)
+            local = self.promoter.data.get(name, version)
+            self._frame = local.to_pandas(self.spec.get("table"))
+            self.ref = local.version.ref
+        return self._frame
+
+    def predictions(self, version: ModelVersion) -> tuple[Any, Any, Any]:
+        if version.flavor in TRUSTED_FLAVORS:
+            raise InvalidInput(f"{version.ref} is a {version.flavor} model; not run for a gate")
+        frame = self.frame()
+        label = self.spec["label"]
+        if label not in frame.columns:
+            raise InvalidInput(f"the holdout {self.ref} has no column {label!r}")
+        model = self.promoter.registry.load(version.ref)
+        features = frame.drop(columns=[label])
+        names = getattr(model, "feature_names_in_", None)
+        wanted = version.signature.names if version.signature is not None else names
+        if wanted is not None:
+            missing = [str(c) for c in wanted if c not in features.columns]
+            if missing:
+                raise InvalidInput(f"the holdout {self.ref} lacks {', '.join(missing)}")
+            features = features[[str(c) for c in wanted]]
+        return frame, frame[label].to_numpy(), model.predict(features)
+
+    def score(self, version: ModelVersion, metric: str) -> float:
+        scorer = _metric(metric)
+        if scorer is None:
+            raise InvalidInput(f"mloop cannot measure {metric!r} on a holdout")
+        _, truth, predicted = self.predictions(version)
+        return float(scorer(truth, predicted))
+
+    def bias(self, version: ModelVersion, gate: BiasGate) -> float:
+        import numpy as np
+
+        frame, truth, predicted = self.predictions(version)
+        if gate.column not in frame.columns:
+            raise InvalidInput(f"the holdout {self.ref} has no column {gate.column!r}")
+        groups = frame[gate.column].to_numpy()
+        positive = _positive(truth)
+        rates = []
+        for group in np.unique(groups):
+            mask = groups == group
+            if gate.measure == "equal_opportunity":
+                mask = mask & (truth == positive)
+            if mask.sum():
+                rates.append(float(np.mean(predicted[mask] == positive)))
+        return max(rates) - min(rates) if rates else 0.0
+
+
+def _positive(truth: Any) -> Any:
+    values = sorted(set(truth.tolist()))
+    return 1 if 1 in values else values[-1]

@@ -1,0 +1,93 @@
+"""Input signatures: inferred from an example or the training frame, never guessed silently."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mloop.domain.dataset import TableProfile
+from mloop.domain.model import ColumnSpec, Signature
+from mloop.errors import InvalidInput
+
+
+def _dtype(series: Any) -> str:
+    import pandas as pd
+
+    kind = series.dtype
+    if pd.api.types.is_bool_dtype(kind):
+        return "bool"
+    if pd.api.types.is_integer_dtype(kind):
+        return "int64"
+    if pd.api.types.is_float_dtype(kind):
+        return "float64"
+    if pd.api.types.is_datetime64_any_dtype(kind):
+        return "datetime64[ns]"
+    return "string"
+
+
+def _profile_dtype(dtype: str) -> str:
+    """A profile's dtype name (Arrow's, made numpy-like) as a signature dtype."""
+    if dtype.startswith(("int", "uint")):
+        return "int64"
+    if dtype.startswith(("float", "double", "decimal")):
+        return "float64"
+    if dtype == "bool":
+        return "bool"
+    if dtype.startswith("timestamp"):
+        return "datetime64[ns]"
+    return "string"
+
+
+def infer_signature(example: Any) -> Signature:
+    """The signature of a DataFrame (column names, dtypes, nullability) or a 2-D array.
+
+    Example:
+        >>> infer_signature(frame[["price", "region"]]).names  # doctest: +SKIP
+        ('price', 'region')
+    """
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(example, pd.DataFrame):
+        return Signature(
+            tuple(
+                ColumnSpec(str(c), _dtype(example[c]), bool(example[c].isna().any()))
+                for c in example.columns
+            )
+        )
+    array = np.asarray(example)
+    if array.ndim != 2:
+        raise InvalidInput(
+            f"an input example must be 2-D (rows x columns), not {array.ndim}-D",
+            "pass a DataFrame or a 2-D array with a few training rows",
+        )
+    dtype = "float64" if array.dtype.kind in "fiu" else "string"
+    return Signature(tuple(ColumnSpec(f"f{i}", dtype) for i in range(array.shape[1])))
+
+
+def signature_from_model(
+    model: Any, frames: list[Any], tables: Sequence[TableProfile] = ()
+) -> Signature | None:
+    """The signature from the model's own record of its inputs (`feature_names_in_`), typed by
+    a training frame that has those columns, or by the recorded profile of a dataset table the
+    run read; else `n_features_in_` unnamed float columns."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None:
+        wanted = [str(n) for n in names]
+        for frame in frames:
+            if set(wanted) <= {str(c) for c in frame.columns}:
+                return infer_signature(frame[wanted])
+        for table in tables:
+            columns = {c.name: c for c in table.columns}
+            if set(wanted) <= set(columns):
+                return Signature(
+                    tuple(
+                        ColumnSpec(n, _profile_dtype(columns[n].dtype), columns[n].nulls > 0)
+                        for n in wanted
+                    )
+                )
+        return None  # names without types: better no signature than a wrong one
+    count = getattr(model, "n_features_in_", None)
+    if isinstance(count, int):
+        return Signature(tuple(ColumnSpec(f"f{i}", "float64") for i in range(count)))
+    return None
