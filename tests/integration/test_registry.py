@@ -1,0 +1,234 @@
+"""The model registry with real stores: lineage, signatures, versions under concurrency,
+aliases, promotion gates, safe loading and clear errors."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+import mloop
+from mloop.domain.model import ModelVersion
+from mloop.errors import CorruptArtifact, GateFailed, InvalidInput, NotFound
+from mloop.project import Project
+
+GATES = """
+models:
+  churn:
+    holdout: holdout
+    label: label
+    gates:
+      - accuracy >= 0.8
+      - accuracy >= champion + 0.01
+      - demographic_parity(group) <= 0.3
+      - data_validation
+"""
+
+
+def write_data(root: Path, seed: int = 0, n: int = 400) -> None:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {"x1": rng.normal(size=n), "x2": rng.normal(size=n), "group": rng.choice(["a", "b"], n)}
+    )
+    frame["label"] = (frame.x1 + 0.5 * frame.x2 > 0).astype(int)
+    (root / "data").mkdir(exist_ok=True)
+    frame.iloc[: n * 3 // 4].to_csv(root / "data/train.csv", index=False)
+    frame.iloc[n * 3 // 4 :].to_csv(root / "data/holdout.csv", index=False)
+
+
+@pytest.fixture
+def reg(project: Path) -> Path:
+    write_data(project)
+    mloop.data.add("train", "data/train.csv")
+    mloop.data.add("holdout", "data/holdout.csv")
+    (project / "mloop.yaml").write_text("project: reg\n" + GATES)
+    return project
+
+
+def fit_and_register(c: float, name: str = "churn") -> ModelVersion:
+    with mloop.start_run("fit", params={"C": c}):
+        frame = mloop.data.get("train").to_pandas()
+        model = LogisticRegression(C=c).fit(frame[["x1", "x2"]], frame["label"])
+        mloop.log_metric("accuracy", model.score(frame[["x1", "x2"]], frame["label"]))
+        return mloop.register_model(model, name)
+
+
+def test_a_version_records_its_lineage_and_signature(reg: Path) -> None:
+    version = fit_and_register(1.0)
+    assert version.ref == "churn:1"
+    assert version.datasets == ("train:1",)
+    assert version.metrics["accuracy"] > 0.9
+    assert version.params == {"C": "1.0"}
+    assert version.flavor == "sklearn"
+    assert version.signature is not None
+    assert [(c.name, c.dtype) for c in version.signature.inputs] == [
+        ("x1", "float64"),
+        ("x2", "float64"),
+    ]
+    run = Project.open().tracking.get_run(version.run_id or "")
+    assert version.environment == run.environment
+    shown = Project.open().registry.get("model/churn:1")
+    assert shown.digest == version.digest
+    loaded = mloop.load_model("churn")
+    frame = pd.read_csv(reg / "data/holdout.csv")
+    assert (loaded.predict(frame[["x1", "x2"]]) == frame["label"]).mean() > 0.9
+
+
+def test_an_input_example_gives_the_signature(reg: Path) -> None:
+    model = LogisticRegression().fit(np.eye(3), [0, 1, 1])
+    version = mloop.register_model(model, "plain", input_example=np.eye(3))
+    assert version.signature is not None
+    assert version.signature.names == ("f0", "f1", "f2")
+    assert version.run_id is None  # registered outside any run
+
+
+def test_versions_are_unique_and_gap_free_across_processes(reg: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        from sklearn.linear_model import LogisticRegression
+        import mloop
+        sys.stdin.readline()  # start together
+        model = LogisticRegression().fit(np.eye(2), [0, 1])
+        print(mloop.register_model(model, "many").version)
+        """
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script],
+            cwd=reg,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    numbers = sorted(int(proc.communicate(timeout=120)[0].strip()) for proc in procs)
+    assert numbers == [1, 2, 3, 4, 5, 6]
+    assert [v.version for v in Project.open().registry.versions("many")] == numbers
+
+
+def test_promotion_passes_gates_then_refuses_a_weaker_model(reg: Path, cli) -> None:
+    fit_and_register(1.0)
+    fit_and_register(0.0005)
+    first = cli("models", "promote", "churn", "1")
+    assert first.code == 0, first.err
+    assert "churn@champion -> churn:1" in first.out
+    assert "no champion yet" in first.out
+    weak = cli("models", "promote", "churn", "2")
+    assert weak.code == 1
+    assert "did not pass" in weak.err and "accuracy >= champion + 0.01" in weak.err
+    assert "needs >=" in weak.err
+    champion = Project.open().registry.get("churn@champion")
+    assert champion.version == 1  # nothing moved
+    stored = Project.open().registry.get("churn:2").gates
+    assert {g.gate: g.passed for g in stored}["accuracy >= champion + 0.01"] is False
+
+
+def test_a_forced_promotion_needs_a_reason_and_records_it(reg: Path, cli) -> None:
+    fit_and_register(1.0)
+    fit_and_register(0.0005)
+    cli("models", "promote", "churn", "1")
+    refused = cli("models", "promote", "churn", "2", "--force")
+    assert refused.code == 1 and "--force needs a reason" in refused.err
+    forced = cli("models", "promote", "churn", "2", "--force", "--reason", "hotfix for a bug")
+    assert forced.code == 0, forced.err
+    assert "forced" in forced.out
+    events = Project.open().metadata.list_events()
+    promoted = next(e for e in events if e.action == "model.alias_set")
+    assert promoted.reason == "hotfix for a bug"
+    assert promoted.ref == "model/churn:2"
+
+
+def test_bias_and_validation_gates_are_measured(reg: Path) -> None:
+    version = fit_and_register(1.0)
+    records = {g.gate: g for g in Project.open().promotion.evaluate("churn", version.version)}
+    bias = records["demographic_parity(group) <= 0.3"]
+    assert bias.passed and bias.observed is not None and 0 <= bias.observed <= 0.3
+    assert records["data_validation"].passed
+    write_data(reg, seed=0, n=400)
+    frame = pd.read_csv(reg / "data/train.csv")
+    frame["x1"] = frame["x1"] * 10 + 50  # a new version whose distribution moved far away
+    frame.to_csv(reg / "data/train.csv", index=False)
+    mloop.data.add("train", "data/train.csv")
+    shifted = fit_and_register(1.0)
+    assert shifted.datasets == ("train:2",)
+    checks = {g.gate: g for g in Project.open().promotion.evaluate("churn", shifted.version)}
+    assert checks["data_validation"].passed is False
+    assert "train:2" in checks["data_validation"].reason
+
+
+def test_aliases_and_archive(reg: Path, cli) -> None:
+    fit_and_register(1.0)
+    fit_and_register(2.0)
+    assert cli("models", "alias", "churn", "2", "challenger").code == 0
+    shown = json.loads(cli("models", "show", "churn@challenger", "--json").out)
+    assert shown["version"] == 2 and shown["aliases"] == ["challenger"]
+    assert cli("models", "archive", "churn", "2").code == 0
+    gone = cli("models", "show", "churn@challenger")
+    assert gone.code == 1 and "has no alias 'challenger'" in gone.err
+    refused = cli("models", "alias", "churn", "2", "x")
+    assert refused.code == 1 and "archived" in refused.err
+    listing = json.loads(cli("models", "list", "--json").out)
+    assert listing[0]["name"] == "churn" and listing[0]["latest"] == 2
+
+
+def test_a_tampered_model_file_is_refused_before_it_is_parsed(reg: Path) -> None:
+    version = fit_and_register(1.0)
+    project = Project.open()
+    files = [o for o in project.metadata.referenced_objects() if o[2].startswith("model/churn:1 ")]
+    assert files
+    digest = files[0][0]
+    path = reg / ".mloop/objects" / digest[:2] / digest[2:]
+    path.write_bytes(path.read_bytes()[:-3] + b"xyz")
+    with pytest.raises(CorruptArtifact):
+        mloop.load_model(version.ref)
+
+
+def test_pickles_need_trust_and_trust_is_recorded(reg: Path, cli) -> None:
+    model = LogisticRegression().fit(np.eye(2), [0, 1])
+    with open(reg / "model.pkl", "wb") as fh:
+        pickle.dump(model, fh)
+    refused = cli("models", "register", "pickled", "--path", "model.pkl")
+    assert refused.code == 1 and "--trust" in refused.err
+    assert cli("models", "list", "--json").out.strip() == "[]"
+    trusted = cli("models", "register", "pickled", "--path", "model.pkl", "--trust")
+    assert trusted.code == 0, trusted.err
+    actions = [e.action for e in Project.open().metadata.list_events()]
+    assert "model.loaded_with_trust" in actions
+
+
+def test_unknown_names_versions_and_aliases(reg: Path, cli) -> None:
+    fit_and_register(1.0)
+    for args, message in (
+        (("models", "show", "nope"), "no model 'nope'"),
+        (("models", "show", "churn:9"), "has no version 9"),
+        (("models", "show", "churn@gold"), "has no alias 'gold'"),
+        (("models", "show", "Bad_Name"), "invalid name"),
+        (("models", "promote", "churn", "7"), "has no version 7"),
+    ):
+        result = cli(*args)
+        assert result.code == 1, args
+        assert message in result.err, (args, result.err)
+    with pytest.raises(NotFound):
+        mloop.load_model("churn@gold")
+    with pytest.raises(InvalidInput, match="not a model"):
+        mloop.register_model({"weights": [1, 2]}, "notmodel")
+
+
+def test_gate_failed_is_a_conflict_with_a_stable_code() -> None:
+    assert GateFailed.code == "gate_failed"
+    assert GateFailed.http_status == 409
