@@ -63,7 +63,8 @@ def test_a_fresh_project_passes_and_the_report_says_why(churn: Path) -> None:
 
     report = (churn / REPORT).read_text()
     assert report.startswith("## mloop ci: passed ✅\n")
-    for row in ("| data | ✅ passed | churn:1 unchanged |", "| tests | ✅ passed |"):
+    data_row = "| data | ✅ passed | churn:1 unchanged; churn-holdout:1 unchanged |"
+    for row in (data_row, "| tests | ✅ passed |"):
         assert row in report
     assert "| pipeline | ✅ passed | run " in report and "| gates | ✅ passed |" in report
     assert "| `accuracy >= 0.7` | 0." in report and "| `f1 >= 0.6` | 0." in report
@@ -88,7 +89,7 @@ def test_new_data_that_holds_is_versioned_validated_and_trained_on(churn: Path) 
     TEMPLATES["classification"].make_data(400, 11).to_csv(churn / "data/churn.csv", index=False)
     done, result = ci(churn, "--skip-tests")
     assert done.code == 0, result["stages"]
-    assert result["datasets"] == [
+    assert [d for d in result["datasets"] if d["dataset"] == "churn"] == [
         {
             "dataset": "churn",
             "state": "validated",
@@ -97,6 +98,8 @@ def test_new_data_that_holds_is_versioned_validated_and_trained_on(churn: Path) 
             "failures": [],
         }
     ]
+    holdout = [d for d in result["datasets"] if d["dataset"] == "churn-holdout"]
+    assert [d["state"] for d in holdout] == ["unchanged"]
     assert versions(churn) == [(1, "sample data"), (2, "ci")]
     assert {step["state"] for step in result["steps"]} == {"finished"}  # new data: all rerun
     ingest = run_mloop("runs", "show", result["steps"][0]["run_id"], "--json", cwd=churn)
@@ -118,7 +121,7 @@ def test_data_that_fails_validation_stops_ci_and_is_not_versioned(churn: Path) -
         "pipeline": "not run",
         "gates": "not run",
     }
-    (check,) = result["datasets"]
+    (check,) = [d for d in result["datasets"] if d["dataset"] == "churn"]
     assert (check["state"], check["version"], check["reference"]) == ("failed", None, "churn:1")
     assert [f.split(": ")[1:3] for f in check["failures"]] == [
         ["tenure_months", "range"],
@@ -126,7 +129,7 @@ def test_data_that_fails_validation_stops_ci_and_is_not_versioned(churn: Path) -
     ]
     assert result["run_id"] is None and result["steps"] == []
     report = (churn / REPORT).read_text()
-    assert "| data | ❌ failed | churn: changed files failed 2 checks against churn:1 |" in report
+    assert "| data | ❌ failed | churn: changed files failed 2 checks against churn:1" in report
     assert "| pipeline | ⏸️ not run | an earlier stage failed |" in report
     assert "contract: category: 1 value not among the reference's categories" in report
     assert "(row 3: 'weekly')" in report and "(row 5: 500)" in report

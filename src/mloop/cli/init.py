@@ -44,6 +44,7 @@ def run_init(ctx: Context) -> None:
             added = project.data.add(
                 template.dataset, [root / template.data_file], "sample data"
             ).version
+            project.data.add(template.holdout, [root / template.holdout_file], "holdout sample")
     finally:
         project.close()
     if template is None:
@@ -57,6 +58,7 @@ def run_init(ctx: Context) -> None:
     output.line(f"  {len(written)} files: {', '.join(_top_level(written))}")
     rows = added.tables[0].rows if added.tables else 0
     output.line(f"  {template.data_file}: {rows} rows of sample data, versioned as {added.ref}")
+    output.line(f"  {template.holdout_file}: a holdout sample for promotion gates")
     here = Path.cwd().resolve()
     where = root.relative_to(here) if root.is_relative_to(here) else root
     output.line("next:" + (f" cd {where}" if root != here else ""))

@@ -54,6 +54,15 @@ class Template:
     def data_file(self) -> str:
         return f"data/{self.dataset}.csv"
 
+    @property
+    def holdout(self) -> str:
+        """A second sample, never trained on: the registry's gates compare models on it."""
+        return f"{self.dataset}-holdout"
+
+    @property
+    def holdout_file(self) -> str:
+        return f"data/{self.holdout}.csv"
+
 
 def _churn(rows: int, seed: int) -> Any:
     """Customers with a binary label `churned`, driven by contract, tenure, charges and calls."""
@@ -173,7 +182,7 @@ def _sources(template: Template) -> dict[str, Path]:
 
 def planned(template: Template) -> list[str]:
     """Every file the template writes, relative to the project root, sorted."""
-    return sorted([*_sources(template), template.data_file, NOTEBOOK])
+    return sorted([*_sources(template), template.data_file, template.holdout_file, NOTEBOOK])
 
 
 def conflicts(template: Template, root: Path) -> list[str]:
@@ -263,6 +272,8 @@ def write(template: Template, root: Path, project: str) -> list[str]:
     data = root / template.data_file
     data.parent.mkdir(parents=True, exist_ok=True)
     template.make_data(ROWS, SEED).to_csv(data, index=False, lineterminator="\n")
+    holdout = template.make_data(ROWS // 2, SEED + 1)
+    holdout.to_csv(root / template.holdout_file, index=False, lineterminator="\n")
     notebook = root / NOTEBOOK
     notebook.parent.mkdir(parents=True, exist_ok=True)
     notebook.write_text(json.dumps(_notebook(template, fill), indent=1) + "\n", encoding="utf-8")
