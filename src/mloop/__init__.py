@@ -34,12 +34,17 @@ def __getattr__(name: str) -> object:
         from mloop.sdk import pipelines
 
         return getattr(pipelines, name)
+    if name == "PythonModel":
+        from mloop.sdk.python_model import PythonModel
+
+        return PythonModel
     raise AttributeError(f"module 'mloop' has no attribute {name!r}")
 
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "PythonModel",
     "active_run",
     "data",
     "dataset",

@@ -219,7 +219,7 @@ BAD_MANIFESTS = {
         InvalidPath,
         "inside the bundle file",
     ),
-    "unknown flavor": (manifest(flavor="onnx"), InvalidInput, "unknown flavor 'onnx'"),
+    "unknown flavor": (manifest(flavor="keras"), InvalidInput, "unknown flavor 'keras'"),
     "bad digest": (manifest(files={"value.json": "nope"}), InvalidInput, "malformed"),
     "not a manifest": (b'{"rows": 3}', InvalidInput, "not a stored value"),
     "not json": (b"\x89PNG", InvalidInput, "not JSON"),
@@ -243,3 +243,196 @@ def test_unknown_digests_are_refused(artifacts: ArtifactStore) -> None:
         load_value(artifacts, "../../etc/passwd")
     with pytest.raises(NotFound):
         load_value(artifacts, "0" * 64)
+
+
+class CreatesFile:
+    """A pickle payload: unpickling it calls `open(path, "w")`, which creates the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.path), "w"))
+
+
+def crafted_bundle(
+    artifacts: ArtifactStore, flavor: str, files: dict[str, bytes], meta: Any
+) -> str:
+    """A bundle written by hand, as someone with write access to a shared store could."""
+    body = {
+        "files": {name: artifacts.put_bytes(data) for name, data in files.items()},
+        "flavor": flavor,
+        "format": 1,
+        "meta": meta,
+        "type": "builtins.object",
+    }
+    return artifacts.put_bytes(json.dumps(body).encode())
+
+
+@pytest.mark.parametrize("kind", ["pickle", "joblib"])
+def test_a_pickle_whose_reduce_would_create_a_file_never_runs_without_trust(
+    artifacts: ArtifactStore, tmp_path: Path, kind: str
+) -> None:
+    import pickle
+
+    import joblib
+
+    marker = tmp_path / "created-by-unpickling"
+    if kind == "joblib":
+        joblib.dump(CreatesFile(marker), tmp_path / "payload.joblib")
+        files = {"model.joblib": (tmp_path / "payload.joblib").read_bytes()}
+        meta: dict[str, Any] = {"format": "joblib"}
+    else:
+        files, meta = {"value.pkl": pickle.dumps(CreatesFile(marker))}, {"protocol": 5}
+    digest = crafted_bundle(artifacts, "pickle", files, meta)
+    with pytest.raises(InvalidInput, match="runs any code"):
+        load_value(artifacts, digest, workdir=tmp_path / "work")
+    assert not marker.exists()
+    # The payload is real: a caller who trusts the store runs it.
+    load_value(artifacts, digest, trust=True, workdir=tmp_path / "work").close()
+    assert marker.exists()
+
+
+def test_a_joblib_file_is_stored_as_it_is_and_loads_only_with_trust(
+    artifacts: ArtifactStore, tmp_path: Path
+) -> None:
+    import joblib
+
+    from mloop.flavors.pickle import PickleFile
+
+    model = fitted()
+    joblib.dump(model, tmp_path / "model.joblib", compress=3)
+    with pytest.raises(InvalidInput, match="trust=True"):
+        store_value(artifacts, PickleFile(tmp_path / "model.joblib"))
+    stored = store_value(artifacts, PickleFile(tmp_path / "model.joblib"), trust=True)
+    manifest = describe_value(artifacts, stored.digest)
+    assert stored.flavor == "pickle" and manifest["meta"] == {"format": "joblib"}
+    assert list(manifest["files"]) == ["model.joblib"]
+    with pytest.raises(InvalidInput, match="runs any code"):
+        load_value(artifacts, stored.digest)
+    same_predictions(load_value(artifacts, stored.digest, trust=True), model)
+
+
+def onnx_classifier() -> tuple[LogisticRegression, Any]:
+    from skl2onnx import to_onnx
+
+    x, y = xy()
+    model = LogisticRegression().fit(x, y)
+    return model, to_onnx(model, x[:1].astype(np.float32), options={"zipmap": False})
+
+
+def test_an_onnx_model_predicts_as_scikit_learn_after_the_store(artifacts: ArtifactStore) -> None:
+    model, proto = onnx_classifier()
+    stored = store_value(artifacts, proto)
+    assert stored.flavor == "onnx"
+    back = load_value(artifacts, stored.digest)
+    x, _ = xy()
+    np.testing.assert_array_equal(back.predict(x), model.predict(x))
+    np.testing.assert_allclose(back.predict_proba(x), model.predict_proba(x), atol=1e-5)
+
+
+def test_a_corrupted_onnx_file_is_caught_before_onnx_parses_it(
+    artifacts: ArtifactStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnx
+    import onnxruntime
+
+    stored = store_value(artifacts, onnx_classifier()[1])
+    path = object_file(tmp_path, describe_value(artifacts, stored.digest)["files"]["model.onnx"])
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.chmod(0o644)
+    path.write_bytes(bytes(data))
+
+    def parsed(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("onnx parsed a file that was not verified")
+
+    for name in ("load", "load_model", "load_model_from_string"):
+        monkeypatch.setattr(onnx, name, parsed)
+    monkeypatch.setattr(onnxruntime, "InferenceSession", parsed)
+    with pytest.raises(CorruptArtifact):
+        load_value(artifacts, stored.digest)
+
+
+def test_onnx_external_data_pointing_out_of_the_bundle_is_refused(
+    artifacts: ArtifactStore, tmp_path: Path
+) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mloop.flavors.onnx import OnnxModel
+
+    weights = numpy_helper.from_array(np.ones((4, 1), dtype=np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["X", "W"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])],
+        initializer=[weights],
+    )
+    export = tmp_path / "export"
+    export.mkdir()
+    onnx.save_model(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+        str(export / "model.onnx"),
+        save_as_external_data=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
+    stored = store_value(artifacts, OnnxModel.from_file(export / "model.onnx"))
+    manifest = describe_value(artifacts, stored.digest)
+    assert sorted(manifest["files"]) == ["model.onnx", "weights.bin"]
+    x = np.ones((2, 4))
+    np.testing.assert_array_equal(load_value(artifacts, stored.digest).predict(x), [[4.0], [4.0]])
+    # The same bundle, with the model pointing its tensor at a file beside the work folder
+    proto = onnx.load(str(export / "model.onnx"), load_external_data=False)
+    proto.graph.initializer[0].external_data[0].value = "../secret.bin"
+    (tmp_path / "secret.bin").write_bytes(b"\x00" * 16)
+    digest = crafted_bundle(
+        artifacts,
+        "onnx",
+        {"model.onnx": proto.SerializeToString(), "weights.bin": b"\x00" * 16},
+        manifest["meta"],
+    )
+    with pytest.raises(InvalidPath, match="leaves its folder"):
+        load_value(artifacts, digest, workdir=tmp_path / "work")
+
+
+PYTHON_MODEL = """
+from mloop.sdk.python_model import PythonModel
+
+
+class Doubler(PythonModel):
+    def __init__(self, factor: int = 2) -> None:
+        self.factor = factor
+
+    def load_context(self, artifacts):
+        self.offset = int(artifacts["offset"].read_text())
+
+    def predict(self, batch):
+        return [row[0] * self.factor + self.offset for row in batch]
+"""
+
+
+def test_a_python_model_is_stored_with_its_code_and_loads_only_with_trust(
+    artifacts: ArtifactStore, tmp_path: Path
+) -> None:
+    import importlib.util
+    import sys
+
+    (tmp_path / "doubler.py").write_text(PYTHON_MODEL)
+    (tmp_path / "offset.txt").write_text("1")
+    spec = importlib.util.spec_from_file_location("doubler_for_values", tmp_path / "doubler.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    model = module.Doubler(factor=3)
+    model.artifacts = {"offset": tmp_path / "offset.txt"}
+    stored = store_value(artifacts, model)
+    assert stored.flavor == "python"
+    (tmp_path / "doubler.py").unlink()
+    with pytest.raises(InvalidInput, match="imports the code packaged with it"):
+        load_value(artifacts, stored.digest)
+    back = load_value(artifacts, stored.digest, trust=True, workdir=tmp_path / "work")
+    assert back.predict([[1], [2]]) == [4, 7]

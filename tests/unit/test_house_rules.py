@@ -34,7 +34,7 @@ def test_the_sdk_surface_is_exactly_what_all_says() -> None:
         if not name.startswith("_") and not isinstance(value, ModuleType)
     }
     # loaded on first use by the module's __getattr__
-    lazy = {"dataset", "notebook_step", "pipeline", "step", "validate"}
+    lazy = {"PythonModel", "dataset", "notebook_step", "pipeline", "step", "validate"}
     assert public | {"data"} | lazy == set(mloop.__all__)
     assert all(callable(getattr(mloop, name)) for name in lazy)
     assert isinstance(mloop.data, ModuleType)

@@ -7,20 +7,44 @@ code runs. Pickles are written with protocol 5 whatever the Python version's def
 unchanged value usually gives unchanged bytes; pickle does not promise it (sets of strings,
 for one, iterate in an order that changes between processes), so a pickled step output may
 miss the pipeline cache, never hit it wrongly.
+
+A model file someone already wrote with pickle or joblib (`model.pkl`, `model.joblib`) is
+stored as it is by wrapping it in `PickleFile`, under the same rule: `trust=True` to store it
+and to load it. A `.joblib` file is loaded with `joblib.load` (joblib stores arrays its own
+way), any other with `pickle`; the manifest's `format` picks which of two fixed file names is
+read, never a name of its own.
 """
 
 from __future__ import annotations
 
 import pickle
+import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mloop.errors import InvalidInput
-from mloop.flavors.protocol import JSON
+from mloop.flavors.protocol import JSON, missing
 
 FILE = "value.pkl"
+JOBLIB_FILE = "model.joblib"
 PROTOCOL = 5
+
+
+@dataclass(frozen=True)
+class PickleFile:
+    """A pickle or joblib file to store as it is; loading it gives the object it holds.
+
+    Example:
+        >>> store_value(artifacts, PickleFile(Path("model.joblib")), trust=True)  # doctest: +SKIP
+    """
+
+    path: Path
+
+    @property
+    def format(self) -> str:
+        return "joblib" if self.path.suffix.lower() == ".joblib" else "pickle"
 
 
 def refuse_untrusted(obj: object, reason: str | None = None) -> InvalidInput:
@@ -53,6 +77,11 @@ class PickleFlavor:
     def save(self, obj: Any, folder: Path, *, trust: bool = False) -> dict[str, JSON]:
         if not trust:
             raise refuse_untrusted(obj)
+        if isinstance(obj, PickleFile):
+            if not obj.path.is_file():
+                raise InvalidInput(f"{obj.path} is not a file", "pass the model file's path")
+            shutil.copyfile(obj.path, folder / (JOBLIB_FILE if obj.format == "joblib" else FILE))
+            return {"format": obj.format}
         try:
             data = pickle.dumps(obj, protocol=PROTOCOL)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
@@ -76,6 +105,12 @@ class PickleFlavor:
                 "refused to unpickle this value: loading a pickle runs any code its author chose",
                 "load it with trust=True only if you trust whoever stored it",
             )
+        if meta.get("format") == "joblib":
+            try:
+                import joblib
+            except ImportError as exc:
+                raise missing("pickle", "joblib", "sklearn") from exc
+            return joblib.load(folder / JOBLIB_FILE)  # the caller trusts it
         return pickle.loads((folder / FILE).read_bytes())  # noqa: S301 - the caller trusts it
 
 

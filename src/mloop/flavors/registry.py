@@ -2,8 +2,9 @@
 
 The table names modules rather than importing them, in the style of `mloop.store`'s scheme
 tables; each flavor module is small and imports its heavy library only when used. Order matters
-only at the end: the safe flavors accept disjoint types, and pickle, which accepts anything,
-comes last and only for a caller who passed `trust=True`.
+little: the safe flavors accept disjoint types, except that a `PythonModel` which is also a
+scikit-learn estimator goes to the python flavor, which its author chose by subclassing; and
+pickle, which accepts anything, comes last and only for a caller who passed `trust=True`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ FLAVORS: dict[str, str] = {
     "json": "mloop.flavors.json_value",
     "pandas": "mloop.flavors.pandas_frame",
     "numpy": "mloop.flavors.numpy_array",
+    "python": "mloop.flavors.python_model",
     "sklearn": "mloop.flavors.sklearn",
+    "onnx": "mloop.flavors.onnx",
     "files": "mloop.flavors.files",
     "pickle": "mloop.flavors.pickle",
 }

@@ -288,7 +288,7 @@ def test_a_value_not_matching_its_annotation_is_refused() -> None:
 
 
 def test_unknown_flavor_and_missing_library_messages() -> None:
-    with pytest.raises(InvalidInput, match="unknown flavor 'onnx'"):
-        get_flavor("onnx")
+    with pytest.raises(InvalidInput, match="unknown flavor 'keras'"):
+        get_flavor("keras")
     assert missing("sklearn", "skops", "sklearn").hint == "pip install 'mloop[sklearn]'"
     assert list(FLAVORS)[-1] == "pickle"

@@ -27,23 +27,18 @@ def read_model_file(path: Path, *, trusted_types: Sequence[str] = (), trust: boo
             )
         return skops.io.load(path, trusted=[*trusted_types, *untrusted])
     if suffix == ".onnx":
-        import onnx
+        from mloop.flavors.onnx import OnnxModel
 
-        return onnx.load(str(path), load_external_data=False)
+        return OnnxModel.from_file(path)  # external data is checked to stay beside the file
     if suffix in PICKLED:
         if not trust:
             raise InvalidInput(
                 f"{path.name} is a pickle: loading it can run any code it names",
                 "load it only if you trust where it came from: pass --trust",
             )
-        if suffix == ".joblib":
-            import joblib
+        from mloop.flavors.pickle import PickleFile
 
-            return joblib.load(path)
-        import pickle
-
-        with open(path, "rb") as fh:
-            return pickle.load(fh)  # noqa: S301 - the caller passed trust=True
+        return PickleFile(path)  # stored as it is; unpickled only when loaded with trust
     raise InvalidInput(
         f"{path.name}: mloop does not know the {suffix or 'extensionless'} model format",
         "save the model with skops (.skops) or as ONNX (.onnx); pickles need --trust",
