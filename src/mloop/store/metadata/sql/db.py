@@ -82,6 +82,30 @@ def _pg_sql(sql: str) -> str:
     return converted
 
 
+def _use_wal(conn: Any) -> None:
+    """Switch a SQLite file to WAL, waiting out other connections doing the same.
+
+    WAL is stored in the file, so this changes something only the first time. Switching needs
+    the file to itself, and SQLite answers "database is locked" at once, without its busy
+    handler, when several processes open a brand-new store together: retry until the timeout.
+    """
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.001
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)  # the other opener holds the file for a moment; back off
+            pause = min(pause * 2, 0.05)
+
+
 class Database:
     """Connections to one database, and `read`/`write` that run a function in a transaction."""
 
@@ -122,7 +146,7 @@ class Database:
                     check_same_thread=False,
                 )
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                conn.execute("PRAGMA journal_mode = WAL")
+                _use_wal(conn)
                 conn.execute("PRAGMA synchronous = FULL")
                 conn.execute("PRAGMA foreign_keys = ON")
             except sqlite3.Error as exc:
