@@ -49,6 +49,17 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("sweep", "mloop.cli.pipelines", "run a pipeline over many params and rank the trials"),
     ("pipelines", "mloop.cli.pipelines", "list the project's pipelines and show their DAG"),
     ("models", "mloop.cli.models", "the model registry: versions, aliases, promotion"),
+    ("serve", "mloop.cli.serve", "serve a model version over HTTP (MLflow and OIP APIs)"),
+    (
+        "export",
+        "mloop.cli.export",
+        "write a model version's container build context or Kubernetes manifests",
+    ),
+    (
+        "reproduce",
+        "mloop.cli.reproduce",
+        "re-run the pipeline that made a model version; compare metrics and digest",
+    ),
     ("ci", "mloop.cli.ci", "what CI runs: check new data, test, run the pipeline, check its gates"),
     (
         "lineage",

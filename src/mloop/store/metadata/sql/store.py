@@ -22,8 +22,8 @@ REFERENCES = (
     "SELECT i.ref, NULL, 'run/' || i.run_id || ' input' FROM run_inputs i "
     "WHERE i.kind = 'artifact'",
     "SELECT e.packages_digest, NULL, 'environment ' || e.digest FROM environments e",
-    "SELECT m.digest, m.size, 'model/' || m.model || ':' || CAST(m.version AS VARCHAR(12)) "
-    "FROM model_versions m",
+    "SELECT m.digest, NULL, 'model/' || m.model || ':' || CAST(m.version AS VARCHAR(12)) "
+    "FROM model_versions m",  # the manifest's own size is not recorded; its files' sizes are
     "SELECT f.digest, f.size, 'model/' || m.model || ':' || CAST(m.version AS VARCHAR(12)) "
     "|| ' ' || f.path FROM model_files f JOIN model_versions m ON m.id = f.version_id",
 )

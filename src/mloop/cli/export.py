@@ -1,0 +1,132 @@
+"""`mloop export …`: write deployable files for a model version (a container build context,
+Kubernetes manifests). The exporters live in `mloop.deploy`, imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mloop.cli import output
+from mloop.cli.main import Context
+
+REF = "NAME@ALIAS|NAME:V"
+
+
+def register(commands: Any) -> None:
+    p = commands.add_parser(
+        "export",
+        help="write a model version's container build context or Kubernetes manifests",
+        description="Write files that deploy a model version. Nothing is built or applied: "
+        "review the files, then `docker build` / `kubectl apply` them.",
+    )
+    p.set_defaults(parser=p)
+    sub = p.add_subparsers(dest="target", metavar="TARGET", prog=p.prog)
+
+    docker = sub.add_parser(
+        "docker",
+        help="a self-contained build context: Dockerfile, pinned requirements, the model's store",
+        description="Write a Docker build context serving the version with `mloop serve`: a "
+        "slim Python image, a non-root user, requirements pinned from the version's "
+        "environment, the model's objects copied into a small store of their own (digests "
+        "checked at build and at start), a HEALTHCHECK.",
+    )
+    docker.add_argument("ref", metavar=REF)
+    docker.add_argument("dest", type=Path, metavar="DIR", help="an empty (or new) folder")
+    docker.add_argument(
+        "--package",
+        action="append",
+        default=[],
+        metavar="NAME[==VERSION]",
+        help="another package the server needs, pinned from the environment (repeatable)",
+    )
+    docker.add_argument(
+        "--trust",
+        action="store_true",
+        help="a python or pickle model: serve it with --trust (loading it runs its code)",
+    )
+    docker.add_argument("--force", action="store_true", help="replace an earlier export in DIR")
+    docker.add_argument("--json", action="store_true", help="print JSON")
+    docker.set_defaults(handler=export_docker)
+
+    k8s = sub.add_parser(
+        "k8s",
+        aliases=["kubernetes"],
+        help="Deployment, Service, HorizontalPodAutoscaler and PodDisruptionBudget",
+        description="Write Kubernetes manifests running the image `mloop export docker` "
+        "builds: probes, resources, a non-root read-only container, Prometheus scrape "
+        "annotations, a ClusterIP Service, CPU autoscaling and a disruption budget.",
+    )
+    k8s.add_argument("ref", metavar=REF)
+    k8s.add_argument("dest", type=Path, metavar="DIR", help="an empty (or new) folder")
+    k8s.add_argument("--image", help="the image to run (default: mloop-NAME:V)")
+    k8s.add_argument("--namespace", help="set on every object (default: kubectl's current)")
+    k8s.add_argument("--replicas", type=int, default=2, help="and the autoscaler's minimum (2)")
+    k8s.add_argument("--max-replicas", type=int, default=10, help="the autoscaler's maximum (10)")
+    k8s.add_argument("--cpu", default="500m", help="CPU request; the limit is twice it (500m)")
+    k8s.add_argument("--memory", default="1Gi", help="memory request and limit (1Gi)")
+    k8s.add_argument("--force", action="store_true", help="replace an earlier export in DIR")
+    k8s.add_argument("--json", action="store_true", help="print JSON")
+    k8s.set_defaults(handler=export_kubernetes)
+
+
+def export_docker(ctx: Context) -> None:
+    from mloop.deploy.docker import export_docker as export
+
+    args = ctx.args
+    done = export(
+        ctx.project,
+        args.ref,
+        args.dest,
+        packages=args.package,
+        trust=args.trust,
+        force=args.force,
+    )
+    if ctx.json:
+        output.emit_json(
+            {
+                "folder": str(done.folder),
+                "model": done.version.ref,
+                "digest": done.version.digest,
+                "serves": done.serves,
+                "image": done.image,
+                "base_image": done.base_image,
+                "requirements": list(done.requirements),
+                "entrypoint": list(done.entrypoint),
+            }
+        )
+        return
+    output.line(f"wrote a build context for {done.version.ref} to {args.dest}")
+    output.line(f"  build: docker build -t {done.image} {args.dest}")
+    output.line(f"  run:   docker run --rm -p 8080:8080 {done.image}")
+
+
+def export_kubernetes(ctx: Context) -> None:
+    from mloop.deploy.kubernetes import export_kubernetes as export
+
+    args = ctx.args
+    done = export(
+        ctx.project,
+        args.ref,
+        args.dest,
+        image=args.image,
+        namespace=args.namespace,
+        replicas=args.replicas,
+        max_replicas=args.max_replicas,
+        cpu=args.cpu,
+        memory=args.memory,
+        force=args.force,
+    )
+    if ctx.json:
+        output.emit_json(
+            {
+                "folder": str(done.folder),
+                "model": done.version.ref,
+                "image": done.image,
+                "files": [str(f) for f in done.files],
+            }
+        )
+        return
+    names = ", ".join(f.name for f in done.files)
+    output.line(f"wrote {names} for {done.version.ref} (image {done.image}) to {args.dest}")
+    output.line(f"  apply: kubectl apply -f {args.dest}")

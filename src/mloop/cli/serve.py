@@ -1,0 +1,172 @@
+"""`mloop serve NAME@ALIAS|NAME:V`: serve one model version over HTTP.
+
+The reference is resolved once, here: every worker then loads that exact version, so an alias
+moved while the server starts cannot leave two workers serving different models. The server
+itself (`mloop.server`) is imported only when this command runs.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import TYPE_CHECKING, Any
+
+from mloop.cli import output
+from mloop.cli.main import Context
+from mloop.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from mloop.services.serving.predictor import Predictor
+
+# These mirror mloop.server.inference.ServeSettings (a test checks); argparse needs them at
+# start-up, and importing the server for `--help` would cost its imports.
+DEFAULTS: dict[str, Any] = {
+    "max_batch_size": 64,
+    "max_wait": 0.002,
+    "timeout": 60.0,
+    "max_body_bytes": 16 * 2**20,
+    "max_concurrency": 256,
+    "max_queue": 512,
+}
+_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
+_UNITS |= {"k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2, "g": 1024**3, "gib": 1024**3}
+
+
+def byte_size(text: str) -> int:
+    """`16MiB`, `500kb`, `1048576` -> bytes (for argparse).
+
+    Example:
+        >>> byte_size("16MiB")
+        16777216
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _UNITS:
+        raise ValueError(f"not a size: {text!r} (e.g. 16MiB, 500kB, 1048576)")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def register(commands: Any) -> None:
+    p = commands.add_parser(
+        "serve",
+        help="serve a model version over HTTP (MLflow and Open Inference Protocol APIs)",
+        description="Serve one model version: POST /invocations (MLflow payloads) and "
+        "/v2/models/NAME/infer (Open Inference Protocol), with /healthz, /readyz, /metrics "
+        "(Prometheus) and /openapi.json. Concurrent requests are merged into batches. "
+        "SIGTERM stops accepting, finishes the requests in flight, and exits 0.",
+    )
+    p.add_argument("ref", metavar="NAME[:V|@ALIAS]", help="the model version to serve")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: all)",
+    )
+    p.add_argument("--port", type=int, default=8080, help="default 8080; 0 picks a free port")
+    p.add_argument(
+        "--workers", type=int, default=1, help="processes, each with its own copy (default 1)"
+    )
+    p.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=DEFAULTS["max_batch_size"],
+        metavar="ROWS",
+        help="most rows in one predict call; bigger client batches are split (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=DEFAULTS["max_wait"] * 1000,
+        metavar="MS",
+        help="how long a batch may keep collecting requests while they keep arriving; a lone "
+        "request never waits (default %(default)s)",
+    )
+    p.add_argument("--no-batching", action="store_true", help="one predict call per request")
+    p.add_argument(
+        "--predict-in",
+        choices=("auto", "inline", "thread"),
+        default="auto",
+        help="run predict on the event loop, in a thread, or choose by its measured cost",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULTS["timeout"],
+        metavar="SECONDS",
+        help="answer 504 when a request takes longer (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-body-size",
+        type=byte_size,
+        default=DEFAULTS["max_body_bytes"],
+        metavar="SIZE",
+        help="answer 413 to bigger bodies, before reading them (default 16MiB)",
+    )
+    p.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=DEFAULTS["max_concurrency"],
+        metavar="N",
+        help="predict requests worked on at once per worker (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=int,
+        default=DEFAULTS["max_queue"],
+        metavar="N",
+        help="requests waiting beyond that; past it, 503 with Retry-After (default %(default)s)",
+    )
+    p.add_argument("--trust", action="store_true", help="allow pickle models (loading runs code)")
+    p.set_defaults(handler=run_serve)
+
+
+def load_predictor(root: str, ref: str, trust: bool) -> Predictor:
+    """What each worker calls: open the project and load the version through the registry."""
+    from mloop.project import Project
+
+    project = Project.open(root)
+    try:
+        return project.registry.load_predictor(ref, trust=trust)
+    finally:
+        project.close()
+
+
+def run_serve(ctx: Context) -> int:
+    from functools import partial
+
+    from mloop.project import Project
+
+    args = ctx.args
+    for flag in ("workers", "max_batch_size", "max_concurrency"):
+        if getattr(args, flag) < 1:
+            raise InvalidInput(f"--{flag.replace('_', '-')} must be at least 1")
+    project = Project.open()  # closed before serving: forked workers open their own
+    try:
+        version = project.registry.get(args.ref)
+    finally:
+        project.close()
+
+    from mloop.server.inference import ServeSettings
+    from mloop.server.workers import serve
+
+    settings = ServeSettings(
+        max_batch_size=args.max_batch_size,
+        max_wait=args.max_wait_ms / 1000,
+        batching=not args.no_batching,
+        predict_mode=args.predict_in,
+        timeout=args.timeout,
+        max_body_bytes=args.max_body_size,
+        max_concurrency=args.max_concurrency,
+        max_queue=args.max_queue,
+    )
+
+    def ready(url: str) -> None:
+        if not ctx.quiet:
+            workers = f"{args.workers} worker" + ("s" if args.workers > 1 else "")
+            output.line(f"serving {version.ref} at {url} ({workers}); Ctrl+C or SIGTERM stops")
+            output.line(f"  POST {url}/invocations  or  {url}/v2/models/{version.name}/infer")
+            output.line(f"  GET  {url}/metrics  {url}/readyz  {url}/openapi.json")
+            sys.stdout.flush()
+
+    factory = partial(load_predictor, str(project.root), version.ref, args.trust)
+    serve(factory, args.host, args.port, args.workers, settings, on_ready=ready)
+    return 0

@@ -1,0 +1,358 @@
+"""A container build context for one model version: `mloop export docker NAME@ALIAS DIR`.
+
+The context is self-contained, so `docker build DIR` needs neither the original store nor any
+credentials for it:
+
+    Dockerfile         python:X.Y-slim (X.Y from the version's environment), a non-root user,
+                       pinned requirements, a HEALTHCHECK, `mloop serve` as the entrypoint
+    requirements.txt   mloop and the flavor's libraries, pinned to the version's environment
+    constraints.txt    every package of that environment, pinned, so what pip pulls in as a
+                       dependency gets the version the model was trained with
+    wheels/            mloop itself, built from the source tree it runs from (a development
+                       version is not on PyPI); absent when mloop came from an index
+    project/           a tiny mloop project (mloop.yaml, .mloop/) holding exactly this version:
+                       its bundle objects, copied and re-hashed on the way, and its record with
+                       the same number, digest and aliases, so NAME@ALIAS and NAME:V resolve
+    MODEL_DIGEST       the version and the digest of its bundle
+    README.md, .dockerignore
+
+Digests are checked twice: the build loads the model once as the server will (every bundle file
+is verified against its digest, and the bundle against MODEL_DIGEST), and `mloop serve`
+verifies each file again whenever it loads the model at start.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mloop.deploy import embed_version, prepare_folder, resolve
+from mloop.errors import InvalidInput, MissingDependency, MloopError
+from mloop.services.registry.models import TRUSTED_FLAVORS
+
+if TYPE_CHECKING:
+    from mloop.domain.lineage import Environment
+    from mloop.domain.model import ModelVersion
+    from mloop.project import Project
+
+PORT = 8080
+_HEALTHZ = f"http://127.0.0.1:{PORT}/healthz"
+# A PEP 440 version as installers name dist-info folders; pip refuses a constraint without one.
+_VERSION = re.compile(r"\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?(\+[a-z0-9.]+)?", re.I)
+UID = 10001
+WRITTEN: tuple[str, ...] = ("Dockerfile", ".dockerignore", "README.md", "MODEL_DIGEST")
+WRITTEN += ("requirements.txt", "constraints.txt", "wheels", "project")
+# The libraries each model flavor loads with (the `mloop[extra]` it names when they are missing).
+FLAVOR_PACKAGES: dict[str, tuple[str, ...]] = {
+    "sklearn": ("scikit-learn", "skops"),
+    "onnx": ("onnx", "onnxruntime"),
+}
+
+
+@dataclass(frozen=True)
+class DockerContext:
+    """What `export_docker` wrote: the folder, the version, what the image serves, and how."""
+
+    folder: Path
+    version: ModelVersion
+    serves: str
+    image: str
+    base_image: str
+    requirements: tuple[str, ...]
+    entrypoint: tuple[str, ...]
+
+
+def normalise(name: str) -> str:
+    """A distribution name in PEP 503 form, as environment records list them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def export_docker(
+    project: Project,
+    ref: str,
+    dest: Path,
+    *,
+    packages: Sequence[str] = (),
+    trust: bool = False,
+    force: bool = False,
+) -> DockerContext:
+    """Write a build context serving `ref` into `dest` (empty, or emptied of ours with `force`).
+
+    Args:
+        project: the project whose registry holds the version.
+        ref: `NAME@ALIAS`, `NAME:V` or `NAME` (pinned to the latest version).
+        dest: the folder to write; created if missing.
+        packages: extra distributions the model imports (a python or pickle model's
+            libraries), as `NAME` (pinned from the environment) or `NAME==VERSION`.
+        trust: serve a python or pickle model, whose loading runs code from its bundle: the
+            entrypoint gets `--trust`, as `mloop serve` requires for it.
+        force: replace what an earlier export wrote in `dest`.
+
+    Example:
+        >>> ctx = export_docker(project, "churn@champion", Path("build"))  # doctest: +SKIP
+        >>> ctx.entrypoint[-4:]
+        ('--host', '0.0.0.0', '--port', '8080')
+    """
+    version, serves = resolve(project, ref)
+    trusting = version.flavor in TRUSTED_FLAVORS
+    if trusting and not trust:
+        raise InvalidInput(
+            f"{version.ref} is a {version.flavor} model: loading it runs code from the bundle",
+            "export it only if you trust where it came from: pass --trust (the image then "
+            "serves it with `mloop serve --trust`); list the libraries it needs with --package",
+        )
+    environment = (
+        project.metadata.get_environment(version.environment) if version.environment else None
+    )
+    listing = _package_listing(project, environment)
+    requirements = _pinned(version, listing, packages)
+    folder = prepare_folder(dest, force, WRITTEN, project.root)
+    mloop_line = _mloop_requirement(folder / "wheels")
+    embed_version(project, version, folder / "project", environment)
+    base = f"python:{_python_tag(environment)}-slim"
+    image = f"mloop-{version.name}:{version.version}"
+    # 0.0.0.0: see the comment the Dockerfile carries above its ENTRYPOINT.
+    serve = ["serve", serves, "--host", "0.0.0.0", "--port", str(PORT)]  # noqa: S104
+    serve += ["--trust"] if trusting else []
+    entrypoint = ("mloop", "-C", "/app/project", *serve)
+    _write_requirements(folder, version, environment, listing, [mloop_line, *requirements])
+    _write(folder / "MODEL_DIGEST", f"{version.ref} {version.digest}\n")
+    has_wheels = mloop_line.startswith("./wheels/")
+    _write(folder / "Dockerfile", _dockerfile(version, serves, base, image, entrypoint, has_wheels))
+    _write(folder / ".dockerignore", DOCKERIGNORE)
+    _write(folder / "README.md", _readme(version, serves, image, _example(version)))
+    needed = (mloop_line, *requirements)
+    return DockerContext(folder, version, serves, image, base, needed, entrypoint)
+
+
+def _package_listing(project: Project, environment: Environment | None) -> list[str]:
+    """`name==version` lines of the version's environment (this interpreter's without one)."""
+    if environment is None:
+        from mloop.services.tracking.capture import installed_packages
+
+        return installed_packages()
+    text = project.artifacts.read_bytes(environment.packages_digest).decode()
+    return [line.strip() for line in text.splitlines() if "==" in line]
+
+
+def _python_tag(environment: Environment | None) -> str:
+    """`3.11` from `CPython 3.11.9 (linux)`: the image's Python is the one the model knew."""
+    found = re.search(r"(\d+)\.(\d+)", environment.python) if environment else None
+    if found is None:
+        return f"{sys.version_info.major}.{sys.version_info.minor}"
+    return f"{found.group(1)}.{found.group(2)}"
+
+
+def _pinned(version: ModelVersion, listing: Sequence[str], extra: Sequence[str]) -> list[str]:
+    """The flavor's libraries and the `extra` packages, each `name==version` from `listing`."""
+    pins = {normalise(n): v for n, _, v in (line.partition("==") for line in listing)}
+    wanted = [*FLAVOR_PACKAGES.get(version.flavor, ()), *extra]
+    lines: list[str] = []
+    for item in wanted:
+        name, sep, given = item.partition("==")
+        name = name.strip()
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise InvalidInput(f"{item!r} is not a package name", "give NAME or NAME==VERSION")
+        pin = given.strip() if sep else pins.get(normalise(name))
+        if not pin:
+            raise InvalidInput(
+                f"{name} is not in the environment {version.ref} was made in, so there is no "
+                "version to pin it to",
+                f"give the version: --package {name}==VERSION",
+            )
+        line = f"{name}=={pin}"
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
+def _mloop_requirement(wheels: Path) -> str:
+    """How the image installs mloop: this mloop's own wheel when it runs from a source tree (a
+    development version is not on PyPI, and a name on an index could be someone else's), else
+    the same release from the index."""
+    import importlib.metadata
+    from urllib.parse import unquote, urlparse
+
+    dist = importlib.metadata.distribution("mloop")
+    direct = json.loads(dist.read_text("direct_url.json") or "{}")
+    url = str(direct.get("url", ""))
+    if not (url.startswith("file://") and "dir_info" in direct):
+        return f"mloop=={dist.version}"
+    source = Path(unquote(urlparse(url).path))
+    wheels.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels)]
+    try:
+        done = subprocess.run(
+            [*command, str(source)], capture_output=True, text=True, timeout=600, check=False
+        )
+    except OSError as exc:
+        raise MissingDependency(
+            f"cannot build the mloop wheel: {exc}", "python -m ensurepip --upgrade"
+        ) from exc
+    built = sorted(wheels.glob("mloop-*.whl"))
+    if done.returncode != 0 or not built:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise MloopError(
+            f"building the mloop wheel from {source} failed: {' / '.join(tail) or 'no wheel'}",
+            f"run `{' '.join(command)} {source}` to see the whole error",
+        )
+    return f"./wheels/{built[-1].name}"
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+def _write_requirements(
+    folder: Path,
+    version: ModelVersion,
+    environment: Environment | None,
+    listing: Sequence[str],
+    needed: Sequence[str],
+) -> None:
+    """requirements.txt: what the server needs; constraints.txt: the whole environment, so
+    whatever pip installs as a dependency gets the version the model was made with."""
+    source = (
+        f"# Pinned from environment {environment.digest[:12]}: {environment.python}.\n"
+        if environment
+        else "# The version records no environment (registered outside a run): pinned from\n"
+        "# the interpreter that exported it.\n"
+    )
+    _write(
+        folder / "requirements.txt",
+        f"# What the server of {version.ref} needs. Install from this folder:\n"
+        "#   pip install -r requirements.txt\n"
+        + source
+        + "-c constraints.txt\n"
+        + "".join(f"{line}\n" for line in needed),
+    )
+    # mloop comes from requirements.txt (a wheel of its own, maybe another build of it).
+    others = [
+        f"{name}=={pin}"
+        for name, _, pin in (line.partition("==") for line in listing)
+        if normalise(name) != "mloop" and _VERSION.fullmatch(pin)
+    ]
+    _write(
+        folder / "constraints.txt",
+        f"# Every package of the environment {version.ref} was made in, pinned; read by\n"
+        "# requirements.txt with -c, so only what the server needs is installed.\n"
+        + source
+        + "".join(f"{line}\n" for line in others),
+    )
+
+
+# Loads a version as the server does (each file verified against its digest) and says so.
+VERIFY = (
+    "import sys; from mloop.project import Project; "
+    "root, ref, digest = sys.argv[1:4]; registry = Project.open(root).registry; "
+    "found = registry.get(ref).digest; registry.load(ref, trust=sys.argv[4:] == ['trust']); "
+    "sys.exit(f'{ref} is bundle {found}, not {digest}') if found != digest "
+    "else print(f'verified {ref}: bundle {digest[:12]} and every file in it match their digests')"
+)
+
+DOCKERIGNORE = """\
+# Only what the Dockerfile copies is sent to the builder.
+*
+!requirements.txt
+!constraints.txt
+!wheels/
+!project/
+!MODEL_DIGEST
+**/__pycache__
+"""
+
+
+def _dockerfile(
+    version: ModelVersion,
+    serves: str,
+    base: str,
+    image: str,
+    entrypoint: Sequence[str],
+    has_wheels: bool,
+) -> str:
+    probe = f"import urllib.request; urllib.request.urlopen('{_HEALTHZ}', timeout=4)"
+    check = json.dumps(["python", "-c", probe])
+    wheels = "COPY wheels/ ./wheels/\n" if has_wheels else ""
+    trust = ["trust"] if "--trust" in entrypoint else []
+    verify = json.dumps(
+        ["python", "-c", VERIFY, "/app/project", version.ref, version.digest, *trust]
+    )
+    return f"""\
+# Generated by `mloop export docker {serves}` ({version.ref}, bundle {version.digest[:12]}).
+#   docker build -t {image} .
+#   docker run --rm -p {PORT}:{PORT} {image}
+FROM {base}
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \\
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+
+# The server never needs root: it runs as this fixed, unprivileged user (Kubernetes'
+# runAsNonRoot checks the numeric id).
+RUN groupadd --gid {UID} app \\
+ && useradd --uid {UID} --gid app --create-home --shell /usr/sbin/nologin app
+
+WORKDIR /app
+COPY requirements.txt constraints.txt ./
+{wheels}RUN pip install --no-cache-dir -r requirements.txt
+
+# The model's own store: mloop.yaml and .mloop/ with exactly {version.ref}. The server writes
+# its SQLite journal there, so it belongs to the server's user.
+COPY --chown=app:app project/ ./project/
+COPY MODEL_DIGEST ./
+LABEL org.opencontainers.image.title="{image.split(":")[0]}" \\
+      io.mloop.model="{version.ref}" \\
+      io.mloop.model.digest="{version.digest}"
+
+USER app
+# Load the model once now, as the server will: every file is checked against its digest on the
+# way (the build fails on a damaged one), and so it is again each time the server starts.
+RUN {verify}
+
+EXPOSE {PORT}
+# slim has no curl: Python's urllib asks the server's liveness endpoint.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \\
+    CMD {check}
+# 0.0.0.0 on purpose: inside the container the server must accept connections arriving from
+# outside its network namespace (`docker run -p`, a Kubernetes Service); the container's own
+# network, not the bind address, is the boundary here.
+ENTRYPOINT {json.dumps(list(entrypoint))}
+"""
+
+
+def _example(version: ModelVersion) -> str:
+    """An MLflow `/invocations` body with one row of zeros in the signature's columns."""
+    names = list(version.signature.names) if version.signature else ["..."]
+    row = [0 if version.signature else "..."] * len(names)
+    return json.dumps({"dataframe_split": {"columns": names, "data": [row]}})
+
+
+def _readme(version: ModelVersion, serves: str, image: str, example: str) -> str:
+    return f"""\
+# {image}: a container that serves {version.ref}
+
+Written by `mloop export docker {serves}`. Everything the image needs is in this folder:
+`project/` is a small mloop project whose store holds exactly {version.ref}, and
+`requirements.txt` pins what the server needs to the environment the model was made in
+(`constraints.txt` pins the rest). The model's bundle, also in `MODEL_DIGEST`:
+
+    {version.digest}
+
+    docker build -t {image} .
+    docker run --rm -p {PORT}:{PORT} {image}
+
+    curl -s localhost:{PORT}/readyz
+    curl -s localhost:{PORT}/invocations -H 'Content-Type: application/json' \\
+         -d '{example}'
+
+The image runs as the unprivileged user `app` (uid {UID}), checks every object's digest while
+it builds and again when the server loads the model, and answers `/healthz` for Docker's
+HEALTHCHECK, `/readyz` once the model is loaded, and `/metrics` for Prometheus. To run it on
+Kubernetes, push it to a registry and write manifests with
+`mloop export k8s {serves} DIR --image REGISTRY/{image}`.
+"""

@@ -1,0 +1,298 @@
+"""The model-serving app: one model version behind MLflow's and the Open Inference Protocol's
+endpoints, with health checks, Prometheus metrics and an OpenAPI document.
+
+A raw ASGI app on purpose. A one-row predict costs ~110 µs; a routing framework's middleware,
+dependency resolution and response classes cost as much again per request. Here the routes are
+a dict from path to handlers, request bodies go from orjson straight to one numpy array
+(`services/serving/requests.py`), and every answer is two ASGI messages with headers made once.
+Each response names the model version that answered in the `mloop-model: NAME:VERSION` header.
+
+Per predict request: content type and declared size are checked from the headers (415, 413),
+a concurrency slot is taken or the request is turned away (503 + Retry-After), and the rest
+(body, parse, signature checks, the micro-batched predict) runs under one time-out (504).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from mloop.errors import MloopError, ValidationFailed
+from mloop.server import oip
+from mloop.server.errors import error_body, from_error
+from mloop.server.limits import Admission, ClientGone, Receive, TooLarge, check_headers, read_body
+from mloop.server.openapi import openapi_document
+from mloop.services.serving.batcher import MicroBatcher
+from mloop.services.serving.metrics import ENDPOINTS, ServingMetrics
+from mloop.services.serving.predictor import Predictor
+from mloop.services.serving.requests import RequestReader, mlflow_response, parse_body
+
+logger = logging.getLogger("mloop.server")
+
+Headers = list[tuple[bytes, bytes]]
+Reply = tuple[int, bytes, Headers]
+Handler = Callable[[dict[str, Any], Receive], Coroutine[Any, Any, Reply]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+_E = {name: i for i, name in enumerate(ENDPOINTS)}
+VERSION = "0.1.0"
+MODEL_ERRORS = (ValueError, TypeError, KeyError, IndexError)  # the model refused this input
+
+
+@dataclass(frozen=True, slots=True)
+class ServeSettings:
+    """How one model server batches and protects itself; `mloop serve --help` describes each."""
+
+    max_batch_size: int = 64
+    max_wait: float = 0.002  # seconds a batch may keep collecting while requests keep arriving
+    batching: bool = True
+    predict_mode: str = "auto"  # "inline" on the event loop, "thread", or "auto" (by its cost)
+    timeout: float = 60.0  # seconds for a whole predict request; then 504
+    max_body_bytes: int = 16 * 2**20
+    max_concurrency: int = 256
+    max_queue: int = 512
+    retry_after: int = 1
+    keep_alive: float = 5.0
+
+
+class InferenceApp:
+    """The ASGI app serving one `Predictor`; build it with `create_app`."""
+
+    def __init__(
+        self, predictor: Predictor, settings: ServeSettings, metrics: ServingMetrics
+    ) -> None:
+        self.predictor = predictor
+        self.settings = settings
+        self.metrics = metrics
+        self.ready = True
+        self.reader = RequestReader(predictor.signature, predictor.wants_frame)
+        self.batcher = MicroBatcher(
+            predictor.predict,
+            max_batch_size=settings.max_batch_size,
+            max_wait=settings.max_wait,
+            batching=settings.batching,
+            mode=settings.predict_mode,
+            observe=metrics.batch,
+        )
+        self.admission = Admission(settings.max_concurrency, settings.max_queue)
+        name, version = predictor.name, predictor.version
+        self.label = f"{name}:{version}"
+        model = (b"mloop-model", self.label.encode())
+        self.json: Headers = [(b"content-type", b"application/json"), model]
+        self.text: Headers = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8"), model]
+        self.output = oip.output_name(predictor.signature)
+        self.busy = error_body(
+            "overloaded",
+            f"{self.label} has {settings.max_concurrency} requests in flight and "
+            f"{settings.max_queue} waiting",
+            f"retry after {settings.retry_after} s, or start the server with more --workers",
+        )
+        self.busy_headers = [*self.json, (b"retry-after", str(settings.retry_after).encode())]
+        static = {
+            "/healthz": {"status": "ok"},
+            "/ping": {"status": "ok"},
+            "/v2/health/live": {"live": True},
+            "/v2": {"name": "mloop", "version": VERSION, "extensions": []},
+            f"/v2/models/{name}": oip.metadata(name, version, predictor.signature),
+            f"/v2/models/{name}/versions/{version}": oip.metadata(
+                name, version, predictor.signature
+            ),
+            "/openapi.json": openapi_document(name, version, predictor.signature),
+        }
+        self.static = {path: orjson.dumps(value) for path, value in static.items()}
+        get: dict[str, Handler] = {"GET": self._static, "HEAD": self._static}
+        ready: dict[str, Handler] = {"GET": self._ready, "HEAD": self._ready}
+        infer: dict[str, Handler] = {"POST": self._infer}
+        self.routes: dict[str, tuple[int, dict[str, Handler]]] = {
+            "/invocations": (_E["invocations"], {"POST": self._invocations}),
+            f"/v2/models/{name}/infer": (_E["infer"], infer),
+            f"/v2/models/{name}/versions/{version}/infer": (_E["infer"], infer),
+            f"/v2/models/{name}": (_E["metadata"], get),
+            f"/v2/models/{name}/versions/{version}": (_E["metadata"], get),
+            "/v2": (_E["metadata"], get),
+            f"/v2/models/{name}/ready": (_E["health"], ready),
+            "/v2/health/ready": (_E["health"], ready),
+            "/readyz": (_E["health"], ready),
+            "/v2/health/live": (_E["health"], get),
+            "/healthz": (_E["health"], get),
+            "/ping": (_E["health"], get),
+            "/health": (_E["health"], get),
+            "/metrics": (_E["metrics"], {"GET": self._metrics, "HEAD": self._metrics}),
+            "/openapi.json": (_E["openapi"], get),
+        }
+        self.static["/health"] = self.static["/ping"]
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
+            return
+        started = time.perf_counter()
+        route = self.routes.get(scope["path"])
+        if route is None:
+            endpoint, (status, body, headers) = _E["other"], self._not_found(scope["path"])
+        else:
+            endpoint, methods = route
+            handler = methods.get(scope["method"])
+            if handler is None:
+                allow = ", ".join(methods).encode()
+                status, body = 405, error_body("method_not_allowed", f"use {allow.decode()}")
+                headers = [*self.json, (b"allow", allow)]
+            else:
+                try:
+                    status, body, headers = await handler(scope, receive)
+                except ClientGone:
+                    self.metrics.request(endpoint, 499, time.perf_counter() - started)
+                    return
+                except Exception:
+                    logger.exception("error answering %s %s", scope["method"], scope["path"])
+                    status, body, headers = 500, self._internal, self.json
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*headers, (b"content-length", b"%d" % len(body))],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        self.metrics.request(endpoint, status, time.perf_counter() - started)
+
+    _internal = error_body(
+        "internal_error",
+        "the server failed to answer this request",
+        "this is a bug in mloop or in the model; the server's log has the traceback",
+    )
+
+    # predict -------------------------------------------------------------------------------
+    async def _invocations(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        return await self._predict(scope, receive, self.reader.mlflow, self._mlflow_body)
+
+    async def _infer(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        return await self._predict(scope, receive, self._read_infer, self._infer_body)
+
+    def _read_infer(self, payload: Any) -> Any:
+        return oip.read_infer(self.reader, payload)
+
+    def _mlflow_body(self, result: Any, payload: Any) -> bytes:
+        return mlflow_response(result)
+
+    def _infer_body(self, result: Any, payload: Any) -> bytes:
+        predictor = self.predictor
+        return oip.infer_response(result, predictor.name, predictor.version, payload, self.output)
+
+    async def _predict(
+        self,
+        scope: dict[str, Any],
+        receive: Receive,
+        read: Callable[[Any], Any],
+        write: Callable[[Any, Any], bytes],
+    ) -> Reply:
+        settings = self.settings
+        problem = check_headers(scope["headers"], settings.max_body_bytes)
+        if problem is not None:
+            status, code, message = problem
+            hint = "send JSON with Content-Type: application/json"
+            if status == 413:
+                hint = "send fewer rows per request, or raise --max-body-size"
+            # An unread body cannot be skipped safely on a kept-alive connection: close it.
+            return status, error_body(code, message, hint), [*self.json, (b"connection", b"close")]
+        admission = self.admission
+        if not admission.try_enter():
+            if not admission.can_wait():
+                return 503, self.busy, self.busy_headers
+            queued = True
+        else:
+            queued = False
+        admitted = not queued
+        self.metrics.enter()
+        try:
+            async with asyncio.timeout(settings.timeout):
+                if queued:
+                    await admission.wait()
+                    admitted = True
+                body = await read_body(receive, settings.max_body_bytes)
+                payload = parse_body(body)
+                batch = read(payload)
+                try:
+                    result = await self.batcher.predict(batch.data, batch.rows)
+                except MODEL_ERRORS as exc:
+                    raise ValidationFailed(
+                        f"{self.label} could not predict on this input: "
+                        f"{type(exc).__name__}: {exc}",
+                        "check the values against the model's inputs: GET /v2/models/"
+                        f"{self.predictor.name}",
+                    ) from exc
+                return 200, write(result, payload), self.json
+        except TimeoutError:
+            message = f"no answer within the time-out of {settings.timeout:g} s"
+            hint = "send fewer rows per request, or raise --timeout"
+            return 504, error_body("timeout", message, hint), self.json
+        except TooLarge:
+            message = f"the body is over the limit of {settings.max_body_bytes} bytes"
+            hint = "send fewer rows per request, or raise --max-body-size"
+            body = error_body("payload_too_large", message, hint)
+            return 413, body, [*self.json, (b"connection", b"close")]
+        except MloopError as exc:
+            status, body = from_error(exc)
+            return status, body, self.json
+        finally:
+            if admitted:
+                admission.leave()
+            self.metrics.leave()
+
+    # everything else -----------------------------------------------------------------------
+    async def _static(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        return 200, self.static[scope["path"]], self.json
+
+    async def _ready(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        if self.ready:
+            body = {"ready": True, "model": self.label}
+            return 200, orjson.dumps(body), self.json
+        body = {"ready": False, "model": self.label, "reason": "the server is stopping"}
+        return 503, orjson.dumps(body), self.json
+
+    async def _metrics(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        return 200, self.metrics.render(), self.text
+
+    def _not_found(self, path: str) -> Reply:
+        name = self.predictor.name
+        if path.startswith("/v2/models/") and not path.startswith(f"/v2/models/{name}/"):
+            message = f"this server serves model {name!r}, not {path.split('/')[3]!r}"
+            hint = f"use /v2/models/{name}/infer"
+            return 404, error_body("model_not_found", message, hint), self.json
+        message = f"no route {path}"
+        hint = "see /openapi.json for the routes; predict at /invocations or /v2/models/NAME/infer"
+        return 404, error_body("not_found", message, hint), self.json
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.metrics.ready(True)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.ready = False
+                self.metrics.ready(False)
+                await self.batcher.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(
+    predictor: Predictor,
+    settings: ServeSettings | None = None,
+    metrics: ServingMetrics | None = None,
+) -> InferenceApp:
+    """The ASGI app serving `predictor`; run it with uvicorn (`workers.serve` does).
+
+    Example:
+        >>> app = create_app(LoadedModel("churn", 3, model, signature))  # doctest: +SKIP
+        >>> uvicorn.run(app, loop="uvloop", http="httptools")  # doctest: +SKIP
+    """
+    metrics = metrics or ServingMetrics(model=predictor.name, version=predictor.version)
+    return InferenceApp(predictor, settings or ServeSettings(), metrics)

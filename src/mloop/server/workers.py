@@ -1,0 +1,243 @@
+"""Running the model-serving app: one process, or pre-forked workers on one socket.
+
+The socket is bound here, not by uvicorn: uvicorn's multi-worker mode binds with `proto=0`, so
+asyncio never sets TCP_NODELAY on its connections and Nagle's algorithm adds ~44 ms to every
+kept-alive request (perf-baselines.md, section 2). Binding with `IPPROTO_TCP` and TCP_NODELAY
+(inherited by accepted connections) avoids that. Workers are forked from this process after
+the bind, each loads the model itself (`predictor_factory` is called in the worker, so no
+model crosses a process boundary), and all serve the same socket with uvloop and httptools.
+
+Stopping: SIGTERM (or Ctrl+C) makes every worker stop accepting, finish the requests in flight,
+and exit 0. The parent closes its copy of the socket first, so new connections are refused at
+once instead of waiting in a backlog nobody reads. A worker that dies while serving is started
+again; one that fails to start stops the server with its error.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from multiprocessing.connection import wait
+from time import perf_counter
+from typing import Any
+
+from mloop.errors import ConfigError, MloopError
+from mloop.server.inference import ServeSettings, create_app
+from mloop.services.serving.metrics import ServingMetrics, SharedCounters
+from mloop.services.serving.predictor import Predictor
+
+PredictorFactory = Callable[[], Predictor]
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def bind_socket(host: str = "127.0.0.1", port: int = 0, backlog: int = 2048) -> socket.socket:
+    """A listening TCP socket with TCP_NODELAY, shareable by forked workers.
+
+    Example:
+        >>> sock = bind_socket("127.0.0.1", 0)
+        >>> sock.getsockname()[0]
+        '127.0.0.1'
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            "pick another port with --port, or stop what is using this one",
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def uvicorn_config(app: Any, settings: ServeSettings) -> Any:
+    """uvicorn's settings for the app: uvloop and httptools, no access log, no server header.
+
+    Example:
+        >>> config = uvicorn_config(app, ServeSettings())  # doctest: +SKIP
+        >>> uvicorn.Server(config).run(sockets=[sock])  # doctest: +SKIP
+    """
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        ws="none",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        timeout_keep_alive=int(max(1, settings.keep_alive)),
+        timeout_graceful_shutdown=int(settings.timeout) + 5,
+        backlog=2048,
+    )
+
+
+def run_worker(
+    factory: PredictorFactory,
+    sock: socket.socket,
+    settings: ServeSettings,
+    counters: SharedCounters,
+    worker: int = 0,
+    on_loaded: Callable[[Predictor], None] | None = None,
+) -> None:
+    """Load the model, then serve `sock` until SIGTERM/SIGINT, finishing what is in flight.
+
+    Example:
+        >>> sock, counters = bind_socket(), SharedCounters()  # doctest: +SKIP
+        >>> run_worker(lambda: predictor, sock, ServeSettings(), counters)  # doctest: +SKIP
+    """
+    import uvicorn
+
+    started = perf_counter()
+    predictor = factory()
+    metrics = ServingMetrics(counters, worker, predictor.name, predictor.version)
+    metrics.loaded(perf_counter() - started)
+    server = uvicorn.Server(uvicorn_config(create_app(predictor, settings, metrics), settings))
+
+    def stop(signum: int, frame: Any) -> None:
+        # Before uvicorn installs its own handlers (and after it restores this one and
+        # re-raises the signal it caught): ask for the same graceful stop, never die mid-way.
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+    if on_loaded is not None:
+        on_loaded(predictor)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def serve(
+    predictor_factory: PredictorFactory,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: int = 1,
+    settings: ServeSettings | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the model `predictor_factory` loads at http://HOST:PORT until stopped.
+
+    `on_ready` gets the URL once the model is loaded (in every worker) and requests are
+    answered; `port=0` picks a free port, which the URL shows.
+
+    Example:
+        >>> factory = lambda: registry.load_predictor("churn:3")  # doctest: +SKIP
+        >>> serve(factory, port=8080, workers=2)  # doctest: +SKIP
+    """
+    settings = settings or ServeSettings()
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {workers}")
+    sock = bind_socket(host, port)
+    bound = sock.getsockname()[1]
+    url = f"http://[{host}]:{bound}" if ":" in host else f"http://{host}:{bound}"
+    counters = SharedCounters(workers)
+    if workers == 1:
+        announce = None if on_ready is None else lambda _predictor: on_ready(url)
+        run_worker(predictor_factory, sock, settings, counters, 0, announce)
+        return
+    _supervise(
+        predictor_factory, sock, settings, counters, workers, lambda: on_ready and on_ready(url)
+    )
+
+
+def _worker_main(
+    factory: PredictorFactory,
+    sock: socket.socket,
+    settings: ServeSettings,
+    counters: SharedCounters,
+    worker: int,
+    wakeup: tuple[int, int],
+) -> None:
+    signal.set_wakeup_fd(-1)  # the parent's wake-up pipe is not ours
+    for fd in wakeup:
+        os.close(fd)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)  # while loading, a stop signal just ends the worker
+    try:
+        run_worker(factory, sock, settings, counters, worker)
+    except MloopError as exc:
+        sys.stderr.write(f"error: worker {worker}: {exc.message}\n")
+        if exc.hint:
+            sys.stderr.write(f"hint: {exc.hint}\n")
+        sys.exit(1)
+
+
+def _supervise(
+    factory: PredictorFactory,
+    sock: socket.socket,
+    settings: ServeSettings,
+    counters: SharedCounters,
+    workers: int,
+    announce: Callable[[], object],
+) -> None:
+    context = multiprocessing.get_context("fork")
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    stopping: list[int] = []
+    previous_wakeup = signal.set_wakeup_fd(write_end)
+    previous = {sig: signal.signal(sig, lambda s, f: stopping.append(s)) for sig in STOP_SIGNALS}
+
+    def start(worker: int) -> Any:
+        process = context.Process(
+            target=_worker_main,
+            args=(factory, sock, settings, counters, worker, (read_end, write_end)),
+            name=f"mloop-serve-{worker}",
+        )
+        process.start()
+        return process
+
+    processes = [start(w) for w in range(workers)]
+    announced = False
+    failed = 0
+    try:
+        while not stopping:
+            ready = wait(
+                [p.sentinel for p in processes] + [read_end], 0.05 if not announced else None
+            )
+            if read_end in ready:
+                os.read(read_end, 512)  # the signal's wake-up byte; its handler has run
+            if stopping:
+                break
+            if not announced and all(counters.ready(w) for w in range(workers)):
+                announce()
+                announced = True
+            for w, process in enumerate(processes):
+                if process.exitcode is None:
+                    continue
+                if not counters.ready(w) and process.exitcode != 0:  # failed to start: give up
+                    failed = process.exitcode
+                    stopping.append(signal.SIGTERM)
+                    break
+                processes[w] = start(w)  # died while serving: replace it
+    finally:
+        sock.close()  # refuse new connections now; workers close their copies as they stop
+        for process in processes:
+            if process.exitcode is None:
+                os.kill(process.pid, signal.SIGTERM)
+        for process in processes:
+            process.join(settings.timeout + 10)
+            if process.exitcode is None:
+                process.kill()
+                process.join()
+        signal.set_wakeup_fd(previous_wakeup)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        os.close(read_end)
+        os.close(write_end)
+    if failed:
+        raise MloopError(
+            "a worker failed to start; its error is above", "fix it, or try with --workers 1"
+        )

@@ -1,0 +1,222 @@
+"""Prometheus metrics of a model server, counted in shared memory so workers add up.
+
+With `--workers N`, a scrape reaches one worker at random; prometheus-client's own multiprocess
+mode answers that with files and an environment variable that must be set before it is
+imported. Here every number lives in one anonymous shared memory map made before the workers
+are forked: each worker writes only its own block (one writer, no locks), and whichever worker
+answers `/metrics` adds all blocks up. A request costs a handful of float additions, so metrics
+stay on without showing in the latency. Process memory and CPU are read from /proc for every
+worker's pid, so they too describe the whole server.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import resource
+from bisect import bisect_left
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+ENDPOINTS = ("invocations", "infer", "metadata", "health", "metrics", "openapi", "other")
+STATUSES = (200, 400, 404, 405, 413, 415, 422, 499, 500, 503, 504)  # anything else: "other"
+SECONDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+_STATUS_INDEX = {status: i for i, status in enumerate(STATUSES)}
+_NS = len(STATUSES) + 1
+_HS = len(SECONDS) + 3  # buckets, +Inf, sum, count
+_HR = len(ROWS) + 3
+# One worker's block of float slots:
+_REQUESTS = 0
+_LATENCY = _REQUESTS + len(ENDPOINTS) * _NS
+_IN_FLIGHT = _LATENCY + len(ENDPOINTS) * _HS
+_BATCH_ROWS = _IN_FLIGHT + 1
+_BATCH_REQUESTS = _BATCH_ROWS + _HR
+_PREDICT = _BATCH_REQUESTS + _HR
+_LOAD = _PREDICT + _HS
+_PID = _LOAD + 1
+_READY = _PID + 1
+BLOCK = _READY + 1
+
+
+class SharedCounters:
+    """Float slots for `workers` processes in one shared anonymous memory map.
+
+    Made in the parent before forking; every worker sees the same memory.
+
+    Example:
+        >>> counters = SharedCounters(2)
+        >>> counters.block(1)[0] += 1
+    """
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = workers
+        self._map = mmap.mmap(-1, workers * BLOCK * 8)  # MAP_SHARED | MAP_ANONYMOUS
+        self.slots = memoryview(self._map).cast("d")
+
+    def block(self, worker: int) -> memoryview[float]:
+        return self.slots[worker * BLOCK : (worker + 1) * BLOCK]
+
+    def pids(self) -> list[int]:
+        return [int(self.block(w)[_PID]) for w in range(self.workers) if self.block(w)[_PID]]
+
+    def ready(self, worker: int) -> bool:
+        return self.block(worker)[_READY] == 1.0
+
+
+def _observe(block: memoryview[float], base: int, bounds: tuple[float, ...], value: float) -> None:
+    block[base + bisect_left(bounds, value)] += 1.0
+    block[base + len(bounds) + 1] += value
+    block[base + len(bounds) + 2] += 1.0
+
+
+class ServingMetrics:
+    """What a model server counts; `render` answers a Prometheus scrape.
+
+    Example:
+        >>> metrics = ServingMetrics(model="churn", version=3)
+        >>> metrics.request(0, 200, 0.0004)
+        >>> b"mloop_requests_total" in metrics.render()
+        True
+    """
+
+    def __init__(
+        self,
+        counters: SharedCounters | None = None,
+        worker: int = 0,
+        model: str = "",
+        version: int = 0,
+    ) -> None:
+        self.counters = counters or SharedCounters(1)
+        self.model = model
+        self.version = version
+        self._block = self.counters.block(worker)
+        self._block[_PID] = os.getpid()
+        self._block[_IN_FLIGHT] = 0.0  # a restarted worker starts with nothing in flight
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(self))
+
+    def request(self, endpoint: int, status: int, seconds: float) -> None:
+        """Count one answered request: `endpoint` indexes ENDPOINTS."""
+        block = self._block
+        block[_REQUESTS + endpoint * _NS + _STATUS_INDEX.get(status, _NS - 1)] += 1.0
+        _observe(block, _LATENCY + endpoint * _HS, SECONDS, seconds)
+
+    def enter(self) -> None:
+        self._block[_IN_FLIGHT] += 1.0
+
+    def leave(self) -> None:
+        self._block[_IN_FLIGHT] -= 1.0
+
+    def batch(self, rows: int, requests: int, seconds: float) -> None:
+        """Count one predict call: rows in it, requests merged into it, and its duration."""
+        block = self._block
+        _observe(block, _BATCH_ROWS, ROWS, rows)
+        _observe(block, _BATCH_REQUESTS, ROWS, requests)
+        _observe(block, _PREDICT, SECONDS, seconds)
+
+    def loaded(self, seconds: float) -> None:
+        self._block[_LOAD] = seconds
+
+    def ready(self, ready: bool = True) -> None:
+        self._block[_READY] = 1.0 if ready else 0.0
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _process_stats(pids: list[int]) -> tuple[float, float]:
+    """Resident bytes and CPU seconds of these processes, from /proc (this process elsewhere)."""
+    if not os.path.isdir("/proc"):
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_maxrss * 1024.0, usage.ru_utime + usage.ru_stime
+    ticks = os.sysconf("SC_CLK_TCK")
+    page = os.sysconf("SC_PAGESIZE")
+    memory = cpu = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # a worker that exited since its pid was recorded
+        cpu += (int(fields[11]) + int(fields[12])) / ticks
+        memory += int(fields[21]) * page
+    return memory, cpu
+
+
+class _Collector(Collector):
+    def __init__(self, metrics: ServingMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
+        counters = self.metrics.counters
+        blocks = [counters.block(w) for w in range(counters.workers) if counters.block(w)[_PID]]
+        total = [sum(values) for values in zip(*blocks, strict=True)] if blocks else [0.0] * BLOCK
+
+        requests = CounterMetricFamily(
+            "mloop_requests",
+            "Answered requests by endpoint and status",
+            labels=["endpoint", "status"],
+        )
+        latency = HistogramMetricFamily(
+            "mloop_request_duration_seconds", "Time to answer a request", labels=["endpoint"]
+        )
+        for e, endpoint in enumerate(ENDPOINTS):
+            for s, status in enumerate((*STATUSES, "other")):
+                value = total[_REQUESTS + e * _NS + s]
+                if value:
+                    requests.add_metric([endpoint, str(status)], value)
+            if total[_LATENCY + e * _HS + _HS - 1]:
+                latency.add_metric([endpoint], *_histogram(total, _LATENCY + e * _HS, SECONDS))
+        yield requests
+        yield latency
+        yield GaugeMetricFamily(
+            "mloop_requests_in_flight", "Predict requests being answered", value=total[_IN_FLIGHT]
+        )
+        for name, doc, base, bounds in (
+            ("mloop_batch_rows", "Rows per predict call", _BATCH_ROWS, ROWS),
+            (
+                "mloop_batch_requests",
+                "Requests merged into one predict call",
+                _BATCH_REQUESTS,
+                ROWS,
+            ),
+            ("mloop_predict_duration_seconds", "Time of one predict call", _PREDICT, SECONDS),
+        ):
+            family = HistogramMetricFamily(name, doc)
+            family.add_metric([], *_histogram(total, base, bounds))
+            yield family
+        loads = [b[_LOAD] for b in blocks] or [0.0]
+        yield GaugeMetricFamily(
+            "mloop_model_load_seconds", "Time the slowest worker took to load the model", max(loads)
+        )
+        info = GaugeMetricFamily(
+            "mloop_model_info", "The model version served", labels=["name", "version"]
+        )
+        info.add_metric([self.metrics.model, str(self.metrics.version)], 1.0)
+        yield info
+        yield GaugeMetricFamily(
+            "mloop_workers", "Worker processes ready", sum(b[_READY] for b in blocks)
+        )
+        memory, cpu = _process_stats(counters.pids())
+        yield GaugeMetricFamily(
+            "process_resident_memory_bytes", "Resident memory of the worker processes", memory
+        )
+        yield CounterMetricFamily(
+            "process_cpu_seconds", "CPU time (user and system) of the worker processes", cpu
+        )
+
+
+def _histogram(
+    total: list[float], base: int, bounds: tuple[float, ...]
+) -> tuple[list[tuple[str, float]], float]:
+    buckets: list[tuple[str, float]] = []
+    running = 0.0
+    for i, bound in enumerate((*bounds, float("inf"))):
+        running += total[base + i]
+        buckets.append(("+Inf" if bound == float("inf") else str(bound), running))
+    return buckets, total[base + len(bounds) + 1]

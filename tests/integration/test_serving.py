@@ -1,0 +1,528 @@
+"""The model server against real HTTP on 127.0.0.1: endpoints, payloads, errors, limits,
+micro-batching, metrics, workers and graceful stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from mloop.server.inference import ServeSettings, create_app
+from tests.integration.serving_helpers import (
+    Recording,
+    Slow,
+    cancer,
+    cancer_model,
+    mixed,
+    running,
+    split_body,
+)
+from tests.servers import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+JSON = {"content-type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    with running(create_app(cancer())) as base:
+        yield base
+
+
+@pytest.fixture
+def client(url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=url, timeout=30) as c:
+        yield c
+
+
+def data(n: int = 3) -> tuple[np.ndarray, list[str], np.ndarray]:
+    model, _, features, names = cancer_model()
+    rows = features[:n]
+    return rows, list(names), model.predict(rows)
+
+
+def metric(base: str, sample_name: str, **labels: str) -> float:
+    text = httpx.get(base + "/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == sample_name and all(
+                sample.labels.get(k) == v for k, v in labels.items()
+            ):
+                return float(sample.value)
+    return 0.0
+
+
+# endpoints ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/healthz", {"status": "ok"}),
+        ("/readyz", {"ready": True, "model": "cancer:3"}),
+        ("/ping", {"status": "ok"}),
+        ("/v2/health/live", {"live": True}),
+        ("/v2/health/ready", {"ready": True, "model": "cancer:3"}),
+        ("/v2/models/cancer/ready", {"ready": True, "model": "cancer:3"}),
+        ("/v2", {"name": "mloop", "version": "0.1.0", "extensions": []}),
+    ],
+)
+def test_health_endpoints(client: httpx.Client, path: str, expected: dict[str, Any]) -> None:
+    answer = client.get(path)
+    assert answer.status_code == 200
+    assert answer.json() == expected
+    assert answer.headers["mloop-model"] == "cancer:3"
+
+
+def test_model_metadata_lists_the_signature(client: httpx.Client) -> None:
+    _, names, _ = data()
+    for path in ("/v2/models/cancer", "/v2/models/cancer/versions/3"):
+        body = client.get(path).json()
+        assert body["name"] == "cancer" and body["versions"] == ["3"]
+        assert [i["name"] for i in body["inputs"]] == names
+        assert {i["datatype"] for i in body["inputs"]} == {"FP64"}
+
+
+def test_openapi_document_describes_the_routes(client: httpx.Client) -> None:
+    document = client.get("/openapi.json").json()
+    assert document["openapi"].startswith("3.")
+    assert {"/invocations", "/v2/models/cancer/infer", "/metrics", "/readyz"} <= set(
+        document["paths"]
+    )
+    assert "mean radius" in document["components"]["schemas"]["Row"]["properties"]
+
+
+def test_every_answer_names_the_model_version(client: httpx.Client) -> None:
+    rows, names, _ = data(1)
+    answers = [
+        client.post("/invocations", json=split_body(rows, names)),
+        client.post("/invocations", content=b"{", headers=JSON),
+        client.get("/metrics"),
+        client.get("/nowhere"),
+        client.delete("/invocations"),
+    ]
+    assert [a.status_code for a in answers] == [200, 400, 200, 404, 405]
+    assert {a.headers["mloop-model"] for a in answers} == {"cancer:3"}
+
+
+# MLflow payloads ---------------------------------------------------------------------------
+def _shapes() -> dict[str, Any]:
+    rows, names, _ = data()
+    records = [dict(zip(names, row, strict=True)) for row in rows.tolist()]
+    return {
+        "split": split_body(rows, names),
+        "split-reordered": {
+            "dataframe_split": {
+                "index": [5, 6, 7],
+                "columns": names[::-1],
+                "data": rows[:, ::-1].tolist(),
+            }
+        },
+        "records": {"dataframe_records": records},
+        "instances": {"instances": rows.tolist()},
+        "instances-records": {"instances": records},
+        "inputs": {"inputs": rows.tolist()},
+        "inputs-columns": {"inputs": {n: rows[:, i].tolist() for i, n in enumerate(names)}},
+    }
+
+
+@pytest.mark.parametrize("shape", list(_shapes()))
+def test_mlflow_payload_shapes(client: httpx.Client, shape: str) -> None:
+    _, _, expected = data()
+    answer = client.post("/invocations", json=_shapes()[shape])
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"predictions": expected.tolist()}
+
+
+def test_an_mlflow_client_works_unchanged(url: str) -> None:
+    scoring = pytest.importorskip("mlflow.pyfunc.scoring_server.client")
+    import pandas as pd
+
+    rows, names, expected = data()
+    port = int(url.rsplit(":", 1)[1])
+    client = scoring.ScoringServerClient("127.0.0.1", port)
+    client.wait_server_ready(timeout=10)
+    for payload in (pd.DataFrame(rows, columns=names), rows):
+        predictions = client.invoke(payload).get_predictions()
+        assert predictions.iloc[:, 0].tolist() == expected.tolist()
+
+
+# Open Inference Protocol -------------------------------------------------------------------
+def test_oip_infer_with_one_tensor_per_column(client: httpx.Client) -> None:
+    rows, names, expected = data()
+    inputs = [
+        {"name": n, "shape": [3], "datatype": "FP64", "data": rows[:, i].tolist()}
+        for i, n in enumerate(names)
+    ]
+    answer = client.post("/v2/models/cancer/infer", json={"id": "req-1", "inputs": inputs})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "model_name": "cancer",
+        "model_version": "3",
+        "id": "req-1",
+        "outputs": [
+            {"name": "predict", "datatype": "INT64", "shape": [3], "data": expected.tolist()}
+        ],
+    }
+
+
+def test_oip_infer_with_one_table_tensor(client: httpx.Client) -> None:
+    rows, _, expected = data()
+    tensor = {
+        "name": "input-0",
+        "shape": [3, 30],
+        "datatype": "FP64",
+        "data": rows.ravel().tolist(),
+    }
+    for path in ("/v2/models/cancer/infer", "/v2/models/cancer/versions/3/infer"):
+        answer = client.post(path, json={"inputs": [tensor]})
+        assert answer.json()["outputs"][0]["data"] == expected.tolist()
+
+
+def test_oip_for_another_model_is_404(client: httpx.Client) -> None:
+    answer = client.post("/v2/models/other/infer", json={"inputs": []})
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "model_not_found"
+
+
+def test_mixed_types_over_both_protocols() -> None:
+    row = {"age": 61, "income": None, "region": "east", "member": True}
+    expected = mixed().predict(_frame([row])).tolist()
+    inputs = [
+        {"name": "age", "shape": [1], "datatype": "INT64", "data": [61]},
+        {"name": "income", "shape": [1], "datatype": "FP64", "data": [None]},
+        {"name": "region", "shape": [1], "datatype": "BYTES", "data": ["east"]},
+        {"name": "member", "shape": [1], "datatype": "BOOL", "data": [True]},
+    ]
+    with running(create_app(mixed())) as base, httpx.Client(base_url=base) as client:
+        answer = client.post("/invocations", json={"dataframe_records": [row]})
+        assert answer.json() == {"predictions": expected}
+        answer = client.post("/v2/models/mixed/infer", json={"inputs": inputs})
+        assert answer.status_code == 422  # null is not FP64 data in OIP
+        inputs[1]["data"] = [52_000.0]
+        answer = client.post("/v2/models/mixed/infer", json={"inputs": inputs})
+        assert answer.status_code == 200 and answer.json()["outputs"][0]["datatype"] == "INT64"
+        bad = client.post("/invocations", json={"dataframe_records": [{**row, "region": 3}]})
+        assert bad.status_code == 422
+        assert "column 'region' (row 0): expected string" in bad.json()["error"]["message"]
+
+
+def _frame(records: list[dict[str, Any]]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(records).astype({"income": float})
+
+
+# client mistakes ---------------------------------------------------------------------------
+def _with(row_change: dict[int, Any] | None = None, drop: int | None = None) -> bytes:
+    rows, names, _ = data(2)
+    table = rows.tolist()
+    columns = list(names)
+    for col, value in (row_change or {}).items():
+        table[1][col] = value
+    if drop is not None:
+        del columns[drop]
+        for row in table:
+            del row[drop]
+    # json.dumps writes NaN and Infinity literals, as MLflow's client does
+    return json.dumps({"dataframe_split": {"columns": columns, "data": table}}).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (_with(drop=3), "missing column 'mean area'"),
+        (_with({4: "abc"}), "column 'mean smoothness' (row 1): expected float64, got string 'abc'"),
+        (_with({0: float("nan")}), "column 'mean radius' (row 1): got a missing value"),
+        (_with({0: None}), "column 'mean radius' (row 1): got a missing value"),
+        (_with({2: float("inf")}), "column 'mean perimeter' (row 1): got inf"),
+        (_with({2: [1, 2]}), "column 'mean perimeter' (row 1): expected float64, got a list"),
+        (b'{"dataframe_split": {"data": [[1, 2]]}}', "row 0 has 2 values, expected 30"),
+        (b'{"rows": [[1]]}', "exactly one of dataframe_split"),
+        (b"[1, 2]", "a JSON object"),
+    ],
+    ids=["missing", "string", "nan", "null", "inf", "nested", "short-row", "unknown-key", "array"],
+)
+def test_signature_errors_are_422_naming_the_column(
+    client: httpx.Client, body: bytes, message: str
+) -> None:
+    answer = client.post("/invocations", content=body, headers=JSON)
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert error["code"] == "validation_failed"
+    assert message in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "code"),
+    [
+        (b'{"inputs": [[1, 2', JSON, 400, "invalid_input"),
+        (b"", JSON, 400, "invalid_input"),
+        (b"\xff\xfe\x00", JSON, 400, "invalid_input"),
+        (b"[" * 10_000 + b"]" * 10_000, JSON, 400, "invalid_input"),
+        (b'{"inputs": ' * 10_000 + b"1" + b"}" * 10_000, JSON, 400, "invalid_input"),
+        (b"{}", {"content-type": "text/csv"}, 415, "unsupported_media_type"),
+        (
+            b"{}",
+            {"content-type": "application/json; charset=latin-1"},
+            415,
+            "unsupported_media_type",
+        ),
+        (b"{}", {}, 415, "unsupported_media_type"),
+    ],
+    ids=["truncated", "empty", "not-utf8", "deep-arrays", "deep-objects", "csv", "charset", "none"],
+)
+def test_client_mistakes_are_clear_4xx_and_the_server_keeps_serving(
+    url: str, body: bytes, headers: dict[str, str], status: int, code: str
+) -> None:
+    before = metric(url, "mloop_requests_total", endpoint="invocations", status="500")
+    answer = httpx.post(url + "/invocations", content=body, headers=headers)
+    assert answer.status_code == status
+    assert answer.json()["error"]["code"] == code
+    assert answer.json()["error"]["hint"]
+    rows, names, expected = data(1)
+    again = httpx.post(url + "/invocations", json=split_body(rows, names))
+    assert again.json() == {"predictions": expected.tolist()}
+    assert metric(url, "mloop_requests_total", endpoint="invocations", status="500") == before
+
+
+def test_a_huge_content_length_is_answered_before_the_body(url: str) -> None:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000000000000\r\n\r\n{"
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413")
+    assert b"connection: close" in head.lower()
+    assert json.loads(body)["error"]["code"] == "payload_too_large"
+
+
+def test_a_chunked_body_over_the_limit_is_stopped() -> None:
+    settings = ServeSettings(max_body_bytes=10_000)
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"inputs": ['
+        for _ in range(1000):
+            yield b"[1.0, 2.0, 3.0], "
+
+    with running(create_app(cancer(), settings)) as base:
+        answer = httpx.post(base + "/invocations", content=chunks(), headers=JSON)
+        assert answer.status_code == 413
+        assert "10000 bytes" in answer.json()["error"]["message"]
+        assert httpx.get(base + "/healthz").status_code == 200
+
+
+# limits --------------------------------------------------------------------------------------
+def test_a_slow_model_gets_504_with_json_and_health_stays_up() -> None:
+    rows, names, _ = data(1)
+    slow = Slow(1.5)
+    with running(create_app(slow, ServeSettings(timeout=0.3))) as base:
+        started = time.monotonic()
+        answer = httpx.post(base + "/invocations", json=split_body(rows, names), timeout=10)
+        assert answer.status_code == 504
+        assert answer.json()["error"]["code"] == "timeout"
+        assert time.monotonic() - started < 1.5  # answered at the time-out, not after predict
+        assert httpx.get(base + "/healthz").status_code == 200
+
+
+def test_past_concurrency_and_queue_comes_503_with_retry_after() -> None:
+    rows, names, _ = data(1)
+    body = split_body(rows, names)
+    settings = ServeSettings(max_concurrency=1, max_queue=1, timeout=30)
+    with running(create_app(Slow(0.5), settings)) as base:
+        answers: list[httpx.Response] = []
+
+        def post() -> None:
+            answers.append(httpx.post(base + "/invocations", json=body, timeout=30))
+
+        threads = [threading.Thread(target=post) for _ in range(5)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses.count(200) >= 2 and statuses.count(503) >= 1
+    assert set(statuses) == {200, 503}
+    busy = next(a for a in answers if a.status_code == 503)
+    assert busy.headers["retry-after"] == "1"
+    assert busy.json()["error"]["code"] == "overloaded"
+
+
+# micro-batching --------------------------------------------------------------------------------
+def test_concurrent_single_rows_are_merged_into_fewer_predict_calls() -> None:
+    rows, names, expected = data(16)
+    recording = Recording(cancer(), delay=0.05)  # slow enough that requests pile up meanwhile
+    with running(create_app(recording)) as base:
+        answers: list[tuple[int, Any]] = []
+
+        def post(i: int) -> None:
+            body = split_body(rows[i : i + 1], names)
+            answers.append((i, httpx.post(base + "/invocations", json=body).json()))
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sum(recording.sizes) == 16
+    assert len(recording.sizes) < 16 and max(recording.sizes) > 1
+    assert all(answer == {"predictions": [expected[i]]} for i, answer in answers)
+
+
+def test_a_large_client_batch_is_split_to_the_max_batch_size() -> None:
+    model, _, features, names = cancer_model()
+    rows = np.resize(features, (1000, 30))
+    recording = Recording(cancer())
+    settings = ServeSettings(max_batch_size=100)
+    with running(create_app(recording, settings)) as base:
+        answer = httpx.post(base + "/invocations", json=split_body(rows, names), timeout=30)
+        assert answer.json() == {"predictions": model.predict(rows).tolist()}
+        batched = metric(base, "mloop_batch_rows_count")
+    assert max(recording.sizes) <= 100 and sum(recording.sizes) == 1000
+    assert batched == len(recording.sizes)
+
+
+# metrics -------------------------------------------------------------------------------------
+def test_metrics_count_requests_by_status() -> None:
+    rows, names, _ = data(1)
+    with running(create_app(cancer("counted", 1))) as base, httpx.Client(base_url=base) as c:
+        for _ in range(3):
+            c.post("/invocations", json=split_body(rows, names))
+        c.post("/invocations", json={"inputs": [[1.0]]})
+        c.post("/invocations", content=b"nope", headers=JSON)
+        text = c.get("/metrics")
+        assert text.headers["content-type"].startswith("text/plain")
+        families = {f.name: f for f in text_string_to_metric_families(text.text)}
+        assert metric(base, "mloop_requests_total", endpoint="invocations", status="200") == 3
+        assert metric(base, "mloop_requests_total", endpoint="invocations", status="422") == 1
+        assert metric(base, "mloop_requests_total", endpoint="invocations", status="400") == 1
+        assert metric(base, "mloop_request_duration_seconds_count", endpoint="invocations") == 5
+        assert metric(base, "mloop_model_info", name="counted", version="1") == 1
+    for name in (
+        "mloop_requests_in_flight",
+        "mloop_batch_rows",
+        "mloop_model_load_seconds",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds",
+    ):
+        assert name in families
+
+
+# processes -----------------------------------------------------------------------------------
+class Served:
+    def __init__(self, *args: str) -> None:
+        command = [sys.executable, "-m", "tests.integration.serving_helpers", *args]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None
+        self.url = self.process.stdout.readline().strip()
+        assert self.url.startswith("http://"), self.process.stderr.read()  # type: ignore[union-attr]
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+
+def test_two_workers_answer_from_two_pids() -> None:
+    served = Served("pid", "--workers", "2", "--delay", "0.02")
+    try:
+        rows, names, _ = data(1)
+        pids: set[int] = set()
+
+        def post() -> None:
+            for _ in range(5):  # a new connection each time: the kernel picks a worker
+                answer = httpx.post(served.url + "/invocations", json=split_body(rows, names))
+                pids.add(answer.json()["predictions"][0])
+
+        threads = [threading.Thread(target=post) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(pids) == 2 and os.getpid() not in pids
+        assert (
+            metric(served.url, "mloop_requests_total", endpoint="invocations", status="200") == 40
+        )
+        assert metric(served.url, "mloop_workers") == 2
+    finally:
+        assert served.stop() == 0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_finishes_the_request_in_flight_refuses_new_ones_and_exits_0(workers: str) -> None:
+    served = Served("slow", "--workers", workers, "--delay", "2.0")
+    rows, names, _ = data(1)
+    answers: list[httpx.Response] = []
+    thread = threading.Thread(
+        target=lambda: answers.append(
+            httpx.post(served.url + "/invocations", json=split_body(rows, names), timeout=30)
+        )
+    )
+    thread.start()
+    wait_for(lambda: metric(served.url, "mloop_requests_in_flight") == 1, 10, "the slow request")
+    served.process.send_signal(signal.SIGTERM)
+
+    def refused() -> bool:
+        try:
+            httpx.get(served.url + "/healthz", timeout=0.5)
+        except httpx.ConnectError:
+            return True
+        except httpx.TransportError:
+            return False
+        return False
+
+    wait_for(refused, 10, "refusing new connections")
+    assert thread.is_alive()  # refused while the slow request was still being answered
+    thread.join(30)
+    assert [a.status_code for a in answers] == [200]
+    assert served.process.wait(timeout=30) == 0
+
+
+def test_the_cli_imports_the_server_only_to_serve() -> None:
+    code = (
+        "import sys\n"
+        "from mloop.cli.main import build_parser\n"
+        "build_parser(['--help'])\n"
+        "assert not [m for m in sys.modules if m.startswith('mloop.server')], 'imported'\n"
+        "build_parser(['serve', '--help'])\n"
+        "assert not [m for m in sys.modules if m.startswith('mloop.server')], 'imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    help_text = subprocess.run(
+        [sys.executable, "-m", "mloop", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "--workers" in help_text and "--max-batch-size" in help_text
+
+
+def test_the_cli_defaults_match_the_server_settings() -> None:
+    from mloop.cli.serve import DEFAULTS, byte_size
+
+    settings = ServeSettings()
+    assert {k: getattr(settings, k) for k in DEFAULTS} == DEFAULTS
+    assert byte_size("16MiB") == settings.max_body_bytes
+    with pytest.raises(ValueError, match="not a size"):
+        byte_size("lots")
