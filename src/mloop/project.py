@@ -19,8 +19,10 @@ if TYPE_CHECKING:
     from mloop.services.automation.ci import CIService
     from mloop.services.data.versioning import DataService
     from mloop.services.pipelines.catalog import Pipelines
+    from mloop.services.registry.card import ModelCards
     from mloop.services.registry.models import Registry
     from mloop.services.registry.promotion import Promoter
+    from mloop.services.registry.reproduce import Reproducer
     from mloop.services.storage.housekeeping import Housekeeping
     from mloop.services.tracking.lineage import LineageService
     from mloop.services.tracking.runs import Tracker
@@ -194,6 +196,20 @@ class Project:
         from mloop.services.registry.promotion import Promoter
 
         return Promoter(self.registry, self.data, self.settings.models)
+
+    @cached_property
+    def cards(self) -> ModelCards:
+        from mloop.services.registry.card import ModelCards
+
+        return ModelCards(self.registry, self.root)
+
+    @cached_property
+    def reproducer(self) -> Reproducer:
+        from mloop.services.registry.reproduce import Reproducer
+
+        return Reproducer(
+            self.registry, self.root, self.settings.store_uri, self.settings.artifacts_uri
+        )
 
     @cached_property
     def storage(self) -> Housekeeping:

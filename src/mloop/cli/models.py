@@ -1,4 +1,5 @@
-"""`mloop models …`: register, list, show, alias, promote and archive model versions."""
+"""`mloop models …`: register, list, show, alias, promote and archive model versions; write a
+version's model card; import MLflow models."""
 
 from __future__ import annotations
 
@@ -7,6 +8,20 @@ from typing import Any
 
 from mloop.cli import output
 from mloop.cli.main import Context
+
+
+def _trust_flags(p: Any, trust_help: str) -> None:
+    """What a registration may load: extra skops types, or (with --trust) code-running pickles."""
+    p.add_argument(
+        "--trusted-type",
+        action="append",
+        default=[],
+        metavar="TYPE",
+        help="a type skops may load beyond its defaults (repeatable)",
+    )
+    p.add_argument("--trust", action="store_true", help=trust_help)
+    p.add_argument("-m", "--description", default="")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def register(commands: Any) -> None:
@@ -18,16 +33,7 @@ def register(commands: Any) -> None:
     reg.add_argument("name", metavar="NAME")
     reg.add_argument("--path", required=True, type=Path, help=".skops, .onnx (.pkl needs --trust)")
     reg.add_argument("--run", metavar="RUN", help="the run that made it (lineage)")
-    reg.add_argument(
-        "--trusted-type",
-        action="append",
-        default=[],
-        metavar="TYPE",
-        help="a type skops may load beyond its defaults (repeatable)",
-    )
-    reg.add_argument("--trust", action="store_true", help="allow pickle/joblib (runs code)")
-    reg.add_argument("-m", "--description", default="")
-    reg.add_argument("--json", action="store_true", help="print JSON")
+    _trust_flags(reg, "allow pickle/joblib (runs code)")
     reg.set_defaults(handler=register_version)
 
     ls = sub.add_parser("list", help="models, their latest versions and aliases")
@@ -59,6 +65,19 @@ def register(commands: Any) -> None:
     promote.add_argument("--reason", help="why (required with --force; recorded)")
     promote.add_argument("--json", action="store_true", help="print JSON")
     promote.set_defaults(handler=promote_version)
+
+    card = sub.add_parser("card", help="a version's model card for review (Markdown or HTML)")
+    card.add_argument("ref", metavar="NAME:V")
+    card.add_argument("--html", action="store_true", help="a standalone HTML page")
+    card.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE")
+    card.add_argument("--json", action="store_true", help="print the card's content as JSON")
+    card.set_defaults(handler=show_card)
+
+    imp = sub.add_parser("import-mlflow", help="register the model of an MLflow model directory")
+    imp.add_argument("path", type=Path, metavar="PATH", help="the folder holding MLmodel")
+    imp.add_argument("--name", help="model name (default: from the folder's name)")
+    _trust_flags(imp, "allow pickle/cloudpickle (runs code)")
+    imp.set_defaults(handler=import_mlflow)
 
     archive = sub.add_parser("archive", help="retire a version (its aliases are removed)")
     archive.add_argument("name", metavar="NAME")
@@ -203,3 +222,38 @@ def archive_version(ctx: Context) -> None:
     args = ctx.args
     ctx.project.registry.archive(args.name, args.version, undo=args.undo)
     output.line(f"{args.name}:{args.version} {'restored' if args.undo else 'archived'}")
+
+
+def show_card(ctx: Context) -> None:
+    from mloop.services.registry.card import to_html, to_markdown
+
+    args = ctx.args
+    card = ctx.project.cards.card(args.ref)
+    if ctx.json:
+        output.emit_json(card)
+        return
+    text = to_html(card) if args.html else to_markdown(card)
+    if args.output is None:
+        output.line(text.rstrip("\n"))
+        return
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text, encoding="utf-8")
+    output.line(f"wrote the model card of {card.ref} to {args.output}")
+
+
+def import_mlflow(ctx: Context) -> None:
+    from mloop.services.registry.mlflow_import import import_mlflow_model
+
+    args = ctx.args
+    version = import_mlflow_model(
+        ctx.project.registry,
+        args.path,
+        name=args.name,
+        trusted_types=args.trusted_type,
+        trust=args.trust,
+        description=args.description,
+    )
+    if ctx.json:
+        output.emit_json(version)
+        return
+    output.line(f"registered {version.ref} ({version.flavor}, {output.size(version.size)})")

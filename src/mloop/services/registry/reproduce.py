@@ -1,0 +1,396 @@
+"""Reproducing a model version: re-run the pipeline that made it and compare what comes out.
+
+A version records its run; a step's run hangs under its pipeline run, which records the pipeline
+(`mloop.pipeline`, `mloop.target`), its params and, in its step runs, the dataset version each
+step read. The code is checked out from the recorded commit into a temporary git worktree, and
+the pipeline runs there against the project's own metadata and artifact stores with every step
+recomputed and every dataset input pinned to the version the original run read. The new run's
+metrics are compared with the version's, and the model it registered (or the step output that
+became the version) with the version's digest; differences between the recorded and the current
+package set are reported, since they are the usual reason two runs differ.
+
+Uncommitted changes were digested, not saved: a version made from a dirty tree is refused unless
+the caller accepts re-running the commit alone. The registry cannot run pipelines (the pipelines
+service is its sibling), so the caller passes a `Rerun`; the CLI's runs `mloop` in a process
+rooted in the worktree, which keeps the recorded code apart from anything this one imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mloop.domain.event import Event
+from mloop.domain.model import ModelVersion
+from mloop.domain.pipeline import PipelineGraph
+from mloop.domain.run import Run
+from mloop.errors import InvalidInput, MloopError, NotFound
+from mloop.services.registry.card import recorded_packages
+from mloop.services.registry.models import Registry
+from mloop.services.tracking.capture import installed_packages
+
+SHOWN_CHANGES = 12  # package differences spelled out as warnings; all are in `packages`
+
+
+@dataclass(frozen=True, slots=True)
+class RerunRequest:
+    """What to run in the worktree: plain data, so it can cross into another process."""
+
+    pipeline: str
+    target: str
+    params: Mapping[str, str]  # as the pipeline run recorded them (text)
+    inputs: Mapping[str, str]  # "STEP/ARG" -> the dataset version that input read
+    datasets: tuple[str, ...]  # every dataset version the pipeline run read
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RerunRequest:
+        data = json.loads(text)
+        return cls(**{**data, "datasets": tuple(data["datasets"])})
+
+
+@dataclass(frozen=True, slots=True)
+class RerunOutcome:
+    run_id: str | None
+    status: str  # "finished" | "failed"
+    error: str | None = None
+    steps: tuple[tuple[str, str], ...] = ()  # (step, state)
+
+
+# (request, the project root inside the worktree, environment variables to set) -> outcome
+Rerun = Callable[[RerunRequest, Path, Mapping[str, str]], RerunOutcome]
+
+
+def pin_datasets(graph: PipelineGraph, request: RerunRequest) -> PipelineGraph:
+    """The graph with every dataset input fixed to the version the recorded run read.
+
+    An input is pinned to what the same step's same argument read; an input asking for the
+    latest that no step run recorded is pinned to the newest version of that dataset the run
+    read (the latest then was at least that).
+
+    Example:
+        >>> pin_datasets(graph, request).steps[0].inputs[0][1].version  # doctest: +SKIP
+        3
+    """
+    newest: dict[str, int] = {}
+    for ref in request.datasets:
+        name, _, number = ref.partition(":")
+        newest[name] = max(newest.get(name, 0), int(number))
+    steps = []
+    for node in graph.steps:
+        inputs = []
+        for arg, source in node.inputs:
+            if source.kind == "dataset":
+                name, _, number = request.inputs.get(f"{node.name}/{arg}", "").partition(":")
+                if name == source.value and number:
+                    source = dataclasses.replace(source, version=int(number))
+                elif source.version is None and source.value in newest:
+                    source = dataclasses.replace(source, version=newest[str(source.value)])
+            inputs.append((arg, source))
+        steps.append(dataclasses.replace(node, inputs=tuple(inputs)))
+    return dataclasses.replace(graph, steps=tuple(steps))
+
+
+@dataclass(frozen=True, slots=True)
+class MetricCheck:
+    name: str
+    recorded: float | None
+    reproduced: float | None
+    difference: float | None
+    exact: bool
+    close: bool  # within the tolerance
+
+
+@dataclass(frozen=True, slots=True)
+class PackageChange:
+    name: str
+    recorded: str | None  # None: not in the recorded environment
+    current: str | None  # None: not installed now
+
+
+@dataclass(frozen=True, slots=True)
+class Reproduction:
+    ref: str
+    pipeline: str
+    commit: str
+    params: Mapping[str, str]
+    datasets: tuple[str, ...]
+    run_id: str | None
+    status: str
+    error: str | None
+    digest: str
+    reproduced_digest: str | None
+    reproduced_version: str | None  # the version the re-run registered, if it registered one
+    digest_match: bool
+    tolerance: float
+    metrics: tuple[MetricCheck, ...]
+    python: tuple[str, str]  # (recorded, current)
+    packages: tuple[PackageChange, ...]
+    warnings: tuple[str, ...]
+    steps: tuple[tuple[str, str], ...] = ()
+    worktree: str | None = None  # kept for inspection
+    ok: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        metrics_ok = all(m.close for m in self.metrics)
+        object.__setattr__(
+            self, "ok", self.status == "finished" and self.digest_match and metrics_ok
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    version: ModelVersion
+    pipeline_run: Run
+    request: RerunRequest
+    commit: str
+    repo: Path  # the git repository's top folder
+    relative: Path  # the project root inside it
+
+
+def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", "-C", str(cwd), *args], capture_output=True, text=True, check=False, timeout=300
+    )
+
+
+@contextmanager
+def _worktree(repo: Path, commit: str, keep: bool) -> Iterator[Path]:
+    """A detached checkout of `commit` in a temporary folder, removed afterwards unless `keep`."""
+    holder = Path(tempfile.mkdtemp(prefix="mloop-reproduce-"))
+    tree = holder / "tree"
+    added = _git(repo, "worktree", "add", "--detach", str(tree), commit)
+    if added.returncode != 0:
+        shutil.rmtree(holder, ignore_errors=True)
+        raise MloopError(f"git worktree add failed: {added.stderr.strip()}")
+    try:
+        yield tree
+    finally:
+        if not keep:
+            _git(repo, "worktree", "remove", "--force", str(tree))
+            shutil.rmtree(holder, ignore_errors=True)
+            _git(repo, "worktree", "prune")
+
+
+def package_changes(recorded: Mapping[str, str], current: Mapping[str, str]) -> list[PackageChange]:
+    """Packages whose version differs, that were recorded but are gone, or that are new.
+
+    Example:
+        >>> package_changes({"numpy": "2.0"}, {"numpy": "2.1"})[0].current
+        '2.1'
+    """
+    names = sorted(set(recorded) | set(current))
+    return [
+        PackageChange(n, recorded.get(n), current.get(n))
+        for n in names
+        if recorded.get(n) != current.get(n)
+    ]
+
+
+def _check(name: str, old: float | None, new: float | None, tolerance: float) -> MetricCheck:
+    if old is None or new is None:
+        return MetricCheck(name, old, new, None, False, False)
+    if math.isnan(old) or math.isnan(new):
+        same = math.isnan(old) and math.isnan(new)
+        return MetricCheck(name, old, new, None, same, same)
+    close = math.isclose(old, new, rel_tol=tolerance, abs_tol=tolerance)
+    return MetricCheck(name, old, new, new - old, old == new, close)
+
+
+class Reproducer:
+    def __init__(self, registry: Registry, root: Path, store_uri: str, artifacts_uri: str) -> None:
+        self.registry = registry
+        self.metadata = registry.metadata
+        self.root = root
+        self.store_uri = store_uri
+        self.artifacts_uri = artifacts_uri
+
+    def plan(self, ref: str, allow_dirty: bool = False) -> Plan:
+        """What re-running `ref` means, or a clear refusal when it cannot be done faithfully."""
+        version = self.registry.get(ref)
+        if version.run_id is None:
+            why = f"{version.ref} was registered outside any run: nothing records how it was made"
+            raise InvalidInput(why, "reproduce works for versions a pipeline registered")
+        run = self.metadata.get_run(version.run_id)
+        if run.tags.get("mloop.kind") == "step" and run.parent_id:
+            run = self.metadata.get_run(run.parent_id)
+        if run.tags.get("mloop.kind") != "pipeline" or "mloop.target" not in run.tags:
+            raise InvalidInput(
+                f"{version.ref} was made by run {run.id[:12]} ({run.name}), not by a pipeline: "
+                "mloop can re-run pipelines only",
+                "make the training a pipeline (@mloop.pipeline) and register from its step",
+            )
+        commit, diff = version.code_commit, version.code_diff
+        if commit is None:
+            raise InvalidInput(
+                f"{version.ref} was made from code that was not in git, so it cannot be "
+                "checked out again",
+                "commit the project to git and run the pipeline again: that version will be",
+            )
+        if diff and not allow_dirty:
+            raise InvalidInput(
+                f"{version.ref} was made from commit {commit[:12]} plus uncommitted changes "
+                f"(digest {diff[:12]}); those changes were not saved and cannot be restored",
+                "re-run the commit alone anyway (results may differ): add --allow-dirty",
+            )
+        top = _git(self.root, "rev-parse", "--show-toplevel")
+        repo = Path(top.stdout.strip()).resolve()
+        if top.returncode != 0 or _git(repo, "cat-file", "-e", f"{commit}^{{commit}}").returncode:
+            raise NotFound(
+                f"commit {commit[:12]}, which made {version.ref}, is not in a git repository "
+                f"holding {self.root}",
+                "run this in the project's git clone; fetch the commit if it is missing",
+            )
+        inputs: dict[str, str] = {}
+        for each in self._tree(run):
+            for used in each.inputs:
+                if used.kind == "dataset" and "mloop.step" in each.tags and used.name:
+                    inputs[f"{each.tags['mloop.step']}/{used.name}"] = used.ref
+        name, target = run.tags.get("mloop.pipeline", run.name), run.tags["mloop.target"]
+        request = RerunRequest(name, target, dict(run.params), inputs, version.datasets)
+        return Plan(version, run, request, commit, repo, self.root.resolve().relative_to(repo))
+
+    def reproduce(
+        self,
+        ref: str,
+        rerun: Rerun,
+        *,
+        allow_dirty: bool = False,
+        tolerance: float = 1e-6,
+        keep_worktree: bool = False,
+    ) -> Reproduction:
+        """Re-run the pipeline that made `ref` from its commit, data and params; compare.
+
+        Example:
+            >>> reproducer.reproduce("churn:3", rerun).ok  # doctest: +SKIP
+            True
+        """
+        plan = self.plan(ref, allow_dirty)
+        with _worktree(plan.repo, plan.commit, keep_worktree) as tree:
+            root = tree / plan.relative
+            if not (root / "mloop.yaml").is_file():
+                raise InvalidInput(
+                    f"at commit {plan.commit[:12]}, {plan.relative / 'mloop.yaml'} was not "
+                    "committed, so the project cannot be opened there",
+                    "commit mloop.yaml with the code",
+                )
+            (root / ".mloop").mkdir(exist_ok=True)  # state that ignores itself, as `init` makes
+            (root / ".mloop" / ".gitignore").write_text("*\n", encoding="utf-8")
+            env = {
+                "MLOOP_STORE_URI": self.store_uri,
+                "MLOOP_ARTIFACTS_URI": self.artifacts_uri,
+                "MLOOP_USER": self.registry.actor,
+                "PYTHONDONTWRITEBYTECODE": "1",  # no __pycache__: the checkout stays clean
+            }
+            outcome = rerun(plan.request, root, env)
+        result = self._compare(plan, outcome, tolerance, str(tree) if keep_worktree else None)
+        if outcome.run_id is not None:  # findable: runs list --filter "tags.`mloop.reproduces` = …"
+            self.metadata.write_run_data(outcome.run_id, tags=[("mloop.reproduces", result.ref)])
+        details = {"run": outcome.run_id, "ok": result.ok, "digest_match": result.digest_match}
+        where = f"model/{result.ref}"
+        event = Event(time.time(), self.registry.actor, "model.reproduced", where, None, details)
+        self.metadata.append_event(event)
+        return result
+
+    def _compare(
+        self, plan: Plan, outcome: RerunOutcome, tolerance: float, kept: str | None
+    ) -> Reproduction:
+        version = plan.version
+        warnings: list[str] = []
+        if version.code_diff:
+            warnings.append(f"uncommitted changes ({version.code_diff[:12]}): only the commit ran")
+        runs = self._tree(self.metadata.get_run(outcome.run_id)) if outcome.run_id else []
+        mine = [v for r in runs for v in self.metadata.model_versions_of_run(r.id)]
+        same = [v for v in mine if v.name == version.name]
+        new_version = same[-1] if same else None
+        reproduced = {k: m.value for r in runs for k, m in r.metrics.items()}
+        if new_version is not None:
+            warnings.append(
+                f"the re-run registered {new_version.ref}: the pipeline registers what it "
+                "trains, as expected; its digest is compared"
+            )
+            reproduced = dict(new_version.metrics)
+        read = sorted({i.ref for r in runs for i in r.inputs if i.kind == "dataset"})
+        if runs and read != sorted(version.datasets):
+            warnings.append(
+                f"the re-run read {', '.join(read) or 'no dataset'}, the version "
+                f"{', '.join(version.datasets) or 'none'} (a step reading data by itself "
+                "gets the latest version)"
+            )
+        names = sorted(set(version.metrics) | set(reproduced))
+        checks = [_check(n, version.metrics.get(n), reproduced.get(n), tolerance) for n in names]
+        digest = new_version.digest if new_version else self._step_output(plan, runs)
+        python, changes = self._environment(version, warnings)
+        return Reproduction(
+            ref=version.ref,
+            pipeline=plan.request.pipeline,
+            commit=plan.commit,
+            params=plan.request.params,
+            datasets=plan.request.datasets,
+            run_id=outcome.run_id,
+            status=outcome.status,
+            error=outcome.error,
+            digest=version.digest,
+            reproduced_digest=digest,
+            reproduced_version=new_version.ref if new_version else None,
+            digest_match=digest == version.digest,
+            tolerance=tolerance,
+            metrics=tuple(checks),
+            python=python,
+            packages=tuple(changes),
+            warnings=tuple(warnings),
+            steps=outcome.steps,
+            worktree=kept,
+        )
+
+    def _tree(self, run: Run) -> list[Run]:
+        """A pipeline run and its step runs, each with its inputs, outputs and metrics."""
+        return [run, *(self.metadata.get_run(c.id) for c in self.metadata.child_runs(run.id))]
+
+    def _step_output(self, plan: Plan, runs: list[Run]) -> str | None:
+        """The new run's output in the place where the original run's output was the model."""
+        for run in self._tree(plan.pipeline_run):
+            for out in (o for o in run.outputs if o.digest == plan.version.digest):
+                for new in (
+                    r for r in runs if r.tags.get("mloop.step") == run.tags.get("mloop.step")
+                ):
+                    return {o.name: o.digest for o in new.outputs}.get(out.name)
+        return None
+
+    def _environment(
+        self, version: ModelVersion, warnings: list[str]
+    ) -> tuple[tuple[str, str], list[PackageChange]]:
+        python = f"{platform.python_implementation()} {platform.python_version()} ({sys.platform})"
+        try:
+            env = self.metadata.get_environment(version.environment or "")
+        except NotFound:
+            warnings.append("no environment was recorded: packages cannot be compared")
+            return ("unknown", python), []
+        if env.python != python:
+            warnings.append(f"python differs: recorded {env.python}, now {python}")
+        recorded = recorded_packages(self.registry, env)
+        if recorded is None:
+            warnings.append("the recorded package list cannot be read")
+            return (env.python, python), []
+        changes = package_changes(recorded, dict(p.split("==", 1) for p in installed_packages()))
+        warnings += [
+            f"package {c.name}: recorded {c.recorded or 'not installed'}, "
+            f"now {c.current or 'not installed'}"
+            for c in changes[:SHOWN_CHANGES]
+        ]
+        if len(changes) > SHOWN_CHANGES:
+            warnings.append(f"and {len(changes) - SHOWN_CHANGES} more package differences")
+        return (env.python, python), changes

@@ -1,0 +1,160 @@
+"""`mloop models import-mlflow`: real MLflow model directories (written by mlflow-skinny's
+`mlflow.sklearn.save_model`) in skops and cloudpickle formats, registered safely."""
+
+from __future__ import annotations
+
+import json
+import operator
+from pathlib import Path
+
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.models import infer_signature
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+import mloop
+from mloop.project import Project
+
+
+def training_frame() -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"income": rng.normal(50, 10, 200), "visits": rng.integers(0, 9, 200)})
+    label = ((frame.income - 50) / 10 + frame.visits / 4 > 1).astype(int)
+    return frame, label
+
+
+def save(
+    model: object,
+    folder: Path,
+    fmt: str,
+    frame: pd.DataFrame,
+    label: pd.Series,
+    trusted: list[str] | None = None,
+) -> Path:
+    mlflow.sklearn.save_model(
+        model,
+        str(folder),
+        serialization_format=fmt,
+        signature=infer_signature(frame, label),
+        metadata={"team": "risk", "ticket": 42},
+        pip_requirements=["scikit-learn"],  # do not make MLflow infer them (a subprocess)
+        skops_trusted_types=trusted,
+    )
+    return folder
+
+
+@pytest.fixture
+def fitted() -> tuple[LogisticRegression, pd.DataFrame, pd.Series]:
+    frame, label = training_frame()
+    return LogisticRegression().fit(frame, label), frame, label
+
+
+def test_a_skops_model_is_imported_with_its_signature_and_source(
+    project: Path, tmp_path: Path, cli, fitted
+) -> None:
+    model, frame, label = fitted
+    folder = save(model, tmp_path / "exported", "skops", frame, label)
+    done = cli("models", "import-mlflow", str(folder), "--name", "churn", "--json")
+    assert done.code == 0, done.err
+    shown = json.loads(done.out)
+    assert shown["version"] == 1 and shown["flavor"] == "sklearn"
+    version = Project.open().registry.get("churn:1")
+    assert version.signature is not None
+    assert [(c.name, c.dtype, c.nullable) for c in version.signature.inputs] == [
+        ("income", "float64", False),
+        ("visits", "int64", False),
+    ]
+    assert [c.dtype for c in version.signature.outputs] == ["int64"]
+    assert "skops" in version.description and "metadata.team=risk" in version.description
+    assert "mlflow_version=" in version.description and "metadata.ticket=42" in version.description
+    assert version.run_id is None  # MLflow's run is described, not invented as an mloop run
+    loaded = mloop.load_model("churn:1")
+    assert (loaded.predict(frame) == model.predict(frame)).all()
+    events = Project.open().metadata.list_events("model/churn:1")
+    imported = next(e for e in events if e.action == "model.imported")
+    assert imported.details["format"] == "skops" and imported.details["trusted"] is False
+    assert imported.details["source"] == str(folder.resolve())
+
+
+def test_the_name_defaults_to_the_folder_and_text_output(
+    project: Path, tmp_path: Path, cli, fitted
+) -> None:
+    model, frame, label = fitted
+    folder = save(model, tmp_path / "Fraud_Model", "skops", frame, label)
+    done = cli("models", "import-mlflow", str(folder / "MLmodel"))  # the file itself works too
+    assert done.code == 0, done.err
+    assert done.out.startswith("registered fraud-model:1 (sklearn, ")
+
+
+def test_a_pickled_model_needs_trust_and_the_trust_is_recorded(
+    project: Path, tmp_path: Path, cli, fitted
+) -> None:
+    model, frame, label = fitted
+    folder = save(model, tmp_path / "pickled", "cloudpickle", frame, label)
+    refused = cli("models", "import-mlflow", str(folder), "--name", "churn")
+    assert refused.code == 1
+    assert "cloudpickle model: loading it runs any code" in refused.err
+    assert "--trust" in refused.err
+    opened = Project.open()
+    assert opened.registry.models() == []
+    assert not [e for e in opened.metadata.list_events() if e.action.startswith("model.")]
+
+    done = cli("models", "import-mlflow", str(folder), "--name", "churn", "--trust")
+    assert done.code == 0, done.err
+    version = Project.open().registry.get("churn:1")
+    assert version.flavor == "sklearn"  # stored the safe way from now on: skops, no pickle
+    events = Project.open().metadata.list_events()
+    trusted = next(e for e in events if e.action == "model.loaded_with_trust")
+    assert trusted.ref == f"file/{folder.resolve() / 'model.pkl'}"
+    assert trusted.details["format"] == "cloudpickle" and trusted.details["model"] == "churn"
+    imported = next(e for e in events if e.action == "model.imported")
+    assert imported.ref == "model/churn:1" and imported.details["trusted"] is True
+    loaded = mloop.load_model("churn")  # no trust needed to load what mloop stored
+    assert (loaded.predict(frame) == model.predict(frame)).all()
+
+
+def test_skops_types_beyond_the_defaults_must_be_named(
+    project: Path, tmp_path: Path, cli, fitted
+) -> None:
+    _, frame, label = fitted
+    model = make_pipeline(FunctionTransformer(operator.neg), LogisticRegression())
+    model.fit(frame, label)
+    # MLflow's MLmodel lists the type as trusted by whoever saved it; mloop asks the user anyway
+    folder = save(model, tmp_path / "custom", "skops", frame, label, ["_operator.neg"])
+    refused = cli("models", "import-mlflow", str(folder), "--name", "neg")
+    assert refused.code == 1
+    assert "_operator.neg" in refused.err and "--trusted-type _operator.neg" in refused.err
+    assert Project.open().registry.models() == []
+    done = cli(
+        "models", "import-mlflow", str(folder), "--name", "neg", "--trusted-type", "_operator.neg"
+    )
+    assert done.code == 0, done.err
+    version = Project.open().registry.get("neg:1")
+    assert version.trusted_types == ("_operator.neg",)
+    assert (mloop.load_model("neg:1").predict(frame) == model.predict(frame)).all()
+
+
+def test_a_folder_without_mlmodel_or_with_another_flavor_is_a_clear_error(
+    project: Path, tmp_path: Path, cli
+) -> None:
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    done = cli("models", "import-mlflow", str(empty))
+    assert done.code == 1
+    assert "is not an MLflow model directory: it has no MLmodel file" in done.err
+    assert "hint: give the folder mlflow.sklearn.save_model wrote" in done.err
+
+    other = tmp_path / "torch-model"
+    other.mkdir()
+    (other / "MLmodel").write_text(
+        "flavors:\n  python_function:\n    loader_module: mlflow.pytorch\n    data: data\n"
+        "  pytorch:\n    model_data: data\n"
+    )
+    done = cli("models", "import-mlflow", str(other))
+    assert done.code == 1
+    assert "python_function, pytorch model; mloop imports scikit-learn models" in done.err
+    assert Project.open().registry.models() == []
