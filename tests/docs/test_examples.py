@@ -30,6 +30,8 @@ def test_the_readme_tour_runs_start_to_end() -> None:
     assert "used by run" in out  # lineage found the runs that used sales:1
     assert "all present and intact" in out
     assert "values differ (marked *)" in out
+    assert "refused by the gates, as it should be" in out  # a weak model was not promoted
+    assert '{"predictions":[' in out  # the served champion answered curl
 
 
 def test_train_example_logs_a_run_with_its_dataset(project: Path) -> None:

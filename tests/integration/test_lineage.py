@@ -212,7 +212,7 @@ def test_depth_cuts_the_tree_and_says_so(project: Path, cli: Cli) -> None:
         ("run/abcdef12", NotFound, "no run"),
         ("artifact/abcdef", NotFound, "no artifact with digest"),
         ("0123456789", NotFound, "no run, artifact or dataset"),
-        ("model/churn:1", InvalidAddress, "does not follow models"),
+        ("model/churn:1", NotFound, "no model .churn."),
         ("dataset/sales@prod", InvalidAddress, "no aliases"),
         ("widget/x", InvalidAddress, "unknown kind"),
     ],

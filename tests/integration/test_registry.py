@@ -82,6 +82,23 @@ def test_a_version_records_its_lineage_and_signature(reg: Path) -> None:
     assert (loaded.predict(frame[["x1", "x2"]]) == frame["label"]).mean() > 0.9
 
 
+def test_lineage_follows_a_model_to_its_run_and_data_and_back(reg: Path, cli) -> None:
+    version = fit_and_register(1.0)
+    assert cli("models", "alias", "churn", "1", "champion").code == 0
+    up = json.loads(cli("lineage", "model/churn@champion", "--upstream", "--json").out)
+    assert up["root"]["ref"] == "model/churn:1" and "@champion" in up["root"]["label"]
+    (made_by,) = up["upstream"]
+    assert made_by["ref"] == f"run/{version.run_id}" and made_by["relation"] == "registered by"
+    assert [c["ref"] for c in made_by["children"]] == ["dataset/train:1"]
+    down = json.loads(cli("lineage", "dataset/train:1", "--downstream", "--json").out)
+    (used_by,) = down["downstream"]
+    assert [(c["ref"], c["relation"]) for c in used_by["children"]] == [
+        ("model/churn:1", "registered")
+    ]
+    missing = cli("lineage", "model/churn:9")
+    assert missing.code == 1 and "has no version 9" in missing.err
+
+
 def test_an_input_example_gives_the_signature(reg: Path) -> None:
     model = LogisticRegression().fit(np.eye(3), [0, 1, 1])
     version = mloop.register_model(model, "plain", input_example=np.eye(3))

@@ -21,13 +21,16 @@ DEFAULT_EVENTS = 50
 def register(commands: Any) -> None:
     p = commands.add_parser(
         "lineage",
-        help="what made a run, dataset version or artifact, and what was made from it",
-        description="Trace lineage through runs, dataset versions and artifacts. REF is "
-        "run/ID (or a bare run id prefix), dataset/NAME:V (dataset/NAME is the latest), or "
-        "artifact/DIGEST (or a bare digest; 6 or more hex digits). "
+        help="what made a run, dataset or model version or artifact, and what was made from it",
+        description="Trace lineage through runs, dataset and model versions and artifacts. REF "
+        "is run/ID (or a bare run id prefix), dataset/NAME:V (dataset/NAME is the latest), "
+        "model/NAME:V or model/NAME@ALIAS, or artifact/DIGEST (or a bare digest; 6 or more "
+        "hex digits). "
         "Which runs used dataset sales version 2: mloop lineage dataset/sales:2 --downstream",
     )
-    p.add_argument("ref", metavar="REF", help="run/ID, dataset/NAME:V or artifact/DIGEST")
+    p.add_argument(
+        "ref", metavar="REF", help="run/ID, dataset/NAME:V, model/NAME:V or artifact/DIGEST"
+    )
     side = p.add_mutually_exclusive_group()
     side.add_argument(
         "--upstream",

@@ -1,9 +1,11 @@
-"""Lineage: what made a run, a dataset version or an artifact, and what was made from it.
+"""Lineage: what made a run, a dataset version, a model version or an artifact, and what was
+made from it.
 
 The graph is not stored as such: its edges are records runs and datasets keep anyway (a run's
-inputs, outputs and parent; the run that created a dataset version), read back one node at a
-time. Each tree is cut at a depth and every node is expanded once, at its first appearance, so a
-cycle in hand-logged inputs or a diamond (two runs reading one dataset) stays small and finite.
+inputs, outputs and parent; the run that created a dataset version or registered a model), read
+back one node at a time. Each tree is cut at a depth and every node is expanded once, at its
+first appearance, so a cycle in hand-logged inputs or a diamond (two runs reading one dataset)
+stays small and finite.
 The audit log is read here too: it is the other half of "where did this come from".
 """
 
@@ -18,6 +20,7 @@ from mloop.domain.dataset import DatasetVersion
 from mloop.domain.digests import is_digest
 from mloop.domain.event import Event
 from mloop.domain.lineage import LineageNode
+from mloop.domain.model import ModelVersion
 from mloop.domain.names import parse_address
 from mloop.domain.records import human_size
 from mloop.domain.run import Run, RunOutput
@@ -30,8 +33,11 @@ MAX_DEPTH = 100
 REPEATED = "(see above)"
 NOT_RECORDED = "(not in the metadata store)"
 _HEX = re.compile(r"[0-9a-f]+")
-_LINEAGE_KINDS = ("run", "dataset", "artifact")
-_REF_HINT = "give run/ID, dataset/NAME:V (or dataset/NAME for the latest) or artifact/DIGEST"
+_LINEAGE_KINDS = ("run", "dataset", "model", "artifact")
+_REF_HINT = (
+    "give run/ID, dataset/NAME:V (or dataset/NAME for the latest), model/NAME:V (or "
+    "model/NAME@ALIAS) or artifact/DIGEST"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,12 @@ def _dataset_node(version: DatasetVersion, relation: str = "") -> LineageNode:
     files = "1 file" if version.file_count == 1 else f"{version.file_count} files"
     label = f"({files}, {human_size(version.total_size)})"
     return LineageNode("dataset", f"dataset/{version.ref}", label, relation)
+
+
+def _model_node(version: ModelVersion, relation: str = "") -> LineageNode:
+    aliases = f"  @{', @'.join(version.aliases)}" if version.aliases else ""
+    label = f"({version.flavor}, {human_size(version.size)}){aliases}"
+    return LineageNode("model", f"model/{version.ref}", label, relation)
 
 
 def _artifact_node(digest: str, outputs: list[RunOutput], relation: str = "") -> LineageNode:
@@ -109,6 +121,9 @@ class LineageService:
                     f"give a version, as in dataset/{address.name}:1",
                 )
             return _dataset_node(self.metadata.get_dataset_version(address.name, address.version))
+        if address.kind == "model":
+            found = self.metadata.get_model_version(address.name, address.version, address.alias)
+            return _model_node(found)
         raise InvalidAddress(f"lineage does not follow {address.kind}s yet: {text!r}", _REF_HINT)
 
     def _resolve_bare_hex(self, text: str, lowered: str) -> LineageNode:
@@ -217,6 +232,14 @@ class LineageService:
                 return [_run_node(self._run(found.run_id, walk), "created by")]
             used = self.metadata.runs_with_input("dataset", key)
             return [_run_node(r, "used by") for r in used]
+        if kind == "model":
+            name, _, version = key.rpartition(":")
+            if side == "downstream":
+                return []  # deployments, when they exist
+            found_model = self.metadata.get_model_version(name, int(version))
+            if found_model.run_id is None:
+                return []
+            return [_run_node(self._run(found_model.run_id, walk), "registered by")]
         if kind == "artifact":
             if side == "upstream":
                 made = [_run_node(r, "output of") for r in self.metadata.runs_with_output(key)]
@@ -257,6 +280,7 @@ class LineageService:
         found += [
             _dataset_node(v, "created") for v in self.metadata.dataset_versions_of_run(run.id)
         ]
+        found += [_model_node(m, "registered") for m in self.metadata.model_versions_of_run(run.id)]
         found += [_run_node(child, "child") for child in self.metadata.child_runs(run.id)]
         return found
 
