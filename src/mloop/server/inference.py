@@ -70,6 +70,7 @@ class InferenceApp:
         self.settings = settings
         self.metrics = metrics
         self.ready = True
+        self._last_client: Any = None
         self.reader = RequestReader(predictor.signature, predictor.wants_frame)
         self.batcher = MicroBatcher(
             predictor.predict,
@@ -201,6 +202,11 @@ class InferenceApp:
                 hint = "send fewer rows per request, or raise --max-body-size"
             # An unread body cannot be skipped safely on a kept-alive connection: close it.
             return status, error_body(code, message, hint), [*self.json, (b"connection", b"close")]
+        # One keep-alive connection sends one request at a time: the same client twice in a
+        # row means nobody else is sending, and merging has nothing to wait for.
+        client = scope.get("client")
+        lone = client is not None and client == self._last_client
+        self._last_client = client
         admission = self.admission
         if not admission.try_enter():
             if not admission.can_wait():
@@ -219,7 +225,7 @@ class InferenceApp:
                 payload = parse_body(body)
                 batch = read(payload)
                 try:
-                    result = await self.batcher.predict(batch.data, batch.rows)
+                    result = await self.batcher.predict(batch.data, batch.rows, lone)
                 except MODEL_ERRORS as exc:
                     raise ValidationFailed(
                         f"{self.label} could not predict on this input: "

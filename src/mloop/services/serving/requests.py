@@ -102,6 +102,8 @@ class RequestReader:
         self.names = [c.name for c in inputs]
         self.specs = {c.name: c for c in inputs}
         self.numeric = signature is not None and signature.all_numeric
+        # Every batch this reader lets through is finite numbers (no NaN, no Inf).
+        self.finite = self.numeric and not any(c.nullable for c in inputs)
         self._nullable = np.array([c.nullable for c in inputs], dtype=bool)
         self._ints = np.array([i for i, c in enumerate(inputs) if "int" in c.dtype], dtype=int)
         self._bools = np.array([i for i, c in enumerate(inputs) if c.dtype == "bool"], dtype=int)

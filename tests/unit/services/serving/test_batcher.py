@@ -91,6 +91,62 @@ def test_a_lone_request_does_not_wait_for_company() -> None:
     assert run(scenario()).tolist() == [7.0]
 
 
+def test_a_lone_clients_request_is_predicted_before_any_other_task_runs() -> None:
+    model = Model()
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        batcher = MicroBatcher(model, mode="inline")
+        order: list[str] = []
+
+        async def other() -> None:
+            order.append("other task")
+
+        async def client(lone: bool) -> None:
+            task = asyncio.get_running_loop().create_task(other())
+            await batcher.predict(rows(1), 1, lone=lone)
+            order.append("predicted")
+            await task
+
+        await client(lone=True)  # no hand-over: the prediction comes first
+        first = list(order)
+        order.clear()
+        await client(lone=False)  # queued for the batch loop: the other task gets a turn
+        await batcher.aclose()
+        return first, order
+
+    lone, queued = run(scenario())
+    assert lone == ["predicted", "other task"]
+    assert queued == ["other task", "predicted"]
+
+
+def test_a_lone_client_still_waits_for_a_batch_in_the_thread() -> None:
+    model = Model(delay=0.2)
+    overlaps: list[int] = []
+    active = [0]
+
+    def predict(batch: Any) -> Any:
+        active[0] += 1
+        overlaps.append(active[0])
+        try:
+            return model(batch)
+        finally:
+            active[0] -= 1
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(predict, mode="auto")  # the first call's cost is unknown: thread
+        first = asyncio.ensure_future(batcher.predict(rows(1), 1))
+        while not batcher._running:  # the batch loop hands it to the thread
+            await asyncio.sleep(0.001)
+        batcher.average = 0.0  # as if measured fast: a lone client would now go inline
+        await batcher.predict(rows(2), 1, lone=True)  # but not beside the thread's call
+        await first
+        await batcher.aclose()
+
+    run(scenario())
+    assert model.sizes == [1, 1]
+    assert overlaps == [1, 1]
+
+
 def test_a_bad_request_fails_alone_when_merged() -> None:
     model = Model()
 

@@ -84,6 +84,17 @@ def test_null_in_a_nullable_column_is_nan(reader: RequestReader) -> None:
     assert math.isnan(batch.data[0, 1])
 
 
+def test_only_numeric_signatures_without_nullable_columns_promise_finite_batches() -> None:
+    # The server tells scikit-learn to skip its own NaN/Inf check only on this promise.
+    strict = Signature((ColumnSpec("a", "float64"), ColumnSpec("n", "int64")))
+    assert RequestReader(strict).finite
+    assert not RequestReader(SIGNATURE).finite  # b is nullable: NaN can reach the model
+    assert not RequestReader(MIXED).finite
+    assert not RequestReader(None).finite  # nothing is checked without a signature
+    with pytest.raises(ValidationFailed, match="got inf"):
+        RequestReader(strict).mlflow({"inputs": [[math.inf, 1]]})
+
+
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
