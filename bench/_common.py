@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -310,7 +311,9 @@ def tool_version(argv: Sequence[str]) -> str:
         out = subprocess.run(list(argv), capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return "not found"
-    if out.returncode != 0:
+    text = (out.stdout or out.stderr).strip()
+    if not text:
         return "?"
-    first = (out.stdout or out.stderr).strip().splitlines()[0]
-    return first.split()[-1]  # "hyperfine 1.15.0", "git version 2.39.5" -> the version
+    # "hyperfine 1.15.0", "git version 2.39.5", "wrk debian/4.1.0-3+b2 [epoll] ..." (exit 1)
+    found = re.search(r"\d+\.\d+[\w.+-]*", text.splitlines()[0])
+    return found.group(0) if found else "?"

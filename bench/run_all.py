@@ -19,9 +19,10 @@ import _common as c
 import bench_cli
 import bench_data
 import bench_pipelines
+import bench_serving
 import bench_tracking
 
-BENCHES = ("cli", "tracking", "data", "pipelines")
+BENCHES = ("cli", "tracking", "data", "pipelines", "serving")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=7, help="rounds for cli and tracking")
     ap.add_argument("--data-rounds", type=int, default=5, help="rounds for 10k files and status")
     ap.add_argument("--data-rounds-big", type=int, default=3, help="rounds for the 1 GiB file")
+    ap.add_argument("--serving-rounds", type=int, default=3, help="rounds for serving")
+    ap.add_argument("--serving-seconds", type=int, default=10, help="wrk seconds per load level")
     ap.add_argument("--hyperfine", action="store_true", help="cli: also time with hyperfine")
     args = ap.parse_args(argv)
     only = [b for b in args.only.split(",") if b]
@@ -48,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             "dvc-data": c.installed_version(dvc_py, "dvc-data"),
             "hyperfine": c.tool_version(["hyperfine", "--version"]),
             "git": c.tool_version(["git", "--version"]),
+            "wrk": c.tool_version(["wrk", "--version"]),
         },
     )
     results: list[c.Result | c.Skipped] = []
@@ -64,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                 results += bench_data.run(rounds_big=args.data_rounds_big, rounds=args.data_rounds)
             elif name == "pipelines":
                 results += bench_pipelines.run(args.data_rounds)
+            elif name == "serving":
+                results += bench_serving.run(args.serving_rounds, args.serving_seconds)
         except Exception as exc:  # one broken benchmark must not hide the others' figures
             traceback.print_exc()
             results.append(c.Skipped(name, "(whole benchmark)", f"FAILED: {exc}"[:80]))

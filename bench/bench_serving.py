@@ -1,0 +1,455 @@
+"""Serving one row per request: mloop against MLflow, BentoML and a minimal FastAPI app.
+
+One model for all (scikit-learn's LogisticRegression on the breast-cancer data, 30 features,
+trained once and saved with skops), each server in its own venv, one worker unless stated.
+Load comes from wrk on 127.0.0.1 (`-t1 -c1` and `-t2 -c32`, a warm-up first), every server
+started fresh in turn each round so they share the machine's conditions. mloop runs with every
+feature on: Prometheus metrics, signature checks, limits, micro-batching.
+
+Targets (the issue's): at c1 and c32, >= 10x MLflow's req/s and >= 3x BentoML's; at c32 with
+micro-batching >= 1.5x the FastAPI app; p99 at c1 <= 1.5x the FastAPI app's; `--workers 2` at
+c32 >= 1.7x one worker.
+
+    .venv/bin/python bench/bench_serving.py [--rounds 3] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import _common as c
+
+NAME = "serving"
+SKLEARN = "scikit-learn==1.9.1"
+SKOPS = "skops==0.16.0"
+BENTOML_PIN = "bentoml==1.4.40"
+FASTAPI_PINS = ["fastapi==0.165.0", "uvicorn==0.54.0"]
+
+TRAIN = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np, skops.io
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    data = load_breast_cancer()
+    model = LogisticRegression(max_iter=10000).fit(data.data, data.target)
+    skops.io.dump(model, sys.argv[1])
+    row = [float(x) for x in data.data[0]]
+    names = [f"f{i}" for i in range(30)]
+    json.dump({"columns": names, "row": row, "expected": int(model.predict([row])[0])},
+              open(sys.argv[2], "w"))
+    """
+)
+
+MLFLOW_SAVE = textwrap.dedent(
+    """
+    import sys, skops.io, mlflow.sklearn
+    model = skops.io.load(sys.argv[1], trusted=skops.io.get_untrusted_types(file=sys.argv[1]))
+    mlflow.sklearn.save_model(model, sys.argv[2])
+    """
+)
+
+FASTAPI_APP = textwrap.dedent(
+    """
+    import json, os
+    import numpy as np, skops.io
+    from fastapi import FastAPI, Request, Response
+    path = os.environ["MODEL"]
+    model = skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
+    app = FastAPI()
+
+    @app.post("/invocations")
+    async def invocations(request: Request) -> Response:
+        body = json.loads(await request.body())
+        rows = np.asarray(body["dataframe_split"]["data"], dtype=float)
+        out = json.dumps({"predictions": model.predict(rows).tolist()})
+        return Response(out, media_type="application/json")
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"ok": True}
+    """
+)
+
+BENTO_SERVICE = textwrap.dedent(
+    """
+    import numpy as np
+    import bentoml
+
+    @bentoml.service
+    class BreastCancer:
+        def __init__(self) -> None:
+            self.model = bentoml.sklearn.load_model("breast_cancer:latest")
+
+        @bentoml.api
+        def predict(self, data: list[list[float]]) -> list[int]:
+            return self.model.predict(np.asarray(data)).tolist()
+    """
+)
+
+BENTO_IMPORT = textwrap.dedent(
+    """
+    import sys, skops.io, bentoml
+    model = skops.io.load(sys.argv[1], trusted=skops.io.get_untrusted_types(file=sys.argv[1]))
+    bentoml.sklearn.save_model("breast_cancer", model)
+    """
+)
+
+LUA = textwrap.dedent(
+    """
+    wrk.method = "POST"
+    wrk.headers["Content-Type"] = "application/json"
+    wrk.body = [==[BODY]==]
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited {proc.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - 127.0.0.1
+                if answer.status < 500:
+                    return
+        except OSError:
+            time.sleep(0.2)  # poll interval of a wait-for-condition
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wrk(url: str, script: Path, threads: int, conns: int, seconds: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"{url}: {errors.group(1)} error responses under load")
+    return {"rps": rps, "p99_ms": p99}
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def prepare(work: Path) -> dict[str, object]:
+    c.fresh_dir(work)
+    mlflow = c.ensure_venv("mlflow-serve", [c.MLFLOW_PIN, SKLEARN, SKOPS])
+    bento = c.ensure_venv("bentoml", [BENTOML_PIN, SKLEARN, SKOPS])
+    fast = c.ensure_venv("fastapi", [*FASTAPI_PINS, SKLEARN, SKOPS, "numpy"])
+    model, meta_path = work / "model.skops", work / "meta.json"
+    subprocess.run([str(c.project_python()), "-c", TRAIN, model, meta_path], check=True)
+    meta = json.loads(meta_path.read_text())
+    subprocess.run(
+        [str(mlflow / "bin/python"), "-c", MLFLOW_SAVE, model, work / "mlflow-model"],
+        check=True,
+        env=c.bench_env(),
+        capture_output=True,
+    )
+    env = c.bench_env(BENTOML_HOME=str(work / "bentoml"), BENTOML_DO_NOT_TRACK="true")
+    subprocess.run(
+        [str(bento / "bin/python"), "-c", BENTO_IMPORT, model],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    (work / "bento_service.py").write_text(BENTO_SERVICE)
+    (work / "fastapi_app.py").write_text(FASTAPI_APP)
+    project = work / "mloop"
+    mloop = c.mloop_exe()
+    subprocess.run(
+        [str(mloop), "init", "-q", str(project)], check=True, env=c.bench_env(), capture_output=True
+    )
+    trusted = subprocess.run(
+        [
+            str(c.project_python()),
+            "-c",
+            "import sys, skops.io; print(' '.join(skops.io.get_untrusted_types(file=sys.argv[1])))",
+            model,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    flags = [arg for t in trusted for arg in ("--trusted-type", t)]
+    subprocess.run(
+        [str(mloop), "models", "register", "bc", "--path", str(model), *flags],
+        cwd=project,
+        check=True,
+        env=c.bench_env(),
+        capture_output=True,
+    )
+    split = {"dataframe_split": {"columns": meta["columns"], "data": [meta["row"]]}}
+    (work / "split.lua").write_text(LUA.replace("BODY", json.dumps(split)))
+    (work / "bento.lua").write_text(LUA.replace("BODY", json.dumps({"data": [meta["row"]]})))
+    return {"mlflow": mlflow, "bento": bento, "fast": fast, "project": project, "meta": meta}
+
+
+def servers(work: Path, ready: dict[str, object]) -> dict[str, dict[str, object]]:
+    """name -> how to start it, where to poll, where to send load, which body."""
+    mloop = c.mloop_exe()
+    env = c.bench_env(
+        BENTOML_HOME=str(work / "bentoml"),
+        BENTOML_DO_NOT_TRACK="true",
+        MODEL=str(work / "model.skops"),
+    )
+
+    def with_bin(venv: object) -> dict[str, str]:
+        # `mlflow models serve` starts `uvicorn` by name: its venv's bin goes first on PATH.
+        return {**env, "PATH": f"{Path(str(venv)) / 'bin'}{os.pathsep}{env.get('PATH', '')}"}
+
+    return {
+        "mlflow": {
+            "cmd": lambda p: [
+                Path(str(ready["mlflow"])) / "bin/mlflow",
+                "models",
+                "serve",
+                "-m",
+                work / "mlflow-model",
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(p),
+            ],
+            "health": "/health",
+            "path": "/invocations",
+            "lua": "split.lua",
+            "env": with_bin(ready["mlflow"]),
+        },
+        "bentoml": {
+            "cmd": lambda p: [
+                Path(str(ready["bento"])) / "bin/bentoml",
+                "serve",
+                "bento_service:BreastCancer",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(p),
+            ],
+            "health": "/readyz",
+            "path": "/predict",
+            "lua": "bento.lua",
+            "env": with_bin(ready["bento"]),
+        },
+        "fastapi": {
+            "cmd": lambda p: [
+                Path(str(ready["fast"])) / "bin/uvicorn",
+                "fastapi_app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(p),
+                "--workers",
+                "1",
+                "--no-access-log",
+            ],
+            "health": "/health",
+            "path": "/invocations",
+            "lua": "split.lua",
+            "env": with_bin(ready["fast"]),
+        },
+        **{
+            label: {
+                "cmd": lambda p, extra=extra: [
+                    mloop,
+                    "-C",
+                    ready["project"],
+                    "serve",
+                    "bc:1",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(p),
+                    *extra,
+                ],
+                "health": "/readyz",
+                "path": "/invocations",
+                "lua": "split.lua",
+                "env": env,
+            }
+            for label, extra in (
+                ("mloop", []),
+                ("mloop-2w", ["--workers", "2"]),
+                ("mloop-nb", ["--no-batching"]),
+                ("mloop-nb-2w", ["--no-batching", "--workers", "2"]),
+            )
+        },
+    }
+
+
+def measure(
+    work: Path, name: str, spec: dict[str, object], seconds: int
+) -> dict[str, dict[str, float]]:
+    port = free_port()
+    log = work / f"{name}.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [str(a) for a in spec["cmd"](port)],  # type: ignore[operator]
+            cwd=work,
+            env=spec["env"],  # type: ignore[arg-type]
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(base + str(spec["health"]), proc)
+        except RuntimeError as exc:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{name}: {exc}; its output ends:\n{tail}") from None
+        script = work / str(spec["lua"])
+        url = base + str(spec["path"])
+        wrk(url, script, 1, 4, 3)  # warm-up
+        return {
+            "c1": wrk(url, script, 1, 1, seconds),
+            "c32": wrk(url, script, 2, 32, seconds),
+        }
+    finally:
+        stop(proc)
+
+
+def run(rounds: int = 3, seconds: int = 10) -> list[c.Result | c.Skipped]:
+    work = c.WORK / "serving"
+    print("-- serving: preparing the model and the competitors' venvs")
+    ready = prepare(work)
+    specs = servers(work, ready)
+    names = list(specs)
+    figures: dict[str, list[dict[str, dict[str, float]]]] = {n: [] for n in names}
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            result = measure(work, name, specs[name], seconds)
+            figures[name].append(result)
+            print(
+                f"   round {r + 1} {name:<11} c1 {result['c1']['rps']:8.0f} req/s "
+                f"p99 {result['c1']['p99_ms']:7.2f} ms | c32 {result['c32']['rps']:8.0f} req/s "
+                f"p99 {result['c32']['p99_ms']:7.2f} ms"
+            )
+    return _results(figures, rounds)
+
+
+def _ratio(figures: dict, a: str, b: str, level: str, key: str, rounds: int) -> list[float]:
+    return [figures[a][i][level][key] / figures[b][i][level][key] for i in range(rounds)]
+
+
+def _results(figures: dict, rounds: int) -> list[c.Result | c.Skipped]:
+    results: list[c.Result | c.Skipped] = []
+
+    def med(name: str, level: str, key: str = "rps") -> float:
+        return c.median([f[level][key] for f in figures[name]])
+
+    for level in ("c1", "c32"):
+        for other, target in (("mlflow", 10.0), ("bentoml", 3.0)):
+            ratios = _ratio(figures, "mloop", other, level, "rps", rounds)
+            results.append(
+                c.Result(
+                    NAME,
+                    f"{level}: req/s vs {other}",
+                    f"{med('mloop', level):.0f}/s",
+                    f"{med(other, level):.0f}/s",
+                    c.median(ratios),
+                    c.spread(ratios, "{:.1f}"),
+                    target,
+                    f">= {target:g}x",
+                )
+            )
+    ratios = _ratio(figures, "mloop", "fastapi", "c32", "rps", rounds)
+    results.append(
+        c.Result(
+            NAME,
+            "c32 batching: req/s vs FastAPI",
+            f"{med('mloop', 'c32'):.0f}/s",
+            f"{med('fastapi', 'c32'):.0f}/s",
+            c.median(ratios),
+            c.spread(ratios, "{:.2f}"),
+            1.5,
+            ">= 1.5x",
+        )
+    )
+    p99 = _ratio(figures, "fastapi", "mloop", "c1", "p99_ms", rounds)  # higher = mloop better
+    shown = [1 / x for x in p99]
+    results.append(
+        c.Result(
+            NAME,
+            "c1 p99 vs FastAPI",
+            f"{med('mloop', 'c1', 'p99_ms'):.2f} ms",
+            f"{med('fastapi', 'c1', 'p99_ms'):.2f} ms",
+            c.median(p99),
+            c.spread(p99, "{:.2f}"),
+            1 / 1.5,
+            "<= 1.5x FastAPI's",
+            display=f"{c.median(shown):.2f}x FastAPI's ({c.spread(shown, '{:.2f}')})",
+        )
+    )
+    for two, one, case in (
+        ("mloop-2w", "mloop", "c32: 2 workers vs 1"),
+        ("mloop-nb-2w", "mloop-nb", "c32 no batching: 2 workers vs 1"),
+    ):
+        ratios = _ratio(figures, two, one, "c32", "rps", rounds)
+        results.append(
+            c.Result(
+                NAME,
+                case,
+                f"{med(two, 'c32'):.0f}/s",
+                f"{med(one, 'c32'):.0f}/s",
+                c.median(ratios),
+                c.spread(ratios, "{:.2f}"),
+                1.7,
+                ">= 1.7x",
+            )
+        )
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=10)
+    args = ap.parse_args(argv)
+    c.header(NAME, {"wrk": c.tool_version(["wrk", "--version"])})
+    started = time.perf_counter()
+    results = run(args.rounds, args.seconds)
+    print()
+    bad = c.print_results(results)
+    print(f"# {NAME}: {time.perf_counter() - started:.0f} s")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
