@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,8 @@ def test_the_readme_tour_runs_start_to_end() -> None:
     assert "values differ (marked *)" in out
     assert "refused by the gates, as it should be" in out  # a weak model was not promoted
     assert '{"predictions":[' in out  # the served champion answered curl
+    assert re.search(r"churn:\d+: reproduced", out)  # same metrics and model from the commit
+    assert "digest:   match" in out
 
 
 def test_train_example_logs_a_run_with_its_dataset(project: Path) -> None:
