@@ -106,6 +106,24 @@ def test_run_upstream_reaches_inputs_parents_and_creating_runs(
     assert [(c.relation, c.ref) for c in sales2.children] == [("created by", f"run/{graph.ingest}")]
 
 
+def test_a_parent_runs_upstream_has_the_datasets_its_child_runs_read(
+    project: Path, lineage: Project
+) -> None:
+    add_dataset_version(project, "sales", {"a.csv": b"x\n1\n"})
+    add_dataset_version(project, "regions", {"r.csv": b"r\n1\n"})
+    with mloop.start_run("pipeline") as pipeline:
+        with mloop.start_run("ingest") as ingest:
+            ingest.log_input("dataset", "sales:1")
+        with mloop.start_run("enrich") as enrich:
+            enrich.log_input("dataset", "sales:1")  # read by two steps: listed once
+            enrich.log_input("dataset", "regions:1")
+    trace = lineage.lineage.trace(f"run/{pipeline.id}", "upstream")
+    assert [(n.relation, n.ref) for n in trace.upstream or ()] == [
+        ("input of ingest", "dataset/sales:1"),
+        ("input of enrich", "dataset/regions:1"),
+    ]
+
+
 def test_run_downstream_includes_dataset_versions_it_created(
     graph: Graph, lineage: Project
 ) -> None:

@@ -258,6 +258,16 @@ class LineageService:
                 found.append(LineageNode("artifact", f"artifact/{item.ref}", label, "input"))
             else:
                 found.append(LineageNode(item.kind, f"{item.kind}/{item.ref}", "", "input"))
+        # A pipeline run reads nothing itself: its steps do. The datasets they read are what
+        # the whole run came from (the artifacts passed between steps are internal to it).
+        seen = {item.ref for item in run.inputs if item.kind == "dataset"}
+        for listed in self.metadata.child_runs(run.id):
+            child = self._run(listed.id, walk)  # listings leave inputs out; the run has them
+            for item in child.inputs:
+                if item.kind == "dataset" and item.ref not in seen:
+                    seen.add(item.ref)
+                    node = self._dataset_input(item.ref)
+                    found.append(dataclasses.replace(node, relation=f"input of {child.name}"))
         if run.parent_id is not None:
             found.append(_run_node(self._run(run.parent_id, walk), "parent"))
         return found
