@@ -3,6 +3,7 @@ micro-batching, metrics, workers and graceful stop."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -524,5 +525,51 @@ def test_the_cli_defaults_match_the_server_settings() -> None:
     settings = ServeSettings()
     assert {k: getattr(settings, k) for k in DEFAULTS} == DEFAULTS
     assert byte_size("16MiB") == settings.max_body_bytes
-    with pytest.raises(ValueError, match="not a size"):
+    with pytest.raises(argparse.ArgumentTypeError, match="not a size"):
         byte_size("lots")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "99999"], "argument --port: not a port: '99999' (0-65535"),
+        (["--max-body-size", "12zz"], "argument --max-body-size: not a size: '12zz'"),
+    ],
+)
+def test_bad_serve_options_are_one_line_errors(args: list[str], message: str) -> None:
+    answer = subprocess.run(
+        [sys.executable, "-m", "mloop", "serve", "churn:1", *args],
+        capture_output=True,
+        text=True,
+    )
+    assert answer.returncode == 2
+    assert message in answer.stderr
+    assert "Traceback" not in answer.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "hint"),
+    [
+        ("192.0.2.1", "192.0.2.1 is not an address of this machine"),  # TEST-NET-1
+        ("nosuchhost.invalid", "not a host name this machine can resolve"),
+    ],
+)
+def test_an_address_that_cannot_be_bound_says_which_option_to_fix(host: str, hint: str) -> None:
+    from mloop.errors import ConfigError
+    from mloop.server.workers import bind_socket
+
+    with pytest.raises(ConfigError) as caught:
+        bind_socket(host, 0)
+    assert hint in (caught.value.hint or "")
+
+
+def test_a_port_in_use_says_so() -> None:
+    from mloop.errors import ConfigError
+    from mloop.server.workers import bind_socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        with pytest.raises(ConfigError) as caught:
+            bind_socket("127.0.0.1", taken.getsockname()[1])
+    assert "pick another port with --port" in (caught.value.hint or "")

@@ -7,6 +7,7 @@ itself (`mloop.server`) is imported only when this command runs.
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 from typing import TYPE_CHECKING, Any
@@ -42,8 +43,24 @@ def byte_size(text: str) -> int:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
     unit = match.group(2).lower() if match else ""
     if not match or unit not in _UNITS:
-        raise ValueError(f"not a size: {text!r} (e.g. 16MiB, 500kB, 1048576)")
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 16MiB, 500kB, 1048576)")
     return int(float(match.group(1)) * _UNITS[unit])
+
+
+def port_number(text: str) -> int:
+    """A TCP port for argparse: 0 (pick a free one) to 65535.
+
+    Example:
+        >>> port_number("8080")
+        8080
+    """
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r} (0-65535; 0 picks a free one)")
+    return port
 
 
 def register(commands: Any) -> None:
@@ -61,7 +78,9 @@ def register(commands: Any) -> None:
         default="127.0.0.1",
         help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: all)",
     )
-    p.add_argument("--port", type=int, default=8080, help="default 8080; 0 picks a free port")
+    p.add_argument(
+        "--port", type=port_number, default=8080, help="default 8080; 0 picks a free port"
+    )
     p.add_argument(
         "--workers", type=int, default=1, help="processes, each with its own copy (default 1)"
     )

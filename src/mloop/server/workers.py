@@ -15,6 +15,7 @@ again; one that fails to start stops the server with its error.
 
 from __future__ import annotations
 
+import errno
 import gc
 import multiprocessing
 import os
@@ -52,10 +53,15 @@ def bind_socket(host: str = "127.0.0.1", port: int = 0, backlog: int = 2048) -> 
         sock.listen(backlog)
     except OSError as exc:
         sock.close()
-        raise ConfigError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-            "pick another port with --port, or stop what is using this one",
-        ) from None
+        hint = {
+            errno.EADDRINUSE: "pick another port with --port, or stop what is using this one",
+            errno.EADDRNOTAVAIL: f"{host} is not an address of this machine: use 127.0.0.1 "
+            "(this machine only) or 0.0.0.0 (every interface)",
+            errno.EACCES: "ports below 1024 need root: pick one above 1024 with --port",
+        }.get(exc.errno or 0, "check --host and --port")
+        if isinstance(exc, socket.gaierror):
+            hint = f"{host} is not a host name this machine can resolve: use an IP address"
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", hint) from None
     sock.set_inheritable(True)
     return sock
 
