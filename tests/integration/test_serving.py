@@ -262,6 +262,7 @@ def test_signature_errors_are_422_naming_the_column(
     assert answer.status_code == 422
     error = answer.json()["error"]
     assert error["code"] == "validation_failed"
+    assert error["hint"]  # its own, or where to read the inputs
     assert message in error["message"]
 
 

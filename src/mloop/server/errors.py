@@ -22,12 +22,13 @@ def error_body(code: str, message: str, hint: str | None = None) -> bytes:
     return orjson.dumps({"error": {"code": code, "message": message, "hint": hint}})
 
 
-def from_error(exc: MloopError) -> tuple[int, bytes]:
-    """The status and body for an `MloopError` (its own code and status).
+def from_error(exc: MloopError, hint: str | None = None) -> tuple[int, bytes]:
+    """The status and body for an `MloopError` (its own code and status); `hint` stands in
+    when the error has none of its own.
 
     Example:
         >>> from mloop.errors import NotFound
         >>> from_error(NotFound("no model 'x'"))[0]
         404
     """
-    return exc.http_status, error_body(exc.code, exc.message, exc.hint)
+    return exc.http_status, error_body(exc.code, exc.message, exc.hint or hint)

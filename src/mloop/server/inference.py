@@ -87,6 +87,7 @@ class InferenceApp:
         self.json: Headers = [(b"content-type", b"application/json"), model]
         self.text: Headers = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8"), model]
         self.output = oip.output_name(predictor.signature)
+        self.inputs_hint = f"GET /v2/models/{name} lists the inputs, their types and nullability"
         self.busy = error_body(
             "overloaded",
             f"{self.label} has {settings.max_concurrency} requests in flight and "
@@ -244,7 +245,7 @@ class InferenceApp:
             body = error_body("payload_too_large", message, hint)
             return 413, body, [*self.json, (b"connection", b"close")]
         except MloopError as exc:
-            status, body = from_error(exc)
+            status, body = from_error(exc, self.inputs_hint)
             return status, body, self.json
         finally:
             if admitted:
