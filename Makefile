@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit system bench clean
+.PHONY: install demo test lint typecheck unit system bench bench-system clean
 
 install: $(STAMP)
 
@@ -33,7 +33,11 @@ lint: install
 test: install system lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
-bench: install
+# The serving benchmark drives its load with wrk (Debian package `wrk`).
+bench-system:
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+
+bench: install bench-system
 	$(BIN)/python bench/run_all.py
 
 clean:
