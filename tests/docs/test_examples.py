@@ -33,6 +33,7 @@ def test_the_readme_tour_runs_start_to_end() -> None:
     assert "values differ (marked *)" in out
     assert "refused by the gates, as it should be" in out  # a weak model was not promoted
     assert '{"predictions":[' in out  # the served champion answered curl
+    assert re.search(r"predicted \d+ rows with churn:\d+; wrote scored.csv", out)
     assert re.search(r"churn:\d+: reproduced", out)  # same metrics and model from the commit
     assert "digest:   match" in out
 

@@ -1,5 +1,5 @@
 """`mloop models …`: register, list, show, alias, promote and archive model versions; write a
-version's model card; import MLflow models."""
+version's model card; score a file with a version; import MLflow models."""
 
 from __future__ import annotations
 
@@ -72,6 +72,25 @@ def register(commands: Any) -> None:
     card.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE")
     card.add_argument("--json", action="store_true", help="print the card's content as JSON")
     card.set_defaults(handler=show_card)
+
+    pred = sub.add_parser(
+        "predict",
+        help="score a file of rows with a version (the server's checks, in batch)",
+        description="Predict every row of a .csv, .parquet or .json file (a list of records or "
+        "an MLflow request body) with one model version. Rows are checked against the version's "
+        "signature as the server checks them. Without -o, prints MLflow's JSON answer.",
+    )
+    pred.add_argument("ref", metavar="NAME[:V|@ALIAS]")
+    pred.add_argument("-i", "--input", required=True, type=Path, metavar="FILE")
+    pred.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help=".csv or .parquet: the rows with a prediction column; .json: MLflow's answer",
+    )
+    pred.add_argument("--trust", action="store_true", help="allow pickle models (runs code)")
+    pred.set_defaults(handler=predict_file)
 
     imp = sub.add_parser("import-mlflow", help="register the model of an MLflow model directory")
     imp.add_argument("path", type=Path, metavar="PATH", help="the folder holding MLmodel")
@@ -239,6 +258,30 @@ def show_card(ctx: Context) -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text, encoding="utf-8")
     output.line(f"wrote the model card of {card.ref} to {args.output}")
+
+
+def predict_file(ctx: Context) -> None:
+    from mloop.services.serving.batch import (
+        output_format,
+        predict_frame,
+        read_rows,
+        write_predictions,
+    )
+    from mloop.services.serving.requests import mlflow_response
+
+    args = ctx.args
+    if args.output is not None:
+        output_format(args.output)  # a wrong name fails before any work
+    frame = read_rows(args.input)  # and so does a wrong input, before the model loads
+    predictor = ctx.project.registry.load_predictor(args.ref, trust=args.trust)
+    predictions = predict_frame(predictor, frame, args.input.name)
+    if args.output is None:
+        output.line(mlflow_response(predictions).decode())
+        return
+    write_predictions(predictions, frame, args.output)
+    if not ctx.quiet:
+        label = f"{predictor.name}:{predictor.version}"
+        output.line(f"predicted {len(frame)} rows with {label}; wrote {args.output}")
 
 
 def import_mlflow(ctx: Context) -> None:

@@ -1,0 +1,130 @@
+"""`mloop models predict`: score a file with a version, through the server's signature checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+import mloop
+from mloop.services.serving import batch
+
+
+@pytest.fixture
+def scored(project: Path) -> tuple[Path, pd.DataFrame, np.ndarray]:
+    """churn:1, a scikit-learn pipeline over two numbers and a category, and rows to score."""
+    rng = np.random.default_rng(1)
+    n = 300
+    frame = pd.DataFrame(
+        {
+            "tenure": rng.integers(0, 70, n),
+            "charges": rng.normal(70, 20, n).round(2),
+            "contract": rng.choice(["monthly", "yearly"], n),
+        }
+    )
+    label = ((frame.charges > 70) & (frame.contract == "monthly")).astype(int)
+    model = Pipeline(
+        [
+            (
+                "features",
+                ColumnTransformer(
+                    [
+                        ("numbers", StandardScaler(), ["tenure", "charges"]),
+                        ("categories", OneHotEncoder(handle_unknown="ignore"), ["contract"]),
+                    ]
+                ),
+            ),
+            ("classify", LogisticRegression(max_iter=1000)),
+        ]
+    ).fit(frame, label)
+    expected = model.predict(frame)
+    with mloop.start_run("fit"):
+        mloop.register_model(model, "churn", input_example=frame.head(3))
+    frame.to_csv(project / "rows.csv", index=False)
+    return project, frame, expected
+
+
+def test_a_csv_is_scored_into_a_csv_with_a_prediction_column(scored, cli) -> None:
+    root, _, expected = scored
+    done = cli("models", "predict", "churn:1", "-i", "rows.csv", "-o", "out/scored.csv")
+    assert done.code == 0, done.err
+    assert "predicted 300 rows with churn:1" in done.out
+    written = pd.read_csv(root / "out/scored.csv")
+    assert list(written.columns) == ["tenure", "charges", "contract", "prediction"]
+    assert written.prediction.tolist() == expected.tolist()
+    assert [p.name for p in (root / "out").iterdir()] == ["scored.csv"]  # no temporary left
+
+
+def test_without_output_it_prints_mlflows_answer_and_reads_parquet_and_json(scored, cli) -> None:
+    root, frame, expected = scored
+    frame.to_parquet(root / "rows.parquet")
+    (root / "rows.json").write_text(json.dumps({"dataframe_records": frame.to_dict("records")}))
+    for name in ("rows.parquet", "rows.json"):
+        done = cli("models", "predict", "churn:1", "-i", name)
+        assert done.code == 0, done.err
+        assert json.loads(done.out) == {"predictions": expected.tolist()}
+
+
+def test_large_files_are_checked_and_predicted_in_chunks(scored) -> None:
+    root, frame, expected = scored
+    predictor = loaded(root)
+    calls: list[int] = []
+    original = predictor.predict
+
+    def counting(data: Any) -> Any:
+        calls.append(len(data))
+        return original(data)
+
+    predictor.predict = counting
+    result = batch.predict_frame(predictor, frame, "rows.csv", chunk=128)
+    assert calls == [128, 128, 44]
+    assert result.tolist() == expected.tolist()
+
+
+def loaded(root: Path) -> Any:
+    from mloop.project import Project
+
+    opened = Project.open(root)
+    try:
+        return opened.registry.load_predictor("churn:1")
+    finally:
+        opened.close()
+
+
+@pytest.mark.parametrize(
+    ("rows", "output", "message"),
+    [
+        ("nope.csv", None, "no file nope.csv"),
+        ("rows.csv", "out.txt", "cannot write out.txt: unknown format .txt"),
+        ("bad-type.csv", None, "bad-type.csv: column 'tenure' (row 1): expected an integer"),
+        ("missing.csv", None, "missing.csv: missing column 'contract'"),
+        ("empty.csv", None, "cannot read empty.csv"),
+        ("pipeline.py", None, "unknown format .py"),
+    ],
+)
+def test_bad_input_is_one_clear_error_and_writes_nothing(
+    scored, cli, rows: str, output: str | None, message: str
+) -> None:
+    root, frame, _ = scored
+    bad = frame.head(3).copy()
+    bad["tenure"] = bad["tenure"].astype(float)
+    bad.loc[1, "tenure"] = 1.5
+    bad.to_csv(root / "bad-type.csv", index=False)
+    frame.drop(columns="contract").to_csv(root / "missing.csv", index=False)
+    (root / "empty.csv").write_text("")
+    (root / "pipeline.py").write_text("print('hi')\n")
+    before = sorted(p.name for p in root.iterdir())
+    args = ["models", "predict", "churn:1", "-i", rows]
+    done = cli(*args, *(["-o", output] if output else []))
+    assert done.code != 0
+    assert message in done.err
+    assert "hint:" in done.err
+    assert sorted(p.name for p in root.iterdir()) == before
