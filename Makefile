@@ -15,9 +15,12 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
-# Debian packages the tests use: PostgreSQL 15 server binaries (initdb, pg_ctl) and git.
+# Debian packages the tests use: PostgreSQL 15 server binaries (initdb, pg_ctl), git, and
+# Prometheus (started by the tests themselves, never as a service).
 system:
 	@command -v git >/dev/null || (apt-get update -qq && apt-get install -y -qq git)
+	@command -v prometheus >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		(apt-get update -qq && apt-get install -y -qq postgresql)
 

@@ -8,6 +8,9 @@
   extra configuration, exactly as they would reach a real endpoint. `s3_prefix` gives each test
   a fresh bucket.
 
+- `prometheus(targets)`: the Debian package's Prometheus scraping the given servers, for as
+  long as the `with` block lasts.
+
 Tests using them carry `pytest.mark.postgres` / `pytest.mark.s3` (declared in pyproject.toml).
 """
 
@@ -222,3 +225,58 @@ def s3_prefix(s3_server: str) -> str:
     bucket = f"t-{uuid.uuid4().hex}"
     boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=bucket)
     return f"s3://{bucket}/objects"
+
+
+# Prometheus ---------------------------------------------------------------------------------
+@contextlib.contextmanager
+def prometheus(targets: list[str], interval: str = "1s") -> Iterator[str]:
+    """A real Prometheus (the Debian package) scraping `targets` (base URLs); yields its URL.
+
+    Started per use on a free port with its own data folder, and stopped by its PID.
+    """
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise RuntimeError("prometheus is not installed: `make system` installs it")
+    folder = Path(tempfile.mkdtemp(prefix="mloop-prometheus-"))
+    hosts = [urlsplit(t).netloc for t in targets]
+    (folder / "prometheus.yml").write_text(
+        f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
+        "scrape_configs:\n  - job_name: mloop\n    static_configs:\n"
+        f"      - targets: [{', '.join(repr(h) for h in hosts)}]\n"
+    )
+    port = free_port()
+    with (folder / "prometheus.log").open("wb") as log:
+        process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={folder / 'prometheus.yml'}",
+                f"--storage.tsdb.path={folder / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            log_text = (folder / "prometheus.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"prometheus exited with {process.returncode}:\n{log_text}")
+        import httpx
+
+        try:
+            return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(ready, STARTUP_TIMEOUT, f"prometheus on port {port}")
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(folder, ignore_errors=True)

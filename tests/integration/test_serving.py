@@ -31,7 +31,7 @@ from tests.integration.serving_helpers import (
     running,
     split_body,
 )
-from tests.servers import wait_for
+from tests.servers import prometheus, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 JSON = {"content-type": "application/json"}
@@ -444,6 +444,38 @@ class Served:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=60)
+
+
+def test_a_real_prometheus_scrapes_the_server() -> None:
+    with running(create_app(cancer())) as base, prometheus([base]) as prom:
+        rows, names, _ = data(2)
+        for _ in range(3):
+            assert httpx.post(base + "/invocations", json=split_body(rows, names)).is_success
+        httpx.post(base + "/invocations", content=b"{", headers=JSON)  # one 400
+
+        def query(expression: str) -> list[dict[str, Any]]:
+            answer = httpx.get(prom + "/api/v1/query", params={"query": expression}).json()
+            assert answer["status"] == "success", answer
+            return list(answer["data"]["result"])
+
+        def scraped() -> bool:
+            found = query('mloop_requests_total{endpoint="invocations",status="200"}')
+            return bool(found) and float(found[0]["value"][1]) == 3.0
+
+        wait_for(scraped, 60, "prometheus scraping the model server")
+        assert query('up{job="mloop"}')[0]["value"][1] == "1"
+        [bad] = query('mloop_requests_total{endpoint="invocations",status="400"}')
+        assert bad["value"][1] == "1"
+        [info] = query("mloop_model_info")
+        assert (info["metric"]["name"], info["metric"]["version"]) == ("cancer", "3")
+        # the latency histogram works with PromQL's quantile function
+        [p99] = query(
+            "histogram_quantile(0.99, sum by (le) "
+            '(mloop_request_duration_seconds_bucket{endpoint="invocations"}))'
+        )
+        assert 0 < float(p99["value"][1]) < 60
+        [rows_per_call] = query("sum(mloop_batch_rows_sum)")
+        assert float(rows_per_call["value"][1]) == 6.0  # 3 requests of 2 rows
 
 
 def test_two_workers_answer_from_two_pids() -> None:
