@@ -106,6 +106,7 @@ class RequestReader:
         self.finite = self.numeric and not any(c.nullable for c in inputs)
         self._nullable = np.array([c.nullable for c in inputs], dtype=bool)
         self._ints = np.array([i for i, c in enumerate(inputs) if "int" in c.dtype], dtype=int)
+        self._int_ranges = _int_ranges([c.dtype for c in inputs if "int" in c.dtype])
         self._bools = np.array([i for i, c in enumerate(inputs) if c.dtype == "bool"], dtype=int)
         self._getter = itemgetter(*self.names) if len(self.names) > 1 else None
         self._casts = {c.name: c.dtype for c in inputs if c.numeric and c.dtype != "float64"}
@@ -200,7 +201,9 @@ class RequestReader:
                 )
             if not len(matrix):
                 raise ValidationFailed(f"{where}: there are no rows to predict")
-            self._check(matrix, self.names, self._nullable, self._ints, self._bools, where)
+            self._check(
+                matrix, self.names, self._nullable, self._ints, self._bools, where, self._int_ranges
+            )
             return Batch(self._frame(matrix) if self.wants_frame else matrix, len(matrix))
         return self._mixed({n: values[n] for n in self.names}, where)
 
@@ -221,7 +224,9 @@ class RequestReader:
         else:
             order = None if names is self.names else self._order(names)
             matrix = np.asarray(array if order is None else array[:, order], dtype=np.float64)
-        self._check(matrix, self.names, self._nullable, self._ints, self._bools, where)
+        self._check(
+            matrix, self.names, self._nullable, self._ints, self._bools, where, self._int_ranges
+        )
         return matrix
 
     def _names(self, columns: Any, where: str) -> list[str]:
@@ -295,8 +300,10 @@ class RequestReader:
         ints: npt.NDArray[np.int_],
         bools: npt.NDArray[np.int_],
         where: str,
+        int_ranges: tuple[Matrix, Matrix] | None = None,
     ) -> None:
-        """NaN only where nullable, never Inf, integers in int columns, 0/1 in bool columns."""
+        """NaN only where nullable, never Inf, integers in int columns (and within their
+        dtype's range: a cast would wrap around silently), 0/1 in bool columns."""
         finite = np.isfinite(matrix)
         if not finite.all():
             wrong = np.isinf(matrix) | (~finite & ~nullable)
@@ -322,6 +329,16 @@ class RequestReader:
                         f"{where}: column {names[indices[col]]!r} (row {row}): expected "
                         f"{expected}, got {matrix[row, indices[col]]}"
                     )
+                if expected == "an integer" and int_ranges is not None:
+                    low, high = int_ranges
+                    outside = (values < low) | (values >= high)
+                    if outside.any():
+                        row, col = np.argwhere(outside)[0]
+                        raise ValidationFailed(
+                            f"{where}: column {names[indices[col]]!r} (row {row}): "
+                            f"{matrix[row, indices[col]]:.0f} is out of range: expected an "
+                            f"integer from {int(low[col])} to {int(high[col]) - 1}"
+                        )
 
     def _frame(self, matrix: Matrix) -> Any:
         import pandas as pd
@@ -346,6 +363,7 @@ class RequestReader:
                     np.array([0] if "int" in spec.dtype else [], dtype=int),
                     np.array([0] if spec.dtype == "bool" else [], dtype=int),
                     where,
+                    _int_ranges([spec.dtype] if "int" in spec.dtype else []),
                 )
                 series = column[:, 0]
                 has_nan = bool(np.isnan(series).any())
@@ -397,6 +415,14 @@ class RequestReader:
         width = len(columns) if columns else len(first) if isinstance(first, list) else 1
         table = self._table(data, width, where)
         return Batch(pd.DataFrame(table, columns=columns), len(table))
+
+
+def _int_ranges(dtypes: Sequence[str]) -> tuple[Matrix, Matrix]:
+    """Per int column, the lowest value and one past the highest, as floats (2**63 is exact)."""
+    bounds = [np.iinfo(np.dtype(d)) for d in dtypes]
+    low = np.array([float(b.min) for b in bounds], dtype=np.float64)
+    high = np.array([float(b.max) + 1 for b in bounds], dtype=np.float64)
+    return low, high
 
 
 def jsonable(predictions: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,25 @@ def test_every_mlflow_shape_gives_one_matrix_in_signature_order(
 def test_null_in_a_nullable_column_is_nan(reader: RequestReader) -> None:
     batch = reader.mlflow({"dataframe_split": {"data": [[1.0, None, 3]]}})
     assert math.isnan(batch.data[0, 1])
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype", "message"),
+    [
+        (10**30, "int64", "out of range: expected an integer from -9223372036854775808 to 922"),
+        (2**63 - 1, "int64", "out of range"),  # rounds to 2**63 as a double: would wrap
+        (40_000, "int16", "40000 is out of range: expected an integer from -32768 to 32767"),
+        (-1, "uint8", "expected an integer from 0 to 255"),
+    ],
+)
+def test_integers_outside_their_columns_range_are_422_not_wrapped(
+    value: int, dtype: str, message: str
+) -> None:
+    reader = RequestReader(Signature((ColumnSpec("n", dtype),)), wants_frame=True)
+    with pytest.raises(ValidationFailed, match=re.escape(message)):
+        reader.mlflow({"inputs": [[value]]})
+    edge = reader.mlflow({"inputs": [[int(np.iinfo(np.dtype(dtype)).min)]]})
+    assert edge.data["n"].tolist() == [int(np.iinfo(np.dtype(dtype)).min)]
 
 
 def test_only_numeric_signatures_without_nullable_columns_promise_finite_batches() -> None:
