@@ -255,6 +255,31 @@ class OnnxModel:
     def get_inputs(self) -> list[Any]:
         return list(self.session.get_inputs())
 
+    @property
+    def wants_frame(self) -> bool:
+        """One input per column: the server must hand `predict` a DataFrame it can split."""
+        return len(self.get_inputs()) > 1
+
+    def input_columns(self) -> list[tuple[str, str]] | None:
+        """(column, dtype) pairs the inputs declare, for a signature; None when they don't.
+
+        Either one input per column (`[N, 1]` or `[N]`, as converters make for DataFrames), or
+        one `[N, K]` table with K fixed (columns `f0`..`fK-1`, as scikit-learn names them).
+        """
+        inputs = self.get_inputs()
+        dtypes = [_ONNX_DTYPES.get(str(i.type)) for i in inputs]
+        if None in dtypes:
+            return None
+        shapes = [list(i.shape) for i in inputs]
+        if len(inputs) > 1:
+            if all(len(s) == 1 or (len(s) == 2 and s[1] == 1) for s in shapes):
+                return [(i.name, str(d)) for i, d in zip(inputs, dtypes, strict=True)]
+            return None
+        [shape] = shapes
+        if len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 0:
+            return [(f"f{k}", str(dtypes[0])) for k in range(shape[1])]
+        return None
+
     def get_outputs(self) -> list[Any]:
         return list(self.session.get_outputs())
 
@@ -292,6 +317,19 @@ class OnnxModel:
         if len(outputs) < 2:
             raise AttributeError("this ONNX model has one output, so no predict_proba")
         return lambda batch: _rows(self.run([outputs[1].name], self._feed(batch))[0])
+
+
+_ONNX_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int16)": "int16",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
+    "tensor(string)": "string",
+}
 
 
 def _as(array: Any, node: Any) -> Any:

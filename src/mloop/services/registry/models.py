@@ -232,8 +232,10 @@ class Registry:
         version = self.get(ref)
         model = self.load(ref, trust=trust)
         signature = version.signature
-        wants_frame = getattr(model, "feature_names_in_", None) is not None or (
-            signature is not None and not signature.all_numeric
+        wants_frame = (
+            getattr(model, "feature_names_in_", None) is not None
+            or bool(getattr(model, "wants_frame", False))  # e.g. ONNX with an input per column
+            or (signature is not None and not signature.all_numeric)
         )
         return LoadedModel(version.name, version.version, model, signature, wants_frame)
 

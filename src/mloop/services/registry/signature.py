@@ -90,4 +90,9 @@ def signature_from_model(
     count = getattr(model, "n_features_in_", None)
     if isinstance(count, int):
         return Signature(tuple(ColumnSpec(f"f{i}", "float64") for i in range(count)))
+    declared = getattr(model, "input_columns", None)  # an ONNX model's declared inputs
+    if callable(declared):
+        columns = declared()
+        if columns:
+            return Signature(tuple(ColumnSpec(n, d) for n, d in columns))
     return None
