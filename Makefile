@@ -16,11 +16,13 @@ $(STAMP): pyproject.toml requirements.lock
 	@touch $(STAMP)
 
 # Debian packages the tests use: PostgreSQL 15 server binaries (initdb, pg_ctl), git, and
-# Prometheus (started by the tests themselves, never as a service).
+# Prometheus (started by the tests themselves; the package's own service is stopped and
+# disabled where systemd started it, so nothing is left listening on 9090).
 system:
 	@command -v git >/dev/null || (apt-get update -qq && apt-get install -y -qq git)
 	@command -v prometheus >/dev/null || \
-		(apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus)
+		(apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus && \
+		 (systemctl disable --now prometheus >/dev/null 2>&1 || true))
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		(apt-get update -qq && apt-get install -y -qq postgresql)
 
