@@ -194,7 +194,32 @@ def test_oip_infer_with_one_table_tensor(client: httpx.Client) -> None:
 def test_oip_for_another_model_is_404(client: httpx.Client) -> None:
     answer = client.post("/v2/models/other/infer", json={"inputs": []})
     assert answer.status_code == 404
-    assert answer.json()["error"]["code"] == "model_not_found"
+    # the protocol's error shape: "error" is the message; mloop's code and hint sit beside it
+    error = answer.json()
+    assert error["error"] == "this server serves model 'cancer', not 'other'"
+    assert (error["code"], error["hint"]) == ("model_not_found", "use /v2/models/cancer/infer")
+
+
+def test_oip_takes_json_without_a_content_type_but_not_binary_tensors(url: str) -> None:
+    rows, _, expected = data(1)
+    body = json.dumps(
+        {
+            "inputs": [
+                {"name": "input-0", "shape": [1, 30], "datatype": "FP64", "data": rows[0].tolist()}
+            ]
+        }
+    ).encode()
+    infer = url + "/v2/models/cancer/infer"
+    untyped = httpx.post(infer, content=body)  # tritonclient and KServe's client send no type
+    assert untyped.status_code == 200
+    assert untyped.json()["outputs"][0]["data"] == expected.tolist()
+    # MLflow's scoring protocol insists on one, as MLflow's own server does
+    assert httpx.post(url + "/invocations", content=body).status_code == 415
+    binary = httpx.post(infer, content=body, headers={"content-type": "application/octet-stream"})
+    assert binary.status_code == 415
+    assert "binary tensor data extension" in binary.json()["hint"]
+    bad = httpx.post(infer, content=b"{", headers=JSON)
+    assert bad.status_code == 400 and isinstance(bad.json()["error"], str)
 
 
 def test_mixed_types_over_both_protocols() -> None:

@@ -154,6 +154,8 @@ class InferenceApp:
                 except Exception:
                     logger.exception("error answering %s %s", scope["method"], scope["path"])
                     status, body, headers = 500, self._internal, self.json
+        if status >= 400 and scope["path"].startswith("/v2"):
+            body = oip.error_body(body)
         await send(
             {
                 "type": "http.response.start",
@@ -175,7 +177,7 @@ class InferenceApp:
         return await self._predict(scope, receive, self.reader.mlflow, self._mlflow_body)
 
     async def _infer(self, scope: dict[str, Any], receive: Receive) -> Reply:
-        return await self._predict(scope, receive, self._read_infer, self._infer_body)
+        return await self._predict(scope, receive, self._read_infer, self._infer_body, True)
 
     def _read_infer(self, payload: Any) -> Any:
         return oip.read_infer(self.reader, payload)
@@ -193,12 +195,15 @@ class InferenceApp:
         receive: Receive,
         read: Callable[[Any], Any],
         write: Callable[[Any, Any], bytes],
+        v2: bool = False,
     ) -> Reply:
         settings = self.settings
-        problem = check_headers(scope["headers"], settings.max_body_bytes)
+        problem = check_headers(scope["headers"], settings.max_body_bytes, untyped_is_json=v2)
         if problem is not None:
             status, code, message = problem
             hint = "send JSON with Content-Type: application/json"
+            if v2:
+                hint += " (the binary tensor data extension is not supported)"
             if status == 413:
                 hint = "send fewer rows per request, or raise --max-body-size"
             # An unread body cannot be skipped safely on a kept-alive connection: close it.

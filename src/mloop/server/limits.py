@@ -74,8 +74,14 @@ class Admission:
         self.active -= 1
 
 
-def check_headers(headers: list[tuple[bytes, bytes]], max_body: int) -> tuple[int, str, str] | None:
+def check_headers(
+    headers: list[tuple[bytes, bytes]], max_body: int, untyped_is_json: bool = False
+) -> tuple[int, str, str] | None:
     """(status, code, message) when the headers alone rule the request out, else None.
+
+    `untyped_is_json`: a body without a Content-Type is read as JSON. Open Inference Protocol
+    clients (tritonclient, KServe's) send none; MLflow's scoring server insists on one, and so
+    does `/invocations` here.
 
     Example:
         >>> check_headers([(b"content-type", b"text/csv")], 1024)[0]
@@ -91,7 +97,7 @@ def check_headers(headers: list[tuple[bytes, bytes]], max_body: int) -> tuple[in
                 length = int(value)
             except ValueError:
                 length = -1
-    if content_type != b"application/json":
+    if content_type != b"application/json" and not (untyped_is_json and not content_type):
         media, _, params = content_type.partition(b";")
         charset = params.strip().lower()
         if media.strip().lower() != b"application/json" or charset not in (

@@ -163,3 +163,15 @@ def metadata(name: str, version: int, signature: Signature | None) -> dict[str, 
 
 def output_name(signature: Signature | None) -> str:
     return signature.outputs[0].name if signature is not None and signature.outputs else "predict"
+
+
+def error_body(envelope: bytes) -> bytes:
+    """mloop's error envelope in the protocol's shape: `{"error": "<message>"}`, with the code
+    and the hint beside it (clients read `error`; the rest is for people).
+
+    Example:
+        >>> error_body(b'{"error":{"code":"x","message":"bad","hint":null}}')
+        b'{"error":"bad","code":"x","hint":null}'
+    """
+    inner = orjson.loads(envelope)["error"]
+    return orjson.dumps({"error": inner["message"], "code": inner["code"], "hint": inner["hint"]})
