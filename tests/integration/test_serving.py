@@ -200,6 +200,35 @@ def test_oip_for_another_model_is_404(client: httpx.Client) -> None:
     assert (error["code"], error["hint"]) == ("model_not_found", "use /v2/models/cancer/infer")
 
 
+def test_an_open_inference_protocol_client_works_unchanged(url: str) -> None:
+    # tritonclient: NVIDIA's client for the protocol (KServe v2), as Triton users call a server
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+
+    rows, _, expected = data(3)
+    client = triton.InferenceServerClient(url.removeprefix("http://"))
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("cancer")
+    metadata = client.get_model_metadata("cancer")
+    assert metadata["versions"] == ["3"] and len(metadata["inputs"]) == 30
+    table = triton.InferInput("input-0", list(rows.shape), "FP64")
+    table.set_data_from_numpy(rows, binary_data=False)
+    answer = client.infer("cancer", [table], request_id="req-7")
+    assert answer.get_response()["id"] == "req-7"
+    assert answer.as_numpy("predict").tolist() == expected.tolist()
+    short = triton.InferInput("input-0", [1, 3], "FP64")
+    short.set_data_from_numpy(rows[:1, :3], binary_data=False)
+    with pytest.raises(InferenceServerException) as refused:
+        client.infer("cancer", [short])
+    assert refused.value.status() == "422"
+    assert "row 0 has 3 values, expected 30" in refused.value.message()
+    binary = triton.InferInput("input-0", list(rows.shape), "FP64")
+    binary.set_data_from_numpy(rows)  # the binary tensor extension, tritonclient's default
+    with pytest.raises(InferenceServerException, match="binary_data=False"):
+        client.infer("cancer", [binary])
+    client.close()
+
+
 def test_oip_takes_json_without_a_content_type_but_not_binary_tensors(url: str) -> None:
     rows, _, expected = data(1)
     body = json.dumps(
@@ -218,6 +247,11 @@ def test_oip_takes_json_without_a_content_type_but_not_binary_tensors(url: str) 
     binary = httpx.post(infer, content=body, headers={"content-type": "application/octet-stream"})
     assert binary.status_code == 415
     assert "binary tensor data extension" in binary.json()["hint"]
+    # tritonclient's binary_data=True: a JSON head of the declared length, then raw bytes
+    head = {"inference-header-content-length": str(len(body))}
+    raw = httpx.post(infer, content=body + rows[0].tobytes(), headers=head)
+    assert raw.status_code == 415
+    assert "binary_data=False" in raw.json()["error"]
     bad = httpx.post(infer, content=b"{", headers=JSON)
     assert bad.status_code == 400 and isinstance(bad.json()["error"], str)
 

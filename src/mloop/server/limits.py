@@ -97,6 +97,13 @@ def check_headers(
                 length = int(value)
             except ValueError:
                 length = -1
+        elif name == b"inference-header-content-length":  # JSON head + raw tensor bytes
+            return (
+                415,
+                "unsupported_media_type",
+                "the binary tensor data extension is not supported: send every tensor as JSON "
+                "(tritonclient: binary_data=False)",
+            )
     if content_type != b"application/json" and not (untyped_is_json and not content_type):
         media, _, params = content_type.partition(b";")
         charset = params.strip().lower()
