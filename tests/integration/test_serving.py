@@ -229,6 +229,19 @@ def test_an_open_inference_protocol_client_works_unchanged(url: str) -> None:
     client.close()
 
 
+def test_kserve_v1_predict_and_readiness(client: httpx.Client) -> None:
+    rows, _, expected = data(2)
+    answer = client.post("/v1/models/cancer:predict", json={"instances": rows.tolist()})
+    assert answer.status_code == 200
+    assert answer.json() == {"predictions": expected.tolist()}
+    assert answer.headers["mloop-model"] == "cancer:3"
+    assert client.get("/v1/models/cancer").json() == {"name": "cancer", "ready": True}
+    other = client.post("/v1/models/other:predict", json={"instances": rows.tolist()})
+    assert other.status_code == 404 and "not 'other'" in other.json()["error"]["message"]
+    short = client.post("/v1/models/cancer:predict", json={"instances": [[1.0]]})
+    assert short.status_code == 422
+
+
 def test_oip_takes_json_without_a_content_type_but_not_binary_tensors(url: str) -> None:
     rows, _, expected = data(1)
     body = json.dumps(

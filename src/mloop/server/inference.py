@@ -112,6 +112,8 @@ class InferenceApp:
         infer: dict[str, Handler] = {"POST": self._infer}
         self.routes: dict[str, tuple[int, dict[str, Handler]]] = {
             "/invocations": (_E["invocations"], {"POST": self._invocations}),
+            f"/v1/models/{name}:predict": (_E["invocations"], {"POST": self._predict_v1}),
+            f"/v1/models/{name}": (_E["health"], {"GET": self._ready_v1, "HEAD": self._ready_v1}),
             f"/v2/models/{name}/infer": (_E["infer"], infer),
             f"/v2/models/{name}/versions/{version}/infer": (_E["infer"], infer),
             f"/v2/models/{name}": (_E["metadata"], get),
@@ -176,6 +178,15 @@ class InferenceApp:
     async def _invocations(self, scope: dict[str, Any], receive: Receive) -> Reply:
         return await self._predict(scope, receive, self.reader.mlflow, self._mlflow_body)
 
+    async def _predict_v1(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        # KServe's V1 (TensorFlow Serving's REST) protocol: {"instances": [...]} in, MLflow's
+        # {"predictions": [...]} shape out; its clients may send no Content-Type.
+        return await self._predict(scope, receive, self.reader.mlflow, self._mlflow_body, True)
+
+    async def _ready_v1(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        body = {"name": self.predictor.name, "ready": self.ready}
+        return (200 if self.ready else 503), orjson.dumps(body), self.json
+
     async def _infer(self, scope: dict[str, Any], receive: Receive) -> Reply:
         return await self._predict(scope, receive, self._read_infer, self._infer_body, True)
 
@@ -195,14 +206,16 @@ class InferenceApp:
         receive: Receive,
         read: Callable[[Any], Any],
         write: Callable[[Any, Any], bytes],
-        v2: bool = False,
+        untyped_json: bool = False,
     ) -> Reply:
         settings = self.settings
-        problem = check_headers(scope["headers"], settings.max_body_bytes, untyped_is_json=v2)
+        problem = check_headers(
+            scope["headers"], settings.max_body_bytes, untyped_is_json=untyped_json
+        )
         if problem is not None:
             status, code, message = problem
             hint = "send JSON with Content-Type: application/json"
-            if v2:
+            if untyped_json:
                 hint += " (the binary tensor data extension is not supported)"
             if status == 413:
                 hint = "send fewer rows per request, or raise --max-body-size"
@@ -276,6 +289,11 @@ class InferenceApp:
         if path.startswith("/v2/models/") and not path.startswith(f"/v2/models/{name}/"):
             message = f"this server serves model {name!r}, not {path.split('/')[3]!r}"
             hint = f"use /v2/models/{name}/infer"
+            return 404, error_body("model_not_found", message, hint), self.json
+        if path.startswith("/v1/models/"):
+            asked = path.removeprefix("/v1/models/").split(":")[0]
+            message = f"this server serves model {name!r}, not {asked!r}"
+            hint = f"use /v1/models/{name}:predict"
             return 404, error_body("model_not_found", message, hint), self.json
         message = f"no route {path}"
         hint = "see /openapi.json for the routes; predict at /invocations or /v2/models/NAME/infer"

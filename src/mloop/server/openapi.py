@@ -12,6 +12,7 @@ from typing import Any
 from mloop.domain.model import ColumnSpec, Signature
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
+_V2_ERROR = {"$ref": "#/components/schemas/InferError"}
 
 
 def _json_type(spec: ColumnSpec) -> dict[str, Any]:
@@ -30,7 +31,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
+def _errors(*statuses: int, schema: dict[str, Any] = _ERROR) -> dict[str, Any]:
     what = {
         400: "the body is not JSON",
         404: "no such model",
@@ -40,7 +41,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         503: "too many requests in flight; retry after `Retry-After` seconds",
         504: "the request took longer than the time-out",
     }
-    return {str(s): _json(_ERROR, what[s]) for s in statuses}
+    return {str(s): _json(schema, what[s]) for s in statuses}
 
 
 def openapi_document(name: str, version: int, signature: Signature | None) -> dict[str, Any]:
@@ -111,7 +112,7 @@ def openapi_document(name: str, version: int, signature: Signature | None) -> di
         "requestBody": {"required": True, **_json(infer_request, "one tensor per column")},
         "responses": {
             "200": _json(infer_response, "the predictions"),
-            **_errors(400, 404, 413, 415, 422, 503, 504),
+            **_errors(400, 404, 413, 415, 422, 503, 504, schema=_V2_ERROR),
         },
     }
 
@@ -143,6 +144,17 @@ def openapi_document(name: str, version: int, signature: Signature | None) -> di
                     },
                 }
             },
+            f"/v1/models/{name}:predict": {
+                "post": {
+                    "summary": "Predict (KServe V1 protocol)",
+                    "requestBody": {"required": True, **_json(instances, "rows to predict")},
+                    "responses": {
+                        "200": _json(predictions, "one prediction per row"),
+                        **_errors(400, 413, 415, 422, 503, 504),
+                    },
+                }
+            },
+            f"/v1/models/{name}": get("Whether the model is ready (KServe V1)", status),
             f"{model}/infer": {"post": infer},
             f"{model}/versions/{version}/infer": {"post": infer},
             model: get("Model metadata: inputs and outputs", status),
@@ -171,6 +183,16 @@ def openapi_document(name: str, version: int, signature: Signature | None) -> di
                                 "hint": {"type": ["string", "null"]},
                             },
                         }
+                    },
+                },
+                "InferError": {
+                    "type": "object",
+                    "required": ["error"],
+                    "description": "The Open Inference Protocol's error; mloop adds code and hint",
+                    "properties": {
+                        "error": {"type": "string"},
+                        "code": {"type": "string"},
+                        "hint": {"type": ["string", "null"]},
                     },
                 },
                 "Row": row,
