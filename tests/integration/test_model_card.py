@@ -16,6 +16,16 @@ import mloop
 from mloop.domain.model import ModelVersion
 from tests.conftest import run_mloop
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by `make system`
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
 GATES = """
 models:
   churn:
@@ -74,9 +84,8 @@ def section(text: str, title: str) -> str:
     return found.group(1)
 
 
-def test_a_card_has_lineage_data_metrics_gates_signature_events_and_the_docs(
-    project: Path, cli
-) -> None:
+def reviewed_versions(project: Path, cli) -> ModelVersion:
+    """churn:1 promoted, churn:2 (weak) forced over its failed gates; the project has docs."""
     write_data(project)
     mloop.data.add("train", "data/train.csv", message="first export | weekly")
     mloop.data.add("holdout", "data/holdout.csv")
@@ -88,6 +97,13 @@ def test_a_card_has_lineage_data_metrics_gates_signature_events_and_the_docs(
     assert cli("models", "promote", "churn", "1").code == 0
     forced = cli("models", "promote", "churn", "2", "--force", "--reason", "legal asked <b>now</b>")
     assert forced.code == 0, forced.err
+    return weak
+
+
+def test_a_card_has_lineage_data_metrics_gates_signature_events_and_the_docs(
+    project: Path, cli
+) -> None:
+    weak = reviewed_versions(project, cli)
 
     done = cli("models", "card", "churn:2")
     assert done.code == 0, done.err
@@ -141,6 +157,41 @@ def test_a_card_has_lineage_data_metrics_gates_signature_events_and_the_docs(
     titles = [s["title"] for s in shown["sections"]]
     assert titles[:3] == ["Model", "Intended use", "Limitations"]
     assert titles[-1] == "Events"
+
+
+def test_the_html_card_renders_in_a_browser_and_runs_nothing(project: Path, cli) -> None:
+    from playwright.sync_api import sync_playwright
+
+    reviewed_versions(project, cli)
+    assert cli("models", "card", "churn:2", "--html", "-o", "card.html").code == 0
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            dialogs: list[str] = []
+            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            requests: list[str] = []
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto((project / "card.html").as_uri())
+            headings = page.locator("h2").all_inner_texts()
+            text = page.inner_text("body")
+            failed = page.locator("td.failed").first
+            color = failed.evaluate("cell => getComputedStyle(cell).color")
+            script_count = page.evaluate("document.scripts.length")
+        finally:
+            browser.close()
+    assert dialogs == [] and script_count == 0  # the docs' <script> is text, never code
+    assert requests == [(project / "card.html").as_uri()]  # nothing fetched from elsewhere
+    assert {
+        "Model",
+        "Intended use",
+        "Lineage",
+        "Dataset versions",
+        "Gates (last promotion)",
+    } <= set(headings)
+    assert '<script>alert("x")</script>' in text  # shown to the reviewer as written
+    assert "legal asked <b>now</b>" in text
+    assert color not in ("rgb(0, 0, 0)", "")  # a failed gate stands out
 
 
 def test_without_docs_or_a_run_the_card_says_what_is_missing(project: Path, cli) -> None:
