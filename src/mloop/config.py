@@ -171,6 +171,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ray_address", _text, None, "a Ray cluster to join (default: start Ray locally)"),
 )
 BY_KEY = {s.key: s for s in SETTINGS}
+# Variables for one process, never project settings (a secret has no place in mloop.yaml):
+# MLOOP_DEBUG prints tracebacks; MLOOP_SERVE_TOKEN is the bearer token `mloop serve` requires.
+PROCESS_ENV = frozenset({"MLOOP_DEBUG", "MLOOP_SERVE_TOKEN"})
 
 
 @dataclass(frozen=True)
@@ -337,7 +340,7 @@ def load_settings(root: Path, environ: Mapping[str, str] | None = None) -> Setti
         if setting.env in env and env[setting.env] != "":
             values[setting.key] = _parse(setting, env[setting.env], setting.env)
             sources[setting.key] = f"environment ({setting.env})"
-    known_env = {s.env for s in SETTINGS} | {"MLOOP_DEBUG"}
+    known_env = {s.env for s in SETTINGS} | PROCESS_ENV
     for name in env:
         if name.startswith("MLOOP_") and name not in known_env:
             raise _unknown_key(name.removeprefix("MLOOP_").lower(), f"environment variable {name}")

@@ -550,6 +550,74 @@ def test_a_real_prometheus_scrapes_the_server() -> None:
         assert float(rows_per_call["value"][1]) == 6.0  # 3 requests of 2 rows
 
 
+def test_a_token_guards_everything_but_health_checks() -> None:
+    import hashlib
+
+    token = "s3cret-token-for-the-tests"
+    settings = ServeSettings(token_sha256=hashlib.sha256(token.encode()).digest())
+    rows, names, expected = data(1)
+    with running(create_app(cancer(), settings)) as base:
+        predict = base + "/invocations"
+        missing = httpx.post(predict, json=split_body(rows, names))
+        assert missing.status_code == 401
+        assert missing.headers["www-authenticate"].startswith("Bearer")
+        assert missing.json()["error"]["code"] == "unauthorized"
+        wrong = {"authorization": "Bearer not-the-token-at-all"}
+        assert httpx.post(predict, json=split_body(rows, names), headers=wrong).status_code == 401
+        basic = {"authorization": f"Basic {token}"}
+        assert httpx.post(predict, json=split_body(rows, names), headers=basic).status_code == 401
+        right = {"authorization": f"Bearer {token}"}
+        answer = httpx.post(predict, json=split_body(rows, names), headers=right)
+        assert answer.json() == {"predictions": expected.tolist()}
+        for path in ("/metrics", "/v2/models/cancer", "/openapi.json", "/no-such-route"):
+            assert httpx.get(base + path).status_code == 401, path
+        v2 = httpx.post(base + "/v2/models/cancer/infer", json={"inputs": []})
+        assert v2.status_code == 401 and isinstance(v2.json()["error"], str)
+        for path in ("/healthz", "/readyz", "/v2/health/ready", "/v2/models/cancer/ready"):
+            assert httpx.get(base + path).status_code == 200, path  # probes carry no token
+        text = httpx.get(base + "/metrics", headers=right).text  # Prometheus sends the token
+        assert 'mloop_requests_total{endpoint="invocations",status="401"} 3.0' in text
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MLOOP_SERVE_TOKEN": "short"}, "at least 16 characters"),
+        ({"MLOOP_SERVE_TOKEN": "has a space in the middle"}, "without spaces"),
+    ],
+)
+def test_a_weak_token_is_refused_before_serving(env: dict[str, str], message: str) -> None:
+    answer = subprocess.run(
+        [sys.executable, "-m", "mloop", "serve", "churn:1"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        cwd=ROOT,
+    )
+    assert answer.returncode != 0
+    assert message in answer.stderr and "secrets.token_urlsafe" in answer.stderr
+
+
+def test_the_token_comes_from_a_file_or_the_environment_and_only_its_digest_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from mloop.cli.serve import token_digest
+    from mloop.errors import InvalidInput
+
+    secret = "a-token-from-a-kubernetes-secret"
+    (tmp_path / "token").write_text(secret + "\n")
+    assert token_digest(tmp_path / "token") == hashlib.sha256(secret.encode()).digest()
+    with pytest.raises(InvalidInput, match="cannot read the token file"):
+        token_digest(tmp_path / "missing")
+    monkeypatch.delenv("MLOOP_SERVE_TOKEN", raising=False)
+    assert token_digest(None) is None  # no token: an open server
+    monkeypatch.setenv("MLOOP_SERVE_TOKEN", secret)
+    assert token_digest(None) == hashlib.sha256(secret.encode()).digest()
+    assert "MLOOP_SERVE_TOKEN" not in os.environ  # not inherited by what the model starts
+
+
 def test_two_workers_answer_from_two_pids() -> None:
     served = Served("pid", "--workers", "2", "--delay", "0.02")
     try:

@@ -24,6 +24,11 @@ def line(text: str = "") -> None:
     sys.stdout.write(text + "\n")
 
 
+def warn(text: str) -> None:
+    """A warning on stderr, so stdout stays what the command answers."""
+    sys.stderr.write(f"warning: {text}\n")
+
+
 def when(stamp: float | None) -> str:
     if stamp is None:
         return "-"

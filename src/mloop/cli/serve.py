@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mloop.cli import output
@@ -134,8 +135,46 @@ def register(commands: Any) -> None:
         metavar="N",
         help="requests waiting beyond that; past it, 503 with Retry-After (default %(default)s)",
     )
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help="require Authorization: Bearer TOKEN, the token read from FILE (or set "
+        "MLOOP_SERVE_TOKEN); health and readiness stay open for probes",
+    )
     p.add_argument("--trust", action="store_true", help="allow pickle models (loading runs code)")
     p.set_defaults(handler=run_serve)
+
+
+def token_digest(token_file: Path | None) -> bytes | None:
+    """SHA-256 of the server's token (from FILE, else $MLOOP_SERVE_TOKEN), or None: no token.
+
+    Only the digest goes on: the token is compared by its digest, never kept.
+    """
+    import hashlib
+    import os
+
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(
+                f"cannot read the token file {token_file}: {exc}",
+                "give a readable text file holding the token",
+            ) from None
+        where = str(token_file)
+    else:
+        if "MLOOP_SERVE_TOKEN" not in os.environ:
+            return None
+        # Taken out of the environment: the model's own subprocesses must not inherit it.
+        token = os.environ.pop("MLOOP_SERVE_TOKEN").strip()
+        where = "MLOOP_SERVE_TOKEN"
+    if len(token) < 16 or any(c.isspace() for c in token):
+        raise InvalidInput(
+            f"the token in {where} must be at least 16 characters, without spaces",
+            "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+        )
+    return hashlib.sha256(token.encode()).digest()
 
 
 def load_predictor(root: str, ref: str, trust: bool) -> Predictor:
@@ -158,6 +197,7 @@ def run_serve(ctx: Context) -> int:
     for flag in ("workers", "max_batch_size", "max_concurrency"):
         if getattr(args, flag) < 1:
             raise InvalidInput(f"--{flag.replace('_', '-')} must be at least 1")
+    token = token_digest(args.token_file)  # a bad token fails before anything is opened
     project = Project.open()  # closed before serving: forked workers open their own
     try:
         version = project.registry.get(args.ref)
@@ -167,7 +207,13 @@ def run_serve(ctx: Context) -> int:
     from mloop.server.inference import ServeSettings
     from mloop.server.workers import serve
 
+    if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        output.warn(
+            f"serving on {args.host} without a token: anyone who reaches the port can use the "
+            "model (set MLOOP_SERVE_TOKEN or --token-file)"
+        )
     settings = ServeSettings(
+        token_sha256=token,
         max_batch_size=args.max_batch_size,
         max_wait=args.max_wait_ms / 1000,
         batching=not args.no_batching,

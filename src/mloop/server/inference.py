@@ -15,6 +15,8 @@ a concurrency slot is taken or the request is turned away (503 + Retry-After), a
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -58,6 +60,9 @@ class ServeSettings:
     max_queue: int = 512
     retry_after: int = 1
     keep_alive: float = 5.0
+    # SHA-256 of the bearer token every request but health checks must carry; None: open.
+    # Only the digest is kept, so the token itself is in no settings, log or core dump.
+    token_sha256: bytes | None = None
 
 
 class InferenceApp:
@@ -130,6 +135,22 @@ class InferenceApp:
             "/openapi.json": (_E["openapi"], get),
         }
         self.static["/health"] = self.static["/ping"]
+        # Probes (kubelet, load balancers) carry no token: health and readiness stay open.
+        self.open_paths = {
+            "/healthz",
+            "/readyz",
+            "/ping",
+            "/health",
+            "/v2/health/live",
+            "/v2/health/ready",
+            f"/v2/models/{name}/ready",
+            f"/v1/models/{name}",
+        }
+        self.unauthorized = error_body(
+            "unauthorized",
+            "this server needs a bearer token",
+            "send the header Authorization: Bearer TOKEN (the server's MLOOP_SERVE_TOKEN)",
+        )
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -138,7 +159,15 @@ class InferenceApp:
             return
         started = time.perf_counter()
         route = self.routes.get(scope["path"])
-        if route is None:
+        if (
+            self.settings.token_sha256 is not None
+            and scope["path"] not in self.open_paths
+            and not self._authorized(scope["headers"])
+        ):
+            endpoint = route[0] if route is not None else _E["other"]
+            status, body = 401, self.unauthorized
+            headers = [*self.json, (b"www-authenticate", b'Bearer realm="mloop"')]
+        elif route is None:
             endpoint, (status, body, headers) = _E["other"], self._not_found(scope["path"])
         else:
             endpoint, methods = route
@@ -167,6 +196,17 @@ class InferenceApp:
         )
         await send({"type": "http.response.body", "body": body})
         self.metrics.request(endpoint, status, time.perf_counter() - started)
+
+    def _authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        expected = self.settings.token_sha256
+        for name, value in headers:
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() != b"bearer":
+                    return False
+                presented = hashlib.sha256(token.strip()).digest()
+                return expected is not None and hmac.compare_digest(presented, expected)
+        return False
 
     _internal = error_body(
         "internal_error",

@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 ENDPOINTS = ("invocations", "infer", "metadata", "health", "metrics", "openapi", "other")
-STATUSES = (200, 400, 404, 405, 413, 415, 422, 499, 500, 503, 504)  # anything else: "other"
+STATUSES = (200, 400, 401, 404, 405, 413, 415, 422, 499, 500, 503, 504)  # anything else: "other"
 SECONDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
