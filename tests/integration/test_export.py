@@ -290,6 +290,24 @@ def test_k8s_manifests_pass_kubernetes_validate(exported: Exported, cli, tmp_pat
     assert docs["pdb"]["apiVersion"] == "policy/v1" and docs["pdb"]["spec"]["minAvailable"] == 1
 
 
+def test_k8s_with_a_token_secret_wires_the_token_and_drops_annotation_scraping(
+    exported: Exported, cli, tmp_path: Path
+) -> None:
+    out = tmp_path / "k8s-token"
+    args = ["-C", str(exported.root), "export", "k8s", "churn@champion", str(out)]
+    done = cli(*args, "--token-secret", "churn-token")
+    assert done.code == 0, done.err
+    assert "kubectl create secret generic churn-token" in done.out
+    assert _validate(*sorted(out.glob("*.yaml"))).returncode == 0
+    pod = yaml.safe_load((out / "deployment.yaml").read_text())["spec"]["template"]
+    (server,) = pod["spec"]["containers"]
+    token = next(e for e in server["env"] if e["name"] == "MLOOP_SERVE_TOKEN")
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "churn-token", "key": "token"}
+    assert "prometheus.io/scrape" not in pod["metadata"]["annotations"]  # it would get 401s
+    bad = cli(*args[:-1], str(tmp_path / "bad"), "--token-secret", "Not_A_Name")
+    assert bad.code != 0 and "secret name" in bad.err
+
+
 @pytest.mark.parametrize(
     ("old", "new"),
     [

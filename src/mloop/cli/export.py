@@ -65,6 +65,11 @@ def register(commands: Any) -> None:
     k8s.add_argument("--max-replicas", type=int, default=10, help="the autoscaler's maximum (10)")
     k8s.add_argument("--cpu", default="500m", help="CPU request; the limit is twice it (500m)")
     k8s.add_argument("--memory", default="1Gi", help="memory request and limit (1Gi)")
+    k8s.add_argument(
+        "--token-secret",
+        metavar="SECRET",
+        help="require a bearer token: the Secret's key `token` becomes MLOOP_SERVE_TOKEN",
+    )
     k8s.add_argument("--force", action="store_true", help="replace an earlier export in DIR")
     k8s.add_argument("--json", action="store_true", help="print JSON")
     k8s.set_defaults(handler=export_kubernetes)
@@ -115,6 +120,7 @@ def export_kubernetes(ctx: Context) -> None:
         max_replicas=args.max_replicas,
         cpu=args.cpu,
         memory=args.memory,
+        token_secret=args.token_secret,
         force=args.force,
     )
     if ctx.json:
@@ -130,3 +136,8 @@ def export_kubernetes(ctx: Context) -> None:
     names = ", ".join(f.name for f in done.files)
     output.line(f"wrote {names} for {done.version.ref} (image {done.image}) to {args.dest}")
     output.line(f"  apply: kubectl apply -f {args.dest}")
+    if args.token_secret:
+        output.line(
+            f"  first: kubectl create secret generic {args.token_secret} --from-literal=token=..."
+        )
+        output.line("  Prometheus: scrape /metrics with the token (authorization.credentials_file)")

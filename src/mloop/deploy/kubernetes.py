@@ -65,6 +65,7 @@ def export_kubernetes(
     max_replicas: int = 10,
     cpu: str = "500m",
     memory: str = "1Gi",
+    token_secret: str | None = None,
     force: bool = False,
 ) -> Manifests:
     """Write Deployment, Service, HorizontalPodAutoscaler and PodDisruptionBudget for `ref`.
@@ -79,6 +80,9 @@ def export_kubernetes(
         max_replicas: the autoscaler's maximum.
         cpu: the container's CPU request (its limit is twice that).
         memory: the container's memory request and limit (equal: memory cannot be throttled).
+        token_secret: a Secret whose key `token` the server requires as a bearer token
+            (`MLOOP_SERVE_TOKEN`); the Prometheus annotations are left out then, since
+            annotation-based scraping cannot send it.
         force: replace what an earlier export wrote in `dest`.
 
     Example:
@@ -94,6 +98,10 @@ def export_kubernetes(
             f"replicas {replicas} and max replicas {max_replicas} do not fit",
             "use at least 1 replica and a maximum no smaller than it",
         )
+    if token_secret is not None:
+        from mloop.domain.names import check_name
+
+        check_name(token_secret, "secret name")
     version, serves = resolve(project, ref)
     image = image or f"mloop-{version.name}:{version.version}"
     folder = prepare_folder(dest, force, FILES, project.root)
@@ -105,7 +113,9 @@ def export_kubernetes(
     }
     meta = {"name": name, **({"namespace": namespace} if namespace else {})}
     objects = {
-        "deployment.yaml": _deployment(version, meta, labels, image, replicas, cpu, memory),
+        "deployment.yaml": _deployment(
+            version, meta, labels, image, replicas, cpu, memory, token_secret
+        ),
         "service.yaml": _service(meta, labels),
         "hpa.yaml": _autoscaler(meta, labels, replicas, max_replicas),
         "pdb.yaml": _disruption_budget(meta, labels, replicas),
@@ -142,6 +152,7 @@ def _deployment(
     replicas: int,
     cpu: str,
     memory: str,
+    token_secret: str | None = None,
 ) -> dict[str, Any]:
     pod_labels = {
         **labels,
@@ -166,7 +177,19 @@ def _deployment(
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
-        "env": [{"name": "HOME", "value": "/tmp"}],  # noqa: S108 (an emptyDir of its own)
+        "env": [
+            {"name": "HOME", "value": "/tmp"},  # noqa: S108 (an emptyDir of its own)
+            *(
+                [
+                    {
+                        "name": "MLOOP_SERVE_TOKEN",
+                        "valueFrom": {"secretKeyRef": {"name": token_secret, "key": "token"}},
+                    }
+                ]
+                if token_secret
+                else []
+            ),
+        ],
         "resources": {
             "requests": {"cpu": cpu, "memory": memory},
             "limits": {"cpu": limit_cpu, "memory": memory},
@@ -207,9 +230,15 @@ def _deployment(
             "metadata": {
                 "labels": pod_labels,
                 "annotations": {
-                    "prometheus.io/scrape": "true",
-                    "prometheus.io/port": str(PORT),
-                    "prometheus.io/path": "/metrics",
+                    **(
+                        {}
+                        if token_secret
+                        else {
+                            "prometheus.io/scrape": "true",
+                            "prometheus.io/port": str(PORT),
+                            "prometheus.io/path": "/metrics",
+                        }
+                    ),
                     "mloop.io/model-digest": version.digest,
                 },
             },
