@@ -27,6 +27,7 @@ import pytest
 import yaml
 from sklearn.linear_model import LogisticRegression
 
+from mloop.server.inference import ServeSettings
 from tests.servers import free_port, wait_for
 
 KUBERNETES_VALIDATE = Path(sys.executable).with_name("kubernetes-validate")
@@ -285,6 +286,8 @@ def test_k8s_manifests_pass_kubernetes_validate(exported: Exported, cli, tmp_pat
     assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == "8080"
     assert pod["metadata"]["labels"]["mloop.io/version"] == "2"
+    # SIGTERM drains requests for up to the server's time-out (+5 s): no SIGKILL before that
+    assert pod["spec"]["terminationGracePeriodSeconds"] > ServeSettings().timeout + 5
     assert docs["service"]["spec"]["ports"][0]["port"] == 80
     assert docs["hpa"]["apiVersion"] == "autoscaling/v2"
     assert docs["pdb"]["apiVersion"] == "policy/v1" and docs["pdb"]["spec"]["minAvailable"] == 1

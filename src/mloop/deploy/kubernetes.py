@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from mloop.project import Project
 
 FILES = ("deployment.yaml", "service.yaml", "hpa.yaml", "pdb.yaml")
+# On SIGTERM the server finishes what is in flight: up to its request time-out (60 s by
+# default) plus uvicorn's 5 s of grace. Kubernetes must wait longer than that before SIGKILL.
+GRACE_SECONDS = 75
 
 
 @dataclass(frozen=True)
@@ -251,7 +254,7 @@ def _deployment(
                     "fsGroup": UID,
                     "seccompProfile": {"type": "RuntimeDefault"},
                 },
-                "terminationGracePeriodSeconds": 30,
+                "terminationGracePeriodSeconds": GRACE_SECONDS,
                 "initContainers": [seed],
                 "containers": [server],
                 "volumes": [
