@@ -164,3 +164,35 @@ def test_changes_made_elsewhere_are_seen_after_a_listing(
     assert artifact_store.check(gone, 11, full=False) == "missing"
     assert (artifact_store.exists(gone), artifact_store.size(gone)) == (False, None)
     assert [d for d, _, _ in artifact_store.iter_objects()] == [kept]
+
+
+def test_stores_open_on_one_place_in_many_threads_write_the_same_object(
+    artifact_uri: str,
+) -> None:
+    # as threads that each open the project (and so its store) save one environment listing
+    import threading
+
+    from mloop.store import open_artifact_store
+
+    data = b"the same package listing\n" * 100
+    stores = [open_artifact_store(artifact_uri) for _ in range(8)]
+    digests: list[str] = []
+    errors: list[BaseException] = []
+
+    def write(store: ArtifactStore, start: threading.Barrier) -> None:
+        start.wait(timeout=30)  # every thread writes at the same moment
+        try:
+            digests.append(store.put_bytes(data))
+        except BaseException as exc:
+            errors.append(exc)
+
+    for _ in range(5):
+        start = threading.Barrier(len(stores))
+        threads = [threading.Thread(target=write, args=(s, start)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    assert errors == []
+    assert digests == [digest_bytes(data)] * len(stores) * 5
+    assert stores[0].read_bytes(digest_bytes(data)) == data

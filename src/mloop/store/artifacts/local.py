@@ -70,6 +70,9 @@ def _durable_copy(src: Path, dest: Path) -> int:
         os.close(fd_in)
 
 
+_NAMES = itertools.count()
+
+
 class LocalBackend:
     """Plain string paths and a per-process counter for temporary names: storing 10,000 small
     files is dominated by system calls, so each one saved shows."""
@@ -80,10 +83,11 @@ class LocalBackend:
         self._base = str(self.root)
         self._tmp = self.root / TMP
         self._made: set[str] = set()
-        self._names = itertools.count()
 
     def _temp_name(self, folder: str) -> str:
-        return f"{folder}/{TMP_PREFIX}{_PID[0]}-{next(self._names)}"
+        # One counter for the whole process: two stores open on one folder (a thread each)
+        # must never pick the same name. `next` on a count is atomic under the GIL.
+        return f"{folder}/{TMP_PREFIX}{_PID[0]}-{next(_NAMES)}"
 
     def _shard(self, key: str) -> str:
         shard = f"{self._base}/{key[:2]}"
