@@ -32,7 +32,7 @@ from mloop.server.limits import Admission, ClientGone, Receive, TooLarge, check_
 from mloop.server.openapi import openapi_document
 from mloop.services.serving.batcher import MicroBatcher
 from mloop.services.serving.metrics import ENDPOINTS, ServingMetrics
-from mloop.services.serving.predictor import Predictor
+from mloop.services.serving.predictor import MODEL_ERRORS, Predictor
 from mloop.services.serving.requests import RequestReader, mlflow_response, parse_body
 
 logger = logging.getLogger("mloop.server")
@@ -43,7 +43,6 @@ Handler = Callable[[dict[str, Any], Receive], Coroutine[Any, Any, Reply]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 _E = {name: i for i, name in enumerate(ENDPOINTS)}
 VERSION = "0.1.0"
-MODEL_ERRORS = (ValueError, TypeError, KeyError, IndexError)  # the model refused this input
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 
 from mloop.errors import InvalidInput, NotFound, ValidationFailed
-from mloop.services.serving.predictor import Predictor
+from mloop.services.serving.predictor import MODEL_ERRORS, Predictor
 from mloop.services.serving.requests import RequestReader, jsonable
 
 FORMATS = (".csv", ".parquet", ".json")
@@ -92,7 +92,7 @@ def predict_frame(predictor: Predictor, frame: Any, where: str, chunk: int = CHU
             raise ValidationFailed(exc.message, hint) from None
         try:
             parts.append(predictor.predict(batch.data))
-        except (ValueError, TypeError, KeyError, IndexError) as exc:
+        except MODEL_ERRORS as exc:
             raise InvalidInput(
                 f"{label}: the model could not predict: {type(exc).__name__}: {exc}",
                 "check the values against the model's signature: mloop models show NAME:V",

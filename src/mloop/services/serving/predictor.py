@@ -6,6 +6,9 @@ from typing import Any, Protocol
 
 from mloop.domain.model import Signature
 
+# What a model raises when it refuses an input: the client's mistake (4xx), not the server's.
+MODEL_ERRORS = (ValueError, TypeError, KeyError, IndexError)
+
 
 class Predictor(Protocol):
     """A model ready to answer: `predict` takes a 2-D batch (rows x signature inputs, a numpy
@@ -23,4 +26,4 @@ class Predictor(Protocol):
 # The concrete Predictor lives with the registry that builds it (serving sits above it).
 from mloop.services.registry.loaded import LoadedModel  # noqa: E402
 
-__all__ = ["LoadedModel", "Predictor"]
+__all__ = ["MODEL_ERRORS", "LoadedModel", "Predictor"]
