@@ -1,10 +1,23 @@
-"""A step's code, digested: its own source and the project code it reaches.
+"""A step's code, digested: its own source and everything of the project it reads.
 
-Walks the names a function's bytecode uses, resolves them in its globals, and follows functions,
-classes and modules defined inside the project (not in site-packages), adding their source; plain
-constants (numbers, strings, tuples of them) add their value. Library code is covered by the
-environment digest instead, so a step's key changes when you edit it, a helper it calls, or a
-constant it reads, and not when you edit an unrelated file.
+Walks the names a function's bytecode uses, resolves them in its globals, and digests what it
+finds, the same way for every project function it calls (recursively):
+
+- functions, classes and modules defined inside the project (not in site-packages): their
+  source, then what *they* read; a class also its attribute values;
+- module globals (`NUMERIC = [...]`), imported project constants (`from config import FEATURES`,
+  `import settings; settings.X`), default argument values and closure cells: their *value*,
+  digested canonically by `constants.py` (containers, dataclasses, enums, paths, arrays, …);
+- library functions, classes and modules: their qualified name (the environment digest
+  covers their code).
+
+A value that cannot be digested by value (an object of a library class, say a random number
+generator) falls back to its type's name plus the digest of every project file that binds it as
+a module global: editing the line that builds it re-runs the step, at the price of re-running it
+for any other edit of that file too (Metaflow digests a flow's whole code package this way).
+Hamilton's cache keys cover only a node's own source, which is how a changed constant goes
+unseen. Nothing here depends on id(), hash() or set order: a key is the same in every
+interpreter.
 """
 
 from __future__ import annotations
@@ -19,7 +32,9 @@ from typing import Any
 
 import blake3
 
-_CONSTANTS = (int, float, str, bytes, bool, type(None))
+from mloop.services.pipelines.constants import Encoder, frame, layers
+
+_MISSING = object()
 
 
 def _code_names(code: types.CodeType) -> Iterator[str]:
@@ -29,81 +44,152 @@ def _code_names(code: types.CodeType) -> Iterator[str]:
             yield from _code_names(const)
 
 
-def _is_constant(value: Any) -> bool:
-    if isinstance(value, _CONSTANTS):
-        return True
-    return isinstance(value, tuple | frozenset) and all(_is_constant(v) for v in value)
-
-
 class _Walker:
     def __init__(self, root: Path) -> None:
         self.root = str(root.resolve()) + os.sep
         self.site = tuple(p for p in sys.path if "site-packages" in p or "dist-packages" in p)
-        self.seen: set[int] = set()
+        self.seen: set[int] = set()  # code already walked (to stop; never part of a digest)
         self.hasher = blake3.blake3()
+        self.values = Encoder(Path(self.root), self)
+
+    # where things come from ---------------------------------------------------------------
+    def local_path(self, path: str | None) -> str | None:
+        """`path` relative to the project root when it is project code, else None."""
+        if not path:
+            return None
+        path = os.path.abspath(path)
+        if not path.startswith(self.root) or any(path.startswith(s) for s in self.site):
+            return None
+        if f"{os.sep}.venv{os.sep}" in path:
+            return None
+        return path[len(self.root) :]
 
     def local(self, obj: Any) -> bool:
         try:
-            path = inspect.getsourcefile(obj) or ""
+            path = inspect.getsourcefile(obj)
         except TypeError:
             return False
-        path = os.path.abspath(path)
-        return path.startswith(self.root) and not any(path.startswith(s) for s in self.site)
+        return self.local_path(path) is not None
+
+    def add(self, data: bytes) -> None:
+        self.hasher.update(data)
 
     def add_source(self, obj: Any) -> None:
         try:
             source = inspect.getsource(obj)
         except (OSError, TypeError):
             source = repr(getattr(obj, "__qualname__", obj))
-        self.hasher.update(f"\0{getattr(obj, '__qualname__', '')}\0".encode())
-        self.hasher.update(source.encode())
+        self.add(frame(b"S", getattr(obj, "__qualname__", "").encode()))
+        self.add(frame(b"s", source.encode("utf-8", "surrogatepass")))
 
+    # code -----------------------------------------------------------------------------------
     def function(self, fn: Any) -> None:
-        fn = inspect.unwrap(fn)
-        if id(fn) in self.seen:
+        """Digest a project function: its source, and every global, default and closure cell
+        it reads (its decorators' closures too: `@retry(times=N)` keeps N in one)."""
+        chain = layers(fn)
+        inner = chain[-1]
+        if id(inner) in self.seen:
             return
-        self.seen.add(id(fn))
-        self.add_source(fn)
-        code = getattr(fn, "__code__", None)
-        if code is None:
-            return
+        self.seen.add(id(inner))
+        self.add_source(inner)
+        for layer in chain:
+            if isinstance(layer, types.FunctionType):
+                self._reads(layer)
+
+    def _reads(self, fn: types.FunctionType) -> None:
+        code = fn.__code__
+        home = fn.__globals__.get("__file__")
         names = sorted(set(_code_names(code)))
         for name in names:
-            self.reference(name, fn.__globals__.get(name, None), names)
+            value = fn.__globals__.get(name, _MISSING)
+            if value is not _MISSING:
+                self.reference(f"global {name}", value, names, home)
+        for index, default in enumerate(fn.__defaults__ or ()):
+            self.reference(f"default {index}", default, names, home)
+        for key, default in sorted((fn.__kwdefaults__ or {}).items()):
+            self.reference(f"default {key}", default, names, home)
+        for var, cell in zip(code.co_freevars, fn.__closure__ or (), strict=False):
+            try:
+                content = cell.cell_contents
+            except ValueError:  # a cell not filled yet
+                continue
+            self.reference(f"closure {var}", content, names, home)
 
-    def reference(self, name: str, value: Any, names: list[str]) -> None:
-        if value is None:
+    def module(self, module: types.ModuleType, names: list[str]) -> None:
+        """A project module the code reads from (`settings.X`): follow the attributes the code
+        names, as if they were globals."""
+        if id(module) in self.seen:
             return
-        wrapped = getattr(value, "__wrapped__", None)
-        if callable(wrapped) and not isinstance(value, type):
-            value = wrapped
+        self.seen.add(id(module))
+        home = getattr(module, "__file__", None)
+        for attr in names:
+            member = getattr(module, attr, _MISSING)
+            if member is not _MISSING:
+                self.reference(f"{module.__name__}.{attr}", member, names, home)
+
+    def klass(self, cls: type) -> None:
+        """A project class: its source, its methods' reads and its attribute values."""
+        if id(cls) in self.seen:
+            return
+        self.seen.add(id(cls))
+        self.add_source(cls)
+        home = getattr(sys.modules.get(cls.__module__), "__file__", None)
+        for attr, member in sorted(vars(cls).items()):
+            if attr.startswith("__") and attr.endswith("__"):
+                continue
+            if isinstance(member, staticmethod | classmethod):
+                member = member.__func__
+            if isinstance(member, property):
+                for part in (member.fget, member.fset, member.fdel):
+                    if part is not None:
+                        self.reference(f"{cls.__qualname__}.{attr}", part, [], home)
+                continue
+            self.reference(f"{cls.__qualname__}.{attr}", member, [], home)
+
+    def reference(self, label: str, value: Any, names: list[str], home: str | None) -> None:
+        """Digest one thing the code reads, under `label`; `home` is the file it was found in
+        (the fallback for a value that cannot be digested by value)."""
         if isinstance(value, types.ModuleType):
-            if id(value) in self.seen or not self.local(value):
-                return
-            self.seen.add(id(value))
-            for attr in names:  # module.helper: follow the attributes the code names
-                member = getattr(value, attr, None)
-                if member is not None and not isinstance(member, types.ModuleType):
-                    self.reference(attr, member, [])
-            return
-        if isinstance(value, types.FunctionType):
+            self.add(frame(b"M", f"{label}={value.__name__}".encode()))
             if self.local(value):
-                self.function(value)
+                self.module(value, names)
             return
-        if isinstance(value, type):
-            if id(value) not in self.seen and self.local(value):
-                self.seen.add(id(value))
-                self.add_source(value)
-                for member in vars(value).values():
-                    if isinstance(member, types.FunctionType):
-                        self.function(member)
-            return
-        if _is_constant(value):
-            self.hasher.update(f"\0const {name}={value!r}".encode())
+        encoded = self.values.encode(value)
+        if encoded is None:
+            encoded = self.values.fallback(value, home)
+        self.add(frame(b"G", label.encode()) + encoded)
+
+    def files_binding(self, value: Any, home: str | None) -> list[tuple[str, str]]:
+        """(relative path, content digest) of the project modules that bind `value` as a
+        global, and of `home`: where the code that builds it can change."""
+        found: dict[str, str] = {}
+        home_rel = self.local_path(home)
+        if home and home_rel is not None:
+            found[home_rel] = home
+        for module in list(sys.modules.values()):
+            path = getattr(module, "__file__", None)
+            rel = self.local_path(path)
+            if rel is None or rel in found or not path:
+                continue
+            try:
+                bound = any(v is value for v in vars(module).values())
+            except TypeError:
+                continue
+            if bound:
+                found[rel] = path
+        return [(rel, _file_digest(found[rel])) for rel in sorted(found)]
+
+
+def _file_digest(path: str) -> str:
+    try:
+        with open(path, "rb") as fh:
+            return blake3.blake3(fh.read()).hexdigest()
+    except OSError:
+        return "unreadable"
 
 
 def source_digest(fn: Callable[..., Any], root: Path) -> str:
-    """The digest of `fn`'s source and of the project code (under `root`) it calls.
+    """The digest of `fn`'s source and of everything of the project (under `root`) it reads.
 
     Example:
         >>> source_digest(train, Path("."))[:12]  # doctest: +SKIP
