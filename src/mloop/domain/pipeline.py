@@ -8,12 +8,35 @@ downstream sets and cache keys are computed here without running or importing an
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mloop.domain.digests import digest_bytes
 from mloop.errors import PipelineError
+
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def parse_target(target: str) -> tuple[str, str]:
+    """`module:qualname` -> (module, qualname), both dotted Python names.
+
+    A target is imported, so anything else (a path such as `../x`, a file name, an empty
+    part) is refused here with the fix, before the import machinery sees it.
+
+    Example:
+        >>> parse_target("pipeline:training")
+        ('pipeline', 'training')
+    """
+    module, sep, qualname = target.partition(":")
+    if not (sep and _DOTTED.fullmatch(module) and _DOTTED.fullmatch(qualname)):
+        raise PipelineError(
+            f"{target!r} is not module:function",
+            "name a Python module and a function in it, e.g. pipeline:train "
+            "(a module path uses dots, not slashes)",
+        )
+    return module, qualname
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from mloop.domain.pipeline import (
     cache_key,
     downstream,
     order,
+    parse_target,
     value_digest,
 )
 from mloop.errors import PipelineError
@@ -62,3 +63,17 @@ def test_cache_keys_change_with_code_inputs_environment_and_trust_only() -> None
 def test_equal_values_have_equal_digests_whatever_the_key_order() -> None:
     assert value_digest({"a": 1, "b": [1, 2]}) == value_digest({"b": [1, 2], "a": 1})
     assert value_digest(1) != value_digest("1")
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["../../etc/passwd:x", "pipeline", "pipeline:", ":train", "pipe line:train", "a/b:c", "a:b c"],
+    ids=["path", "no-colon", "no-function", "no-module", "space", "slash", "space-in-function"],
+)
+def test_a_target_that_is_not_module_colon_function_is_refused(target: str) -> None:
+    with pytest.raises(PipelineError, match="is not module:function"):
+        parse_target(target)
+
+
+def test_a_dotted_target_is_split_at_the_colon() -> None:
+    assert parse_target("pkg.flows:Train.run") == ("pkg.flows", "Train.run")

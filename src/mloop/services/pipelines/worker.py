@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mloop.domain.pipeline import StepOptions
+from mloop.domain.pipeline import StepOptions, parse_target
 from mloop.domain.run import RunOutput
 from mloop.errors import MloopError, PipelineError
 from mloop.services.data.versioning import DataService
@@ -68,7 +68,7 @@ class StepTimeout(Exception):
 
 def resolve(target: str, root: str | None = None) -> Any:
     """The object `module:qualname` names, importing the module (from the project root)."""
-    module_name, _, qualname = target.partition(":")
+    module_name, qualname = parse_target(target)
     if module_name == "__main__" and root is not None and "__main__" not in sys.modules:
         raise PipelineError(
             f"step {qualname!r} is defined in a script, not a module",
