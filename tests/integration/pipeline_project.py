@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
+
+USER_MODULES = ("pipeline", "helpers", "settings")
 
 PIPELINE = '''
 import os
@@ -12,7 +15,11 @@ from pathlib import Path
 import pandas as pd
 
 import mloop
+import settings
 from helpers import scale_of
+from settings import LABELS
+
+SHIFT = 0.0  # module constants the steps read: part of their cache keys
 
 
 @mloop.step
@@ -30,7 +37,8 @@ def prepare(frame: pd.DataFrame, factor: float = 1.0) -> pd.DataFrame:
 @mloop.step
 def train(frame: pd.DataFrame, depth: int) -> dict:
     mloop.log_metric("rows", len(frame))
-    return {"depth": depth, "mean": float(frame["price"].mean())}
+    mean = float(frame["price"].mean()) * settings.WEIGHT + SHIFT
+    return {"depth": depth, "mean": mean, "labels": sorted(LABELS)}
 
 
 @mloop.step
@@ -112,6 +120,11 @@ def checked():
     train(frame, depth=2)
 
 
+@mloop.pipeline
+def pinned():
+    train(ingest(mloop.dataset("sales", version=1)), depth=2)
+
+
 @mloop.step
 def wrong_type(frame: pd.DataFrame) -> pd.DataFrame:
     return [1, 2, 3]
@@ -127,6 +140,11 @@ def scale_of(factor: float) -> float:
     return factor
 """
 
+SETTINGS = """
+WEIGHT = 1.0
+LABELS = {"north", "south", "east", "west"}
+"""
+
 YAML = """project: pipes
 pipelines:
   train: pipeline:train_pipeline
@@ -134,12 +152,14 @@ pipelines:
   parallel: pipeline:parallel
   mistyped: pipeline:mistyped
   checked: pipeline:checked
+  pinned: pipeline:pinned
 """
 
 
 def write_project(root: Path) -> None:
     (root / "pipeline.py").write_text(textwrap.dedent(PIPELINE))
     (root / "helpers.py").write_text(textwrap.dedent(HELPERS))
+    (root / "settings.py").write_text(textwrap.dedent(SETTINGS))
     (root / "mloop.yaml").write_text(YAML)
     (root / "data").mkdir(exist_ok=True)
     write_sales(root, [1.5, 2.5, 3.0])
@@ -148,3 +168,11 @@ def write_project(root: Path) -> None:
 def write_sales(root: Path, prices: list[float]) -> None:
     rows = "\n".join(f"{p},r{i % 2}" for i, p in enumerate(prices))
     (root / "data" / "sales.csv").write_text("price,region\n" + rows + "\n")
+
+
+def forget_project(root: Path) -> None:
+    """Drop the project's modules from this interpreter, so the next test imports its own."""
+    for name in USER_MODULES:
+        sys.modules.pop(name, None)
+    while str(root) in sys.path:
+        sys.path.remove(str(root))

@@ -4,8 +4,6 @@ resume, and independent steps running at once on the process executor."""
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,23 +12,7 @@ import mloop
 from mloop.domain.run import RunStatus
 from mloop.project import Project
 from tests.conftest import run_mloop
-from tests.integration.pipeline_project import write_project, write_sales
-
-USER_MODULES = ("pipeline", "helpers")
-
-
-@pytest.fixture
-def pipes(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A project with pipelines and a dataset; the user modules are forgotten afterwards so the
-    next test imports its own copies."""
-    write_project(project)
-    monkeypatch.setenv("PIPES_TEST_COUNTER", str(project / "counter.txt"))
-    mloop.data.add("sales", "data/sales.csv")
-    yield project
-    for name in USER_MODULES:
-        sys.modules.pop(name, None)
-    while str(project) in sys.path:
-        sys.path.remove(str(project))
+from tests.integration.pipeline_project import write_sales
 
 
 def run(name: str, **kwargs):
@@ -255,3 +237,50 @@ def test_the_validate_step_stops_the_pipeline_before_training(pipes: Path) -> No
     step = Project.open().tracking.get_run(result.steps["validate"].run_id or "")
     assert step.metrics["validation.failed_checks"].value >= 1
     assert step.tags["mloop.validated_against"] == "sales:1 data/sales.csv"
+
+
+def test_an_edited_constant_reruns_the_steps_that_read_it_and_nothing_else(pipes: Path) -> None:
+    """Each run is its own process with its own hash seed: keys must not depend on either. The
+    first `mloop run` of each pair goes through the replay plan, so replay must agree."""
+    seeds = iter(range(100, 200))
+    accuracy: list[float] = []
+
+    def states() -> dict[str, str]:
+        done = run_mloop(
+            "run", "train", "--json", cwd=pipes, env={"PYTHONHASHSEED": str(next(seeds))}
+        )
+        assert done.code == 0, done.err
+        answer = json.loads(done.out)
+        run = Project.open().tracking.get_run(answer["run"])
+        accuracy.append(run.metrics["accuracy"].value)
+        return {s["step"]: s["state"] for s in answer["steps"]}
+
+    def edit(rel: str, old: str, new: str) -> None:
+        text = (pipes / rel).read_text()
+        assert old in text
+        (pipes / rel).write_text(text.replace(old, new))
+
+    reads = {"ingest": "cached", "prepare": "cached", "train": "finished"}
+    assert set(states().values()) == {"finished"}
+    assert set(states().values()) == {"cached"}
+    edit("pipeline.py", "SHIFT = 0.0", "SHIFT = 1.0")  # a constant of the pipeline's module
+    assert states() == {**reads, "evaluate": "finished"}
+    assert accuracy[-1] == pytest.approx((7 / 3 + 1) / 13)  # the new value, not a stale copy
+    edit("settings.py", "WEIGHT = 1.0", "WEIGHT = 2.0")  # `import settings; settings.WEIGHT`
+    assert states() == {**reads, "evaluate": "finished"}
+    assert accuracy[-1] == pytest.approx((14 / 3 + 1) / 13)
+    edit("settings.py", '"west"}', '"west", "up"}')  # `from settings import LABELS`, a set
+    assert states() == {**reads, "evaluate": "finished"}
+    edit("settings.py", "WEIGHT = 2.0", "UNREAD = 1\nWEIGHT = 2.0")  # read by no step
+    assert set(states().values()) == {"cached"}
+
+
+def test_a_pipeline_target_that_is_a_path_is_a_clear_error(pipes: Path, cli) -> None:
+    text = (pipes / "mloop.yaml").read_text()
+    (pipes / "mloop.yaml").write_text(text + "  escape: ../../etc/passwd:x\n")
+    result = cli("run", "escape")
+    assert result.code == 1
+    assert "pipeline 'escape' in mloop.yaml: '../../etc/passwd:x' is not module:function" in (
+        result.err
+    )
+    assert "internal error" not in result.err

@@ -4,27 +4,12 @@ cluster address that does not answer."""
 from __future__ import annotations
 
 import socket
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-import mloop
 from mloop.errors import StoreUnavailable
 from mloop.project import Project
-from tests.integration.pipeline_project import write_project
-
-
-@pytest.fixture
-def pipes(project: Path) -> Iterator[Path]:
-    write_project(project)
-    mloop.data.add("sales", "data/sales.csv")
-    yield project
-    for name in ("pipeline", "helpers"):
-        sys.modules.pop(name, None)
-    while str(project) in sys.path:
-        sys.path.remove(str(project))
 
 
 @pytest.mark.xdist_group("ray")

@@ -6,28 +6,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-import mloop
 from mloop.errors import InvalidInput
 from mloop.project import Project
 from mloop.services.pipelines.sweep import Sweeper, combinations, parse_axis
 from tests.conftest import run_mloop
-from tests.integration.pipeline_project import write_project
-
-
-@pytest.fixture
-def pipes(project: Path) -> Iterator[Path]:
-    write_project(project)
-    mloop.data.add("sales", "data/sales.csv")
-    yield project
-    for name in ("pipeline", "helpers"):
-        sys.modules.pop(name, None)
-    while str(project) in sys.path:
-        sys.path.remove(str(project))
+from tests.e2e.test_progress import run_on_a_terminal
 
 
 @pytest.mark.parametrize(
@@ -116,3 +103,18 @@ def test_an_unchanged_pipeline_is_replayed_without_importing_it(pipes: Path) -> 
     assert run_mloop("data", "add", "sales", "data/sales.csv", cwd=pipes).code == 0
     fresh = json.loads(run_mloop("run", "train", "--json", cwd=pipes).out)["steps"]
     assert {s["step"]: s["state"] for s in fresh}["ingest"] == "finished"
+
+
+def test_a_sweep_shows_each_trial_as_it_ends_on_a_terminal_only(pipes: Path) -> None:
+    code, screen = run_on_a_terminal(["sweep", "train", "-p", "depth=1,2,3"], pipes)
+    assert code == 0, screen
+    for done in ("trial 1/3", "trial 2/3", "trial 3/3"):
+        assert done in screen, screen  # a line per trial while the sweep runs
+    assert screen.index("trial 3/3") < screen.index("RANK")  # before the ranking
+    assert "score" in screen.split("trial 1/3")[1].splitlines()[0]
+
+    piped = run_mloop("sweep", "train", "-p", "depth=1,2,3", cwd=pipes)
+    assert piped.code == 0, piped.err
+    assert "trial 1/3" not in piped.out + piped.err  # logs and pipes get the ranking only
+    quiet, screen = run_on_a_terminal(["sweep", "-q", "train", "-p", "depth=1,2"], pipes)
+    assert quiet == 0 and "trial 1/2" not in screen

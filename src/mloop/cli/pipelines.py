@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from typing import Any
 
 from mloop.cli import output
@@ -19,6 +20,7 @@ def register(commands: Any) -> None:
     run.add_argument("--executor", choices=("local", "process", "ray"), help="where steps run")
     run.add_argument("--resume", metavar="RUN", help="rerun only failed and later steps of RUN")
     run.add_argument("--no-cache", action="store_true", help="run every step again")
+    _add_working_data_flag(run)
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.set_defaults(handler=run_pipeline)
 
@@ -37,6 +39,7 @@ def register(commands: Any) -> None:
     sweep.add_argument("--executor", choices=("local", "process", "ray"))
     sweep.add_argument("--parallel", type=int, metavar="K", help="trials at once")
     sweep.add_argument("--no-cache", action="store_true", help="run every step again")
+    _add_working_data_flag(sweep)
     sweep.add_argument("--json", action="store_true", help="print the ranking as JSON")
     sweep.set_defaults(handler=run_sweep)
 
@@ -51,6 +54,49 @@ def register(commands: Any) -> None:
     show.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=show_pipeline)
+
+
+def _add_working_data_flag(parser: Any) -> None:
+    parser.add_argument(
+        "--no-version-data",
+        action="store_true",
+        help="use the datasets' latest versions as they are (by default, changed working "
+        "files of the datasets the pipeline reads become a new version first); what differs "
+        "is still reported",
+    )
+
+
+def _working_data(args: Any) -> Any:
+    from mloop.services.pipelines.working import WorkingData
+
+    return WorkingData.LATEST if args.no_version_data else WorkingData.VERSION
+
+
+def _print_change(change: Any) -> None:
+    """One line per dataset whose working files differed from its latest version."""
+    ref = f"{change.dataset}:{change.latest}"
+    if change.action == "versioned":
+        output.line(
+            f"{change.dataset}: working files changed → {change.dataset}:{change.version} "
+            "(versioned by this run)"
+        )
+    elif change.action == "kept":
+        output.warn(
+            f"{change.dataset}: working files differ from {ref} ({change.files}); "
+            f"using {ref} as it is (--no-version-data)"
+        )
+    else:
+        record = ""
+        if change.unchanged or change.modified or change.added:  # some files are left
+            record = f", or record the deletion: mloop data add {change.dataset} " + " ".join(
+                change.sources
+            )
+        output.warn(
+            f"{change.dataset}: working files differ from {ref} ({change.files}); using {ref}, "
+            f"since a run never versions a deletion (restore them: mloop data checkout {ref}"
+            f"{record})"
+        )
+    sys.stdout.flush()
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
@@ -106,6 +152,8 @@ def run_pipeline(ctx: Context) -> int:
         use_cache=not args.no_cache,
         resume=args.resume,
         on_event=None if ctx.json else show,
+        working_data=_working_data(args),
+        on_data=None if ctx.json else _print_change,
     )
     if ctx.json:
         output.emit_json(
@@ -113,6 +161,7 @@ def run_pipeline(ctx: Context) -> int:
                 "run": result.run_id,
                 "status": result.status.value,
                 "error": result.error,
+                "data": result.data,
                 "steps": list(result.steps.values()),
             }
         )
@@ -137,19 +186,35 @@ def run_sweep(ctx: Context) -> int:
     name = pipelines.resolve_name(args.name)
     if not ctx.json:
         output.line(f"sweep {name}: {len(trials)} trials")
-    result = Sweeper(pipelines).run(
-        name,
-        trials,
-        executor=args.executor,
-        use_cache=not args.no_cache,
-        parallel=args.parallel,
-    )
+    live = not (ctx.json or ctx.quiet) and output.is_terminal()
+    lock = threading.Lock()
+    ended: list[int] = []
+    with output.progress(f"sweep {name}", len(trials), ctx.quiet or ctx.json) as advance:
+
+        def heard(index: int, trial: Any) -> None:
+            with lock:  # trials end in their own threads
+                ended.append(index)
+                if live:
+                    output.line(_trial_line(len(ended), len(trials), trial))
+                advance(1)
+
+        result = Sweeper(pipelines).run(
+            name,
+            trials,
+            executor=args.executor,
+            use_cache=not args.no_cache,
+            parallel=args.parallel,
+            on_trial=heard,
+            working_data=_working_data(args),
+            on_data=None if ctx.json else _print_change,
+        )
     label = result.metric or "metric"
     if ctx.json:
         output.emit_json(
             {
                 "sweep": result.run_id,
                 "metric": result.metric,
+                "data": result.data,
                 "trials": [
                     {
                         "rank": rank,
@@ -180,6 +245,14 @@ def run_sweep(ctx: Context) -> int:
         best = " ".join(t.result.run_id[:8] for t in result.trials[:3])
         output.line(f"sweep run {result.run_id[:12]}; compare: mloop runs compare {best}")
     return 0 if any(t.result.ok for t in result.trials) else 1
+
+
+def _trial_line(done: int, total: int, trial: Any) -> str:
+    params = " ".join(f"{k}={v}" for k, v in sorted(trial.params.items()))
+    line = f"  trial {done}/{total}  {params}  {trial.result.status.value}"
+    if trial.score is not None:
+        line += f"  score {output.number(trial.score)}"
+    return line + f"  run {trial.result.run_id[:12]}"
 
 
 def list_pipelines(ctx: Context) -> None:

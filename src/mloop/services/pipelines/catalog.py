@@ -7,12 +7,18 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mloop.domain.pipeline import PipelineGraph
+from mloop.domain.pipeline import PipelineGraph, parse_target
 from mloop.errors import NotFound, PipelineError
 from mloop.executors import open_executor
 from mloop.services.pipelines.dsl import PipelineFunction
 from mloop.services.pipelines.runner import PipelineResult, PipelineRunner, StepEvent
 from mloop.services.pipelines.worker import resolve
+from mloop.services.pipelines.working import (
+    DataChange,
+    WorkingData,
+    WorkingDataCheck,
+    latest_reads,
+)
 
 WORKER_MODULES = ("mloop.services.pipelines.worker",)
 
@@ -72,6 +78,12 @@ class Pipelines:
     def load(self, name: str | None) -> PipelineFunction:
         """Import the pipeline function a name points at."""
         key = self.resolve_name(name)
+        try:
+            parse_target(self.targets[key])
+        except PipelineError as exc:
+            raise PipelineError(
+                f"pipeline {key!r} in mloop.yaml: {exc.message}", exc.hint
+            ) from None
         found = resolve(self.targets[key], str(self.root))
         if not isinstance(found, PipelineFunction):
             raise PipelineError(
@@ -84,6 +96,15 @@ class Pipelines:
         """The traced graph, named as mloop.yaml names the pipeline."""
         return dataclasses.replace(self.load(name).build(params), name=self.resolve_name(name))
 
+    def working_data(
+        self,
+        mode: WorkingData,
+        by: str,
+        on_change: Callable[[DataChange], None] | None = None,
+    ) -> WorkingDataCheck:
+        """A look at the working data of the datasets a run reads (see `working.py`)."""
+        return WorkingDataCheck(self.runner.data, mode, by, on_change)
+
     def run(
         self,
         name: str | None,
@@ -93,8 +114,13 @@ class Pipelines:
         use_cache: bool = True,
         resume: str | None = None,
         on_event: Callable[[StepEvent], None] | None = None,
+        working_data: WorkingData = WorkingData.VERSION,
+        on_data: Callable[[DataChange], None] | None = None,
     ) -> PipelineResult:
         """Build and run a pipeline by name; an unchanged one is reused without importing it.
+
+        Changed working files of the datasets it reads are versioned first (or, with
+        `working_data=WorkingData.LATEST`, only reported); `on_data` hears about each.
 
         Example:
             >>> project.pipelines.run("train", {"depth": 4}).ok  # doctest: +SKIP
@@ -104,17 +130,23 @@ class Pipelines:
 
         key = self.resolve_name(name)
         given = dict(params or {})
+        check = self.working_data(working_data, f"mloop run {key}", on_data)
         replayer = Replayer(self.runner, self.root)
-        if use_cache and resume is None:
-            reused = replayer.replay(key, self.targets[key], given, on_event)
+        previous = replayer.previous(key, given) if use_cache and resume is None else None
+        if previous is not None:
+            known = {d.name for d in self.runner.data.datasets()}
+            check.sync(replayer.latest_reads(previous) & known)
+            reused = replayer.replay(previous, key, self.targets[key], given, on_event)
             if reused is not None:
+                reused.data = list(check.changes)
                 return reused
-        result = self.run_graph(
+        result = self._run(
             self.graph(key, given),
             executor=executor,
             use_cache=use_cache,
             resume=resume,
             on_event=on_event,
+            check=check,
         )
         replayer.remember(result, key, self.targets[key], given)
         return result
@@ -127,8 +159,31 @@ class Pipelines:
         use_cache: bool = True,
         resume: str | None = None,
         on_event: Callable[[StepEvent], None] | None = None,
+        working_data: WorkingData = WorkingData.VERSION,
+        on_data: Callable[[DataChange], None] | None = None,
     ) -> PipelineResult:
         """Run an already traced graph on the named executor (default: the project's)."""
+        check = self.working_data(working_data, f"pipeline {graph.name}", on_data)
+        return self._run(
+            graph,
+            executor=executor,
+            use_cache=use_cache,
+            resume=resume,
+            on_event=on_event,
+            check=check,
+        )
+
+    def _run(
+        self,
+        graph: PipelineGraph,
+        *,
+        executor: str | None,
+        use_cache: bool,
+        resume: str | None,
+        on_event: Callable[[StepEvent], None] | None,
+        check: WorkingDataCheck,
+    ) -> PipelineResult:
+        check.sync(latest_reads([graph]))
         with open_executor(
             executor or self.default_executor,
             max_workers=self.max_workers,
@@ -136,6 +191,8 @@ class Pipelines:
             preload=self.preload(graph),
             paths=(str(self.root),),
         ) as pool:
-            return self.runner.run(
+            result = self.runner.run(
                 graph, pool, use_cache=use_cache, resume=resume, on_event=on_event
             )
+        result.data = list(check.changes)
+        return result

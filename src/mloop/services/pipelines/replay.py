@@ -6,6 +6,13 @@ every project file its code was loaded from, the dataset versions it read, the e
 the params given. `mloop run` first recomputes that plan from the files alone (hashing a few
 small files); if it matches, every step is reused from that run, as the per-step cache would
 have decided, and nothing of the user's is imported.
+
+The plan holds what decides the steps' cache keys as far as files can tell: a module constant is
+in its file's digest, so editing one (in the pipeline's module or any project module it
+imports) makes the plan differ, and the traced run decides step by step. Working data is looked
+at before (`working.py`): changed files become a new version, which the plan then sees. What a
+file digest cannot see is a value computed at import time from outside the code (a file read or
+an environment variable): the traced run's keys cover it, replay does not (`--no-cache`).
 """
 
 from __future__ import annotations
@@ -80,32 +87,20 @@ class Replayer:
         if not result.ok:
             return
         metadata = self.runner.tracker.metadata
-        datasets: dict[str, int] = {}
         files = project_files(self.root)
         for child in metadata.child_runs(result.run_id):
             step = metadata.get_run(child.id)
-            for used in step.inputs:
-                if used.kind == "dataset":
-                    dataset, _, version = used.ref.partition(":")
-                    datasets[dataset] = int(version)
             notebook = step.params.get("notebook")
             if notebook and step.tags.get("mloop.target", "").startswith(NOTEBOOK_TARGETS):
                 path = str(json.loads(notebook)["path"])  # code that is not a Python module
                 files[path] = _digest(str(self.root / path))
-        plan = self.plan(name, target, params, dict(sorted(files.items())), datasets)
+        plan = self.plan(name, target, params, dict(sorted(files.items())), result.datasets)
         metadata.write_run_data(
             result.run_id, tags=[(PLAN_TAG, plan), (PARAMS_TAG, canonical_json(dict(params)))]
         )
 
-    def replay(
-        self,
-        name: str,
-        target: str,
-        params: Mapping[str, Any],
-        on_event: Callable[[StepEvent], None] | None = None,
-    ) -> PipelineResult | None:
-        """A new run reusing every step of the last matching run, or None (run it for real)."""
-        metadata = self.runner.tracker.metadata
+    def previous(self, name: str, params: Mapping[str, Any]) -> Run | None:
+        """The latest finished run of pipeline `name` with these params, if it has a plan."""
         where = And(
             (
                 Compare(Field("tags", "mloop.pipeline"), "=", name),
@@ -113,20 +108,43 @@ class Replayer:
                 Compare(Field("attr", "status"), "=", "finished"),
             )
         )
-        found = metadata.find_runs(where, limit=1)
-        if not found:
-            return None
-        previous = found[0]
+        found = self.runner.tracker.metadata.find_runs(where, limit=1)
+        return found[0] if found and PLAN_TAG in found[0].tags else None
+
+    @staticmethod
+    def latest_reads(previous: Run) -> set[str]:
+        """The datasets `previous` read at their latest version (not pinned)."""
+        recorded = json.loads(previous.tags[PLAN_TAG])
+        return {key for key in recorded.get("datasets", {}) if ":" not in key}
+
+    def replay(
+        self,
+        previous: Run,
+        name: str,
+        target: str,
+        params: Mapping[str, Any],
+        on_event: Callable[[StepEvent], None] | None = None,
+    ) -> PipelineResult | None:
+        """A new run reusing every step of `previous` if its plan still holds, else None (then
+        trace and run the pipeline for real)."""
+        metadata = self.runner.tracker.metadata
         recorded = json.loads(previous.tags[PLAN_TAG])
         try:
             files = {rel: _digest(str(self.root / rel)) for rel in recorded["files"]}
         except OSError:
             return None  # a module moved or vanished: trace the pipeline again
         latest = {d.name: d.latest for d in metadata.list_datasets()}
-        datasets = {ds: latest.get(ds, -1) for ds in recorded["datasets"]}
+        datasets: dict[str, int] = {}
+        for key in recorded["datasets"]:
+            dataset, _, pinned = key.partition(":")
+            now = latest.get(dataset, -1)
+            # A pinned version stays what it was, as long as the dataset still reaches it.
+            datasets[key] = now if not pinned else (int(pinned) if now >= int(pinned) else -1)
         if self.plan(name, target, params, files, datasets) != previous.tags[PLAN_TAG]:
             return None
-        return self._reuse(previous, on_event or (lambda event: None))
+        result = self._reuse(previous, on_event or (lambda event: None))
+        result.datasets = datasets
+        return result
 
     def _reuse(self, previous: Run, emit: Callable[[StepEvent], None]) -> PipelineResult:
         tracker = self.runner.tracker

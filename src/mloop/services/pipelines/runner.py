@@ -37,6 +37,7 @@ from mloop.services.pipelines.worker import (
     run_step,
     run_task,
 )
+from mloop.services.pipelines.working import DataChange
 from mloop.services.tracking.runs import ActiveRun, Tracker
 from mloop.store.artifacts.cas import ArtifactStore
 
@@ -58,10 +59,16 @@ class StepEvent:
 
 @dataclass
 class PipelineResult:
+    """What a pipeline run did. `datasets` maps each dataset it read to the version it read,
+    keyed `NAME` when it asked for the latest and `NAME:V` when pinned; `data` lists datasets
+    whose working files differed from their latest version when it started."""
+
     run_id: str
     status: RunStatus
     steps: dict[str, StepEvent] = field(default_factory=dict)
     error: str | None = None
+    datasets: dict[str, int] = field(default_factory=dict)
+    data: list[DataChange] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -186,6 +193,10 @@ class PipelineRunner:
             parent=parent,
         )
         result = PipelineResult(pipeline_run.id, RunStatus.RUNNING)
+        result.datasets = {
+            name if asked is None else f"{name}:{asked}": version
+            for (name, asked), (version, _) in sorted(datasets.items(), key=str)
+        }
         outputs: dict[str, tuple[str, ...]] = {}
         pending = list(steps)
         running: dict[Future[StepOutcome], tuple[StepNode, ActiveRun, str]] = {}

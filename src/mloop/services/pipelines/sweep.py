@@ -20,6 +20,7 @@ from mloop.errors import InvalidInput
 from mloop.executors import open_executor
 from mloop.services.pipelines.catalog import Pipelines
 from mloop.services.pipelines.runner import PipelineResult, StepEvent
+from mloop.services.pipelines.working import DataChange, WorkingData, latest_reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,7 @@ class SweepResult:
     metric: str | None
     maximize: bool
     trials: tuple[Trial, ...]  # best first; failed trials and trials without the metric last
+    data: tuple[DataChange, ...] = ()  # working data found changed before the trials ran
 
 
 class Sweeper:
@@ -136,8 +138,14 @@ class Sweeper:
         use_cache: bool = True,
         parallel: int | None = None,
         on_event: Callable[[dict[str, Any], StepEvent], None] | None = None,
+        on_trial: Callable[[int, Trial], None] | None = None,
+        working_data: WorkingData = WorkingData.VERSION,
+        on_data: Callable[[DataChange], None] | None = None,
     ) -> SweepResult:
         """Run one trial per params dict at once; rank them by the pipeline's metric.
+
+        `on_trial` hears about each trial as it ends (with its index in `trials`), from the
+        trial's thread. Working data is looked at once, before any trial, as `run` does.
 
         Example:
             >>> trials = [{"depth": 3}, {"depth": 5}]  # doctest: +SKIP
@@ -158,6 +166,8 @@ class Sweeper:
         ) as pool:
             graphs = [self.pipelines.graph(key, params) for params in trials]  # all checked
             metric, maximize = graphs[0].metric, graphs[0].maximize
+            check = self.pipelines.working_data(working_data, f"mloop sweep {key}", on_data)
+            check.sync(latest_reads(graphs))
             sweep = runner.tracker.start_run(
                 f"{key}-sweep",
                 tags={
@@ -169,23 +179,23 @@ class Sweeper:
             workers: int = getattr(pool, "max_workers", None) or 2
             width = parallel or (1 if chosen == "local" else workers)
 
-            def one(index: int) -> PipelineResult:
+            def one(index: int) -> Trial:
                 params = trials[index]
                 hear = (lambda e: on_event(params, e)) if on_event else None
-                return runner.run(
+                result = runner.run(
                     graphs[index], pool, use_cache=use_cache, on_event=hear, parent=sweep
                 )
+                trial = Trial(params, result, self._score(result, metric))
+                if on_trial is not None:
+                    on_trial(index, trial)
+                return trial
 
             try:
                 with ThreadPoolExecutor(max_workers=max(1, width)) as threads:
-                    results = list(threads.map(one, range(len(trials))))
+                    done = list(threads.map(one, range(len(trials))))
             except BaseException as exc:
                 sweep.end(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
                 raise
-        done = [
-            Trial(params, result, self._score(result, metric))
-            for params, result in zip(trials, results, strict=True)
-        ]
         ranked = sorted(done, key=lambda t: _rank(t, maximize))
         best = ranked[0]
         if best.score is not None and metric:
@@ -193,7 +203,7 @@ class Sweeper:
             sweep.set_tag("mloop.best_run", best.result.run_id)
         failures = sum(not t.result.ok for t in done)
         sweep.end(RunStatus.FAILED if failures == len(done) else RunStatus.FINISHED)
-        return SweepResult(sweep.id, metric, maximize, tuple(ranked))
+        return SweepResult(sweep.id, metric, maximize, tuple(ranked), tuple(check.changes))
 
     def _score(self, result: PipelineResult, metric: str | None) -> float | None:
         if metric is None or not result.ok:
