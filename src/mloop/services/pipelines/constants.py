@@ -63,6 +63,15 @@ def _class_of(module: str, name: str) -> Any:
     return found if isinstance(found, type) else None
 
 
+def _plain_repr(value: Any) -> str | None:
+    """repr(value), unless it fails or holds a memory address (which differs every run)."""
+    try:
+        text = repr(value)
+    except Exception:
+        return None
+    return None if _ADDRESS.search(text) else text
+
+
 def _all(parts: list[bytes | None]) -> list[bytes] | None:
     """`parts`, or None if any part is unreadable (then so is the whole)."""
     found = [p for p in parts if p is not None]
@@ -96,6 +105,8 @@ class Encoder:
         self._active.add(id(value))
         try:
             return self._compound(value, depth + 1)
+        except Exception:  # looking into it failed (a property raising): unreadable
+            return None
         finally:
             self._active.discard(id(value))
 
@@ -107,10 +118,9 @@ class Encoder:
         files = self.code.files_binding(value, home)
         for rel, digest in files:
             parts.append(frame(b"f", _text(f"{rel}={digest}")))
-        if not files:
-            text = repr(value)
-            if not _ADDRESS.search(text):
-                parts.append(frame(b"r", _text(text)))
+        text = _plain_repr(value) if not files else None
+        if text is not None:
+            parts.append(frame(b"r", _text(text)))
         return frame(b"?", b"".join(parts))
 
     # leaves ---------------------------------------------------------------------------------
@@ -264,8 +274,5 @@ class Encoder:
             encoded = self.encode(state, depth)
             return None if encoded is None else frame(b"O", _text(qualified(kind)) + encoded)
         top = kind.__module__.partition(".")[0]
-        if top in sys.stdlib_module_names:
-            text = repr(value)
-            if not _ADDRESS.search(text):
-                return frame(b"r", _text(f"{qualified(kind)}:{text}"))
-        return None
+        text = _plain_repr(value) if top in sys.stdlib_module_names else None
+        return None if text is None else frame(b"r", _text(f"{qualified(kind)}:{text}"))

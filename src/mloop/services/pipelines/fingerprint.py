@@ -49,6 +49,7 @@ class _Walker:
         self.root = str(root.resolve()) + os.sep
         self.site = tuple(p for p in sys.path if "site-packages" in p or "dist-packages" in p)
         self.seen: set[int] = set()  # code already walked (to stop; never part of a digest)
+        self.followed: set[tuple[int, str]] = set()  # module attributes already digested
         self.hasher = blake3.blake3()
         self.values = Encoder(Path(self.root), self)
 
@@ -67,7 +68,7 @@ class _Walker:
     def local(self, obj: Any) -> bool:
         try:
             path = inspect.getsourcefile(obj)
-        except TypeError:
+        except Exception:  # built-ins, and objects whose module cannot be told
             return False
         return self.local_path(path) is not None
 
@@ -94,13 +95,15 @@ class _Walker:
         self.add_source(inner)
         for layer in chain:
             if isinstance(layer, types.FunctionType):
-                self._reads(layer)
+                # A library's wrapper: its closure holds the decorator's arguments; its
+                # globals are the library's own business (the environment digest).
+                self._reads(layer, inside=layer is inner or self.local(layer))
 
-    def _reads(self, fn: types.FunctionType) -> None:
+    def _reads(self, fn: types.FunctionType, inside: bool) -> None:
         code = fn.__code__
         home = fn.__globals__.get("__file__")
         names = sorted(set(_code_names(code)))
-        for name in names:
+        for name in names if inside else ():
             value = fn.__globals__.get(name, _MISSING)
             if value is not _MISSING:
                 self.reference(f"global {name}", value, names, home)
@@ -118,12 +121,15 @@ class _Walker:
     def module(self, module: types.ModuleType, names: list[str]) -> None:
         """A project module the code reads from (`settings.X`): follow the attributes the code
         names, as if they were globals."""
-        if id(module) in self.seen:
-            return
-        self.seen.add(id(module))
         home = getattr(module, "__file__", None)
         for attr in names:
-            member = getattr(module, attr, _MISSING)
+            if (id(module), attr) in self.followed:  # each helper names its own attributes
+                continue
+            self.followed.add((id(module), attr))
+            try:
+                member = getattr(module, attr, _MISSING)
+            except Exception:  # a module __getattr__ that fails: the code cannot read it either
+                member = _MISSING
             if member is not _MISSING:
                 self.reference(f"{module.__name__}.{attr}", member, names, home)
 
@@ -135,6 +141,7 @@ class _Walker:
         self.add_source(cls)
         home = getattr(sys.modules.get(cls.__module__), "__file__", None)
         for attr, member in sorted(vars(cls).items()):
+            label = f"{cls.__qualname__}.{attr}"
             if attr.startswith("__") and attr.endswith("__"):
                 continue
             if isinstance(member, staticmethod | classmethod):
@@ -142,9 +149,13 @@ class _Walker:
             if isinstance(member, property):
                 for part in (member.fget, member.fset, member.fdel):
                     if part is not None:
-                        self.reference(f"{cls.__qualname__}.{attr}", part, [], home)
-                continue
-            self.reference(f"{cls.__qualname__}.{attr}", member, [], home)
+                        self.reference(label, part, [], home)
+            elif not attr.startswith("_"):
+                self.reference(label, member, [], home)
+            else:  # machinery an ABC, an Enum or Generic sets (`_abc_impl`): only if readable
+                encoded = self.values.encode(member)
+                if encoded is not None:
+                    self.add(frame(b"G", label.encode()) + encoded)
 
     def reference(self, label: str, value: Any, names: list[str], home: str | None) -> None:
         """Digest one thing the code reads, under `label`; `home` is the file it was found in

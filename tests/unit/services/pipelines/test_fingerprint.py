@@ -56,6 +56,7 @@ def _edit(files: dict[str, str], rel: str, old: str, new: str) -> dict[str, str]
 
 
 PIPE = """
+import abc
 import dataclasses
 import enum
 from pathlib import Path
@@ -64,7 +65,7 @@ import numpy as np
 
 import settings
 from config import FEATURES
-from helpers import clean, scale
+from helpers import clean, scale, tail_level
 
 NUMERIC = ["tenure", "charges"]
 WEIGHTS = {"a": 1.0, "b": 2.0}
@@ -112,9 +113,20 @@ def make_scaler(factor):
 scaler = make_scaler(2.0)
 
 
+class Base(abc.ABC):
+    @abc.abstractmethod
+    def run(self): ...
+
+
+class Impl(Base):
+    def run(self):
+        return 1
+
+
 def step(frame, cols=DEFAULT_COLUMNS, *, limit=LIMIT * 2):
     used = [NUMERIC, WEIGHTS, TAGS, NESTED, ROOT, BOUNDS, MODE, CONFIG, FEATURES]
-    return clean(frame), scale(frame), settings.LEVEL, Columns().pick(), scaler(1), used
+    found = [Impl().run(), Kind.SLOW, tail_level()]
+    return clean(frame), scale(frame), settings.LEVEL, Columns().pick(), scaler(1), used, found
 
 
 def other(frame):
@@ -128,11 +140,14 @@ OTHER = "not read"
 
 SETTINGS_PY = """
 LEVEL = 3
+DEPTH = 2
 UNREAD = 4
 """
 
 HELPERS_PY = """
 import functools
+
+import settings
 
 THRESHOLD = 0.5
 TIMES = 2
@@ -156,6 +171,10 @@ def clean(frame):
 @repeat(times=TIMES)
 def scale(frame):
     return frame
+
+
+def tail_level():
+    return settings.DEPTH
 
 
 def unused_helper():
@@ -184,8 +203,10 @@ READ = [
     ("closure-cell", "pipe.py", "make_scaler(2.0)", "make_scaler(3.0)"),
     ("from-import-constant", "config.py", '["a", "b"]', '["a", "c"]'),
     ("module-attribute", "settings.py", "LEVEL = 3", "LEVEL = 5"),
+    ("module-attribute-of-a-helper", "settings.py", "DEPTH = 2", "DEPTH = 3"),
     ("constant-of-a-called-helper", "helpers.py", "THRESHOLD = 0.5", "THRESHOLD = 0.7"),
     ("decorator-closure", "helpers.py", "TIMES = 2", "TIMES = 3"),
+    ("method-of-a-subclass", "pipe.py", "return 1\n", "return 2\n"),
 ]
 
 NOT_READ = [
