@@ -68,6 +68,7 @@ def test_the_latest_versions_as_they_are_with_a_warning(pipes: Path) -> None:
     assert [(c["dataset"], c["action"]) for c in json.loads(done.out)["data"]] == [
         ("sales", "kept")
     ]
+    assert "warning: sales: working files differ from sales:1" in done.err  # JSON or not
 
 
 def test_the_replay_plan_notices_changed_working_files(pipes: Path) -> None:
@@ -116,6 +117,7 @@ def test_a_sweep_versions_changed_files_once_before_its_trials(pipes: Path) -> N
     assert [(c.action, c.version) for c in result.data] == [("versioned", 2)]
     assert list(result.data) == heard
     assert versions() == [1, 2]
+    assert Project.open().data.show("sales:2").message.startswith("versioned by `mloop sweep")
     assert {t.result.datasets["sales"] for t in result.trials} == {2}
     kept = Sweeper(Project.open().pipelines).run(
         "train", trials[:1], working_data=WorkingData.LATEST

@@ -72,14 +72,20 @@ def _working_data(args: Any) -> Any:
     return WorkingData.LATEST if args.no_version_data else WorkingData.VERSION
 
 
-def _print_change(change: Any) -> None:
-    """One line per dataset whose working files differed from its latest version."""
+def _data_printer(json_out: bool) -> Any:
+    """How a command tells about working data that differed: a line per dataset; with --json
+    the answer carries them, and only the warnings (on stderr) are printed as well."""
+    return lambda change: _print_change(change, stdout=not json_out)
+
+
+def _print_change(change: Any, stdout: bool = True) -> None:
     ref = f"{change.dataset}:{change.latest}"
     if change.action == "versioned":
-        output.line(
-            f"{change.dataset}: working files changed → {change.dataset}:{change.version} "
-            "(versioned by this run)"
-        )
+        if stdout:
+            output.line(
+                f"{change.dataset}: working files changed → {change.dataset}:{change.version} "
+                "(versioned by this run)"
+            )
     elif change.action == "kept":
         output.warn(
             f"{change.dataset}: working files differ from {ref} ({change.files}); "
@@ -153,7 +159,7 @@ def run_pipeline(ctx: Context) -> int:
         resume=args.resume,
         on_event=None if ctx.json else show,
         working_data=_working_data(args),
-        on_data=None if ctx.json else _print_change,
+        on_data=_data_printer(ctx.json),
     )
     if ctx.json:
         output.emit_json(
@@ -206,7 +212,7 @@ def run_sweep(ctx: Context) -> int:
             parallel=args.parallel,
             on_trial=heard,
             working_data=_working_data(args),
-            on_data=None if ctx.json else _print_change,
+            on_data=_data_printer(ctx.json),
         )
     label = result.metric or "metric"
     if ctx.json:

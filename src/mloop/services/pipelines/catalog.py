@@ -130,7 +130,7 @@ class Pipelines:
 
         key = self.resolve_name(name)
         given = dict(params or {})
-        check = self.working_data(working_data, f"mloop run {key}", on_data)
+        check = self.working_data(working_data, f"`mloop run {key}`", on_data)
         replayer = Replayer(self.runner, self.root)
         previous = replayer.previous(key, given) if use_cache and resume is None else None
         if previous is not None:
@@ -163,7 +163,7 @@ class Pipelines:
         on_data: Callable[[DataChange], None] | None = None,
     ) -> PipelineResult:
         """Run an already traced graph on the named executor (default: the project's)."""
-        check = self.working_data(working_data, f"pipeline {graph.name}", on_data)
+        check = self.working_data(working_data, f"a run of pipeline {graph.name}", on_data)
         return self._run(
             graph,
             executor=executor,

@@ -166,7 +166,7 @@ class Sweeper:
         ) as pool:
             graphs = [self.pipelines.graph(key, params) for params in trials]  # all checked
             metric, maximize = graphs[0].metric, graphs[0].maximize
-            check = self.pipelines.working_data(working_data, f"mloop sweep {key}", on_data)
+            check = self.pipelines.working_data(working_data, f"`mloop sweep {key}`", on_data)
             check.sync(latest_reads(graphs))
             sweep = runner.tracker.start_run(
                 f"{key}-sweep",

@@ -77,7 +77,8 @@ def latest_reads(graphs: Iterable[PipelineGraph]) -> set[str]:
 
 class WorkingDataCheck:
     """One run's look at its working data: each dataset is checked (and reported) once, even
-    when the fast replay path and the traced pipeline both ask."""
+    when the fast replay path and the traced pipeline both ask. `by` names what makes the
+    versions (in their message and Event), e.g. "`mloop run train`"."""
 
     def __init__(
         self,
@@ -97,7 +98,7 @@ class WorkingDataCheck:
         """Check the named datasets' working files; version the changed ones (by default).
 
         Example:
-            >>> check = WorkingDataCheck(project.data, WorkingData.VERSION, "mloop run train")
+            >>> check = WorkingDataCheck(project.data, WorkingData.VERSION, "`mloop run train`")
             >>> [c.version for c in check.sync({"churn"})]  # doctest: +SKIP
             [2]
         """
@@ -134,7 +135,7 @@ class WorkingDataCheck:
         made = self.data.add(
             name,
             [self.data.root / source for source in sources],
-            f"versioned by `{self.by}`: working files changed since {name}:{latest} ({seen.files})",
+            f"versioned by {self.by}: working files changed since {name}:{latest} ({seen.files})",
         )
         if not made.created:  # the files equal the latest version after all
             return None
