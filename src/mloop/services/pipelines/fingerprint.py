@@ -22,6 +22,9 @@ interpreter.
 
 from __future__ import annotations
 
+import dis
+import importlib
+import importlib.util
 import inspect
 import os
 import sys
@@ -35,6 +38,20 @@ import blake3
 from mloop.services.pipelines.constants import Encoder, frame, layers
 
 _MISSING = object()
+
+
+def _imports(code: types.CodeType) -> Iterator[tuple[str, int]]:
+    """(module, level) of every import statement in a function's body (`from config import X`
+    inside a step): IMPORT_NAME follows LOAD_CONST level, LOAD_CONST fromlist."""
+    consts: list[Any] = []
+    for instruction in dis.get_instructions(code):
+        if instruction.opname == "IMPORT_NAME":
+            level = consts[-2] if len(consts) >= 2 and isinstance(consts[-2], int) else 0
+            yield str(instruction.argval), level
+        consts.append(instruction.argval if instruction.opname == "LOAD_CONST" else None)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _imports(const)
 
 
 def _code_names(code: types.CodeType) -> Iterator[str]:
@@ -107,6 +124,8 @@ class _Walker:
             value = fn.__globals__.get(name, _MISSING)
             if value is not _MISSING:
                 self.reference(f"global {name}", value, names, home)
+        for module, level in sorted(set(_imports(code))) if inside else ():
+            self.imported(module, level, fn.__globals__.get("__package__"), names, home)
         for index, default in enumerate(fn.__defaults__ or ()):
             self.reference(f"default {index}", default, names, home)
         for key, default in sorted((fn.__kwdefaults__ or {}).items()):
@@ -117,6 +136,27 @@ class _Walker:
             except ValueError:  # a cell not filled yet
                 continue
             self.reference(f"closure {var}", content, names, home)
+
+    def imported(
+        self, name: str, level: int, package: str | None, names: list[str], home: str | None
+    ) -> None:
+        """A module imported inside the function: followed like a global one if it is the
+        project's (imported now if the step has not run yet: it would import it too)."""
+        try:
+            absolute = importlib.util.resolve_name("." * level + name, package) if level else name
+            loaded = sys.modules.get(absolute)
+            if loaded is None:
+                spec = importlib.util.find_spec(absolute)
+                if spec is None or self.local_path(spec.origin) is None:
+                    return  # a library's: the environment digest covers it
+                loaded = importlib.import_module(absolute)
+        except Exception:  # it does not import here: its file, if there is one, stands in
+            origin = _spec_origin(name, level, package)
+            rel = self.local_path(origin)
+            found = f"{rel}={_file_digest(origin)}" if origin and rel else ""
+            self.add(frame(b"I", f"{name}:{level}:{found}".encode()))
+            return
+        self.reference(f"import {absolute}", loaded, names, home)
 
     def module(self, module: types.ModuleType, names: list[str]) -> None:
         """A project module the code reads from (`settings.X`): follow the attributes the code
@@ -189,6 +229,15 @@ class _Walker:
             if bound:
                 found[rel] = path
         return [(rel, _file_digest(found[rel])) for rel in sorted(found)]
+
+
+def _spec_origin(name: str, level: int, package: str | None) -> str | None:
+    try:
+        absolute = importlib.util.resolve_name("." * level + name, package) if level else name
+        spec = importlib.util.find_spec(absolute)
+    except Exception:
+        return None
+    return spec.origin if spec is not None else None
 
 
 def _file_digest(path: str) -> str:

@@ -23,7 +23,7 @@ import pytest
 from mloop.services.pipelines.fingerprint import source_digest
 
 _COUNTER = itertools.count()
-MODULES = ("pipe", "config", "settings", "helpers", "conf", "conf.sub")
+MODULES = ("pipe", "config", "settings", "helpers", "localcfg", "conf", "conf.sub")
 
 
 @pytest.fixture
@@ -125,7 +125,10 @@ class Impl(Base):
 
 def step(frame, cols=DEFAULT_COLUMNS, *, limit=LIMIT * 2):
     used = [NUMERIC, WEIGHTS, TAGS, NESTED, ROOT, BOUNDS, MODE, CONFIG, FEATURES]
-    found = [Impl().run(), Kind.SLOW, tail_level()]
+    from localcfg import LIMITS  # imported inside the step only
+    import conf.sub
+
+    found = [Impl().run(), Kind.SLOW, tail_level(), LIMITS, conf.sub.RATE]
     return clean(frame), scale(frame), settings.LEVEL, Columns().pick(), scaler(1), used, found
 
 
@@ -183,6 +186,9 @@ def unused_helper():
 
 PROJECT = {
     "pipe.py": PIPE,
+    "localcfg.py": "LIMITS = (1, 2)\nOTHER = 0\n",
+    "conf/__init__.py": "",
+    "conf/sub.py": "RATE = 0.1\n",
     "config.py": CONFIG_PY,
     "settings.py": SETTINGS_PY,
     "helpers.py": HELPERS_PY,
@@ -207,6 +213,8 @@ READ = [
     ("constant-of-a-called-helper", "helpers.py", "THRESHOLD = 0.5", "THRESHOLD = 0.7"),
     ("decorator-closure", "helpers.py", "TIMES = 2", "TIMES = 3"),
     ("method-of-a-subclass", "pipe.py", "return 1\n", "return 2\n"),
+    ("import-inside-the-step", "localcfg.py", "(1, 2)", "(1, 3)"),
+    ("submodule-imported-inside", "conf/sub.py", "0.1", "0.2"),
 ]
 
 NOT_READ = [
@@ -215,6 +223,7 @@ NOT_READ = [
     ("unread-constant-of-an-imported-module", "config.py", '"not read"', '"changed"'),
     ("unread-module-attribute", "settings.py", "UNREAD = 4", "UNREAD = 5"),
     ("unused-helper", "helpers.py", "return 1", "return 2"),
+    ("unread-constant-of-a-module-imported-inside", "localcfg.py", "OTHER = 0", "OTHER = 1"),
 ]
 
 
