@@ -10,9 +10,12 @@ from mloop.domain.lineage import CodeVersion
 
 
 class RunStatus(enum.StrEnum):
+    """`lost` is never stored: readers show it for a running run whose process is gone."""
+
     RUNNING = "running"
     FINISHED = "finished"
     FAILED = "failed"
+    LOST = "lost"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +37,12 @@ class RunInput:
 
 @dataclass(frozen=True, slots=True)
 class RunOutput:
-    """An artifact a run wrote, under a relative name."""
+    """An artifact a run wrote, under a relative name; `size` is None where it is unknown
+    (schema revisions before 0004 recorded a value's payload size beside its manifest's digest)."""
 
     name: str
     digest: str
-    size: int
+    size: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +62,38 @@ class Run:
     tags: Mapping[str, str] = field(default_factory=dict)
     inputs: tuple[RunInput, ...] = ()
     outputs: tuple[RunOutput, ...] = ()
+    # The process that runs it, and when that process last said it was alive (a heartbeat).
+    pid: int | None = None
+    host: str | None = None
+    heartbeat: float | None = None
+    deleted: float | None = None  # when it was deleted (soft: `mloop gc` purges it later)
 
     @property
     def duration(self) -> float | None:
         return None if self.ended is None else self.ended - self.started
+
+    @property
+    def last_seen(self) -> float:
+        """The last sign of life: the latest heartbeat, or the start for runs without one."""
+        return self.heartbeat if self.heartbeat is not None else self.started
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """How a reader tells a run whose process died from one still at work.
+
+    A process beats for its open runs every 30 seconds; a running run is lost when its last
+    sign of life is older than `stale_before`, or when its id is in `dead` (the reader saw
+    that its process is gone from this host). The SQL store applies the same rule in a query,
+    so `status = lost` can be filtered and sorted on.
+    """
+
+    stale_before: float
+    dead: frozenset[str] = frozenset()
+
+    def status_of(self, run: Run) -> RunStatus:
+        if run.status is RunStatus.RUNNING and (
+            run.id in self.dead or run.last_seen < self.stale_before
+        ):
+            return RunStatus.LOST
+        return run.status

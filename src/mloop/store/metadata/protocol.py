@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # annotations only: importing the store must stay cheap for t
     from mloop.domain.lineage import Environment
     from mloop.domain.model import GateRecord, Model, ModelVersion
     from mloop.domain.query import Expr, SortKey
-    from mloop.domain.run import Metric, Run, RunInput, RunOutput, RunStatus
+    from mloop.domain.run import Liveness, Metric, Run, RunInput, RunOutput, RunStatus
 
 
 class MetadataStore(Protocol):
@@ -34,19 +34,43 @@ class MetadataStore(Protocol):
     ) -> None: ...
 
     def end_run(
-        self, run_id: str, status: RunStatus, ended: float, error: str | None, event: Event
+        self,
+        run_id: str,
+        status: RunStatus,
+        ended: float,
+        error: str | None,
+        event: Event,
+        *,
+        only_running: bool = False,
     ) -> None: ...
 
-    def get_run(self, ref: str) -> Run: ...
+    def record_heartbeat(self, run_ids: Sequence[str], at: float) -> None: ...
+
+    def running_runs_on(self, host: str) -> list[tuple[str, int | None]]: ...
+
+    def get_run(self, ref: str, liveness: Liveness | None = None) -> Run: ...
 
     def find_runs(
         self,
         where: Expr | None = None,
         order: Sequence[SortKey] = (),
         limit: int | None = None,
+        *,
+        liveness: Liveness | None = None,
+        deleted: bool = False,
     ) -> list[Run]: ...
 
-    def count_runs(self, where: Expr | None = None) -> int: ...
+    def count_runs(
+        self,
+        where: Expr | None = None,
+        *,
+        liveness: Liveness | None = None,
+        deleted: bool = False,
+    ) -> int: ...
+
+    def delete_run(self, run_id: str, at: float, event: Event) -> list[str]: ...
+
+    def restore_run(self, run_id: str, event: Event) -> list[str]: ...
 
     def metric_history(self, run_id: str, key: str) -> list[Metric]: ...
 
@@ -67,6 +91,14 @@ class MetadataStore(Protocol):
     def list_datasets(self) -> list[DatasetSummary]: ...
 
     def list_dataset_versions(self, name: str) -> list[DatasetVersion]: ...
+
+    def remove_dataset_versions(
+        self, name: str, version: int | None, at: float, event: Event, *, force: bool = False
+    ) -> list[int]: ...
+
+    def restore_dataset_versions(
+        self, name: str, version: int | None, event: Event
+    ) -> list[int]: ...
 
     # models
     def create_model_version(
@@ -112,4 +144,10 @@ class MetadataStore(Protocol):
     def list_events(self, ref: str | None = None, limit: int = 100) -> list[Event]: ...
 
     # housekeeping
-    def referenced_objects(self) -> Iterator[tuple[str, int | None, str]]: ...
+    def referenced_objects(
+        self, purged_before: float | None = None
+    ) -> Iterator[tuple[str, int | None, str]]: ...
+
+    def purge_removed(
+        self, before: float, *, event: Event | None = None, dry_run: bool = False
+    ) -> tuple[list[str], list[str]]: ...

@@ -9,11 +9,37 @@ from mloop.domain.dataset import DatasetSummary, DatasetVersion, FileEntry
 from mloop.domain.event import Event
 from mloop.errors import NotFound
 from mloop.store.metadata.sql import rows
-from mloop.store.metadata.sql.db import Database, Tx
+from mloop.store.metadata.sql.db import Database, Tx, in_range
+from mloop.store.metadata.sql.runs import live_run
+
+# The newest version of dataset `:n` that is not removed.
+LATEST = "SELECT MAX(x.version) FROM dataset_versions x WHERE x.dataset = :n AND x.removed IS NULL"
 
 
 def _missing_dataset(name: str) -> NotFound:
     return NotFound(f"no dataset {name!r}", "list datasets with `mloop data list`")
+
+
+def _missing_version(tx: Tx, name: str, version: int) -> NotFound:
+    """Why `name:version` cannot be read: no such dataset, no such version, or removed."""
+    removed = None
+    if in_range(version):
+        removed = tx.scalar(
+            "SELECT removed FROM dataset_versions WHERE dataset = :n AND version = :v",
+            {"n": name, "v": version},
+        )
+    if removed is not None:
+        return NotFound(
+            f"dataset {name}:{version} was removed",
+            f"bring it back with `mloop data remove {name}:{version} --undo`",
+        )
+    latest = tx.scalar(LATEST, {"n": name})
+    if latest is None:
+        return _missing_dataset(name)
+    return NotFound(
+        f"dataset {name!r} has no version {version} (latest is {latest})",
+        f"see `mloop data show {name} --versions`",
+    )
 
 
 class SqlDatasets:
@@ -24,8 +50,10 @@ class SqlDatasets:
 
         def work(tx: Tx) -> DatasetVersion:
             run_id = version.run_id
-            if run_id and tx.scalar("SELECT 1 FROM runs WHERE id = :id", {"id": run_id}) is None:
-                raise NotFound(f"run {run_id} does not exist", "see `mloop runs list`")
+            if run_id and not live_run(tx, run_id):
+                raise NotFound(
+                    f"run {run_id} does not exist (or is deleted)", "see `mloop runs list`"
+                )
             number = int(
                 tx.scalar(
                     "INSERT INTO datasets (name, created, latest) VALUES (:n, :c, 1) "
@@ -77,25 +105,21 @@ class SqlDatasets:
             if version is None:
                 row = tx.one(
                     f"SELECT {rows.VERSION_COLUMNS} FROM dataset_versions v WHERE v.dataset = :n "
-                    "ORDER BY v.version DESC LIMIT 1",
+                    "AND v.removed IS NULL ORDER BY v.version DESC LIMIT 1",
                     {"n": name},
                 )
                 if row is None:
                     raise _missing_dataset(name)
             else:
-                row = tx.one(
-                    f"SELECT {rows.VERSION_COLUMNS} FROM dataset_versions v "
-                    "WHERE v.dataset = :n AND v.version = :v",
-                    {"n": name, "v": version},
-                )
-                if row is None:
-                    latest = tx.scalar("SELECT latest FROM datasets WHERE name = :n", {"n": name})
-                    if latest is None:
-                        raise _missing_dataset(name)
-                    raise NotFound(
-                        f"dataset {name!r} has no version {version} (latest is {latest})",
-                        f"see `mloop data show {name}`",
+                row = None
+                if in_range(version):  # a bigger number names no row; SQL must not see it
+                    row = tx.one(
+                        f"SELECT {rows.VERSION_COLUMNS} FROM dataset_versions v "
+                        "WHERE v.dataset = :n AND v.version = :v AND v.removed IS NULL",
+                        {"n": name, "v": version},
                     )
+                if row is None:
+                    raise _missing_version(tx, name, version)
             found = rows.version_from_row(row)
             if not files:
                 return found
@@ -114,9 +138,9 @@ class SqlDatasets:
     def list_datasets(self) -> list[DatasetSummary]:
         found = self.db.read(
             lambda tx: tx.all(
-                "SELECT d.name, d.latest, d.created, v.created, v.file_count, v.total_size "
+                "SELECT d.name, v.version, d.created, v.created, v.file_count, v.total_size "
                 "FROM datasets d JOIN dataset_versions v ON v.dataset = d.name "
-                "AND v.version = d.latest ORDER BY d.name"
+                f"AND v.version = ({LATEST.replace(':n', 'd.name')}) ORDER BY d.name"
             )
         )
         return [DatasetSummary(*row) for row in found]
@@ -125,7 +149,7 @@ class SqlDatasets:
         def work(tx: Tx) -> list[DatasetVersion]:
             found = tx.all(
                 f"SELECT {rows.VERSION_COLUMNS} FROM dataset_versions v WHERE v.dataset = :n "
-                "ORDER BY v.version",
+                "AND v.removed IS NULL ORDER BY v.version",
                 {"n": name},
             )
             if not found:

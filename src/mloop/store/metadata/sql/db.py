@@ -15,9 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mloop.errors import MissingDependency, StoreUnavailable
+from mloop.errors import InvalidInput, MissingDependency, StoreUnavailable
 
 T = TypeVar("T")
+V = TypeVar("V", str, int)
 Params = Mapping[str, Any] | Sequence[Any] | None
 BUSY_TIMEOUT_MS = 60_000
 _PLACEHOLDER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
@@ -253,15 +254,36 @@ class Database:
 
 
 CHUNK = 500
+# The range of a 64-bit signed integer: what both databases store; a larger Python int must not
+# reach a query (SQLite raises OverflowError, PostgreSQL a type error).
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
 
 
-def chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+def check_limit(limit: int) -> int:
+    """A row limit both databases take; anything else is refused before it reaches SQL."""
+    if not 0 <= limit <= INT64_MAX:
+        raise InvalidInput(f"limit {limit} is out of range", f"give a limit from 0 to {INT64_MAX}")
+    return int(limit)
+
+
+def in_range(number: int) -> bool:
+    """Whether `number` fits a 64-bit integer column (a bigger one cannot match any row)."""
+    return INT64_MIN <= number <= INT64_MAX
+
+
+def escape_like(text: str) -> str:
+    """`text` as a literal inside a LIKE pattern written with `ESCAPE '\\'`."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def chunks(items: Sequence[V]) -> Iterator[Sequence[V]]:
     """Split a long list for `IN (…)` clauses, which both databases limit in size."""
     for i in range(0, len(items), CHUNK):
         yield items[i : i + CHUNK]
 
 
-def in_clause(values: Sequence[str]) -> tuple[str, dict[str, str]]:
+def in_clause(values: Sequence[V]) -> tuple[str, dict[str, V]]:
     """`(:i0, :i1, …)` and its parameters."""
     params = {f"i{n}": value for n, value in enumerate(values)}
     return "(" + ", ".join(f":i{n}" for n in range(len(values))) + ")", params

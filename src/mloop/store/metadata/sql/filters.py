@@ -1,16 +1,22 @@
 """Translate the run filter language (domain/query.py) into SQL over the `runs` table `r`.
 
 A condition on a param, metric or tag holds only for runs that have that key (an EXISTS), so
-`not metrics.acc > 0.9` also finds runs that never logged `acc`.
+`not metrics.acc > 0.9` also finds runs that never logged `acc`. `status` is read through
+`status_sql`, which shows a running run whose process is gone as `lost`; `parent = null`
+selects top-level runs.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mloop.domain.query import And, Compare, Expr, Field, Not, Or, SortKey
+from mloop.store.metadata.sql.db import escape_like
+
+if TYPE_CHECKING:
+    from mloop.domain.run import Liveness
 
 ATTRIBUTE_COLUMNS = {
     "status": "r.status",
@@ -22,6 +28,7 @@ ATTRIBUTE_COLUMNS = {
     "parent": "r.parent_id",
 }
 SQL_OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+NO_PARENT = ("", "null", "none")  # `parent = null`: run ids are hex, so no id is spelt so
 _NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
 
 
@@ -35,8 +42,22 @@ class _Params:
         return f":{name}"
 
 
+def status_sql(liveness: Liveness | None, params: dict[str, Any]) -> str:
+    """The run's status as readers see it: `lost` for a running run whose process is gone.
+
+    The rule is `Liveness.status_of`'s, in SQL, so filters and sorts on `status` agree with it.
+    """
+    if liveness is None:
+        return "r.status"
+    p = _Params(params)
+    dead = "".join(f", {p.add(run_id)}" for run_id in sorted(liveness.dead))
+    gone = f" OR r.id IN ({dead[2:]})" if dead else ""
+    stale = f"COALESCE(r.heartbeat, r.started) < {p.add(liveness.stale_before)}"
+    return f"(CASE WHEN r.status = 'running' AND ({stale}{gone}) THEN 'lost' ELSE r.status END)"
+
+
 def _like_pattern(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    escaped = escape_like(text)
     return escaped.replace("*", "%") if "*" in text else f"%{escaped}%"
 
 
@@ -53,11 +74,13 @@ def _condition(column: str, op: str, value: str | float, p: _Params, numeric: st
     return f"{column} {sql_op} {p.add(value if isinstance(value, float) else str(value))}"
 
 
-def _compare(node: Compare, p: _Params) -> str:
+def _compare(node: Compare, p: _Params, status: str) -> str:
     group, key = node.field.group, node.field.key
     if group == "attr":
-        column = ATTRIBUTE_COLUMNS[key]
+        column = status if key == "status" else ATTRIBUTE_COLUMNS[key]
         value: str | float = node.value
+        if key == "parent" and node.op in ("=", "!=") and str(value).lower() in NO_PARENT:
+            return f"r.parent_id IS {'' if node.op == '=' else 'NOT '}NULL"
         if key == "status" and isinstance(value, str):
             value = value.lower()
         return _condition(
@@ -77,26 +100,27 @@ def _compare(node: Compare, p: _Params) -> str:
     return f"EXISTS (SELECT 1 FROM {table} x WHERE {where})"
 
 
-def compile_where(expr: Expr, params: dict[str, Any]) -> str:
-    """SQL for `expr`, adding its values to `params` (named :p0, :p1, …)."""
-    return _compile(expr, _Params(params))
+def compile_where(expr: Expr, params: dict[str, Any], status: str = "r.status") -> str:
+    """SQL for `expr`, adding its values to `params` (named :p0, :p1, …); `status` is the
+    expression `status_sql` made for the run's status."""
+    return _compile(expr, _Params(params), status)
 
 
-def _compile(expr: Expr, p: _Params) -> str:
+def _compile(expr: Expr, p: _Params, status: str) -> str:
     if isinstance(expr, Compare):
-        return _compare(expr, p)
+        return _compare(expr, p, status)
     if isinstance(expr, And):
-        return "(" + " AND ".join(_compile(e, p) for e in expr.items) + ")"
+        return "(" + " AND ".join(_compile(e, p, status) for e in expr.items) + ")"
     if isinstance(expr, Or):
-        return "(" + " OR ".join(_compile(e, p) for e in expr.items) + ")"
+        return "(" + " OR ".join(_compile(e, p, status) for e in expr.items) + ")"
     if isinstance(expr, Not):
-        return f"(NOT {_compile(expr.item, p)})"
+        return f"(NOT {_compile(expr.item, p, status)})"
     raise TypeError(f"not a filter expression: {expr!r}")
 
 
-def _sort_expr(field: Field, p: _Params) -> list[str]:
+def _sort_expr(field: Field, p: _Params, status: str) -> list[str]:
     if field.group == "attr":
-        return [ATTRIBUTE_COLUMNS[field.key]]
+        return [status if field.key == "status" else ATTRIBUTE_COLUMNS[field.key]]
     key = p.add(field.key)
     if field.group == "metrics":
         return [
@@ -110,12 +134,14 @@ def _sort_expr(field: Field, p: _Params) -> list[str]:
     return exprs
 
 
-def compile_order(order: Sequence[SortKey], params: dict[str, Any]) -> str:
+def compile_order(
+    order: Sequence[SortKey], params: dict[str, Any], status: str = "r.status"
+) -> str:
     """ORDER BY clause; missing values sort last; newest first breaks ties."""
     p = _Params(params)
     parts: list[str] = []
     for sort in order:
         direction = "DESC" if sort.descending else "ASC"
-        parts.extend(f"{e} {direction} NULLS LAST" for e in _sort_expr(sort.field, p))
+        parts.extend(f"{e} {direction} NULLS LAST" for e in _sort_expr(sort.field, p, status))
     parts.extend(["r.started DESC", "r.id"])
     return "ORDER BY " + ", ".join(parts)

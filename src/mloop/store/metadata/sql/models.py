@@ -13,7 +13,8 @@ from mloop.domain.model import ColumnSpec, GateRecord, Model, ModelVersion, Sign
 from mloop.domain.records import to_plain
 from mloop.errors import InvalidInput, NotFound
 from mloop.store.metadata.sql import rows
-from mloop.store.metadata.sql.db import Database, Tx
+from mloop.store.metadata.sql.db import Database, Tx, in_range
+from mloop.store.metadata.sql.runs import live_run
 
 VERSION_COLUMNS = (
     "v.id, v.model, v.version, v.created, v.user_name, v.flavor, v.digest, v.size, v.run_id, "
@@ -65,6 +66,18 @@ def _missing_model(name: str) -> NotFound:
     return NotFound(f"no model {name!r}", "list models with `mloop models list`")
 
 
+def _missing_version(tx: Tx, name: str, number: int) -> NotFound:
+    """NotFound for `name:number`, read in the caller's transaction (a write cannot open
+    another one on SQLite)."""
+    latest = tx.scalar("SELECT latest FROM models WHERE name = :n", {"n": name})
+    if latest is None:
+        return _missing_model(name)
+    return NotFound(
+        f"model {name!r} has no version {number} (latest is {latest})",
+        f"see `mloop models show {name}`",
+    )
+
+
 class SqlModels:
     db: Database
 
@@ -75,11 +88,11 @@ class SqlModels:
         counter row is updated in the same transaction) and write version, files and event."""
 
         def work(tx: Tx) -> ModelVersion:
-            if (
-                version.run_id
-                and tx.scalar("SELECT 1 FROM runs WHERE id = :id", {"id": version.run_id}) is None
-            ):
-                raise NotFound(f"run {version.run_id} does not exist", "see `mloop runs list`")
+            if version.run_id and not live_run(tx, version.run_id):
+                raise NotFound(
+                    f"run {version.run_id} does not exist (or is deleted)",
+                    "see `mloop runs list`",
+                )
             number = int(
                 tx.scalar(
                     "INSERT INTO models (name, created, latest, description) "
@@ -156,16 +169,15 @@ class SqlModels:
                     )
             if number is None:
                 number = latest
-            row = tx.one(
-                f"SELECT {VERSION_COLUMNS} FROM model_versions v "
-                "WHERE v.model = :m AND v.version = :v",
-                {"m": name, "v": number},
-            )
-            if row is None:
-                raise NotFound(
-                    f"model {name!r} has no version {number} (latest is {latest})",
-                    f"see `mloop models show {name}`",
+            row = None
+            if in_range(number):  # a bigger number names no row; SQL must not see it
+                row = tx.one(
+                    f"SELECT {VERSION_COLUMNS} FROM model_versions v "
+                    "WHERE v.model = :m AND v.version = :v",
+                    {"m": name, "v": number},
                 )
+            if row is None:
+                raise _missing_version(tx, name, number)
             return _version(row, self._aliases(tx, name).get(number, []))
 
         return self.db.read(work)
@@ -213,12 +225,14 @@ class SqlModels:
 
     def set_model_alias(self, name: str, alias: str, version: int, event: Event) -> None:
         def work(tx: Tx) -> None:
-            status = tx.scalar(
-                "SELECT status FROM model_versions WHERE model = :m AND version = :v",
-                {"m": name, "v": version},
-            )
+            status = None
+            if in_range(version):
+                status = tx.scalar(
+                    "SELECT status FROM model_versions WHERE model = :m AND version = :v",
+                    {"m": name, "v": version},
+                )
             if status is None:
-                self.get_model_version(name, version)  # raises the right NotFound
+                raise _missing_version(tx, name, version)
             if status == "archived":
                 raise InvalidInput(
                     f"{name}:{version} is archived; an alias cannot point at it",
@@ -248,12 +262,15 @@ class SqlModels:
 
     def set_model_version_status(self, name: str, version: int, status: str, event: Event) -> None:
         def work(tx: Tx) -> None:
-            changed = tx.execute(
-                "UPDATE model_versions SET status = :s WHERE model = :m AND version = :v",
-                {"s": status, "m": name, "v": version},
-            ).rowcount
+            changed = (
+                in_range(version)
+                and tx.execute(
+                    "UPDATE model_versions SET status = :s WHERE model = :m AND version = :v",
+                    {"s": status, "m": name, "v": version},
+                ).rowcount
+            )
             if not changed:
-                self.get_model_version(name, version)
+                raise _missing_version(tx, name, version)
             if status == "archived":
                 tx.execute(
                     "DELETE FROM model_aliases WHERE model = :m AND version = :v",
@@ -264,9 +281,15 @@ class SqlModels:
         self.db.write(work)
 
     def set_model_version_gates(self, name: str, version: int, gates: Sequence[GateRecord]) -> None:
-        self.db.write(
-            lambda tx: tx.execute(
-                "UPDATE model_versions SET gates = :g WHERE model = :m AND version = :v",
-                {"g": _dumps(list(gates)), "m": name, "v": version},
+        def work(tx: Tx) -> None:
+            changed = (
+                in_range(version)
+                and tx.execute(
+                    "UPDATE model_versions SET gates = :g WHERE model = :m AND version = :v",
+                    {"g": _dumps(list(gates)), "m": name, "v": version},
+                ).rowcount
             )
-        )
+            if not changed:
+                raise _missing_version(tx, name, version)
+
+        self.db.write(work)

@@ -14,8 +14,16 @@ from mloop.domain.run import Run, RunStatus
 
 RUN_COLUMNS = (
     "r.id, r.name, r.status, r.started, r.ended, r.parent_id, r.user_name, "
-    "r.code_commit, r.code_diff, r.code_repo, r.environment, r.error"
+    "r.code_commit, r.code_diff, r.code_repo, r.environment, r.error, "
+    "r.pid, r.host, r.heartbeat, r.deleted"
 )
+
+
+def run_columns(status: str) -> str:
+    """RUN_COLUMNS with the status read through `status`, an SQL expression (see filters.py)."""
+    return RUN_COLUMNS.replace("r.status", status, 1)
+
+
 VERSION_COLUMNS = (
     "v.id, v.dataset, v.version, v.created, v.user_name, v.message, v.file_count, "
     "v.total_size, v.sources, v.tables, v.run_id"
@@ -35,6 +43,10 @@ def run_from_row(row: Sequence[Any]) -> Run:
         code=code,
         environment=row[10],
         error=row[11],
+        pid=row[12],
+        host=row[13],
+        heartbeat=row[14],
+        deleted=row[15],
     )
 
 
@@ -53,6 +65,9 @@ def run_to_row(run: Run) -> dict[str, Any]:
         "code_repo": code.repo,
         "environment": run.environment,
         "error": run.error,
+        "pid": run.pid,
+        "host": run.host,
+        "heartbeat": run.heartbeat,
     }
 
 

@@ -13,12 +13,45 @@ from mloop.domain.lineage import Environment
 from mloop.domain.run import Metric, Run, RunInput, RunOutput, RunStatus
 from mloop.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from mloop.store.metadata.sql import rows
-from mloop.store.metadata.sql.db import Database, Tx, chunks, in_clause
+from mloop.store.metadata.sql.db import (
+    INT64_MAX,
+    INT64_MIN,
+    Database,
+    Tx,
+    check_limit,
+    chunks,
+    escape_like,
+    in_clause,
+)
 
 if TYPE_CHECKING:
     from mloop.domain.query import Expr, SortKey
+    from mloop.domain.run import Liveness
 
 _NUMBER = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
+RUN_ID = re.compile(r"[0-9a-f]{1,32}")
+
+
+def check_run_ref(ref: str) -> str:
+    """A run id or id prefix, lower-cased; anything but 1 to 32 hex digits is refused, so a
+    `%` or `_` never reaches a LIKE pattern as a wildcard."""
+    lowered = ref.lower()
+    if not RUN_ID.fullmatch(lowered):
+        raise InvalidInput(
+            f"invalid run id {ref!r}: a run id is 1 to 32 hexadecimal digits (0-9, a-f)",
+            "copy an id, or a unique prefix of one, from `mloop runs list`",
+        )
+    return lowered
+
+
+def live_run(tx: Tx, run_id: str) -> bool:
+    """Whether the run exists and is not deleted; on PostgreSQL the row stays locked against a
+    concurrent delete until the transaction ends (SQLite runs one writer at a time)."""
+    lock = " FOR SHARE" if tx.dialect == "postgresql" else ""
+    found = tx.scalar(
+        f"SELECT 1 FROM runs WHERE id = :id AND deleted IS NULL{lock}", {"id": run_id}
+    )
+    return found is not None
 
 
 def _as_number(text: str) -> float | None:
@@ -40,17 +73,17 @@ class SqlRuns:
         def work(tx: Tx) -> None:
             if tx.scalar("SELECT 1 FROM runs WHERE id = :id", {"id": run.id}) is not None:
                 raise AlreadyExists(f"run {run.id} exists already", "start a run with a new id")
-            if run.parent_id is not None and (
-                tx.scalar("SELECT 1 FROM runs WHERE id = :id", {"id": run.parent_id}) is None
-            ):
+            if run.parent_id is not None and not live_run(tx, run.parent_id):
                 raise NotFound(
-                    f"parent run {run.parent_id} does not exist", "see `mloop runs list`"
+                    f"parent run {run.parent_id} does not exist (or is deleted)",
+                    "see `mloop runs list`",
                 )
             tx.execute(
                 "INSERT INTO runs (id, name, status, started, ended, parent_id, user_name, "
-                "code_commit, code_diff, code_repo, environment, error) VALUES (:id, :name, "
-                ":status, :started, :ended, :parent_id, :user_name, :code_commit, :code_diff, "
-                ":code_repo, :environment, :error)",
+                "code_commit, code_diff, code_repo, environment, error, pid, host, heartbeat) "
+                "VALUES (:id, :name, :status, :started, :ended, :parent_id, :user_name, "
+                ":code_commit, :code_diff, :code_repo, :environment, :error, :pid, :host, "
+                ":heartbeat)",
                 rows.run_to_row(run),
             )
             tx.execute(rows.INSERT_EVENT, rows.event_to_row(event))
@@ -76,6 +109,11 @@ class SqlRuns:
     ) -> None:
         latest: dict[str, Metric] = {}
         for m in metrics:
+            if not INT64_MIN <= m.step <= INT64_MAX:
+                raise InvalidInput(
+                    f"metric {m.key!r}: step {m.step} is out of range",
+                    f"steps are whole numbers from {INT64_MIN} to {INT64_MAX}",
+                )
             old = latest.get(m.key)
             if old is None or (m.step, m.timestamp) >= (old.step, old.timestamp):
                 latest[m.key] = m
@@ -163,27 +201,65 @@ class SqlRuns:
         )
 
     def end_run(
-        self, run_id: str, status: RunStatus, ended: float, error: str | None, event: Event
+        self,
+        run_id: str,
+        status: RunStatus,
+        ended: float,
+        error: str | None,
+        event: Event,
+        *,
+        only_running: bool = False,
     ) -> None:
+        """With `only_running`, a run that has ended meanwhile is a Conflict, left as it is."""
+        if status is RunStatus.LOST:
+            raise InvalidInput("a run cannot be ended as lost", "end it as finished or failed")
+
         def work(tx: Tx) -> None:
-            updated = tx.execute(
-                "UPDATE runs SET status = :s, ended = :e, error = :err WHERE id = :id",
-                {"s": status.value, "e": ended, "err": error, "id": run_id},
-            )
+            sql = "UPDATE runs SET status = :s, ended = :e, error = :err WHERE id = :id"
+            if only_running:
+                sql += " AND status = 'running'"
+            updated = tx.execute(sql, {"s": status.value, "e": ended, "err": error, "id": run_id})
             if updated.rowcount == 0:
-                raise NotFound(f"run {run_id} does not exist", "see `mloop runs list`")
+                now = tx.scalar("SELECT status FROM runs WHERE id = :id", {"id": run_id})
+                if now is None:
+                    raise NotFound(f"run {run_id} does not exist", "see `mloop runs list`")
+                raise Conflict(f"run {run_id[:12]} has ended already ({now})")
             tx.execute(rows.INSERT_EVENT, rows.event_to_row(event))
 
         self.db.write(work)
 
+    def record_heartbeat(self, run_ids: Sequence[str], at: float) -> None:
+        """One write for all of a process's open runs; ended runs are left alone."""
+
+        def work(tx: Tx) -> None:
+            for chunk in chunks(list(run_ids)):
+                clause, args = in_clause(chunk)
+                tx.execute(
+                    f"UPDATE runs SET heartbeat = :at WHERE id IN {clause} AND status = 'running'",
+                    {"at": at, **args},
+                )
+
+        if run_ids:
+            self.db.write(work)
+
+    def running_runs_on(self, host: str) -> list[tuple[str, int | None]]:
+        """(id, pid) of the runs stored as running by processes on `host`."""
+        found = self.db.read(
+            lambda tx: tx.all(
+                "SELECT id, pid FROM runs WHERE status = 'running' AND host = :h", {"h": host}
+            )
+        )
+        return [(str(run_id), pid) for run_id, pid in found]
+
     def _resolve_run_id(self, tx: Tx, ref: str) -> str:
-        ref = ref.lower()
+        ref = check_run_ref(ref)
         if len(ref) == 32:
             if tx.scalar("SELECT 1 FROM runs WHERE id = :id", {"id": ref}):
                 return ref
         else:
             found = tx.all(
-                "SELECT id FROM runs WHERE id LIKE :p ORDER BY id LIMIT 5", {"p": ref + "%"}
+                "SELECT id FROM runs WHERE id LIKE :p ESCAPE '\\' ORDER BY id LIMIT 5",
+                {"p": escape_like(ref) + "%"},
             )
             if len(found) == 1:
                 return str(found[0][0])
@@ -195,11 +271,15 @@ class SqlRuns:
         raise NotFound(f"no run {ref!r}", "list runs with `mloop runs list`")
 
     def _hydrate(self, tx: Tx, found: list[Run]) -> list[Run]:
+        """Params, tags, latest metrics, inputs and outputs of many runs: five queries per 500
+        runs, not five per run."""
         if not found:
             return []
         params: dict[str, dict[str, str]] = {r.id: {} for r in found}
         tags: dict[str, dict[str, str]] = {r.id: {} for r in found}
         metrics: dict[str, dict[str, Metric]] = {r.id: {} for r in found}
+        inputs: dict[str, list[RunInput]] = {r.id: [] for r in found}
+        outputs: dict[str, list[RunOutput]] = {r.id: [] for r in found}
         for chunk in chunks([r.id for r in found]):
             clause, args = in_clause(chunk)
             for run_id, key, value in tx.all(
@@ -216,62 +296,88 @@ class SqlRuns:
                 args,
             ):
                 metrics[run_id][key] = Metric(key, value, step, ts)
+            for run_id, kind, ref, name in tx.all(
+                "SELECT run_id, kind, ref, name FROM run_inputs "
+                f"WHERE run_id IN {clause} ORDER BY kind, ref",
+                args,
+            ):
+                inputs[run_id].append(RunInput(kind, ref, name))
+            for run_id, name, digest, size in tx.all(
+                f"SELECT run_id, name, digest, size FROM run_outputs WHERE run_id IN {clause} "
+                "ORDER BY name",
+                args,
+            ):
+                outputs[run_id].append(RunOutput(name, digest, size))
         return [
-            dataclasses.replace(r, params=params[r.id], tags=tags[r.id], metrics=metrics[r.id])
+            dataclasses.replace(
+                r,
+                params=params[r.id],
+                tags=tags[r.id],
+                metrics=metrics[r.id],
+                inputs=tuple(inputs[r.id]),
+                outputs=tuple(outputs[r.id]),
+            )
             for r in found
         ]
 
-    def get_run(self, ref: str) -> Run:
+    def get_run(self, ref: str, liveness: Liveness | None = None) -> Run:
+        from mloop.store.metadata.sql.filters import status_sql
+
         def work(tx: Tx) -> Run:
             run_id = self._resolve_run_id(tx, ref)
-            row = tx.one(f"SELECT {rows.RUN_COLUMNS} FROM runs r WHERE r.id = :id", {"id": run_id})
-            run = self._hydrate(tx, [rows.run_from_row(row)])[0]
-            inputs = tuple(
-                RunInput(k, ref_, n)
-                for k, ref_, n in tx.all(
-                    "SELECT kind, ref, name FROM run_inputs WHERE run_id = :id ORDER BY kind, ref",
-                    {"id": run_id},
-                )
-            )
-            outputs = tuple(
-                RunOutput(n, d, s)
-                for n, d, s in tx.all(
-                    "SELECT name, digest, size FROM run_outputs WHERE run_id = :id ORDER BY name",
-                    {"id": run_id},
-                )
-            )
-            return dataclasses.replace(run, inputs=inputs, outputs=outputs)
+            params: dict[str, Any] = {"id": run_id}
+            columns = rows.run_columns(status_sql(liveness, params))
+            row = tx.one(f"SELECT {columns} FROM runs r WHERE r.id = :id", params)
+            return self._hydrate(tx, [rows.run_from_row(row)])[0]
 
         return self.db.read(work)
+
+    @staticmethod
+    def _where(where: Expr | None, params: dict[str, Any], status: str, deleted: bool) -> str:
+        from mloop.store.metadata.sql.filters import compile_where
+
+        sql = f" WHERE r.deleted IS {'NOT ' if deleted else ''}NULL"
+        if where is not None:
+            sql += " AND " + compile_where(where, params, status)
+        return sql
 
     def find_runs(
         self,
         where: Expr | None = None,
         order: Sequence[SortKey] = (),
         limit: int | None = None,
+        *,
+        liveness: Liveness | None = None,
+        deleted: bool = False,
     ) -> list[Run]:
-        from mloop.store.metadata.sql.filters import compile_order, compile_where
+        """Runs matching `where`; deleted runs only with `deleted` (and then only those)."""
+        from mloop.store.metadata.sql.filters import compile_order, status_sql
 
         params: dict[str, Any] = {}
-        sql = f"SELECT {rows.RUN_COLUMNS} FROM runs r"
-        if where is not None:
-            sql += " WHERE " + compile_where(where, params)
-        sql += " " + compile_order(order, params)
+        status = status_sql(liveness, params)
+        sql = f"SELECT {rows.run_columns(status)} FROM runs r"
+        sql += self._where(where, params, status, deleted)
+        sql += " " + compile_order(order, params, status)
         if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+            sql += f" LIMIT {check_limit(limit)}"
 
         def work(tx: Tx) -> list[Run]:
             return self._hydrate(tx, [rows.run_from_row(r) for r in tx.all(sql, params)])
 
         return self.db.read(work)
 
-    def count_runs(self, where: Expr | None = None) -> int:
-        from mloop.store.metadata.sql.filters import compile_where
+    def count_runs(
+        self,
+        where: Expr | None = None,
+        *,
+        liveness: Liveness | None = None,
+        deleted: bool = False,
+    ) -> int:
+        from mloop.store.metadata.sql.filters import status_sql
 
         params: dict[str, Any] = {}
-        sql = "SELECT COUNT(*) FROM runs r"
-        if where is not None:
-            sql += " WHERE " + compile_where(where, params)
+        status = status_sql(liveness, params)
+        sql = "SELECT COUNT(*) FROM runs r" + self._where(where, params, status, deleted)
         return int(self.db.read(lambda tx: tx.scalar(sql, params)))
 
     def metric_history(self, run_id: str, key: str) -> list[Metric]:

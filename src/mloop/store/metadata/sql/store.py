@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from mloop.domain.event import Event
@@ -9,18 +10,24 @@ from mloop.domain.run import Run
 from mloop.errors import InvalidInput, NotFound
 from mloop.store.metadata.sql import rows
 from mloop.store.metadata.sql.datasets import SqlDatasets
-from mloop.store.metadata.sql.db import Database, Tx
+from mloop.store.metadata.sql.db import Database, Tx, check_limit, escape_like
 from mloop.store.metadata.sql.migrate import ensure_schema
 from mloop.store.metadata.sql.models import SqlModels
+from mloop.store.metadata.sql.removal import SqlRemoval
 from mloop.store.metadata.sql.runs import SqlRuns
 
-# Every column that names an object in the artifact store, and what to call its owner.
+# Every column that names an object in the artifact store, and what to call its owner. `:kept`
+# is the time after which a removal is too recent to purge (references of records removed
+# earlier are left out when gc asks what will remain once it has purged them).
 REFERENCES = (
     "SELECT f.digest, f.size, 'dataset/' || v.dataset || ':' || CAST(v.version AS VARCHAR(12)) "
-    "|| ' ' || f.path FROM dataset_files f JOIN dataset_versions v ON v.id = f.version_id",
-    "SELECT o.digest, o.size, 'run/' || o.run_id || ' ' || o.name FROM run_outputs o",
+    "|| ' ' || f.path FROM dataset_files f JOIN dataset_versions v ON v.id = f.version_id "
+    "WHERE v.removed IS NULL OR v.removed > :kept",
+    "SELECT o.digest, o.size, 'run/' || o.run_id || ' ' || o.name FROM run_outputs o "
+    "JOIN runs r ON r.id = o.run_id WHERE r.deleted IS NULL OR r.deleted > :kept",
     "SELECT i.ref, NULL, 'run/' || i.run_id || ' input' FROM run_inputs i "
-    "WHERE i.kind = 'artifact'",
+    "JOIN runs r ON r.id = i.run_id WHERE i.kind = 'artifact' "
+    "AND (r.deleted IS NULL OR r.deleted > :kept)",
     "SELECT e.packages_digest, NULL, 'environment ' || e.digest FROM environments e",
     "SELECT m.digest, NULL, 'model/' || m.model || ':' || CAST(m.version AS VARCHAR(12)) "
     "FROM model_versions m",  # the manifest's own size is not recorded; its files' sizes are
@@ -35,9 +42,10 @@ DIGEST_COLUMNS = (
     ("model_versions", "digest"),
     ("model_files", "digest"),
 )
+HEX = re.compile(r"[0-9a-f]{1,64}")
 
 
-class SqlMetadataStore(SqlRuns, SqlDatasets, SqlModels):
+class SqlMetadataStore(SqlRuns, SqlDatasets, SqlModels, SqlRemoval):
     def __init__(self, uri: str, pool_size: int = 5) -> None:
         self.db = Database(uri, pool_size=pool_size)
         self.uri = uri
@@ -64,15 +72,21 @@ class SqlMetadataStore(SqlRuns, SqlDatasets, SqlModels):
         )
 
     def resolve_digest(self, prefix: str) -> str:
-        prefix = prefix.lower()
+        given, prefix = prefix, prefix.lower()
+        if not HEX.fullmatch(prefix):
+            raise InvalidInput(
+                f"invalid digest {given!r}: a digest is 1 to 64 hexadecimal digits (0-9, a-f)",
+                "copy a digest, or a unique prefix of one, from `mloop runs show RUN`",
+            )
+        pattern = escape_like(prefix) + "%"
 
         def work(tx: Tx) -> str:
             found: set[str] = set()
             for table, column in DIGEST_COLUMNS:
-                query = f"SELECT DISTINCT {column} FROM {table} WHERE {column} LIKE :p"
+                query = f"SELECT DISTINCT {column} FROM {table} WHERE {column} LIKE :p ESCAPE '\\'"
                 if table == "run_inputs":
                     query += " AND kind = 'artifact'"
-                found.update(r[0] for r in tx.all(query, {"p": prefix + "%"}))
+                found.update(r[0] for r in tx.all(query, {"p": pattern}))
             if len(found) == 1:
                 return found.pop()
             if not found:
@@ -92,17 +106,23 @@ class SqlMetadataStore(SqlRuns, SqlDatasets, SqlModels):
         sql = "SELECT id, at, actor, action, ref, reason, details FROM events"
         params: dict[str, object] = {}
         if ref is not None:
-            sql += " WHERE ref = :ref OR ref LIKE :prefix"
-            params = {"ref": ref, "prefix": ref + ":%"}
-        sql += f" ORDER BY id DESC LIMIT {int(limit)}"
+            sql += " WHERE ref = :ref OR ref LIKE :prefix ESCAPE '\\'"
+            params = {"ref": ref, "prefix": escape_like(ref) + ":%"}
+        sql += f" ORDER BY id DESC LIMIT {check_limit(limit)}"
         return [rows.event_from_row(r) for r in self.db.read(lambda tx: tx.all(sql, params))]
 
     # housekeeping -------------------------------------------------------------------------
-    def referenced_objects(self) -> Iterator[tuple[str, int | None, str]]:
+    def referenced_objects(
+        self, purged_before: float | None = None
+    ) -> Iterator[tuple[str, int | None, str]]:
+        """(digest, size or None, owner) of every reference; with `purged_before`, as they will
+        be once runs deleted and dataset versions removed at or before then are purged."""
+        kept = {"kept": float("-inf") if purged_before is None else purged_before}
+
         def work(tx: Tx) -> list[tuple[str, int | None, str]]:
             found: list[tuple[str, int | None, str]] = []
             for sql in REFERENCES:
-                found.extend((r[0], r[1], r[2]) for r in tx.all(sql))
+                found.extend((r[0], r[1], r[2]) for r in tx.all(sql, kept))
             return found
 
         return iter(self.db.read(work))

@@ -25,8 +25,13 @@ runs = sa.Table(
     sa.Column("code_repo", sa.Text),
     sa.Column("environment", sa.String(64)),
     sa.Column("error", sa.Text),
+    sa.Column("pid", sa.Integer),
+    sa.Column("host", sa.String(255)),
+    sa.Column("heartbeat", sa.Float),
+    sa.Column("deleted", sa.Float),
     sa.Index("ix_runs_started", "started"),
     sa.Index("ix_runs_parent", "parent_id"),
+    sa.Index("ix_runs_status_host", "status", "host"),
 )
 
 run_params = sa.Table(
@@ -85,7 +90,7 @@ run_outputs = sa.Table(
     sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), primary_key=True),
     sa.Column("name", sa.String(500), primary_key=True),
     sa.Column("digest", sa.String(64), nullable=False),
-    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("size", sa.BigInteger),  # NULL: unknown (see migration 0004)
     sa.Index("ix_run_outputs_digest", "digest"),
 )
 
@@ -120,6 +125,7 @@ dataset_versions = sa.Table(
     sa.Column("sources", sa.Text, nullable=False),
     sa.Column("tables", sa.Text, nullable=False),
     sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id")),
+    sa.Column("removed", sa.Float),
     sa.UniqueConstraint("dataset", "version", name="uq_dataset_versions_dataset_version"),
 )
 
