@@ -13,6 +13,7 @@ from mloop.domain.run import RunStatus
 from mloop.project import Project
 from tests.conftest import run_mloop
 from tests.integration.pipeline_project import write_sales
+from tests.integration.records import object_path
 
 
 def run(name: str, **kwargs):
@@ -59,6 +60,21 @@ def test_nothing_changed_means_everything_is_reused(pipes: Path) -> None:
         assert event.cached_from == first_children[step]  # the run that computed it
     third, _ = run("train")
     assert third.steps["train"].cached_from == first_children["train"]  # not a copy of a copy
+
+
+def test_fsck_is_clean_after_a_run_and_a_cached_rerun(pipes: Path, cli) -> None:
+    first, _ = run("train")
+    run("train")  # every step reused: its outputs are recorded again, copied
+
+    result = cli("fsck", "--full")
+
+    assert result.code == 0, result.out
+    assert result.out.splitlines()[-1].split(" objects checked, ")[1] == (
+        "all present and intact; 0 unreferenced objects re-hashed"
+    )
+    for step in Project.open().tracking.find_runs(f"parent = {first.run_id}"):
+        manifest = next(o for o in step.outputs if o.name == "outputs/0")
+        assert manifest.size == len(object_path(pipes, manifest.digest).read_bytes())
 
 
 def test_a_param_change_reruns_only_the_steps_it_reaches(pipes: Path) -> None:

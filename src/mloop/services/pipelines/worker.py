@@ -189,7 +189,7 @@ def run_step(task: StepTask, services: Services) -> StepOutcome:
                     what=f"step {task.step!r}",
                 )
                 digests.append(stored.digest)
-                outputs.append(RunOutput(f"outputs/{index}", stored.digest, stored.size))
+                outputs.append(RunOutput(f"outputs/{index}", stored.digest, stored.manifest_size))
                 manifest = describe_value(services.artifacts, stored.digest)
                 for rel, (digest, size) in sorted(_files(manifest).items()):
                     # Recorded one by one so fsck checks, and gc keeps, every file of the value.

@@ -38,12 +38,14 @@ _KEYS = {"files", "flavor", "format", "meta", "type"}
 
 @dataclass(frozen=True)
 class StoredValue:
-    """A value stored as a bundle: its digest (the manifest's), flavor, type and payload size."""
+    """A value stored as a bundle: its digest (the manifest's), flavor, type and payload size;
+    `manifest_size` is the size of the object `digest` names, what a reference records."""
 
     digest: str
     flavor: str
     type_name: str
     size: int
+    manifest_size: int
 
 
 def _canonical(manifest: dict[str, JSON]) -> bytes:
@@ -104,8 +106,9 @@ def store_value(
         "meta": meta,
         "type": _value_type(obj),
     }
-    digest = artifacts.put_bytes(_canonical(manifest))
-    return StoredValue(digest=digest, flavor=flavor.name, type_name=_value_type(obj), size=size)
+    encoded = _canonical(manifest)
+    digest = artifacts.put_bytes(encoded)
+    return StoredValue(digest, flavor.name, _value_type(obj), size, len(encoded))
 
 
 def _not_a_value(digest: str, why: str) -> InvalidInput:
