@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import mloop
+from tests.conftest import run_mloop
 
 
 @pytest.fixture
@@ -104,3 +105,121 @@ def test_empty_project_lists_nothing(project: Path, cli) -> None:
     assert result.code == 0
     assert result.out.strip() == "no runs yet"
     assert json.loads(cli("runs", "list", "--json").out) == []
+
+
+def test_sort_takes_a_descending_key_after_a_space(three_runs: list[str], cli) -> None:
+    spaced = cli("runs", "list", "--sort", "-metrics.acc", "--json")
+    assert spaced.code == 0, spaced.err
+    assert names(spaced.out) == ["a", "b", "c", "broken"]
+    assert names(cli("runs", "list", "--sort", "-name", "--json").out) == [
+        "c",
+        "broken",
+        "b",
+        "a",
+    ]
+
+
+@pytest.fixture
+def pipeline_like(project: Path) -> list[str]:
+    """A parent run with two child runs (as a pipeline records its steps), and a lone run."""
+    with mloop.start_run("pipeline") as parent:
+        for step in ("prepare", "train"):
+            with mloop.start_run(step, params={"alpha": 0.5}):
+                mloop.log_metric("rmse", 2.0)
+    with mloop.start_run("lone", params={"alpha": 0.1}) as lone:
+        mloop.log_metric("rmse", 3.0)
+    return [parent.id, lone.id]
+
+
+def test_top_lists_only_top_level_runs(pipeline_like: list[str], cli) -> None:
+    assert names(cli("runs", "list", "--json").out) == ["lone", "train", "prepare", "pipeline"]
+    assert names(cli("runs", "list", "--top", "--json").out) == ["lone", "pipeline"]
+    filtered = cli("runs", "list", "--filter", "parent = null", "--json")
+    assert names(filtered.out) == ["lone", "pipeline"]
+    combined = cli("runs", "list", "--top", "--filter", "params.alpha > 0", "--json")
+    assert names(combined.out) == ["lone"]
+    helptext = " ".join(run_mloop("runs", "list", "--help").out.split())
+    assert "`parent = null`: top-level runs only" in helptext
+
+
+def test_columns_choose_what_the_table_shows(pipeline_like: list[str], cli) -> None:
+    result = cli("runs", "list", "--top", "--columns", "name,params.alpha,metrics.rmse,parent")
+
+    assert result.code == 0, result.err
+    assert [line.split() for line in result.out.splitlines()] == [
+        ["NAME", "params.alpha", "metrics.rmse", "PARENT"],
+        ["lone", "0.1", "3", "-"],
+        ["pipeline", "-", "-", "-"],
+    ]
+    bad = cli("runs", "list", "--columns", "name,accuracy")
+    assert bad.code == 1
+    assert bad.err.startswith("error: --columns: unknown column 'accuracy'\nhint: use params.KEY")
+
+
+def test_json_lists_each_runs_inputs_and_outputs(project: Path, cli) -> None:
+    (project / "model.pkl").write_bytes(b"weights")
+    with mloop.start_run("train") as run:
+        run.log_input("dataset", "sales:1", "train")
+        run.log_artifact(project / "model.pkl")
+
+    [listed] = json.loads(cli("runs", "list", "--json").out)
+
+    assert listed["inputs"] == [{"kind": "dataset", "ref": "sales:1", "name": "train"}]
+    assert [(o["name"], o["size"]) for o in listed["outputs"]] == [("model.pkl", 7)]
+
+
+@pytest.mark.parametrize("limit", ["99999999999999999999", "9223372036854775808", "0"])
+def test_a_limit_out_of_range_is_one_clear_line(three_runs: list[str], cli, limit: str) -> None:
+    result = cli("runs", "list", "--limit", limit)
+
+    assert result.code == 1
+    assert result.err.splitlines() == [
+        f"error: --limit must be from 1 to 1,000,000,000, not {limit}",
+        "hint: a limit above the number of runs shows them all",
+    ]
+
+
+@pytest.mark.parametrize("ref", ["%", "_", "%874bfc", "a_"])
+def test_a_run_ref_with_wildcards_is_refused(three_runs: list[str], cli, ref: str) -> None:
+    result = cli("runs", "show", ref)
+
+    assert result.code == 1
+    assert result.err.splitlines()[0] == (
+        f"error: invalid run id {ref!r}: a run id is 1 to 32 hexadecimal digits (0-9, a-f)"
+    )
+    assert result.out == ""
+
+
+def test_delete_hides_a_run_and_restore_brings_it_back(pipeline_like: list[str], cli) -> None:
+    parent, _ = pipeline_like
+
+    deleted = cli("runs", "delete", parent[:10], "--reason", "a smoke test")
+
+    assert deleted.code == 0, deleted.err
+    assert deleted.out == (
+        f"deleted run {parent[:12]} and 2 runs below it; `mloop runs restore {parent[:12]}` "
+        "brings it back until `mloop gc` purges it\n"
+    )
+    assert names(cli("runs", "list", "--json").out) == ["lone"]
+    assert names(cli("runs", "list", "--deleted", "--json").out) == [
+        "train",
+        "prepare",
+        "pipeline",
+    ]
+    table = cli("runs", "list", "--deleted", "--top").out.splitlines()
+    assert table[0].split()[:6] == ["ID", "NAME", "STATUS", "STARTED", "DURATION", "DELETED"]
+    shown = cli("runs", "show", parent[:10])
+    assert "deleted " in shown.out
+    assert f"mloop runs restore {parent[:12]}" in shown.out
+    events = cli("events", f"run/{parent}").out.splitlines()
+    assert events[1].split()[3:5] == ["run.deleted", f"run/{parent[:12]}"]
+    assert "a smoke test" in events[1]
+
+    restored = cli("runs", "restore", parent[:10])
+
+    assert restored.out == f"restored run {parent[:12]} and 2 runs below it\n"
+    assert names(cli("runs", "list", "--top", "--json").out) == ["lone", "pipeline"]
+    assert cli("runs", "list", "--deleted").out == "no deleted runs yet\n"
+    twice = cli("runs", "restore", parent[:10])
+    assert twice.code == 1
+    assert twice.err == f"error: run {parent[:12]} is not deleted\n"

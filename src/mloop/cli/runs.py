@@ -1,33 +1,60 @@
-"""`mloop runs list|show|compare`: find runs, look at one, put several side by side."""
+"""`mloop runs list|show|compare|fail|delete|restore`: find runs, look at them, tidy them up.
+
+The names follow MLflow's (`mlflow runs delete|restore`, `mlflow gc`), where most users of run
+trackers come from: `delete` hides a run until `mloop gc` purges it, `restore` undoes that;
+`fail` is MLflow's `set_terminated(status="FAILED")` for a run whose process was killed.
+"""
 
 from __future__ import annotations
 
+import argparse
+import re
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from mloop.cli import output
 from mloop.cli.main import Context
+from mloop.domain.run import RunStatus
 
 DEFAULT_LIMIT = 100
+MAX_LIMIT = 1_000_000_000
 MAX_METRIC_COLUMNS = 4
 MAX_PARAM_COLUMNS = 3
+ATTRIBUTE_COLUMNS = ("id", "name", "status", "user", "started", "ended", "duration", "parent")
+# A value such as `-metrics.f1` after --sort: argparse would take it for an option.
+_SORT_VALUE = re.compile(
+    r"-(?:(?:params|metrics|tags)\.|(?:status|name|user|started|ended|id|parent)\b)"
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reads `--sort -metrics.f1` (a space, then a descending key) as users type it."""
+
+    def _parse_optional(self, arg_string: str) -> Any:
+        if _SORT_VALUE.match(arg_string) and arg_string not in self._option_string_actions:
+            return None  # a value, not an option
+        return super()._parse_optional(arg_string)
+
+
+FILTER_HELP = (
+    "e.g. \"metrics.acc > 0.9 and (params.model = 'rf' or not status = failed)\"; "
+    "fields: params.KEY, metrics.KEY, tags.KEY, status (running, finished, failed, lost), "
+    "name, user, started, ended, id, parent (`parent = null`: top-level runs only)"
+)
 
 
 def register(commands: Any) -> None:
-    p = commands.add_parser("runs", help="list, show and compare runs")
+    p = commands.add_parser("runs", help="list, show and compare runs; fail, delete, restore")
     p.set_defaults(parser=p)
-    sub = p.add_subparsers(dest="action", metavar="ACTION", prog=p.prog)
+    sub = p.add_subparsers(dest="action", metavar="ACTION", prog=p.prog, parser_class=_Parser)
 
     ls = sub.add_parser("list", help="list runs, newest first")
-    ls.add_argument(
-        "--filter",
-        metavar="EXPR",
-        help="e.g. \"metrics.acc > 0.9 and (params.model = 'rf' or not status = failed)\"",
-    )
+    ls.add_argument("--filter", metavar="EXPR", help=FILTER_HELP)
     ls.add_argument(
         "--sort",
         metavar="KEY",
-        help="e.g. --sort=-metrics.acc or --sort 'metrics.acc desc' (descending), name",
+        help="e.g. --sort -metrics.acc or --sort 'metrics.acc desc' (descending), name",
     )
     ls.add_argument(
         "--limit",
@@ -35,6 +62,18 @@ def register(commands: Any) -> None:
         default=DEFAULT_LIMIT,
         metavar="N",
         help=f"at most N runs (default {DEFAULT_LIMIT})",
+    )
+    ls.add_argument(
+        "--top", action="store_true", help="top-level runs only, not pipeline steps (parent = null)"
+    )
+    ls.add_argument(
+        "--columns",
+        metavar="COLS",
+        help="the table's columns, e.g. name,status,params.alpha,metrics.rmse "
+        f"(attributes: {', '.join(ATTRIBUTE_COLUMNS)})",
+    )
+    ls.add_argument(
+        "--deleted", action="store_true", help="list deleted runs (not yet purged by gc) instead"
     )
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(handler=list_runs)
@@ -49,45 +88,117 @@ def register(commands: Any) -> None:
     cmp.add_argument("--json", action="store_true", help="print JSON")
     cmp.set_defaults(handler=compare)
 
+    fail = sub.add_parser(
+        "fail",
+        help="mark lost runs (their process was killed) failed",
+        description="A run whose process was killed stays `running` in the store; readers "
+        "show it as `lost` once its heartbeat stops (or at once when its process is gone "
+        "from this host). `fail` ends it as failed and records who did it and why.",
+    )
+    fail.add_argument("runs", nargs="*", metavar="RUN", help="run ids or unique prefixes")
+    fail.add_argument("--lost", action="store_true", help="every lost run")
+    fail.add_argument("--reason", metavar="TEXT", help="why, for the run's error and the event")
+    fail.add_argument(
+        "--force", action="store_true", help="also a run whose process still sends heartbeats"
+    )
+    fail.add_argument("--json", action="store_true", help="print JSON")
+    fail.set_defaults(handler=fail_runs)
+
+    for verb, helptext in (
+        ("delete", "delete runs and the runs below them (undo with restore until gc purges them)"),
+        ("restore", "bring back deleted runs (before gc purges them)"),
+    ):
+        cmd = sub.add_parser(verb, help=helptext)
+        cmd.add_argument("runs", nargs="+", metavar="RUN")
+        cmd.add_argument("--reason", metavar="TEXT", help="recorded in the event")
+        cmd.add_argument("--json", action="store_true", help="print JSON")
+        cmd.set_defaults(handler=delete_or_restore, verb=verb)
+
 
 def _common_keys(runs: list[Any], attr: str, limit: int) -> list[str]:
     counts: Counter[str] = Counter(k for r in runs for k in getattr(r, attr))
     return [k for k, _ in counts.most_common(limit)]
 
 
-def list_runs(ctx: Context) -> None:
-    args = ctx.args
-    if args.limit < 1:
-        from mloop.errors import InvalidInput
+Column = tuple[str, Callable[[Any], str]]
 
-        raise InvalidInput(f"--limit must be at least 1, not {args.limit}")
+
+def _attribute(name: str) -> Column:
+    get: dict[str, Callable[[Any], str]] = {
+        "id": lambda r: r.id[:12],
+        "name": lambda r: r.name,
+        "status": lambda r: r.status.value,
+        "user": lambda r: r.user,
+        "started": lambda r: output.when(r.started),
+        "ended": lambda r: output.when(r.ended),
+        "duration": lambda r: output.duration(r.duration),
+        "parent": lambda r: r.parent_id[:12] if r.parent_id else "-",
+    }
+    return name.upper(), get[name]
+
+
+def _keyed(group: str, key: str) -> Column:
+    if group == "metrics":
+        return (
+            f"metrics.{key}",
+            lambda r: output.number(r.metrics[key].value) if key in r.metrics else "-",
+        )
+    return f"{group}.{key}", lambda r: getattr(r, group).get(key, "-")
+
+
+def _columns(text: str) -> list[Column]:
+    from mloop.errors import InvalidInput
+
+    columns: list[Column] = []
+    for item in (part.strip() for part in text.split(",")):
+        group, dot, key = item.partition(".")
+        if dot and group in ("params", "metrics", "tags") and key:
+            columns.append(_keyed(group, key.strip("`")))
+        elif not dot and item.lower() in ATTRIBUTE_COLUMNS:
+            columns.append(_attribute(item.lower()))
+        else:
+            raise InvalidInput(
+                f"--columns: unknown column {item!r}",
+                f"use params.KEY, metrics.KEY, tags.KEY or one of {', '.join(ATTRIBUTE_COLUMNS)}",
+            )
+    return columns
+
+
+def _default_columns(found: list[Any], deleted: bool) -> list[Column]:
+    columns = [_attribute(a) for a in ("id", "name", "status", "started", "duration")]
+    if deleted:
+        columns.append(("DELETED", lambda r: output.when(r.deleted)))
+    columns += [_keyed("metrics", k) for k in _common_keys(found, "metrics", MAX_METRIC_COLUMNS)]
+    columns += [_keyed("params", k) for k in _common_keys(found, "params", MAX_PARAM_COLUMNS)]
+    return columns
+
+
+def list_runs(ctx: Context) -> None:
+    from mloop.errors import InvalidInput
+
+    args = ctx.args
+    if not 1 <= args.limit <= MAX_LIMIT:
+        raise InvalidInput(
+            f"--limit must be from 1 to {MAX_LIMIT:,}, not {args.limit}",
+            "a limit above the number of runs shows them all",
+        )
+    columns = _columns(args.columns) if args.columns else None
+    where = args.filter
+    if args.top:
+        where = f"({where}) and parent = null" if where else "parent = null"
     tracking = ctx.project.tracking
-    found = tracking.find_runs(args.filter, args.sort, args.limit + 1)
+    found = tracking.find_runs(where, args.sort, args.limit + 1, deleted=args.deleted)
     more = len(found) > args.limit
     found = found[: args.limit]
     if ctx.json:
         output.emit_json(found)
         return
     if not found:
-        output.line("no runs" + (" match the filter" if args.filter else " yet"))
+        kind = "deleted runs" if args.deleted else "runs"
+        output.line(f"no {kind}" + (" match the filter" if where else " yet"))
         return
-    metric_keys = _common_keys(found, "metrics", MAX_METRIC_COLUMNS)
-    param_keys = _common_keys(found, "params", MAX_PARAM_COLUMNS)
-    columns = ["ID", "NAME", "STATUS", "STARTED", "DURATION"]
-    columns += [f"metrics.{k}" for k in metric_keys] + [f"params.{k}" for k in param_keys]
-    rows = []
-    for r in found:
-        row = [
-            r.id[:12],
-            r.name,
-            r.status.value,
-            output.when(r.started),
-            output.duration(r.duration),
-        ]
-        row += [output.number(r.metrics[k].value) if k in r.metrics else "-" for k in metric_keys]
-        row += [r.params.get(k, "-") for k in param_keys]
-        rows.append(row)
-    output.table(columns, rows)
+    columns = columns or _default_columns(found, args.deleted)
+    output.table([name for name, _ in columns], [[get(r) for _, get in columns] for r in found])
     if more:
         output.line(f"(more runs match; raise --limit above {args.limit} to see them)")
 
@@ -101,8 +212,10 @@ def show_run(ctx: Context) -> None:
         [
             ("run", run.id),
             ("name", run.name),
-            ("status", run.status.value),
+            ("status", _status_text(run)),
+            *([("deleted", output.when(run.deleted))] if run.deleted is not None else []),
             ("user", run.user),
+            ("process", f"{run.pid} on {run.host}" if run.pid is not None else "-"),
             ("started", output.when(run.started)),
             ("ended", output.when(run.ended)),
             ("duration", output.duration(run.duration)),
@@ -132,6 +245,20 @@ def show_run(ctx: Context) -> None:
     if run.error:
         output.line("error:")
         output.line(run.error.rstrip())
+    if run.status is RunStatus.LOST:
+        output.line(
+            f"hint: if its process was killed, mark it failed: mloop runs fail {run.id[:12]}"
+        )
+    if run.deleted is not None:
+        output.line(
+            f"hint: `mloop gc` purges deleted runs; keep it: mloop runs restore {run.id[:12]}"
+        )
+
+
+def _status_text(run: Any) -> str:
+    if run.status is RunStatus.LOST:
+        return f"lost (no sign of life since {output.when(run.last_seen)})"
+    return str(run.status.value)
 
 
 def compare(ctx: Context) -> None:
@@ -159,3 +286,45 @@ def compare(ctx: Context) -> None:
     output.table(columns, rows)
     differing = sum(r.differs for r in result.rows)
     output.line(f"{differing} of {len(result.rows)} values differ (marked *)")
+
+
+def fail_runs(ctx: Context) -> None:
+    from mloop.errors import InvalidInput
+
+    args = ctx.args
+    tracking = ctx.project.tracking
+    if args.lost == bool(args.runs):
+        raise InvalidInput(
+            "name the runs to mark failed, or give --lost for every lost run (not both)",
+            "mloop runs fail RUN [--reason TEXT], or: mloop runs fail --lost",
+        )
+    failed = []
+    if args.lost:
+        failed = tracking.fail_lost(args.reason)
+        if not failed:
+            output.line("no lost runs")
+    for ref in args.runs:
+        failed.extend(tracking.fail(ref, args.reason, force=args.force))
+    if ctx.json:
+        output.emit_json([{"id": r.id, "name": r.name, "was": r.status.value} for r in failed])
+        return
+    for run in failed:
+        output.line(f"marked failed: {run.id[:12]} {run.name} (was {run.status.value})")
+
+
+def delete_or_restore(ctx: Context) -> None:
+    tracking = ctx.project.tracking
+    deleting = ctx.args.verb == "delete"
+    act = tracking.delete if deleting else tracking.restore
+    done = [act(ref, ctx.args.reason) for ref in ctx.args.runs]
+    if ctx.json:
+        output.emit_json([{"id": ids[0], "with": ids[1:]} for ids in done])
+        return
+    for ids in done:
+        below = f" and {len(ids) - 1} runs below it" if len(ids) > 1 else ""
+        line = f"{'deleted' if deleting else 'restored'} run {ids[0][:12]}{below}"
+        if deleting:
+            line += (
+                f"; `mloop runs restore {ids[0][:12]}` brings it back until `mloop gc` purges it"
+            )
+        output.line(line)

@@ -81,7 +81,8 @@ def _model_node(version: ModelVersion, relation: str = "") -> LineageNode:
 
 def _artifact_node(digest: str, outputs: list[RunOutput], relation: str = "") -> LineageNode:
     names = ", ".join(sorted({o.name for o in outputs}))
-    size = f"({human_size(outputs[0].size)})" if outputs else ""
+    known = outputs[0].size if outputs else None  # None: a size recorded before 0004
+    size = f"({human_size(known)})" if known is not None else ""
     label = "  ".join(part for part in (names, size) if part)
     return LineageNode("artifact", f"artifact/{digest}", label, relation)
 
@@ -319,6 +320,8 @@ class LineageService:
                 pass  # a dataset may well be called "cafe"
         address = parse_address(text, None if "/" in text else "dataset")
         if address.kind == "run":
+            if len(address.name) == 32:  # a whole id: its history outlives the run (gc purges)
+                return f"run/{address.name}"
             return f"run/{self.metadata.get_run(address.name).id}"
         if address.kind == "artifact" and not is_digest(address.name):
             try:

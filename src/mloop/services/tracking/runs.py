@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import math
+import os
 import sys
 import threading
 import time
@@ -23,8 +24,9 @@ from mloop.domain.event import Event
 from mloop.domain.lineage import CodeVersion, Environment
 from mloop.domain.names import check_relative_path
 from mloop.domain.query import parse_filter, parse_sort
-from mloop.domain.run import Metric, Run, RunInput, RunOutput, RunStatus
+from mloop.domain.run import Liveness, Metric, Run, RunInput, RunOutput, RunStatus
 from mloop.errors import Conflict, InvalidInput, InvalidPath, NotFound
+from mloop.services.tracking.heartbeat import HEARTBEATS, HOST, LOST_AFTER, Heartbeats, liveness
 from mloop.store.artifacts.cas import ArtifactStore
 from mloop.store.metadata.protocol import MetadataStore
 
@@ -65,6 +67,8 @@ class ActiveRun:
         self.id = run.id
         self.name = run.name
         self.parent_id = run.parent_id
+        self.code = run.code  # what child runs inherit, without reading the run back
+        self.environment = run.environment
         self._lock = threading.Lock()
         self._params: list[tuple[str, str]] = []
         self._tags: list[tuple[str, str]] = []
@@ -210,12 +214,21 @@ class Tracker:
     """Start runs and read them back."""
 
     def __init__(
-        self, metadata: MetadataStore, artifacts: ArtifactStore, actor: str, root: Path
+        self,
+        metadata: MetadataStore,
+        artifacts: ArtifactStore,
+        actor: str,
+        root: Path,
+        *,
+        heartbeats: Heartbeats = HEARTBEATS,
+        lost_after: float = LOST_AFTER,
     ) -> None:
         self.metadata = metadata
         self.artifacts = artifacts
         self.actor = actor
         self.root = root
+        self.heartbeats = heartbeats
+        self.lost_after = lost_after
         self._environment: Environment | None = None
 
     def environment(self) -> Environment:
@@ -244,26 +257,30 @@ class Tracker:
         run_id = uuid.uuid4().hex
         code: CodeVersion | None
         if parent is not None:
-            parent_run = self.metadata.get_run(parent.id)
-            code, env_digest = parent_run.code, parent_run.environment
+            code, env_digest = parent.code, parent.environment
         else:
             from mloop.services.tracking.capture import capture_code
 
             code, env_digest = capture_code(self.root), self.environment().digest
+        started = time.time()
         run = Run(
             id=run_id,
             name=name or f"run-{run_id[:8]}",
             status=RunStatus.RUNNING,
-            started=time.time(),
+            started=started,
             parent_id=parent.id if parent else None,
             user=self.actor,
             code=code,
             environment=env_digest,
             params={_check_key(k, "param"): str(v) for k, v in (params or {}).items()},
             tags={_check_key(k, "tag"): str(v) for k, v in (tags or {}).items()},
+            pid=os.getpid(),
+            host=HOST,
+            heartbeat=started,
         )
         details = {"name": run.name, "parent": run.parent_id}
         self.metadata.create_run(run, self._event("run.started", run_id, details))
+        self.heartbeats.add(self.metadata, run_id)
         return ActiveRun(self, run)
 
     def attach(self, run_id: str) -> ActiveRun:
@@ -274,24 +291,133 @@ class Tracker:
     def end_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
         action = "run.finished" if status is RunStatus.FINISHED else f"run.{status.value}"
         event = self._event(action, run_id, {"status": status.value})
-        self.metadata.end_run(run_id, status, time.time(), error, event)
+        try:
+            self.metadata.end_run(run_id, status, time.time(), error, event)
+        finally:
+            self.heartbeats.discard(self.metadata, run_id)
 
-    def _event(self, action: str, run_id: str, details: Mapping[str, Any]) -> Event:
-        return Event(time.time(), self.actor, action, f"run/{run_id}", None, details)
+    def _event(
+        self, action: str, run_id: str, details: Mapping[str, Any], reason: str | None = None
+    ) -> Event:
+        return Event(time.time(), self.actor, action, f"run/{run_id}", reason, details)
+
+    def liveness(self) -> Liveness:
+        return liveness(self.metadata, self.lost_after)
 
     def get_run(self, ref: str) -> Run:
-        return self.metadata.get_run(ref.removeprefix("run/"))
+        """The run, `lost` if it is stored as running but its process is gone."""
+        return self.metadata.get_run(ref.removeprefix("run/"), self.liveness())
 
     def find_runs(
-        self, filter: str | None = None, sort: str | None = None, limit: int | None = None
+        self,
+        filter: str | None = None,
+        sort: str | None = None,
+        limit: int | None = None,
+        *,
+        deleted: bool = False,
     ) -> list[Run]:
-        """Runs matching a filter expression, sorted, at most `limit` of them."""
+        """Runs matching a filter expression, sorted, at most `limit` of them; deleted runs
+        (only) with `deleted`."""
         where = parse_filter(filter) if filter else None
         order = parse_sort(sort) if sort else ()
-        return self.metadata.find_runs(where, order, limit)
+        return self.metadata.find_runs(
+            where, order, limit, liveness=self.liveness(), deleted=deleted
+        )
 
-    def count_runs(self, filter: str | None = None) -> int:
-        return self.metadata.count_runs(parse_filter(filter) if filter else None)
+    def count_runs(self, filter: str | None = None, *, deleted: bool = False) -> int:
+        where = parse_filter(filter) if filter else None
+        return self.metadata.count_runs(where, liveness=self.liveness(), deleted=deleted)
+
+    # marking runs failed, deleting and restoring them ------------------------------------
+    def fail(self, ref: str, reason: str | None = None, *, force: bool = False) -> list[Run]:
+        """Mark a lost run failed, with the lost runs below it (a killed pipeline's steps).
+
+        A run whose process still beats is refused unless `force`: failing it does not stop
+        the process, which may still end it as finished.
+
+        Example:
+            >>> [r.id[:8] for r in tracker.fail("3f2a", reason="OOM-killed")]  # doctest: +SKIP
+            ['3f2a9c1e', '77b0d2aa']
+        """
+        rule = self.liveness()
+        run = self.metadata.get_run(ref.removeprefix("run/"), rule)
+        if run.status is RunStatus.RUNNING and not force:
+            raise Conflict(
+                f"run {run.id[:12]} is still running: process {run.pid} on {run.host} sent a "
+                f"heartbeat {time.time() - run.last_seen:.0f} s ago",
+                f"stop that process, or mark the run failed anyway: mloop runs fail {run.id[:12]} "
+                "--force",
+            )
+        if run.status not in (RunStatus.RUNNING, RunStatus.LOST):
+            raise Conflict(f"run {run.id[:12]} has ended already ({run.status.value})")
+        below = self._lost_below(run.id, rule)
+        return [r for r in (run, *below) if self._fail_one(r, reason)]
+
+    def fail_lost(self, reason: str | None = None) -> list[Run]:
+        """Mark every lost run failed; returns them (a run that ended meanwhile is left)."""
+        lost = self.metadata.find_runs(
+            parse_filter("status = lost"), liveness=self.liveness(), limit=None
+        )
+        return [r for r in lost if self._fail_one(r, reason)]
+
+    def _lost_below(self, run_id: str, rule: Liveness) -> list[Run]:
+        lost = self.metadata.find_runs(parse_filter("status = lost"), liveness=rule)
+        below: list[Run] = []
+        parents = {run_id}
+        while True:
+            found = [r for r in lost if r.parent_id in parents and r.id not in parents]
+            if not found:
+                return below
+            below.extend(found)
+            parents.update(r.id for r in found)
+
+    def _fail_one(self, run: Run, reason: str | None) -> bool:
+        lost = run.status is RunStatus.LOST
+        # A lost run ended when it was last seen alive; one failed by force, now.
+        ended = run.last_seen if lost else time.time()
+        seen = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.last_seen))
+        why = reason or (
+            f"its process (pid {run.pid} on {run.host}) stopped; last heartbeat {seen}"
+            if lost
+            else "marked failed while its process was still running"
+        )
+        details = {"status": "failed", "was": run.status.value, "pid": run.pid, "host": run.host}
+        event = self._event("run.failed", run.id, details, reason)
+        try:
+            self.metadata.end_run(
+                run.id,
+                RunStatus.FAILED,
+                ended,
+                f"marked failed by {self.actor}: {why}",
+                event,
+                only_running=True,
+            )
+        except Conflict:  # it ended meanwhile, on its own
+            return False
+        return True
+
+    def delete(self, ref: str, reason: str | None = None) -> list[str]:
+        """Delete a run and the runs below it (softly: `restore` brings them back until
+        `mloop gc` purges them after its grace period). Returns their ids.
+
+        Example:
+            >>> tracker.delete("3f2a", reason="smoke test")  # doctest: +SKIP
+            ['3f2a9c1e…', '77b0d2aa…']
+        """
+        run = self.get_run(ref)
+        if run.status is RunStatus.LOST:
+            raise Conflict(
+                f"run {run.id[:12]} is lost (its process is gone) and has not ended",
+                f"mark it failed first: mloop runs fail {run.id[:12]}",
+            )
+        event = self._event("run.deleted", run.id, {"root": run.id}, reason)
+        return self.metadata.delete_run(run.id, time.time(), event)
+
+    def restore(self, ref: str, reason: str | None = None) -> list[str]:
+        """Undo `delete` for a run and the runs deleted with it; returns their ids."""
+        run = self.metadata.get_run(ref.removeprefix("run/"))
+        event = self._event("run.restored", run.id, {"root": run.id}, reason)
+        return self.metadata.restore_run(run.id, event)
 
     def metric_history(self, ref: str, key: str) -> list[Metric]:
         run = self.get_run(ref)
