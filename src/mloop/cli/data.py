@@ -74,6 +74,8 @@ def register(commands: Any) -> None:
         cmd.add_argument("--json", action="store_true", help="print JSON")
         cmd.set_defaults(handler=transfer, verb=verb)
 
+    register_remove(sub)
+
 
 def add_version(ctx: Context) -> None:
     args = ctx.args
@@ -300,3 +302,42 @@ def transfer(ctx: Context) -> int:
         for digest in result.missing:
             output.line(f"  missing from the source: {digest[:12]}")
     return 1 if result.missing else 0
+
+
+# `data remove` ----------------------------------------------------------------------------
+def register_remove(sub: Any) -> None:
+    rm = sub.add_parser(
+        "remove",
+        help="remove a dataset or one version (softly: undo until `mloop gc` purges it)",
+        description="Hide a dataset, or one version, from data list, status and show; "
+        "`mloop gc` purges it after its grace period and then removes the files only it "
+        "referred to. A version a registered model version was trained on needs --force.",
+    )
+    rm.add_argument("ref", metavar="NAME[:V]", help="a dataset (every version) or one version")
+    rm.add_argument(
+        "--force", action="store_true", help="even if a registered model was trained on it"
+    )
+    rm.add_argument("--undo", action="store_true", help="bring removed versions back")
+    rm.add_argument("--reason", metavar="TEXT", help="recorded in the event")
+    rm.add_argument("--json", action="store_true", help="print JSON")
+    rm.set_defaults(handler=remove_versions)
+
+
+def remove_versions(ctx: Context) -> None:
+    args = ctx.args
+    data = ctx.project.data
+    if args.undo:
+        refs = data.restore(args.ref, reason=args.reason)
+    else:
+        refs = data.remove(args.ref, force=args.force, reason=args.reason)
+    if ctx.json:
+        output.emit_json({"restored" if args.undo else "removed": refs})
+        return
+    if args.undo:
+        output.line(f"restored {', '.join(refs)}")
+        return
+    output.line(
+        f"removed {', '.join(refs)}; `mloop data remove {args.ref} --undo` brings "
+        f"{'it' if len(refs) == 1 else 'them'} back until `mloop gc` purges "
+        f"{'it' if len(refs) == 1 else 'them'}"
+    )

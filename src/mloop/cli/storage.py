@@ -1,7 +1,9 @@
 """`mloop fsck` and `mloop gc`: check the artifact store against the metadata, and clean it.
 
 fsck exits 1 when an object some run or dataset refers to is missing or damaged, so it can gate
-a CI job or a backup; gc removes what nothing refers to, leaving recent writes alone.
+a CI job or a backup; it also warns about lost runs (their process was killed). gc purges the
+runs deleted and dataset versions removed before its grace period, then removes what nothing
+refers to, leaving recent writes alone.
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ def register(commands: Any) -> None:
 
     gc = commands.add_parser(
         "gc",
-        help="remove objects that no run, dataset or environment refers to",
-        description="Remove unreferenced objects, and leftovers of interrupted writes, older "
-        "than the grace period. Safe while another mloop process is adding data, as long as "
-        "the grace period is longer than its writes take.",
+        help="purge deleted runs and removed data; remove objects nothing refers to",
+        description="Purge runs deleted (`mloop runs delete`) and dataset versions removed "
+        "(`mloop data remove`) before the grace period, then remove unreferenced objects, and "
+        "leftovers of interrupted writes, older than the grace period. Safe while another "
+        "mloop process is adding data, as long as the grace period is longer than its writes "
+        "take.",
     )
     gc.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     gc.add_argument(
@@ -83,8 +87,11 @@ def run_fsck(ctx: Context) -> int:
     plan = storage.plan_fsck(ctx.args.full)
     with output.progress("checking objects", plan.total, ctx.quiet or ctx.json) as advance:
         report = storage.fsck(progress=advance, plan=plan)
+    # Not store damage (exit 0), but a store nobody looks after: runs no process will end.
+    lost = ctx.project.tracking.find_runs("status = lost", limit=None)
     if ctx.json:
-        output.emit_json({"ok": report.ok, **_plain(report)})
+        lost_runs = [{"id": r.id, "name": r.name, "last_seen": r.last_seen} for r in lost]
+        output.emit_json({"ok": report.ok, **_plain(report), "lost_runs": lost_runs})
         return 0 if report.ok else 1
     for problem in report.problems:
         output.line(_problem_line(problem))
@@ -98,6 +105,10 @@ def run_fsck(ctx: Context) -> int:
         )
     if report.warnings:
         output.line("hint: `mloop gc --grace 0` removes unreferenced objects")
+    if lost:
+        shown = ", ".join(r.id[:12] for r in lost[:5]) + (", …" if len(lost) > 5 else "")
+        output.line(f"warning: {len(lost)} runs are lost (their process is gone): {shown}")
+        output.line("hint: mark them failed with `mloop runs fail --lost`")
     return 0 if report.ok else 1
 
 
@@ -126,6 +137,12 @@ def run_gc(ctx: Context) -> None:
         )
         return
     verb = "would remove" if report.dry_run else "removed"
+    if report.purged_runs or report.purged_datasets:
+        output.line(
+            f"{'would purge' if report.dry_run else 'purged'} {len(report.purged_runs)} deleted "
+            f"runs and {len(report.purged_datasets)} removed dataset versions"
+            + (f" ({', '.join(report.purged_datasets)})" if report.purged_datasets else "")
+        )
     if report.dry_run:
         for digest, size in report.removed:
             output.line(f"{verb} {digest[:12]}  {output.size(size)}")

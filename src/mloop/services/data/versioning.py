@@ -225,6 +225,26 @@ class DataService:
     def versions(self, name: str) -> list[DatasetVersion]:
         return self.metadata.list_dataset_versions(check_name(name, "dataset name"))
 
+    # removing (soft: `mloop gc` purges after its grace period) ----------------------------
+    def remove(self, ref: str, *, force: bool = False, reason: str | None = None) -> list[str]:
+        """Remove a dataset (`sales`) or one version (`sales:3`); returns the refs removed.
+
+        A version a registered model version was trained on is refused unless `force`.
+
+        Example:
+            >>> data.remove("sales:3", reason="bad export")  # doctest: +SKIP
+            ['sales:3']
+        """
+        from mloop.services.data.removal import remove
+
+        return remove(self.metadata, self.actor, ref, force=force, reason=reason)
+
+    def restore(self, ref: str, *, reason: str | None = None) -> list[str]:
+        """Undo `remove` (before gc purges it): a dataset's removed versions, or one."""
+        from mloop.services.data.removal import restore
+
+        return restore(self.metadata, self.actor, ref, reason=reason)
+
     def diff(self, old: str, new: str) -> VersionDiff:
         from mloop.services.data.diff import diff_versions
 

@@ -1,11 +1,12 @@
 """fsck and gc: hold the artifact store against what the metadata store refers to.
 
 `fsck` checks that every object some run, dataset version or environment refers to is present,
-has the recorded size and (with `full`) still hashes to its digest. `gc` removes objects nothing
-refers to. Writers store objects first, sync, then commit the metadata that refers to them, so
-for a while a fresh object is unreferenced on purpose; gc therefore only removes objects (and
-leftover temporary files) older than a grace period, lists before it reads the references, and
-looks at an object's age once more just before removing it.
+has the recorded size and (with `full`) still hashes to its digest. `gc` purges runs deleted and
+dataset versions removed longer ago than its grace period, then removes objects nothing refers
+to, theirs included. Writers store objects first, sync, then commit the metadata that refers
+to them, so for a while a fresh object is unreferenced on purpose; gc therefore only removes
+objects (and leftover temporary files) older than a grace period, lists before it reads the
+references, and looks at an object's age once more just before removing it.
 
 Checks and removals run on a thread pool: on S3 each one is a request with tens of milliseconds
 of latency, and re-hashing reads many files at once.
@@ -96,7 +97,10 @@ class GcReport:
     """What gc removed, or with `dry_run` would remove, as (digest or file name, bytes).
 
     `kept_recent` counts unreferenced objects younger than the grace period: most likely a
-    write in progress whose metadata is not committed yet.
+    write in progress whose metadata is not committed yet. `purged_runs` and
+    `purged_datasets` are the records deleted (or removed) before the grace period that gc
+    purged, or would purge: their objects are among `removed` unless something else refers
+    to them.
     """
 
     dry_run: bool
@@ -107,6 +111,8 @@ class GcReport:
     temporary: tuple[tuple[str, int], ...]
     kept_recent: int
     kept_recent_bytes: int
+    purged_runs: tuple[str, ...] = ()
+    purged_datasets: tuple[str, ...] = ()
 
     @property
     def removed_bytes(self) -> int:
@@ -244,7 +250,8 @@ class Housekeeping:
             )
         cutoff = time.time() - grace
         listed = list(self.artifacts.iter_objects())
-        referenced = {digest for digest, _, _ in self.metadata.referenced_objects()}
+        runs, datasets = self.metadata.purge_removed(cutoff, dry_run=True)
+        referenced = {d for d, _, _ in self.metadata.referenced_objects(purged_before=cutoff)}
         removable: list[tuple[str, int]] = []
         recent: list[int] = []
         for digest, size, modified in listed:
@@ -269,6 +276,8 @@ class Housekeeping:
             temporary=tuple(sorted(temporary)),
             kept_recent=len(recent),
             kept_recent_bytes=sum(recent),
+            purged_runs=tuple(runs),
+            purged_datasets=tuple(datasets),
         )
 
     def gc(
@@ -278,10 +287,12 @@ class Housekeeping:
         progress: Progress = _no_progress,
         plan: GcReport | None = None,
     ) -> GcReport:
-        """Remove what `plan_gc` found (or, with `dry_run`, only say what that is).
+        """Purge and remove what `plan_gc` found (or, with `dry_run`, only say what that is).
 
-        Just before removing, the references are read once more and each local object's age is
-        looked at again, so metadata committed or an object re-written meanwhile keeps it.
+        The removed records are purged first (one transaction, with an Event for each). Just
+        before removing objects, the references are read once more and each local object's age
+        is looked at again, so metadata committed (or restored) or an object re-written
+        meanwhile keeps it.
         `progress` is called, from this thread, with the number of objects just handled.
 
         Example:
@@ -292,6 +303,8 @@ class Housekeeping:
         plan = plan if plan is not None else self.plan_gc(grace)
         if dry_run:
             return plan
+        event = Event(time.time(), self.actor, "purged", "", None, {"grace_seconds": plan.grace})
+        runs, datasets = self.metadata.purge_removed(plan.cutoff, event=event)
         referenced = {digest for digest, _, _ in self.metadata.referenced_objects()}
         candidates = [item for item in plan.removed if item[0] not in referenced]
 
@@ -318,6 +331,8 @@ class Housekeeping:
             temporary=tuple(temporary),
             kept_recent=plan.kept_recent,
             kept_recent_bytes=plan.kept_recent_bytes,
+            purged_runs=tuple(runs),
+            purged_datasets=tuple(datasets),
         )
         if removed or temporary:  # deleting data is a change like any other: audit it
             details = {
