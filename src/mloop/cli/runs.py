@@ -298,16 +298,14 @@ def fail_runs(ctx: Context) -> None:
             "name the runs to mark failed, or give --lost for every lost run (not both)",
             "mloop runs fail RUN [--reason TEXT], or: mloop runs fail --lost",
         )
-    failed = []
-    if args.lost:
-        failed = tracking.fail_lost(args.reason)
-        if not failed:
-            output.line("no lost runs")
+    failed = tracking.fail_lost(args.reason) if args.lost else []
     for ref in args.runs:
         failed.extend(tracking.fail(ref, args.reason, force=args.force))
     if ctx.json:
         output.emit_json([{"id": r.id, "name": r.name, "was": r.status.value} for r in failed])
         return
+    if args.lost and not failed:
+        output.line("no lost runs")
     for run in failed:
         output.line(f"marked failed: {run.id[:12]} {run.name} (was {run.status.value})")
 

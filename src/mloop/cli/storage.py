@@ -138,10 +138,11 @@ def run_gc(ctx: Context) -> None:
         return
     verb = "would remove" if report.dry_run else "removed"
     if report.purged_runs or report.purged_datasets:
+        versions = report.purged_datasets
+        named = ", ".join(versions[:5]) + (", …" if len(versions) > 5 else "")
         output.line(
             f"{'would purge' if report.dry_run else 'purged'} {len(report.purged_runs)} deleted "
-            f"runs and {len(report.purged_datasets)} removed dataset versions"
-            + (f" ({', '.join(report.purged_datasets)})" if report.purged_datasets else "")
+            f"runs and {len(versions)} removed dataset versions" + (f" ({named})" if named else "")
         )
     if report.dry_run:
         for digest, size in report.removed:

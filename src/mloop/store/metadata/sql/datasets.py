@@ -38,7 +38,7 @@ def _missing_version(tx: Tx, name: str, version: int) -> NotFound:
         return _missing_dataset(name)
     return NotFound(
         f"dataset {name!r} has no version {version} (latest is {latest})",
-        f"see `mloop data show {name} --versions`",
+        f"see `mloop data show {name}`",
     )
 
 
