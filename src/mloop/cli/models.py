@@ -267,18 +267,21 @@ def predict_file(ctx: Context) -> None:
         read_rows,
         write_predictions,
     )
-    from mloop.services.serving.requests import mlflow_response
+    from mloop.services.serving.requests import describe_unknown, mlflow_response
 
     args = ctx.args
     if args.output is not None:
         output_format(args.output)  # a wrong name fails before any work
-    frame = read_rows(args.input)  # and so does a wrong input, before the model loads
-    predictor = ctx.project.registry.load_predictor(args.ref, trust=args.trust)
-    predictions = predict_frame(predictor, frame, args.input.name)
+    version = ctx.project.registry.get(args.ref)
+    frame = read_rows(args.input, version.signature)  # and so does a wrong input, before loading
+    predictor = ctx.project.registry.load_predictor(version.ref, trust=args.trust)
+    scored = predict_frame(predictor, frame, args.input.name)
+    if scored.unknown:  # a warning, even with --quiet: the predictions may be worth less
+        output.warn(f"{args.input.name}: {describe_unknown(scored.unknown)}")
     if args.output is None:
-        output.line(mlflow_response(predictions).decode())
+        output.line(mlflow_response(scored.predictions).decode())
         return
-    write_predictions(predictions, frame, args.output)
+    write_predictions(scored.predictions, frame, args.output)
     if not ctx.quiet:
         label = f"{predictor.name}:{predictor.version}"
         output.line(f"predicted {len(frame)} rows with {label}; wrote {args.output}")

@@ -20,8 +20,8 @@ from mloop.domain.event import Event
 from mloop.domain.model import Model, ModelVersion, Signature
 from mloop.domain.names import check_name, parse_address
 from mloop.domain.run import Run
-from mloop.errors import InvalidAddress, InvalidInput, InvalidPath
-from mloop.services.registry.loaded import LoadedModel
+from mloop.errors import InvalidAddress, InvalidInput, InvalidPath, NotFound
+from mloop.services.registry.loaded import LoadedModel, training_categories
 from mloop.services.registry.signature import infer_signature, signature_from_model
 from mloop.services.tracking import active
 from mloop.services.tracking.runs import ActiveRun, Tracker
@@ -237,7 +237,17 @@ class Registry:
             or bool(getattr(model, "wants_frame", False))  # e.g. ONNX with an input per column
             or (signature is not None and not signature.all_numeric)
         )
-        return LoadedModel(version.name, version.version, model, signature, wants_frame)
+        tables = [t for ref in version.datasets for t in self._tables(ref)]
+        categories = training_categories(signature, tables)
+        return LoadedModel(version.name, version.version, model, signature, wants_frame, categories)
+
+    def _tables(self, ref: str) -> tuple[TableProfile, ...]:
+        """The table profiles of a dataset version in a model's lineage (none if since removed)."""
+        name, _, number = ref.partition(":")
+        try:
+            return self.metadata.get_dataset_version(name, int(number)).tables
+        except (NotFound, ValueError):
+            return ()
 
     # aliases and status --------------------------------------------------------------------
     def set_alias(self, name: str, version: int, alias: str, reason: str | None = None) -> None:

@@ -1,31 +1,38 @@
 """Batch scoring: the rows of a file through the same signature checks as the model server.
 
 `mloop models predict churn@champion --input new.csv -o scored.csv` is what a nightly scoring
-job runs; MLflow's counterpart is `mlflow models predict`. A file is checked and predicted in
-chunks, so a large one never becomes one huge request, and an error names the file, the row
-and the column. The output is written under a temporary name and renamed into place: a failed
-run leaves no half-written file behind.
+job runs; MLflow's counterpart is `mlflow models predict`. A file is read as the server reads
+a body (a .csv as a `text/csv` request, a .json as a JSON body), then checked and predicted in
+chunks by the server's `RequestReader`, so a large file never becomes one huge request, an
+error names the file, the row and the column, and a value the server takes is taken here. The
+output is written under a temporary name and renamed into place: a failed run leaves no
+half-written file behind.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 
+from mloop.domain.model import Signature
 from mloop.errors import InvalidInput, NotFound, ValidationFailed
 from mloop.services.serving.predictor import MODEL_ERRORS, Predictor
-from mloop.services.serving.requests import RequestReader, jsonable
+from mloop.services.serving.requests import RequestReader, UnknownCategory, jsonable, parse_body
+from mloop.services.serving.tables import read_csv
 
 FORMATS = (".csv", ".parquet", ".json")
 CHUNK_ROWS = 10_000
 
 
-def read_rows(path: Path) -> Any:
-    """A DataFrame from a CSV, a Parquet file, or JSON (a list of records, or an MLflow body).
+def read_rows(path: Path, signature: Signature | None = None) -> Any:
+    """A DataFrame from a CSV, a Parquet file, or JSON (a list of records, or an MLflow body);
+    a CSV's text columns (by `signature`) are read as text.
 
     Example:
         >>> read_rows(Path("new.csv")).columns  # doctest: +SKIP
@@ -37,13 +44,15 @@ def read_rows(path: Path) -> Any:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            return pd.read_csv(path)
+            return read_csv(path, signature, str(path))
         if suffix == ".parquet":
             return pd.read_parquet(path)
         if suffix == ".json":
-            return _json_frame(orjson.loads(path.read_bytes()), path)
-    except (ValueError, OSError, orjson.JSONDecodeError) as exc:
+            return _json_frame(parse_body(path.read_bytes()), path)
+    except (ValueError, OSError) as exc:
         raise InvalidInput(f"cannot read {path}: {exc}", _FIX) from None
+    except InvalidInput as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.message}", _FIX) from None
     raise InvalidInput(f"cannot read {path}: unknown format {suffix or '(no suffix)'}", _FIX)
 
 
@@ -68,28 +77,38 @@ def _json_frame(payload: Any, path: Path) -> Any:
     raise InvalidInput(f"cannot read {path}: expected a list of records (objects)", _FIX)
 
 
-def predict_frame(predictor: Predictor, frame: Any, where: str, chunk: int = CHUNK_ROWS) -> Any:
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """The predictions for every row, and the categories training never saw (all chunks)."""
+
+    predictions: Any
+    unknown: tuple[UnknownCategory, ...] = ()
+
+
+def predict_frame(predictor: Predictor, frame: Any, where: str, chunk: int = CHUNK_ROWS) -> Scored:
     """Predictions for every row of `frame`, checked against the signature chunk by chunk.
 
     Example:
-        >>> predict_frame(loaded, frame, "new.csv")  # doctest: +SKIP
+        >>> predict_frame(loaded, frame, "new.csv").predictions  # doctest: +SKIP
         array([0, 1, 1])
     """
     if not len(frame):
         raise InvalidInput(f"{where} has no rows to predict")
-    reader = RequestReader(predictor.signature, predictor.wants_frame)
+    reader = RequestReader(predictor.signature, predictor.wants_frame, predictor.categories)
     parts: list[Any] = []
+    unknown: Counter[tuple[str, str]] = Counter()
     for start in range(0, len(frame), chunk):
         part = frame.iloc[start : start + chunk]
         label = where if len(frame) <= chunk else f"{where}, rows from {start}"
-        columns = {str(name): part[name].to_numpy() for name in part.columns}
         try:
-            batch = reader.columns(columns, label)
+            batch = reader.frame(part, label)
         except ValidationFailed as exc:
             if exc.hint:
                 raise
             hint = f"`mloop models show {predictor.name}:{predictor.version}` lists the inputs"
             raise ValidationFailed(exc.message, hint) from None
+        for found in batch.unknown:
+            unknown[found.column, found.value] += found.count
         try:
             parts.append(predictor.predict(batch.data))
         except MODEL_ERRORS as exc:
@@ -97,11 +116,12 @@ def predict_frame(predictor: Predictor, frame: Any, where: str, chunk: int = CHU
                 f"{label}: the model could not predict: {type(exc).__name__}: {exc}",
                 "check the values against the model's signature: mloop models show NAME:V",
             ) from None
+    counted = tuple(UnknownCategory(c, v, n) for (c, v), n in unknown.most_common())
     if isinstance(parts[0], np.ndarray):
-        return np.concatenate(parts)
+        return Scored(np.concatenate(parts), counted)
     import pandas as pd
 
-    return pd.concat(parts, ignore_index=True)
+    return Scored(pd.concat(parts, ignore_index=True), counted)
 
 
 def output_format(out: Path) -> str:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from mloop.domain.model import Signature
 
-# What a model raises when it refuses an input: the client's mistake (4xx), not the server's.
-MODEL_ERRORS = (ValueError, TypeError, KeyError, IndexError)
+# What a model raises when it refuses an input: the client's mistake (4xx), not the server's
+# (OverflowError: a number too large for the model's float, where no signature checked it).
+MODEL_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError)
 
 
 class Predictor(Protocol):
@@ -19,6 +21,9 @@ class Predictor(Protocol):
     version: int
     signature: Signature | None
     wants_frame: bool  # True: predict takes a DataFrame with the signature's columns
+    # Per text input, every value training saw (when its data profile knows them all): a
+    # value outside them still gets a prediction, with a warning.
+    categories: Mapping[str, frozenset[str]]
 
     def predict(self, batch: Any) -> Any: ...
 
