@@ -102,6 +102,7 @@ class Recording:
         self.delay = delay
         self.name, self.version = inner.name, inner.version
         self.signature, self.wants_frame = inner.signature, inner.wants_frame
+        self.categories = inner.categories
         self.sizes: list[int] = []
 
     def predict(self, batch: Any) -> Any:

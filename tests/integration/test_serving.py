@@ -76,7 +76,7 @@ def metric(base: str, sample_name: str, **labels: str) -> float:
         ("/v2/health/live", {"live": True}),
         ("/v2/health/ready", {"ready": True, "model": "cancer:3"}),
         ("/v2/models/cancer/ready", {"ready": True, "model": "cancer:3"}),
-        ("/v2", {"name": "mloop", "version": "0.1.0", "extensions": []}),
+        ("/v2", {"name": "mloop", "version": "0.1.0", "extensions": ["binary_tensor_data"]}),
     ],
 )
 def test_health_endpoints(client: httpx.Client, path: str, expected: dict[str, Any]) -> None:
@@ -224,8 +224,9 @@ def test_an_open_inference_protocol_client_works_unchanged(url: str) -> None:
     assert "row 0 has 3 values, expected 30" in refused.value.message()
     binary = triton.InferInput("input-0", list(rows.shape), "FP64")
     binary.set_data_from_numpy(rows)  # the binary tensor extension, tritonclient's default
-    with pytest.raises(InferenceServerException, match="binary_data=False"):
-        client.infer("cancer", [binary])
+    answer = client.infer("cancer", [binary])  # and binary outputs, as it asks by default
+    assert answer.as_numpy("predict").tolist() == expected.tolist()
+    assert answer.get_output("predict")["parameters"]["binary_data_size"] == 3 * 8
     client.close()
 
 
@@ -242,7 +243,7 @@ def test_kserve_v1_predict_and_readiness(client: httpx.Client) -> None:
     assert short.status_code == 422
 
 
-def test_oip_takes_json_without_a_content_type_but_not_binary_tensors(url: str) -> None:
+def test_oip_takes_json_with_or_without_a_content_type(url: str) -> None:
     rows, _, expected = data(1)
     body = json.dumps(
         {
@@ -257,14 +258,12 @@ def test_oip_takes_json_without_a_content_type_but_not_binary_tensors(url: str) 
     assert untyped.json()["outputs"][0]["data"] == expected.tolist()
     # MLflow's scoring protocol insists on one, as MLflow's own server does
     assert httpx.post(url + "/invocations", content=body).status_code == 415
-    binary = httpx.post(infer, content=body, headers={"content-type": "application/octet-stream"})
-    assert binary.status_code == 415
-    assert "binary tensor data extension" in binary.json()["hint"]
-    # tritonclient's binary_data=True: a JSON head of the declared length, then raw bytes
-    head = {"inference-header-content-length": str(len(body))}
-    raw = httpx.post(infer, content=body + rows[0].tobytes(), headers=head)
-    assert raw.status_code == 415
-    assert "binary_data=False" in raw.json()["error"]
+    # Triton's examples send binary-extension bodies as octet-stream: without the header
+    # saying where the JSON ends, the body is all JSON
+    octets = httpx.post(infer, content=body, headers={"content-type": "application/octet-stream"})
+    assert octets.status_code == 200
+    text = httpx.post(infer, content=body, headers={"content-type": "text/plain"})
+    assert text.status_code == 415 and "binary tensor data extension" in text.json()["hint"]
     bad = httpx.post(infer, content=b"{", headers=JSON)
     assert bad.status_code == 400 and isinstance(bad.json()["error"], str)
 
@@ -346,7 +345,7 @@ def test_signature_errors_are_422_naming_the_column(
         (b"\xff\xfe\x00", JSON, 400, "invalid_input"),
         (b"[" * 10_000 + b"]" * 10_000, JSON, 400, "invalid_input"),
         (b'{"inputs": ' * 10_000 + b"1" + b"}" * 10_000, JSON, 400, "invalid_input"),
-        (b"{}", {"content-type": "text/csv"}, 415, "unsupported_media_type"),
+        (b"{}", {"content-type": "text/plain"}, 415, "unsupported_media_type"),
         (
             b"{}",
             {"content-type": "application/json; charset=latin-1"},
@@ -355,7 +354,16 @@ def test_signature_errors_are_422_naming_the_column(
         ),
         (b"{}", {}, 415, "unsupported_media_type"),
     ],
-    ids=["truncated", "empty", "not-utf8", "deep-arrays", "deep-objects", "csv", "charset", "none"],
+    ids=[
+        "truncated",
+        "empty",
+        "not-utf8",
+        "deep-arrays",
+        "deep-objects",
+        "text",
+        "charset",
+        "none",
+    ],
 )
 def test_client_mistakes_are_clear_4xx_and_the_server_keeps_serving(
     url: str, body: bytes, headers: dict[str, str], status: int, code: str

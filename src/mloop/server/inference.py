@@ -7,9 +7,12 @@ a dict from path to handlers, request bodies go from orjson straight to one nump
 (`services/serving/requests.py`), and every answer is two ASGI messages with headers made once.
 Each response names the model version that answered in the `mloop-model: NAME:VERSION` header.
 
-Per predict request: content type and declared size are checked from the headers (415, 413),
-a concurrency slot is taken or the request is turned away (503 + Retry-After), and the rest
-(body, parse, signature checks, the micro-batched predict) runs under one time-out (504).
+Per predict request: content type and declared size are checked from the headers (415, 413;
+`media.py` says which bodies each route takes: JSON, CSV, binary tensors), a concurrency slot
+is taken or the request is turned away (503 + Retry-After), and the rest (body, parse,
+signature checks, the micro-batched predict) runs under one time-out (504). A request holding
+text values training never saw is answered as usual, with an `mloop-warning` header naming
+them and a count in `mloop_unknown_categories_total`.
 """
 
 from __future__ import annotations
@@ -29,11 +32,19 @@ from mloop.errors import MloopError, ValidationFailed
 from mloop.server import oip
 from mloop.server.errors import error_body, from_error
 from mloop.server.limits import Admission, ClientGone, Receive, TooLarge, check_headers, read_body
+from mloop.server.media import CSV, HINTS, INFER, INVOCATIONS, V1, Media, media_type
 from mloop.server.openapi import openapi_document
 from mloop.services.serving.batcher import MicroBatcher
 from mloop.services.serving.metrics import ENDPOINTS, ServingMetrics
 from mloop.services.serving.predictor import MODEL_ERRORS, Predictor
-from mloop.services.serving.requests import RequestReader, mlflow_response, parse_body
+from mloop.services.serving.requests import (
+    Batch,
+    RequestReader,
+    describe_unknown,
+    mlflow_response,
+    parse_body,
+)
+from mloop.services.serving.tables import read_csv
 
 logger = logging.getLogger("mloop.server")
 
@@ -75,7 +86,11 @@ class InferenceApp:
         self.metrics = metrics
         self.ready = True
         self._last_client: Any = None
-        self.reader = RequestReader(predictor.signature, predictor.wants_frame)
+        self.reader = RequestReader(
+            predictor.signature, predictor.wants_frame, predictor.categories
+        )
+        self.categories = {name: i for i, name in enumerate(self.reader.categories)}
+        metrics.watch_categories(list(self.categories))
         self.batcher = MicroBatcher(
             predictor.predict,
             max_batch_size=settings.max_batch_size,
@@ -90,6 +105,7 @@ class InferenceApp:
         model = (b"mloop-model", self.label.encode())
         self.json: Headers = [(b"content-type", b"application/json"), model]
         self.text: Headers = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8"), model]
+        self.binary: Headers = [(b"content-type", b"application/octet-stream"), model]
         self.output = oip.output_name(predictor.signature)
         self.inputs_hint = f"GET /v2/models/{name} lists the inputs, their types and nullability"
         self.busy = error_body(
@@ -103,7 +119,7 @@ class InferenceApp:
             "/healthz": {"status": "ok"},
             "/ping": {"status": "ok"},
             "/v2/health/live": {"live": True},
-            "/v2": {"name": "mloop", "version": VERSION, "extensions": []},
+            "/v2": {"name": "mloop", "version": VERSION, "extensions": ["binary_tensor_data"]},
             f"/v2/models/{name}": oip.metadata(name, version, predictor.signature),
             f"/v2/models/{name}/versions/{version}": oip.metadata(
                 name, version, predictor.signature
@@ -215,51 +231,66 @@ class InferenceApp:
 
     # predict -------------------------------------------------------------------------------
     async def _invocations(self, scope: dict[str, Any], receive: Receive) -> Reply:
-        return await self._predict(scope, receive, self.reader.mlflow, self._mlflow_body)
+        return await self._predict(scope, receive, INVOCATIONS)
 
     async def _predict_v1(self, scope: dict[str, Any], receive: Receive) -> Reply:
         # KServe's V1 (TensorFlow Serving's REST) protocol: {"instances": [...]} in, MLflow's
         # {"predictions": [...]} shape out; its clients may send no Content-Type.
-        return await self._predict(scope, receive, self.reader.mlflow, self._mlflow_body, True)
+        return await self._predict(scope, receive, V1)
 
     async def _ready_v1(self, scope: dict[str, Any], receive: Receive) -> Reply:
         body = {"name": self.predictor.name, "ready": self.ready}
         return (200 if self.ready else 503), orjson.dumps(body), self.json
 
     async def _infer(self, scope: dict[str, Any], receive: Receive) -> Reply:
-        return await self._predict(scope, receive, self._read_infer, self._infer_body, True)
+        return await self._predict(scope, receive, INFER)
 
-    def _read_infer(self, payload: Any) -> Any:
-        return oip.read_infer(self.reader, payload)
+    def _read(self, route: str, media: Media, body: bytes) -> tuple[Batch, Any]:
+        """The batch a body holds, and what the answer needs to know of the request."""
+        if route == INFER:
+            request = oip.read_request(self.reader, body, media.header_length)
+            return request.batch, request
+        if media.kind == CSV:
+            frame = read_csv(body, self.predictor.signature, "the CSV body")
+            return self.reader.frame(frame, "the CSV body"), None
+        return self.reader.mlflow(parse_body(body)), None
 
-    def _mlflow_body(self, result: Any, payload: Any) -> bytes:
-        return mlflow_response(result)
-
-    def _infer_body(self, result: Any, payload: Any) -> bytes:
+    def _write(self, result: Any, request: Any) -> tuple[bytes, Headers]:
+        if request is None:
+            return mlflow_response(result), self.json
         predictor = self.predictor
-        return oip.infer_response(result, predictor.name, predictor.version, payload, self.output)
-
-    async def _predict(
-        self,
-        scope: dict[str, Any],
-        receive: Receive,
-        read: Callable[[Any], Any],
-        write: Callable[[Any, Any], bytes],
-        untyped_json: bool = False,
-    ) -> Reply:
-        settings = self.settings
-        problem = check_headers(
-            scope["headers"], settings.max_body_bytes, untyped_is_json=untyped_json
+        body, length = oip.infer_response(
+            result,
+            predictor.name,
+            predictor.version,
+            request.id,
+            self.output,
+            request.binary_output,
         )
-        if problem is not None:
-            status, code, message = problem
-            hint = "send JSON with Content-Type: application/json"
-            if untyped_json:
-                hint += " (the binary tensor data extension is not supported)"
-            if status == 413:
+        if length is None:
+            return body, self.json
+        return body, [*self.binary, (b"inference-header-content-length", b"%d" % length)]
+
+    def _warn(self, batch: Batch, headers: Headers) -> Headers:
+        """Count the categories training never saw, and name them in a response header (as
+        ASCII: values are shown with repr's escapes, so no client text breaks a header)."""
+        for found in batch.unknown:
+            self.metrics.unknown_categories(self.categories[found.column], found.count)
+        text = describe_unknown(batch.unknown).encode("ascii", "backslashreplace")
+        return [*headers, (b"mloop-warning", text[:1024])]
+
+    async def _predict(self, scope: dict[str, Any], receive: Receive, route: str) -> Reply:
+        settings = self.settings
+        media = media_type(scope["headers"], route)
+        problem = check_headers(scope["headers"], settings.max_body_bytes)
+        if media.problem is not None or problem is not None:
+            status, code, message, hint = 415, "unsupported_media_type", media.problem, HINTS[route]
+            if problem is not None:
+                status, code, message = problem
                 hint = "send fewer rows per request, or raise --max-body-size"
             # An unread body cannot be skipped safely on a kept-alive connection: close it.
-            return status, error_body(code, message, hint), [*self.json, (b"connection", b"close")]
+            body = error_body(code, str(message), hint)
+            return status, body, [*self.json, (b"connection", b"close")]
         # One keep-alive connection sends one request at a time: the same client twice in a
         # row means nobody else is sending, and merging has nothing to wait for.
         client = scope.get("client")
@@ -280,8 +311,7 @@ class InferenceApp:
                     await admission.wait()
                     admitted = True
                 body = await read_body(receive, settings.max_body_bytes)
-                payload = parse_body(body)
-                batch = read(payload)
+                batch, request = self._read(route, media, body)
                 try:
                     result = await self.batcher.predict(batch.data, batch.rows, lone)
                 except MODEL_ERRORS as exc:
@@ -291,7 +321,8 @@ class InferenceApp:
                         "check the values against the model's inputs: GET /v2/models/"
                         f"{self.predictor.name}",
                     ) from exc
-                return 200, write(result, payload), self.json
+                answer, headers = self._write(result, request)
+                return 200, answer, self._warn(batch, headers) if batch.unknown else headers
         except TimeoutError:
             message = f"no answer within the time-out of {settings.timeout:g} s"
             hint = "send fewer rows per request, or raise --timeout"

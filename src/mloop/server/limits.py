@@ -3,8 +3,8 @@
 - `Admission`: at most `max_concurrency` predict requests are worked on; up to `max_queue` more
   wait for a slot; past that a request is turned away at once (503 with `Retry-After`) rather
   than queued into a time-out, so a load balancer can send it elsewhere.
-- `check_headers`: a wrong Content-Type (415) or a declared Content-Length over the limit (413)
-  is answered from the headers alone, before a byte of the body is read.
+- `check_headers`: a declared Content-Length over the limit (413) is answered from the headers
+  alone, before a byte of the body is read (as a wrong Content-Type is, by `media.py`).
 - `read_body`: bodies without a Content-Length (chunked) are counted while read, and stopped
   at the limit.
 """
@@ -74,50 +74,21 @@ class Admission:
         self.active -= 1
 
 
-def check_headers(
-    headers: list[tuple[bytes, bytes]], max_body: int, untyped_is_json: bool = False
-) -> tuple[int, str, str] | None:
-    """(status, code, message) when the headers alone rule the request out, else None.
-
-    `untyped_is_json`: a body without a Content-Type is read as JSON. Open Inference Protocol
-    clients (tritonclient, KServe's) send none; MLflow's scoring server insists on one, and so
-    does `/invocations` here.
+def check_headers(headers: list[tuple[bytes, bytes]], max_body: int) -> tuple[int, str, str] | None:
+    """(413, code, message) when the declared Content-Length is over the limit, else None.
+    (Which content types a route takes is `media.media_type`'s job.)
 
     Example:
-        >>> check_headers([(b"content-type", b"text/csv")], 1024)[0]
-        415
+        >>> check_headers([(b"content-length", b"2048")], 1024)[0]
+        413
     """
-    content_type = b""
     length = -1
     for name, value in headers:
-        if name == b"content-type":
-            content_type = value
-        elif name == b"content-length":
+        if name == b"content-length":
             try:
                 length = int(value)
             except ValueError:
                 length = -1
-        elif name == b"inference-header-content-length":  # JSON head + raw tensor bytes
-            return (
-                415,
-                "unsupported_media_type",
-                "the binary tensor data extension is not supported: send every tensor as JSON "
-                "(tritonclient: binary_data=False)",
-            )
-    if content_type != b"application/json" and not (untyped_is_json and not content_type):
-        media, _, params = content_type.partition(b";")
-        charset = params.strip().lower()
-        if media.strip().lower() != b"application/json" or charset not in (
-            b"",
-            b"charset=utf-8",
-            b'charset="utf-8"',
-        ):
-            shown = content_type.decode("latin-1") or "none"
-            return (
-                415,
-                "unsupported_media_type",
-                f"expected Content-Type application/json, got {shown}",
-            )
     if length > max_body:
         return 413, "payload_too_large", f"the body is {length} bytes; the limit is {max_body}"
     return None

@@ -15,7 +15,7 @@ import mmap
 import os
 import resource
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -25,6 +25,8 @@ ENDPOINTS = ("invocations", "infer", "metadata", "health", "metrics", "openapi",
 STATUSES = (200, 400, 401, 404, 405, 413, 415, 422, 499, 500, 503, 504)  # anything else: "other"
 SECONDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# Text columns whose unknown categories are counted by name; any past these share the last.
+CATEGORY_COLUMNS = 32
 
 _STATUS_INDEX = {status: i for i, status in enumerate(STATUSES)}
 _NS = len(STATUSES) + 1
@@ -40,7 +42,8 @@ _PREDICT = _BATCH_REQUESTS + _HR
 _LOAD = _PREDICT + _HS
 _PID = _LOAD + 1
 _READY = _PID + 1
-BLOCK = _READY + 1
+_UNKNOWN = _READY + 1
+BLOCK = _UNKNOWN + CATEGORY_COLUMNS
 
 
 class SharedCounters:
@@ -97,6 +100,7 @@ class ServingMetrics:
         self._block = self.counters.block(worker)
         self._block[_PID] = os.getpid()
         self._block[_IN_FLIGHT] = 0.0  # a restarted worker starts with nothing in flight
+        self.category_columns: list[str] = []
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
 
@@ -118,6 +122,18 @@ class ServingMetrics:
         _observe(block, _BATCH_ROWS, ROWS, rows)
         _observe(block, _BATCH_REQUESTS, ROWS, requests)
         _observe(block, _PREDICT, SECONDS, seconds)
+
+    def watch_categories(self, columns: Sequence[str]) -> None:
+        """Name the text columns whose unknown categories are counted (by position), the same
+        in every worker since each serves the same signature."""
+        names = list(columns[:CATEGORY_COLUMNS])
+        if len(columns) > CATEGORY_COLUMNS:
+            names[-1] = "(others)"
+        self.category_columns = names
+
+    def unknown_categories(self, column: int, count: int) -> None:
+        """Count `count` values training never saw in the `column`-th watched column."""
+        self._block[_UNKNOWN + min(column, CATEGORY_COLUMNS - 1)] += count
 
     def loaded(self, seconds: float) -> None:
         self._block[_LOAD] = seconds
@@ -190,6 +206,14 @@ class _Collector(Collector):
             family = HistogramMetricFamily(name, doc)
             family.add_metric([], *_histogram(total, base, bounds))
             yield family
+        unknown = CounterMetricFamily(
+            "mloop_unknown_categories",
+            "Values of text inputs that the training data never held, by column",
+            labels=["column"],
+        )
+        for i, column in enumerate(self.metrics.category_columns):
+            unknown.add_metric([column], total[_UNKNOWN + i])
+        yield unknown
         loads = [b[_LOAD] for b in blocks] or [0.0]
         yield GaugeMetricFamily(
             "mloop_model_load_seconds", "Time the slowest worker took to load the model", max(loads)

@@ -239,14 +239,14 @@ def test_oip_one_tensor_per_column(reader: RequestReader) -> None:
     payload = {
         "inputs": [tensor("n", [3, 6], "INT64"), tensor("a", [1.0, 4.0]), tensor("b", [2.0, 5.0])]
     }
-    np.testing.assert_array_equal(oip.read_infer(reader, payload).data, ROWS)
+    np.testing.assert_array_equal(oip.read_infer(reader, payload).batch.data, ROWS)
 
 
 def test_oip_one_table_tensor_flat_or_nested(reader: RequestReader) -> None:
     flat = {"inputs": [tensor("input-0", [1.0, 2.0, 3, 4.0, 5.0, 6], shape=[2, 3])]}
     nested = {"inputs": [tensor("input-0", ROWS, shape=[2, 3])]}
     for payload in (flat, nested):
-        np.testing.assert_array_equal(oip.read_infer(reader, payload).data, ROWS)
+        np.testing.assert_array_equal(oip.read_infer(reader, payload).batch.data, ROWS)
 
 
 def test_oip_mixed_columns_with_bytes() -> None:
@@ -258,7 +258,7 @@ def test_oip_mixed_columns_with_bytes() -> None:
             tensor("member", [True], "BOOL", [1, 1]),
         ]
     }
-    frame = oip.read_infer(RequestReader(MIXED, True), payload).data
+    frame = oip.read_infer(RequestReader(MIXED, True), payload).batch.data
     assert frame.iloc[0].tolist() == [30, 1.5, "north", True]
 
 
@@ -286,7 +286,8 @@ def test_oip_errors_are_422(reader: RequestReader, payload: Any, message: str) -
 
 
 def test_oip_response_and_metadata() -> None:
-    body = oip.infer_response(np.array([[0.2, 0.8]]), "m", 2, {"id": "r1"}, "proba")
+    body, header = oip.infer_response(np.array([[0.2, 0.8]]), "m", 2, "r1", "proba")
+    assert header is None
     assert body == (
         b'{"model_name":"m","model_version":"2","id":"r1","outputs":[{"name":"proba",'
         b'"datatype":"FP64","shape":[1,2],"data":[0.2,0.8]}]}'
