@@ -253,7 +253,8 @@ class InferenceApp:
         if media.kind == CSV:
             frame = read_csv(body, self.predictor.signature, "the CSV body")
             return self.reader.frame(frame, "the CSV body"), None
-        return self.reader.mlflow(parse_body(body)), None
+        # no true/false in the text: no bool can hide among the numbers, none is looked for
+        return self.reader.mlflow(parse_body(body), b"true" in body or b"false" in body), None
 
     def _write(self, result: Any, request: Any) -> tuple[bytes, Headers]:
         if request is None:

@@ -57,8 +57,9 @@ def _flat(data: Any) -> list[Any]:
     return [value for item in data for value in _flat(item)]
 
 
-def _json_data(where: str, kind: str, data: Any) -> Any:
-    """JSON data as an array of the tensor's datatype, every value what the datatype says."""
+def _json_data(where: str, kind: str, data: Any, bools: bool = True) -> Any:
+    """JSON data as an array of the tensor's datatype, every value what the datatype says
+    (`bools=False`: the JSON text holds no true/false, so none hides among the numbers)."""
     try:
         array = np.asarray(data, dtype=object if kind == "BYTES" else None)
     except (ValueError, TypeError):
@@ -78,7 +79,7 @@ def _json_data(where: str, kind: str, data: Any) -> Any:
             bad = next(v for v in _flat(data) if isinstance(v, bool) != (kind == "BOOL"))
             raise ValidationFailed(f"{where}: datatype {kind} but the data holds {describe(bad)}")
         return array
-    if ((array == 0) | (array == 1)).any():  # a JSON bool merges into numbers unseen
+    if bools and ((array == 0) | (array == 1)).any():  # a bool merges into numbers unseen
         bad = next((v for v in _flat(data) if isinstance(v, bool)), None)
         if bad is not None:
             raise ValidationFailed(f"{where}: datatype {kind} but the data holds {describe(bad)}")
@@ -98,7 +99,7 @@ def _json_data(where: str, kind: str, data: Any) -> Any:
     return array.astype(target)
 
 
-def _tensor(raw: Any, index: int, cursor: Cursor) -> tuple[str, str, Any]:
+def _tensor(raw: Any, index: int, cursor: Cursor, bools: bool) -> tuple[str, str, Any]:
     if not isinstance(raw, dict):
         raise ValidationFailed(f"inputs[{index}] must be an object", f"e.g. {EXAMPLE}")
     name, shape, kind = (raw.get(k) for k in ("name", "shape", "datatype"))
@@ -124,7 +125,7 @@ def _tensor(raw: Any, index: int, cursor: Cursor) -> tuple[str, str, Any]:
         chunk = cursor.take(where, parameters["binary_data_size"])
         array = decode(where, kind, shape, size, chunk)
     else:
-        array = _json_data(where, kind, raw["data"])
+        array = _json_data(where, kind, raw["data"], bools)
         if array.size != size:
             raise ValidationFailed(f"{where}: shape {shape} needs {size} values, got {array.size}")
     return name, kind, array.reshape(shape)
@@ -151,20 +152,21 @@ def read_request(
                 "send the header (tritonclient does), or every tensor as JSON",
             ) from None
         raise
-    return read_infer(reader, payload, binary)
+    return read_infer(reader, payload, binary, b"true" in head or b"false" in head)
 
 
 def read_infer(
-    reader: RequestReader, payload: Any, binary: memoryview | None = None
+    reader: RequestReader, payload: Any, binary: memoryview | None = None, bools: bool = True
 ) -> InferRequest:
-    """The request an OIP payload carries (`binary`: the bytes after its JSON, if any)."""
+    """The request an OIP payload carries (`binary`: the bytes after its JSON, if any;
+    `bools=False`: its JSON text holds no true/false)."""
     inputs = payload.get("inputs") if isinstance(payload, dict) else None
     if not isinstance(inputs, list) or not inputs:
         raise ValidationFailed(
             "an infer request is an object with a non-empty 'inputs' list", EXAMPLE
         )
     cursor = Cursor(binary)
-    tensors = [_tensor(raw, i, cursor) for i, raw in enumerate(inputs)]
+    tensors = [_tensor(raw, i, cursor, bools) for i, raw in enumerate(inputs)]
     cursor.finish()
     binary_output = _binary_output(payload, output_name(reader.signature))
     request_id = payload.get("id")

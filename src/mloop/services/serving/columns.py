@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +36,6 @@ from mloop.domain.model import ColumnSpec
 from mloop.errors import ValidationFailed
 
 Array = np.ndarray[Any, Any]
-Source = Callable[[int], Any]  # column index -> the Python values it was made from
 EXACT = 2.0**53  # floats hold every integer below this, and skip some from here on
 
 
@@ -102,6 +101,16 @@ def _out_of_range(value: Any, dtype: str) -> str:
     return f"{describe(value)} is out of range for {dtype}"
 
 
+class Origin(NamedTuple):
+    """The Python values a number array was made from, where a bool can hide: numpy reads
+    `true` as 1. `cell(row, column)`: the value behind one cell; `any_bool()`: whether any
+    value is a bool at all, in one C-speed pass (`bool in map(type, row)`), so a request
+    without bools pays no Python loop over its 0s and 1s."""
+
+    cell: Callable[[int, int], Any]
+    any_bool: Callable[[], bool]
+
+
 class NumericRules:
     """The rules for numeric columns `specs`, with their masks computed once (per model)."""
 
@@ -110,6 +119,9 @@ class NumericRules:
         self.names = [s.name for s in specs]
         self.nullable = np.array([s.nullable for s in specs], dtype=bool)
         self.bools = np.array([s.dtype == "bool" for s in specs], dtype=bool)
+        self.any_bools = bool(self.bools.any())  # reductions done once, not per request
+        self.only_bools = bool(self.bools.all())
+        self.all_nullable = bool(self.nullable.all())
         groups: dict[str, list[int]] = {}
         for i, spec in enumerate(specs):
             if "int" in spec.dtype or (spec.dtype.startswith("float") and spec.dtype != "float64"):
@@ -124,30 +136,33 @@ class NumericRules:
             return False
         return bool((np.abs(array[:, self.ints]) >= EXACT).any())
 
-    def check(self, array: Array, where: str, source: Source | None = None) -> None:
+    def check(self, array: Array, where: str, origin: Origin | None = None) -> None:
         """Raise at the first value of `array` (rows x these columns, any numeric dtype) that
-        breaks a rule. `source(c)`: the Python values column c was made from, where a bool may
-        hide as 0 or 1 (numpy merges `true` into a number array); None for typed arrays."""
+        breaks a rule. `origin`: the Python values behind the array (None for typed arrays,
+        which hold no hidden bool)."""
         kind = array.dtype.kind
         if kind == "b":
-            if not self.bools.all():
+            if not self.only_bools:
                 col = int(np.flatnonzero(~self.bools)[0])
                 self._fail(where, col, 0, bool(array[0, col]))
             return
-        finite = np.isfinite(array) if kind == "f" else None
-        if finite is not None and not finite.all():
-            wrong = np.isinf(array) | (~finite & ~self.nullable)
-            if wrong.any():
-                row, col = (int(i) for i in np.argwhere(wrong)[0])
-                self._fail(where, col, row, float(array[row, col]))
-        if source is not None and not self.bools.all():
+        finite = None
+        if kind == "f":
+            finite = np.isfinite(array)
+            if not finite.all():
+                wrong = np.isinf(array)
+                if not self.all_nullable:
+                    wrong |= ~finite & ~self.nullable
+                if wrong.any():
+                    row, col = (int(i) for i in np.argwhere(wrong)[0])
+                    self._fail(where, col, row, float(array[row, col]))
+        if origin is not None and not self.only_bools and self._may_hide_bool(array, origin):
             hidden = ((array == 0) | (array == 1)) & ~self.bools
-            for at in np.flatnonzero(hidden.any(axis=0)):
-                given = source(int(at))
-                for hit in np.flatnonzero(hidden[:, at]):
-                    if isinstance(given[hit], bool | np.bool_):
-                        self._fail(where, int(at), int(hit), given[hit])
-        if self.bools.any():
+            for row, col in np.argwhere(hidden).tolist():
+                value = origin.cell(row, col)
+                if isinstance(value, bool | np.bool_):
+                    self._fail(where, col, row, value)
+        if self.any_bools:
             flags = array[:, self.bools]
             wrong = (flags != 0) & (flags != 1)
             if finite is not None:
@@ -158,6 +173,12 @@ class NumericRules:
                 self._fail(where, col, row, array[row, col].item())
         for dtype, idx in self.groups:
             self._check_range(array[:, idx], idx, dtype, where)
+
+    def _may_hide_bool(self, array: Array, origin: Origin) -> bool:
+        """Whether a cell of `array` may be a bool, by the cheapest test for its size."""
+        if self.any_bools or array.size <= 64:  # one C-speed pass over the Python values
+            return origin.any_bool()
+        return bool(((array == 0) | (array == 1)).any()) and origin.any_bool()
 
     def _check_range(
         self, values: Array, idx: npt.NDArray[np.int_], dtype: str, where: str
@@ -255,7 +276,8 @@ def _numbers(spec: ColumnSpec, values: Any, where: str) -> Array:
         matrix = array.reshape(-1, 1)
         rules = _rules(spec)
         if not (python and rules.inexact(matrix)):
-            rules.check(matrix, where, (lambda _: values) if python else None)
+            origin = Origin(lambda r, _: values[r], lambda: bool in map(type, values))
+            rules.check(matrix, where, origin if python else None)
             return typed(spec, array)
     return _one_by_one(spec, values, where)
 

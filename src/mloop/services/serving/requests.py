@@ -30,7 +30,7 @@ import orjson
 
 from mloop.domain.model import Signature
 from mloop.errors import InvalidInput, ValidationFailed
-from mloop.services.serving.columns import NumericRules, Source, convert, describe
+from mloop.services.serving.columns import EXACT, NumericRules, Origin, convert, describe
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 Array = np.ndarray[Any, Any]
@@ -150,8 +150,10 @@ class RequestReader:
         self._casts: dict[str, dict[str, str]] = {}
 
     # MLflow --------------------------------------------------------------------------------
-    def mlflow(self, payload: Any) -> Batch:
-        """A batch from an MLflow `/invocations` body.
+    def mlflow(self, payload: Any, bools: bool = True) -> Batch:
+        """A batch from an MLflow `/invocations` body. `bools=False` says the JSON text holds
+        no `true` or `false` at all (the server looks at its bytes), so no value is looked at
+        for one hiding in a number column.
 
         Example:
             >>> reader.mlflow({"inputs": [[0.1, 0.2]]}).rows  # doctest: +SKIP
@@ -171,17 +173,17 @@ class RequestReader:
                     "dataframe_split must be an object with 'columns' and 'data'",
                     'e.g. {"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2]]}}',
                 )
-            return self.rows(value["data"], value.get("columns"), key)
+            return self.rows(value["data"], value.get("columns"), key, bools)
         if key == "dataframe_records":
-            return self.records(value, key)
+            return self.records(value, key, bools)
         if isinstance(value, dict):
-            return self.columns(value, key)
+            return self.columns(value, key, bools)
         if isinstance(value, list) and value and isinstance(value[0], dict):
-            return self.records(value, key)
-        return self.rows(value, None, key)
+            return self.records(value, key, bools)
+        return self.rows(value, None, key, bools)
 
     # shapes --------------------------------------------------------------------------------
-    def rows(self, data: Any, columns: Any, where: str) -> Batch:
+    def rows(self, data: Any, columns: Any, where: str, bools: bool = True) -> Batch:
         """Rows (lists of values) whose columns are `columns`, or the signature's order."""
         if self.signature is None:
             return self._unchecked(data, columns, where)
@@ -197,18 +199,21 @@ class RequestReader:
             ):
                 order = None if names is self.names else self._order(names)
                 typed = array if order is None else array[:, order]
-                source: Source | None = None
+                origin = None
                 if not isinstance(data, np.ndarray):  # Python values: a bool may hide in them
                     at = order or range(len(names))
-                    source = lambda c: [row[at[c]] for row in data]  # noqa: E731
-                batch = self._fast(typed, where, source)
+                    origin = Origin(
+                        lambda r, c: data[r][at[c]],
+                        lambda: bools and any(bool in map(type, row) for row in data),
+                    )
+                batch = self._fast(typed, where, origin)
                 if batch is not None:
                     return batch
         table = self._table(data, len(names), where)
         position = {n: i for i, n in enumerate(names)}
         return self._convert({n: [row[position[n]] for row in table] for n in self.names}, where)
 
-    def records(self, records: Any, where: str) -> Batch:
+    def records(self, records: Any, where: str, bools: bool = True) -> Batch:
         """Rows as objects mapping column names to values."""
         if not isinstance(records, list) or not records:
             raise ValidationFailed(f"{where} must be a non-empty list of objects, one per row")
@@ -227,9 +232,9 @@ class RequestReader:
         except KeyError as exc:
             row = next(i for i, r in enumerate(records) if exc.args[0] not in r)
             raise self._missing([str(exc.args[0])], f"{where}: row {row}") from None
-        return self.rows(table, None, where)
+        return self.rows(table, None, where, bools)
 
-    def columns(self, mapping: dict[str, Any], where: str) -> Batch:
+    def columns(self, mapping: dict[str, Any], where: str, bools: bool = True) -> Batch:
         """Columns: a mapping from column name to its values (a scalar is a one-row column)."""
         values = {k: (v if isinstance(v, list | np.ndarray) else [v]) for k, v in mapping.items()}
         lengths = {len(v) for v in values.values()}
@@ -253,11 +258,14 @@ class RequestReader:
         if self.numeric and not merged_bool:
             stacked = _as_array([values[n] for n in self.names])
             if stacked is not None and stacked.ndim == 2 and stacked.dtype.kind in "biuf":
-                python = [not isinstance(values[n], np.ndarray) for n in self.names]
-                source: Source | None = None
-                if any(python):
-                    source = lambda c: values[self.names[c]] if python[c] else ()  # noqa: E731
-                batch = self._fast(np.ascontiguousarray(stacked.T), where, source)
+                lists = [values[n] for n in self.names if not isinstance(values[n], np.ndarray)]
+                origin = None
+                if lists:  # Python values: a bool may hide in them
+                    origin = Origin(
+                        lambda r, c: values[self.names[c]][r],
+                        lambda: bools and any(bool in map(type, column) for column in lists),
+                    )
+                batch = self._fast(np.ascontiguousarray(stacked.T), where, origin)
                 if batch is not None:
                     return batch
         return self._convert({n: values[n] for n in self.names}, where)
@@ -267,11 +275,11 @@ class RequestReader:
         return self.columns({str(n): frame[n].to_numpy() for n in frame.columns}, where)
 
     # numeric fast path ---------------------------------------------------------------------
-    def _fast(self, typed: Array, where: str, source: Source | None) -> Batch | None:
+    def _fast(self, typed: Array, where: str, origin: Origin | None) -> Batch | None:
         """A numeric batch checked in bulk, or None when only the exact path can tell."""
-        if source is not None and self.rules.inexact(typed):
+        if origin is not None and self.rules.inexact(typed):
             return None
-        self.rules.check(typed, where, source)
+        self.rules.check(typed, where, origin)
         if self.wants_frame:
             return Batch(self._frame(typed), len(typed))
         return Batch(np.asarray(typed, dtype=np.float64), len(typed))
@@ -279,6 +287,8 @@ class RequestReader:
     def _frame(self, typed: Array) -> Any:
         import pandas as pd
 
+        if typed.dtype.kind in "biu" and not (np.abs(typed) >= EXACT).any():
+            typed = typed.astype(np.float64)  # one cast, not one per float column
         frame = pd.DataFrame(typed, columns=self.names, copy=False)
         casts = self._casts.get(typed.dtype.str)
         if casts is None:

@@ -63,3 +63,33 @@ def test_a_scrape_adds_up_every_forked_worker() -> None:
     child.join()
     found = samples(metrics)
     assert found[("mloop_requests_total", (("endpoint", "invocations"), ("status", "200")))] == 2
+
+
+def _unknown_in_child(counters: SharedCounters) -> None:
+    ServingMetrics(counters, worker=1).unknown_categories(1, 4)
+
+
+def test_unknown_categories_are_counted_by_column_over_every_worker() -> None:
+    counters = SharedCounters(2)
+    metrics = ServingMetrics(counters, worker=0)
+    metrics.watch_categories(["region", "plan"])
+    key = "mloop_unknown_categories_total"
+    assert samples(metrics)[(key, (("column", "plan"),))] == 0  # visible before the first
+    metrics.unknown_categories(0, 2)
+    child = multiprocessing.get_context("fork").Process(target=_unknown_in_child, args=(counters,))
+    child.start()
+    child.join()
+    found = samples(metrics)
+    assert found[(key, (("column", "region"),))] == 2
+    assert found[(key, (("column", "plan"),))] == 4
+
+
+def test_columns_past_the_counted_ones_share_the_last_slot() -> None:
+    metrics = ServingMetrics()
+    many = [f"c{i}" for i in range(40)]
+    metrics.watch_categories(many)
+    metrics.unknown_categories(35, 1)
+    metrics.unknown_categories(31, 1)
+    found = samples(metrics)
+    assert found[("mloop_unknown_categories_total", (("column", "(others)"),))] == 2
+    assert ("mloop_unknown_categories_total", (("column", "c31"),)) not in found
