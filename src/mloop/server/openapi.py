@@ -6,8 +6,9 @@ request schemas: names, JSON types with the ranges the column rules hold them to
 (`services/serving/columns.py`), which may be null, which are required, and no empty lists
 of rows or tensors. What JSON Schema cannot say is left to the 422's message: rows as long as
 the column list when one is given, columns of one length, a tensor's data as many values as
-its shape. The CSV and binary-tensor bodies are described in words: a schema tool would take
-any text as a valid CSV.
+its shape, NaN (not JSON, though Python writes it), and a float past 2**53 in an int column
+(JSON Schema cannot tell 1e17 from 100000000000000000). The CSV and binary-tensor bodies are
+described in words: a schema tool would take any text as a valid CSV.
 """
 
 from __future__ import annotations

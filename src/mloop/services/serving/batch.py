@@ -42,17 +42,18 @@ def read_rows(path: Path, signature: Signature | None = None) -> Any:
     if not path.is_file():
         raise NotFound(f"no file {path}", "give the path of a .csv, .parquet or .json file")
     suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return read_csv(path, signature, str(path))  # its errors name the file
     try:
-        if suffix == ".csv":
-            return read_csv(path, signature, str(path))
         if suffix == ".parquet":
             return pd.read_parquet(path)
         if suffix == ".json":
             return _json_frame(parse_body(path.read_bytes()), path)
     except (ValueError, OSError) as exc:
         raise InvalidInput(f"cannot read {path}: {exc}", _FIX) from None
-    except InvalidInput as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.message}", _FIX) from None
+    except InvalidInput as exc:  # from parse_body, which speaks of a request's body
+        reason = exc.message.removeprefix("the body is ")
+        raise InvalidInput(f"cannot read {path}: {reason}", _FIX) from None
     raise InvalidInput(f"cannot read {path}: unknown format {suffix or '(no suffix)'}", _FIX)
 
 

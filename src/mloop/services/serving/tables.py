@@ -18,7 +18,9 @@ from typing import Any
 from mloop.domain.model import Signature
 from mloop.errors import InvalidInput
 
-CSV_HINT = "send CSV with a header row naming the columns, e.g. a DataFrame's .to_csv(index=False)"
+CSV_HINT = (
+    "CSV starts with a header row naming the columns, as DataFrame.to_csv(index=False) writes"
+)
 
 
 def read_csv(source: bytes | Path, signature: Signature | None, where: str) -> Any:
