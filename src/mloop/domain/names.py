@@ -11,13 +11,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mloop.errors import InvalidAddress, InvalidName, InvalidPath
+from mloop.errors import InvalidAddress, InvalidInput, InvalidName, InvalidPath
 
 NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 NAME_RULE = (
     "names use lowercase letters, digits and '-', start and end with a letter or digit, "
     "and are at most 63 characters long"
 )
+# Every store keeps a version in a signed 64-bit column (SQLite INTEGER, PostgreSQL BIGINT).
+MAX_VERSION = 2**63 - 1
+VERSION_RULE = f"versions are whole numbers from 1 to {MAX_VERSION}"
 KINDS = ("dataset", "model", "run", "artifact", "endpoint", "pipeline")
 RUN_ID_RE = re.compile(r"[0-9a-f]{4,32}")
 
@@ -31,9 +34,64 @@ def check_name(name: str, what: str = "name") -> str:
     """
     if NAME_RE.fullmatch(name):
         return name
-    suggestion = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].strip("-")
-    hint = f"try '{suggestion}'" if suggestion and NAME_RE.fullmatch(suggestion) else None
+    suggestion = suggest_name(name)
+    hint = f"try '{suggestion}'" if suggestion else None
     raise InvalidName(f"invalid {what} {name!r}: {NAME_RULE}", hint)
+
+
+def suggest_name(text: str) -> str | None:
+    """The name nearest to `text` that follows the rule (a folder's name, say), or None.
+
+    Example:
+        >>> suggest_name("My Project")
+        'my-project'
+    """
+    suggestion = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63].strip("-")
+    return suggestion if NAME_RE.fullmatch(suggestion) else None
+
+
+def parse_version(text: str, where: str | None = None) -> int:
+    """The version number `text` names, or InvalidAddress with the rule; `where` is the address
+    it came from, for the message.
+
+    Only ASCII digits count ('²' is a digit to Python), and the digits are counted before
+    converting, so a 5,000-digit number costs nothing and never reaches a store.
+
+    Example:
+        >>> parse_version("3")
+        3
+    """
+    significant = text.lstrip("0")
+    if (
+        not (text.isascii() and text.isdigit())
+        or not significant
+        or len(significant) > len(str(MAX_VERSION))
+        or int(significant) > MAX_VERSION
+    ):
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        place = f" in {where!r}" if where is not None and len(where) <= 80 else ""
+        raise InvalidAddress(f"invalid version {shown!r}{place}", VERSION_RULE)
+    return int(significant)
+
+
+def check_line(text: str, what: str, max_length: int) -> str:
+    """Return `text` if it is one line of printable characters, at most `max_length` long.
+
+    For free text that is shown beside other fields and sent in headers (a user name): a newline
+    or an escape code in it would forge a line of a table or a log, or break a header.
+
+    Example:
+        >>> check_line("ana", "user", 100)
+        'ana'
+    """
+    hint = f"give one line of printable characters, at most {max_length} long"
+    if not text.strip():
+        raise InvalidInput(f"empty {what}", hint)
+    if len(text) > max_length:
+        raise InvalidInput(f"{what} is {len(text)} characters long: {text[:20]!r}…", hint)
+    if not text.isprintable():
+        raise InvalidInput(f"{what} {text!r} holds a line break or another control character", hint)
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +146,7 @@ def parse_address(text: str, kind: str | None = None) -> Address:
     alias: str | None = None
     if ":" in raw:
         raw, _, ver = raw.partition(":")
-        if not ver.isdigit() or int(ver) < 1:
-            raise InvalidAddress(
-                f"invalid version {ver!r} in {text!r}", "versions are whole numbers from 1"
-            )
-        version = int(ver)
+        version = parse_version(ver, text)
     elif "@" in raw:
         raw, _, alias = raw.partition("@")
         check_name(alias, "alias")

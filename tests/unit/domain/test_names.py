@@ -5,13 +5,18 @@ from __future__ import annotations
 import pytest
 
 from mloop.domain.names import (
+    MAX_VERSION,
     NAME_RULE,
+    VERSION_RULE,
     Address,
+    check_line,
     check_name,
     check_relative_path,
     parse_address,
+    parse_version,
+    suggest_name,
 )
-from mloop.errors import InvalidAddress, InvalidName, InvalidPath
+from mloop.errors import InvalidAddress, InvalidInput, InvalidName, InvalidPath
 
 
 @pytest.mark.parametrize(
@@ -207,3 +212,83 @@ def test_unsafe_relative_paths_are_refused(path: str, problem: str) -> None:
         check_relative_path(path)
 
     assert caught.value.hint is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "version"),
+    [("1", 1), ("0042", 42), (str(MAX_VERSION), MAX_VERSION), ("0" * 30 + "7", 7)],
+    ids=["one", "leading-zeros", "largest", "many-leading-zeros"],
+)
+def test_versions_are_whole_numbers_up_to_the_largest_a_store_holds(
+    text: str, version: int
+) -> None:
+    assert parse_version(text) == version
+    assert parse_address(f"churn:{text}") == Address(None, "churn", version=version)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        str(MAX_VERSION + 1),
+        "99999999999999999999",
+        "9" * 5000,  # past Python's 4,300-digit int() limit: refused before converting
+        "0",
+        "000",
+        "\u00b2",  # a digit to str.isdigit(), not to int()
+        "\u0661\u0662",  # Arabic-Indic digits, which int() would take
+        "+1",
+        " 1",
+        "1.0",
+    ],
+    ids=[
+        "just-past-int64",
+        "twenty-digits",
+        "five-thousand-digits",
+        "zero",
+        "zeros",
+        "superscript",
+        "arabic-indic",
+        "plus-sign",
+        "leading-space",
+        "decimal",
+    ],
+)
+def test_a_version_out_of_range_is_one_clear_error_in_every_address(text: str) -> None:
+    for parse in (parse_version, lambda t: parse_address(f"model/churn:{t}")):
+        with pytest.raises(InvalidAddress) as caught:
+            parse(text)
+        assert caught.value.message.startswith("invalid version ")
+        assert len(caught.value.message) < 200
+        assert caught.value.hint == VERSION_RULE
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [("My Project", "my-project"), ("churn_v2", "churn-v2"), ("  ", None), ("é", None)],
+    ids=["spaces-and-capitals", "underscore", "blank", "nothing-left"],
+)
+def test_a_name_is_suggested_from_any_text(text: str, name: str | None) -> None:
+    assert suggest_name(text) == name
+
+
+@pytest.mark.parametrize("text", ["ana", "Ana María", "ci-bot@example.com", "x" * 100])
+def test_one_printable_line_passes(text: str) -> None:
+    assert check_line(text, "user", 100) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("a\nb", "holds a line break"),
+        ("a\rb", "holds a line break"),
+        ("\x1b[31mred", "control character"),
+        ("x" * 101, "is 101 characters long"),
+        ("", "empty user"),
+        ("  ", "empty user"),
+    ],
+    ids=["newline", "carriage-return", "escape-code", "too-long", "empty", "blank"],
+)
+def test_more_than_one_printable_line_is_refused(text: str, problem: str) -> None:
+    with pytest.raises(InvalidInput, match=problem) as caught:
+        check_line(text, "user", 100)
+    assert caught.value.hint == "give one line of printable characters, at most 100 long"
