@@ -23,6 +23,14 @@ ATTRIBUTES = ("status", "name", "user", "started", "ended", "id", "parent")
 TIME_ATTRIBUTES = ("started", "ended")
 GROUPS = ("params", "metrics", "tags")
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "~")
+# Bounds no filter a person writes comes near, well inside what the stores' SQL can take
+# (SQLite refuses expressions deeper than 1,000 and, in older builds, more than 999 values):
+# parentheses and `not`s inside one another (each level is also a few frames of this parser),
+# comparisons in one filter (each is a level of an AND or OR chain and up to 3 values), and keys
+# to sort by.
+MAX_DEPTH = 50
+MAX_COMPARISONS = 100
+MAX_SORT_KEYS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,19 +95,30 @@ class _Token(NamedTuple):
 
 
 def _fail(text: str, pos: int, problem: str) -> FilterSyntaxError:
-    caret = " " * pos + "^"
+    # The hint shows the filter with a caret under the position: at most 30 characters either
+    # side of it, with one line per line (a newline in the filter would break the caret).
+    start, end = max(0, pos - 30), pos + 30
+    excerpt = "".join(c if c.isprintable() else " " for c in text[start:end])
+    before = "…" if start > 0 else ""
+    after = "…" if end < len(text) else ""
+    caret = " " * (len(before) + pos - start) + "^"
     return FilterSyntaxError(
         f"invalid filter at position {pos + 1}: {problem}",
-        f"{text}\n{caret}\n"
+        f"{before}{excerpt}{after}\n{caret}\n"
         "example: metrics.acc > 0.9 and (params.model = 'rf' or not status = failed)",
     )
+
+
+@functools.cache
+def _rest_is_blank() -> re.Pattern[str]:
+    return re.compile(r"\s*\Z")
 
 
 def _tokenize(text: str) -> list[_Token]:
     tokens: list[_Token] = []
     pos = 0
     while pos < len(text):
-        if text[pos:].strip() == "":
+        if _rest_is_blank().match(text, pos):  # not text[pos:]: a copy per token is quadratic
             break
         m = _token_re().match(text, pos)
         if m is None or m.lastgroup is None:
@@ -116,6 +135,8 @@ class _Parser:
         self.text = text
         self.tokens = _tokenize(text)
         self.i = 0
+        self.depth = 0
+        self.comparisons = 0
 
     def peek(self) -> _Token:
         return self.tokens[self.i]
@@ -151,21 +172,29 @@ class _Parser:
         return items[0] if len(items) == 1 else And(tuple(items))
 
     def not_(self) -> Expr:
-        if self.is_word("not"):
-            self.take()
-            return Not(self.not_())
         tok = self.peek()
+        if not (self.is_word("not") or tok.kind == "lp"):
+            return self.comparison()
+        self.take()
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            problem = f"parentheses and 'not' nest more than {MAX_DEPTH} deep"
+            raise _fail(self.text, tok.pos, problem)
         if tok.kind == "lp":
-            self.take()
             expr = self.or_()
             close = self.take()
             if close.kind != "rp":
                 raise _fail(self.text, close.pos, "expected ')'")
-            return expr
-        return self.comparison()
+        else:
+            expr = Not(self.not_())
+        self.depth -= 1
+        return expr
 
     def comparison(self) -> Compare:
         tok = self.take()
+        self.comparisons += 1
+        if self.comparisons > MAX_COMPARISONS:
+            raise _fail(self.text, tok.pos, f"more than {MAX_COMPARISONS} comparisons")
         field = _field(self.text, tok)
         op_tok = self.take()
         if op_tok.kind != "op":
@@ -236,6 +265,10 @@ def parse_sort(text: str) -> tuple[SortKey, ...]:
         (SortKey(field=Field(group='metrics', key='acc'), descending=True),)
     """
     keys: list[SortKey] = []
+    if text.count(",") >= MAX_SORT_KEYS:
+        raise FilterSyntaxError(
+            f"more than {MAX_SORT_KEYS} sort keys", "example: --sort -metrics.acc,name"
+        )
     for part in text.split(","):
         item = part.strip()
         descending = False

@@ -6,7 +6,19 @@ from datetime import datetime
 
 import pytest
 
-from mloop.domain.query import And, Compare, Field, Not, Or, SortKey, parse_filter, parse_sort
+from mloop.domain.query import (
+    MAX_COMPARISONS,
+    MAX_DEPTH,
+    MAX_SORT_KEYS,
+    And,
+    Compare,
+    Field,
+    Not,
+    Or,
+    SortKey,
+    parse_filter,
+    parse_sort,
+)
 from mloop.errors import FilterSyntaxError, InvalidInput
 
 ACC = Compare(Field("metrics", "acc"), ">", 0.9)
@@ -174,3 +186,66 @@ def test_sort_keys_parse(text: str, keys: tuple[SortKey, ...]) -> None:
 def test_bad_sort_keys_are_refused(text: str, match: str) -> None:
     with pytest.raises(FilterSyntaxError, match=match):
         parse_sort(text)
+
+
+def test_nesting_up_to_the_limit_parses() -> None:
+    half = MAX_DEPTH // 2
+    text = "not (" * half + "status = failed" + ")" * half
+    tree = parse_filter(text)
+    for _ in range(half):
+        assert isinstance(tree, Not)
+        tree = tree.item
+    assert tree == FAILED
+
+
+@pytest.mark.parametrize(
+    ("text", "position"),
+    [
+        ("(" * 1000, MAX_DEPTH + 1),
+        ("not " * 5000 + "status = finished", 4 * MAX_DEPTH + 1),
+        ("not (" * MAX_DEPTH + "status = x" + ")" * MAX_DEPTH, 5 * (MAX_DEPTH // 2) + 1),
+    ],
+    ids=["parentheses", "nots", "both"],
+)
+def test_nesting_past_the_limit_is_an_error_at_its_position(text: str, position: int) -> None:
+    with pytest.raises(FilterSyntaxError) as caught:
+        parse_filter(text)  # not a RecursionError
+
+    assert caught.value.message == (
+        f"invalid filter at position {position}: "
+        f"parentheses and 'not' nest more than {MAX_DEPTH} deep"
+    )
+
+
+def test_more_comparisons_than_the_limit_are_an_error() -> None:
+    many = " or ".join(["status = x"] * MAX_COMPARISONS)
+    assert len(parse_filter(many).items) == MAX_COMPARISONS  # type: ignore[union-attr]
+
+    with pytest.raises(FilterSyntaxError, match=f"more than {MAX_COMPARISONS} comparisons"):
+        parse_filter(many + " and status = y")
+
+
+def test_a_long_filter_shows_the_text_around_the_error_only() -> None:
+    text = "status = x and " * 60 + "status = = y"
+    with pytest.raises(FilterSyntaxError) as caught:
+        parse_filter(text)
+
+    assert caught.value.hint is not None
+    shown, caret = caught.value.hint.splitlines()[:2]
+    assert len(shown) <= 62 and shown.startswith("…")
+    assert shown[len(caret) - 1] == "="  # the caret is under the second '='
+
+
+def test_a_line_break_in_a_filter_keeps_the_caret_under_its_place() -> None:
+    with pytest.raises(FilterSyntaxError) as caught:
+        parse_filter("status =\n\n)")
+
+    assert caught.value.hint is not None
+    shown, caret = caught.value.hint.splitlines()[:2]
+    assert (shown, caret) == ("status =  )", "          ^")
+
+
+def test_more_sort_keys_than_the_limit_are_an_error() -> None:
+    assert len(parse_sort(",".join(["name"] * MAX_SORT_KEYS))) == MAX_SORT_KEYS
+    with pytest.raises(FilterSyntaxError, match=f"more than {MAX_SORT_KEYS} sort keys"):
+        parse_sort(",".join(["name"] * (MAX_SORT_KEYS + 1)))
