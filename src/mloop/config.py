@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mloop.errors import ConfigError
+from mloop.errors import ConfigError, InvalidInput
 
 if TYPE_CHECKING:
     from mloop.domain.gate import Gate
@@ -23,11 +23,16 @@ PROJECT_FILE = "mloop.yaml"
 STATE_DIR = ".mloop"
 
 
-def _positive_int(value: Any) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be at least 1")
-    return number
+def _count(high: int) -> Callable[[Any], int]:
+    """A whole number from 1 to `high`: each of these is a connection or a process to open."""
+
+    def parse(value: Any) -> int:
+        number = int(value)
+        if not 1 <= number <= high:
+            raise ValueError(f"must be from 1 to {high}")
+        return number
+
+    return parse
 
 
 def _text(value: Any) -> str:
@@ -60,7 +65,6 @@ def _gates(value: Any) -> dict[str, list[str]]:
     import re
 
     from mloop.domain.gate import parse_gate
-    from mloop.errors import InvalidInput
 
     if isinstance(value, str):
         pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
@@ -90,7 +94,6 @@ def _models(value: Any) -> dict[str, dict[str, Any]]:
     `table` (which table of it, when it has several)."""
     from mloop.domain.gate import parse_promotion_gate
     from mloop.domain.names import check_name
-    from mloop.errors import InvalidInput
 
     if not isinstance(value, dict):
         raise ValueError("must map model names to their settings (gates, holdout, label)")
@@ -122,6 +125,59 @@ def _models(value: Any) -> dict[str, dict[str, Any]]:
     return found
 
 
+def _project_name(value: Any) -> str:
+    from mloop.domain.names import check_name
+
+    return check_name(_text(value), "project name")
+
+
+# Who a run or an Event is recorded as: shown in tables and sent in HTTP headers, so one line.
+MAX_USER_LENGTH = 100
+
+
+def _user(value: Any) -> str:
+    from mloop.domain.names import check_line
+
+    return check_line(_text(value), "user", MAX_USER_LENGTH)
+
+
+def _store_uri(value: Any) -> str:
+    from mloop.store import METADATA_SCHEMES
+
+    uri = _text(value)
+    scheme = uri.partition("://")[0] if "://" in uri else ""
+    if scheme not in METADATA_SCHEMES:
+        raise InvalidInput(
+            f"unknown scheme {scheme}:// in {uri!r}" if scheme else f"no scheme in {uri!r}",
+            "use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB "
+            f"(schemes: {', '.join(s + '://' for s in METADATA_SCHEMES)})",
+        )
+    return uri
+
+
+# Schemes of fsspec's table that are named often enough to skip importing it (~20 ms) to check.
+_COMMON_FILE_SCHEMES = frozenset({"", "file", "s3", "s3a", "gs", "gcs", "az", "abfs", "memory"})
+
+
+def _artifacts_uri(value: Any) -> str:
+    """A folder, or a URL of a file system fsspec knows (a library may still be missing then:
+    opening the store says which to install)."""
+    uri = _text(value)
+    scheme = uri.partition("://")[0] if "://" in uri else ""
+    if scheme in _COMMON_FILE_SCHEMES:
+        return uri
+    from fsspec.registry import known_implementations, registry
+
+    known = sorted({*known_implementations, *registry})
+    if scheme not in known:
+        raise InvalidInput(
+            f"unknown scheme {scheme}:// in {uri!r}",
+            "give a folder, or a URL such as s3://bucket/prefix, gs://bucket/prefix, "
+            f"file:///path (schemes: {', '.join(known)})",
+        )
+    return uri
+
+
 def _executor(value: Any) -> str:
     text = _text(value)
     if text not in ("local", "process", "ray"):
@@ -142,22 +198,30 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("project", _text, None, "the project's name (default: the folder's name)"),
+    Setting("project", _project_name, None, "the project's name (default: the folder's name)"),
     Setting(
         "store_uri",
-        _text,
+        _store_uri,
         None,
         "metadata store: sqlite:///PATH (default .mloop/mloop.db) or postgresql+psycopg://…",
     ),
     Setting(
         "artifacts_uri",
-        _text,
+        _artifacts_uri,
         None,
         "artifact store: a folder (default .mloop/objects), s3://bucket/prefix or any fsspec URL",
     ),
-    Setting("remote_uri", _text, None, "remote artifact store for `mloop data push` and `pull`"),
-    Setting("pool_size", _positive_int, 5, "PostgreSQL connections each process may open"),
-    Setting("user", _text, None, "who events are recorded as (default: the OS user)"),
+    Setting(
+        "remote_uri", _artifacts_uri, None, "remote artifact store for `mloop data push` and `pull`"
+    ),
+    Setting("pool_size", _count(1000), 5, "PostgreSQL connections each process may open (1-1000)"),
+    Setting(
+        "user",
+        _user,
+        None,
+        f"who runs and events are recorded as: one line of at most {MAX_USER_LENGTH} "
+        "characters (default: the OS user)",
+    ),
     Setting("pipelines", _pipelines, {}, "the project's pipelines: NAME: module:function"),
     Setting("models", _models, {}, "per model: promotion gates, holdout dataset and label"),
     Setting("executor", _executor, "local", "where steps run: local, process or ray"),
@@ -167,7 +231,7 @@ SETTINGS: tuple[Setting, ...] = (
         {},
         "what a pipeline's run must reach, per pipeline: `train: [accuracy >= 0.7, rmse < 3.5]`",
     ),
-    Setting("max_workers", _positive_int, None, "steps at once on the process executor"),
+    Setting("max_workers", _count(1024), None, "steps at once on the process executor (1-1024)"),
     Setting("ray_address", _text, None, "a Ray cluster to join (default: start Ray locally)"),
 )
 BY_KEY = {s.key: s for s in SETTINGS}
@@ -190,7 +254,9 @@ class Settings:
 
     @property
     def project(self) -> str:
-        return str(self.values["project"] or self.root.name)
+        from mloop.domain.names import suggest_name
+
+        return str(self.values["project"] or suggest_name(self.root.name) or "project")
 
     @property
     def store_uri(self) -> str:
@@ -275,7 +341,10 @@ def read_project_file(path: Path) -> dict[str, Any]:
     import json
     import time
 
-    st = path.stat()
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise _cannot_read(path, exc) from None
     stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
     cache = path.parent / STATE_DIR / "settings.json"
     try:
@@ -295,12 +364,25 @@ def read_project_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def _cannot_read(path: Path, exc: OSError) -> ConfigError:
+    return ConfigError(f"{path} cannot be read: {exc.strerror or exc}", "check its permissions")
+
+
 def _parse_project_file(path: Path) -> dict[str, Any]:
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - safe loader
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x})",
+            f"{PROJECT_FILE} holds YAML text such as `project: churn`; `mloop init` writes one",
+        ) from None
+    except OSError as exc:
+        raise _cannot_read(path, exc) from None
+    try:
+        data = yaml.load(text, Loader=loader)  # noqa: S506 - safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -352,5 +434,12 @@ def _parse(setting: Setting, raw: Any, where: str) -> Any:
         return setting.default
     try:
         return setting.parse(raw)
+    except InvalidInput as exc:  # a rule with its own message and hint (a name, a scheme)
+        raise ConfigError(f"{where}: {exc.message}", exc.hint or setting.help) from None
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: invalid value {raw!r}: {exc}", setting.help) from None
+        raise ConfigError(f"{where}: invalid value {_show(raw)}: {exc}", setting.help) from None
+
+
+def _show(raw: Any) -> str:
+    text = repr(raw)
+    return text if len(text) <= 60 else text[:60] + "…"

@@ -12,8 +12,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mloop.config import PROJECT_FILE, STATE_DIR, Settings, load_settings
-from mloop.errors import InvalidPath, ProjectNotFound
+from mloop.config import MAX_USER_LENGTH, PROJECT_FILE, STATE_DIR, Settings, load_settings
+from mloop.errors import InvalidInput, InvalidPath, ProjectNotFound
 
 if TYPE_CHECKING:
     from mloop.services.automation.ci import CIService
@@ -60,9 +60,9 @@ def init_project(folder: Path, name: str | None = None) -> tuple[Path, bool]:
     project_file = root / PROJECT_FILE
     created = not project_file.exists()
     if created:
-        from mloop.domain.names import check_name
+        from mloop.domain.names import check_name, suggest_name
 
-        project_name = check_name(name or _default_name(root.name), "project name")
+        project_name = check_name(name or suggest_name(root.name) or "project", "project name")
         tmp = project_file.with_suffix(".yaml.tmp")
         tmp.write_text(PROJECT_TEMPLATE.format(name=project_name), encoding="utf-8")
         os.replace(tmp, project_file)
@@ -70,13 +70,6 @@ def init_project(folder: Path, name: str | None = None) -> tuple[Path, bool]:
     state.mkdir(exist_ok=True)
     (state / ".gitignore").write_text("*\n", encoding="utf-8")
     return root, created
-
-
-def _default_name(folder: str) -> str:
-    import re
-
-    cleaned = re.sub(r"[^a-z0-9-]+", "-", folder.lower()).strip("-")[:63].strip("-")
-    return cleaned or "project"
 
 
 class Project:
@@ -101,9 +94,11 @@ class Project:
     def actor(self) -> str:
         if self.settings.user:
             return self.settings.user
-        try:
-            return getpass.getuser()
-        except (KeyError, OSError):
+        from mloop.domain.names import check_line
+
+        try:  # getpass reads $LOGNAME and $USER first, which may hold anything
+            return check_line(getpass.getuser(), "user", MAX_USER_LENGTH)
+        except (KeyError, OSError, InvalidInput):
             return f"uid-{os.getuid()}"
 
     @cached_property

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mloop.config import SETTINGS, load_settings
+from mloop.config import MAX_USER_LENGTH, SETTINGS, load_settings
+from mloop.domain.names import NAME_RULE
 from mloop.errors import ConfigError
 
 
@@ -44,12 +45,23 @@ def test_relative_sqlite_paths_are_relative_to_the_project(tmp_path: Path) -> No
     [
         ("stor_uri: x\n", {}, "unknown setting 'stor_uri'", "did you mean 'store_uri'?"),
         ("pool_size: many\n", {}, "invalid value 'many'", "PostgreSQL connections"),
-        ("pool_size: 0\n", {}, "must be at least 1", "PostgreSQL connections"),
+        ("pool_size: 0\n", {}, "must be from 1 to 1000", "PostgreSQL connections"),
+        ("pool_size: 1001\n", {}, "must be from 1 to 1000", "PostgreSQL connections"),
+        ("max_workers: 100000\n", {}, "must be from 1 to 1024", "on the process executor"),
         ("project: [1\n", {}, "is not valid YAML at line", "fix the file"),
         ("- a\n- b\n", {}, "must be a mapping", "key: value"),
         ("project: x\n", {"MLOOP_STORE_UIR": "x"}, "unknown setting 'store_uir'", "store_uri"),
     ],
-    ids=["typo-key", "not-a-number", "zero", "bad-yaml", "not-a-mapping", "env-typo"],
+    ids=[
+        "typo-key",
+        "not-a-number",
+        "zero",
+        "too-many-connections",
+        "too-many-workers",
+        "bad-yaml",
+        "not-a-mapping",
+        "env-typo",
+    ],
 )
 def test_bad_settings_name_the_key_and_the_fix(
     tmp_path: Path, text: str, environ: dict[str, str], message: str, hint: str
@@ -74,3 +86,97 @@ def test_config_show_prints_values_and_sources(project: Path, cli, monkeypatch) 
     assert "environment (MLOOP_POOL_SIZE)" in result.out
     assert "secret" not in result.out and "me:***@db.example" in result.out
     assert "mloop.yaml" in result.out
+
+
+def test_a_binary_project_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "mloop.yaml").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(tmp_path, environ={})  # not a UnicodeDecodeError
+    assert caught.value.message == f"{tmp_path / 'mloop.yaml'} is not UTF-8 text (byte 0 is 0xff)"
+    assert "project: churn" in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "where"),
+    [
+        ("project: 'Bad Name!'\n", {}, "mloop.yaml: project"),
+        ("project: churn\n", {"MLOOP_PROJECT": "Bad Name!"}, "MLOOP_PROJECT"),
+    ],
+    ids=["file", "environment"],
+)
+def test_the_project_name_follows_the_name_rule(
+    tmp_path: Path, text: str, environ: dict[str, str], where: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(project_file(tmp_path, text), environ=environ)
+    assert caught.value.message.endswith(f"{where}: invalid project name 'Bad Name!': {NAME_RULE}")
+    assert caught.value.hint == "try 'bad-name'"
+
+
+def test_without_a_project_key_the_name_comes_from_the_folder_by_the_rule(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "My Churn_Model"
+    root.mkdir()
+    assert load_settings(project_file(root, ""), environ={}).project == "my-churn-model"
+
+
+@pytest.mark.parametrize(
+    ("user", "problem"),
+    [
+        ("a\nb", "holds a line break"),
+        ("x" * (MAX_USER_LENGTH + 1), f"is {MAX_USER_LENGTH + 1} characters long"),
+        ("\x1b[2Jroot", "control character"),
+    ],
+    ids=["newline", "too-long", "escape-code"],
+)
+def test_the_user_is_one_printable_line_of_bounded_length(
+    tmp_path: Path, user: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=problem) as caught:
+        load_settings(project_file(tmp_path, ""), environ={"MLOOP_USER": user})
+    assert caught.value.message.startswith("MLOOP_USER: user ")
+    assert str(MAX_USER_LENGTH) in (caught.value.hint or "")
+    assert len(caught.value.message) < 200
+
+
+def test_a_user_of_one_line_is_kept(tmp_path: Path) -> None:
+    settings = load_settings(project_file(tmp_path, "user: Ana María\n"), environ={})
+    assert settings.user == "Ana María"
+
+
+@pytest.mark.parametrize(
+    ("name", "uri", "listed"),
+    [
+        ("MLOOP_STORE_URI", "garbage://x", "postgresql+psycopg://"),
+        ("MLOOP_STORE_URI", "/just/a/path.db", "sqlite://"),
+        ("MLOOP_ARTIFACTS_URI", "nosuchproto://bucket", "s3"),
+        ("MLOOP_REMOTE_URI", "garbage://", "gs"),
+    ],
+    ids=["store", "store-without-scheme", "artifacts", "remote"],
+)
+def test_uris_with_unknown_schemes_are_refused_listing_the_known(
+    tmp_path: Path, name: str, uri: str, listed: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(project_file(tmp_path, ""), environ={name: uri})
+    assert caught.value.message.startswith(f"{name}: ")
+    assert repr(uri) in caught.value.message
+    assert listed in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("name", "uri"),
+    [
+        ("MLOOP_STORE_URI", "sqlite:///meta.db"),
+        ("MLOOP_STORE_URI", "postgresql+psycopg://u:p@db:5432/ml"),
+        ("MLOOP_ARTIFACTS_URI", "objects"),
+        ("MLOOP_ARTIFACTS_URI", "s3://bucket/prefix"),
+        ("MLOOP_ARTIFACTS_URI", "file:///srv/objects"),
+        ("MLOOP_REMOTE_URI", "sftp://host/backups"),  # one fsspec knows beyond the common ones
+    ],
+    ids=["sqlite", "postgresql", "folder", "s3", "file", "sftp"],
+)
+def test_uris_with_known_schemes_are_accepted(tmp_path: Path, name: str, uri: str) -> None:
+    settings = load_settings(project_file(tmp_path, ""), environ={name: uri})
+    assert settings.sources[name.removeprefix("MLOOP_").lower()] == f"environment ({name})"
