@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from mloop.cli import output
+from mloop.cli.args import number
 from mloop.cli.main import Context
 from mloop.domain.records import to_plain
 
@@ -51,12 +52,12 @@ def register(commands: Any) -> None:
     )
     val.add_argument(
         "--tolerance",
-        type=float,
+        type=number(0),
         metavar="FRACTION",
         help="widen each reference range by this fraction of its span (default 0.1)",
     )
     val.add_argument(
-        "--max-psi", type=float, metavar="PSI", help="largest distribution shift (default 0.2)"
+        "--max-psi", type=number(0), metavar="PSI", help="largest distribution shift (default 0.2)"
     )
     val.add_argument("--json", action="store_true", help="print JSON")
     val.set_defaults(handler=validate_version)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mloop.cli import output
+from mloop.cli.args import integer
 from mloop.cli.main import Context
 
 REF = "NAME@ALIAS|NAME:V"
@@ -61,8 +62,15 @@ def register(commands: Any) -> None:
     k8s.add_argument("dest", type=Path, metavar="DIR", help="an empty (or new) folder")
     k8s.add_argument("--image", help="the image to run (default: mloop-NAME:V)")
     k8s.add_argument("--namespace", help="set on every object (default: kubectl's current)")
-    k8s.add_argument("--replicas", type=int, default=2, help="and the autoscaler's minimum (2)")
-    k8s.add_argument("--max-replicas", type=int, default=10, help="the autoscaler's maximum (10)")
+    k8s.add_argument(
+        "--replicas", type=integer(1, 2**31 - 1), default=2, help="and the autoscaler's minimum (2)"
+    )
+    k8s.add_argument(
+        "--max-replicas",
+        type=integer(1, 2**31 - 1),
+        default=10,
+        help="the autoscaler's maximum (10)",
+    )
     k8s.add_argument("--cpu", default="500m", help="CPU request; the limit is twice it (500m)")
     k8s.add_argument("--memory", default="1Gi", help="memory request and limit (1Gi)")
     k8s.add_argument(

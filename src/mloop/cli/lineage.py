@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mloop.cli import output
+from mloop.cli.args import MAX_LIMIT, integer
 from mloop.cli.main import Context
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def register(commands: Any) -> None:
     p.set_defaults(direction="both")
     p.add_argument(
         "--depth",
-        type=int,
+        type=integer(1),
         default=DEFAULT_DEPTH,
         metavar="N",
         help=f"follow at most N steps from REF (default {DEFAULT_DEPTH})",
@@ -68,7 +69,7 @@ def register(commands: Any) -> None:
     )
     ev.add_argument(
         "--limit",
-        type=int,
+        type=integer(1, MAX_LIMIT),
         default=DEFAULT_EVENTS,
         metavar="N",
         help=f"at most N events (default {DEFAULT_EVENTS})",

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mloop.cli import output
+from mloop.cli.args import version
 from mloop.cli.main import Context
 
 
@@ -48,7 +49,7 @@ def register(commands: Any) -> None:
 
     alias = sub.add_parser("alias", help="point an alias at a version (no gates)")
     alias.add_argument("name", metavar="NAME")
-    alias.add_argument("version", type=int, metavar="V")
+    alias.add_argument("version", type=version, metavar="V")
     alias.add_argument("alias", metavar="ALIAS")
     alias.set_defaults(handler=set_alias)
 
@@ -59,7 +60,7 @@ def register(commands: Any) -> None:
 
     promote = sub.add_parser("promote", help="move an alias to a version if its gates pass")
     promote.add_argument("name", metavar="NAME")
-    promote.add_argument("version", type=int, metavar="V")
+    promote.add_argument("version", type=version, metavar="V")
     promote.add_argument("--to", default="champion", metavar="ALIAS", help="default: champion")
     promote.add_argument("--force", action="store_true", help="promote despite failed gates")
     promote.add_argument("--reason", help="why (required with --force; recorded)")
@@ -100,7 +101,7 @@ def register(commands: Any) -> None:
 
     archive = sub.add_parser("archive", help="retire a version (its aliases are removed)")
     archive.add_argument("name", metavar="NAME")
-    archive.add_argument("version", type=int, metavar="V")
+    archive.add_argument("version", type=version, metavar="V")
     archive.add_argument("--undo", action="store_true", help="bring it back")
     archive.set_defaults(handler=archive_version)
 

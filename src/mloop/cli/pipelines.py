@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from mloop.cli import output
+from mloop.cli.args import integer
 from mloop.cli.main import Context
 from mloop.domain.records import to_plain
 from mloop.errors import InvalidInput
@@ -34,10 +35,12 @@ def register(commands: Any) -> None:
         metavar="KEY=A,B|LO:HI[:STEP]",
         help="values to try: a list (lr=0.01,0.1) or a range (depth=3:8)",
     )
-    sweep.add_argument("--random", type=int, metavar="N", help="N random combinations")
-    sweep.add_argument("--seed", type=int, help="seed for --random")
+    sweep.add_argument(
+        "--random", type=integer(1, 100_000), metavar="N", help="N random combinations"
+    )
+    sweep.add_argument("--seed", type=integer(0), help="seed for --random")
     sweep.add_argument("--executor", choices=("local", "process", "ray"))
-    sweep.add_argument("--parallel", type=int, metavar="K", help="trials at once")
+    sweep.add_argument("--parallel", type=integer(1, 1024), metavar="K", help="trials at once")
     sweep.add_argument("--no-cache", action="store_true", help="run every step again")
     _add_working_data_flag(sweep)
     sweep.add_argument("--json", action="store_true", help="print the ranking as JSON")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mloop.cli import output
+from mloop.cli.args import number
 from mloop.cli.main import Context
 from mloop.errors import InvalidInput
 
@@ -42,7 +43,7 @@ def register(commands: Any) -> None:
     )
     p.add_argument(
         "--tolerance",
-        type=float,
+        type=number(0),
         default=1e-6,
         metavar="X",
         help="relative and absolute tolerance for metrics (default: 1e-6)",

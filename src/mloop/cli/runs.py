@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mloop.cli import output
+from mloop.cli.args import MAX_LIMIT, integer
 from mloop.cli.main import Context
 from mloop.domain.run import RunStatus
 
@@ -58,7 +59,7 @@ def register(commands: Any) -> None:
     )
     ls.add_argument(
         "--limit",
-        type=int,
+        type=integer(1, MAX_LIMIT),
         default=DEFAULT_LIMIT,
         metavar="N",
         help=f"at most N runs (default {DEFAULT_LIMIT})",

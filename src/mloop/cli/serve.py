@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mloop.cli import output
+from mloop.cli.args import integer
 from mloop.cli.main import Context
 from mloop.errors import InvalidInput
 
@@ -83,11 +84,14 @@ def register(commands: Any) -> None:
         "--port", type=port_number, default=8080, help="default 8080; 0 picks a free port"
     )
     p.add_argument(
-        "--workers", type=int, default=1, help="processes, each with its own copy (default 1)"
+        "--workers",
+        type=integer(1, 1024),
+        default=1,
+        help="processes, each with its own copy (default 1)",
     )
     p.add_argument(
         "--max-batch-size",
-        type=int,
+        type=integer(1),
         default=DEFAULTS["max_batch_size"],
         metavar="ROWS",
         help="most rows in one predict call; bigger client batches are split (default %(default)s)",
@@ -123,14 +127,14 @@ def register(commands: Any) -> None:
     )
     p.add_argument(
         "--max-concurrency",
-        type=int,
+        type=integer(1),
         default=DEFAULTS["max_concurrency"],
         metavar="N",
         help="predict requests worked on at once per worker (default %(default)s)",
     )
     p.add_argument(
         "--max-queue",
-        type=int,
+        type=integer(0),
         default=DEFAULTS["max_queue"],
         metavar="N",
         help="requests waiting beyond that; past it, 503 with Retry-After (default %(default)s)",

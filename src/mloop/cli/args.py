@@ -1,0 +1,87 @@
+"""Argument types for the CLI's options: each checks its range where argparse reads it.
+
+A number past what a store column, a process pool or a loop can take used to travel into the
+service and come back as an internal error (`--limit 99999999999999999999` reached SQLite as an
+overflow). Here it stops as a one-line usage error naming the option and the range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+from mloop.domain.names import parse_version
+from mloop.errors import InvalidInput
+
+# The largest count any option takes: a signed 64-bit integer, as the stores hold.
+MAX_INT = 2**63 - 1
+# The most rows a listing's `--limit` asks for (it asks the store for one more, to say "more").
+MAX_LIMIT = 10**9
+
+
+def integer(low: int = 1, high: int = MAX_INT) -> Callable[[str], int]:
+    """An argparse type for whole numbers from `low` to `high`.
+
+    Example:
+        >>> integer(1, 10)("3")
+        3
+    """
+
+    def parse(text: str) -> int:
+        digits = text.strip().lstrip("+-").lstrip("0")
+        # Counted before converting: Python refuses to convert 4,300 digits or more (a ValueError
+        # that says nothing about the option), and no option takes a number that long.
+        if len(digits) <= len(str(MAX_INT)) and text.strip().lstrip("+-").isascii():
+            try:
+                value = int(text)
+            except ValueError:
+                pass
+            else:
+                if low <= value <= high:
+                    return value
+        raise argparse.ArgumentTypeError(
+            f"{_show(text)} is not a whole number from {low} to {high}"
+        )
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def number(low: float = 0.0, high: float = math.inf) -> Callable[[str], float]:
+    """An argparse type for finite numbers from `low` to `high` (NaN and infinities refused).
+
+    Example:
+        >>> number(0, 1)("0.25")
+        0.25
+    """
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and low <= value <= high:
+            return value
+        allowed = f"from {low:g} to {high:g}" if math.isfinite(high) else f"of at least {low:g}"
+        raise argparse.ArgumentTypeError(f"{_show(text)} is not a finite number {allowed}")
+
+    parse.__name__ = "number"
+    return parse
+
+
+def version(text: str) -> int:
+    """An argparse type for a version number, by the rule every address follows.
+
+    Example:
+        >>> version("3")
+        3
+    """
+    try:
+        return parse_version(text)
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(f"{exc.message}: {exc.hint}") from None
+
+
+def _show(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:40] + "…")
