@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from mloop.errors import MloopError
+from mloop.cli import oserrors
+from mloop.errors import InvalidPath, MloopError
 
 if TYPE_CHECKING:
     from mloop.project import Project
@@ -36,6 +38,23 @@ class Context:
     def close(self) -> None:
         if self._project is not None:
             self._project.close()
+
+    def store_folders(self) -> Iterator[tuple[str, Path]]:
+        """Where the open project keeps its state and objects on this machine, if it is open."""
+        if self._project is None:
+            return
+        settings = self._project.settings
+        yield "project's state folder", settings.state_dir
+        if settings.store_uri.startswith("sqlite:///"):
+            yield "metadata store", Path(settings.store_uri.removeprefix("sqlite:///")).parent
+        for label, uri in (
+            ("artifact store", settings.artifacts_uri),
+            ("remote", settings.remote_uri),
+        ):
+            if uri is not None and "://" not in uri:
+                yield label, Path(uri)
+            elif uri is not None and uri.startswith("file://"):
+                yield label, Path(uri.removeprefix("file://"))
 
 
 # Every command, its module and its one-line help. Only the module of the command being run is
@@ -72,6 +91,13 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors in mloop's shape: one `error:` line and a `hint:` line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}\nhint: see `{self.prog} --help`\n")
+
+
 class _Only:
     """Hands a module's `register` the real subparsers for one command and scratch parsers for
     the module's other commands, so modules keep registering all of theirs in one function."""
@@ -83,7 +109,7 @@ class _Only:
     def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
         if name == self._name:
             return self._commands.add_parser(name, **kwargs)  # type: ignore[no-any-return]
-        return argparse.ArgumentParser(prog=name, add_help=False)
+        return Parser(prog=name, add_help=False)
 
 
 def _command_in(argv: Sequence[str]) -> str | None:
@@ -102,7 +128,7 @@ def _command_in(argv: Sequence[str]) -> str | None:
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mloop",
         description="mloop runs the machine-learning lifecycle as one loop: version data, "
         "track runs, trace lineage.",
@@ -138,6 +164,20 @@ def _hoist_global_flags(argv: Sequence[str]) -> list[str]:
     return flags + rest + args[end:]
 
 
+def _enter(folder: str | None) -> None:
+    """Change to `-C DIR`; make sure there is a current folder to work in."""
+    if folder:
+        try:
+            os.chdir(folder)
+        except OSError as exc:
+            raise oserrors.path_error(folder, exc) from None
+    if oserrors.current_folder() is None:
+        raise InvalidPath(
+            "the current folder no longer exists",
+            "cd into a folder that exists, or give one with -C DIR",
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = _hoist_global_flags(sys.argv[1:] if argv is None else argv)
     parser = build_parser(arguments)
@@ -150,9 +190,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = args.debug or os.environ.get("MLOOP_DEBUG") == "1"
     ctx = Context(args)
     try:
-        if args.chdir:
-            os.chdir(args.chdir)
-        return int(handler(ctx) or 0)
+        try:
+            _enter(args.chdir)
+            return int(handler(ctx) or 0)
+        except OSError as exc:
+            known = oserrors.explain(exc, oserrors.given_paths(args), ctx.store_folders())
+            if known is None:
+                raise
+            raise known from exc
     except MloopError as exc:
         if debug:
             import traceback
