@@ -48,11 +48,12 @@ def integer(low: int = 1, high: int = MAX_INT) -> Callable[[str], int]:
     return parse
 
 
-def number(low: float = 0.0, high: float = math.inf) -> Callable[[str], float]:
-    """An argparse type for finite numbers from `low` to `high` (NaN and infinities refused).
+def number(low: float = -math.inf) -> Callable[[str], float]:
+    """An argparse type for finite numbers of at least `low`: NaN and infinities never mean
+    anything to a threshold, and compare false with everything.
 
     Example:
-        >>> number(0, 1)("0.25")
+        >>> number(0)("0.25")
         0.25
     """
 
@@ -61,10 +62,10 @@ def number(low: float = 0.0, high: float = math.inf) -> Callable[[str], float]:
             value = float(text)
         except ValueError:
             value = math.nan
-        if math.isfinite(value) and low <= value <= high:
+        if math.isfinite(value) and value >= low:
             return value
-        allowed = f"from {low:g} to {high:g}" if math.isfinite(high) else f"of at least {low:g}"
-        raise argparse.ArgumentTypeError(f"{_show(text)} is not a finite number {allowed}")
+        least = f" of at least {low:g}" if math.isfinite(low) else ""
+        raise argparse.ArgumentTypeError(f"{_show(text)} is not a finite number{least}")
 
     parse.__name__ = "number"
     return parse

@@ -52,12 +52,12 @@ def register(commands: Any) -> None:
     )
     val.add_argument(
         "--tolerance",
-        type=number(0),
+        type=number(),
         metavar="FRACTION",
         help="widen each reference range by this fraction of its span (default 0.1)",
     )
     val.add_argument(
-        "--max-psi", type=number(0), metavar="PSI", help="largest distribution shift (default 0.2)"
+        "--max-psi", type=number(), metavar="PSI", help="largest distribution shift (default 0.2)"
     )
     val.add_argument("--json", action="store_true", help="print JSON")
     val.set_defaults(handler=validate_version)
