@@ -75,6 +75,8 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
         cwd = os.getcwd()
         try:
             code = main(list(args))
+        except SystemExit as exc:  # argparse exits on a usage error, as the real command does
+            code = exc.code if isinstance(exc.code, int) else 1
         finally:
             os.chdir(cwd)
         captured = capsys.readouterr()

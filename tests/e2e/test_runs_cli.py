@@ -172,10 +172,10 @@ def test_json_lists_each_runs_inputs_and_outputs(project: Path, cli) -> None:
 def test_a_limit_out_of_range_is_one_clear_line(three_runs: list[str], cli, limit: str) -> None:
     result = cli("runs", "list", "--limit", limit)
 
-    assert result.code == 1
+    assert result.code == 2
     assert result.err.splitlines() == [
-        f"error: --limit must be from 1 to 1,000,000,000, not {limit}",
-        "hint: a limit above the number of runs shows them all",
+        f"error: argument --limit: '{limit}' is not a whole number from 1 to 1000000000",
+        "hint: see `mloop runs list --help`",
     ]
 
 

@@ -7,7 +7,6 @@ trackers come from: `delete` hides a run until `mloop gc` purges it, `restore` u
 
 from __future__ import annotations
 
-import argparse
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -15,11 +14,10 @@ from typing import Any
 
 from mloop.cli import output
 from mloop.cli.args import MAX_LIMIT, integer
-from mloop.cli.main import Context
+from mloop.cli.main import Context, Parser
 from mloop.domain.run import RunStatus
 
 DEFAULT_LIMIT = 100
-MAX_LIMIT = 1_000_000_000
 MAX_METRIC_COLUMNS = 4
 MAX_PARAM_COLUMNS = 3
 ATTRIBUTE_COLUMNS = ("id", "name", "status", "user", "started", "ended", "duration", "parent")
@@ -29,7 +27,7 @@ _SORT_VALUE = re.compile(
 )
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(Parser):
     """Reads `--sort -metrics.f1` (a space, then a descending key) as users type it."""
 
     def _parse_optional(self, arg_string: str) -> Any:
@@ -175,14 +173,7 @@ def _default_columns(found: list[Any], deleted: bool) -> list[Column]:
 
 
 def list_runs(ctx: Context) -> None:
-    from mloop.errors import InvalidInput
-
     args = ctx.args
-    if not 1 <= args.limit <= MAX_LIMIT:
-        raise InvalidInput(
-            f"--limit must be from 1 to {MAX_LIMIT:,}, not {args.limit}",
-            "a limit above the number of runs shows them all",
-        )
     columns = _columns(args.columns) if args.columns else None
     where = args.filter
     if args.top:
