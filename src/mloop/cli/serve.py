@@ -8,8 +8,10 @@ itself (`mloop.server`) is imported only when this command runs.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,9 +29,14 @@ DEFAULTS: dict[str, Any] = {
     "max_wait": 0.002,
     "timeout": 60.0,
     "max_body_bytes": 16 * 2**20,
+    "body_timeout": 30.0,
     "max_concurrency": 256,
     "max_queue": 512,
+    "max_connections": 1024,
+    "max_header_bytes": 64 * 2**10,
+    "header_timeout": 10.0,
 }
+DAY = 86400.0
 _UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
 _UNITS |= {"k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2, "g": 1024**3, "gib": 1024**3}
 
@@ -48,6 +55,83 @@ def byte_size(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
+def size_between(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a size (as `byte_size` reads it) from `low` to `high` bytes.
+
+    Example:
+        >>> size_between(1024, 2**20)("64KiB")
+        65536
+    """
+
+    def size(text: str) -> int:
+        value = byte_size(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"not a size from {_bytes(low)} to {_bytes(high)}: {text!r}"
+            )
+        return value
+
+    return size
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size and n % size == 0:
+            return f"{n // size}{unit}"
+    return f"{n} bytes" if n != 1 else "1 byte"
+
+
+def number(low: float, high: float, what: str, above: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number of `what` from `low` (or above it) to `high`.
+
+    Example:
+        >>> number(0, 3600, "seconds", above=True)("2.5")
+        2.5
+    """
+    lowest = f"above {low:g} and at most" if above else f"from {low:g} to"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (low < value if above else low <= value) or not value <= high:  # nan: neither
+            raise argparse.ArgumentTypeError(f"not a number of {what} {lowest} {high:g}: {text!r}")
+        return value
+
+    return parse
+
+
+def seconds(high: float) -> Callable[[str], float]:
+    """A time-out for argparse: seconds above 0 (0 would answer every request at once).
+
+    Example:
+        >>> seconds(3600)("2.5")
+        2.5
+    """
+    return number(0, high, "seconds", above=True)
+
+
+def count(low: int, high: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number of `what` from `low` to `high`.
+
+    Example:
+        >>> count(1, 64, "workers")("4")
+        4
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"not {what} from {low} to {high}: {text!r}")
+        return value
+
+    return parse
+
+
 def port_number(text: str) -> int:
     """A TCP port for argparse: 0 (pick a free one) to 65535.
 
@@ -64,6 +148,77 @@ def port_number(text: str) -> int:
     return port
 
 
+# The options that set a ServeSettings field of the same name and unit, declared once:
+# (flag, type with its accepted range, field, metavar, help). Help ends with the default.
+LIMITS: tuple[tuple[str, Callable[[str], Any], str, str, str], ...] = (
+    (
+        "--max-batch-size",
+        count(1, 1_000_000, "a number of rows"),
+        "max_batch_size",
+        "ROWS",
+        "most rows in one predict call; bigger client batches are split",
+    ),
+    (
+        "--timeout",
+        seconds(DAY),
+        "timeout",
+        "SECONDS",
+        "answer 504 when a request (body, queue and predict) takes longer",
+    ),
+    (
+        "--max-body-size",
+        size_between(1, 2**30),
+        "max_body_bytes",
+        "SIZE",
+        "answer 413 to bigger bodies, before reading them",
+    ),
+    (
+        "--body-timeout",
+        seconds(DAY),
+        "body_timeout",
+        "SECONDS",
+        "answer 408 and close when a body takes longer to arrive; bodies are read before a "
+        "predict slot is taken, so slow senders never hold one",
+    ),
+    (
+        "--max-concurrency",
+        count(1, 100_000, "a number of requests"),
+        "max_concurrency",
+        "N",
+        "predict requests worked on at once",
+    ),
+    (
+        "--max-queue",
+        count(0, 1_000_000, "a number of requests"),
+        "max_queue",
+        "N",
+        "requests waiting beyond that; past it, 503 with Retry-After",
+    ),
+    (
+        "--max-connections",
+        count(1, 1_000_000, "a number of connections"),
+        "max_connections",
+        "N",
+        "open connections; past it a new connection gets 503 and is closed, the open ones go on",
+    ),
+    (
+        "--max-header-size",
+        size_between(1024, 2**20),
+        "max_header_bytes",
+        "SIZE",
+        "answer 431 and close when the request line and headers are bigger",
+    ),
+    (
+        "--header-timeout",
+        seconds(DAY),
+        "header_timeout",
+        "SECONDS",
+        "close a connection whose request line and headers take longer to arrive, counted "
+        "from its first byte or its opening",
+    ),
+)
+
+
 def register(commands: Any) -> None:
     p = commands.add_parser(
         "serve",
@@ -71,7 +226,8 @@ def register(commands: Any) -> None:
         description="Serve one model version: POST /invocations (MLflow payloads) and "
         "/v2/models/NAME/infer (Open Inference Protocol), with /healthz, /readyz, /metrics "
         "(Prometheus) and /openapi.json. Concurrent requests are merged into batches. "
-        "SIGTERM stops accepting, finishes the requests in flight, and exits 0.",
+        "SIGTERM stops accepting, finishes the requests in flight, and exits 0. "
+        "Every limit below holds per worker process.",
     )
     p.add_argument("ref", metavar="NAME[:V|@ALIAS]", help="the model version to serve")
     p.add_argument(
@@ -83,18 +239,14 @@ def register(commands: Any) -> None:
         "--port", type=port_number, default=8080, help="default 8080; 0 picks a free port"
     )
     p.add_argument(
-        "--workers", type=int, default=1, help="processes, each with its own copy (default 1)"
-    )
-    p.add_argument(
-        "--max-batch-size",
-        type=int,
-        default=DEFAULTS["max_batch_size"],
-        metavar="ROWS",
-        help="most rows in one predict call; bigger client batches are split (default %(default)s)",
+        "--workers",
+        type=count(1, 1024, "a number of workers"),
+        default=1,
+        help="processes, each with its own copy (default 1)",
     )
     p.add_argument(
         "--max-wait-ms",
-        type=float,
+        type=number(0, 10_000, "milliseconds"),
         default=DEFAULTS["max_wait"] * 1000,
         metavar="MS",
         help="how long a batch may keep collecting requests while they keep arriving; a lone "
@@ -107,34 +259,17 @@ def register(commands: Any) -> None:
         default="auto",
         help="run predict on the event loop, in a thread, or choose by its measured cost",
     )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULTS["timeout"],
-        metavar="SECONDS",
-        help="answer 504 when a request takes longer (default %(default)s)",
-    )
-    p.add_argument(
-        "--max-body-size",
-        type=byte_size,
-        default=DEFAULTS["max_body_bytes"],
-        metavar="SIZE",
-        help="answer 413 to bigger bodies, before reading them (default 16MiB)",
-    )
-    p.add_argument(
-        "--max-concurrency",
-        type=int,
-        default=DEFAULTS["max_concurrency"],
-        metavar="N",
-        help="predict requests worked on at once per worker (default %(default)s)",
-    )
-    p.add_argument(
-        "--max-queue",
-        type=int,
-        default=DEFAULTS["max_queue"],
-        metavar="N",
-        help="requests waiting beyond that; past it, 503 with Retry-After (default %(default)s)",
-    )
+    for flag, parse, field, metavar, text in LIMITS:
+        default = DEFAULTS[field]
+        shown = _bytes(default) if metavar == "SIZE" else default
+        p.add_argument(
+            flag,
+            type=parse,
+            default=default,
+            dest=field,
+            metavar=metavar,
+            help=f"{text} (default {shown})",
+        )
     p.add_argument(
         "--token-file",
         type=Path,
@@ -194,9 +329,6 @@ def run_serve(ctx: Context) -> int:
     from mloop.project import Project
 
     args = ctx.args
-    for flag in ("workers", "max_batch_size", "max_concurrency"):
-        if getattr(args, flag) < 1:
-            raise InvalidInput(f"--{flag.replace('_', '-')} must be at least 1")
     token = token_digest(args.token_file)  # a bad token fails before anything is opened
     project = Project.open()  # closed before serving: forked workers open their own
     try:
@@ -214,14 +346,10 @@ def run_serve(ctx: Context) -> int:
         )
     settings = ServeSettings(
         token_sha256=token,
-        max_batch_size=args.max_batch_size,
         max_wait=args.max_wait_ms / 1000,
         batching=not args.no_batching,
         predict_mode=args.predict_in,
-        timeout=args.timeout,
-        max_body_bytes=args.max_body_size,
-        max_concurrency=args.max_concurrency,
-        max_queue=args.max_queue,
+        **{field: getattr(args, field) for _, _, field, _, _ in LIMITS},
     )
 
     def ready(url: str) -> None:
