@@ -1,12 +1,13 @@
 """`mloop serve` against clients that are slow, greedy or never finish, as real processes on
 127.0.0.1 talking to real sockets: request bodies are read outside the predict slots and under
 their own time-out; request heads are bounded in size and time; open connections are bounded;
-every option is checked."""
+every option is checked; a token from the environment does not stay in the process."""
 
 from __future__ import annotations
 
 import os
 import resource
+import secrets
 import select
 import socket
 import subprocess
@@ -166,8 +167,10 @@ def in_flight(server: Server) -> float:
     return 0.0
 
 
-def predict(server: Server, timeout: float = 5) -> httpx.Response:
+def predict(server: Server, timeout: float = 5, token: str | None = None) -> httpx.Response:
     headers = {"content-type": "application/json"}
+    if token is not None:
+        headers["authorization"] = f"Bearer {token}"
     return httpx.post(server.url + "/invocations", content=ROW, headers=headers, timeout=timeout)
 
 
@@ -347,5 +350,38 @@ def test_the_limits_are_in_the_help_with_their_defaults(capsys: pytest.CaptureFi
         "(default 64KiB)",
         "--header-timeout SECONDS close a connection",
         "(default 10.0)",
+        "read from FILE (preferred)",
     ):
         assert text in shown
+
+
+# 5. the token --------------------------------------------------------------------------------
+def test_a_token_from_the_environment_is_wiped_from_every_process_and_still_required(
+    root: Path,
+) -> None:
+    token = "from-the-environment-" + secrets.token_urlsafe(16)
+    with serving(root, "--workers", "2", env={"MLOOP_SERVE_TOKEN": token}) as server:
+        assert predict(server).status_code == 401
+        assert predict(server, token=token).status_code == 200
+        parent = server.process.pid
+        workers = [
+            int(pid)
+            for children in Path(f"/proc/{parent}/task").glob("*/children")
+            for pid in children.read_text().split()
+        ]
+        assert len(workers) == 2
+        for pid in (parent, *workers):
+            assert token.encode() not in Path(f"/proc/{pid}/environ").read_bytes(), pid
+            assert token.encode() not in stack_of(pid), pid
+            assert b"MLOOP_SERVE_TOKEN" not in Path(f"/proc/{pid}/environ").read_bytes()
+
+
+def stack_of(pid: int) -> bytes:
+    """The bytes of a process's main stack, where the kernel put its environment at exec."""
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        if line.endswith("[stack]"):
+            start, end = (int(x, 16) for x in line.split()[0].split("-"))
+            with open(f"/proc/{pid}/mem", "rb") as memory:
+                memory.seek(start)
+                return memory.read(end - start)
+    raise AssertionError(f"no stack in /proc/{pid}/maps")

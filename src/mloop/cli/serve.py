@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "header_timeout": 10.0,
 }
 DAY = 86400.0
+TOKEN_VARIABLE = "MLOOP_SERVE_TOKEN"  # noqa: S105 (the name of the variable, not a token)
 _UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
 _UNITS |= {"k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2, "g": 1024**3, "gib": 1024**3}
 
@@ -274,8 +275,9 @@ def register(commands: Any) -> None:
         "--token-file",
         type=Path,
         metavar="FILE",
-        help="require Authorization: Bearer TOKEN, the token read from FILE (or set "
-        "MLOOP_SERVE_TOKEN); health and readiness stay open for probes",
+        help="require Authorization: Bearer TOKEN, the token read from FILE (preferred), or "
+        "from MLOOP_SERVE_TOKEN, which is then wiped from the process's environment; health "
+        "and readiness stay open for probes",
     )
     p.add_argument("--trust", action="store_true", help="allow pickle models (loading runs code)")
     p.set_defaults(handler=run_serve)
@@ -284,11 +286,15 @@ def register(commands: Any) -> None:
 def token_digest(token_file: Path | None) -> bytes | None:
     """SHA-256 of the server's token (from FILE, else $MLOOP_SERVE_TOKEN), or None: no token.
 
-    Only the digest goes on: the token is compared by its digest, never kept.
+    Only the digest goes on: the token is compared by its digest, never kept. The variable
+    leaves the environment either way, so neither the workers, the model's own subprocesses
+    nor /proc/PID/environ see it.
     """
     import hashlib
     import os
 
+    from_environment = os.environ.get(TOKEN_VARIABLE)
+    forget_variable(TOKEN_VARIABLE)
     if token_file is not None:
         try:
             token = token_file.read_text(encoding="utf-8").strip()
@@ -298,18 +304,46 @@ def token_digest(token_file: Path | None) -> bytes | None:
                 "give a readable text file holding the token",
             ) from None
         where = str(token_file)
+    elif from_environment is None:
+        return None
     else:
-        if "MLOOP_SERVE_TOKEN" not in os.environ:
-            return None
-        # Taken out of the environment: the model's own subprocesses must not inherit it.
-        token = os.environ.pop("MLOOP_SERVE_TOKEN").strip()
-        where = "MLOOP_SERVE_TOKEN"
+        token, where = from_environment.strip(), TOKEN_VARIABLE
     if len(token) < 16 or any(c.isspace() for c in token):
         raise InvalidInput(
             f"the token in {where} must be at least 16 characters, without spaces",
             "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
         )
     return hashlib.sha256(token.encode()).digest()
+
+
+def forget_variable(name: str) -> None:
+    """Take `name` out of this process's environment, the kernel's copy included.
+
+    `os.environ.pop` unsets it for libc and child processes, but the `NAME=value` bytes the
+    kernel put at the top of the stack at exec stay there, and /proc/PID/environ (or anyone
+    reading the process's memory) shows them. They are zeroed in place: that block is this
+    process's own memory, and unsetenv has already dropped libc's pointer to the entry. Workers
+    forked afterwards inherit the zeroed copy. Without /proc (not Linux) there is nothing to do.
+
+    Example:
+        >>> forget_variable("MLOOP_SERVE_TOKEN")
+    """
+    import ctypes
+    import os
+
+    os.environ.pop(name, None)
+    try:
+        stat = Path("/proc/self/stat").read_bytes()
+    except OSError:
+        return
+    fields = stat[stat.rindex(b")") + 2 :].split()  # from field 3 of proc(5) on
+    start, end = int(fields[47]), int(fields[48])  # env_start and env_end: fields 50 and 51
+    if not 0 < start < end:
+        return
+    block = (ctypes.c_char * (end - start)).from_address(start)
+    entry = re.compile(rb"(?<![^\0])" + re.escape(name.encode()) + rb"=[^\0]*")
+    for found in entry.finditer(memoryview(block).cast("B")):  # read in place, never copied
+        ctypes.memset(start + found.start(), 0, found.end() - found.start())
 
 
 def load_predictor(root: str, ref: str, trust: bool) -> Predictor:
@@ -342,7 +376,7 @@ def run_serve(ctx: Context) -> int:
     if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         output.warn(
             f"serving on {args.host} without a token: anyone who reaches the port can use the "
-            "model (set MLOOP_SERVE_TOKEN or --token-file)"
+            "model (give --token-file, or set MLOOP_SERVE_TOKEN)"
         )
     settings = ServeSettings(
         token_sha256=token,
