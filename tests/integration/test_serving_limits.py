@@ -131,17 +131,30 @@ def answer_of(sock: socket.socket, timeout: float = 10) -> tuple[bytes, bool]:
     return b"".join(chunks), True
 
 
-def one_answer(sock: socket.socket) -> bytes:
-    """One whole answer on a kept-alive connection (its Content-Length tells where it ends)."""
-    sock.settimeout(10)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += sock.recv(65536)
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-    while len(body) < length:
-        body += sock.recv(65536)
-    return head + b"\r\n\r\n" + body
+class Answers:
+    """The answers on one kept-alive connection, one at a time (Content-Length ends each)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    def next(self) -> bytes:
+        self.sock.settimeout(10)
+        while b"\r\n\r\n" not in self.buffer:
+            self._read()
+        head = self.buffer.partition(b"\r\n\r\n")[0]
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        end = len(head) + 4 + length
+        while len(self.buffer) < end:
+            self._read()
+        answer, self.buffer = self.buffer[:end], self.buffer[end:]
+        return answer
+
+    def _read(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed by the server after {self.buffer[:200]!r}")
+        self.buffer += chunk
 
 
 def trickle(sock: socket.socket, data: bytes, every: float = 0.2) -> tuple[bytes, bool]:
@@ -207,8 +220,12 @@ def test_a_body_slower_than_the_body_timeout_gets_408_and_its_connection_closed(
 def test_a_request_head_over_the_limit_gets_431_and_its_connection_closed(root: Path) -> None:
     with serving(root, "--max-header-size", "8KiB") as server:
         fits = server.connect()
+        answers = Answers(fits)
         fits.sendall(request(extra=b"X-Fill: %s\r\n" % (b"a" * 6000)))
-        assert status_of(one_answer(fits)) == 200
+        assert status_of(answers.next()) == 200
+        # The limit is per request: 100 small requests in one write, 15 KiB, all answered.
+        fits.sendall((b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + request()) * 50)
+        assert [status_of(answers.next()) for _ in range(100)] == [200] * 100
         for extra, path in ((b"X-Big: %s\r\n" % (b"a" * 9000), "/invocations"), (b"", "/" * 9000)):
             sock = server.connect()
             sock.sendall(request(path, extra=extra))
@@ -260,9 +277,10 @@ def test_past_max_connections_new_ones_are_turned_away_and_open_ones_go_on(root:
             answer, closed = answer_of(sock)
             assert status_of(answer) == 503 and closed
             assert b"retry-after: 1" in answer and b"--max-connections" in answer
+        answers = Answers(established)
         for _ in range(2):  # the established connection is served, and kept alive
             established.sendall(request())
-            assert status_of(one_answer(established)) == 200
+            assert status_of(answers.next()) == 200
         assert len(refused()) == 11  # the 49 others are still open
         for sock in held:
             sock.close()

@@ -219,8 +219,6 @@ class GuardedHttpTools(HttpToolsProtocol):
         if self._refused:
             return
         while self._head is not None and data:  # in a request head (or between requests)
-            if self._head_clock is None:
-                self._start_head_clock()
             room = self.max_head_bytes - self._head
             if len(data) <= room:
                 self._head += len(data)
@@ -236,6 +234,8 @@ class GuardedHttpTools(HttpToolsProtocol):
             data = data[room:]  # the head ended within the limit: the rest is body or more
         if data:
             super().data_received(data)
+        if self._head and self._head_clock is None and not self.transport.is_closing():
+            self._start_head_clock()  # a head began and did not end in this read
 
     def on_headers_complete(self) -> None:
         self._stop_head_clock()
