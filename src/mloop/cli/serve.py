@@ -42,6 +42,11 @@ _UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
 _UNITS |= {"k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2, "g": 1024**3, "gib": 1024**3}
 
 
+def _show(text: str) -> str:
+    """The value as given, cut short: an error line stays one line for 5,000 digits."""
+    return repr(text if len(text) <= 40 else text[:40] + "…")
+
+
 def byte_size(text: str) -> int:
     """`16MiB`, `500kb`, `1048576` -> bytes (for argparse).
 
@@ -52,7 +57,7 @@ def byte_size(text: str) -> int:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
     unit = match.group(2).lower() if match else ""
     if not match or unit not in _UNITS:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 16MiB, 500kB, 1048576)")
+        raise argparse.ArgumentTypeError(f"not a size: {_show(text)} (e.g. 16MiB, 500kB, 1048576)")
     return int(float(match.group(1)) * _UNITS[unit])
 
 
@@ -68,7 +73,7 @@ def size_between(low: int, high: int) -> Callable[[str], int]:
         value = byte_size(text)
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(
-                f"not a size from {_bytes(low)} to {_bytes(high)}: {text!r}"
+                f"not a size from {_bytes(low)} to {_bytes(high)}: {_show(text)}"
             )
         return value
 
@@ -97,7 +102,9 @@ def number(low: float, high: float, what: str, above: bool = False) -> Callable[
         except ValueError:
             value = math.nan
         if not (low < value if above else low <= value) or not value <= high:  # nan: neither
-            raise argparse.ArgumentTypeError(f"not a number of {what} {lowest} {high:g}: {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"not a number of {what} {lowest} {high:g}: {_show(text)}"
+            )
         return value
 
     return parse
@@ -122,12 +129,12 @@ def count(low: int, high: int, what: str) -> Callable[[str], int]:
     """
 
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = low - 1
+        digits = text.strip().lstrip("+-")
+        # ASCII digits only (int() also reads '١٢'), and no more than a count can need
+        # (int() refuses 4,300 digits with its own message).
+        value = int(text) if digits.isascii() and digits.isdigit() and len(digits) < 20 else -1
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"not {what} from {low} to {high}: {text!r}")
+            raise argparse.ArgumentTypeError(f"not {what} from {low} to {high}: {_show(text)}")
         return value
 
     return parse
@@ -145,7 +152,7 @@ def port_number(text: str) -> int:
     except ValueError:
         port = -1
     if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port: {text!r} (0-65535; 0 picks a free one)")
+        raise argparse.ArgumentTypeError(f"not a port: {_show(text)} (0-65535; 0 picks a free one)")
     return port
 
 
