@@ -41,31 +41,42 @@ def integer(low: int = 1, high: int = MAX_INT) -> Callable[[str], int]:
                 if low <= value <= high:
                     return value
         raise argparse.ArgumentTypeError(
-            f"{_show(text)} is not a whole number from {low} to {high}"
+            f"{shown(text)} is not a whole number from {low} to {high}"
         )
 
     parse.__name__ = "integer"
     return parse
 
 
-def number(low: float = -math.inf) -> Callable[[str], float]:
-    """An argparse type for finite numbers of at least `low`: NaN and infinities never mean
-    anything to a threshold, and compare false with everything.
+def number(
+    low: float = -math.inf, high: float = math.inf, above: bool = False
+) -> Callable[[str], float]:
+    """An argparse type for finite numbers from `low` (above it, with `above`) to `high`: NaN
+    and infinities never mean anything to a threshold or a time-out, and compare false with
+    everything.
 
     Example:
         >>> number(0)("0.25")
         0.25
+        >>> number(0, 60, above=True)("0")
+        Traceback (most recent call last):
+        argparse.ArgumentTypeError: '0' is not a finite number above 0 and at most 60
     """
+    if math.isfinite(high):
+        bounds = f" above {low:g} and at most {high:g}" if above else f" from {low:g} to {high:g}"
+    else:
+        bounds = f" above {low:g}" if above else f" of at least {low:g}"
+    if not math.isfinite(low):
+        bounds = f" of at most {high:g}" if math.isfinite(high) else ""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             value = math.nan
-        if math.isfinite(value) and value >= low:
+        if math.isfinite(value) and (value > low if above else value >= low) and value <= high:
             return value
-        least = f" of at least {low:g}" if math.isfinite(low) else ""
-        raise argparse.ArgumentTypeError(f"{_show(text)} is not a finite number{least}")
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a finite number{bounds}")
 
     parse.__name__ = "number"
     return parse
@@ -84,5 +95,6 @@ def version(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{exc.message}: {exc.hint}") from None
 
 
-def _show(text: str) -> str:
+def shown(text: str) -> str:
+    """The value as given, cut short: an error stays one line for 5,000 digits."""
     return repr(text if len(text) <= 40 else text[:40] + "…")

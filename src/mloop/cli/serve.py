@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mloop.cli import output
-from mloop.cli.args import integer
+from mloop.cli.args import integer, number, shown
 from mloop.cli.main import Context
 from mloop.errors import InvalidInput
 
@@ -28,9 +29,15 @@ DEFAULTS: dict[str, Any] = {
     "max_wait": 0.002,
     "timeout": 60.0,
     "max_body_bytes": 16 * 2**20,
+    "body_timeout": 30.0,
     "max_concurrency": 256,
     "max_queue": 512,
+    "max_connections": 1024,
+    "max_header_bytes": 64 * 2**10,
+    "header_timeout": 10.0,
 }
+DAY = 86400.0
+TOKEN_VARIABLE = "MLOOP_SERVE_TOKEN"  # noqa: S105 (the name of the variable, not a token)
 _UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
 _UNITS |= {"k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2, "g": 1024**3, "gib": 1024**3}
 
@@ -45,8 +52,44 @@ def byte_size(text: str) -> int:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
     unit = match.group(2).lower() if match else ""
     if not match or unit not in _UNITS:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 16MiB, 500kB, 1048576)")
+        raise argparse.ArgumentTypeError(f"not a size: {shown(text)} (e.g. 16MiB, 500kB, 1048576)")
     return int(float(match.group(1)) * _UNITS[unit])
+
+
+def size_between(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a size (as `byte_size` reads it) from `low` to `high` bytes.
+
+    Example:
+        >>> size_between(1024, 2**20)("64KiB")
+        65536
+    """
+
+    def size(text: str) -> int:
+        value = byte_size(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"not a size from {_bytes(low)} to {_bytes(high)}: {shown(text)}"
+            )
+        return value
+
+    return size
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size and n % size == 0:
+            return f"{n // size}{unit}"
+    return f"{n} bytes" if n != 1 else "1 byte"
+
+
+def seconds(high: float) -> Callable[[str], float]:
+    """A time-out for argparse: seconds above 0 (0 would answer every request at once).
+
+    Example:
+        >>> seconds(3600)("2.5")
+        2.5
+    """
+    return number(0, high, above=True)
 
 
 def port_number(text: str) -> int:
@@ -61,8 +104,79 @@ def port_number(text: str) -> int:
     except ValueError:
         port = -1
     if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port: {text!r} (0-65535; 0 picks a free one)")
+        raise argparse.ArgumentTypeError(f"not a port: {shown(text)} (0-65535; 0 picks a free one)")
     return port
+
+
+# The options that set a ServeSettings field of the same name and unit, declared once:
+# (flag, type with its accepted range, field, metavar, help). Help ends with the default.
+LIMITS: tuple[tuple[str, Callable[[str], Any], str, str, str], ...] = (
+    (
+        "--max-batch-size",
+        integer(1, 1_000_000),
+        "max_batch_size",
+        "ROWS",
+        "most rows in one predict call; bigger client batches are split",
+    ),
+    (
+        "--timeout",
+        seconds(DAY),
+        "timeout",
+        "SECONDS",
+        "answer 504 when a request (body, queue and predict) takes longer",
+    ),
+    (
+        "--max-body-size",
+        size_between(1, 2**30),
+        "max_body_bytes",
+        "SIZE",
+        "answer 413 to bigger bodies, before reading them",
+    ),
+    (
+        "--body-timeout",
+        seconds(DAY),
+        "body_timeout",
+        "SECONDS",
+        "answer 408 and close when a body takes longer to arrive; bodies are read before a "
+        "predict slot is taken, so slow senders never hold one",
+    ),
+    (
+        "--max-concurrency",
+        integer(1, 100_000),
+        "max_concurrency",
+        "N",
+        "predict requests worked on at once",
+    ),
+    (
+        "--max-queue",
+        integer(0, 1_000_000),
+        "max_queue",
+        "N",
+        "requests waiting beyond that; past it, 503 with Retry-After",
+    ),
+    (
+        "--max-connections",
+        integer(1, 1_000_000),
+        "max_connections",
+        "N",
+        "open connections; past it a new connection gets 503 and is closed, the open ones go on",
+    ),
+    (
+        "--max-header-size",
+        size_between(1024, 2**20),
+        "max_header_bytes",
+        "SIZE",
+        "answer 431 and close when the request line and headers are bigger",
+    ),
+    (
+        "--header-timeout",
+        seconds(DAY),
+        "header_timeout",
+        "SECONDS",
+        "close a connection whose request line and headers take longer to arrive, counted "
+        "from its first byte or its opening",
+    ),
+)
 
 
 def register(commands: Any) -> None:
@@ -72,7 +186,8 @@ def register(commands: Any) -> None:
         description="Serve one model version: POST /invocations (MLflow payloads) and "
         "/v2/models/NAME/infer (Open Inference Protocol), with /healthz, /readyz, /metrics "
         "(Prometheus) and /openapi.json. Concurrent requests are merged into batches. "
-        "SIGTERM stops accepting, finishes the requests in flight, and exits 0.",
+        "SIGTERM stops accepting, finishes the requests in flight, and exits 0. "
+        "Every limit below holds per worker process.",
     )
     p.add_argument("ref", metavar="NAME[:V|@ALIAS]", help="the model version to serve")
     p.add_argument(
@@ -90,15 +205,8 @@ def register(commands: Any) -> None:
         help="processes, each with its own copy (default 1)",
     )
     p.add_argument(
-        "--max-batch-size",
-        type=integer(1),
-        default=DEFAULTS["max_batch_size"],
-        metavar="ROWS",
-        help="most rows in one predict call; bigger client batches are split (default %(default)s)",
-    )
-    p.add_argument(
         "--max-wait-ms",
-        type=float,
+        type=number(0, 10_000),
         default=DEFAULTS["max_wait"] * 1000,
         metavar="MS",
         help="how long a batch may keep collecting requests while they keep arriving; a lone "
@@ -111,40 +219,24 @@ def register(commands: Any) -> None:
         default="auto",
         help="run predict on the event loop, in a thread, or choose by its measured cost",
     )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULTS["timeout"],
-        metavar="SECONDS",
-        help="answer 504 when a request takes longer (default %(default)s)",
-    )
-    p.add_argument(
-        "--max-body-size",
-        type=byte_size,
-        default=DEFAULTS["max_body_bytes"],
-        metavar="SIZE",
-        help="answer 413 to bigger bodies, before reading them (default 16MiB)",
-    )
-    p.add_argument(
-        "--max-concurrency",
-        type=integer(1),
-        default=DEFAULTS["max_concurrency"],
-        metavar="N",
-        help="predict requests worked on at once per worker (default %(default)s)",
-    )
-    p.add_argument(
-        "--max-queue",
-        type=integer(0),
-        default=DEFAULTS["max_queue"],
-        metavar="N",
-        help="requests waiting beyond that; past it, 503 with Retry-After (default %(default)s)",
-    )
+    for flag, parse, field, metavar, text in LIMITS:
+        default = DEFAULTS[field]
+        given = _bytes(default) if metavar == "SIZE" else default
+        p.add_argument(
+            flag,
+            type=parse,
+            default=default,
+            dest=field,
+            metavar=metavar,
+            help=f"{text} (default {given})",
+        )
     p.add_argument(
         "--token-file",
         type=Path,
         metavar="FILE",
-        help="require Authorization: Bearer TOKEN, the token read from FILE (or set "
-        "MLOOP_SERVE_TOKEN); health and readiness stay open for probes",
+        help="require Authorization: Bearer TOKEN, the token read from FILE (preferred), or "
+        "from MLOOP_SERVE_TOKEN, which is then wiped from the process's environment; health "
+        "and readiness stay open for probes",
     )
     p.add_argument("--trust", action="store_true", help="allow pickle models (loading runs code)")
     p.set_defaults(handler=run_serve)
@@ -153,11 +245,15 @@ def register(commands: Any) -> None:
 def token_digest(token_file: Path | None) -> bytes | None:
     """SHA-256 of the server's token (from FILE, else $MLOOP_SERVE_TOKEN), or None: no token.
 
-    Only the digest goes on: the token is compared by its digest, never kept.
+    Only the digest goes on: the token is compared by its digest, never kept. The variable
+    leaves the environment either way, so neither the workers, the model's own subprocesses
+    nor /proc/PID/environ see it.
     """
     import hashlib
     import os
 
+    from_environment = os.environ.get(TOKEN_VARIABLE)
+    forget_variable(TOKEN_VARIABLE)
     if token_file is not None:
         try:
             token = token_file.read_text(encoding="utf-8").strip()
@@ -167,18 +263,46 @@ def token_digest(token_file: Path | None) -> bytes | None:
                 "give a readable text file holding the token",
             ) from None
         where = str(token_file)
+    elif from_environment is None:
+        return None
     else:
-        if "MLOOP_SERVE_TOKEN" not in os.environ:
-            return None
-        # Taken out of the environment: the model's own subprocesses must not inherit it.
-        token = os.environ.pop("MLOOP_SERVE_TOKEN").strip()
-        where = "MLOOP_SERVE_TOKEN"
+        token, where = from_environment.strip(), TOKEN_VARIABLE
     if len(token) < 16 or any(c.isspace() for c in token):
         raise InvalidInput(
             f"the token in {where} must be at least 16 characters, without spaces",
             "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
         )
     return hashlib.sha256(token.encode()).digest()
+
+
+def forget_variable(name: str) -> None:
+    """Take `name` out of this process's environment, the kernel's copy included.
+
+    `os.environ.pop` unsets it for libc and child processes, but the `NAME=value` bytes the
+    kernel put at the top of the stack at exec stay there, and /proc/PID/environ (or anyone
+    reading the process's memory) shows them. They are zeroed in place: that block is this
+    process's own memory, and unsetenv has already dropped libc's pointer to the entry. Workers
+    forked afterwards inherit the zeroed copy. Without /proc (not Linux) there is nothing to do.
+
+    Example:
+        >>> forget_variable("MLOOP_SERVE_TOKEN")
+    """
+    import ctypes
+    import os
+
+    os.environ.pop(name, None)
+    try:
+        stat = Path("/proc/self/stat").read_bytes()
+    except OSError:
+        return
+    fields = stat[stat.rindex(b")") + 2 :].split()  # from field 3 of proc(5) on
+    start, end = int(fields[47]), int(fields[48])  # env_start and env_end: fields 50 and 51
+    if not 0 < start < end:
+        return
+    block = (ctypes.c_char * (end - start)).from_address(start)
+    entry = re.compile(rb"(?<![^\0])" + re.escape(name.encode()) + rb"=[^\0]*")
+    for found in entry.finditer(memoryview(block).cast("B")):  # read in place, never copied
+        ctypes.memset(start + found.start(), 0, found.end() - found.start())
 
 
 def load_predictor(root: str, ref: str, trust: bool) -> Predictor:
@@ -198,9 +322,6 @@ def run_serve(ctx: Context) -> int:
     from mloop.project import Project
 
     args = ctx.args
-    for flag in ("workers", "max_batch_size", "max_concurrency"):
-        if getattr(args, flag) < 1:
-            raise InvalidInput(f"--{flag.replace('_', '-')} must be at least 1")
     token = token_digest(args.token_file)  # a bad token fails before anything is opened
     project = Project.open()  # closed before serving: forked workers open their own
     try:
@@ -214,18 +335,14 @@ def run_serve(ctx: Context) -> int:
     if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         output.warn(
             f"serving on {args.host} without a token: anyone who reaches the port can use the "
-            "model (set MLOOP_SERVE_TOKEN or --token-file)"
+            "model (give --token-file, or set MLOOP_SERVE_TOKEN)"
         )
     settings = ServeSettings(
         token_sha256=token,
-        max_batch_size=args.max_batch_size,
         max_wait=args.max_wait_ms / 1000,
         batching=not args.no_batching,
         predict_mode=args.predict_in,
-        timeout=args.timeout,
-        max_body_bytes=args.max_body_size,
-        max_concurrency=args.max_concurrency,
-        max_queue=args.max_queue,
+        **{field: getattr(args, field) for _, _, field, _, _ in LIMITS},
     )
 
     def ready(url: str) -> None:

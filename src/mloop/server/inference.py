@@ -8,11 +8,13 @@ a dict from path to handlers, request bodies go from orjson straight to one nump
 Each response names the model version that answered in the `mloop-model: NAME:VERSION` header.
 
 Per predict request: content type and declared size are checked from the headers (415, 413;
-`media.py` says which bodies each route takes: JSON, CSV, binary tensors), a concurrency slot
-is taken or the request is turned away (503 + Retry-After), and the rest (body, parse,
-signature checks, the micro-batched predict) runs under one time-out (504). A request holding
-text values training never saw is answered as usual, with an `mloop-warning` header naming
-them and a count in `mloop_unknown_categories_total`.
+`media.py` says which bodies each route takes: JSON, CSV, binary tensors); the body is read
+before any concurrency slot is taken, under its own time-out (408), so a slow sender holds a
+connection and never a slot; then a slot is taken or the request is turned away (503 +
+Retry-After), and parse, signature checks and the micro-batched predict follow. The whole
+request, body included, runs under one time-out (504). A request holding text values training
+never saw is answered as usual, with an `mloop-warning` header naming them and a count in
+`mloop_unknown_categories_total`.
 """
 
 from __future__ import annotations
@@ -66,8 +68,13 @@ class ServeSettings:
     predict_mode: str = "auto"  # "inline" on the event loop, "thread", or "auto" (by its cost)
     timeout: float = 60.0  # seconds for a whole predict request; then 504
     max_body_bytes: int = 16 * 2**20
+    body_timeout: float = 30.0  # seconds to receive a body once its headers are in; then 408
     max_concurrency: int = 256
     max_queue: int = 512
+    # Below the app (server/limits.py: GuardedHttpTools), per worker:
+    max_connections: int = 1024  # open connections; past it a new one is answered 503, closed
+    max_header_bytes: int = 64 * 2**10  # request line and headers; past it 431, closed
+    header_timeout: float = 10.0  # seconds from a request's first byte to its last header
     retry_after: int = 1
     keep_alive: float = 5.0
     # SHA-256 of the bearer token every request but health checks must carry; None: open.
@@ -115,6 +122,11 @@ class InferenceApp:
             f"retry after {settings.retry_after} s, or start the server with more --workers",
         )
         self.busy_headers = [*self.json, (b"retry-after", str(settings.retry_after).encode())]
+        self.slow_body = error_body(
+            "request_timeout",
+            f"the body did not arrive within {min(settings.body_timeout, settings.timeout):g} s",
+            "send the body at once, or raise the server's --body-timeout",
+        )
         static = {
             "/healthz": {"status": "ok"},
             "/ping": {"status": "ok"},
@@ -298,20 +310,25 @@ class InferenceApp:
         lone = client is not None and client == self._last_client
         self._last_client = client
         admission = self.admission
-        if not admission.try_enter():
-            if not admission.can_wait():
-                return 503, self.busy, self.busy_headers
-            queued = True
-        else:
-            queued = False
-        admitted = not queued
+        if admission.full():  # no slot and no room to wait: not worth reading the body
+            return 503, self.busy, self.busy_headers
+        admitted = False
         self.metrics.enter()
+        deadline = asyncio.get_running_loop().time() + settings.timeout
         try:
-            async with asyncio.timeout(settings.timeout):
-                if queued:
+            # The body first, outside any slot: a client slow to send it holds its own
+            # connection, never a slot the clients behind it are waiting for.
+            try:
+                async with asyncio.timeout(min(settings.body_timeout, settings.timeout)):
+                    body = await read_body(receive, settings.max_body_bytes)
+            except TimeoutError:
+                return 408, self.slow_body, [*self.json, (b"connection", b"close")]
+            async with asyncio.timeout_at(deadline):
+                if not admission.try_enter():
+                    if not admission.can_wait():
+                        return 503, self.busy, self.busy_headers
                     await admission.wait()
-                    admitted = True
-                body = await read_body(receive, settings.max_body_bytes)
+                admitted = True
                 batch, request = self._read(route, media, body)
                 try:
                     result = await self.batcher.predict(batch.data, batch.rows, lone)

@@ -1,8 +1,18 @@
-"""What keeps one model server healthy under any client: admission, body size, content type.
+"""What keeps one model server healthy under any client: connections, heads, admission, bodies.
 
+- `GuardedHttpTools`: uvicorn's httptools protocol with the bounds it lacks, enforced where the
+  bytes arrive, before a request reaches the app (and so before authentication): at most
+  `max_connections` open connections per worker (past it a new connection gets a 503 and is
+  closed at once, established ones are untouched); a request line and headers of at most
+  `max_head_bytes` (431, then closed, counted before httptools buffers them); at most
+  `head_timeout` seconds from the first byte of a request (or the connection) to the end of
+  its headers (408, or closed if nothing came). A connection whose request body is still
+  unread when its answer is sent is closed, so nobody keeps one open by trickling a body the
+  app will never read.
 - `Admission`: at most `max_concurrency` predict requests are worked on; up to `max_queue` more
   wait for a slot; past that a request is turned away at once (503 with `Retry-After`) rather
-  than queued into a time-out, so a load balancer can send it elsewhere.
+  than queued into a time-out, so a load balancer can send it elsewhere. A slot is taken only
+  once the body is in: a slow sender holds a connection, never a slot.
 - `check_headers`: a declared Content-Length over the limit (413) is answered from the headers
   alone, before a byte of the body is read (as a wrong Content-Type is, by `media.py`).
 - `read_body`: bodies without a Content-Length (chunked) are counted while read, and stopped
@@ -14,7 +24,12 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from mloop.server.errors import error_body
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -51,6 +66,10 @@ class Admission:
 
     def can_wait(self) -> bool:
         return len(self._waiting) < self.max_queue
+
+    def full(self) -> bool:
+        """No free slot and no room to wait: a request can be turned away before its body."""
+        return self.active >= self.max_concurrency and len(self._waiting) >= self.max_queue
 
     async def wait(self) -> None:
         """Queue for a slot; `leave` hands its slot straight to the first waiter."""
@@ -121,3 +140,144 @@ async def read_body(receive: Receive, max_body: int) -> bytes:
         parts.append(chunk)
         if not message.get("more_body", False):
             return b"".join(parts)
+
+
+class GuardedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol, bounded in connections, head size and head time.
+
+    httptools has no limit of its own: it joins the pieces of a header value with `+=` (a
+    256 MiB header took 89 s and 500 MB), and uvicorn starts no clock before a request's first
+    answer (connections that never finish their headers stayed open until the file descriptors
+    ran out). Made by uvicorn for every accepted connection, with the limits bound by
+    `functools.partial` (`workers.uvicorn_config`).
+
+    Example:
+        >>> http = partial(GuardedHttpTools, max_connections=1024, max_head_bytes=65536,
+        ...                head_timeout=10.0)  # doctest: +SKIP
+        >>> uvicorn.Config(app, http=http)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, *args: Any, max_connections: int, max_head_bytes: int, head_timeout: float, **kw: Any
+    ) -> None:
+        super().__init__(*args, **kw)
+        self.max_connections = max_connections
+        self.max_head_bytes = max_head_bytes
+        self.head_timeout = head_timeout
+        self._head: int | None = 0  # bytes of the request head so far; None while in a body
+        self._heads = 0  # request heads completed on this connection
+        self._messages = 0  # requests received whole (head and body)
+        self._answered = 0  # responses sent
+        self._head_clock: asyncio.TimerHandle | None = None
+        self._refused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if len(self.connections) >= self.max_connections:
+            # Refused before it counts: established connections keep their place.
+            self._refused = True
+            self.transport = transport
+            transport.write(_answer(503, _TOO_MANY, retry_after=True))
+            transport.close()
+            return
+        super().connection_made(transport)
+        self._start_head_clock()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_clock()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        while self._head is not None and data:  # in a request head (or between requests)
+            room = self.max_head_bytes - self._head
+            if len(data) <= room:
+                self._head += len(data)
+                break
+            heads = self._heads
+            if room > 0:
+                super().data_received(data[:room])
+                if self.transport.is_closing():
+                    return
+            if self._heads == heads:  # the limit is reached and the head still goes on
+                self._refuse(431, _HEAD_TOO_LARGE.replace(b"LIMIT", b"%d" % self.max_head_bytes))
+                return
+            data = data[room:]  # the head ended within the limit: the rest is body or more
+        if data:
+            super().data_received(data)
+        if self._head and self._head_clock is None and not self.transport.is_closing():
+            self._start_head_clock()  # a head began and did not end in this read
+
+    def on_headers_complete(self) -> None:
+        self._stop_head_clock()
+        self._head = None
+        self._heads += 1
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._messages += 1
+        self._head = 0
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._answered += 1
+        if self._answered > self._messages and not self.transport.is_closing():
+            # Answered before its body was read (401, 413, 503...): reading on would let a
+            # client hold the connection with a body nobody reads.
+            self.transport.close()
+
+    def _start_head_clock(self) -> None:
+        self._head_clock = self.loop.call_later(self.head_timeout, self._head_too_slow)
+
+    def _stop_head_clock(self) -> None:
+        if self._head_clock is not None:
+            self._head_clock.cancel()
+            self._head_clock = None
+
+    def _head_too_slow(self) -> None:
+        self._head_clock = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False  # a pipelined head: close once the answer is out
+            return
+        if self._head:
+            self._refuse(408, _HEAD_TOO_SLOW.replace(b"LIMIT", b"%g" % self.head_timeout))
+        else:
+            self.transport.close()  # nothing came: nobody to answer
+
+    def _refuse(self, status: int, body: bytes) -> None:
+        self._stop_head_clock()
+        if self.cycle is None or self.cycle.response_complete:  # else an answer is on its way
+            self.transport.write(_answer(status, body))
+        self.transport.close()
+
+
+def _answer(status: int, body: bytes, retry_after: bool = False) -> bytes:
+    """A whole HTTP/1.1 answer that closes the connection, for refusals made below the app."""
+    head = [
+        b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode()),
+        b"content-type: application/json\r\n",
+        b"retry-after: 1\r\n" if retry_after else b"",
+        b"connection: close\r\n",
+        b"content-length: %d\r\n\r\n" % len(body),
+    ]
+    return b"".join(head) + body
+
+
+_TOO_MANY = error_body(
+    "too_many_connections",
+    "this server has as many open connections as it takes",
+    "retry after 1 s; the server's --max-connections (per worker) sets how many",
+)
+_HEAD_TOO_LARGE = error_body(
+    "headers_too_large",
+    "the request line and headers are over the limit of LIMIT bytes",
+    "send shorter headers (and URL), or raise the server's --max-header-size",
+)
+_HEAD_TOO_SLOW = error_body(
+    "request_timeout",
+    "the request line and headers did not arrive within LIMIT s",
+    "send the whole head at once, or raise the server's --header-timeout",
+)

@@ -15,20 +15,25 @@ again; one that fails to start stops the server with its error.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import gc
 import multiprocessing
 import os
+import resource
 import signal
 import socket
 import sys
 from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from multiprocessing.connection import wait
 from time import perf_counter
-from typing import Any
+from typing import Any, cast
 
 from mloop.errors import ConfigError, MloopError
 from mloop.server.inference import ServeSettings, create_app
+from mloop.server.limits import GuardedHttpTools
 from mloop.services.serving.metrics import ServingMetrics, SharedCounters
 from mloop.services.serving.predictor import Predictor
 
@@ -67,7 +72,8 @@ def bind_socket(host: str = "127.0.0.1", port: int = 0, backlog: int = 2048) -> 
 
 
 def uvicorn_config(app: Any, settings: ServeSettings) -> Any:
-    """uvicorn's settings for the app: uvloop and httptools, no access log, no server header.
+    """uvicorn's settings for the app: uvloop and httptools (bounded by `GuardedHttpTools`), no
+    access log, no server header.
 
     Example:
         >>> config = uvicorn_config(app, ServeSettings())  # doctest: +SKIP
@@ -75,10 +81,18 @@ def uvicorn_config(app: Any, settings: ServeSettings) -> Any:
     """
     import uvicorn
 
+    # uvicorn makes its protocol with (config=, server_state=, app_state=, _loop=): a partial
+    # of the class carries the limits the way a subclass per setting would.
+    http = partial(
+        GuardedHttpTools,
+        max_connections=settings.max_connections,
+        max_head_bytes=settings.max_header_bytes,
+        head_timeout=settings.header_timeout,
+    )
     return uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        http=cast("type[asyncio.Protocol]", http),
         ws="none",
         lifespan="on",
         access_log=False,
@@ -160,7 +174,7 @@ def serve(
         >>> factory = lambda: registry.load_predictor("churn:3")  # doctest: +SKIP
         >>> serve(factory, port=8080, workers=2)  # doctest: +SKIP
     """
-    settings = settings or ServeSettings()
+    settings = fit_connections(settings or ServeSettings())
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {workers}")
     sock = bind_socket(host, port)
@@ -174,6 +188,41 @@ def serve(
     _supervise(
         predictor_factory, sock, settings, counters, workers, lambda: on_ready and on_ready(url)
     )
+
+
+# File descriptors a worker needs besides its connections: stdio, the listening socket, the
+# event loop's own, the model's files, the store, the shared metrics, threads' pipes.
+RESERVED_FDS = 128
+
+
+def fit_connections(settings: ServeSettings) -> ServeSettings:
+    """`settings` with `max_connections` that this process's file descriptors can hold.
+
+    Raises the soft RLIMIT_NOFILE (inherited by the workers) as far as the hard limit allows;
+    when even that is too few, serves fewer connections with a warning rather than failing
+    `accept` with EMFILE, which drops well-behaved clients along with the rest.
+
+    Example:
+        >>> fit_connections(ServeSettings(max_connections=100)).max_connections
+        100
+    """
+    needed = settings.max_connections + RESERVED_FDS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return settings
+    raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if raised > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+        soft = raised
+    if soft >= needed:
+        return settings
+    fitted = max(1, soft - RESERVED_FDS)
+    sys.stderr.write(
+        f"warning: --max-connections {settings.max_connections} needs {needed} file "
+        f"descriptors and this process may open {soft}: serving at most {fitted} connections "
+        "per worker (raise `ulimit -n` for more)\n"
+    )
+    return replace(settings, max_connections=fitted)
 
 
 def _worker_main(
