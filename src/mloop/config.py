@@ -296,18 +296,10 @@ def read_project_file(path: Path) -> dict[str, Any]:
 
 
 def _parse_project_file(path: Path) -> dict[str, Any]:
-    import yaml
+    from mloop.domain.bounded_yaml import load_yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - safe loader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "malformed YAML"
-        raise ConfigError(
-            f"{path} is not valid YAML{where}: {problem}", "fix the file; see `mloop config show`"
-        ) from None
+    hint = "fix the file; see `mloop config show`"
+    data = load_yaml(path.read_text(encoding="utf-8"), str(path), ConfigError, hint)
     if data is None:
         return {}
     if not isinstance(data, dict):
