@@ -94,8 +94,8 @@ def reviewed_versions(project: Path, cli) -> ModelVersion:
     (project / "docs/model_card.md").write_text(DOCS)
     fit_and_register(1.0)
     weak = fit_and_register(0.0005)
-    assert cli("models", "promote", "churn", "1").code == 0
-    forced = cli("models", "promote", "churn", "2", "--force", "--reason", "legal asked <b>now</b>")
+    assert cli("models", "promote", "churn:1").code == 0
+    forced = cli("models", "promote", "churn:2", "--force", "--reason", "legal asked <b>now</b>")
     assert forced.code == 0, forced.err
     return weak
 

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from mloop.errors import MloopError
+from mloop.errors import MloopError, NeedsTrust
 
 if TYPE_CHECKING:
     from mloop.project import Project
@@ -158,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
+        if isinstance(exc, NeedsTrust):  # its hint names the way to trust here: the flag
+            exc = exc.needing(NeedsTrust.CLI)
         sys.stderr.write(f"error: {exc.message}\n")
         if exc.hint:  # continuation lines line up under the first (a caret, say)
             sys.stderr.write("hint: " + exc.hint.replace("\n", "\n      ") + "\n")

@@ -33,8 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mloop.deploy import embed_version, prepare_folder, resolve
-from mloop.errors import InvalidInput, MissingDependency, MloopError
-from mloop.services.registry.models import TRUSTED_FLAVORS
+from mloop.errors import InvalidInput, MissingDependency, MloopError, NeedsTrust
 
 if TYPE_CHECKING:
     from mloop.domain.lineage import Environment
@@ -90,8 +89,9 @@ def export_docker(
         dest: the folder to write; created if missing.
         packages: extra distributions the model imports (a python or pickle model's
             libraries), as `NAME` (pinned from the environment) or `NAME==VERSION`.
-        trust: serve a python or pickle model, whose loading runs code from its bundle: the
-            entrypoint gets `--trust`, as `mloop serve` requires for it.
+        trust: serve a model that needs trust to load (`Registry.trust_reason`: a python or
+            pickle model, skops types off mloop's safe list): the build's check and the
+            entrypoint get `--trust`, as `mloop serve` requires for it.
         force: replace what an earlier export wrote in `dest`.
 
     Example:
@@ -100,13 +100,10 @@ def export_docker(
         ('--host', '0.0.0.0', '--port', '8080')
     """
     version, serves = resolve(project, ref)
-    trusting = version.flavor in TRUSTED_FLAVORS
-    if trusting and not trust:
-        raise InvalidInput(
-            f"{version.ref} is a {version.flavor} model: loading it runs code from the bundle",
-            "export it only if you trust where it came from: pass --trust (the image then "
-            "serves it with `mloop serve --trust`); list the libraries it needs with --package",
-        )
+    reason = project.registry.trust_reason(version)
+    if reason is not None and not trust:  # the image's own check would refuse it otherwise
+        raise NeedsTrust.of(reason, version.ref)
+    trusting = reason is not None
     environment = (
         project.metadata.get_environment(version.environment) if version.environment else None
     )

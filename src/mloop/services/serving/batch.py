@@ -10,6 +10,7 @@ run leaves no half-written file behind.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +69,15 @@ def _json_frame(payload: Any, path: Path) -> Any:
     raise InvalidInput(f"cannot read {path}: expected a list of records (objects)", _FIX)
 
 
-def predict_frame(predictor: Predictor, frame: Any, where: str, chunk: int = CHUNK_ROWS) -> Any:
-    """Predictions for every row of `frame`, checked against the signature chunk by chunk.
+def predict_frame(
+    predictor: Predictor,
+    frame: Any,
+    where: str,
+    chunk: int = CHUNK_ROWS,
+    on_rows: Callable[[int], None] | None = None,
+) -> Any:
+    """Predictions for every row of `frame`, checked against the signature chunk by chunk;
+    `on_rows` hears how many rows each chunk predicted (the CLI's progress bar).
 
     Example:
         >>> predict_frame(loaded, frame, "new.csv")  # doctest: +SKIP
@@ -97,6 +105,8 @@ def predict_frame(predictor: Predictor, frame: Any, where: str, chunk: int = CHU
                 f"{label}: the model could not predict: {type(exc).__name__}: {exc}",
                 "check the values against the model's signature: mloop models show NAME:V",
             ) from None
+        if on_rows is not None:
+            on_rows(len(part))
     if isinstance(parts[0], np.ndarray):
         return np.concatenate(parts)
     import pandas as pd
