@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 
 import mloop
 from mloop.domain.model import ModelVersion
@@ -315,3 +317,24 @@ def test_a_renamed_pickle_is_named_for_what_it_is(reg: Path, cli, suffix: str, k
     assert f"model{suffix} is not " in done.err and f"it looks like {kind}" in done.err
     assert "skops.io.dump" in done.err and "internal error" not in done.err
     assert cli("models", "list", "--json").out.strip() == "[]"
+
+
+def test_a_small_input_example_does_not_make_columns_non_nullable(reg: Path) -> None:
+    frame = pd.read_csv(reg / "data/train.csv")
+    frame.loc[::5, "x1"] = np.nan  # the training data has holes in x1, none in x2
+    frame.to_csv(reg / "data/train.csv", index=False)
+    mloop.data.add("train", "data/train.csv")
+    model = make_pipeline(SimpleImputer(), LogisticRegression())
+    model.fit(frame[["x1", "x2"]], frame["label"])
+    example = frame[["x1", "x2"]].dropna().head(5)  # five rows without a missing value
+    with mloop.start_run("fit"):
+        mloop.data.get("train")
+        profiled = mloop.register_model(model, "churn", input_example=example)
+    assert profiled.signature is not None
+    assert [(c.name, c.nullable) for c in profiled.signature.inputs] == [
+        ("x1", True),  # the training data's profile says it can be missing
+        ("x2", False),  # ... and that this one never was
+    ]
+    alone = mloop.register_model(model, "churn", input_example=example)  # no run, no profile
+    assert alone.signature is not None
+    assert [(c.name, c.nullable) for c in alone.signature.inputs] == [("x1", True), ("x2", True)]

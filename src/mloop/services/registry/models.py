@@ -97,9 +97,9 @@ class Registry:
             FileEntry(rel, str(digest), self.artifacts.size(str(digest)) or 0)
             for rel, digest in sorted(manifest["files"].items())
         ]
-        if signature is None and input_example is not None:
-            signature = infer_signature(input_example)
         lineage = self._lineage(source) if source is not None else {}
+        if signature is None and input_example is not None:  # a few rows: see signature.py
+            signature = infer_signature(input_example, lineage.get("tables", []))
         if signature is None:
             signature = signature_from_model(
                 model, lineage.get("frames", []), lineage.get("tables", [])

@@ -1,4 +1,12 @@
-"""Input signatures: inferred from an example or the training frame, never guessed silently."""
+"""Input signatures: inferred from an example or the training frame, never guessed silently.
+
+Whether a column may be missing is a fact about the data a model was trained on, not about a
+few rows: an input example gives names and types, and a column's nullability comes from the
+profile of the training dataset when the version has one (nullable if the training data had a
+missing value there, or the example has); without one, every column of an example is nullable,
+since five rows without a missing value do not show that none will ever come (the trap MLflow
+warns about). The training frame itself, when a step read it, is all the data and is used as is.
+"""
 
 from __future__ import annotations
 
@@ -38,8 +46,12 @@ def _profile_dtype(dtype: str) -> str:
     return "string"
 
 
-def infer_signature(example: Any) -> Signature:
+def infer_signature(example: Any, tables: Sequence[TableProfile] | None = None) -> Signature:
     """The signature of a DataFrame (column names, dtypes, nullability) or a 2-D array.
+
+    With `tables` (None: `example` is the whole training frame), `example` is a few rows: a
+    column is nullable if it has a missing value in `example` or in the profiled training data,
+    and, when no table profiles it, always (see the module docstring).
 
     Example:
         >>> infer_signature(frame[["price", "region"]]).names  # doctest: +SKIP
@@ -48,10 +60,18 @@ def infer_signature(example: Any) -> Signature:
     import numpy as np
     import pandas as pd
 
+    def nullable(name: str, seen_missing: bool) -> bool:
+        if tables is None or seen_missing:
+            return seen_missing
+        profiled = [c for table in tables for c in table.columns if c.name == name]
+        return any(c.nulls > 0 for c in profiled) if profiled else True
+
     if isinstance(example, pd.DataFrame):
         return Signature(
             tuple(
-                ColumnSpec(str(c), _dtype(example[c]), bool(example[c].isna().any()))
+                ColumnSpec(
+                    str(c), _dtype(example[c]), nullable(str(c), bool(example[c].isna().any()))
+                )
                 for c in example.columns
             )
         )
@@ -62,7 +82,9 @@ def infer_signature(example: Any) -> Signature:
             "pass a DataFrame or a 2-D array with a few training rows",
         )
     dtype = "float64" if array.dtype.kind in "fiu" else "string"
-    return Signature(tuple(ColumnSpec(f"f{i}", dtype) for i in range(array.shape[1])))
+    return Signature(
+        tuple(ColumnSpec(f"f{i}", dtype, tables is not None) for i in range(array.shape[1]))
+    )
 
 
 def signature_from_model(
