@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -123,7 +124,7 @@ def export_docker(
     has_wheels = mloop_line.startswith("./wheels/")
     _write(folder / "Dockerfile", _dockerfile(version, serves, base, image, entrypoint, has_wheels))
     _write(folder / ".dockerignore", DOCKERIGNORE)
-    _write(folder / "README.md", _readme(version, serves, image, _example(version)))
+    _write(folder / "README.md", _readme(version, serves, image, _example(project, version)))
     needed = (mloop_line, *requirements)
     return DockerContext(folder, version, serves, image, base, needed, entrypoint)
 
@@ -322,11 +323,15 @@ ENTRYPOINT {json.dumps(list(entrypoint))}
 """
 
 
-def _example(version: ModelVersion) -> str:
-    """An MLflow `/invocations` body with one row of zeros in the signature's columns."""
-    names = list(version.signature.names) if version.signature else ["..."]
-    row = [0 if version.signature else "..."] * len(names)
-    return json.dumps({"dataframe_split": {"columns": names, "data": [row]}})
+def _example(project: Project, version: ModelVersion) -> str:
+    """An MLflow `/invocations` body the image's server accepts: one row of the signature's
+    types, with values the training data really held where it was profiled."""
+    from mloop.services.registry.signature import example_row
+
+    if version.signature is None:
+        return json.dumps({"dataframe_split": {"columns": ["..."], "data": [["..."]]}})
+    row = example_row(version.signature, project.registry.training_tables(version))
+    return json.dumps({"dataframe_split": {"columns": list(row), "data": [list(row.values())]}})
 
 
 def _readme(version: ModelVersion, serves: str, image: str, example: str) -> str:
@@ -345,7 +350,7 @@ Written by `mloop export docker {serves}`. Everything the image needs is in this
 
     curl -s localhost:{PORT}/readyz
     curl -s localhost:{PORT}/invocations -H 'Content-Type: application/json' \\
-         -d '{example}'
+         -d {shlex.quote(example)}
 
 The image runs as the unprivileged user `app` (uid {UID}), checks every object's digest while
 it builds and again when the server loads the model, and answers `/healthz` for Docker's

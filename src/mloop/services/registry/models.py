@@ -18,6 +18,7 @@ a shared store the registrant would otherwise decide for every loader, the serve
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -190,12 +191,8 @@ class Registry:
                         frames.append(load_value(self.artifacts, used.ref))
                 except InvalidInput:
                     continue
-        tables: list[TableProfile] = []
-        for ref in sorted(set(datasets)):
-            name, _, number = ref.partition(":")
-            tables.extend(metadata.get_dataset_version(name, int(number)).tables)
         return {
-            "tables": tables,
+            "tables": self._tables(sorted(set(datasets))),
             "datasets": sorted(set(datasets)),
             "metrics": metrics,
             "params": params,
@@ -223,6 +220,17 @@ class Registry:
 
             return sort_versions(found, sort)
         return found
+
+    def training_tables(self, version: ModelVersion) -> list[TableProfile]:
+        """The profiles of the dataset versions the version was trained on (its lineage)."""
+        return self._tables(version.datasets)
+
+    def _tables(self, refs: Sequence[str]) -> list[TableProfile]:
+        tables: list[TableProfile] = []
+        for ref in refs:
+            name, _, number = ref.partition(":")
+            tables.extend(self.metadata.get_dataset_version(name, int(number)).tables)
+        return tables
 
     def trust_reason(self, version: ModelVersion) -> str | None:
         """Why loading `version` needs the loader's trust, or None: it runs code (pickle,

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mloop.domain.dataset import TableProfile
-from mloop.domain.model import ColumnSpec, Signature
+from mloop.domain.dataset import ColumnProfile, TableProfile
+from mloop.domain.model import NUMERIC_DTYPES, ColumnSpec, Signature
 from mloop.errors import InvalidInput
 
 
@@ -118,3 +118,32 @@ def signature_from_model(
         if columns:
             return Signature(tuple(ColumnSpec(n, d) for n, d in columns))
     return None
+
+
+def _typical(column: ColumnProfile | None, dtype: str) -> Any:
+    """One value a column really holds, from its training profile, else a neutral one."""
+    if column is not None and column.top and dtype in ("string", "object"):
+        return column.top[0][0]  # the most common category, which the model has seen
+    if dtype.startswith("datetime"):
+        return "2024-01-01T00:00:00"
+    if dtype == "bool":
+        return False
+    middle = dict(column.quantiles).get(0.5) if column is not None else None
+    middle = column.mean if middle is None and column is not None else middle
+    if dtype in NUMERIC_DTYPES:
+        if dtype.startswith(("int", "uint")):
+            return round(middle) if middle is not None else 0
+        return float(f"{middle:.4g}") if middle is not None else 0.0
+    return "text"
+
+
+def example_row(signature: Signature, tables: Sequence[TableProfile] = ()) -> dict[str, Any]:
+    """A row the server accepts: for each input, a value of its type, and where the training
+    data was profiled, a value it really held (its median, its most common category).
+
+    Example:
+        >>> example_row(Signature((ColumnSpec("plan", "string"),)))
+        {'plan': 'text'}
+    """
+    found = {c.name: c for table in reversed(tables) for c in table.columns}
+    return {spec.name: _typical(found.get(spec.name), spec.dtype) for spec in signature.inputs}
