@@ -127,8 +127,10 @@ class Pipelines:
         use_cache: bool = True,
         resume: str | None = None,
         on_event: Callable[[StepEvent], None] | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> PipelineResult:
-        """Run an already traced graph on the named executor (default: the project's)."""
+        """Run an already traced graph on the named executor (default: the project's); `tags`
+        go on the pipeline run."""
         with open_executor(
             executor or self.default_executor,
             max_workers=self.max_workers,
@@ -137,5 +139,5 @@ class Pipelines:
             paths=(str(self.root),),
         ) as pool:
             return self.runner.run(
-                graph, pool, use_cache=use_cache, resume=resume, on_event=on_event
+                graph, pool, use_cache=use_cache, resume=resume, on_event=on_event, tags=tags
             )

@@ -26,7 +26,7 @@ from mloop.domain.dataset import FileEntry, TableProfile
 from mloop.domain.event import Event
 from mloop.domain.model import Model, ModelVersion, Signature
 from mloop.domain.names import check_name, parse_address
-from mloop.domain.run import Run
+from mloop.domain.run import Run, RunOutput
 from mloop.errors import InvalidAddress, InvalidInput, InvalidPath, NeedsTrust
 from mloop.services.registry.loaded import LoadedModel
 from mloop.services.registry.signature import infer_signature, signature_from_model
@@ -37,6 +37,10 @@ from mloop.store.artifacts.cas import ArtifactStore
 from mloop.store.metadata.protocol import MetadataStore
 
 MODEL_FLAVORS = ("sklearn", "onnx", "python", "pickle")
+# On a run (or its pipeline run) that re-runs code to compare, not to register (reproduce.py):
+# `register` stores the model and names it as the run's output REHEARSED + NAME instead.
+REHEARSAL_TAG = "mloop.rehearsal"
+REHEARSED = "model/"
 TRUSTED_FLAVORS = ("python", "pickle")  # loading these runs code from the file
 
 
@@ -125,6 +129,14 @@ class Registry:
             description=description,
             trusted_types=tuple(_needs(manifest)),
         )
+        if source is not None and self._rehearsal(source):
+            # A reproduction re-runs code that registers: the bytes are kept and named on the
+            # run, to be compared with the version reproduced; no version is made (number 0).
+            named = f"{REHEARSED}{name}"
+            outputs = [RunOutput(named, stored.digest, self.artifacts.size(stored.digest) or 0)]
+            outputs += [RunOutput(f"{named}.files/{f.path}", f.digest, f.size) for f in files]
+            self.metadata.write_run_data(source.id, outputs=outputs)
+            return draft
         details = {"flavor": stored.flavor, "run": draft.run_id, "trusted": trust}
         event = self._event("model.version_registered", f"model/{name}", None, **details)
         return self.metadata.create_model_version(draft, files, event)
@@ -156,6 +168,13 @@ class Registry:
             description=description,
             trust=trust,
         )
+
+    def _rehearsal(self, run: Run) -> bool:
+        """Whether `run`, or the pipeline run it is a step of, only rehearses registering."""
+        if run.tags.get(REHEARSAL_TAG):
+            return True
+        parent = self.metadata.get_run(run.parent_id) if run.parent_id else None
+        return parent is not None and bool(parent.tags.get(REHEARSAL_TAG))
 
     def _run_of(self, run: ActiveRun | str | None) -> Run | None:
         if isinstance(run, str):
