@@ -278,7 +278,7 @@ def test_every_models_command_takes_one_address(reg: Path, cli) -> None:
         (("alias", "churn", "2", "gold"), "hint: mloop models alias churn:2 gold\n"),
         (("unalias", "churn", "champion"), "hint: mloop models unalias churn@champion\n"),
         (("archive", "churn", "1", "--undo"), "hint: mloop models archive churn:1\n"),
-        (("promote", "churn"), "--versions --sort=-metrics."),
+        (("promote", "churn"), "mloop models show churn --versions --sort=-metrics.accuracy\n"),
         (("unalias", "churn"), "takes NAME@ALIAS"),
     ):
         refused = cli("models", *args)

@@ -61,9 +61,7 @@ def register(commands: Any) -> None:
 
     show = sub.add_parser("show", help="a version: lineage, signature, metrics, gates")
     show.add_argument("ref", metavar="NAME[:V|@ALIAS]")
-    show.add_argument(
-        "--versions", action="store_true", help="list every version with its key metrics"
-    )
+    show.add_argument("--versions", action="store_true", help="every version, key metrics")
     show.add_argument(
         "--sort",
         metavar="KEY",
@@ -109,13 +107,8 @@ def register(commands: Any) -> None:
     )
     pred.add_argument("ref", metavar="NAME[:V|@ALIAS]")
     pred.add_argument("-i", "--input", required=True, type=Path, metavar="FILE")
-    pred.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        metavar="FILE",
-        help=".csv or .parquet: the rows with a prediction column; .json: MLflow's answer",
-    )
+    out_help = ".csv or .parquet: the rows with a prediction column; .json: MLflow's answer"
+    pred.add_argument("-o", "--output", type=Path, metavar="FILE", help=out_help)
     add_trust(pred)
     pred.set_defaults(handler=predict_file)
 
@@ -147,10 +140,13 @@ def _version(ctx: Context, command: str) -> ModelVersion:
 
     name, number, alias = parse_model_ref(ctx.args.ref)
     if number is None and alias is None:
+        from mloop.services.registry.ranking import key_metrics
+
+        metrics = key_metrics(ctx.project.registry.versions(name))
+        sort = f" --sort=-metrics.{metrics[0]}" if metrics else ""
         raise InvalidAddress(
             f"which version of {name}? `mloop models {command}` needs NAME:V or NAME@ALIAS",
-            f"list them, best first: mloop models show {name} --versions "
-            "--sort=-metrics.NAME (e.g. accuracy)",
+            f"list them{', best first' if sort else ''}: mloop models show {name} --versions{sort}",
         )
     return ctx.project.registry.get(ctx.args.ref)
 
