@@ -206,7 +206,7 @@ def test_without_docs_or_a_run_the_card_says_what_is_missing(project: Path, cli)
     assert "Registered outside any run: nothing records the data or code" in lineage
     assert "No dataset version was recorded." in section(done.out, "Dataset versions")
     assert "No promotion has evaluated this version's gates." in section(done.out, "Gates")
-    assert "| f0 | float64 | no |" in section(done.out, "Signature")
+    assert "| f0 | float64 | yes |" in section(done.out, "Signature")  # no profile: nullable
     missing = cli("models", "card", "plain:7")
     assert missing.code == 1 and missing.err.startswith("error: ")
 

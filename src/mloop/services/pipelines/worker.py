@@ -209,7 +209,9 @@ def run_step(task: StepTask, services: Services) -> StepOutcome:
             run.set_tag("mloop.attempts", str(max(attempts, 1)))
             run.flush()
         detail = (
-            f"{type(exc).__name__}: {exc.message}" + (f" (hint: {exc.hint})" if exc.hint else "")
+            f"{type(exc).__name__}: {exc.message}"
+            # where trust is the step's to give, the hint naming the decorator is the answer
+            + (f" (hint: {exc.hint})" if isinstance(exc, NeedsTrust) else "")
             if isinstance(exc, MloopError)
             else "".join(traceback.format_exception(exc))[-4000:]
         )

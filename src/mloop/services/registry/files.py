@@ -37,10 +37,12 @@ def looks_like(head: bytes) -> str:
     if head.startswith(b"\x1f\x8b"):
         return "gzip-compressed data"
     try:
-        head.decode("utf-8")
+        text = head.decode("utf-8")
     except UnicodeDecodeError:
-        return "binary data of a kind mloop does not know"
-    return "text"
+        text = "\0"
+    if all(c.isprintable() or c in "\t\r\n" for c in text):
+        return "text"
+    return "binary data of a kind mloop does not know"  # an ONNX protobuf, for one
 
 
 def read_model_file(path: Path, *, trust: bool = False) -> Any:
