@@ -369,9 +369,8 @@ def _cannot_read(path: Path, exc: OSError) -> ConfigError:
 
 
 def _parse_project_file(path: Path) -> dict[str, Any]:
-    import yaml
+    from mloop.domain.bounded_yaml import load_yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -381,15 +380,8 @@ def _parse_project_file(path: Path) -> dict[str, Any]:
         ) from None
     except OSError as exc:
         raise _cannot_read(path, exc) from None
-    try:
-        data = yaml.load(text, Loader=loader)  # noqa: S506 - safe loader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "malformed YAML"
-        raise ConfigError(
-            f"{path} is not valid YAML{where}: {problem}", "fix the file; see `mloop config show`"
-        ) from None
+    hint = "fix the file; see `mloop config show`"
+    data = load_yaml(text, str(path), ConfigError, hint)
     if data is None:
         return {}
     if not isinstance(data, dict):

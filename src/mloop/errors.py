@@ -11,7 +11,8 @@ raise the very same class again from the code. The CLI prints `error: …` and `
     │   ├── InvalidAddress          invalid_address      400
     │   ├── InvalidPath             invalid_path         400
     │   ├── FilterSyntaxError       invalid_filter       400
-    │   └── PipelineError           invalid_pipeline     400
+    │   ├── PipelineError           invalid_pipeline     400
+    │   └── NeedsTrust              needs_trust          400
     ├── ConfigError                 config_error         400
     ├── NotFound                    not_found            404
     │   └── ProjectNotFound         project_not_found    404
@@ -85,6 +86,56 @@ class PipelineError(InvalidInput):
     """A pipeline or step definition mloop cannot run: found before anything runs."""
 
     code = "invalid_pipeline"
+
+
+class NeedsTrust(InvalidInput):
+    """Loading a model would need the caller's trust: it is a pickle or Python model (loading
+    runs code from the file), or a skops file with types off mloop's audited list.
+
+    `subject` names what did not load ("churn:3", "the champion churn:2") and `reason` why.
+    The hint names the way to give trust where the caller is, which only the caller knows:
+    `needing()` gives the same error for another place (`CLI` on the command line, `STEP` in a
+    pipeline step; `SDK` is the default).
+    """
+
+    code = "needs_trust"
+    SDK: ClassVar[str] = "pass trust=True"
+    CLI: ClassVar[str] = "add --trust"
+    STEP: ClassVar[str] = "mark the step @mloop.step(trust=True)"
+
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        reason: str | None = None,
+        subject: str = "the model",
+        option: str = SDK,
+    ) -> None:
+        super().__init__(message, hint)
+        self.reason = reason or message
+        self.subject = subject
+        self.option = option
+
+    @classmethod
+    def of(cls, reason: str, subject: str = "the model", option: str = SDK) -> NeedsTrust:
+        """The error for `subject`, which cannot load without trust because of `reason`.
+
+        Example:
+            >>> NeedsTrust.of("it is a pickle", "churn:3", NeedsTrust.CLI).hint
+            'if you trust where churn:3 came from, add --trust'
+        """
+        return cls(
+            f"{subject} needs trust to load: {reason}",
+            f"if you trust where {subject} came from, {option}",
+            reason=reason,
+            subject=subject,
+            option=option,
+        )
+
+    def needing(self, option: str | None = None, subject: str | None = None) -> NeedsTrust:
+        """The same refusal, for another subject or with the option of another place."""
+        return NeedsTrust.of(self.reason, subject or self.subject, option or self.option)
 
 
 class ConfigError(MloopError):

@@ -75,7 +75,7 @@ def edit(old: str | None, new: str) -> str:
 
 
 TARGET = "pipeline:training"
-PROMOTE = "models promote churn 1"
+PROMOTE = "models promote churn:1"
 BOMB = "a0: &a0 [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
     f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 10) + "]\n" for i in range(1, 7)
 )
@@ -214,9 +214,9 @@ ARG_CASES = [
             "data diff churn:1 churn:77",
             f"data checkout churn:{HUGE}",
             f"serve churn:{HUGE} --port 0",
-            f"models promote churn {HUGE}",
-            f"models alias churn {HUGE} x",
-            f"models archive churn {HUGE}",
+            f"models promote churn:{HUGE}",
+            f"models alias churn:{HUGE} x",
+            f"models archive churn:{HUGE}",
             "events --limit -1",
             "events --limit abc",
             f"events --limit {HUGE}",
@@ -321,7 +321,8 @@ SWEEP = "sweep train -p C=0.1,1"
 K8S = "export k8s churn:1 {tmp}/k8s"
 TEMPLATES: list[tuple[str, list[str]]] = [
     *((f"{c} churn:@", VERSIONS) for c in ("models show", "data show", "data checkout")),
-    *((f"models {c} churn @ x", VERSIONS) for c in ("promote", "alias", "archive")),
+    *((f"models {c} churn:@", VERSIONS) for c in ("promote", "archive")),
+    ("models alias churn:@ x", VERSIONS),
     ("serve churn:@ --port 0", VERSIONS),
     *((f"{c} --limit @", NUMBERS) for c in ("runs list", "events")),
     ("lineage dataset/churn:1 --depth @", NUMBERS),
@@ -337,8 +338,8 @@ TEMPLATES: list[tuple[str, list[str]]] = [
     ("events @", TEXTS[1:]),
     ("runs compare @ @", TEXTS),
     ("data diff @ churn:1", TEXTS),
-    ("models unalias churn @", TEXTS),
-    ("models alias churn 1 @", TEXTS),
+    ("models unalias @", TEXTS),
+    ("models alias churn:1 @", TEXTS),
     ("data add @ data/churn.csv", TEXTS),
     ("models register @ --path nonexistent.skops", TEXTS),
     *((f"{c} @", PATHS) for c in ("models card churn:1 -o", "data checkout churn:1 --to")),

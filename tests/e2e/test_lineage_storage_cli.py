@@ -54,7 +54,9 @@ def test_lineage_and_events_from_the_shell(project: Path) -> None:
     upstream = run_mloop("lineage", run_id[:8], "--upstream", "--json", cwd=project)
     assert upstream.code == 0, upstream.err
     body = json.loads(upstream.out)
-    assert [n["ref"] for n in body["upstream"]] == [f"dataset/{version.ref}"]
+    refs = [n["ref"] for n in body["upstream"]]
+    assert [r.split("/")[0] for r in refs[:2]] == ["code", "environment"]  # what else made it
+    assert refs[2:] == [f"dataset/{version.ref}"]
 
     events = run_mloop("events", f"run/{run_id}", cwd=project)
     assert events.code == 0, events.err

@@ -50,3 +50,28 @@ def test_data_add_draws_a_bar_on_a_terminal_only(project: Path) -> None:
     )
     assert piped.returncode == 0
     assert "adding many" not in piped.stdout + piped.stderr
+
+
+def test_models_predict_draws_a_bar_on_a_terminal_only(project: Path) -> None:
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    import mloop
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x1": rng.normal(size=20_001), "x2": rng.normal(size=20_001)})
+    model = LogisticRegression().fit(frame, (frame.x1 > 0).astype(int))
+    mloop.register_model(model, "churn", input_example=frame.head(100))
+    frame.to_csv(project / "rows.csv", index=False)
+    args = ["models", "predict", "churn:1", "-i", "rows.csv", "-o", "out.csv"]
+    code, screen = run_on_a_terminal(args, project)
+    assert code == 0, screen
+    assert "predicting with churn:1" in screen  # the bar's label, drawn while it ran
+    assert "predicted 20001 rows with churn:1" in screen
+
+    quiet_code, quiet = run_on_a_terminal([*args, "-q"], project)
+    assert quiet_code == 0 and "predicting with" not in quiet
+    piped = subprocess.run([*MLOOP, *args], cwd=project, capture_output=True, text=True)
+    assert piped.returncode == 0, piped.stderr
+    assert "predicting with" not in piped.stdout + piped.stderr

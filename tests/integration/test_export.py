@@ -386,3 +386,70 @@ def test_a_code_model_needs_trust_and_unknown_packages_need_a_version(
     done = cli(*unpinned)
     assert done.code == 1 and "--package no-such-lib==VERSION" in done.err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def readme_request(readme: Path) -> dict[str, object]:
+    """The body of the README's example `curl … /invocations -d BODY`, as the shell reads it."""
+    text = readme.read_text().replace("\\\n", " ")
+    (command,) = [line for line in text.splitlines() if "/invocations" in line]
+    words = shlex.split(command)
+    return dict(json.loads(words[words.index("-d") + 1]))
+
+
+def test_the_readme_example_is_accepted_by_the_image_server(
+    project: Path, cli, tmp_path: Path
+) -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    import mloop
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "tenure": rng.integers(1, 72, 200),
+            "charges": rng.normal(70, 20, 200),
+            "contract": rng.choice(["month-to-month", "one-year", "two-year"], 200),
+            "owner": rng.choice(["O'Brien", "Smith"], 200),  # a quote the shell must survive
+        }
+    )
+    frame["label"] = (frame.contract == "month-to-month").astype(int)
+    frame.to_csv(project / "churn.csv", index=False)
+    mloop.data.add("churn", "churn.csv")
+    features = ["tenure", "charges", "contract", "owner"]
+    encode = ColumnTransformer(
+        [("c", OneHotEncoder(handle_unknown="error"), ["contract", "owner"])],
+        remainder="passthrough",
+    )
+    with mloop.start_run("fit"):
+        data = mloop.data.get("churn").to_pandas()
+        model = make_pipeline(encode, LogisticRegression()).fit(data[features], data["label"])
+        mloop.register_model(model, "churn", input_example=data[features].head(5))
+    done = cli("export", "docker", "churn:1", str(tmp_path / "context"))
+    assert done.code == 0, done.err
+    body = readme_request(tmp_path / "context/README.md")
+    split = body["dataframe_split"]
+    row = dict(zip(split["columns"], split["data"][0], strict=True))
+    assert row["contract"] in {"month-to-month", "one-year", "two-year"}  # a real category
+    assert isinstance(row["tenure"], int) and isinstance(row["charges"], float)
+
+    port = free_port()
+    log = tmp_path / "serve.log"
+    command = [sys.executable, "-m", "mloop", "-C", str(tmp_path / "context/project")]
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [*command, "serve", "churn:1", "--port", str(port)],
+            env=_clean_env(),
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(_answers(f"{url}/readyz", server), 90, "the server")
+        answer = httpx.post(f"{url}/invocations", json=body, timeout=30)  # the README's request
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == [int(row["contract"] == "month-to-month")]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -17,6 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 import mloop
+from mloop.errors import NeedsTrust
 from mloop.project import Project
 
 
@@ -117,7 +118,7 @@ def test_a_pickled_model_needs_trust_and_the_trust_is_recorded(
     assert (loaded.predict(frame) == model.predict(frame)).all()
 
 
-def test_skops_types_beyond_the_defaults_must_be_named(
+def test_skops_types_off_the_safe_list_need_trust_to_import_and_to_load(
     project: Path, tmp_path: Path, cli, fitted
 ) -> None:
     _, frame, label = fitted
@@ -127,15 +128,17 @@ def test_skops_types_beyond_the_defaults_must_be_named(
     folder = save(model, tmp_path / "custom", "skops", frame, label, ["_operator.neg"])
     refused = cli("models", "import-mlflow", str(folder), "--name", "neg")
     assert refused.code == 1
-    assert "_operator.neg" in refused.err and "--trusted-type _operator.neg" in refused.err
+    assert "_operator.neg" in refused.err and "hint: if you trust where" in refused.err
+    assert "add --trust" in refused.err
     assert Project.open().registry.models() == []
-    done = cli(
-        "models", "import-mlflow", str(folder), "--name", "neg", "--trusted-type", "_operator.neg"
-    )
+    done = cli("models", "import-mlflow", str(folder), "--name", "neg", "--trust")
     assert done.code == 0, done.err
+    assert "warning: neg:1 needs trust to load" in done.err  # said when it is registered
     version = Project.open().registry.get("neg:1")
-    assert version.trusted_types == ("_operator.neg",)
-    assert (mloop.load_model("neg:1").predict(frame) == model.predict(frame)).all()
+    assert version.trusted_types == ("_operator.neg",)  # what it needs, recorded
+    with pytest.raises(NeedsTrust, match="neg:1 needs trust"):  # ... and never given away
+        mloop.load_model("neg:1")
+    assert (mloop.load_model("neg:1", trust=True).predict(frame) == model.predict(frame)).all()
 
 
 def test_a_folder_without_mlmodel_or_with_another_flavor_is_a_clear_error(
@@ -158,3 +161,79 @@ def test_a_folder_without_mlmodel_or_with_another_flavor_is_a_clear_error(
     assert done.code == 1
     assert "python_function, pytorch model; mloop imports scikit-learn models" in done.err
     assert Project.open().registry.models() == []
+
+
+def crafted(folder: Path, extra: str, model: object) -> Path:
+    """An MLmodel as a hostile or broken writer makes it, beside a real skops model file."""
+    import skops.io
+
+    folder.mkdir()
+    (folder / "model.skops").write_bytes(skops.io.dumps(model))
+    (folder / "MLmodel").write_text(
+        "flavors:\n  sklearn:\n    pickled_model: model.skops\n    serialization_format: skops\n"
+        + extra
+    )
+    return folder
+
+
+def laughs(levels: int) -> str:
+    """YAML aliases nested `levels` deep, ten to a level: 10**levels strings once expanded."""
+    text = "metadata:\n  a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    for i in range(1, levels):
+        text += f"  a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]\n"
+    return text
+
+
+def tensor(width: int) -> str:
+    spec = [{"type": "tensor", "tensor-spec": {"shape": [-1, width], "dtype": "float64"}}]
+    return f"signature:\n  inputs: '{json.dumps(spec)}'\n"
+
+
+MALFORMED = {
+    "inputs not json": ("signature:\n  inputs: 'not json ['\n", "signature.inputs is not a list"),
+    "inputs a list of ints": ("signature:\n  inputs: '[1, 2, 3]'\n", "signature.inputs is not"),
+    "inputs a dict": ("signature:\n  inputs: '{\"a\": 1}'\n", "signature.inputs is not a list"),
+    "signature a word": ("signature: hello\n", "`signature` must be a mapping"),
+    "metadata a list": ("metadata: [1, 2]\n", "`metadata` must be a mapping, not list"),
+    "alias bomb": (laughs(6), "uses more than 100 aliases"),
+    "a million inputs": (tensor(10**6), "1,000,000 values wide; mloop takes at most 10,000"),
+    "a hundred million inputs": (tensor(10**8), "100,000,000 values wide"),
+    "width not the model's": (tensor(5), "signature has 5 inputs, but the model takes 2"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED), ids=list(MALFORMED))
+def test_a_crafted_mlmodel_is_refused_in_one_line_and_quickly(
+    project: Path, tmp_path: Path, cli, fitted, case: str
+) -> None:
+    model, _, _ = fitted
+    extra, message = MALFORMED[case]
+    folder = crafted(tmp_path / "crafted", extra, model)
+    done = cli("models", "import-mlflow", str(folder), "--name", "crafted")
+    assert done.code == 1, done.out
+    assert message in done.err
+    assert "internal error" not in done.err and len(done.err) < 2000
+    assert Project.open().registry.models() == []
+
+
+def test_what_an_mlmodel_says_is_bounded_before_it_is_recorded(
+    project: Path, tmp_path: Path, cli, fitted
+) -> None:
+    model, frame, _ = fitted
+    metadata = {f"key{i}": "x" * 20_000 for i in range(40)}
+    extra = tensor(2) + "metadata: " + json.dumps(metadata) + "\n"
+    folder = crafted(tmp_path / "wordy", extra, model)
+    done = cli("models", "import-mlflow", str(folder), "--name", "wordy")
+    assert done.code == 0, done.err
+    version = Project.open().registry.get("wordy:1")
+    assert version.signature is not None and version.signature.names == ("f0", "f1")
+    assert len(version.description) < 40_000  # 800 kB of metadata in the file
+    assert "(20,000 characters)" in version.description
+    assert "8 more keys not recorded" in version.description
+    (event,) = [e for e in Project.open().metadata.list_events() if e.action == "model.imported"]
+    assert len(json.dumps(event.details)) < 40_000
+    assert (mloop.load_model("wordy:1").predict(frame.to_numpy()) == model.predict(frame)).all()
+
+    huge = crafted(tmp_path / "huge", "metadata:\n  note: '" + "y" * 2_000_000 + "'\n", model)
+    refused = cli("models", "import-mlflow", str(huge), "--name", "huge")
+    assert refused.code == 1 and "is over 1024 KiB" in refused.err

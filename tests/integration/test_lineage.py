@@ -64,6 +64,12 @@ def refs(nodes: tuple[LineageNode, ...] | None) -> list[str]:
     return [n.ref for n in nodes or ()]
 
 
+def edges(nodes: tuple[LineageNode, ...] | None) -> list[tuple[str, str]]:
+    """(relation, ref) of the data and run edges: the code and environment every run has
+    are tested on their own."""
+    return [(n.relation, n.ref) for n in nodes or () if n.kind not in ("code", "environment")]
+
+
 def test_dataset_downstream_reaches_runs_outputs_and_their_users(
     graph: Graph, lineage: Project
 ) -> None:
@@ -88,7 +94,7 @@ def test_run_upstream_reaches_inputs_parents_and_creating_runs(
     graph: Graph, lineage: Project
 ) -> None:
     score = lineage.lineage.trace(f"run/{graph.score}", "upstream")
-    [model] = score.upstream or ()
+    [model] = [n for n in score.upstream or () if n.kind == "artifact"]
     assert (model.relation, model.ref, model.label) == (
         "input",
         f"artifact/{graph.model}",
@@ -96,13 +102,13 @@ def test_run_upstream_reaches_inputs_parents_and_creating_runs(
     )
     [train] = model.children
     assert (train.relation, train.ref) == ("output of", f"run/{graph.train}")
-    assert [(c.relation, c.ref) for c in train.children] == [("input", "dataset/sales:1")]
+    assert edges(train.children) == [("input", "dataset/sales:1")]
 
     fold = lineage.lineage.trace(graph.fold[:10], "upstream")
-    assert [(n.relation, n.ref) for n in fold.upstream or ()] == [("parent", f"run/{graph.train}")]
+    assert edges(fold.upstream) == [("parent", f"run/{graph.train}")]
 
     gb = lineage.lineage.trace(f"run/{graph.train_gb}", "upstream")
-    [sales2] = gb.upstream or ()
+    [sales2] = [n for n in gb.upstream or () if n.kind == "dataset"]
     assert [(c.relation, c.ref) for c in sales2.children] == [("created by", f"run/{graph.ingest}")]
 
 
@@ -118,7 +124,7 @@ def test_a_parent_runs_upstream_has_the_datasets_its_child_runs_read(
             enrich.log_input("dataset", "sales:1")  # read by two steps: listed once
             enrich.log_input("dataset", "regions:1")
     trace = lineage.lineage.trace(f"run/{pipeline.id}", "upstream")
-    assert [(n.relation, n.ref) for n in trace.upstream or ()] == [
+    assert edges(trace.upstream) == [
         ("input of ingest", "dataset/sales:1"),
         ("input of enrich", "dataset/regions:1"),
     ]
@@ -162,14 +168,27 @@ def test_which_runs_used_a_dataset_version_is_one_command(graph: Graph, cli: Cli
     )
 
 
-def test_both_directions_are_drawn_as_two_branches(graph: Graph, cli: Cli) -> None:
+def test_both_directions_are_drawn_as_two_branches(
+    graph: Graph, cli: Cli, lineage: Project
+) -> None:
     result = cli("lineage", f"run/{graph.train_gb[:8]}")
     assert result.code == 0, result.err
+    made = lineage.tracking.get_run(graph.train_gb)
+    assert made.environment is not None
+    env = lineage.metadata.get_environment(made.environment)
+    ingest = lineage.tracking.get_run(graph.ingest)  # same code and environment: see above
+    assert (ingest.code, ingest.environment) == (made.code, made.environment)
     assert result.out == (
         f"run {graph.train_gb[:12]}  train-gb  finished\n"
         "├── upstream\n"
+        "│   ├── code  not in git\n"
+        f"│   ├── environment {made.environment[:12]}  {env.python}, "
+        f"{env.package_count} packages\n"
         "│   └── input dataset/sales:2  (2 files, 8 B)\n"
         f"│       └── created by run {graph.ingest[:12]}  ingest  finished\n"
+        "│           ├── code  not in git  (see above)\n"
+        f"│           └── environment {made.environment[:12]}  {env.python}, "
+        f"{env.package_count} packages  (see above)\n"
         "└── downstream: nothing\n"
     )
 
@@ -305,3 +324,39 @@ def test_every_way_of_naming_an_artifact_resolves(
 def test_a_bare_version_is_a_dataset(graph: Graph, lineage: Project) -> None:
     assert lineage.lineage.resolve("sales:1").ref == "dataset/sales:1"
     assert lineage.lineage.resolve("sales").ref == "dataset/sales:2"
+
+
+def test_a_models_lineage_is_the_one_chain_that_made_its_version(project: Path, cli: Cli) -> None:
+    from tests.integration.test_reproduce import commit, train, write_project
+
+    write_project(project)
+    sha = commit(project, "first")
+    train(project, "train")  # churn:1
+    with (project / "pipeline.py").open("a") as source:
+        source.write("\n# tuned by hand\n")  # an uncommitted change: the code node says so
+    train(project, "train", "--no-cache")  # churn:2: every step again, the same bytes
+    opened = Project.open(project)
+    first, second = opened.registry.versions("churn")
+    assert first.digest == second.digest and first.run_id != second.run_id
+
+    body = json.loads(cli("lineage", "model/churn:2", "--upstream", "--depth", "12", "--json").out)
+
+    def walk(nodes: list[dict]) -> Iterator[dict]:
+        for node in nodes:
+            yield node
+            yield from walk(node["children"])
+
+    nodes = list(walk(body["upstream"]))
+    runs = {n["ref"].removeprefix("run/") for n in nodes if n["kind"] == "run"}
+    made = opened.tracking.get_run(second.run_id or "")
+    pipeline = made.parent_id or ""
+    assert runs == {pipeline, *(r.id for r in opened.metadata.child_runs(pipeline))}
+    assert len(runs) == 5  # the pipeline run and its ingest, train, evaluate, register
+    datasets = {n["ref"] for n in nodes if n["kind"] == "dataset"}
+    assert datasets == {"dataset/train:1"}
+    (code,) = {n["label"] for n in nodes if n["kind"] == "code" and "see above" not in n["label"]}
+    assert code.startswith(sha[:12]) and "+uncommitted " in code
+    assert any(n["kind"] == "environment" for n in nodes)
+    everything = cli("lineage", f"artifact/{second.digest}", "--upstream", "--json")
+    writers = [n for n in json.loads(everything.out)["upstream"] if n["relation"] == "output of"]
+    assert len(writers) == 2  # asked about the bytes themselves: both train runs made them

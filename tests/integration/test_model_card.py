@@ -94,8 +94,8 @@ def reviewed_versions(project: Path, cli) -> ModelVersion:
     (project / "docs/model_card.md").write_text(DOCS)
     fit_and_register(1.0)
     weak = fit_and_register(0.0005)
-    assert cli("models", "promote", "churn", "1").code == 0
-    forced = cli("models", "promote", "churn", "2", "--force", "--reason", "legal asked <b>now</b>")
+    assert cli("models", "promote", "churn:1").code == 0
+    forced = cli("models", "promote", "churn:2", "--force", "--reason", "legal asked <b>now</b>")
     assert forced.code == 0, forced.err
     return weak
 
@@ -206,7 +206,7 @@ def test_without_docs_or_a_run_the_card_says_what_is_missing(project: Path, cli)
     assert "Registered outside any run: nothing records the data or code" in lineage
     assert "No dataset version was recorded." in section(done.out, "Dataset versions")
     assert "No promotion has evaluated this version's gates." in section(done.out, "Gates")
-    assert "| f0 | float64 | no |" in section(done.out, "Signature")
+    assert "| f0 | float64 | yes |" in section(done.out, "Signature")  # no profile: nullable
     missing = cli("models", "card", "plain:7")
     assert missing.code == 1 and missing.err.startswith("error: ")
 

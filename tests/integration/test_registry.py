@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 
 import mloop
 from mloop.domain.model import ModelVersion
@@ -84,12 +86,17 @@ def test_a_version_records_its_lineage_and_signature(reg: Path) -> None:
 
 def test_lineage_follows_a_model_to_its_run_and_data_and_back(reg: Path, cli) -> None:
     version = fit_and_register(1.0)
-    assert cli("models", "alias", "churn", "1", "champion").code == 0
+    assert cli("models", "alias", "churn:1", "champion").code == 0
     up = json.loads(cli("lineage", "model/churn@champion", "--upstream", "--json").out)
     assert up["root"]["ref"] == "model/churn:1" and "@champion" in up["root"]["label"]
     (made_by,) = up["upstream"]
     assert made_by["ref"] == f"run/{version.run_id}" and made_by["relation"] == "registered by"
-    assert [c["ref"] for c in made_by["children"]] == ["dataset/train:1"]
+    assert [c["ref"].split("/")[0] for c in made_by["children"]] == [
+        "code",
+        "environment",
+        "dataset",
+    ]
+    assert made_by["children"][2]["ref"] == "dataset/train:1"
     down = json.loads(cli("lineage", "dataset/train:1", "--downstream", "--json").out)
     (used_by,) = down["downstream"]
     assert [(c["ref"], c["relation"]) for c in used_by["children"]] == [
@@ -141,11 +148,11 @@ def test_versions_are_unique_and_gap_free_across_processes(reg: Path) -> None:
 def test_promotion_passes_gates_then_refuses_a_weaker_model(reg: Path, cli) -> None:
     fit_and_register(1.0)
     fit_and_register(0.0005)
-    first = cli("models", "promote", "churn", "1")
+    first = cli("models", "promote", "churn:1")
     assert first.code == 0, first.err
     assert "churn@champion -> churn:1" in first.out
     assert "no champion yet" in first.out
-    weak = cli("models", "promote", "churn", "2")
+    weak = cli("models", "promote", "churn:2")
     assert weak.code == 1
     assert "did not pass" in weak.err and "accuracy >= champion + 0.01" in weak.err
     assert "needs >=" in weak.err
@@ -158,10 +165,10 @@ def test_promotion_passes_gates_then_refuses_a_weaker_model(reg: Path, cli) -> N
 def test_a_forced_promotion_needs_a_reason_and_records_it(reg: Path, cli) -> None:
     fit_and_register(1.0)
     fit_and_register(0.0005)
-    cli("models", "promote", "churn", "1")
-    refused = cli("models", "promote", "churn", "2", "--force")
+    cli("models", "promote", "churn:1")
+    refused = cli("models", "promote", "churn:2", "--force")
     assert refused.code == 1 and "--force needs a reason" in refused.err
-    forced = cli("models", "promote", "churn", "2", "--force", "--reason", "hotfix for a bug")
+    forced = cli("models", "promote", "churn:2", "--force", "--reason", "hotfix for a bug")
     assert forced.code == 0, forced.err
     assert "forced" in forced.out
     events = Project.open().metadata.list_events()
@@ -191,13 +198,13 @@ def test_bias_and_validation_gates_are_measured(reg: Path) -> None:
 def test_aliases_and_archive(reg: Path, cli) -> None:
     fit_and_register(1.0)
     fit_and_register(2.0)
-    assert cli("models", "alias", "churn", "2", "challenger").code == 0
+    assert cli("models", "alias", "churn:2", "challenger").code == 0
     shown = json.loads(cli("models", "show", "churn@challenger", "--json").out)
     assert shown["version"] == 2 and shown["aliases"] == ["challenger"]
-    assert cli("models", "archive", "churn", "2").code == 0
+    assert cli("models", "archive", "churn:2").code == 0
     gone = cli("models", "show", "churn@challenger")
     assert gone.code == 1 and "has no alias 'challenger'" in gone.err
-    refused = cli("models", "alias", "churn", "2", "x")
+    refused = cli("models", "alias", "churn:2", "x")
     assert refused.code == 1 and "archived" in refused.err
     listing = json.loads(cli("models", "list", "--json").out)
     assert listing[0]["name"] == "churn" and listing[0]["latest"] == 2
@@ -235,7 +242,7 @@ def test_unknown_names_versions_and_aliases(reg: Path, cli) -> None:
         (("models", "show", "churn:9"), "has no version 9"),
         (("models", "show", "churn@gold"), "has no alias 'gold'"),
         (("models", "show", "Bad_Name"), "invalid name"),
-        (("models", "promote", "churn", "7"), "has no version 7"),
+        (("models", "promote", "churn:7"), "has no version 7"),
     ):
         result = cli(*args)
         assert result.code == 1, args
@@ -249,3 +256,85 @@ def test_unknown_names_versions_and_aliases(reg: Path, cli) -> None:
 def test_gate_failed_is_a_conflict_with_a_stable_code() -> None:
     assert GateFailed.code == "gate_failed"
     assert GateFailed.http_status == 409
+
+
+def test_every_models_command_takes_one_address(reg: Path, cli) -> None:
+    fit_and_register(1.0)
+    fit_and_register(2.0)
+    aliased = cli("models", "alias", "churn:2", "challenger", "--json")
+    assert aliased.code == 0, aliased.err
+    assert json.loads(aliased.out) == {"model": "churn", "alias": "challenger", "version": 2}
+    promoted = cli("models", "promote", "churn@challenger")  # an alias stands for its version
+    assert promoted.code == 0, promoted.err
+    assert "churn@champion -> churn:2" in promoted.out
+    removed = cli("models", "unalias", "churn@challenger", "--json")
+    assert removed.code == 0, removed.err
+    assert json.loads(removed.out)["removed"] is True and json.loads(removed.out)["version"] == 2
+    assert cli("models", "archive", "churn:1").code == 0
+    assert Project.open().registry.get("churn:1").status == "archived"
+    for args, fix in (
+        (("promote", "churn", "2"), "hint: mloop models promote churn:2\n"),
+        (("promote", "churn", "2", "--to", "gold"), "hint: mloop models promote churn:2 --to gold"),
+        (("alias", "churn", "2", "gold"), "hint: mloop models alias churn:2 gold\n"),
+        (("unalias", "churn", "champion"), "hint: mloop models unalias churn@champion\n"),
+        (("archive", "churn", "1", "--undo"), "hint: mloop models archive churn:1\n"),
+        (("promote", "churn"), "mloop models show churn --versions --sort=-metrics.accuracy\n"),
+        (("unalias", "churn"), "takes NAME@ALIAS"),
+    ):
+        refused = cli("models", *args)
+        assert refused.code == 1, args
+        assert fix in refused.err, (args, refused.err)
+
+
+def test_versions_list_their_metrics_and_sort_best_first(reg: Path, cli) -> None:
+    for c in (0.0005, 1.0, 0.01):
+        fit_and_register(c)
+    mloop.register_model(LogisticRegression().fit(np.eye(2), [0, 1]), "churn")  # no metrics
+    listed = cli("models", "show", "churn", "--versions", "--sort=-metrics.accuracy")
+    assert listed.code == 0, listed.err
+    lines = listed.out.splitlines()
+    assert lines[0].split()[:2] == ["VERSION", "ACCURACY"]
+    order = [int(line.split()[0]) for line in lines[1:]]
+    scores = [v.metrics.get("accuracy") for v in Project.open().registry.versions("churn")]
+    best = sorted(range(3), key=lambda i: -(scores[i] or 0))
+    assert order == [i + 1 for i in best] + [4]  # the unmeasured version last
+    as_json = json.loads(
+        cli("models", "show", "churn", "--versions", "--json", "--sort=params.C").out
+    )
+    assert [v["params"].get("C") for v in as_json] == ["0.0005", "0.01", "1.0", None]
+    bad = cli("models", "show", "churn", "--versions", "--sort=status")
+    assert bad.code == 1 and "sort by metrics.KEY or params.KEY" in bad.err
+
+
+@pytest.mark.parametrize(
+    ("suffix", "kind"), [(".skops", "a pickle"), (".onnx", "a pickle")], ids=["skops", "onnx"]
+)
+def test_a_renamed_pickle_is_named_for_what_it_is(reg: Path, cli, suffix: str, kind: str) -> None:
+    path = reg / f"model{suffix}"
+    path.write_bytes(pickle.dumps(LogisticRegression().fit(np.eye(2), [0, 1])))
+    done = cli("models", "register", "renamed", "--path", str(path))
+    assert done.code == 1
+    assert f"model{suffix} is not " in done.err and f"it looks like {kind}" in done.err
+    assert "skops.io.dump" in done.err and "internal error" not in done.err
+    assert cli("models", "list", "--json").out.strip() == "[]"
+
+
+def test_a_small_input_example_does_not_make_columns_non_nullable(reg: Path) -> None:
+    frame = pd.read_csv(reg / "data/train.csv")
+    frame.loc[::5, "x1"] = np.nan  # the training data has holes in x1, none in x2
+    frame.to_csv(reg / "data/train.csv", index=False)
+    mloop.data.add("train", "data/train.csv")
+    model = make_pipeline(SimpleImputer(), LogisticRegression())
+    model.fit(frame[["x1", "x2"]], frame["label"])
+    example = frame[["x1", "x2"]].dropna().head(5)  # five rows without a missing value
+    with mloop.start_run("fit"):
+        mloop.data.get("train")
+        profiled = mloop.register_model(model, "churn", input_example=example)
+    assert profiled.signature is not None
+    assert [(c.name, c.nullable) for c in profiled.signature.inputs] == [
+        ("x1", True),  # the training data's profile says it can be missing
+        ("x2", False),  # ... and that this one never was
+    ]
+    alone = mloop.register_model(model, "churn", input_example=example)  # no run, no profile
+    assert alone.signature is not None
+    assert [(c.name, c.nullable) for c in alone.signature.inputs] == [("x1", True), ("x2", True)]

@@ -133,13 +133,13 @@ def test_a_version_is_reproduced_from_its_commit_data_and_params(
     assert result["datasets"] == ["train:1"]
     original = Project.open().registry.get("churn:1")
     assert result["digest_match"] is True and result["reproduced_digest"] == original.digest
-    assert result["reproduced_version"] == "churn:3"
-    assert Project.open().registry.get("churn:3").digest == original.digest
+    assert result["reproduced_version"] is None  # compared, not registered
+    assert [v.version for v in Project.open().registry.versions("churn")] == [1, 2]
     accuracy = next(m for m in result["metrics"] if m["name"] == "accuracy")
     assert accuracy["exact"] is True and accuracy["recorded"] == original.metrics["accuracy"]
     assert {"name": "zzfakepkg", "recorded": "1.2.3", "current": None} in result["packages"]
     assert "package zzfakepkg: recorded 1.2.3, now not installed" in result["warnings"]
-    assert any("the re-run registered churn:3" in w for w in result["warnings"])
+    assert not any("registered" in w for w in result["warnings"])
     assert [s for s, state in result["steps"] if state == "finished"] == [
         "ingest",
         "train",
@@ -159,11 +159,15 @@ def test_a_version_is_reproduced_from_its_commit_data_and_params(
     events = project.metadata.list_events("model/churn:1")
     assert any(e.action == "model.reproduced" and e.details["ok"] is True for e in events)
 
-    text = cli("reproduce", "churn:2")
+    text = cli("reproduce", "churn:2", "--register")  # asked to: registers what it makes
     assert text.code == 0, text.out + text.err
     assert text.out.startswith("churn:2: reproduced\n")
     assert "datasets: train:2" in text.out and "C=0.01" in text.out
-    assert "digest:   match" in text.out and "(churn:4)" in text.out
+    assert "digest:   match" in text.out and "(churn:3)" in text.out
+    assert (
+        Project.open().registry.get("churn:3").digest
+        == Project.open().registry.get("churn:2").digest
+    )
     assert "steps:    all 4 recomputed" in text.out
 
 
@@ -228,5 +232,6 @@ def test_a_template_projects_model_is_reproduced_with_its_two_pinned_data_inputs
     assert done.code == 0, done.out + done.err
     result = json.loads(done.out)
     assert result["ok"] is True and result["datasets"] == ["churn:1"]
-    assert result["reproduced_version"] == "churn:2"
+    assert result["reproduced_version"] is None and result["digest_match"] is True
+    assert [v.version for v in Project.open(root).registry.versions("churn")] == [1]
     assert {m["name"] for m in result["metrics"]} >= {"accuracy", "f1"}

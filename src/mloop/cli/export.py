@@ -10,6 +10,7 @@ from typing import Any
 from mloop.cli import output
 from mloop.cli.args import integer
 from mloop.cli.main import Context
+from mloop.cli.models import add_trust
 
 REF = "NAME@ALIAS|NAME:V"
 
@@ -41,11 +42,7 @@ def register(commands: Any) -> None:
         metavar="NAME[==VERSION]",
         help="another package the server needs, pinned from the environment (repeatable)",
     )
-    docker.add_argument(
-        "--trust",
-        action="store_true",
-        help="a python or pickle model: serve it with --trust (loading it runs its code)",
-    )
+    add_trust(docker)  # the image's build check and its server then load with --trust
     docker.add_argument("--force", action="store_true", help="replace an earlier export in DIR")
     docker.add_argument("--json", action="store_true", help="print JSON")
     docker.set_defaults(handler=export_docker)

@@ -1,7 +1,7 @@
 """`mloop lineage REF` and `mloop events [REF]`: where things came from, and what happened to them.
 
 `mloop lineage dataset/sales:2 --downstream` answers "which runs used sales version 2", and
-`mloop lineage run/ID --upstream` "what data and parent run made this run".
+`mloop lineage run/ID --upstream` "which data, code, environment and parent run made this run".
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def register(commands: Any) -> None:
         dest="direction",
         action="store_const",
         const="upstream",
-        help="only what REF came from (inputs, creating and parent runs)",
+        help="only what REF came from (inputs, code, environment, creating and parent runs)",
     )
     side.add_argument(
         "--downstream",
@@ -79,9 +79,15 @@ def register(commands: Any) -> None:
 
 
 def describe(node: LineageNode) -> str:
-    """One node as a line: short ids for runs and artifacts, full addresses for datasets."""
+    """One node as a line: short ids for runs, artifacts and environments, full addresses for
+    datasets; the code's label says its commit."""
     kind, _, key = node.ref.partition("/")
-    shown = f"{kind} {key[:12]}" if kind in ("run", "artifact") else node.ref
+    if kind == "code":
+        shown = "code"
+    elif kind in ("run", "artifact", "environment"):
+        shown = f"{kind} {key[:12]}"
+    else:
+        shown = node.ref
     text = f"{node.relation} {shown}" if node.relation else shown
     return f"{text}  {node.label}" if node.label else text
 

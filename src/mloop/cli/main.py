@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from mloop.cli import oserrors
-from mloop.errors import InvalidPath, MloopError
+from mloop.errors import InvalidPath, MloopError, NeedsTrust
 
 if TYPE_CHECKING:
     from mloop.project import Project
@@ -203,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
+        if isinstance(exc, NeedsTrust):  # its hint names the way to trust here: the flag
+            exc = exc.needing(NeedsTrust.CLI)
         sys.stderr.write(f"error: {exc.message}\n")
         if exc.hint:  # continuation lines line up under the first (a caret, say)
             sys.stderr.write("hint: " + exc.hint.replace("\n", "\n      ") + "\n")

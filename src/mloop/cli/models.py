@@ -1,28 +1,46 @@
 """`mloop models …`: register, list, show, alias, promote and archive model versions; write a
-version's model card; score a file with a version; import MLflow models."""
+version's model card; score a file with a version; import MLflow models.
+
+Every command names a version by one address, `NAME:V` (or `NAME@ALIAS` where an alias can
+stand for the version), and every command that loads a model takes the same `--trust`.
+"""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mloop.cli import output
-from mloop.cli.args import version
 from mloop.cli.main import Context
+from mloop.errors import InvalidAddress
+
+if TYPE_CHECKING:
+    from mloop.domain.model import ModelVersion
+
+TRUST_HELP = (
+    "load the model even if loading can run code or build types mloop does not load by "
+    "default: pickle and Python models, skops types off mloop's audited list; only for "
+    "models whose source you trust (recorded as an event)"
+)
+VERSION_REF = "NAME:V|NAME@ALIAS"
 
 
-def _trust_flags(p: Any, trust_help: str) -> None:
-    """What a registration may load: extra skops types, or (with --trust) code-running pickles."""
-    p.add_argument(
-        "--trusted-type",
-        action="append",
-        default=[],
-        metavar="TYPE",
-        help="a type skops may load beyond its defaults (repeatable)",
-    )
-    p.add_argument("--trust", action="store_true", help=trust_help)
+def add_trust(p: Any) -> None:
+    """The one `--trust` flag, with the one help text, of every command that loads a model."""
+    p.add_argument("--trust", action="store_true", help=TRUST_HELP)
+
+
+def _register_flags(p: Any) -> None:
+    add_trust(p)
     p.add_argument("-m", "--description", default="")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _address(p: Any, metavar: str = VERSION_REF) -> None:
+    """One address argument, plus a hidden slot that catches the old `NAME V` form."""
+    p.add_argument("ref", metavar=metavar)
+    p.add_argument("extra", nargs="?", help=argparse.SUPPRESS)
 
 
 def register(commands: Any) -> None:
@@ -34,7 +52,7 @@ def register(commands: Any) -> None:
     reg.add_argument("name", metavar="NAME")
     reg.add_argument("--path", required=True, type=Path, help=".skops, .onnx (.pkl needs --trust)")
     reg.add_argument("--run", metavar="RUN", help="the run that made it (lineage)")
-    _trust_flags(reg, "allow pickle/joblib (runs code)")
+    _register_flags(reg)
     reg.set_defaults(handler=register_version)
 
     ls = sub.add_parser("list", help="models, their latest versions and aliases")
@@ -43,27 +61,33 @@ def register(commands: Any) -> None:
 
     show = sub.add_parser("show", help="a version: lineage, signature, metrics, gates")
     show.add_argument("ref", metavar="NAME[:V|@ALIAS]")
-    show.add_argument("--versions", action="store_true", help="list every version")
+    show.add_argument("--versions", action="store_true", help="every version, key metrics")
+    show.add_argument(
+        "--sort",
+        metavar="KEY",
+        help="with --versions: e.g. --sort=-metrics.accuracy (best first), params.C",
+    )
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=show_model)
 
     alias = sub.add_parser("alias", help="point an alias at a version (no gates)")
-    alias.add_argument("name", metavar="NAME")
-    alias.add_argument("version", type=version, metavar="V")
+    alias.add_argument("ref", metavar=VERSION_REF)
     alias.add_argument("alias", metavar="ALIAS")
+    alias.add_argument("extra", nargs="?", help=argparse.SUPPRESS)
+    alias.add_argument("--json", action="store_true", help="print JSON")
     alias.set_defaults(handler=set_alias)
 
     unalias = sub.add_parser("unalias", help="remove an alias")
-    unalias.add_argument("name", metavar="NAME")
-    unalias.add_argument("alias", metavar="ALIAS")
+    _address(unalias, "NAME@ALIAS")
+    unalias.add_argument("--json", action="store_true", help="print JSON")
     unalias.set_defaults(handler=remove_alias)
 
     promote = sub.add_parser("promote", help="move an alias to a version if its gates pass")
-    promote.add_argument("name", metavar="NAME")
-    promote.add_argument("version", type=version, metavar="V")
+    _address(promote)
     promote.add_argument("--to", default="champion", metavar="ALIAS", help="default: champion")
     promote.add_argument("--force", action="store_true", help="promote despite failed gates")
     promote.add_argument("--reason", help="why (required with --force; recorded)")
+    add_trust(promote)
     promote.add_argument("--json", action="store_true", help="print JSON")
     promote.set_defaults(handler=promote_version)
 
@@ -83,39 +107,65 @@ def register(commands: Any) -> None:
     )
     pred.add_argument("ref", metavar="NAME[:V|@ALIAS]")
     pred.add_argument("-i", "--input", required=True, type=Path, metavar="FILE")
-    pred.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        metavar="FILE",
-        help=".csv or .parquet: the rows with a prediction column; .json: MLflow's answer",
-    )
-    pred.add_argument("--trust", action="store_true", help="allow pickle models (runs code)")
+    out_help = ".csv or .parquet: the rows with a prediction column; .json: MLflow's answer"
+    pred.add_argument("-o", "--output", type=Path, metavar="FILE", help=out_help)
+    add_trust(pred)
     pred.set_defaults(handler=predict_file)
 
     imp = sub.add_parser("import-mlflow", help="register the model of an MLflow model directory")
     imp.add_argument("path", type=Path, metavar="PATH", help="the folder holding MLmodel")
     imp.add_argument("--name", help="model name (default: from the folder's name)")
-    _trust_flags(imp, "allow pickle/cloudpickle (runs code)")
+    _register_flags(imp)
     imp.set_defaults(handler=import_mlflow)
 
     archive = sub.add_parser("archive", help="retire a version (its aliases are removed)")
-    archive.add_argument("name", metavar="NAME")
-    archive.add_argument("version", type=version, metavar="V")
+    _address(archive, "NAME:V")
     archive.add_argument("--undo", action="store_true", help="bring it back")
     archive.set_defaults(handler=archive_version)
+
+
+def _legacy(ctx: Context, command: str, fixed: str) -> None:
+    """Refuse the old `NAME V` form with the one-address command to type instead."""
+    if getattr(ctx.args, "extra", None) is not None:
+        raise InvalidAddress(
+            f"`mloop models {command}` takes one address (NAME:V or NAME@ALIAS), not NAME V",
+            f"mloop models {command} {fixed}",
+        )
+
+
+def _version(ctx: Context, command: str) -> ModelVersion:
+    """The version `ref` names by number or alias; a bare NAME is refused, since these commands
+    change what a version is, and "the latest" is rarely the one meant."""
+    from mloop.services.registry.models import parse_model_ref
+
+    name, number, alias = parse_model_ref(ctx.args.ref)
+    if number is None and alias is None:
+        from mloop.services.registry.ranking import key_metrics
+
+        metrics = key_metrics(ctx.project.registry.versions(name))
+        sort = f" --sort=-metrics.{metrics[0]}" if metrics else ""
+        raise InvalidAddress(
+            f"which version of {name}? `mloop models {command}` needs NAME:V or NAME@ALIAS",
+            f"list them{', best first' if sort else ''}: mloop models show {name} --versions{sort}",
+        )
+    return ctx.project.registry.get(ctx.args.ref)
+
+
+def _warn_trust(ctx: Context, version: ModelVersion) -> None:
+    reason = ctx.project.registry.trust_reason(version)
+    if reason is not None:
+        output.warn(
+            f"{version.ref} needs trust to load: {reason}; serving, scoring and promoting it "
+            "will need --trust (trust=True in Python), given by whoever loads it"
+        )
 
 
 def register_version(ctx: Context) -> None:
     args = ctx.args
     version = ctx.project.registry.register_path(
-        args.path,
-        args.name,
-        run=args.run,
-        trusted_types=args.trusted_type,
-        trust=args.trust,
-        description=args.description,
+        args.path, args.name, run=args.run, trust=args.trust, description=args.description
     )
+    _warn_trust(ctx, version)
     if ctx.json:
         output.emit_json(version)
         return
@@ -144,35 +194,49 @@ def list_models(ctx: Context) -> None:
     )
 
 
-def show_model(ctx: Context) -> None:
+SHOWN_METRICS = 4  # metric columns in `show --versions`; --json has them all
+
+
+def show_versions(ctx: Context) -> None:
     from mloop.services.registry.models import parse_model_ref
+    from mloop.services.registry.ranking import key_metrics
 
     args = ctx.args
     registry = ctx.project.registry
-    if args.versions:
-        versions = registry.versions(parse_model_ref(args.ref)[0])
-        if ctx.json:
-            output.emit_json(versions)
-            return
-        output.table(
-            ["VERSION", "CREATED", "FLAVOR", "STATUS", "ALIASES", "RUN"],
-            [
-                [
-                    v.version,
-                    output.when(v.created),
-                    v.flavor,
-                    v.status,
-                    ", ".join(v.aliases) or "-",
-                    (v.run_id or "-")[:12],
-                ]
-                for v in versions
-            ],
-        )
+    versions = registry.versions(parse_model_ref(args.ref)[0], sort=args.sort)
+    if ctx.json:
+        output.emit_json(versions)
         return
+    metrics = key_metrics(versions, args.sort)[:SHOWN_METRICS]
+    output.table(
+        ["VERSION", *(m.upper() for m in metrics), "STATUS", "ALIASES", "CREATED", "RUN"],
+        [
+            [
+                v.version,
+                *(output.number(v.metrics.get(m)) for m in metrics),
+                v.status,
+                ", ".join(v.aliases) or "-",
+                output.when(v.created),
+                (v.run_id or "-")[:12],
+            ]
+            for v in versions
+        ],
+    )
+
+
+def show_model(ctx: Context) -> None:
+    args = ctx.args
+    if args.versions:
+        show_versions(ctx)
+        return
+    if args.sort:
+        raise InvalidAddress("--sort orders the list of versions", "add --versions")
+    registry = ctx.project.registry
     v = registry.get(args.ref)
     if ctx.json:
         output.emit_json(v)
         return
+    reason = registry.trust_reason(v)
     output.fields(
         [
             ("model", v.ref),
@@ -190,6 +254,7 @@ def show_model(ctx: Context) -> None:
             ),
             ("environment", (v.environment or "-")[:12]),
             ("digest", v.digest[:12]),
+            ("loading", f"needs --trust: {reason}" if reason else "safe (no trust needed)"),
         ]
     )
     if v.signature:
@@ -214,19 +279,46 @@ def show_model(ctx: Context) -> None:
 
 def set_alias(ctx: Context) -> None:
     args = ctx.args
-    ctx.project.registry.set_alias(args.name, args.version, args.alias)
-    output.line(f"{args.name}@{args.alias} -> {args.name}:{args.version}")
+    _legacy(ctx, "alias", f"{args.ref}:{args.alias} {args.extra}")
+    version = _version(ctx, "alias")
+    ctx.project.registry.set_alias(version.name, version.version, args.alias)
+    if ctx.json:
+        output.emit_json({"model": version.name, "alias": args.alias, "version": version.version})
+        return
+    output.line(f"{version.name}@{args.alias} -> {version.ref}")
 
 
 def remove_alias(ctx: Context) -> None:
-    ctx.project.registry.remove_alias(ctx.args.name, ctx.args.alias)
-    output.line(f"removed {ctx.args.name}@{ctx.args.alias}")
+    from mloop.services.registry.models import parse_model_ref
+
+    args = ctx.args
+    _legacy(ctx, "unalias", f"{args.ref}@{args.extra}")
+    name, _, alias = parse_model_ref(args.ref)
+    if alias is None:
+        raise InvalidAddress(
+            f"which alias of {name}? `mloop models unalias` takes NAME@ALIAS",
+            f"mloop models unalias {name}@champion",
+        )
+    version = ctx.project.registry.get(args.ref).version
+    ctx.project.registry.remove_alias(name, alias)
+    if ctx.json:
+        output.emit_json({"model": name, "alias": alias, "version": version, "removed": True})
+        return
+    output.line(f"removed {name}@{alias} (was {name}:{version})")
 
 
 def promote_version(ctx: Context) -> None:
     args = ctx.args
+    to = "" if args.to == "champion" else f" --to {args.to}"
+    _legacy(ctx, "promote", f"{args.ref}:{args.extra}{to}")
+    version = _version(ctx, "promote")
     result = ctx.project.promotion.promote(
-        args.name, args.version, args.to, force=args.force, reason=args.reason
+        version.name,
+        version.version,
+        args.to,
+        force=args.force,
+        reason=args.reason,
+        trust=args.trust,
     )
     if ctx.json:
         output.emit_json(result)
@@ -235,13 +327,15 @@ def promote_version(ctx: Context) -> None:
         mark = "passed" if gate.passed else "FAILED"
         output.line(f"  {mark:<7} {gate.gate}: {gate.reason}")
     forced = " (forced: failed gates recorded with the reason)" if result.forced else ""
-    output.line(f"{args.name}@{args.to} -> {result.version.ref}{forced}")
+    output.line(f"{version.name}@{args.to} -> {result.version.ref}{forced}")
 
 
 def archive_version(ctx: Context) -> None:
     args = ctx.args
-    ctx.project.registry.archive(args.name, args.version, undo=args.undo)
-    output.line(f"{args.name}:{args.version} {'restored' if args.undo else 'archived'}")
+    _legacy(ctx, "archive", f"{args.ref}:{args.extra}")
+    version = _version(ctx, "archive")
+    ctx.project.registry.archive(version.name, version.version, undo=args.undo)
+    output.line(f"{version.ref} {'restored' if args.undo else 'archived'}")
 
 
 def show_card(ctx: Context) -> None:
@@ -276,7 +370,9 @@ def predict_file(ctx: Context) -> None:
     version = ctx.project.registry.get(args.ref)
     frame = read_rows(args.input, version.signature)  # and so does a wrong input, before loading
     predictor = ctx.project.registry.load_predictor(version.ref, trust=args.trust)
-    scored = predict_frame(predictor, frame, args.input.name)
+    label = f"{predictor.name}:{predictor.version}"
+    with output.progress(f"predicting with {label}", len(frame), ctx.quiet) as advance:
+        scored = predict_frame(predictor, frame, args.input.name, on_rows=advance)
     if scored.unknown:  # a warning, even with --quiet: the predictions may be worth less
         output.warn(f"{args.input.name}: {describe_unknown(scored.unknown)}")
     if args.output is None:
@@ -284,7 +380,6 @@ def predict_file(ctx: Context) -> None:
         return
     write_predictions(scored.predictions, frame, args.output)
     if not ctx.quiet:
-        label = f"{predictor.name}:{predictor.version}"
         output.line(f"predicted {len(frame)} rows with {label}; wrote {args.output}")
 
 
@@ -296,10 +391,10 @@ def import_mlflow(ctx: Context) -> None:
         ctx.project.registry,
         args.path,
         name=args.name,
-        trusted_types=args.trusted_type,
         trust=args.trust,
         description=args.description,
     )
+    _warn_trust(ctx, version)
     if ctx.json:
         output.emit_json(version)
         return

@@ -33,7 +33,9 @@ def register(commands: Any) -> None:
         help="re-run the pipeline that made a model version; compare metrics and digest",
         description="Re-run the pipeline that made NAME:V from its recorded commit (a git "
         "worktree), dataset versions and params, with every step recomputed; report whether "
-        "the metrics and the model digest match, and how the environment differs.",
+        "the metrics and the model digest match, and how the environment differs. Nothing is "
+        "registered: the model the re-run makes is compared, not kept as a version "
+        "(--register keeps it).",
     )
     p.add_argument("ref", nargs="?", metavar="NAME:V", help="the model version")
     p.add_argument(
@@ -49,6 +51,11 @@ def register(commands: Any) -> None:
         help="relative and absolute tolerance for metrics (default: 1e-6)",
     )
     p.add_argument("--keep-worktree", action="store_true", help="leave the checkout for a look")
+    p.add_argument(
+        "--register",
+        action="store_true",
+        help="let the re-run register its model as a new version, as the pipeline does",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--rerun-request", metavar="FILE", help=argparse.SUPPRESS)
     p.set_defaults(handler=reproduce)
@@ -66,6 +73,7 @@ def reproduce(ctx: Context) -> int:
         allow_dirty=args.allow_dirty,
         tolerance=args.tolerance,
         keep_worktree=args.keep_worktree,
+        register=args.register,
     )
     if ctx.json:
         output.emit_json(result)
@@ -121,7 +129,7 @@ def _rerun_here(ctx: Context) -> int:
     pipelines.targets[request.pipeline] = request.target  # the recorded target, not today's
     params = decode_params(request.params, pipelines.load(request.pipeline).defaults)
     graph = pin_datasets(pipelines.graph(request.pipeline, params), request)
-    result = pipelines.run_graph(graph, use_cache=False, on_event=_step_line)
+    result = pipelines.run_graph(graph, use_cache=False, on_event=_step_line, tags=request.tags)
     output.emit_json(
         {
             "run": result.run_id,

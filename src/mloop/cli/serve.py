@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from mloop.cli import output
 from mloop.cli.args import integer, number, shown
 from mloop.cli.main import Context
-from mloop.errors import InvalidInput
+from mloop.cli.models import add_trust
+from mloop.errors import InvalidInput, NeedsTrust
 
 if TYPE_CHECKING:
     from mloop.services.serving.predictor import Predictor
@@ -238,7 +239,7 @@ def register(commands: Any) -> None:
         "from MLOOP_SERVE_TOKEN, which is then wiped from the process's environment; health "
         "and readiness stay open for probes",
     )
-    p.add_argument("--trust", action="store_true", help="allow pickle models (loading runs code)")
+    add_trust(p)
     p.set_defaults(handler=run_serve)
 
 
@@ -326,8 +327,11 @@ def run_serve(ctx: Context) -> int:
     project = Project.open()  # closed before serving: forked workers open their own
     try:
         version = project.registry.get(args.ref)
+        reason = project.registry.trust_reason(version)  # said once here, not once per worker
     finally:
         project.close()
+    if reason is not None and not args.trust:
+        raise NeedsTrust.of(reason, version.ref)
 
     from mloop.server.inference import ServeSettings
     from mloop.server.workers import serve

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -33,8 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mloop.deploy import embed_version, prepare_folder, resolve
-from mloop.errors import InvalidInput, MissingDependency, MloopError
-from mloop.services.registry.models import TRUSTED_FLAVORS
+from mloop.errors import InvalidInput, MissingDependency, MloopError, NeedsTrust
 
 if TYPE_CHECKING:
     from mloop.domain.lineage import Environment
@@ -90,8 +90,9 @@ def export_docker(
         dest: the folder to write; created if missing.
         packages: extra distributions the model imports (a python or pickle model's
             libraries), as `NAME` (pinned from the environment) or `NAME==VERSION`.
-        trust: serve a python or pickle model, whose loading runs code from its bundle: the
-            entrypoint gets `--trust`, as `mloop serve` requires for it.
+        trust: serve a model that needs trust to load (`Registry.trust_reason`: a python or
+            pickle model, skops types off mloop's safe list): the build's check and the
+            entrypoint get `--trust`, as `mloop serve` requires for it.
         force: replace what an earlier export wrote in `dest`.
 
     Example:
@@ -100,13 +101,10 @@ def export_docker(
         ('--host', '0.0.0.0', '--port', '8080')
     """
     version, serves = resolve(project, ref)
-    trusting = version.flavor in TRUSTED_FLAVORS
-    if trusting and not trust:
-        raise InvalidInput(
-            f"{version.ref} is a {version.flavor} model: loading it runs code from the bundle",
-            "export it only if you trust where it came from: pass --trust (the image then "
-            "serves it with `mloop serve --trust`); list the libraries it needs with --package",
-        )
+    reason = project.registry.trust_reason(version)
+    if reason is not None and not trust:  # the image's own check would refuse it otherwise
+        raise NeedsTrust.of(reason, version.ref)
+    trusting = reason is not None
     environment = (
         project.metadata.get_environment(version.environment) if version.environment else None
     )
@@ -126,7 +124,7 @@ def export_docker(
     has_wheels = mloop_line.startswith("./wheels/")
     _write(folder / "Dockerfile", _dockerfile(version, serves, base, image, entrypoint, has_wheels))
     _write(folder / ".dockerignore", DOCKERIGNORE)
-    _write(folder / "README.md", _readme(version, serves, image, _example(version)))
+    _write(folder / "README.md", _readme(version, serves, image, _example(project, version)))
     needed = (mloop_line, *requirements)
     return DockerContext(folder, version, serves, image, base, needed, entrypoint)
 
@@ -325,11 +323,15 @@ ENTRYPOINT {json.dumps(list(entrypoint))}
 """
 
 
-def _example(version: ModelVersion) -> str:
-    """An MLflow `/invocations` body with one row of zeros in the signature's columns."""
-    names = list(version.signature.names) if version.signature else ["..."]
-    row = [0 if version.signature else "..."] * len(names)
-    return json.dumps({"dataframe_split": {"columns": names, "data": [row]}})
+def _example(project: Project, version: ModelVersion) -> str:
+    """An MLflow `/invocations` body the image's server accepts: one row of the signature's
+    types, with values the training data really held where it was profiled."""
+    from mloop.services.registry.signature import example_row
+
+    if version.signature is None:
+        return json.dumps({"dataframe_split": {"columns": ["..."], "data": [["..."]]}})
+    row = example_row(version.signature, project.registry.training_tables(version))
+    return json.dumps({"dataframe_split": {"columns": list(row), "data": [list(row.values())]}})
 
 
 def _readme(version: ModelVersion, serves: str, image: str, example: str) -> str:
@@ -348,7 +350,7 @@ Written by `mloop export docker {serves}`. Everything the image needs is in this
 
     curl -s localhost:{PORT}/readyz
     curl -s localhost:{PORT}/invocations -H 'Content-Type: application/json' \\
-         -d '{example}'
+         -d {shlex.quote(example)}
 
 The image runs as the unprivileged user `app` (uid {UID}), checks every object's digest while
 it builds and again when the server loads the model, and answers `/healthz` for Docker's

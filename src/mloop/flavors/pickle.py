@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mloop.errors import InvalidInput
+from mloop.errors import InvalidInput, NeedsTrust
 from mloop.flavors.protocol import JSON, missing
 
 FILE = "value.pkl"
@@ -101,10 +101,7 @@ class PickleFlavor:
         trusted_types: Sequence[str] = (),
     ) -> Any:
         if not trust:
-            raise InvalidInput(
-                "refused to unpickle this value: loading a pickle runs any code its author chose",
-                "load it with trust=True only if you trust whoever stored it",
-            )
+            raise NeedsTrust.of("it is a pickle: loading it runs any code its author chose")
         if meta.get("format") == "joblib":
             try:
                 import joblib

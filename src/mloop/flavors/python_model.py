@@ -38,7 +38,7 @@ from types import MappingProxyType, ModuleType
 from typing import Any, Self
 
 from mloop.domain.names import check_relative_path
-from mloop.errors import InvalidInput, InvalidPath, MloopError
+from mloop.errors import InvalidInput, InvalidPath, MloopError, NeedsTrust
 from mloop.flavors.json_value import problem
 from mloop.flavors.protocol import JSON
 
@@ -210,11 +210,9 @@ class PythonModelFlavor:
     ) -> Any:
         qualname = meta.get("class")
         if not trust:
-            raise InvalidInput(
-                f"refused to load the python model {qualname!r}: loading it imports the code "
-                "packaged with it, which can do anything its author chose",
-                "load it with trust=True (`--trust`) only if you trust whoever stored it; "
-                "the model registry records that trust as an Event",
+            raise NeedsTrust.of(
+                f"it is a python model ({qualname}): loading it imports the code packaged with "
+                "it, which can do anything its author chose"
             )
         if not isinstance(qualname, str) or not all(p.isidentifier() for p in qualname.split(".")):
             raise InvalidInput(f"the bundle names the class {qualname!r}, which is not a name")

@@ -1,12 +1,13 @@
 """The sklearn flavor: any scikit-learn estimator or pipeline, saved with skops, never pickled.
 
-skops writes a zip of a JSON schema and `.npy` files and, on load, builds only the types it
-trusts by default plus those the caller lists: a crafted file cannot run code by naming a
-function. So `load` trusts skops' defaults plus `trusted_types` (the caller's explicit list,
-e.g. from the model registry), and refuses any other type by name with the hint to list it;
-`trust=True` (the caller trusts the source enough to unpickle it) trusts every type. `save`
-records the types skops does not trust by default, so a caller can show them before anyone
-loads the model.
+skops writes a zip of a JSON schema and `.npy` files and, on load, builds only the types it is
+told to trust: a crafted file cannot run code by naming a function. `load_skops` trusts skops'
+defaults plus mloop's audited list (`safe_types.py`: what everyday models need, such as
+`numpy.dtype` and tree storage, with the content of tree-like objects checked before the model
+is handed out) plus the caller's explicit `trusted_types`, and refuses any other type by name
+with `NeedsTrust`; `trust=True` (the caller trusts the source enough to unpickle it) trusts
+every type. `save` records the types skops does not trust by default, so a caller can say
+before anyone loads the model whether loading will need trust (`needs_trust`).
 
 skops' zip is not reproducible as written: members carry the time of saving, and array files
 and `__id__` fields are named after `id()` of objects in the saving process. `_normalise`
@@ -24,8 +25,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mloop.errors import InvalidInput
+from mloop.errors import InvalidInput, NeedsTrust
 from mloop.flavors.protocol import JSON, missing, type_name
+from mloop.flavors.safe_types import check_content, needs_trust
 
 FILE = "model.skops"
 SCHEMA = "schema.json"
@@ -112,17 +114,53 @@ class SklearnFlavor:
         trust: bool = False,
         trusted_types: Sequence[str] = (),
     ) -> Any:
-        sio = _skops_io()
-        data = (folder / FILE).read_bytes()
-        # Ask the file, not `meta`: a manifest could understate what the file needs.
-        found = list(sio.get_untrusted_types(data=data))
-        refused = [t for t in found if t not in trusted_types]
-        if refused and not trust:
-            raise InvalidInput(
-                f"the model uses types skops does not trust by default: {', '.join(refused)}",
-                f"if you trust where the model came from, pass trusted_types={refused!r}",
-            )
-        return sio.loads(data, trusted=found)
+        return load_skops((folder / FILE).read_bytes(), trust=trust, trusted_types=trusted_types)
+
+
+def is_skops(data: bytes) -> bool:
+    """Whether `data` looks like a skops file: a zip holding skops' schema."""
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        return False
+    with zipfile.ZipFile(io.BytesIO(data)) as zipped:
+        return SCHEMA in zipped.namelist()
+
+
+def load_skops(
+    data: bytes, *, trust: bool = False, trusted_types: Sequence[str] = (), what: str = "the model"
+) -> Any:
+    """The estimator in the skops file `data`, built from trusted types only (module docstring).
+
+    Raises `NeedsTrust` naming the types off the lists (or what is wrong with a checked type's
+    content) unless `trust`; `InvalidInput` when `data` is not a skops file at all.
+
+    Example:
+        >>> load_skops(Path("model.skops").read_bytes()).predict(rows)  # doctest: +SKIP
+    """
+    sio = _skops_io()
+    if not is_skops(data):
+        raise InvalidInput(f"{what} is not a skops file (a zip holding {SCHEMA})")
+    # Ask the file, not a manifest: a manifest could understate what the file needs.
+    found = list(sio.get_untrusted_types(data=data))
+    refused = [t for t in needs_trust(found) if t not in trusted_types]
+    if refused and not trust:
+        raise NeedsTrust.of(f"it holds types off mloop's safe list: {', '.join(refused)}", what)
+    model = sio.loads(data, trusted=found)
+    if not trust:
+        problem = check_content(model)
+        if problem is not None:
+            raise NeedsTrust.of(f"{problem}; the file is damaged or crafted", what)
+    return model
+
+
+def recorded_needs(meta: dict[str, JSON]) -> list[str]:
+    """The types a saved model needs beyond skops' and mloop's lists, from what `save` recorded.
+
+    Example:
+        >>> recorded_needs({"untrusted_types": ["numpy.dtype", "posix.system"]})
+        ['posix.system']
+    """
+    recorded = meta.get("untrusted_types")
+    return needs_trust(str(t) for t in recorded) if isinstance(recorded, list) else []
 
 
 FLAVOR = SklearnFlavor()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,6 @@ def register_model(
     run: Any = None,
     signature: Signature | None = None,
     input_example: Any = None,
-    trusted_types: Sequence[str] = (),
     description: str = "",
     project: str | Path | None = None,
 ) -> ModelVersion:
@@ -28,6 +27,11 @@ def register_model(
     The signature is taken from `signature`, else inferred from `input_example`, else from the
     model's own feature names typed by the run's training frame.
 
+    Registering never loads the model, so it never needs trust. A model that will need it to
+    load (a skops type off mloop's audited list, such as a custom transformer class) is
+    registered all the same, with a `UserWarning` naming the types: whoever loads it then
+    passes `trust=True` (`--trust` on the command line) themselves.
+
     Example:
         >>> with mloop.start_run("train"):  # doctest: +SKIP
         ...     model = LogisticRegression().fit(x, y)
@@ -35,21 +39,30 @@ def register_model(
     """
     run = run if run is not None else active_run()
     registry = _open_project(project).registry
-    return registry.register(
+    version = registry.register(
         model,
         name,
         run=run if run is None or isinstance(run, str) else getattr(run, "_active", run),
         signature=signature,
         input_example=input_example,
-        trusted_types=trusted_types,
         description=description,
     )
+    reason = registry.trust_reason(version)
+    if reason is not None:
+        warnings.warn(
+            f"{version.ref} needs trust to load: {reason}; whoever loads it must pass "
+            "trust=True (--trust on the command line)",
+            UserWarning,
+            stacklevel=2,
+        )
+    return version
 
 
 def load_model(ref: str, trust: bool = False, project: str | Path | None = None) -> Any:
     """A registered model ready to predict: `churn@champion`, `churn:3` or `churn` (latest).
 
-    Formats that run code when loaded (pickle, Python models) need `trust=True`.
+    A model that needs trust to load (pickle and Python models, skops types off mloop's
+    audited list) loads only with `trust=True`; any other loads without it.
 
     Example:
         >>> mloop.load_model("churn@champion").predict(frame)  # doctest: +SKIP

@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from mloop.errors import InvalidInput, InvalidPath
+from mloop.errors import InvalidInput, InvalidPath, NeedsTrust
 from mloop.flavors import FLAVORS, flavor_for, get_flavor
 from mloop.flavors.protocol import missing
 
@@ -167,11 +167,11 @@ def test_sklearn_untrusted_type_is_refused_unless_listed(tmp_path: Path) -> None
     meta = flavor.save(model, tmp_path)
     assert meta["class"] == "sklearn.pipeline.Pipeline"
     assert meta["untrusted_types"] == ["_operator.neg"]
-    with pytest.raises(InvalidInput, match=r"does not trust by default: _operator\.neg") as err:
+    with pytest.raises(NeedsTrust, match=r"off mloop's safe list: _operator\.neg") as err:
         flavor.load(tmp_path, meta)
-    assert err.value.hint is not None and "trusted_types=['_operator.neg']" in err.value.hint
+    assert err.value.hint is not None and "pass trust=True" in err.value.hint
     # The file is asked, not the manifest: understating the types in `meta` does not help.
-    with pytest.raises(InvalidInput, match="does not trust"):
+    with pytest.raises(NeedsTrust, match="safe list"):
         flavor.load(tmp_path, {**meta, "untrusted_types": []})
     x = np.ones((2, 3))
     listed = flavor.load(tmp_path, meta, trusted_types=["_operator.neg"])

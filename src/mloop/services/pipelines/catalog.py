@@ -161,8 +161,10 @@ class Pipelines:
         on_event: Callable[[StepEvent], None] | None = None,
         working_data: WorkingData = WorkingData.VERSION,
         on_data: Callable[[DataChange], None] | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> PipelineResult:
-        """Run an already traced graph on the named executor (default: the project's)."""
+        """Run an already traced graph on the named executor (default: the project's); `tags`
+        go on the pipeline run."""
         check = self.working_data(working_data, f"a run of pipeline {graph.name}", on_data)
         return self._run(
             graph,
@@ -171,6 +173,7 @@ class Pipelines:
             resume=resume,
             on_event=on_event,
             check=check,
+            tags=tags,
         )
 
     def _run(
@@ -182,6 +185,7 @@ class Pipelines:
         resume: str | None,
         on_event: Callable[[StepEvent], None] | None,
         check: WorkingDataCheck,
+        tags: Mapping[str, str] | None = None,
     ) -> PipelineResult:
         check.sync(latest_reads([graph]))
         with open_executor(
@@ -192,7 +196,7 @@ class Pipelines:
             paths=(str(self.root),),
         ) as pool:
             result = self.runner.run(
-                graph, pool, use_cache=use_cache, resume=resume, on_event=on_event
+                graph, pool, use_cache=use_cache, resume=resume, on_event=on_event, tags=tags
             )
         result.data = list(check.changes)
         return result

@@ -132,7 +132,10 @@ def step(
     """Mark a function as a pipeline step: `@mloop.step` or `@mloop.step(retries=2, timeout=60)`.
 
     Inputs and outputs are typed by the annotations: DataFrames travel as Parquet, arrays as
-    .npy, models through their flavor, paths as files, plain values as JSON.
+    .npy, models through their flavor, paths as files, plain values as JSON. `trust=True` lets
+    the step load inputs that need trust (pickles, Python models, skops types off mloop's
+    audited list) and pickle outputs no safe flavor can store: only for values you would run
+    as code.
 
     Example:
         >>> @mloop.step(retries=2)  # doctest: +SKIP

@@ -155,10 +155,12 @@ class PipelineRunner:
         resume: str | None = None,
         on_event: Callable[[StepEvent], None] | None = None,
         parent: ActiveRun | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> PipelineResult:
         """Run `graph` on `executor`; `on_event` hears about every step as it changes state.
 
-        `parent` makes the pipeline run a child (a sweep's trials hang under the sweep).
+        `parent` makes the pipeline run a child (a sweep's trials hang under the sweep); `tags`
+        go on the pipeline run before any step starts (a reproduction says what it re-runs).
 
         Example:
             >>> graph = train.build({"depth": 4})  # doctest: +SKIP
@@ -189,6 +191,7 @@ class PipelineRunner:
                 "mloop.target": graph.target,
                 "mloop.executor": executor.name,
                 **({"mloop.resumed_from": resumed.id} if resumed else {}),
+                **(tags or {}),
             },
             parent=parent,
         )

@@ -22,7 +22,7 @@ from typing import Any
 
 from mloop.domain.pipeline import StepOptions, parse_target
 from mloop.domain.run import RunOutput
-from mloop.errors import MloopError, PipelineError
+from mloop.errors import MloopError, NeedsTrust, PipelineError
 from mloop.services.data.versioning import DataService
 from mloop.services.tracking import active
 from mloop.services.tracking.runs import Tracker
@@ -148,12 +148,16 @@ def run_step(task: StepTask, services: Services) -> StepOutcome:
             kwargs: dict[str, Any] = {}
             for arg, kind, payload in task.inputs:
                 if kind == "output":
-                    kwargs[arg] = load_value(
-                        services.artifacts,
-                        payload,
-                        trust=task.options.trust,
-                        workdir=Path(workdir) / arg,
-                    )
+                    try:
+                        kwargs[arg] = load_value(
+                            services.artifacts,
+                            payload,
+                            trust=task.options.trust,
+                            workdir=Path(workdir) / arg,
+                        )
+                    except NeedsTrust as exc:  # in a step, trust is the decorator's to give
+                        subject = f"the input {arg!r} of step {task.step!r}"
+                        raise exc.needing(NeedsTrust.STEP, subject) from None
                     run.log_input("artifact", payload, arg)
                 elif kind == "dataset":
                     dataset = services.data.get(payload[0], payload[1])
@@ -206,6 +210,8 @@ def run_step(task: StepTask, services: Services) -> StepOutcome:
             run.flush()
         detail = (
             f"{type(exc).__name__}: {exc.message}"
+            # where trust is the step's to give, the hint naming the decorator is the answer
+            + (f" (hint: {exc.hint})" if isinstance(exc, NeedsTrust) else "")
             if isinstance(exc, MloopError)
             else "".join(traceback.format_exception(exc))[-4000:]
         )

@@ -146,7 +146,7 @@ class ModelCards:
             ("size", human_size(v.size)),
             ("registered", f"{stamp(v.created)} by {v.user}"),
             ("description", v.description),
-            ("trusted types", ", ".join(v.trusted_types)),
+            ("loading", f"needs trust: {why}" if (why := self.registry.trust_reason(v)) else ""),
         ]
         return CardSection("Model", tuple((k, value) for k, value in fields if value))
 

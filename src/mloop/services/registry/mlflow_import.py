@@ -10,6 +10,14 @@ so the registered version is safe to load from then on. MLflow's signature becom
 version's, and what MLflow recorded about the source (run, model id, creation time, metadata)
 goes into the description and the import Event; the version has no mloop run, so its lineage
 says honestly that the data and code that made it are not known here.
+
+An MLmodel is a file from elsewhere, so nothing it says is taken on faith: the file is read only
+up to `MAX_MLMODEL_BYTES`, its YAML through `load_yaml` (aliases bounded, the same guard as
+mloop.yaml), every part checked for the shape MLflow writes (a clear error naming the part
+otherwise), a signature of at most `MAX_COLUMNS` inputs (a tensor's declared width is checked
+before any column is made, then against the model's `n_features_in_`), and every recorded text
+cut to `MAX_TEXT` characters (at most `MAX_METADATA` metadata keys) before it reaches the
+description or an Event.
 """
 
 from __future__ import annotations
@@ -18,18 +26,23 @@ import json
 import re
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mloop.domain.bounded_yaml import load_yaml
 from mloop.domain.event import Event
 from mloop.domain.model import ColumnSpec, ModelVersion, Signature
-from mloop.errors import InvalidInput, InvalidPath
+from mloop.errors import InvalidInput, InvalidPath, NeedsTrust
 from mloop.services.registry.files import read_model_file
 from mloop.services.registry.models import Registry
 
 MLMODEL = "MLmodel"
+MAX_MLMODEL_BYTES = 1024 * 1024
+MAX_COLUMNS = 10_000
+MAX_TEXT = 500  # characters of one recorded text (a metadata value, a column name)
+MAX_METADATA = 32
 PICKLE_FORMATS = ("pickle", "cloudpickle")
 FORMATS = ("skops", *PICKLE_FORMATS)
 # MLflow's column types (mlflow.types.DataType) as mloop's signature dtypes.
@@ -60,25 +73,84 @@ class MlflowModel:
         return self.serialization_format in PICKLE_FORMATS
 
 
-def _columns(text: Any) -> tuple[ColumnSpec, ...]:
+def _clip(value: Any) -> str:
+    """Text from the file, at most MAX_TEXT characters (marked where it was cut)."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= MAX_TEXT else f"{text[:MAX_TEXT]}… ({len(text):,} characters)"
+
+
+def _columns(text: Any, where: str) -> tuple[ColumnSpec, ...]:
     """MLflow's `signature.inputs` (a JSON string of column or tensor specs) as columns."""
-    if not text:
+    if text is None or text == "":
         return ()
-    specs = json.loads(text) if isinstance(text, str) else text
+    bad = InvalidInput(
+        f"{where} is not a list of MLflow column or tensor specs",
+        'MLflow writes e.g. \'[{"type": "double", "name": "x"}]\'; save the model with '
+        "mlflow.sklearn.save_model again",
+    )
+    try:
+        specs = json.loads(text) if isinstance(text, str) else text
+    except ValueError:
+        raise bad from None
+    if not isinstance(specs, list) or not all(isinstance(spec, dict) for spec in specs):
+        raise bad
+    if len(specs) > MAX_COLUMNS:
+        raise InvalidInput(
+            f"{where} lists {len(specs):,} inputs; mloop takes at most {MAX_COLUMNS:,}"
+        )
     columns: list[ColumnSpec] = []
     for i, spec in enumerate(specs):
         if spec.get("type") == "tensor":
-            info = spec.get("tensor-spec", {})
-            shape = info.get("shape", [])
-            width = shape[-1] if len(shape) == 2 and isinstance(shape[-1], int) else -1
+            info = spec.get("tensor-spec")
+            shape = info.get("shape") if isinstance(info, dict) else None
+            if not isinstance(shape, list):
+                raise bad
+            width = shape[-1] if len(shape) == 2 and type(shape[-1]) is int else -1
             if width < 0:
                 return ()  # a tensor of unknown width: no signature rather than a wrong one
+            if width > MAX_COLUMNS:
+                raise InvalidInput(
+                    f"{where} declares a tensor {width:,} values wide; mloop takes at most "
+                    f"{MAX_COLUMNS:,} inputs"
+                )
             dtype = "float64" if str(info.get("dtype", "")).startswith("float") else "int64"
             return tuple(ColumnSpec(f"f{n}", dtype) for n in range(width))
         dtype = DTYPES.get(str(spec.get("type")), "string")
         nullable = not spec.get("required", True)
-        columns.append(ColumnSpec(str(spec.get("name", f"f{i}")), dtype, nullable))
+        columns.append(ColumnSpec(_clip(spec.get("name", f"f{i}")), dtype, nullable))
     return tuple(columns)
+
+
+def _signature(spec: dict[str, Any], where: str) -> Signature | None:
+    signature = spec.get("signature")
+    if signature is None:
+        return None
+    if not isinstance(signature, dict):
+        raise InvalidInput(
+            f"{where}: `signature` must be a mapping with `inputs` and `outputs`, not "
+            f"{type(signature).__name__}"
+        )
+    inputs = _columns(signature.get("inputs"), f"{where}: signature.inputs")
+    outputs = _columns(signature.get("outputs"), f"{where}: signature.outputs")
+    return Signature(inputs, outputs) if inputs else None
+
+
+def _source(spec: dict[str, Any], where: str) -> dict[str, str]:
+    """What MLflow recorded about the model, each text bounded (module docstring)."""
+    source = {
+        key: _clip(spec[key])
+        for key in ("mlflow_version", "run_id", "model_uuid", "model_id", "utc_time_created")
+        if spec.get(key) not in (None, "")
+    }
+    metadata = spec.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise InvalidInput(f"{where}: `metadata` must be a mapping, not {type(metadata).__name__}")
+    keys = sorted(metadata, key=str)
+    for key in keys[:MAX_METADATA]:
+        source[f"metadata.{_clip(str(key))}"] = _clip(metadata[key])
+    if len(keys) > MAX_METADATA:
+        source["metadata"] = f"{len(keys) - MAX_METADATA} more keys not recorded"
+    return source
 
 
 def read_mlmodel(path: Path) -> MlflowModel:
@@ -88,8 +160,6 @@ def read_mlmodel(path: Path) -> MlflowModel:
         >>> read_mlmodel(Path("mlruns/0/abc/artifacts/model")).pickled  # doctest: +SKIP
         False
     """
-    import yaml
-
     folder = (path.parent if path.name == MLMODEL and path.is_file() else path).resolve()
     spec_file = folder / MLMODEL
     if not spec_file.is_file():
@@ -98,15 +168,25 @@ def read_mlmodel(path: Path) -> MlflowModel:
             "give the folder mlflow.sklearn.save_model wrote (it holds MLmodel and the model), "
             "e.g. mlruns/0/RUN_ID/artifacts/model",
         )
+    with open(spec_file, "rb") as fh:
+        data = fh.read(MAX_MLMODEL_BYTES + 1)
+    if len(data) > MAX_MLMODEL_BYTES:
+        raise InvalidInput(
+            f"{spec_file} is over {MAX_MLMODEL_BYTES // 1024} KiB; an MLmodel is a few lines",
+            "is it an MLflow model's MLmodel?",
+        )
     try:
-        spec = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{spec_file} is not valid YAML: {exc}") from None
+        spec = load_yaml(data.decode("utf-8"), str(spec_file))
+    except UnicodeDecodeError:
+        raise InvalidInput(
+            f"{spec_file} is not text (UTF-8)", "is it an MLflow model's MLmodel?"
+        ) from None
     if not isinstance(spec, dict) or not isinstance(spec.get("flavors"), dict):
         raise InvalidInput(f"{spec_file} names no flavors", "is it an MLflow model's MLmodel?")
     flavors: dict[str, Any] = spec["flavors"]
     sklearn = flavors.get("sklearn")
-    pyfunc = flavors.get("python_function") or {}
+    pyfunc = flavors.get("python_function")
+    pyfunc = pyfunc if isinstance(pyfunc, dict) else {}
     if isinstance(sklearn, dict):
         file_name = sklearn.get("pickled_model")
         fmt = sklearn.get("serialization_format")
@@ -132,16 +212,8 @@ def read_mlmodel(path: Path) -> MlflowModel:
             f"{folder.name}: mloop cannot read the {fmt!r} serialization format",
             f"save the model with serialization_format one of {', '.join(FORMATS)}",
         )
-    source = {
-        key: str(spec[key])
-        for key in ("mlflow_version", "run_id", "model_uuid", "model_id", "utc_time_created")
-        if spec.get(key) not in (None, "")
-    }
-    for key, value in sorted((spec.get("metadata") or {}).items()):
-        source[f"metadata.{key}"] = value if isinstance(value, str) else json.dumps(value)
-    signature_spec = spec.get("signature") or {}
-    inputs = _columns(signature_spec.get("inputs"))
-    signature = Signature(inputs, _columns(signature_spec.get("outputs"))) if inputs else None
+    source = _source(spec, str(spec_file))
+    signature = _signature(spec, str(spec_file))
     return MlflowModel(folder, model_file, str(fmt), signature, source)
 
 
@@ -170,14 +242,14 @@ def import_mlflow_model(
     path: Path,
     *,
     name: str | None = None,
-    trusted_types: Sequence[str] = (),
     trust: bool = False,
     description: str = "",
 ) -> ModelVersion:
     """Register the scikit-learn model of an MLflow model directory as the next version.
 
-    Pickled models (`pickle`, `cloudpickle`) are refused unless `trust` is given: nothing is
-    read or registered. With `trust`, loading them is recorded as an Event.
+    Pickled models (`pickle`, `cloudpickle`), and skops files with types off mloop's safe list,
+    are refused unless `trust` is given: nothing is read or registered. With `trust`, loading a
+    pickle is recorded as an Event.
 
     Example:
         >>> import_mlflow_model(project.registry, Path("model"), name="churn").ref  # doctest: +SKIP
@@ -186,10 +258,9 @@ def import_mlflow_model(
     found = read_mlmodel(path)
     model_name = name or _default_name(found.folder)
     if found.pickled and not trust:
-        raise InvalidInput(
-            f"{found.folder.name} is a {found.serialization_format} model: loading it runs any "
-            "code the file names",
-            "import it only if you trust where it came from: add --trust",
+        raise NeedsTrust.of(
+            f"it is a {found.serialization_format} model: loading it runs any code the file names",
+            found.folder.name,
         )
     what = found.model_file.name
     if found.pickled:
@@ -207,18 +278,22 @@ def import_mlflow_model(
     elif found.model_file.suffix != ".skops":
         raise InvalidInput(f"{what}: MLmodel says skops, but the file does not end in .skops")
     else:
-        model = read_model_file(found.model_file, trusted_types=trusted_types, trust=trust)
+        model = read_model_file(found.model_file, trust=trust)
     base = sys.modules.get("sklearn.base")
     if base is None or not isinstance(model, base.BaseEstimator):
         raise InvalidInput(
             f"{what} holds a {type(model).__module__}.{type(model).__qualname__}, "
             "not a scikit-learn estimator"
         )
-    if trust:  # the user vouched for every type in the file: the version may load them too
-        import skops.io
-
-        needed = skops.io.get_untrusted_types(data=skops.io.dumps(model))
-        trusted_types = [*trusted_types, *(t for t in needed if t not in trusted_types)]
+    width = getattr(model, "n_features_in_", None)
+    if found.signature is not None and isinstance(width, int):
+        declared = len(found.signature.inputs)
+        if declared != width:
+            raise InvalidInput(
+                f"{found.folder.name}: the MLmodel's signature has {declared:,} inputs, but the "
+                f"model takes {width:,}",
+                "save the model with its real signature (mlflow.models.infer_signature)",
+            )
     told = "; ".join(f"{k}={v}" for k, v in found.source.items())
     text = description or f"Imported from the MLflow model {found.folder}"
     text += f" ({found.serialization_format}{'; ' + told if told else ''})"
@@ -226,7 +301,6 @@ def import_mlflow_model(
         model,
         model_name,
         signature=found.signature,
-        trusted_types=trusted_types,
         description=text,
     )
     registry.metadata.append_event(

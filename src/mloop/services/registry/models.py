@@ -4,8 +4,15 @@ A version records what made it: the run (given, or the active one), the dataset 
 run and its pipeline read, the code and environment the run captured, the metrics and params
 logged, the flavor, and an input signature (given, inferred from an input example, or from the
 training frame). Models are stored as content-addressed bundles; loading verifies every file
-before a flavor parses it, and a format that can run code (pickle, Python models) loads only
-with `trust=True`, which is recorded as an Event.
+before a flavor parses it.
+
+Trust belongs to whoever loads. A format that can run code (pickle, Python models) and a skops
+file with types off mloop's audited list (`flavors/safe_types.py`) load only when the loader
+passes `trust=True` (`--trust`), which is recorded as an Event. Registration never loads the
+model, so it does not refuse one that will need trust: it records the types the model needs in
+`trusted_types` and says so (`trust_reason`), so the registrant hears it then, not the server
+later. What the registrant records never widens what a loader loads without its own trust: in
+a shared store the registrant would otherwise decide for every loader, the server included.
 """
 
 from __future__ import annotations
@@ -19,8 +26,8 @@ from mloop.domain.dataset import FileEntry, TableProfile
 from mloop.domain.event import Event
 from mloop.domain.model import Model, ModelVersion, Signature
 from mloop.domain.names import check_name, parse_address
-from mloop.domain.run import Run
-from mloop.errors import InvalidAddress, InvalidInput, InvalidPath, NotFound
+from mloop.domain.run import Run, RunOutput
+from mloop.errors import InvalidAddress, InvalidInput, InvalidPath, NeedsTrust, NotFound
 from mloop.services.registry.loaded import LoadedModel, training_categories
 from mloop.services.registry.signature import infer_signature, signature_from_model
 from mloop.services.tracking import active
@@ -30,6 +37,10 @@ from mloop.store.artifacts.cas import ArtifactStore
 from mloop.store.metadata.protocol import MetadataStore
 
 MODEL_FLAVORS = ("sklearn", "onnx", "python", "pickle")
+# On a run (or its pipeline run) that re-runs code to compare, not to register (reproduce.py):
+# `register` stores the model and names it as the run's output REHEARSED + NAME instead.
+REHEARSAL_TAG = "mloop.rehearsal"
+REHEARSED = "model/"
 TRUSTED_FLAVORS = ("python", "pickle")  # loading these runs code from the file
 
 
@@ -66,11 +77,13 @@ class Registry:
         run: ActiveRun | str | None = None,
         signature: Signature | None = None,
         input_example: Any = None,
-        trusted_types: Sequence[str] = (),
         description: str = "",
         trust: bool = False,
     ) -> ModelVersion:
         """Store `model` as the next version of `name`, with its lineage.
+
+        The version records the types off mloop's safe list its file holds (`trusted_types`);
+        `trust_reason` then says why loading it will need trust.
 
         Example:
             >>> registry.register(fitted, "churn", input_example=train.head())  # doctest: +SKIP
@@ -89,9 +102,9 @@ class Registry:
             FileEntry(rel, str(digest), self.artifacts.size(str(digest)) or 0)
             for rel, digest in sorted(manifest["files"].items())
         ]
-        if signature is None and input_example is not None:
-            signature = infer_signature(input_example)
         lineage = self._lineage(source) if source is not None else {}
+        if signature is None and input_example is not None:  # a few rows: see signature.py
+            signature = infer_signature(input_example, lineage.get("tables", []))
         if signature is None:
             signature = signature_from_model(
                 model, lineage.get("frames", []), lineage.get("tables", [])
@@ -114,8 +127,16 @@ class Registry:
             code_diff=source.code.diff_digest if source and source.code else None,
             environment=source.environment if source else None,
             description=description,
-            trusted_types=tuple(trusted_types),
+            trusted_types=tuple(_needs(manifest)),
         )
+        if source is not None and self._rehearsal(source):
+            # A reproduction re-runs code that registers: the bytes are kept and named on the
+            # run, to be compared with the version reproduced; no version is made (number 0).
+            named = f"{REHEARSED}{name}"
+            outputs = [RunOutput(named, stored.digest, self.artifacts.size(stored.digest) or 0)]
+            outputs += [RunOutput(f"{named}.files/{f.path}", f.digest, f.size) for f in files]
+            self.metadata.write_run_data(source.id, outputs=outputs)
+            return draft
         details = {"flavor": stored.flavor, "run": draft.run_id, "trusted": trust}
         event = self._event("model.version_registered", f"model/{name}", None, **details)
         return self.metadata.create_model_version(draft, files, event)
@@ -126,16 +147,16 @@ class Registry:
         name: str,
         *,
         run: str | None = None,
-        trusted_types: Sequence[str] = (),
         trust: bool = False,
         description: str = "",
     ) -> ModelVersion:
-        """Register a saved model file: `.skops`, `.onnx`, or (with trust) `.pkl`/`.joblib`."""
+        """Register a saved model file: `.skops`, `.onnx`, or (with trust) `.pkl`/`.joblib`;
+        a `.skops` file with types off mloop's safe list is read only with trust too."""
         from mloop.services.registry.files import read_model_file
 
         if not path.is_file():
             raise InvalidPath(f"{path} is not a file", "give the path of a saved model file")
-        model = read_model_file(path, trusted_types=trusted_types, trust=trust)
+        model = read_model_file(path, trust=trust)
         if trust and path.suffix in (".pkl", ".pickle", ".joblib"):
             self.metadata.append_event(
                 self._event("model.loaded_with_trust", f"file/{path.name}", None, path=str(path))
@@ -144,10 +165,16 @@ class Registry:
             model,
             name,
             run=run,
-            trusted_types=trusted_types,
             description=description,
             trust=trust,
         )
+
+    def _rehearsal(self, run: Run) -> bool:
+        """Whether `run`, or the pipeline run it is a step of, only rehearses registering."""
+        if run.tags.get(REHEARSAL_TAG):
+            return True
+        parent = self.metadata.get_run(run.parent_id) if run.parent_id else None
+        return parent is not None and bool(parent.tags.get(REHEARSAL_TAG))
 
     def _run_of(self, run: ActiveRun | str | None) -> Run | None:
         if isinstance(run, str):
@@ -183,12 +210,8 @@ class Registry:
                         frames.append(load_value(self.artifacts, used.ref))
                 except InvalidInput:
                     continue
-        tables: list[TableProfile] = []
-        for ref in sorted(set(datasets)):
-            name, _, number = ref.partition(":")
-            tables.extend(metadata.get_dataset_version(name, int(number)).tables)
         return {
-            "tables": tables,
+            "tables": self._tables(sorted(set(datasets))),
             "datasets": sorted(set(datasets)),
             "metrics": metrics,
             "params": params,
@@ -203,27 +226,71 @@ class Registry:
     def models(self) -> list[Model]:
         return self.metadata.list_models()
 
-    def versions(self, name: str) -> list[ModelVersion]:
-        return self.metadata.list_model_versions(check_name(name, "model name"))
+    def versions(self, name: str, sort: str | None = None) -> list[ModelVersion]:
+        """Every version of `name`, by number, or by `sort` (`-metrics.accuracy`: best first).
+
+        Example:
+            >>> registry.versions("churn", sort="-metrics.accuracy")[0].ref  # doctest: +SKIP
+            'churn:3'
+        """
+        found = self.metadata.list_model_versions(check_name(name, "model name"))
+        if sort:
+            from mloop.services.registry.ranking import sort_versions
+
+            return sort_versions(found, sort)
+        return found
+
+    def training_tables(self, version: ModelVersion) -> list[TableProfile]:
+        """The profiles of the dataset versions the version was trained on (its lineage)."""
+        return self._tables(version.datasets)
+
+    def _tables(self, refs: Sequence[str]) -> list[TableProfile]:
+        """The table profiles of dataset versions in a model's lineage (none for one since
+        removed)."""
+        tables: list[TableProfile] = []
+        for ref in refs:
+            name, _, number = ref.partition(":")
+            try:
+                tables.extend(self.metadata.get_dataset_version(name, int(number)).tables)
+            except (NotFound, ValueError):
+                continue
+        return tables
+
+    def trust_reason(self, version: ModelVersion) -> str | None:
+        """Why loading `version` needs the loader's trust, or None: it runs code (pickle,
+        Python models), or its skops file holds types off mloop's safe list. Read from the
+        bundle's manifest, so versions registered before mloop recorded it are covered too;
+        the loader still asks the file itself.
+
+        Example:
+            >>> registry.trust_reason(registry.get("churn:3"))  # doctest: +SKIP
+            "it holds types off mloop's safe list: posix.system"
+        """
+        if version.flavor in TRUSTED_FLAVORS:
+            return f"it is a {version.flavor} model: loading it runs code from the file"
+        needs = _needs(describe_value(self.artifacts, version.digest))
+        if needs:
+            return f"it holds types off mloop's safe list: {', '.join(needs)}"
+        return None
 
     def load(self, ref: str, trust: bool = False) -> Any:
-        """The model object, verified and loaded by its flavor (`trust` for code formats).
+        """The model object, verified and loaded by its flavor; `trust` for a model whose
+        `trust_reason` is not None (refused before a byte of the model is read).
 
         Example:
             >>> registry.load("churn@champion").predict(rows)  # doctest: +SKIP
         """
         version = self.get(ref)
-        if version.flavor in TRUSTED_FLAVORS and not trust:
-            raise InvalidInput(
-                f"{version.ref} is a {version.flavor} model: loading it runs code from the file",
-                "load it only if you trust where it came from: pass trust=True (or --trust)",
-            )
-        model = load_value(
-            self.artifacts, version.digest, trust=trust, trusted_types=version.trusted_types
-        )
-        if trust and version.flavor in TRUSTED_FLAVORS:
+        reason = self.trust_reason(version)
+        if reason is not None and not trust:
+            raise NeedsTrust.of(reason, version.ref)
+        try:
+            model = load_value(self.artifacts, version.digest, trust=trust)
+        except NeedsTrust as exc:  # the file needs more than its manifest said
+            raise exc.needing(subject=version.ref) from None
+        if trust and reason is not None:
             self.metadata.append_event(
-                self._event("model.loaded_with_trust", f"model/{version.ref}", None)
+                self._event("model.loaded_with_trust", f"model/{version.ref}", None, why=reason)
             )
         return model
 
@@ -237,17 +304,8 @@ class Registry:
             or bool(getattr(model, "wants_frame", False))  # e.g. ONNX with an input per column
             or (signature is not None and not signature.all_numeric)
         )
-        tables = [t for ref in version.datasets for t in self._tables(ref)]
-        categories = training_categories(signature, tables)
+        categories = training_categories(signature, self._tables(version.datasets))
         return LoadedModel(version.name, version.version, model, signature, wants_frame, categories)
-
-    def _tables(self, ref: str) -> tuple[TableProfile, ...]:
-        """The table profiles of a dataset version in a model's lineage (none if since removed)."""
-        name, _, number = ref.partition(":")
-        try:
-            return self.metadata.get_dataset_version(name, int(number)).tables
-        except (NotFound, ValueError):
-            return ()
 
     # aliases and status --------------------------------------------------------------------
     def set_alias(self, name: str, version: int, alias: str, reason: str | None = None) -> None:
@@ -267,3 +325,12 @@ class Registry:
             f"model.{'unarchived' if undo else 'archived'}", f"model/{name}:{version}"
         )
         self.metadata.set_model_version_status(name, version, status, event)
+
+
+def _needs(manifest: dict[str, Any]) -> list[str]:
+    """The types a stored sklearn model needs beyond skops' and mloop's lists."""
+    if manifest.get("flavor") != "sklearn":
+        return []
+    from mloop.flavors.sklearn import recorded_needs
+
+    return recorded_needs(manifest.get("meta") or {})

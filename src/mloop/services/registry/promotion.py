@@ -4,6 +4,10 @@ Metric gates read the version's recorded metrics. Champion and bias gates are me
 read: both models predict on the same holdout dataset (from mloop.yaml), so "beats the champion"
 compares like with like. `data_validation` re-checks the version's training data against the
 version before it. A forced promotion needs a reason and records the failed gates with it.
+
+A model that cannot be loaded without trust (`Registry.trust_reason`) fails no gate: nothing was
+measured, so the promotion stops with `NeedsTrust` naming which model (the candidate or the
+champion) and is not recorded; the caller's `trust` lets both load.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from mloop.domain.gate import (
     parse_promotion_gate,
 )
 from mloop.domain.model import GateRecord, ModelVersion
-from mloop.errors import GateFailed, InvalidInput, MloopError
+from mloop.errors import GateFailed, InvalidInput, MloopError, NeedsTrust
 from mloop.services.data.versioning import DataService, parse_version_ref
-from mloop.services.registry.models import TRUSTED_FLAVORS, Registry
+from mloop.services.registry.models import Registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +70,19 @@ class Promoter:
         spec = self.settings.get(name, {})
         return tuple(parse_promotion_gate(g) for g in spec.get("gates", ()))
 
-    def evaluate(self, name: str, version: int, alias: str = "champion") -> tuple[GateRecord, ...]:
-        """Every gate of the model, measured for `version` against the current `alias` holder."""
+    def evaluate(
+        self, name: str, version: int, alias: str = "champion", trust: bool = False
+    ) -> tuple[GateRecord, ...]:
+        """Every gate of the model, measured for `version` against the current `alias` holder;
+        raises `NeedsTrust` when a model the gates must run cannot load without `trust`."""
         candidate = self.registry.get(f"{name}:{version}")
-        holdout = _Holdout(self, name)
+        holdout = _Holdout(self, name, trust)
         records: list[GateRecord] = []
         for gate in self.gates_of(name):
             try:
                 records.append(self._check(gate, candidate, alias, holdout))
+            except NeedsTrust:
+                raise
             except MloopError as exc:
                 records.append(GateRecord(str(gate), False, reason=exc.message))
             except Exception as exc:  # a model that cannot predict on the holdout fails
@@ -95,7 +104,7 @@ class Promoter:
             if champion.version == candidate.version:
                 return GateRecord(str(gate), True, reason=f"{candidate.ref} is the {alias}")
             ours = holdout.score(candidate, gate.metric)
-            theirs = holdout.score(champion, gate.metric)
+            theirs = holdout.score(champion, gate.metric, f"the {alias} {champion.ref}")
             passed = gate.passes(ours, theirs)
             needed = theirs + gate.margin
             reason = (
@@ -140,8 +149,10 @@ class Promoter:
         alias: str = "champion",
         force: bool = False,
         reason: str | None = None,
+        trust: bool = False,
     ) -> PromotionResult:
-        """Point `alias` at `version` if every gate passes (or `force`, with a reason).
+        """Point `alias` at `version` if every gate passes (or `force`, with a reason);
+        `trust` lets the gates load models that need it (see the module docstring).
 
         Example:
             >>> promoter.promote("churn", 3, "champion").gates[0].passed  # doctest: +SKIP
@@ -150,7 +161,7 @@ class Promoter:
         if force and not (reason and reason.strip()):
             raise InvalidInput("--force needs a reason", 'add --reason "why this is safe"')
         candidate = self.registry.get(f"{name}:{version}")
-        records = self.evaluate(name, candidate.version, alias)
+        records = self.evaluate(name, candidate.version, alias, trust)
         self.registry.metadata.set_model_version_gates(name, candidate.version, records)
         failed = [r for r in records if not r.passed]
         if failed and not force:
@@ -167,8 +178,9 @@ class Promoter:
 class _Holdout:
     """The holdout frame of a model, loaded once per promotion, and predictions on it."""
 
-    def __init__(self, promoter: Promoter, name: str) -> None:
+    def __init__(self, promoter: Promoter, name: str, trust: bool = False) -> None:
         self.promoter = promoter
+        self.trust = trust
         self.spec = promoter.settings.get(name, {})
         self.ref = str(self.spec.get("holdout", "-"))
         self._frame: Any = None
@@ -183,14 +195,17 @@ class _Holdout:
             self.ref = local.version.ref
         return self._frame
 
-    def predictions(self, version: ModelVersion) -> tuple[Any, Any, Any]:
-        if version.flavor in TRUSTED_FLAVORS:
-            raise InvalidInput(f"{version.ref} is a {version.flavor} model; not run for a gate")
+    def predictions(self, version: ModelVersion, role: str | None = None) -> tuple[Any, Any, Any]:
+        """The holdout, its labels and `version`'s predictions; `role` names the model in a
+        refusal to load it ("the champion churn:2"; default: the candidate)."""
         frame = self.frame()
         label = self.spec["label"]
         if label not in frame.columns:
             raise InvalidInput(f"the holdout {self.ref} has no column {label!r}")
-        model = self.promoter.registry.load(version.ref)
+        try:
+            model = self.promoter.registry.load(version.ref, trust=self.trust)
+        except NeedsTrust as exc:
+            raise exc.needing(subject=role or f"the candidate {version.ref}") from None
         features = frame.drop(columns=[label])
         names = getattr(model, "feature_names_in_", None)
         wanted = version.signature.names if version.signature is not None else names
@@ -201,11 +216,11 @@ class _Holdout:
             features = features[[str(c) for c in wanted]]
         return frame, frame[label].to_numpy(), model.predict(features)
 
-    def score(self, version: ModelVersion, metric: str) -> float:
+    def score(self, version: ModelVersion, metric: str, role: str | None = None) -> float:
         scorer = _metric(metric)
         if scorer is None:
             raise InvalidInput(f"mloop cannot measure {metric!r} on a holdout")
-        _, truth, predicted = self.predictions(version)
+        _, truth, predicted = self.predictions(version, role)
         return float(scorer(truth, predicted))
 
     def bias(self, version: ModelVersion, gate: BiasGate) -> float:

@@ -5,9 +5,14 @@ A version records its run; a step's run hangs under its pipeline run, which reco
 step read. The code is checked out from the recorded commit into a temporary git worktree, and
 the pipeline runs there against the project's own metadata and artifact stores with every step
 recomputed and every dataset input pinned to the version the original run read. The new run's
-metrics are compared with the version's, and the model it registered (or the step output that
-became the version) with the version's digest; differences between the recorded and the current
-package set are reported, since they are the usual reason two runs differ.
+metrics are compared with the version's, and the model it would register (or the step output
+that became the version) with the version's digest; differences between the recorded and the
+current package set are reported, since they are the usual reason two runs differ.
+
+Reproducing is a comparison, so by default it registers nothing: the pipeline run is tagged
+as a rehearsal (`REHEARSAL_TAG`), and the registry stores the model its register step makes
+and names it on the step's run instead of making a version. With `register=True` the re-run
+registers as the pipeline always does, and the new version's digest is compared.
 
 Uncommitted changes were digested, not saved: a version made from a dirty tree is refused unless
 the caller accepts re-running the commit alone. The registry cannot run pipelines (the pipelines
@@ -37,7 +42,7 @@ from mloop.domain.pipeline import PipelineGraph
 from mloop.domain.run import Run
 from mloop.errors import InvalidInput, MloopError, NotFound
 from mloop.services.registry.card import recorded_packages
-from mloop.services.registry.models import Registry
+from mloop.services.registry.models import REHEARSAL_TAG, REHEARSED, Registry
 from mloop.services.tracking.capture import installed_packages
 
 SHOWN_CHANGES = 12  # package differences spelled out as warnings; all are in `packages`
@@ -52,6 +57,13 @@ class RerunRequest:
     params: Mapping[str, str]  # as the pipeline run recorded them (text)
     inputs: Mapping[str, str]  # "STEP/ARG" -> the dataset version that input read
     datasets: tuple[str, ...]  # every dataset version the pipeline run read
+    ref: str = ""  # the version reproduced
+    register: bool = False  # let the re-run register what it makes (else only compare)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """What the re-run's pipeline run carries from its start (the registry reads them)."""
+        return {"mloop.reproduces": self.ref, **({} if self.register else {REHEARSAL_TAG: "1"})}
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -218,7 +230,7 @@ class Reproducer:
         self.store_uri = store_uri
         self.artifacts_uri = artifacts_uri
 
-    def plan(self, ref: str, allow_dirty: bool = False) -> Plan:
+    def plan(self, ref: str, allow_dirty: bool = False, register: bool = False) -> Plan:
         """What re-running `ref` means, or a clear refusal when it cannot be done faithfully."""
         version = self.registry.get(ref)
         if version.run_id is None:
@@ -260,7 +272,9 @@ class Reproducer:
                 if used.kind == "dataset" and "mloop.step" in each.tags and used.name:
                     inputs[f"{each.tags['mloop.step']}/{used.name}"] = used.ref
         name, target = run.tags.get("mloop.pipeline", run.name), run.tags["mloop.target"]
-        request = RerunRequest(name, target, dict(run.params), inputs, version.datasets)
+        request = RerunRequest(
+            name, target, dict(run.params), inputs, version.datasets, version.ref, register
+        )
         return Plan(version, run, request, commit, repo, self.root.resolve().relative_to(repo))
 
     def reproduce(
@@ -271,14 +285,16 @@ class Reproducer:
         allow_dirty: bool = False,
         tolerance: float = 1e-6,
         keep_worktree: bool = False,
+        register: bool = False,
     ) -> Reproduction:
         """Re-run the pipeline that made `ref` from its commit, data and params; compare.
+        Nothing is registered unless `register` (module docstring).
 
         Example:
             >>> reproducer.reproduce("churn:3", rerun).ok  # doctest: +SKIP
             True
         """
-        plan = self.plan(ref, allow_dirty)
+        plan = self.plan(ref, allow_dirty, register)
         with _worktree(plan.repo, plan.commit, keep_worktree) as tree:
             root = tree / plan.relative
             if not (root / "mloop.yaml").is_file():
@@ -297,8 +313,6 @@ class Reproducer:
             }
             outcome = rerun(plan.request, root, env)
         result = self._compare(plan, outcome, tolerance, str(tree) if keep_worktree else None)
-        if outcome.run_id is not None:  # findable: runs list --filter "tags.`mloop.reproduces` = …"
-            self.metadata.write_run_data(outcome.run_id, tags=[("mloop.reproduces", result.ref)])
         details = {"run": outcome.run_id, "ok": result.ok, "digest_match": result.digest_match}
         where = f"model/{result.ref}"
         event = Event(time.time(), self.registry.actor, "model.reproduced", where, None, details)
@@ -332,7 +346,15 @@ class Reproducer:
             )
         names = sorted(set(version.metrics) | set(reproduced))
         checks = [_check(n, version.metrics.get(n), reproduced.get(n), tolerance) for n in names]
-        digest = new_version.digest if new_version else self._step_output(plan, runs)
+        rehearsed = [
+            o.digest for r in runs for o in r.outputs if o.name == REHEARSED + version.name
+        ]
+        if new_version is not None:
+            digest: str | None = new_version.digest
+        elif rehearsed:
+            digest = rehearsed[-1]
+        else:
+            digest = self._step_output(plan, runs)
         python, changes = self._environment(version, warnings)
         return Reproduction(
             ref=version.ref,

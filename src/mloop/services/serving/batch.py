@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,8 +87,15 @@ class Scored:
     unknown: tuple[UnknownCategory, ...] = ()
 
 
-def predict_frame(predictor: Predictor, frame: Any, where: str, chunk: int = CHUNK_ROWS) -> Scored:
-    """Predictions for every row of `frame`, checked against the signature chunk by chunk.
+def predict_frame(
+    predictor: Predictor,
+    frame: Any,
+    where: str,
+    chunk: int = CHUNK_ROWS,
+    on_rows: Callable[[int], None] | None = None,
+) -> Scored:
+    """Predictions for every row of `frame`, checked against the signature chunk by chunk;
+    `on_rows` hears how many rows each chunk predicted (the CLI's progress bar).
 
     Example:
         >>> predict_frame(loaded, frame, "new.csv").predictions  # doctest: +SKIP
@@ -117,6 +125,8 @@ def predict_frame(predictor: Predictor, frame: Any, where: str, chunk: int = CHU
                 f"{label}: the model could not predict: {type(exc).__name__}: {exc}",
                 "check the values against the model's signature: mloop models show NAME:V",
             ) from None
+        if on_rows is not None:
+            on_rows(len(part))
     counted = tuple(UnknownCategory(c, v, n) for (c, v), n in unknown.most_common())
     if isinstance(parts[0], np.ndarray):
         return Scored(np.concatenate(parts), counted)

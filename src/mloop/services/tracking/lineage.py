@@ -2,10 +2,15 @@
 made from it.
 
 The graph is not stored as such: its edges are records runs and datasets keep anyway (a run's
-inputs, outputs and parent; the run that created a dataset version or registered a model), read
-back one node at a time. Each tree is cut at a depth and every node is expanded once, at its
-first appearance, so a cycle in hand-logged inputs or a diamond (two runs reading one dataset)
-stays small and finite.
+inputs, outputs, parent, code and environment; the run that created a dataset version or
+registered a model), read back one node at a time. Each tree is cut at a depth and every node
+is expanded once, at its first appearance, so a cycle in hand-logged inputs or a diamond (two
+runs reading one dataset) stays small and finite.
+
+Identical bytes can come from many runs (every re-run of an unchanged step makes them again).
+Traced from a step of a pipeline run, an artifact the step read is followed only to the step of
+the same pipeline run that wrote it, so a model's lineage is the one chain that made it; traced
+from the artifact itself, every run that wrote those bytes is listed.
 The audit log is read here too: it is the other half of "where did this come from".
 """
 
@@ -56,10 +61,12 @@ class LineageTrace:
 
 @dataclass
 class _Walk:
-    """State of one trace: nodes already expanded, and per-trace caches of store reads."""
+    """State of one trace: nodes already expanded, per-trace caches of store reads, and the
+    runs that wrote an artifact where a pipeline run says which (see the module docstring)."""
 
     seen: set[str] = field(default_factory=set)
     runs: dict[str, Run] = field(default_factory=dict)
+    writers: dict[str, list[Run]] = field(default_factory=dict)
     truncated: bool = False
 
 
@@ -243,18 +250,23 @@ class LineageService:
             return [_run_node(self._run(found_model.run_id, walk), "registered by")]
         if kind == "artifact":
             if side == "upstream":
-                made = [_run_node(r, "output of") for r in self.metadata.runs_with_output(key)]
+                writers = walk.writers.get(key) or self.metadata.runs_with_output(key)
+                made = [_run_node(r, "output of") for r in writers]
                 part = self.metadata.dataset_versions_with_file(key)
                 return made + [_dataset_node(v, "part of") for v in part]
             return [_run_node(r, "used by") for r in self.metadata.runs_with_input("artifact", key)]
         return []
 
     def _run_upstream(self, run: Run, walk: _Walk) -> list[LineageNode]:
-        found: list[LineageNode] = []
+        found = self._made_with(run)  # first: a run's own code, before the runs it reads from
+        siblings = self._siblings(run, walk)
         for item in run.inputs:
             if item.kind == "dataset":
                 found.append(self._dataset_input(item.ref))
             elif item.kind == "artifact":
+                writers = [s for s in siblings if any(o.digest == item.ref for o in s.outputs)]
+                if writers:
+                    walk.writers.setdefault(item.ref, writers)
                 label = item.name or ""
                 found.append(LineageNode("artifact", f"artifact/{item.ref}", label, "input"))
             else:
@@ -271,6 +283,29 @@ class LineageService:
                     found.append(dataclasses.replace(node, relation=f"input of {child.name}"))
         if run.parent_id is not None:
             found.append(_run_node(self._run(run.parent_id, walk), "parent"))
+        return found
+
+    def _siblings(self, run: Run, walk: _Walk) -> list[Run]:
+        """The other steps of the pipeline run `run` is a step of, with their outputs."""
+        if run.parent_id is None or run.tags.get("mloop.kind") != "step":
+            return []
+        listed = self.metadata.child_runs(run.parent_id)
+        return [self._run(child.id, walk) for child in listed if child.id != run.id]
+
+    def _made_with(self, run: Run) -> list[LineageNode]:
+        """The code and the environment the run recorded: what, besides data, made it."""
+        found: list[LineageNode] = []
+        if run.code is not None:
+            commit, diff = run.code.commit, run.code.diff_digest
+            ref = f"code/{commit or 'none'}" + (f"+{diff}" if diff else "")
+            found.append(LineageNode("code", ref, run.code.describe()))
+        if run.environment:
+            try:
+                env = self.metadata.get_environment(run.environment)
+                label = f"{env.python}, {env.package_count} packages"
+            except NotFound:
+                label = NOT_RECORDED
+            found.append(LineageNode("environment", f"environment/{run.environment}", label))
         return found
 
     def _dataset_input(self, ref: str) -> LineageNode:

@@ -27,7 +27,7 @@ from typing import Any
 
 from mloop.domain.digests import is_digest
 from mloop.domain.names import check_relative_path
-from mloop.errors import CorruptArtifact, InvalidInput, InvalidPath
+from mloop.errors import CorruptArtifact, InvalidInput, InvalidPath, NeedsTrust
 from mloop.flavors.protocol import JSON, Flavor, type_name
 from mloop.flavors.registry import flavor_for, get_flavor
 from mloop.store.artifacts.cas import ArtifactStore
@@ -195,10 +195,9 @@ def load_value(
     manifest = describe_value(artifacts, digest)
     flavor: Flavor = get_flavor(manifest["flavor"])
     if flavor.requires_trust and not trust:  # refused before a byte is fetched
-        raise InvalidInput(
-            f"refused to load value {digest[:12]}: it is a {flavor.name}, and loading it runs "
-            "any code whoever stored it chose",
-            "load it with trust=True only if you trust whoever stored it",
+        raise NeedsTrust.of(
+            f"it is a {flavor.name}, and loading it runs any code whoever stored it chose",
+            f"value {digest[:12]}",
         )
     temporary = workdir is None
     folder = Path(tempfile.mkdtemp(prefix="mloop-value-")) if workdir is None else workdir

@@ -165,7 +165,7 @@ class SqlModels:
                     raise NotFound(
                         f"model {name!r} has no alias {alias!r}"
                         + (f" (it has: {', '.join(known)})" if known else ""),
-                        f"set one with `mloop models alias {name} VERSION {alias}`",
+                        f"set one with `mloop models alias {name}:VERSION {alias}`",
                     )
             if number is None:
                 number = latest
@@ -236,8 +236,8 @@ class SqlModels:
             if status == "archived":
                 raise InvalidInput(
                     f"{name}:{version} is archived; an alias cannot point at it",
-                    f"choose another version, or unarchive it: mloop models archive {name} "
-                    f"{version} --undo",
+                    f"choose another version, or unarchive it: mloop models archive "
+                    f"{name}:{version} --undo",
                 )
             tx.execute(
                 "INSERT INTO model_aliases (model, alias, version) VALUES (:m, :a, :v) "

@@ -112,7 +112,7 @@ class SqlRemoval:
                     f"run {run_id[:12]} made model version {_listed(models)}; "
                     "its lineage needs the run",
                     "a registered model's run stays; archive the model version instead: "
-                    f"mloop models archive {models[0].replace(':', ' ')}",
+                    f"mloop models archive {models[0]}",
                 )
             datasets = [
                 f"{d}:{v}"
