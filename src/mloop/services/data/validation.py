@@ -12,6 +12,8 @@ inferred from values: integers may arrive as floats (pandas turns integers with 
 floats) as long as every value is whole; floating accepts integers; string accepts integers and
 booleans (codes like `1, 2`). Numbers arriving as text fail, naming the values that are not
 numbers. Pandera validates lazily, so every failing column and check comes out of one pass.
+`columns=` or `exclude=` narrows the table and the profile to the columns that matter (say,
+a model's features and label) before either check (`checks.select_columns`).
 
 The distribution checks run on columns the schema could read as their reference type: PSI over
 the reference histogram (bins merged to hold at least `MIN_BIN_SHARE` each, since twenty sparse
