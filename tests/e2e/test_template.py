@@ -387,3 +387,8 @@ def test_a_new_venv_installs_the_requirements_and_passes_the_projects_tests(
     version = shell("mloop", "--version", cwd=root, env=env)
     assert mloop.__version__ in version.stdout, version.stdout + version.stderr
     project_tests(root, "python", env)
+    # The installed (not editable) mloop packs itself into the very same wheel.
+    again = shell("mloop", "init", "again", "--template", "regression", cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    (wheel,) = (root / "wheels").glob("*.whl")
+    assert (tmp_path / "again" / "wheels" / wheel.name).read_bytes() == wheel.read_bytes()
