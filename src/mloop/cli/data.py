@@ -58,7 +58,10 @@ def register(commands: Any) -> None:
     val.add_argument(
         "--max-psi", type=float, metavar="PSI", help="largest distribution shift (default 0.2)"
     )
-    for flag, what in (("--columns", "check only these columns"), ("--exclude", "skip these")):
+    for flag, what in (
+        ("--columns", "check only these columns"),
+        ("--exclude", "check all but these"),
+    ):
         val.add_argument(
             flag,
             action="append",
