@@ -67,7 +67,7 @@ def test_a_fresh_project_passes_and_the_report_says_why(churn: Path) -> None:
     for row in (data_row, "| tests | ✅ passed |"):
         assert row in report
     assert "| pipeline | ✅ passed | run " in report and "| gates | ✅ passed |" in report
-    assert "| `accuracy >= 0.7` | 0." in report and "| `f1 >= 0.6` | 0." in report
+    assert "| `accuracy >= 0.7` | 0." in report and "| `f1_macro >= 0.6` | 0." in report
     assert "| train | finished | " in report and "Run id: `" in report
 
     # Again, as a CI job re-run: nothing changed, so every step is reused.

@@ -184,15 +184,45 @@ def test_the_first_version_alone_is_a_clear_error(project: Path, cli: Cli) -> No
     assert result.out == ""
 
 
+def test_columns_and_exclude_choose_what_is_checked(project: Path, cli: Cli) -> None:
+    """A shift in a column the model never reads need not fail the delivery."""
+    add(cli, project, table())
+    add(cli, project, table().assign(price=table()["price"] * 3, channel="web"))
+    everything, report = validate(cli, "sales")
+    assert everything.code == 1
+    assert {("price", "psi"), ("channel", "extra_column")} <= failures(report)
+
+    chosen, report = validate(cli, "sales", "--columns", "quantity,region", "--columns", "id")
+    assert chosen.code == 0, chosen.out
+    assert chosen.out.splitlines()[-1] == f"data/sales.csv: ok ({N} rows, 3 columns)"
+
+    excluded, report = validate(cli, "sales", "--exclude", "price", "--exclude", "channel")
+    assert excluded.code == 0, excluded.out
+    assert report["tables"][0]["checked_columns"] == 3
+
+    price_only, report = validate(cli, "sales", "--columns", "price")
+    assert price_only.code == 1
+    assert failures(report) == {("price", "psi"), ("price", "outside_range"), ("price", "range")}
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (("sales", "--columns", "prise"), "data/sales.csv has no column 'prise'"),
+        (("sales", "--exclude", "id,price,quantity,region"), "no column of data/sales.csv is left"),
         (("nope",), "no dataset 'nope'"),
         (("sales:9",), "has no version 9"),
         (("sales:2", "--against", "sales:7"), "has no version 7"),
         (("sales:2", "--tolerance", "-1"), "invalid validation thresholds"),
     ],
-    ids=["no-dataset", "no-version", "no-reference", "bad-tolerance"],
+    ids=[
+        "unknown-column",
+        "no-column-left",
+        "no-dataset",
+        "no-version",
+        "no-reference",
+        "bad-tolerance",
+    ],
 )
 def test_bad_references_are_errors(
     project: Path, cli: Cli, args: tuple[str, ...], message: str
@@ -202,6 +232,7 @@ def test_bad_references_are_errors(
     result = cli("data", "validate", *args)
     assert result.code == 1
     assert message in result.err
+    assert result.out == "" and "Traceback" not in result.err
 
 
 def test_validate_runs_as_its_own_process(project: Path, cli: Cli, mloop_process) -> None:

@@ -59,6 +59,16 @@ def register(commands: Any) -> None:
     val.add_argument(
         "--max-psi", type=number(), metavar="PSI", help="largest distribution shift (default 0.2)"
     )
+    for flag, what in (
+        ("--columns", "check only these columns"),
+        ("--exclude", "check all but these"),
+    ):
+        val.add_argument(
+            flag,
+            action="append",
+            metavar="NAME[,NAME...]",
+            help=f"{what} (comma-separated or repeated)",
+        )
     val.add_argument("--json", action="store_true", help="print JSON")
     val.set_defaults(handler=validate_version)
 
@@ -244,7 +254,12 @@ def validate_version(ctx: Context) -> int:
     args = ctx.args
     given = {"tolerance": args.tolerance, "max_psi": args.max_psi}
     thresholds = Thresholds(**{k: v for k, v in given.items() if v is not None})
-    results = DataValidator(ctx.project.data, thresholds).validate(args.ref, args.against)
+    columns, exclude = (
+        None if found is None else [n.strip() for p in found for n in p.split(",") if n.strip()]
+        for found in (args.columns, args.exclude)
+    )
+    validator = DataValidator(ctx.project.data, thresholds, columns, exclude or ())
+    results = validator.validate(args.ref, args.against)
     ok = all(report.ok for _, report in results)
     if ctx.json:
         tables = [{"path": path, **to_plain(report)} for path, report in results]

@@ -59,6 +59,8 @@ def run_init(ctx: Context) -> None:
     rows = added.tables[0].rows if added.tables else 0
     output.line(f"  {template.data_file}: {rows} rows of sample data, versioned as {added.ref}")
     output.line(f"  {template.holdout_file}: a holdout sample for promotion gates")
+    wheel = next(rel for rel in written if rel.startswith(f"{templates.WHEELS}/"))
+    output.line(f"  {wheel}: this mloop, installed by requirements.txt (it is on no index)")
     here = Path.cwd().resolve()
     where = root.relative_to(here) if root.is_relative_to(here) else root
     output.line("next:" + (f" cd {where}" if root != here else ""))

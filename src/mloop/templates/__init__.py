@@ -5,9 +5,11 @@ new project on top of the files all templates share (`common/`). A file named `*
 rendered first: its `{{ name }}` placeholders are filled (project name, dataset, versions pinned
 from this environment) and the suffix is dropped. So no template file ends in `.py`: mloop's own
 linters, type checker and house-rule tests never take a template for mloop code, and the e2e
-tests lint the rendered project instead, as its users will. Two things are made in code: the
-sample data, from a seeded generator (the same rows on every machine), and the notebook, as
-nbformat 4 JSON written directly (nbformat is an optional extra; `init` must not need it).
+tests lint the rendered project instead, as its users will. Three things are made in code:
+the sample data, from a seeded generator (the same rows on every machine); the notebook, as
+nbformat 4 JSON written directly (nbformat is an optional extra; `init` must not need it); and
+a wheel of the running mloop in `wheels/`, which the project's requirements install (`wheel.py`
+says why).
 
 Used by `cli/init.py`; imports nothing of mloop's but the errors, and numpy and pandas only
 when it generates data.
@@ -25,11 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from mloop.errors import InvalidInput, InvalidPath
+from mloop.templates.wheel import running_wheel, wheel_name
 
 HERE = Path(__file__).parent
 COMMON = "common"
 SUFFIX = ".tmpl"
 NOTEBOOK = "notebooks/explore.ipynb"
+WHEELS = "wheels"
 # Stored without the dot: a `.gitignore` here would apply to this folder, in git and the wheel.
 RENAMED = {"gitignore": ".gitignore"}
 ROWS = 500
@@ -182,7 +186,8 @@ def _sources(template: Template) -> dict[str, Path]:
 
 def planned(template: Template) -> list[str]:
     """Every file the template writes, relative to the project root, sorted."""
-    return sorted([*_sources(template), template.data_file, template.holdout_file, NOTEBOOK])
+    made = [template.data_file, template.holdout_file, NOTEBOOK, f"{WHEELS}/{wheel_name()}"]
+    return sorted([*_sources(template), *made])
 
 
 def conflicts(template: Template, root: Path) -> list[str]:
@@ -215,6 +220,7 @@ def _pin(distribution: str, requirement: str) -> str:
 
 def values(template: Template, project: str) -> dict[str, str]:
     """What the placeholders stand for: names, and versions pinned from this environment."""
+    wheel = f"./{WHEELS}/{wheel_name()}"
     return {
         "project": project,
         "template": template.name,
@@ -224,7 +230,8 @@ def values(template: Template, project: str) -> dict[str, str]:
         "target_role": template.target_role,
         "param": template.param,
         "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
-        "pin_mloop": _pin("mloop", "mloop[sklearn,notebooks]"),
+        "mloop_wheel": wheel,
+        "pin_mloop": f"{wheel}[sklearn]",
         "pin_pandas": _pin("pandas", "pandas"),
         "pin_sklearn": _pin("scikit-learn", "scikit-learn"),
         "pin_skops": _pin("skops", "skops"),
@@ -277,6 +284,9 @@ def write(template: Template, root: Path, project: str) -> list[str]:
     notebook = root / NOTEBOOK
     notebook.parent.mkdir(parents=True, exist_ok=True)
     notebook.write_text(json.dumps(_notebook(template, fill), indent=1) + "\n", encoding="utf-8")
+    wheel = running_wheel()
+    (root / WHEELS).mkdir(exist_ok=True)
+    (root / WHEELS / wheel.filename).write_bytes(wheel.content)
     return planned(template)
 
 
@@ -290,7 +300,7 @@ _CELLS: tuple[tuple[str, str], ...] = (
         "The steps of `pipeline.py`, called one by one on the latest version of the data. "
         "When a change works here, move it into `pipeline.py`: `mloop run` and CI run that code.",
     ),
-    ("parameters", 'DATASET = "{{ dataset }}"\n{{ param }} = 1.0\nSEED = 0'),
+    ("parameters", "{{ param }} = 1.0\nSEED = 0"),
     (
         "code",
         "import sys\nfrom pathlib import Path\n\nimport mloop\n\n"
@@ -298,7 +308,15 @@ _CELLS: tuple[tuple[str, str], ...] = (
         "here = Path.cwd()\n"
         'ROOT = next(p for p in (here, *here.parents) if (p / "mloop.yaml").exists())\n'
         "sys.path.insert(0, str(ROOT))\n\n"
-        "from pipeline import TARGET, evaluate, ingest, prepare, train  # noqa: E402",
+        "from pipeline import (  # noqa: E402\n"
+        "    DATASET,\n"
+        "    TARGET,\n"
+        "    VALIDATION,\n"
+        "    evaluate,\n"
+        "    ingest,\n"
+        "    prepare,\n"
+        "    train,\n"
+        ")",
     ),
     (
         "markdown",
@@ -313,10 +331,15 @@ _CELLS: tuple[tuple[str, str], ...] = (
     ("code", "{{ target_look }}"),
     (
         "markdown",
-        "## Validate against the first version\n\nThe pipeline's `validate` step: types, nulls, "
-        "ranges, categories and distributions against the profile recorded for version 1.",
+        "## Validate against the first version\n\nThe pipeline's `validate` step, with its "
+        "settings (`VALIDATION`): types, nulls, ranges, categories and distributions of the "
+        "columns the model reads, against the profile recorded for version 1.",
     ),
-    ("code", "checked = mloop.validate(frame, mloop.data.get(DATASET, version=1))\nlen(checked)"),
+    (
+        "code",
+        "reference = mloop.data.get(DATASET, version=1)\n"
+        "checked = mloop.validate(frame, reference, **VALIDATION)\nlen(checked)",
+    ),
     (
         "markdown",
         "## Train and evaluate, tracked as a run\n\n"

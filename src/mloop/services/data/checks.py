@@ -5,8 +5,10 @@ Shared by the schema checks (`validation.py`) and the distribution checks (`shif
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from mloop.domain.dataset import TableProfile
 from mloop.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -83,6 +86,69 @@ class ValidationReport:
             return f"ok: {self.checked_rows} rows, {self.checked_columns} columns"
         checks = ", ".join(f"{f.column or '(table)'} {f.check}" for f in self.failures)
         return f"{len(self.failures)} checks failed: {checks}"
+
+
+# --- columns --------------------------------------------------------------------------------
+
+
+def select_columns(
+    frame: pd.DataFrame,
+    reference: TableProfile,
+    columns: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+) -> tuple[pd.DataFrame, TableProfile]:
+    """The table and its reference narrowed to the columns a validation checks.
+
+    `columns` checks only those (other columns of the table are ignored, not "extra");
+    `exclude` checks all but those. A name that is in neither the reference nor the table is
+    refused: a typo must not quietly check less than asked.
+
+    Example:
+        >>> frame, profile = select_columns(frame, profile, exclude=["year"])  # doctest: +SKIP
+    """
+    if columns is None and not exclude:
+        return frame, reference
+    known = [c.name for c in reference.columns]
+    unknown = [n for n in columns or () if n not in known]
+    unknown += [n for n in exclude if n not in known and n not in frame.columns]
+    if unknown:
+        raise InvalidInput(
+            f"the reference table {reference.path} has no column "
+            + ", ".join(repr(n) for n in dict.fromkeys(unknown)),
+            f"its columns are: {', '.join(known)}",
+        )
+    keep = set(known if columns is None else columns) - set(exclude)
+    if not keep:
+        raise InvalidInput(
+            f"no column of {reference.path} is left to validate",
+            "name columns to check (columns=[...], --columns) or fewer to leave out",
+        )
+    narrowed = dataclasses.replace(
+        reference, columns=tuple(c for c in reference.columns if c.name in keep)
+    )
+    if columns is None:
+        return frame.drop(columns=[n for n in exclude if n in frame.columns]), narrowed
+    return frame[[c for c in frame.columns if c in keep]], narrowed
+
+
+def reference_family(dtype: str) -> str:
+    """The family of a recorded type name: `int64` -> integer, `timestamp[s]` -> datetime.
+
+    Example:
+        >>> reference_family("dictionary<string>"), reference_family("decimal128(10, 2)")
+        ('string', 'floating')
+    """
+    if dtype.startswith("dictionary<") or dtype in ("string", "large_string"):
+        return "string"
+    for prefixes, family in (
+        (("int", "uint"), "integer"),
+        (("float", "decimal"), "floating"),
+        (("bool",), "boolean"),
+        (("timestamp", "date"), "datetime"),
+    ):
+        if dtype.startswith(prefixes):
+            return family
+    return "other"
 
 
 # --- schema ---------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ either side skips PSI, with a note in the report.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from mloop.services.data.checks import (
     Thresholds,
     as_floats,
     failing_rows,
+    reference_family,
 )
 
 if TYPE_CHECKING:
@@ -90,6 +92,29 @@ def merge_bins(
     return e[[*cuts, len(c)]], np.add.reduceat(c, cuts)
 
 
+def interval(lo: float, hi: float, *, closed: bool, whole: bool = False) -> str:
+    """Where a histogram bin's values lie, in words that never name an empty interval.
+
+    Edges are printed with as many digits as it takes to tell them apart (`[2007, 2007.1)`,
+    not `[2007, 2007)`); for a column of whole numbers, the whole numbers the bin holds; a bin
+    that holds one value names it.
+
+    Example:
+        >>> interval(2007, 2007.1, closed=False, whole=True), interval(1, 3, closed=True)
+        ('equal to 2007', 'in [1, 3]')
+    """
+    if whole:
+        first, last = math.ceil(lo), math.floor(hi) if closed else math.ceil(hi) - 1
+        if first == last:
+            return f"equal to {first}"
+        if first < last:
+            return f"in [{first}, {last}]"
+    if lo == hi:
+        return f"equal to {lo:g}"
+    digits = next((d for d in range(4, 17) if f"{lo:.{d}g}" != f"{hi:.{d}g}"), 17)
+    return f"in [{lo:.{digits}g}, {hi:.{digits}g}{']' if closed else ')'}"
+
+
 def distribution_failures(
     frame: pd.DataFrame, reference: TableProfile, limits: Thresholds, skip: set[str | None]
 ) -> tuple[list[CheckFailure], tuple[str, ...]]:
@@ -152,10 +177,12 @@ def _numeric_shift(
         shown = failing_rows(frame, frame.index[outside], col.name)
         failures.append(CheckFailure(col.name, "outside_range", message, shown, int(outside.sum())))
 
+    whole = reference_family(col.dtype) == "integer"
+
     def label(i: int) -> str:
         if i in (0, k + 1):
             return f"{'below' if i == 0 else 'above'} the reference range"
-        return f"in [{edges[i - 1]:.4g}, {edges[i]:.4g}{']' if i == k else ')'}"
+        return interval(float(edges[i - 1]), float(edges[i]), closed=i == k, whole=whole)
 
     expected = np.concatenate(([0], ref_counts, [0]))
     return failures + _psi_failure(frame, col, expected, bins, label, limits)

@@ -12,6 +12,8 @@ inferred from values: integers may arrive as floats (pandas turns integers with 
 floats) as long as every value is whole; floating accepts integers; string accepts integers and
 booleans (codes like `1, 2`). Numbers arriving as text fail, naming the values that are not
 numbers. Pandera validates lazily, so every failing column and check comes out of one pass.
+`columns=` or `exclude=` narrows the table and the profile to the columns that matter (say,
+a model's features and label) before either check (`checks.select_columns`).
 
 The distribution checks run on columns the schema could read as their reference type: PSI over
 the reference histogram (bins merged to hold at least `MIN_BIN_SHARE` each, since twenty sparse
@@ -26,7 +28,7 @@ This module imports pandas and pandera at the top, so the CLI must import it laz
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,6 +45,8 @@ from mloop.services.data.checks import (
     as_floats,
     failing_rows,
     is_missing,
+    reference_family,
+    select_columns,
 )
 from mloop.services.data.shift import (
     distribution_failures,
@@ -60,6 +64,7 @@ __all__ = [
     "merge_bins",
     "population_stability_index",
     "reference_family",
+    "select_columns",
     "validate_frame",
 ]
 
@@ -115,26 +120,6 @@ def infer_schema(reference: TableProfile, *, tolerance: float = 0.0) -> pa.DataF
             checks.append(pa.Check(_category_check(family, categories), name="category"))
         columns[col.name] = pa.Column(checks=checks, nullable=col.nullable, name=col.name)
     return pa.DataFrameSchema(columns, strict=True, name=reference.path)
-
-
-def reference_family(dtype: str) -> str:
-    """The family of a recorded type name: `int64` -> integer, `timestamp[s]` -> datetime.
-
-    Example:
-        >>> reference_family("dictionary<string>"), reference_family("decimal128(10, 2)")
-        ('string', 'floating')
-    """
-    if dtype.startswith("dictionary<") or dtype in ("string", "large_string"):
-        return "string"
-    for prefixes, family in (
-        (("int", "uint"), "integer"),
-        (("float", "decimal"), "floating"),
-        (("bool",), "boolean"),
-        (("timestamp", "date"), "datetime"),
-    ):
-        if dtype.startswith(prefixes):
-            return family
-    return "other"
 
 
 def frame_family(series: Series) -> str:
@@ -215,7 +200,12 @@ def _categories(col: ColumnProfile) -> frozenset[str] | None:
 
 
 def validate_frame(
-    frame: pd.DataFrame, reference: TableProfile, thresholds: Thresholds | None = None
+    frame: pd.DataFrame,
+    reference: TableProfile,
+    thresholds: Thresholds | None = None,
+    *,
+    columns: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
 ) -> ValidationReport:
     """Check a table against a reference profile: its schema, then its distributions.
 
@@ -223,9 +213,14 @@ def validate_frame(
         frame: The table to check, as read (e.g. `LocalDataset.to_pandas(path)`).
         reference: The profile of the reference table.
         thresholds: When checks fail; default `Thresholds()`.
+        columns: Check only these columns (default: all); the table's others are ignored.
+        exclude: Check all columns but these.
 
     Returns:
         A `ValidationReport` naming every failing column and check, with a few failing rows.
+
+    Raises:
+        InvalidInput: `columns` or `exclude` names a column neither table has, or leaves none.
 
     Example:
         >>> report = validate_frame(frame, train.version.tables[0])  # doctest: +SKIP
@@ -233,6 +228,7 @@ def validate_frame(
         (False, [('price', 'range'), ('region', 'category')])
     """
     limits = thresholds or Thresholds()
+    frame, reference = select_columns(frame, reference, columns, exclude)
     failures: list[CheckFailure] = []
     try:
         infer_schema(reference, tolerance=limits.tolerance).validate(frame, lazy=True)
@@ -308,9 +304,17 @@ class DataValidator:
         True
     """
 
-    def __init__(self, data: DataService, thresholds: Thresholds | None = None) -> None:
+    def __init__(
+        self,
+        data: DataService,
+        thresholds: Thresholds | None = None,
+        columns: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+    ) -> None:
         self.data = data
         self.thresholds = thresholds or Thresholds()
+        self.columns = columns
+        self.exclude = exclude
 
     def validate(self, ref: str, against: str | None = None) -> list[tuple[str, ValidationReport]]:
         """Validate every table file of `ref` against the same-path table of `against`.
@@ -326,7 +330,8 @@ class DataValidator:
             (path, report) for each table file of `ref`, in path order.
 
         Raises:
-            InvalidInput: `ref` has no tables, or is a first version and `against` is None.
+            InvalidInput: `ref` has no tables, or is a first version and `against` is None,
+                or `columns`/`exclude` name a column a table does not have.
             NotFound: A dataset or version does not exist.
 
         Example:
@@ -357,7 +362,9 @@ class DataValidator:
                 except InvalidInput as exc:
                     report = _failed(CheckFailure(None, "unreadable", exc.message), table.path)
                 else:
-                    report = validate_frame(frame, table, self.thresholds)
+                    report = validate_frame(
+                        frame, table, self.thresholds, columns=self.columns, exclude=self.exclude
+                    )
             named = dataclasses.replace(report, version=target.ref, reference=baseline.ref)
             results.append((path, named))
         return results

@@ -6,6 +6,8 @@ need the data are skipped, and the run's error names every failing column and ch
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 
 from mloop.domain.pipeline import StepOptions
@@ -21,16 +23,21 @@ def validate(
     table: str | None = None,
     tolerance: float = 0.1,
     max_psi: float = 0.2,
+    columns: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Check `frame` against the profile of a table in `reference`; pass it on if it holds.
 
     Types, nullability, ranges and categories come from a pandera schema inferred from the
     reference profile; distributions are compared by PSI. Only the reference's profile is read,
-    never its data.
+    never its data. `columns` checks only those columns (say, the features and the label, so a
+    shift in a column the model never reads does not stop the pipeline); `exclude` checks all
+    but those. The frame is passed on whole either way.
 
     Example:
         >>> checked = mloop.validate(ingest(mloop.dataset("sales")),  # doctest: +SKIP
-        ...                          mloop.dataset("sales", version=1))
+        ...                          mloop.dataset("sales", version=1),
+        ...                          columns=["price", "region", "units_sold"])
     """
     from mloop.services.data.validation import Thresholds, validate_frame
 
@@ -43,7 +50,8 @@ def validate(
             f"{reference.version.ref} has {len(tables)} matching tables ({names})",
             "name one with table='path/in/the/dataset.csv'",
         )
-    report = validate_frame(frame, tables[0], Thresholds(tolerance=tolerance, max_psi=max_psi))
+    limits = Thresholds(tolerance=tolerance, max_psi=max_psi)
+    report = validate_frame(frame, tables[0], limits, columns=columns, exclude=exclude)
     run = active.current()
     if run is not None:
         run.log_metric("validation.failed_checks", len(report.failures))

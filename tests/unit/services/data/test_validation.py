@@ -258,3 +258,84 @@ def test_reports_are_json_ready(tmp_path: Path, base: pd.DataFrame) -> None:
 def test_thresholds_are_checked(bad: dict[str, float]) -> None:
     with pytest.raises(InvalidInput, match="invalid validation thresholds"):
         Thresholds(**bad)  # type: ignore[arg-type]
+
+
+# --- choosing columns -----------------------------------------------------------------------
+
+
+def drifted(base: pd.DataFrame) -> pd.DataFrame:
+    """Price moved by two standard deviations, a column the reference never had."""
+    return base.assign(price=base["price"] + 20.0, note="new")
+
+
+def test_columns_checks_only_those_and_ignores_the_others(
+    tmp_path: Path, base: pd.DataFrame
+) -> None:
+    reference = profile_of(tmp_path, base)
+    frame = as_read(tmp_path, drifted(base), "drifted")
+    everything = validate_frame(frame, reference)
+    assert {("price", "psi"), ("note", "extra_column")} <= failed(everything)
+
+    chosen = ["region", "quantity", "discount"]
+    report = validate_frame(frame, reference, columns=chosen)
+    assert report.ok, report.failures
+    assert report.checked_columns == 3
+    still_seen = validate_frame(frame, reference, columns=["price", "region"])
+    assert ("price", "psi") in failed(still_seen)
+    assert ("note", "extra_column") not in failed(still_seen)
+
+
+def test_exclude_checks_all_but_those(tmp_path: Path, base: pd.DataFrame) -> None:
+    reference = profile_of(tmp_path, base)
+    frame = as_read(tmp_path, drifted(base), "drifted")
+    assert failed(validate_frame(frame, reference, exclude=["price"])) == {("note", "extra_column")}
+    assert validate_frame(frame, reference, exclude=["price", "note"]).ok
+    gone = as_read(tmp_path, base.drop(columns="member"), "gone")
+    assert failed(validate_frame(gone, reference, exclude=["price"])) == {
+        ("member", "missing_column")
+    }
+    assert validate_frame(gone, reference, exclude=["member"]).ok
+
+
+COLUMNS = "its columns are: id, price, quantity, region, member, discount"
+
+
+@pytest.mark.parametrize(
+    ("selection", "message", "hint"),
+    [
+        ({"columns": ["price", "prise"]}, "has no column 'prise'", COLUMNS),
+        ({"exclude": ["regoin"]}, "has no column 'regoin'", COLUMNS),
+        ({"columns": ["price"], "exclude": ["price"]}, "no column of reference.csv is left", ""),
+    ],
+    ids=["typo-in-columns", "typo-in-exclude", "nothing-left"],
+)
+def test_a_selection_that_names_no_column_is_refused(
+    tmp_path: Path, base: pd.DataFrame, selection: dict[str, list[str]], message: str, hint: str
+) -> None:
+    reference = profile_of(tmp_path, base)
+    frame = as_read(tmp_path, base, "same")
+    with pytest.raises(InvalidInput, match=message) as raised:
+        validate_frame(frame, reference, **selection)  # type: ignore[arg-type]
+    assert raised.value.hint and hint in raised.value.hint
+
+
+@pytest.mark.parametrize(
+    ("nulls", "named", "empty"),
+    [(False, "equal to 2007", "[2007, 2007)"), (True, "in [2007, 2007.1)", "[2007, 2007)")],
+    ids=["whole-numbers", "floats"],
+)
+def test_a_psi_failure_never_names_an_empty_interval(
+    tmp_path: Path, nulls: bool, named: str, empty: str
+) -> None:
+    """Years 2007-2009 make 20 bins 0.1 wide: `[2007, 2007.1)` holds every 2007 row."""
+    years = pd.DataFrame({"year": np.repeat([2007, 2008, 2009], 100)}).astype("float64")
+    if nulls:  # a column of whole numbers with nulls is recorded as floating
+        years.loc[[0, 150], "year"] = np.nan
+    else:
+        years = years.astype("int64")
+    reference = profile_of(tmp_path, years)
+    without_2009 = years[years["year"] != 2009]
+    report = validate_frame(as_read(tmp_path, without_2009, "recent"), reference)
+    psi = next(f for f in report.failures if f.check == "psi")
+    assert named in psi.message and empty not in psi.message
+    assert "50% of values are" in psi.message
