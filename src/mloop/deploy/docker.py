@@ -8,8 +8,7 @@ credentials for it:
     requirements.txt   mloop and the flavor's libraries, pinned to the version's environment
     constraints.txt    every package of that environment, pinned, so what pip pulls in as a
                        dependency gets the version the model was trained with
-    wheels/            mloop itself, built from the source tree it runs from (a development
-                       version is not on PyPI); absent when mloop came from an index
+    wheels/            mloop itself: the running mloop packed as a wheel (it is on no index)
     project/           a tiny mloop project (mloop.yaml, .mloop/) holding exactly this version:
                        its bundle objects, copied and re-hashed on the way, and its record with
                        the same number, digest and aliases, so NAME@ALIAS and NAME:V resolve
@@ -26,7 +25,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mloop.deploy import embed_version, prepare_folder, resolve
-from mloop.errors import InvalidInput, MissingDependency, MloopError, NeedsTrust
+from mloop.errors import InvalidInput, NeedsTrust
 
 if TYPE_CHECKING:
     from mloop.domain.lineage import Environment
@@ -121,8 +119,7 @@ def export_docker(
     entrypoint = ("mloop", "-C", "/app/project", *serve)
     _write_requirements(folder, version, environment, listing, [mloop_line, *requirements])
     _write(folder / "MODEL_DIGEST", f"{version.ref} {version.digest}\n")
-    has_wheels = mloop_line.startswith("./wheels/")
-    _write(folder / "Dockerfile", _dockerfile(version, serves, base, image, entrypoint, has_wheels))
+    _write(folder / "Dockerfile", _dockerfile(version, serves, base, image, entrypoint))
     _write(folder / ".dockerignore", DOCKERIGNORE)
     _write(folder / "README.md", _readme(version, serves, image, _example(project, version)))
     needed = (mloop_line, *requirements)
@@ -171,36 +168,15 @@ def _pinned(version: ModelVersion, listing: Sequence[str], extra: Sequence[str])
 
 
 def _mloop_requirement(wheels: Path) -> str:
-    """How the image installs mloop: this mloop's own wheel when it runs from a source tree (a
-    development version is not on PyPI, and a name on an index could be someone else's), else
-    the same release from the index."""
-    import importlib.metadata
-    from urllib.parse import unquote, urlparse
+    """How the image installs mloop: the running mloop packed as a wheel into the context (as
+    `mloop init` does for a project). mloop is on no package index, and a name on an index
+    could be someone else's; the wheel is exactly the code that exported the image."""
+    from mloop.templates.wheel import running_wheel
 
-    dist = importlib.metadata.distribution("mloop")
-    direct = json.loads(dist.read_text("direct_url.json") or "{}")
-    url = str(direct.get("url", ""))
-    if not (url.startswith("file://") and "dir_info" in direct):
-        return f"mloop=={dist.version}"
-    source = Path(unquote(urlparse(url).path))
+    wheel = running_wheel()
     wheels.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels)]
-    try:
-        done = subprocess.run(
-            [*command, str(source)], capture_output=True, text=True, timeout=600, check=False
-        )
-    except OSError as exc:
-        raise MissingDependency(
-            f"cannot build the mloop wheel: {exc}", "python -m ensurepip --upgrade"
-        ) from exc
-    built = sorted(wheels.glob("mloop-*.whl"))
-    if done.returncode != 0 or not built:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise MloopError(
-            f"building the mloop wheel from {source} failed: {' / '.join(tail) or 'no wheel'}",
-            f"run `{' '.join(command)} {source}` to see the whole error",
-        )
-    return f"./wheels/{built[-1].name}"
+    (wheels / wheel.filename).write_bytes(wheel.content)
+    return f"./wheels/{wheel.filename}"
 
 
 def _write(path: Path, text: str) -> None:
@@ -272,11 +248,9 @@ def _dockerfile(
     base: str,
     image: str,
     entrypoint: Sequence[str],
-    has_wheels: bool,
 ) -> str:
     probe = f"import urllib.request; urllib.request.urlopen('{_HEALTHZ}', timeout=4)"
     check = json.dumps(["python", "-c", probe])
-    wheels = "COPY wheels/ ./wheels/\n" if has_wheels else ""
     trust = ["trust"] if "--trust" in entrypoint else []
     verify = json.dumps(
         ["python", "-c", VERIFY, "/app/project", version.ref, version.digest, *trust]
@@ -297,7 +271,8 @@ RUN groupadd --gid {UID} app \\
 
 WORKDIR /app
 COPY requirements.txt constraints.txt ./
-{wheels}RUN pip install --no-cache-dir -r requirements.txt
+COPY wheels/ ./wheels/
+RUN pip install --no-cache-dir -r requirements.txt
 
 # The model's own store: mloop.yaml and .mloop/ with exactly {version.ref}. The server writes
 # its SQLite journal there, so it belongs to the server's user.

@@ -76,7 +76,7 @@ def running_wheel() -> Wheel:
     entry_points = installed.read_text("entry_points.txt")
     if entry_points:
         members.append((f"{dist_info}/entry_points.txt", entry_points.encode()))
-    wheel = f"Wheel-Version: 1.0\nGenerator: mloop init\nRoot-Is-Purelib: true\nTag: {TAG}\n"
+    wheel = f"Wheel-Version: 1.0\nGenerator: mloop\nRoot-Is-Purelib: true\nTag: {TAG}\n"
     members.append((f"{dist_info}/WHEEL", wheel.encode()))
     record = "".join(f"{path},{_digest(data)},{len(data)}\n" for path, data in members)
     members.append((f"{dist_info}/RECORD", (record + f"{dist_info}/RECORD,,\n").encode()))
