@@ -31,10 +31,25 @@ def test_sweep_axes(spec: str, grid: list[object]) -> None:
     assert parse_axis(spec).grid() == grid
 
 
-@pytest.mark.parametrize("spec", ["depth", "depth=5:3", "depth=1:5:0", "depth=a:b"])
+@pytest.mark.parametrize(
+    "spec", ["depth", "depth=5:3", "depth=1:5:0", "depth=a:b", "lr=nan:1", "lr=0:inf", "a=0:1e999"]
+)
 def test_bad_sweep_axes_are_refused(spec: str) -> None:
     with pytest.raises(InvalidInput):
         parse_axis(spec)
+
+
+@pytest.mark.parametrize(
+    "specs",
+    [["a=1:1000000", "b=1:1000000"], ["lr=0:1:1e-300"], ["a=0:1e300"]],
+    ids=["two-axes", "tiny-step", "huge-range"],
+)
+def test_a_grid_too_large_is_refused_before_it_is_built(specs: list[str]) -> None:
+    axes = [parse_axis(spec) for spec in specs]
+    with pytest.raises(InvalidInput, match="combinations") as refused:
+        combinations(axes, {}, None, None)
+    assert refused.value.hint is not None and "--random N" in refused.value.hint
+    assert len(combinations(axes, {}, 3, seed=1)) == 3  # sampling the same grid works
 
 
 def test_grid_and_seeded_random_combinations() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,9 @@ from mloop.services.pipelines.catalog import Pipelines
 from mloop.services.pipelines.runner import PipelineResult, StepEvent
 from mloop.services.pipelines.working import DataChange, WorkingData, latest_reads
 
+# A grid beyond this is a typo or a job for --random: each trial is a pipeline run.
+MAX_TRIALS = 10_000
+
 
 @dataclass(frozen=True, slots=True)
 class Axis:
@@ -33,6 +37,14 @@ class Axis:
     high: float | None = None
     step: float | None = None
     integer: bool = False
+
+    def size(self) -> int:
+        """How many values `grid` would make, counted without making them."""
+        if self.values:
+            return len(self.values)
+        assert self.low is not None and self.high is not None
+        step = self.step if self.step is not None else 1
+        return int((self.high - self.low + 1e-12) // step) + 1
 
     def grid(self) -> list[Any]:
         if self.values:
@@ -57,11 +69,15 @@ class Axis:
 
 def _number(text: str, spec: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
         raise InvalidInput(
-            f"invalid sweep range {spec!r}", "write LOW:HIGH or LOW:HIGH:STEP, e.g. depth=3:8"
-        ) from None
+            f"invalid sweep range {spec!r}: {text!r} is not a finite number",
+            "write LOW:HIGH or LOW:HIGH:STEP, e.g. depth=3:8",
+        )
+    return value
 
 
 def parse_axis(spec: str) -> Axis:
@@ -102,6 +118,13 @@ def combinations(
             raise InvalidInput("--random must be at least 1")
         rng = random.Random(seed)  # noqa: S311 - sampling params, not secrets
         return [{**fixed, **{a.name: a.sample(rng) for a in axes}} for _ in range(samples)]
+    count = math.prod(a.size() for a in axes)
+    if count > MAX_TRIALS:
+        sizes = " x ".join(f"{a.name} {a.size():,}" for a in axes)
+        raise InvalidInput(
+            f"the sweep's grid has {count:,} combinations ({sizes}); at most {MAX_TRIALS:,}",
+            "use fewer values or a larger step, or sample the grid: --random N",
+        )
     grids = [a.grid() for a in axes]
     return [
         {**fixed, **dict(zip([a.name for a in axes], combo, strict=True))}
