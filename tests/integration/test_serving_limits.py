@@ -216,6 +216,35 @@ def test_a_body_slower_than_the_body_timeout_gets_408_and_its_connection_closed(
         assert predict(server).status_code == 200
 
 
+def test_bodies_held_at_once_are_bounded_and_one_past_the_budget_gets_503(root: Path) -> None:
+    # Bodies are read before a slot is taken, so without a budget every open connection could
+    # hold a body of the largest size at once. A holds 50 KB of its 60 KB body while a 60 KB
+    # body would pass the 100 KiB budget: it is turned away; a small one still fits.
+    big = b" " * 60_000 + ROW  # leading blanks: still valid JSON
+    limits = ("--max-body-size", "64KiB", "--max-body-memory", "100KiB")
+    with serving(root, *limits) as server:
+        holder = server.connect()
+        holder.sendall(request(body=big)[: -(len(big) - 50_000)])
+
+        def refused() -> bool:
+            sock = server.connect()
+            sock.sendall(request(body=big))
+            answer, closed = answer_of(sock)
+            if status_of(answer) == 200:
+                return False
+            assert status_of(answer) == 503 and closed, answer
+            assert b"retry-after: 1" in answer.lower() and b"--max-body-memory" in answer
+            return True
+
+        wait_for(refused, 30, "a 60 KB body refused while 50 KB of another are held")
+        assert predict(server).status_code == 200  # a small body still fits
+        holder.sendall(big[50_000:])
+        assert status_of(Answers(holder).next()) == 200
+        sock = server.connect()  # the budget is given back once a request ends
+        sock.sendall(request(body=big))
+        assert status_of(Answers(sock).next()) == 200
+
+
 # (b) request heads and connections -----------------------------------------------------------
 def test_a_request_head_over_the_limit_gets_431_and_its_connection_closed(root: Path) -> None:
     with serving(root, "--max-header-size", "8KiB") as server:
@@ -342,6 +371,7 @@ def test_with_few_file_descriptors_the_server_serves_fewer_connections_not_none(
         ("--max-body-size", "0", "size from 1 byte to 1GiB"),
         ("--max-body-size", "2GiB", "size from 1 byte to 1GiB"),
         ("--max-header-size", "100", "size from 1KiB to 1MiB"),
+        ("--max-body-memory", "0", "size from 1 byte to 64GiB"),
         ("--port", "-1", "(0-65535; 0 picks a free one)"),
     ],
 )
@@ -358,6 +388,19 @@ def test_every_serve_option_out_of_range_is_one_error_naming_it_its_value_and_th
     assert f"error: argument {option}: " in error
     assert f"'{value}'" in error and accepted in error
     assert "Traceback" not in err
+
+
+def test_a_body_memory_below_the_body_size_is_refused(
+    root: Path, cli: Callable[..., object]
+) -> None:
+    os.chdir(root)
+    done = cli("serve", "clf:1", "--max-body-size", "1MiB", "--max-body-memory", "64KiB")
+    assert done.code == 1  # type: ignore[attr-defined]
+    assert done.err.splitlines() == [  # type: ignore[attr-defined]
+        "error: --max-body-memory 64KiB is below --max-body-size 1MiB: no body of the largest "
+        "size could ever be read",
+        "hint: raise --max-body-memory, or lower --max-body-size",
+    ]
 
 
 def test_the_limits_are_in_the_help_with_their_defaults(capsys: pytest.CaptureFixture[str]) -> None:

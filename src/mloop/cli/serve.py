@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "timeout": 60.0,
     "max_body_bytes": 16 * 2**20,
     "body_timeout": 30.0,
+    "max_body_memory": 256 * 2**20,
     "max_concurrency": 256,
     "max_queue": 512,
     "max_connections": 1024,
@@ -132,6 +133,14 @@ LIMITS: tuple[tuple[str, Callable[[str], Any], str, str, str], ...] = (
         "max_body_bytes",
         "SIZE",
         "answer 413 to bigger bodies, before reading them",
+    ),
+    (
+        "--max-body-memory",
+        size_between(1, 2**36),
+        "max_body_memory",
+        "SIZE",
+        "bytes of request bodies held at once, read or being read; past it 503 with "
+        "Retry-After (at least --max-body-size)",
     ),
     (
         "--body-timeout",
@@ -323,6 +332,12 @@ def run_serve(ctx: Context) -> int:
     from mloop.project import Project
 
     args = ctx.args
+    if args.max_body_memory < args.max_body_bytes:
+        raise InvalidInput(
+            f"--max-body-memory {_bytes(args.max_body_memory)} is below --max-body-size "
+            f"{_bytes(args.max_body_bytes)}: no body of the largest size could ever be read",
+            "raise --max-body-memory, or lower --max-body-size",
+        )
     token = token_digest(args.token_file)  # a bad token fails before anything is opened
     project = Project.open()  # closed before serving: forked workers open their own
     try:

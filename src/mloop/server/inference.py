@@ -33,7 +33,16 @@ import orjson
 from mloop.errors import MloopError, ValidationFailed
 from mloop.server import oip
 from mloop.server.errors import error_body, from_error
-from mloop.server.limits import Admission, ClientGone, Receive, TooLarge, check_headers, read_body
+from mloop.server.limits import (
+    Admission,
+    BodyBudget,
+    ClientGone,
+    OverBudget,
+    Receive,
+    TooLarge,
+    check_headers,
+    read_body,
+)
 from mloop.server.media import CSV, HINTS, INFER, INVOCATIONS, V1, Media, media_type
 from mloop.server.openapi import openapi_document
 from mloop.services.serving.batcher import MicroBatcher
@@ -69,6 +78,7 @@ class ServeSettings:
     timeout: float = 60.0  # seconds for a whole predict request; then 504
     max_body_bytes: int = 16 * 2**20
     body_timeout: float = 30.0  # seconds to receive a body once its headers are in; then 408
+    max_body_memory: int = 256 * 2**20  # bytes of bodies held at once; past it 503, closed
     max_concurrency: int = 256
     max_queue: int = 512
     # Below the app (server/limits.py: GuardedHttpTools), per worker:
@@ -107,6 +117,7 @@ class InferenceApp:
             observe=metrics.batch,
         )
         self.admission = Admission(settings.max_concurrency, settings.max_queue)
+        self.bodies = BodyBudget(settings.max_body_memory)
         name, version = predictor.name, predictor.version
         self.label = f"{name}:{version}"
         model = (b"mloop-model", self.label.encode())
@@ -122,6 +133,12 @@ class InferenceApp:
             f"retry after {settings.retry_after} s, or start the server with more --workers",
         )
         self.busy_headers = [*self.json, (b"retry-after", str(settings.retry_after).encode())]
+        self.busy_bodies = error_body(
+            "overloaded",
+            f"{self.label} holds {settings.max_body_memory} bytes of request bodies already",
+            f"retry after {settings.retry_after} s, send smaller bodies, or start the server "
+            "with more --workers or a larger --max-body-memory",
+        )
         self.slow_body = error_body(
             "request_timeout",
             f"the body did not arrive within {min(settings.body_timeout, settings.timeout):g} s",
@@ -313,6 +330,7 @@ class InferenceApp:
         if admission.full():  # no slot and no room to wait: not worth reading the body
             return 503, self.busy, self.busy_headers
         admitted = False
+        held = 0  # bytes of this request's body taken from the worker's budget
         self.metrics.enter()
         deadline = asyncio.get_running_loop().time() + settings.timeout
         try:
@@ -320,9 +338,12 @@ class InferenceApp:
             # connection, never a slot the clients behind it are waiting for.
             try:
                 async with asyncio.timeout(min(settings.body_timeout, settings.timeout)):
-                    body = await read_body(receive, settings.max_body_bytes)
+                    body = await read_body(receive, settings.max_body_bytes, self.bodies)
             except TimeoutError:
                 return 408, self.slow_body, [*self.json, (b"connection", b"close")]
+            except OverBudget:
+                return 503, self.busy_bodies, [*self.busy_headers, (b"connection", b"close")]
+            held = len(body)
             async with asyncio.timeout_at(deadline):
                 if not admission.try_enter():
                     if not admission.can_wait():
@@ -354,6 +375,7 @@ class InferenceApp:
             status, body = from_error(exc, self.inputs_hint)
             return status, body, self.json
         finally:
+            self.bodies.give(held)
             if admitted:
                 admission.leave()
             self.metrics.leave()

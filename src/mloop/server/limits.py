@@ -17,6 +17,10 @@
   alone, before a byte of the body is read (as a wrong Content-Type is, by `media.py`).
 - `read_body`: bodies without a Content-Length (chunked) are counted while read, and stopped
   at the limit.
+- `BodyBudget`: bodies are read before a slot is taken, so without a bound every open
+  connection could hold a body of the maximum size at once (1,024 × 16 MiB); a worker holds at
+  most `max_body_memory` bytes of bodies, and a body that would pass it is turned away (503
+  with `Retry-After`, then closed) instead of being read.
 """
 
 from __future__ import annotations
@@ -40,6 +44,33 @@ class TooLarge(Exception):
 
 class ClientGone(Exception):
     """The client closed the connection before its request was read: nobody to answer."""
+
+
+class OverBudget(Exception):
+    """Reading this body would pass the worker's budget for bodies in memory."""
+
+
+class BodyBudget:
+    """Bytes of request bodies one worker holds at once (read, or being read), bounded.
+
+    Example:
+        >>> budget = BodyBudget(100)
+        >>> budget.take(60), budget.take(60)
+        (True, False)
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.held -= size
 
 
 class Admission:
@@ -113,33 +144,39 @@ def check_headers(headers: list[tuple[bytes, bytes]], max_body: int) -> tuple[in
     return None
 
 
-async def read_body(receive: Receive, max_body: int) -> bytes:
-    """The whole request body, stopped with `TooLarge` as soon as it passes `max_body`.
+async def read_body(receive: Receive, max_body: int, budget: BodyBudget) -> bytes:
+    """The whole request body, stopped with `TooLarge` as soon as it passes `max_body`, and
+    with `OverBudget` when the worker cannot hold more bodies. The body's bytes stay taken
+    from `budget` until the caller gives `len(body)` back; on an exception they are given back
+    here.
 
     Example:
-        >>> body = await read_body(receive, 16 * 2**20)  # doctest: +SKIP
+        >>> body = await read_body(receive, 16 * 2**20, BodyBudget(256 * 2**20))  # doctest: +SKIP
     """
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ClientGone
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        if len(body) > max_body:
+    taken = 0
+
+    def count(chunk: bytes) -> None:
+        nonlocal taken
+        if taken + len(chunk) > max_body:
             raise TooLarge
-        return body
-    parts = [body]
-    size = len(body)
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > max_body:
-            raise TooLarge
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(parts)
+        if not budget.take(len(chunk)):
+            raise OverBudget
+        taken += len(chunk)
+
+    try:
+        parts: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk: bytes = message.get("body", b"")
+            count(chunk)
+            parts.append(chunk)
+            if not message.get("more_body", False):
+                return parts[0] if len(parts) == 1 else b"".join(parts)
+    except BaseException:
+        budget.give(taken)
+        raise
 
 
 class GuardedHttpTools(HttpToolsProtocol):
