@@ -18,7 +18,14 @@ from mloop.domain.dataset import DatasetSummary, DatasetVersion, FileEntry, is_t
 from mloop.domain.event import Event
 from mloop.domain.names import check_name, parse_address
 from mloop.errors import InvalidAddress, InvalidInput
-from mloop.services.data.scan import WorkingFile, compare_with_snapshot, scan, source_of
+from mloop.services.data.scan import (
+    WorkingFile,
+    compare_with_snapshot,
+    missing_sources,
+    project_boundary,
+    scan,
+    source_of,
+)
 from mloop.store.artifacts.hashing import hash_file
 from mloop.store.statcache import Snapshot, StatCache
 
@@ -54,6 +61,8 @@ class StatusReport:
     modified: tuple[str, ...]
     deleted: tuple[str, ...]
     unchanged: int
+    sources: tuple[str, ...] = ()  # the latest version's sources
+    missing_sources: tuple[str, ...] = ()  # those gone from the working tree
 
     @property
     def clean(self) -> bool:
@@ -80,10 +89,14 @@ class DataService:
         actor: str,
         stat_cache: StatCache,
         checkout_cache: Path,
+        stores: Sequence[Path] = (),
     ) -> None:
+        """`stores`: the local files and folders of the stores (`store_locations`), which
+        datasets never hold and checkout never writes into, wherever they are configured."""
         self.metadata = metadata
         self._open_artifacts = artifacts
         self.root = root
+        self.boundary = project_boundary(root, tuple(stores))
         self.actor = actor
         self.stat_cache = stat_cache
         self.checkout_cache = checkout_cache
@@ -97,7 +110,7 @@ class DataService:
     def add(
         self,
         name: str,
-        paths: Sequence[Path],
+        paths: Sequence[str | Path],
         message: str = "",
         *,
         run_id: str | None = None,
@@ -113,8 +126,8 @@ class DataService:
         check_name(name, "dataset name")
         if not paths:
             raise InvalidInput("no paths to add", "give one or more files or folders")
-        sources = sorted({source_of(self.root, Path(p)) for p in paths})
-        files = scan(self.root, sources)
+        sources = sorted({source_of(self.boundary, p) for p in paths})
+        files = scan(self.boundary, sources)
         if not files:
             raise InvalidInput(f"no files under {', '.join(sources)}", "add a folder with files")
         if on_total is not None:
@@ -247,13 +260,14 @@ class DataService:
         snap = self.stat_cache.snapshot(name)
         if snap is None or snap.version != latest:
             version = self.metadata.get_dataset_version(name, latest, files=True)
-            return self._verify(version, scan(self.root, list(version.sources)))
-        seen = compare_with_snapshot(self.root, snap.sources, snap.files)
+            return self._verify(version, scan(self.boundary, list(version.sources)))
+        seen = compare_with_snapshot(self.boundary, snap.sources, snap.files)
         if not seen.doubtful and seen.matched == len(snap.files):
             # Every manifest path is present with its verified stat: nothing changed.
-            return StatusReport(name, latest, tuple(seen.added), (), (), seen.matched)
+            sources = tuple(snap.sources)
+            return StatusReport(name, latest, tuple(seen.added), (), (), seen.matched, sources)
         version = self.metadata.get_dataset_version(name, latest, files=True)
-        return self._verify(version, scan(self.root, list(version.sources)))
+        return self._verify(version, scan(self.boundary, list(version.sources)))
 
     def _verify(self, version: DatasetVersion, working: list[WorkingFile]) -> StatusReport:
         """Compare every working file with the manifest, hashing only what the stat cache
@@ -289,8 +303,16 @@ class DataService:
             version.name, Snapshot(version.version, list(version.sources), verified)
         )
         unchanged = sum(1 for stat in verified.values() if stat is not None)
+        gone = tuple(missing_sources(self.boundary, list(version.sources))) if deleted else ()
         return StatusReport(
-            version.name, version.version, tuple(added), tuple(modified), deleted, unchanged
+            version.name,
+            version.version,
+            tuple(added),
+            tuple(modified),
+            deleted,
+            unchanged,
+            version.sources,
+            gone,
         )
 
     # checkout and SDK access --------------------------------------------------------------
@@ -303,14 +325,17 @@ class DataService:
         progress: Progress | None = None,
     ) -> CheckoutResult:
         """Write a version's files back into the project (or into `to`), verified."""
-        from mloop.services.data.checkout import checkout_version
+        from mloop.services.data.checkout import check_target, checkout_version
 
-        version = self.show(ref, files=True)
         target = self.root if to is None else (Path.cwd() / to).resolve()
+        if to is not None:
+            check_target(target, self.boundary)
+        version = self.show(ref, files=True)
         return checkout_version(
             self.artifacts,
             version,
             target,
+            boundary=self.boundary,
             restore_sources=to is None,
             force=force,
             progress=progress or _no_progress,
@@ -322,7 +347,7 @@ class DataService:
         found = self.metadata.get_dataset_version(
             check_name(name, "dataset name"), version, files=True
         )
-        return LocalDataset(found, self.artifacts, self.checkout_cache)
+        return LocalDataset(found, self.artifacts, self.checkout_cache, self.boundary)
 
     # moving objects -----------------------------------------------------------------------
     def _digests(self, refs: Sequence[str]) -> list[str]:
