@@ -10,7 +10,7 @@ from mloop.cli.main import Context
 from mloop.domain.records import to_plain
 
 if TYPE_CHECKING:
-    from mloop.services.data.versioning import StatusReport
+    from mloop.services.data.status import StatusReport
 
 
 def register(commands: Any) -> None:

@@ -16,8 +16,8 @@ import errno
 import os
 import stat
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from mloop.errors import InvalidPath
 
@@ -62,8 +62,7 @@ def _under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-@dataclass(frozen=True)
-class Boundary:
+class Boundary(NamedTuple):
     """Where links may lead (`within`, described as `what`) and what is never read or written
     (`managed`). Paths are real (symlink-free) and absolute; `skip` holds folder names a walk
     passes over without a word (mloop's own, and caches such as `__pycache__`).
@@ -163,16 +162,27 @@ def _special(shown: str, mode: int, verb: str = "is") -> InvalidPath:
     )
 
 
-def walk_files(top: str, boundary: Boundary) -> Iterator[tuple[str, os.stat_result]]:
-    """Every regular file under the folder `top` as (path, stat), links followed by the rule.
+class Folder(NamedTuple):
+    """One folder's regular files, as `walk_folders` found them."""
 
-    Paths are spelled under `top` (a file reached through a link keeps the link's name), in no
-    particular order. Folders named in `boundary.skip` and managed locations are passed over. A
-    link to a folder that holds the link itself (a loop the filesystem cannot see) is refused.
+    path: str  # the folder as reached: under the top, through a link under the link's name
+    names: list[str]  # its regular files (and links to regular files inside the boundary)
+    stats: list[int]  # size, mtime_ns and inode of each name, in turn (three per name)
+
+
+def walk_folders(top: str, boundary: Boundary) -> Iterator[Folder]:
+    """Every folder under `top` (itself included) with its regular files, links followed by
+    the rule; the one walk behind every scanner.
+
+    Folders named in `boundary.skip` and managed locations are passed over. A link to a folder
+    that holds the link itself (a loop the filesystem cannot see) is refused. The order is the
+    filesystem's, the same from one walk of an unchanged tree to the next. Files come as
+    columns, not records: `data status` walks 10,000 files in the time of their `lstat`s.
 
     Example:
-        >>> [p for p, _ in walk_files("/p/data", Boundary.project(Path("/p")))]  # doctest: +SKIP
-        ['/p/data/a.csv', '/p/data/raw/b.bin']
+        >>> found = walk_folders("/p/data", Boundary.project(Path("/p")))  # doctest: +SKIP
+        >>> [f.names for f in found]  # doctest: +SKIP
+        [['a.csv'], ['b.bin']]
     """
     skip = boundary.skip
     # (folder as shown, its real path, real folders where links were taken on the way)
@@ -182,15 +192,17 @@ def walk_files(top: str, boundary: Boundary) -> Iterator[tuple[str, os.stat_resu
         renamed = folder != real_folder  # reached through a link: the real paths differ
         # Managed locations below this folder; almost always none, so files cost nothing more.
         watch = tuple(m for m in boundary.managed if _under(m, real_folder))
+        names: list[str] = []
+        stats: list[int] = []
+        name_of, stat_of = names.append, stats.extend
         with os.scandir(folder) as entries:
             for entry in entries:
                 if entry.is_file(follow_symlinks=False):
-                    if (
-                        watch
-                        and (f"{real_folder}/{entry.name}" if renamed else entry.path) in watch
-                    ):
+                    if watch and f"{real_folder}/{entry.name}" in watch:
                         continue
-                    yield entry.path, entry.stat(follow_symlinks=False)
+                    st = entry.stat(follow_symlinks=False)
+                    name_of(entry.name)
+                    stat_of((st.st_size, st.st_mtime_ns, st.st_ino))
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     real = f"{real_folder}/{entry.name}" if renamed else entry.path
@@ -199,7 +211,8 @@ def walk_files(top: str, boundary: Boundary) -> Iterator[tuple[str, os.stat_resu
                     continue
                 target, st = boundary.follow(entry.path, entry.stat(follow_symlinks=False).st_mode)
                 if stat.S_ISREG(st.st_mode):
-                    yield entry.path, st
+                    name_of(entry.name)
+                    stat_of((st.st_size, st.st_mtime_ns, st.st_ino))
                     continue
                 taken = (*chain, real_folder)
                 if any(_under(seen, target) for seen in taken):
@@ -209,6 +222,15 @@ def walk_files(top: str, boundary: Boundary) -> Iterator[tuple[str, os.stat_resu
                         "remove the link",
                     )
                 pending.append((entry.path, target, taken))
+        yield Folder(folder, names, stats)
+
+
+def walk_files(top: str, boundary: Boundary) -> Iterator[str]:
+    """The path of every regular file under the folder `top`, by `walk_folders`' rule; paths
+    are spelled under `top` (a file reached through a link keeps the link's name)."""
+    for folder in walk_folders(top, boundary):
+        for name in folder.names:
+            yield f"{folder.path}/{name}"
 
 
 def resolve_file(path: str, boundary: Boundary) -> tuple[str, os.stat_result] | None:

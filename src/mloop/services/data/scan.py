@@ -6,15 +6,16 @@ the same rule here as everywhere mloop reads files in.
 
 from __future__ import annotations
 
+import marshal
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+from mloop.domain.digests import digest_bytes
 from mloop.domain.names import check_relative_path
 from mloop.errors import InvalidPath
-from mloop.store.walk import MANAGED_NAMES, Boundary, resolve_file, walk_files
+from mloop.store.walk import MANAGED_NAMES, Boundary, resolve_file, walk_folders
 
 SKIP_DIRS = MANAGED_NAMES | {".dvc", "__pycache__"}
 
@@ -87,74 +88,56 @@ def _source_paths(boundary: Boundary, sources: list[str]) -> list[tuple[str, str
     return found
 
 
-def scan(boundary: Boundary, sources: list[str]) -> list[WorkingFile]:
-    """Every regular file under the sources (files or folders), sorted by path; sources that
-    no longer exist contribute nothing (their files show up as deleted)."""
-    cut = len(boundary.within[0]) + 1
-    found: dict[str, WorkingFile] = {}
+class Survey(NamedTuple):
+    """One walk of a dataset's sources: the files as columns per folder, and their digest."""
+
+    folders: list[tuple[str, str, list[str], list[int]]]  # (rel folder, path, names, stats)
+    digest: str  # of every (rel folder, names, stats) in walk order: equal means unchanged
+
+    def files(self) -> list[WorkingFile]:
+        """Every file as a record, sorted by path (a file two sources hold appears once)."""
+        found: dict[str, WorkingFile] = {}
+        for prefix, folder, names, stats in self.folders:
+            column = iter(stats)
+            for name, size, mtime_ns, inode in zip(names, column, column, column, strict=True):
+                rel = f"{prefix}/{name}" if prefix else name
+                found[rel] = WorkingFile(rel, f"{folder}/{name}", size, mtime_ns, inode)
+        return [found[k] for k in sorted(found)]
+
+
+def survey(boundary: Boundary, sources: list[str]) -> Survey:
+    """Walk the sources once, keeping each folder's files as columns and a digest of them all.
+
+    The digest is what lets `data status` confirm an unchanged tree without building a record
+    per file: the columns are serialised whole (marshal, version 2: no back-references, so the
+    same values always give the same bytes) and hashed once.
+    """
+    base = boundary.within[0]
+    cut = len(base) + 1
+    folders: list[tuple[str, str, list[str], list[int]]] = []
     for source, path in _source_paths(boundary, sources):
         named = resolve_file(path, boundary)
         if named is None:
-            continue
+            continue  # a source that is gone: its files show up as deleted
         if stat.S_ISDIR(named[1].st_mode):
-            for file, st in walk_files(path, boundary):
-                rel = file[cut:]
-                found[rel] = WorkingFile(rel, file, st.st_size, st.st_mtime_ns, st.st_ino)
+            for folder in walk_folders(path, boundary):
+                prefix = folder.path[cut:] if folder.path != base else ""
+                folders.append((prefix, folder.path, folder.names, folder.stats))
         else:
             st = named[1]
-            found[source] = WorkingFile(source, path, st.st_size, st.st_mtime_ns, st.st_ino)
-    return [found[k] for k in sorted(found)]
+            prefix, _, name = source.rpartition("/")
+            columns = [st.st_size, st.st_mtime_ns, st.st_ino]
+            folders.append((prefix, os.path.dirname(path), [name], columns))
+    serial = b"".join(marshal.dumps((p, names, stats), 2) for p, _, names, stats in folders)
+    return Survey(folders, digest_bytes(serial))
+
+
+def scan(boundary: Boundary, sources: list[str]) -> list[WorkingFile]:
+    """Every regular file under the sources (files or folders), sorted by path; sources that
+    no longer exist contribute nothing (their files show up as deleted)."""
+    return survey(boundary, sources).files()
 
 
 def missing_sources(boundary: Boundary, sources: list[str]) -> list[str]:
     """The sources that are gone from the working tree (a dataset's advice must not name them)."""
     return [s for s, path in _source_paths(boundary, sources) if not os.path.lexists(path)]
-
-
-class Comparison(NamedTuple):
-    """One pass over the working files against a snapshot of their verified stats."""
-
-    matched: int  # files whose stat equals the snapshot's (unchanged, without reading them)
-    added: list[str]  # files the snapshot does not know
-    doubtful: list[WorkingFile]  # files whose stat differs: compare their content
-
-
-def compare_with_snapshot(
-    boundary: Boundary, sources: list[str], snapshot: dict[str, list[int] | None]
-) -> Comparison:
-    """Walk the sources once, comparing each file's stat with `snapshot` as it goes.
-
-    This is `data status`'s hot loop (10,000 files in a few tens of milliseconds): no record is
-    built for a file whose stat matches, which is almost every file.
-    """
-    cut = len(boundary.within[0]) + 1
-    added: list[str] = []
-    doubtful: list[WorkingFile] = []
-    matched = 0
-    for source, path in _source_paths(boundary, sources):
-        named = resolve_file(path, boundary)
-        if named is None:
-            continue
-        files: Iterator[tuple[str, str, os.stat_result]]
-        if stat.S_ISDIR(named[1].st_mode):
-            files = ((file[cut:], file, st) for file, st in walk_files(path, boundary))
-        else:
-            files = iter([(source, path, named[1])])
-        for rel, file, st in files:
-            known = snapshot.get(rel, _ABSENT)
-            if known is _ABSENT:
-                added.append(rel)
-            elif (
-                known is not None
-                and known[1] == st.st_mtime_ns
-                and known[0] == st.st_size
-                and known[2] == st.st_ino
-            ):
-                matched += 1
-            else:
-                doubtful.append(WorkingFile(rel, file, st.st_size, st.st_mtime_ns, st.st_ino))
-    added.sort()
-    return Comparison(matched, added, doubtful)
-
-
-_ABSENT: list[int] = []

@@ -136,7 +136,7 @@ class ActiveRun:
         else:  # links inside may lead within the project or the folder, nowhere else
             top = os.path.abspath(source)
             within = Boundary.of([self._tracker.root, top], what=f"the project or {source}")
-            files = [(p, f"{base}/{p[len(top) + 1 :]}") for p, _ in walk_files(top, within)]
+            files = [(p, f"{base}/{p[len(top) + 1 :]}") for p in walk_files(top, within)]
         outputs = []
         for file, rel in sorted(files, key=lambda item: item[1]):
             digest, size, _ = self._tracker.artifacts.put_path(file)

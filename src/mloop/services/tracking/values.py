@@ -92,7 +92,7 @@ def store_value(
         # Flavors copy folders with their links as links; the walk applies mloop's one rule.
         top = str(bundle.resolve())
         within = Boundary.of([top], what=f"the folder {what} gave")
-        for path, _ in sorted(walk_files(top, within)):
+        for path in sorted(walk_files(top, within)):
             relpath = check_relative_path(path[len(top) + 1 :], "file name")
             digest, length, _ = artifacts.put_path(path)
             files[relpath] = digest
