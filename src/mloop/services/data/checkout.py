@@ -42,21 +42,21 @@ class CheckoutResult:
 _TAMPERED = "the version's manifest is corrupt or was tampered with; nothing was written"
 
 
-def _inside(target: Path, rel: str, boundary: Boundary) -> Path:
+def _tampered(name: str) -> str:
+    return f"{_TAMPERED} (`mloop events dataset/{name}` shows who made each version)"
+
+
+def _inside(target: Path, rel: str, boundary: Boundary, hint: str = _TAMPERED) -> Path:
     clean = check_relative_path(rel, "manifest path")
     named = next((p for p in clean.split("/") if p.lower() in MANAGED_NAMES), None)
     if named is not None:
-        raise InvalidPath(
-            f"manifest path {rel!r} is inside {named}/, which mloop manages", _TAMPERED
-        )
+        raise InvalidPath(f"manifest path {rel!r} is inside {named}/, which mloop manages", hint)
     path = (target / clean).resolve()
     if target != path and target not in path.parents:
         raise InvalidPath(f"manifest path {rel!r} leaves {target}", "the manifest is corrupt")
     location = boundary.managing(str(path))
     if location is not None:
-        raise InvalidPath(
-            f"manifest path {rel!r} leads into {location}, which mloop manages", _TAMPERED
-        )
+        raise InvalidPath(f"manifest path {rel!r} leads into {location}, which mloop manages", hint)
     return path
 
 
@@ -88,7 +88,8 @@ def checkout_version(
     target = target.resolve()
     check_target(target, boundary, by_name=False)  # the SDK's cache is inside .mloop/
     wanted = {f.path: f for f in version.files}
-    dests = {f.path: _inside(target, f.path, boundary) for f in version.files}
+    hint = _tampered(version.name)
+    dests = {f.path: _inside(target, f.path, boundary, hint) for f in version.files}
     to_write: list[FileEntry] = []
     unsafe: list[str] = []
     unchanged = 0
