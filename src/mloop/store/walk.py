@@ -12,6 +12,7 @@ never walked into nor reached through a link, and checkout never writes into the
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -19,7 +20,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from mloop.errors import InvalidPath
+from mloop.errors import InvalidPath, StoreUnavailable
+from mloop.store.metadata.sql.db import sqlite_path
 
 MANAGED_NAMES = frozenset({".mloop", ".git"})
 """Folder names mloop never snapshots nor writes into from a manifest, at any depth."""
@@ -45,9 +47,9 @@ def store_locations(store_uri: str, artifacts_uri: str) -> tuple[Path, ...]:
         PosixPath('/p/.mloop/mloop.db')
     """
     found: list[Path] = []
-    if store_uri.startswith("sqlite:///"):
-        database = store_uri.removeprefix("sqlite:///")
-        if database not in ("", ":memory:"):
+    if store_uri.startswith("sqlite:"):
+        with contextlib.suppress(StoreUnavailable):  # no file (in memory): nothing to protect
+            database = str(sqlite_path(store_uri))
             found.extend(Path(database + suffix) for suffix in SQLITE_SIDECARS)
     if "://" not in artifacts_uri or artifacts_uri.startswith("file://"):
         found.append(Path(artifacts_uri.removeprefix("file://")))
