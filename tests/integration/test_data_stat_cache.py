@@ -133,3 +133,14 @@ def test_a_scan_digest_is_kept_only_when_every_file_is_trusted(
     assert snap.scan == ("s" if verified_at else "")
     assert cache.files("d")["data/a"][3] == ("cd" * 32 if verified_at else "")
     cache.close()
+
+
+def test_a_state_db_that_is_not_a_database_is_started_over(project: Path, cli) -> None:
+    write_old(project / "data/a.txt", "a")
+    assert cli("data", "add", "d", "data").code == 0
+    (project / ".mloop/state.db").write_bytes(b"not a database at all" * 100)
+    assert status(cli, "d")["clean"] is True
+    write_old(project / "data/b.txt", "b")
+    added = cli("data", "add", "d", "data")
+    assert added.code == 0, added.err
+    assert status(cli, "d")["clean"] is True

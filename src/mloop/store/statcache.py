@@ -58,7 +58,20 @@ class StatCache:
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            try:
+                self._conn = self._open()
+            except sqlite3.DatabaseError as exc:
+                if type(exc) is not sqlite3.DatabaseError:  # locked, read-only, ...: say so
+                    raise
+                # Not a database at all (a damaged cache): it only ever saves time, so start over.
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+                self._conn = self._open()
+        return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        try:
             if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("BEGIN IMMEDIATE")
@@ -72,8 +85,10 @@ class StatCache:
                 conn.execute(f"PRAGMA user_version = {SCHEMA}")
                 conn.execute("COMMIT")
             conn.execute("PRAGMA synchronous = NORMAL")
-            self._conn = conn
-        return self._conn
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def snapshot(self, dataset: str) -> Snapshot | None:
         """The snapshot's summary (not its per-file table), or None."""
@@ -110,7 +125,8 @@ class StatCache:
         if not self.path.exists():
             return {}
         found: Known = {}
-        for dataset, theirs in self._db().execute("SELECT dataset, sources FROM snapshots"):
+        rows = self._db().execute("SELECT dataset, sources FROM snapshots").fetchall()
+        for dataset, theirs in rows:
             try:
                 other = json.loads(theirs)
             except ValueError:
