@@ -138,7 +138,10 @@ def test_a_scan_digest_is_kept_only_when_every_file_is_trusted(
 def test_a_state_db_that_is_not_a_database_is_started_over(project: Path, cli) -> None:
     write_old(project / "data/a.txt", "a")
     assert cli("data", "add", "d", "data").code == 0
-    (project / ".mloop/state.db").write_bytes(b"not a database at all" * 100)
+    state = project / ".mloop/state.db"
+    for sidecar in ("-wal", "-shm"):  # else SQLite reads the pages from the write-ahead log
+        Path(f"{state}{sidecar}").unlink(missing_ok=True)
+    state.write_bytes(b"not a database at all" * 100)
     assert status(cli, "d")["clean"] is True
     write_old(project / "data/b.txt", "b")
     added = cli("data", "add", "d", "data")
