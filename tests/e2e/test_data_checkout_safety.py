@@ -203,3 +203,7 @@ def test_add_never_snapshots_configured_store_locations(
     paths = sorted(f["path"] for f in json.loads(added.out)["version"]["files"])
     assert paths == ["data/ok.csv", "data/other.txt", "data/raw/x.bin"]
     assert json.loads(cli("data", "status", "everything", "--json").out)[0]["clean"]
+    # The folder holding the database is snapshotted without the database and its journal.
+    (root / "meta/notes.txt").write_text("about the store")
+    beside = json.loads(cli("data", "add", "beside", "meta", "--json").out)
+    assert [f["path"] for f in beside["version"]["files"]] == ["meta/notes.txt"]

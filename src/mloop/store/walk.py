@@ -26,7 +26,13 @@ from mloop.store.metadata.sql.db import sqlite_path
 MANAGED_NAMES = frozenset({".mloop", ".git"})
 """Folder names mloop never snapshots nor writes into from a manifest, at any depth."""
 
-SQLITE_SIDECARS = ("", "-wal", "-shm", "-journal")
+SQLITE_SIDECARS = (
+    "",
+    "-wal",
+    "-shm",
+    "-journal",
+    ".lock",
+)  # .lock: the migration lock (migrate.py)
 
 _SPECIAL = {
     stat.S_IFIFO: "a FIFO (named pipe)",
