@@ -142,6 +142,7 @@ class Project:
     def data(self) -> DataService:
         from mloop.services.data.versioning import DataService
         from mloop.store.statcache import StatCache
+        from mloop.store.walk import store_locations
 
         return DataService(
             self.metadata,
@@ -150,6 +151,7 @@ class Project:
             actor=self.actor,
             stat_cache=StatCache(self.settings.state_dir / "state.db"),
             checkout_cache=self.settings.state_dir / "checkouts",
+            stores=store_locations(self.settings.store_uri, self.settings.artifacts_uri),
         )
 
     @cached_property

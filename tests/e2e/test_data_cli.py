@@ -192,3 +192,41 @@ def test_real_process_round_trip(project: Path, mloop_process) -> None:
     table = json.loads(shown.out)["tables"][0]
     assert table["rows"] == 2
     assert [c["name"] for c in table["columns"]] == ["a", "b"]
+
+
+def test_help_lists_every_action_in_whole_sentences(cli, capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli("data", "--help")
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.strip().startswith("status"))
+    assert line.split(None, 1)[1] == "what changed in the working files since the latest version"
+
+
+def test_status_advice_for_a_deleted_source_works_when_followed(project: Path, cli) -> None:
+    write(project / "data/churn.csv", "a\n1\n")
+    write(project / "data/extra.csv", "b\n2\n")
+    assert cli("data", "add", "churn", "data/churn.csv", "data/extra.csv").code == 0
+    (project / "data/churn.csv").unlink()
+    text = cli("data", "status").out
+    assert "deleted:   data/churn.csv" in text
+    advice = text.split("`")[1]
+    assert advice == "mloop data add churn data/extra.csv"
+    assert "leaves out data/churn.csv" in text
+    followed = cli(*advice.split()[1:])
+    assert followed.code == 0, followed.err
+    assert json.loads(cli("data", "status", "--json").out)[0]["clean"] is True
+    assert json.loads(cli("data", "show", "churn", "--json").out)["file_count"] == 1
+
+
+def test_status_advice_when_every_source_is_gone(project: Path, cli) -> None:
+    write(project / "data/churn.csv", "a\n1\n")
+    assert cli("data", "add", "churn", "data/churn.csv").code == 0
+    (project / "data/churn.csv").unlink()
+    report = json.loads(cli("data", "status", "--json").out)[0]
+    assert report["missing_sources"] == ["data/churn.csv"]
+    text = cli("data", "status").out
+    assert "mloop data add" not in text
+    assert "`mloop data checkout churn`" in text and "`mloop data remove churn`" in text
+    restore = text.split("`")[1]
+    assert cli(*restore.split()[1:]).code == 0
+    assert (project / "data/churn.csv").read_text() == "a\n1\n"

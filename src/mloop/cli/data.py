@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mloop.cli import output
 from mloop.cli.args import number
 from mloop.cli.main import Context
 from mloop.domain.records import to_plain
+
+if TYPE_CHECKING:
+    from mloop.services.data.status import StatusReport
 
 
 def register(commands: Any) -> None:
@@ -34,7 +37,9 @@ def register(commands: Any) -> None:
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=show_version)
 
-    status = sub.add_parser("status", help="what changed in the working files since")
+    status = sub.add_parser(
+        "status", help="what changed in the working files since the latest version"
+    )
     status.add_argument("name", nargs="?", metavar="NAME")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=show_status)
@@ -208,12 +213,24 @@ def show_status(ctx: Context) -> int:
         for label, paths in (("modified", r.modified), ("added", r.added), ("deleted", r.deleted)):
             for path in paths:
                 output.line(f"  {label + ':':<10} {path}")
-        output.line(f"  (save with `mloop data add {r.name} {' '.join(_sources(ctx, r.name))}`)")
+        output.line(f"  ({_advice(r)})")
     return 0
 
 
-def _sources(ctx: Context, name: str) -> tuple[str, ...]:
-    return ctx.project.data.show(name).sources
+def _advice(r: StatusReport) -> str:
+    """A command that works: the sources still there, or what to do when none are left."""
+    remaining = [s for s in r.sources if s not in r.missing_sources]
+    if not remaining:
+        return (
+            f"every source is gone: restore the files with `mloop data checkout {r.name}`, "
+            f"or remove the dataset with `mloop data remove {r.name}`"
+        )
+    save = f"save with `mloop data add {r.name} {' '.join(remaining)}`"
+    if r.missing_sources:
+        gone = ", ".join(r.missing_sources)
+        verb = "exists" if len(r.missing_sources) == 1 else "exist"
+        save += f"; the new version leaves out {gone}, which no longer {verb}"
+    return save
 
 
 def diff_versions(ctx: Context) -> None:

@@ -2,7 +2,9 @@
 
 Only content and relative names are kept (not modes, owners or times), so the same tree gives
 the same digest on any machine; empty sub-folders are listed in the metadata. Symbolic links
-are followed: the bundle holds what they point to. Loading returns a Path to the local copy
+are copied as links and judged where the bundle is stored, by mloop's one rule (`store.walk`):
+one leading inside the folder is followed and the bundle holds what it points to; one leading
+out, dangling, looping or a special file is refused. Loading returns a Path to the local copy
 the caller fetched, with its files made read-only, so a step that edits its input in place fails
 loudly instead of silently no longer matching the digest it was given.
 """
@@ -49,9 +51,15 @@ class FilesFlavor:
         empty: list[JSON] = []
         if path.is_dir():
             try:
-                shutil.copytree(path, target, symlinks=False)
+                shutil.copytree(path, target, symlinks=True)
             except (shutil.Error, OSError) as exc:
-                raise InvalidInput(f"cannot copy the folder {path}: {exc}") from exc
+                # shutil.Error lists (source, copy, why) for every failure: name the first.
+                failures = exc.args[0] if isinstance(exc, shutil.Error) else None
+                why = failures[0][2] if isinstance(failures, list) and failures else exc
+                raise InvalidInput(
+                    f"cannot copy the folder {path}: {why}",
+                    "remove special files (named pipes, sockets, devices) from the folder",
+                ) from exc
             for parent, dirs, files in os.walk(target):
                 if not dirs and not files:
                     empty.append(Path(parent).relative_to(folder).as_posix())

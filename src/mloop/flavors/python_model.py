@@ -136,7 +136,10 @@ def _resolve(module: ModuleType, qualname: str) -> Any:
 def _copy(source: Path, target: Path, what: str) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if source.is_dir():
-        shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        # Links stay links here; storing the bundle applies mloop's rule for them (store.walk).
+        shutil.copytree(
+            source, target, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
     elif source.is_file():
         shutil.copyfile(source, target)
     else:

@@ -2,7 +2,10 @@
 
 Every file is written to a temporary name, verified against its digest and renamed, so a
 checkout never leaves a half-written file. Paths come from manifests that may have been written
-by others, so each is checked to stay inside the target folder. A working file is overwritten
+by others (a shared metadata store), so each is checked, before anything is written, to stay
+inside the target folder and out of what mloop manages: a path into `.mloop/` or `.git/` (at any
+depth) or into a store location is refused, `--force` or not, since writing there could replace
+an object, the database, or a git hook or config that runs code. A working file is overwritten
 or removed only if its content is in the artifact store (recoverable), unless forced.
 """
 
@@ -19,6 +22,7 @@ from mloop.domain.names import check_relative_path
 from mloop.errors import Conflict, InvalidInput, InvalidPath
 from mloop.services.data.scan import scan
 from mloop.store.artifacts.cas import ArtifactStore, hash_file
+from mloop.store.walk import MANAGED_NAMES, Boundary
 
 if TYPE_CHECKING:
     import pandas
@@ -35,11 +39,38 @@ class CheckoutResult:
     removed: int
 
 
-def _inside(target: Path, rel: str) -> Path:
-    path = (target / check_relative_path(rel, "manifest path")).resolve()
+_TAMPERED = "the version's manifest is corrupt or was tampered with; nothing was written"
+
+
+def _tampered(name: str) -> str:
+    return f"{_TAMPERED} (`mloop events dataset/{name}` shows who made each version)"
+
+
+def _inside(target: Path, rel: str, boundary: Boundary, hint: str = _TAMPERED) -> Path:
+    clean = check_relative_path(rel, "manifest path")
+    named = next((p for p in clean.split("/") if p.lower() in MANAGED_NAMES), None)
+    if named is not None:
+        raise InvalidPath(f"manifest path {rel!r} is inside {named}/, which mloop manages", hint)
+    path = (target / clean).resolve()
     if target != path and target not in path.parents:
         raise InvalidPath(f"manifest path {rel!r} leaves {target}", "the manifest is corrupt")
+    location = boundary.managing(str(path))
+    if location is not None:
+        raise InvalidPath(f"manifest path {rel!r} leads into {location}, which mloop manages", hint)
     return path
+
+
+def check_target(target: Path, boundary: Boundary, *, by_name: bool = True) -> None:
+    """Refuse a checkout folder inside what mloop manages (`--to .mloop/objects`), and with
+    `by_name` inside any folder named `.mloop` or `.git` (another project's, a submodule's)."""
+    where = boundary.managing(str(target))
+    if where is None and by_name:
+        where = next((p for p in target.parts if p.lower() in MANAGED_NAMES), None)
+    if where is not None:
+        raise InvalidPath(
+            f"cannot check out into {target}: it is inside {where}, which mloop manages",
+            "choose another folder with --to DIR",
+        )
 
 
 def checkout_version(
@@ -47,13 +78,18 @@ def checkout_version(
     version: DatasetVersion,
     target: Path,
     *,
+    boundary: Boundary,
     restore_sources: bool,
     force: bool,
     progress: Callable[[int], None],
 ) -> CheckoutResult:
+    """Write `version` into `target`; `boundary` names what must never be written (its managed
+    locations) and, with `restore_sources`, where the sources' extra files are found."""
     target = target.resolve()
+    check_target(target, boundary, by_name=False)  # the SDK's cache is inside .mloop/
     wanted = {f.path: f for f in version.files}
-    dests = {f.path: _inside(target, f.path) for f in version.files}
+    hint = _tampered(version.name)
+    dests = {f.path: _inside(target, f.path, boundary, hint) for f in version.files}
     to_write: list[FileEntry] = []
     unsafe: list[str] = []
     unchanged = 0
@@ -70,7 +106,7 @@ def checkout_version(
         to_write.append(entry)
     extras = []
     if restore_sources:
-        for f in scan(target, list(version.sources)):
+        for f in scan(boundary, list(version.sources)):
             if f.rel not in wanted:
                 if not force and not artifacts.exists(hash_file(f.path)):
                     unsafe.append(f.rel)
@@ -101,10 +137,14 @@ class LocalDataset:
         >>> frame = sales.to_pandas()  # doctest: +SKIP
     """
 
-    def __init__(self, version: DatasetVersion, artifacts: ArtifactStore, cache: Path) -> None:
+    def __init__(
+        self, version: DatasetVersion, artifacts: ArtifactStore, cache: Path, boundary: Boundary
+    ) -> None:
         self.version = version
         self._artifacts = artifacts
         self._folder = cache / version.name / str(version.version)
+        # The cache is mloop's own, inside `.mloop/`: everything else managed stays refused.
+        self._boundary = boundary.without(self._folder)
 
     def __repr__(self) -> str:
         return f"LocalDataset({self.version.ref!r}, files={self.version.file_count})"
@@ -121,6 +161,7 @@ class LocalDataset:
                 self._artifacts,
                 self.version,
                 self._folder,
+                boundary=self._boundary,
                 restore_sources=False,
                 force=True,
                 progress=lambda n: None,
@@ -130,7 +171,7 @@ class LocalDataset:
             return self._folder
         if rel not in {f.path for f in self.version.files}:
             raise InvalidInput(f"{self.version.ref} has no file {rel!r}", "see .files")
-        return _inside(self._folder, rel)
+        return _inside(self._folder.resolve(), rel, self._boundary)
 
     @property
     def paths(self) -> dict[str, Path]:

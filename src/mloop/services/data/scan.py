@@ -1,14 +1,23 @@
-"""Find the working files behind dataset sources: one scandir walk, one stat per file."""
+"""Find the working files behind dataset sources: one scandir walk, one stat per file.
+
+Files are found by the store's one walk (`mloop.store.walk`), so links and special files follow
+the same rule here as everywhere mloop reads files in.
+"""
 
 from __future__ import annotations
 
+import marshal
 import os
+import stat
 from pathlib import Path
 from typing import NamedTuple
 
+from mloop.domain.digests import digest_bytes
+from mloop.domain.names import check_relative_path
 from mloop.errors import InvalidPath
+from mloop.store.walk import MANAGED_NAMES, Boundary, resolve_file, walk_folders
 
-SKIP_DIRS = {".mloop", ".git", ".dvc", "__pycache__"}
+SKIP_DIRS = MANAGED_NAMES | {".dvc", "__pycache__"}
 
 
 class WorkingFile(NamedTuple):
@@ -19,9 +28,21 @@ class WorkingFile(NamedTuple):
     inode: int
 
 
-def source_of(root: Path, given: Path) -> str:
-    """The project-relative POSIX form of a path the user gave, refusing paths outside."""
-    absolute = (Path.cwd() / given).resolve() if not given.is_absolute() else given.resolve()
+def project_boundary(root: Path, stores: tuple[Path, ...] = ()) -> Boundary:
+    """What a dataset may hold: files inside `root`, never mloop's own folders or stores."""
+    return Boundary.project(root, stores, SKIP_DIRS)
+
+
+def source_of(boundary: Boundary, given: str | os.PathLike[str]) -> str:
+    """The project-relative POSIX form of a path the user gave, refusing empty paths, the
+    project itself, paths outside it and the folders mloop manages."""
+    root = Path(boundary.within[0])
+    if not os.fspath(given):
+        raise InvalidPath(
+            "the path is empty", "name the data folder or files, e.g. `mloop data add NAME data/`"
+        )
+    given = Path(given)
+    absolute = (Path.cwd() / given).resolve()
     try:
         rel = absolute.relative_to(root)
     except ValueError:
@@ -29,106 +50,94 @@ def source_of(root: Path, given: Path) -> str:
             f"{given} is outside the project at {root}",
             "datasets hold files inside the project folder; copy or move the data there",
         ) from None
+    if not rel.parts:
+        raise InvalidPath(
+            f"{given} is the whole project, not a data folder",
+            "name the data folder or files, e.g. `mloop data add NAME data/`",
+        )
+    _check_unmanaged(boundary, rel.as_posix(), str(given))
     if not absolute.exists():
         raise InvalidPath(f"{given} does not exist", "check the path (it is relative to here)")
-    if any(part in SKIP_DIRS for part in rel.parts):
+    return rel.as_posix()
+
+
+def _check_unmanaged(boundary: Boundary, rel: str, shown: str) -> None:
+    parts = rel.split("/")
+    named = next((part for part in parts if part in SKIP_DIRS), None)
+    location = boundary.managing(os.path.join(boundary.within[0], rel))
+    if named is not None or location is not None:
+        where = f"{named}/" if named is not None else boundary.shown(location or "")
         raise InvalidPath(
-            f"{given} is inside {rel.parts[0]}/, which mloop manages",
+            f"{shown} is inside {where}, which mloop manages",
             "add your own data folders, such as data/",
         )
-    return rel.as_posix() if rel.parts else "."
 
 
-def _walk(root: str, folder: str, out: list[WorkingFile]) -> None:
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                if entry.name not in SKIP_DIRS:
-                    _walk(root, entry.path, out)
-            elif entry.is_file():
-                st = entry.stat()
-                rel = entry.path[len(root) + 1 :]
-                out.append(WorkingFile(rel, entry.path, st.st_size, st.st_mtime_ns, st.st_ino))
+def _source_paths(boundary: Boundary, sources: list[str]) -> list[tuple[str, str]]:
+    """(source, absolute path) of a version's sources, which a manifest written by others
+    names: each must stay inside the project and out of what mloop manages."""
+    base = boundary.within[0]
+    found = []
+    for source in sources:
+        if source == ".":  # versions made before the project root was refused as a source
+            found.append((source, base))
+            continue
+        rel = check_relative_path(source, "dataset source")
+        _check_unmanaged(boundary, rel, rel)
+        found.append((rel, f"{base}/{rel}"))
+    return found
 
 
-def scan(root: Path, sources: list[str]) -> list[WorkingFile]:
+class Survey(NamedTuple):
+    """One walk of a dataset's sources: the files as columns per folder, and their digest."""
+
+    folders: list[tuple[str, str, list[str], list[int]]]  # (rel folder, path, names, stats)
+    digest: str  # of every (rel folder, names, stats) in walk order: equal means unchanged
+
+    def files(self) -> list[WorkingFile]:
+        """Every file as a record, sorted by path (a file two sources hold appears once)."""
+        found: dict[str, WorkingFile] = {}
+        for prefix, folder, names, stats in self.folders:
+            column = iter(stats)
+            for name, size, mtime_ns, inode in zip(names, column, column, column, strict=True):
+                rel = f"{prefix}/{name}" if prefix else name
+                found[rel] = WorkingFile(rel, f"{folder}/{name}", size, mtime_ns, inode)
+        return [found[k] for k in sorted(found)]
+
+
+def survey(boundary: Boundary, sources: list[str]) -> Survey:
+    """Walk the sources once, keeping each folder's files as columns and a digest of them all.
+
+    The digest is what lets `data status` confirm an unchanged tree without building a record
+    per file: the columns are serialised whole (marshal, version 2: no back-references, so the
+    same values always give the same bytes) and hashed once.
+    """
+    base = boundary.within[0]
+    cut = len(base) + 1
+    folders: list[tuple[str, str, list[str], list[int]]] = []
+    for source, path in _source_paths(boundary, sources):
+        named = resolve_file(path, boundary)
+        if named is None:
+            continue  # a source that is gone: its files show up as deleted
+        if stat.S_ISDIR(named[1].st_mode):
+            for folder in walk_folders(path, boundary):
+                prefix = folder.path[cut:] if folder.path != base else ""
+                folders.append((prefix, folder.path, folder.names, folder.stats))
+        else:
+            st = named[1]
+            prefix, _, name = source.rpartition("/")
+            columns = [st.st_size, st.st_mtime_ns, st.st_ino]
+            folders.append((prefix, os.path.dirname(path), [name], columns))
+    serial = b"".join(marshal.dumps((p, names, stats), 2) for p, _, names, stats in folders)
+    return Survey(folders, digest_bytes(serial))
+
+
+def scan(boundary: Boundary, sources: list[str]) -> list[WorkingFile]:
     """Every regular file under the sources (files or folders), sorted by path; sources that
     no longer exist contribute nothing (their files show up as deleted)."""
-    base = str(root)
-    found: list[WorkingFile] = []
-    for source in sources:
-        path = base if source == "." else os.path.join(base, source)
-        if os.path.isdir(path):
-            _walk(base, path, found)
-        elif os.path.isfile(path):
-            st = os.stat(path)
-            found.append(WorkingFile(source, path, st.st_size, st.st_mtime_ns, st.st_ino))
-    unique = {f.rel: f for f in found}
-    return [unique[k] for k in sorted(unique)]
+    return survey(boundary, sources).files()
 
 
-class Comparison(NamedTuple):
-    """One pass over the working files against a snapshot of their verified stats."""
-
-    matched: int  # files whose stat equals the snapshot's (unchanged, without reading them)
-    added: list[str]  # files the snapshot does not know
-    doubtful: list[WorkingFile]  # files whose stat differs: compare their content
-
-
-def compare_with_snapshot(
-    root: Path, sources: list[str], snapshot: dict[str, list[int] | None]
-) -> Comparison:
-    """Walk the sources once, comparing each file's stat with `snapshot` as it goes.
-
-    This is `data status`'s hot loop (10,000 files in a few tens of milliseconds): no record is
-    built for a file whose stat matches, which is almost every file.
-    """
-    base = str(root)
-    cut = len(base) + 1
-    added: list[str] = []
-    doubtful: list[WorkingFile] = []
-    matched = 0
-    pending = []
-    for source in sources:
-        path = base if source == "." else os.path.join(base, source)
-        if os.path.isdir(path):
-            pending.append(path)
-        elif os.path.isfile(path):
-            st = os.stat(path)
-            known = snapshot.get(source, _ABSENT)
-            if known is _ABSENT:
-                added.append(source)
-            elif known == [st.st_size, st.st_mtime_ns, st.st_ino]:
-                matched += 1
-            else:
-                doubtful.append(WorkingFile(source, path, st.st_size, st.st_mtime_ns, st.st_ino))
-    while pending:
-        with os.scandir(pending.pop()) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    if entry.name not in SKIP_DIRS:
-                        pending.append(entry.path)
-                    continue
-                if not entry.is_file():
-                    continue
-                st = entry.stat()
-                rel = entry.path[cut:]
-                known = snapshot.get(rel, _ABSENT)
-                if known is _ABSENT:
-                    added.append(rel)
-                elif (
-                    known is not None
-                    and known[1] == st.st_mtime_ns
-                    and known[0] == st.st_size
-                    and known[2] == st.st_ino
-                ):
-                    matched += 1
-                else:
-                    doubtful.append(
-                        WorkingFile(rel, entry.path, st.st_size, st.st_mtime_ns, st.st_ino)
-                    )
-    added.sort()
-    return Comparison(matched, added, doubtful)
-
-
-_ABSENT: list[int] = []
+def missing_sources(boundary: Boundary, sources: list[str]) -> list[str]:
+    """The sources that are gone from the working tree (a dataset's advice must not name them)."""
+    return [s for s, path in _source_paths(boundary, sources) if not os.path.lexists(path)]

@@ -3,6 +3,8 @@
 `add` stores only content the artifact store lacks, hashing a file only when the stat cache
 cannot vouch for it; all objects are made durable with one filesystem sync before the
 metadata that refers to them is committed, so a crash leaves at worst unreferenced objects.
+Both `add` and `status` leave a snapshot of what they verified (`store.statcache`), which is
+what makes the next `status` of an unchanged tree one scan and one digest.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from mloop.domain.dataset import DatasetSummary, DatasetVersion, FileEntry, is_t
 from mloop.domain.event import Event
 from mloop.domain.names import check_name, parse_address
 from mloop.errors import InvalidAddress, InvalidInput
-from mloop.services.data.scan import WorkingFile, compare_with_snapshot, scan, source_of
-from mloop.store.artifacts.hashing import hash_file
-from mloop.store.statcache import Snapshot, StatCache
+from mloop.services.data.scan import WorkingFile, project_boundary, source_of, survey
+from mloop.services.data.status import StatusCheck, vouched
+from mloop.services.data.status import StatusReport as StatusReport  # for callers of status()
+from mloop.store.statcache import Known, StatCache
 
 if TYPE_CHECKING:
     from mloop.domain.dataset import TableProfile
@@ -46,20 +49,6 @@ class AddResult:
     warnings: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class StatusReport:
-    name: str
-    version: int
-    added: tuple[str, ...]
-    modified: tuple[str, ...]
-    deleted: tuple[str, ...]
-    unchanged: int
-
-    @property
-    def clean(self) -> bool:
-        return not (self.added or self.modified or self.deleted)
-
-
 def parse_version_ref(text: str) -> tuple[str, int | None]:
     """`sales`, `sales:3` or `dataset/sales:3` -> ("sales", 3); aliases are for models."""
     address = parse_address(text, kind="dataset")
@@ -80,10 +69,14 @@ class DataService:
         actor: str,
         stat_cache: StatCache,
         checkout_cache: Path,
+        stores: Sequence[Path] = (),
     ) -> None:
+        """`stores`: the local files and folders of the stores (`store_locations`), which
+        datasets never hold and checkout never writes into, wherever they are configured."""
         self.metadata = metadata
         self._open_artifacts = artifacts
         self.root = root
+        self.boundary = project_boundary(root, tuple(stores))
         self.actor = actor
         self.stat_cache = stat_cache
         self.checkout_cache = checkout_cache
@@ -97,7 +90,7 @@ class DataService:
     def add(
         self,
         name: str,
-        paths: Sequence[Path],
+        paths: Sequence[str | Path],
         message: str = "",
         *,
         run_id: str | None = None,
@@ -113,15 +106,20 @@ class DataService:
         check_name(name, "dataset name")
         if not paths:
             raise InvalidInput("no paths to add", "give one or more files or folders")
-        sources = sorted({source_of(self.root, Path(p)) for p in paths})
-        files = scan(self.root, sources)
+        sources = sorted({source_of(self.boundary, p) for p in paths})
+        started = time.time_ns()  # before any file is read: what the snapshot can vouch for
+        seen = survey(self.boundary, sources)
+        files = seen.files()
         if not files:
             raise InvalidInput(f"no files under {', '.join(sources)}", "add a folder with files")
         if on_total is not None:
             on_total(sum(f.size for f in files))
-        entries, new_objects, new_bytes = self._store(files, progress or _no_progress)
+        known = self.stat_cache.known(sources)
+        entries, new_objects, new_bytes = self._store(files, known, progress or _no_progress)
         previous = self._latest(name)
         if previous is not None and previous.files == tuple(entries):
+            same = list(previous.sources) == sources  # else the walk was of other sources
+            self._remember(previous, files, entries, started, seen.digest if same else "")
             return AddResult(previous, False, 0, 0)
         tables, warnings = self._profiles(entries, files, previous)
         self.artifacts.sync()
@@ -147,15 +145,30 @@ class DataService:
             {"files": draft.file_count, "bytes": draft.total_size, "new_objects": new_objects},
         )
         version = self.metadata.create_dataset_version(draft, event)
-        self.stat_cache.save_snapshot(
-            name,
-            Snapshot(
-                version.version,
-                list(sources),
-                {f.rel: [f.size, f.mtime_ns, f.inode] for f in files},
-            ),
-        )
+        self._remember(version, files, entries, started, seen.digest)
         return AddResult(version, True, new_objects, new_bytes, tuple(warnings))
+
+    def _remember(
+        self,
+        version: DatasetVersion,
+        files: list[WorkingFile],
+        entries: list[FileEntry],
+        started: int,
+        scan: str,
+    ) -> None:
+        """Snapshot the files just stored: they are exactly `version`, in the same order."""
+        self.stat_cache.save(
+            version.name,
+            version.version,
+            list(version.sources),
+            (
+                (f.rel, f.size, f.mtime_ns, f.inode, e.digest)
+                for f, e in zip(files, entries, strict=True)
+            ),
+            count=len(entries),
+            verified_at=started,
+            scan=scan,
+        )
 
     def _latest(self, name: str) -> DatasetVersion | None:
         if not any(d.name == name for d in self.metadata.list_datasets()):
@@ -163,27 +176,24 @@ class DataService:
         return self.metadata.get_dataset_version(name, files=True)
 
     def _store(
-        self, files: list[WorkingFile], progress: Progress
+        self, files: list[WorkingFile], known: Known, progress: Progress
     ) -> tuple[list[FileEntry], int, int]:
-        cache = self.stat_cache.load()
+        """Store every file (in the given order), hashing only what `known` cannot vouch for;
+        returns the manifest entries in the same order, and the count and bytes stored now."""
         put = self.artifacts.put_path
-        results: list[tuple[FileEntry, bool]] = []
+        entries: list[FileEntry] = []
+        new_objects = new_bytes = 0
         # One thread: storing small files is a chain of system calls, and threads only add
         # GIL and directory-lock contention here (measured: 4 threads were 1.7x slower).
         for f in files:
-            hit = cache.get(f.rel)
-            known = hit.digest if hit and hit.matches(f.size, f.mtime_ns, f.inode) else None
-            digest, size, new = put(f.path, known, f.size)
-            results.append((FileEntry(f.rel, digest, size), new))
+            hit = known.get(f.rel)
+            digest, size, new = put(f.path, hit[3] if vouched(hit, f) else None, f.size)
+            entries.append(FileEntry(f.rel, digest, size))
+            if new:
+                new_objects += 1
+                new_bytes += size
             progress(size)
-        results.sort(key=lambda item: item[0].path)
-        by_path = {f.rel: f for f in files}
-        self.stat_cache.update(
-            (e.path, e.size, by_path[e.path].mtime_ns, by_path[e.path].inode, e.digest)
-            for e, _ in results
-        )
-        fresh = [e for e, stored in results if stored]
-        return [e for e, _ in results], len(fresh), sum(e.size for e in fresh)
+        return entries, new_objects, new_bytes
 
     def _profiles(
         self,
@@ -261,57 +271,8 @@ class DataService:
         if name is not None and check_name(name, "dataset name") not in latest:
             self.metadata.get_dataset_version(name)  # raises the usual NotFound
         names = [name] if name else sorted(latest)
-        return [self._status_of(dataset, latest[dataset]) for dataset in names]
-
-    def _status_of(self, name: str, latest: int) -> StatusReport:
-        snap = self.stat_cache.snapshot(name)
-        if snap is None or snap.version != latest:
-            version = self.metadata.get_dataset_version(name, latest, files=True)
-            return self._verify(version, scan(self.root, list(version.sources)))
-        seen = compare_with_snapshot(self.root, snap.sources, snap.files)
-        if not seen.doubtful and seen.matched == len(snap.files):
-            # Every manifest path is present with its verified stat: nothing changed.
-            return StatusReport(name, latest, tuple(seen.added), (), (), seen.matched)
-        version = self.metadata.get_dataset_version(name, latest, files=True)
-        return self._verify(version, scan(self.root, list(version.sources)))
-
-    def _verify(self, version: DatasetVersion, working: list[WorkingFile]) -> StatusReport:
-        """Compare every working file with the manifest, hashing only what the stat cache
-        cannot vouch for; then record the verified state for next time."""
-        cache = self.stat_cache.load()
-        manifest = {f.path: f for f in version.files}
-        added: list[str] = []
-        modified: list[str] = []
-        verified: dict[str, list[int] | None] = dict.fromkeys(manifest)
-        rehashed: list[tuple[str, int, int, int, str]] = []
-        for f in working:
-            entry = manifest.get(f.rel)
-            if entry is None:
-                added.append(f.rel)
-                continue
-            hit = cache.get(f.rel)
-            if hit is not None and hit.matches(f.size, f.mtime_ns, f.inode):
-                digest = hit.digest
-            elif f.size != entry.size:
-                modified.append(f.rel)
-                continue
-            else:
-                digest = hash_file(f.path)
-                rehashed.append((f.rel, f.size, f.mtime_ns, f.inode, digest))
-            if digest == entry.digest:
-                verified[f.rel] = [f.size, f.mtime_ns, f.inode]
-            else:
-                modified.append(f.rel)
-        present = {f.rel for f in working}
-        deleted = tuple(p for p in manifest if p not in present)
-        self.stat_cache.update(rehashed)
-        self.stat_cache.save_snapshot(
-            version.name, Snapshot(version.version, list(version.sources), verified)
-        )
-        unchanged = sum(1 for stat in verified.values() if stat is not None)
-        return StatusReport(
-            version.name, version.version, tuple(added), tuple(modified), deleted, unchanged
-        )
+        check = StatusCheck(self.metadata, self.stat_cache, self.boundary)
+        return [check.status_of(dataset, latest[dataset]) for dataset in names]
 
     # checkout and SDK access --------------------------------------------------------------
     def checkout(
@@ -323,14 +284,17 @@ class DataService:
         progress: Progress | None = None,
     ) -> CheckoutResult:
         """Write a version's files back into the project (or into `to`), verified."""
-        from mloop.services.data.checkout import checkout_version
+        from mloop.services.data.checkout import check_target, checkout_version
 
-        version = self.show(ref, files=True)
         target = self.root if to is None else (Path.cwd() / to).resolve()
+        if to is not None:
+            check_target(target, self.boundary)
+        version = self.show(ref, files=True)
         return checkout_version(
             self.artifacts,
             version,
             target,
+            boundary=self.boundary,
             restore_sources=to is None,
             force=force,
             progress=progress or _no_progress,
@@ -342,7 +306,7 @@ class DataService:
         found = self.metadata.get_dataset_version(
             check_name(name, "dataset name"), version, files=True
         )
-        return LocalDataset(found, self.artifacts, self.checkout_cache)
+        return LocalDataset(found, self.artifacts, self.checkout_cache, self.boundary)
 
     # moving objects -----------------------------------------------------------------------
     def _digests(self, refs: Sequence[str]) -> list[str]:

@@ -88,6 +88,7 @@ def resolve(target: str, root: str | None = None) -> Any:
 def open_services(task: StepTask) -> Services:
     from mloop.store import open_artifact_store, open_metadata_store
     from mloop.store.statcache import StatCache
+    from mloop.store.walk import store_locations
 
     metadata = open_metadata_store(task.store_uri, pool_size=1)
     artifacts = open_artifact_store(task.artifacts_uri)
@@ -101,6 +102,7 @@ def open_services(task: StepTask) -> Services:
         actor=task.actor,
         stat_cache=StatCache(state / "state.db"),
         checkout_cache=state / "checkouts",
+        stores=store_locations(task.store_uri, task.artifacts_uri),
     )
     return Services(tracker, data, artifacts)
 

@@ -29,6 +29,7 @@ from mloop.errors import Conflict, InvalidInput, InvalidPath, NotFound
 from mloop.services.tracking.heartbeat import HEARTBEATS, HOST, LOST_AFTER, Heartbeats, liveness
 from mloop.store.artifacts.cas import ArtifactStore
 from mloop.store.metadata.protocol import MetadataStore
+from mloop.store.walk import Boundary, walk_files
 
 FLUSH_ROWS = 20_000
 FLUSH_SECONDS = 5.0
@@ -133,12 +134,14 @@ class ActiveRun:
         if not source.exists():
             raise InvalidPath(f"cannot log artifact: {source} does not exist", "check the path")
         base = check_relative_path(name if name is not None else source.name)
-        files = (
-            [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
-        )
+        if source.is_file():
+            files = [(str(source), base)]
+        else:  # links inside may lead within the project or the folder, nowhere else
+            top = os.path.abspath(source)
+            within = Boundary.of([self._tracker.root, top], what=f"the project or {source}")
+            files = [(p, f"{base}/{p[len(top) + 1 :]}") for p in walk_files(top, within)]
         outputs = []
-        for file in files:
-            rel = base if file == source else f"{base}/{file.relative_to(source).as_posix()}"
+        for file, rel in sorted(files, key=lambda item: item[1]):
             digest, size, _ = self._tracker.artifacts.put_path(file)
             outputs.append(RunOutput(check_relative_path(rel), digest, size))
         # Written at once, not buffered: gc removes objects nothing refers to after a grace

@@ -17,7 +17,6 @@ well formed, and each file is verified against its digest as it is fetched.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from mloop.errors import CorruptArtifact, InvalidInput, InvalidPath, NeedsTrust
 from mloop.flavors.protocol import JSON, Flavor, type_name
 from mloop.flavors.registry import flavor_for, get_flavor
 from mloop.store.artifacts.cas import ArtifactStore
+from mloop.store.walk import Boundary, walk_files
 
 FORMAT = 1
 _KEYS = {"files", "flavor", "format", "meta", "type"}
@@ -91,14 +91,14 @@ def store_value(
     with tempfile.TemporaryDirectory(prefix="mloop-value-") as tmp:
         bundle = Path(tmp)
         meta = flavor.save(obj, bundle, trust=trust)
-        for parent, dirs, names in os.walk(bundle):
-            dirs.sort()
-            for name in sorted(names):
-                path = Path(parent, name)
-                relpath = check_relative_path(path.relative_to(bundle).as_posix(), "file name")
-                digest, length, _ = artifacts.put_path(path)
-                files[relpath] = digest
-                size += length
+        # Flavors copy folders with their links as links; the walk applies mloop's one rule.
+        top = str(bundle.resolve())
+        within = Boundary.of([top], what=f"the folder {what} gave")
+        for path in sorted(walk_files(top, within)):
+            relpath = check_relative_path(path[len(top) + 1 :], "file name")
+            digest, length, _ = artifacts.put_path(path)
+            files[relpath] = digest
+            size += length
     manifest: dict[str, JSON] = {
         "files": files,
         "flavor": flavor.name,
