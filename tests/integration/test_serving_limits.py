@@ -180,6 +180,18 @@ def in_flight(server: Server) -> float:
     return 0.0
 
 
+def refusals(server: Server, status: int) -> float:
+    """How many answers of `status` /metrics counts under endpoint "other" (refusals made
+    below the app, where no route was read)."""
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            wanted = {"endpoint": "other", "status": str(status)}
+            if sample.name == "mloop_requests_total" and sample.labels == wanted:
+                return float(sample.value)
+    return 0.0
+
+
 def predict(server: Server, timeout: float = 5, token: str | None = None) -> httpx.Response:
     headers = {"content-type": "application/json"}
     if token is not None:
@@ -269,6 +281,7 @@ def test_a_request_head_over_the_limit_gets_431_and_its_connection_closed(root: 
             for _ in range(256):
                 endless.sendall(b"a" * 2**20)
         assert predict(server).status_code == 200
+        assert refusals(server, 431) == 3  # each refusal is counted in /metrics
 
 
 def test_a_request_head_slower_than_the_header_timeout_is_cut_off(root: Path) -> None:
@@ -288,6 +301,7 @@ def test_a_request_head_slower_than_the_header_timeout_is_cut_off(root: Path) ->
             assert status_of(answer) == 408 and closed, what
             assert b"--header-timeout" in answer
         assert predict(server).status_code == 200
+        assert refusals(server, 408) == 3  # the silent one got no answer, so no count
 
 
 def test_past_max_connections_new_ones_are_turned_away_and_open_ones_go_on(root: Path) -> None:
@@ -314,6 +328,8 @@ def test_past_max_connections_new_ones_are_turned_away_and_open_ones_go_on(root:
         for sock in held:
             sock.close()
         wait_for(lambda: _answers(server), 30, "a new connection served again")
+        # each refusal is counted (and any of the polls just above that came too early)
+        assert refusals(server, 503) >= 11
 
 
 def _answers(server: Server) -> bool:

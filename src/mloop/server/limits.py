@@ -195,9 +195,16 @@ class GuardedHttpTools(HttpToolsProtocol):
     """
 
     def __init__(
-        self, *args: Any, max_connections: int, max_head_bytes: int, head_timeout: float, **kw: Any
+        self,
+        *args: Any,
+        max_connections: int,
+        max_head_bytes: int,
+        head_timeout: float,
+        on_refused: Callable[[int], None] = lambda status: None,
+        **kw: Any,
     ) -> None:
         super().__init__(*args, **kw)
+        self.on_refused = on_refused  # counts each refusal made here (by status) in /metrics
         self.max_connections = max_connections
         self.max_head_bytes = max_head_bytes
         self.head_timeout = head_timeout
@@ -213,6 +220,7 @@ class GuardedHttpTools(HttpToolsProtocol):
             # Refused before it counts: established connections keep their place.
             self._refused = True
             self.transport = transport
+            self.on_refused(503)
             transport.write(_answer(503, _TOO_MANY, retry_after=True))
             transport.close()
             return
@@ -287,6 +295,7 @@ class GuardedHttpTools(HttpToolsProtocol):
     def _refuse(self, status: int, body: bytes) -> None:
         self._stop_head_clock()
         if self.cycle is None or self.cycle.response_complete:  # else an answer is on its way
+            self.on_refused(status)
             self.transport.write(_answer(status, body))
         self.transport.close()
 

@@ -71,7 +71,9 @@ def bind_socket(host: str = "127.0.0.1", port: int = 0, backlog: int = 2048) -> 
     return sock
 
 
-def uvicorn_config(app: Any, settings: ServeSettings) -> Any:
+def uvicorn_config(
+    app: Any, settings: ServeSettings, on_refused: Callable[[int], None] = lambda status: None
+) -> Any:
     """uvicorn's settings for the app: uvloop and httptools (bounded by `GuardedHttpTools`), no
     access log, no server header.
 
@@ -88,6 +90,7 @@ def uvicorn_config(app: Any, settings: ServeSettings) -> Any:
         max_connections=settings.max_connections,
         max_head_bytes=settings.max_header_bytes,
         head_timeout=settings.header_timeout,
+        on_refused=on_refused,
     )
     return uvicorn.Config(
         app,
@@ -129,7 +132,7 @@ def run_worker(
     if app.reader.finite:
         _skip_finite_checks()
     gc.freeze()  # the model and the imports: never collected, never scanned again
-    server = uvicorn.Server(uvicorn_config(app, settings))
+    server = uvicorn.Server(uvicorn_config(app, settings, metrics.refused))
 
     def stop(signum: int, frame: Any) -> None:
         # Before uvicorn installs its own handlers (and after it restores this one and

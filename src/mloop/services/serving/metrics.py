@@ -22,13 +22,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 ENDPOINTS = ("invocations", "infer", "metadata", "health", "metrics", "openapi", "other")
-STATUSES = (200, 400, 401, 404, 405, 413, 415, 422, 499, 500, 503, 504)  # anything else: "other"
+# Answers by status; anything else counts as "other".
+STATUSES = (200, 400, 401, 404, 405, 408, 413, 415, 422, 431, 499, 500, 503, 504)
 SECONDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 # Text columns whose unknown categories are counted by name; any past these share the last.
 CATEGORY_COLUMNS = 32
 
 _STATUS_INDEX = {status: i for i, status in enumerate(STATUSES)}
+_E_OTHER = ENDPOINTS.index("other")
 _NS = len(STATUSES) + 1
 _HS = len(SECONDS) + 3  # buckets, +Inf, sum, count
 _HR = len(ROWS) + 3
@@ -109,6 +111,12 @@ class ServingMetrics:
         block = self._block
         block[_REQUESTS + endpoint * _NS + _STATUS_INDEX.get(status, _NS - 1)] += 1.0
         _observe(block, _LATENCY + endpoint * _HS, SECONDS, seconds)
+
+    def refused(self, status: int) -> None:
+        """Count a connection turned away below the app (too many connections, a request head
+        too large or too slow): endpoint "other", since no route was read, and no latency."""
+        block = self._block
+        block[_REQUESTS + _E_OTHER * _NS + _STATUS_INDEX.get(status, _NS - 1)] += 1.0
 
     def enter(self) -> None:
         self._block[_IN_FLIGHT] += 1.0
