@@ -107,15 +107,14 @@ def active_run() -> ActiveRun | None:
 
 
 def _handed_down() -> ActiveRun | None:
-    import atexit
     import os
 
-    from mloop.services.pipelines.notebook import ROOT_ENV, RUN_ID_ENV
-
-    run_id = os.environ.get(RUN_ID_ENV)
+    run_id = os.environ.get(active.RUN_ID_ENV)
     if not run_id:
         return None
-    run = _open_project(os.environ.get(ROOT_ENV)).tracking.attach(run_id)
+    import atexit
+
+    run = _open_project(os.environ.get(active.ROOT_ENV)).tracking.attach(run_id)
     atexit.register(run.flush)  # an attached run is not ended here, so nothing else flushes it
     active.push(run)
     return run
