@@ -142,7 +142,7 @@ def log_params(params: Mapping[str, Any]) -> None:
 
 def log_metric(key: str, value: float, step: int | None = None) -> None:
     """Log one metric value; `step` defaults to the key's previous step plus one."""
-    _require().log_metric(key, value, step)
+    (active.current() or _require()).log_metric(key, value, step)  # the hot path: one lookup
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
