@@ -271,6 +271,22 @@ def test_a_damaged_or_unreadable_cache_is_never_trusted(
         assert listed == []
 
 
+def test_the_cache_keeps_the_most_recently_written_files(tmp_path: Path, site: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for n in range(capture.CACHE_FILES + 5):  # other interpreters' and script folders' files
+        old = cache / f"environment-old{n:03d}.json"
+        old.write_text("{}")
+        os.utime(old, (1000 + n, 1000 + n))
+
+    capture_environment(cache)
+
+    kept = sorted(f.name for f in cache.glob("environment-*.json"))
+    assert len(kept) == capture.CACHE_FILES
+    assert "environment-old000.json" not in kept and "environment-old068.json" in kept
+    assert [f for f in kept if not f.startswith("environment-old")]  # the one just written
+
+
 # the run -------------------------------------------------------------------------------------
 def test_a_project_that_has_its_environment_opens_no_artifact_store(project: Path) -> None:
     opened = Project.open()

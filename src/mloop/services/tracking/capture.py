@@ -26,6 +26,7 @@ from mloop.domain.lineage import CodeVersion, Environment
 UNTRACKED_CONTENT_LIMIT = 1 << 20
 GIT_TIMEOUT = 30
 CACHE_FORMAT = 1
+CACHE_FILES = 64
 # Like the data stat cache: a folder modified less than this before it was read may change
 # again within the same mtime tick, so such a listing is used but not cached.
 RACY_NS = 1_000_000_000
@@ -77,7 +78,7 @@ def _plain_repository(git_dir: str) -> bool:
     )
 
 
-def find_repository(root: Path) -> tuple[bool, str | None]:
+def _find_repository(root: Path) -> tuple[bool, str | None]:
     """Whether git could find a repository for `root`, and its top folder when that is certain.
 
     Git looks for `.git` in `root` and each folder above it, never going up into a folder of
@@ -130,7 +131,7 @@ def capture_code(root: Path) -> CodeVersion:
     modification time for those over 1 MiB, which are data more often than code), so two runs
     share it exactly when their working trees are the same.
     """
-    in_git, toplevel = find_repository(root)
+    in_git, toplevel = _find_repository(root)
     if not in_git:
         return CodeVersion(None)
     status = _git(root, "status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all")
@@ -278,13 +279,20 @@ def _read_cache(file: Path, key: list[Any]) -> dict[str, Any] | None:
 
 
 def _write_cache(file: Path, body: dict[str, Any]) -> None:
-    """Best effort and atomic: a cache that cannot be written costs the next run a listing."""
+    """Best effort and atomic: a cache that cannot be written costs the next run a listing.
+
+    There is one file per interpreter and `sys.path` (scripts in other folders have other
+    paths); past CACHE_FILES files, the least recently written go.
+    """
     data = json.dumps({"body": body, "check": _checksum(body)}, separators=(",", ":"))
     tmp = file.with_name(f".{file.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(data, encoding="utf-8")
         os.replace(tmp, file)
+        cached = sorted(file.parent.glob("environment-*.json"), key=lambda f: f.stat().st_mtime)
+        for old in cached[:-CACHE_FILES]:
+            old.unlink(missing_ok=True)
     except OSError:
         tmp.unlink(missing_ok=True)
 
