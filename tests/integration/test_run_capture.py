@@ -271,6 +271,39 @@ def test_a_damaged_or_unreadable_cache_is_never_trusted(
         assert listed == []
 
 
+def test_a_package_installed_between_two_scripts_is_in_the_second_run_s_environment(
+    project: Path, tmp_path: Path
+) -> None:
+    site = tmp_path / "site"  # a folder on the scripts' sys.path, as site-packages is
+    site.mkdir()
+    backdate(site)
+    env = {**os.environ, "PYTHONPATH": str(site), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    script = "import mloop\nwith mloop.start_run('r') as run:\n    pass\nprint(run.id)\n"
+
+    def recorded() -> tuple[str, bytes]:
+        done = subprocess.run(
+            [sys.executable, "-c", script], cwd=project, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        opened = Project.open(project)
+        digest = opened.tracking.get_run(done.stdout.strip()).environment or ""
+        listing = opened.artifacts.read_bytes(
+            opened.metadata.get_environment(digest).packages_digest
+        )
+        return digest, listing
+
+    before, listing = recorded()
+    assert recorded() == (before, listing)  # unchanged: the cached listing, the same digest
+    assert list((tmp_path / "cache" / "mloop").glob("environment-*.json"))
+
+    (site / "fake_pkg-1.0.dist-info").mkdir()
+    installed, listing = recorded()
+    assert installed != before and b"fake-pkg==1.0\n" in listing
+
+    (site / "fake_pkg-1.0.dist-info").rmdir()
+    assert recorded()[0] == before
+
+
 def test_the_cache_keeps_the_most_recently_written_files(tmp_path: Path, site: Path) -> None:
     cache = tmp_path / "cache"
     cache.mkdir()
