@@ -130,7 +130,8 @@ class Project:
     def tracking(self) -> Tracker:
         from mloop.services.tracking.runs import Tracker
 
-        return Tracker(self.metadata, self.artifacts, self.actor, self.root)
+        # The artifact store opens when a run first stores a file, not with every run.
+        return Tracker(self.metadata, lambda: self.artifacts, self.actor, self.root)
 
     @cached_property
     def lineage(self) -> LineageService:

@@ -107,15 +107,14 @@ def active_run() -> ActiveRun | None:
 
 
 def _handed_down() -> ActiveRun | None:
-    import atexit
     import os
 
-    from mloop.services.pipelines.notebook import ROOT_ENV, RUN_ID_ENV
-
-    run_id = os.environ.get(RUN_ID_ENV)
+    run_id = os.environ.get(active.RUN_ID_ENV)
     if not run_id:
         return None
-    run = _open_project(os.environ.get(ROOT_ENV)).tracking.attach(run_id)
+    import atexit
+
+    run = _open_project(os.environ.get(active.ROOT_ENV)).tracking.attach(run_id)
     atexit.register(run.flush)  # an attached run is not ended here, so nothing else flushes it
     active.push(run)
     return run
@@ -143,7 +142,7 @@ def log_params(params: Mapping[str, Any]) -> None:
 
 def log_metric(key: str, value: float, step: int | None = None) -> None:
     """Log one metric value; `step` defaults to the key's previous step plus one."""
-    _require().log_metric(key, value, step)
+    (active.current() or _require()).log_metric(key, value, step)  # the hot path: one lookup
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:

@@ -35,12 +35,6 @@ from mloop.errors import InvalidPath, MissingDependency, PipelineError, StepFail
 from mloop.services.pipelines.dsl import StepFunction
 from mloop.services.tracking import active
 
-# Handed to the kernel so the SDK there attaches to the step's run. Outside the MLOOP_ prefix on
-# purpose: they are not settings (config.py refuses unknown MLOOP_* names) but a hand-over from
-# a parent process, as `_PYTHON_*` names are for Python.
-RUN_ID_ENV = "_MLOOP_RUN_ID"
-ROOT_ENV = "_MLOOP_PROJECT_ROOT"
-
 SPEC = "notebook"  # the name of the constant input that says which notebook to run, and how
 PARAMETERS = "parameters"
 INJECTED = "injected-parameters"
@@ -344,7 +338,7 @@ def _execute(spec: Mapping[str, Any], inputs: Mapping[str, Any], *, in_step: boo
     nb.cells.insert(index + 1, injected)
     env = dict(os.environ)
     if run is not None:
-        env.update({RUN_ID_ENV: run.id, ROOT_ENV: str(root)})
+        env.update({active.RUN_ID_ENV: run.id, active.ROOT_ENV: str(root)})
     kernel = spec.get("kernel") or nb.metadata.get("kernelspec", {}).get("name") or "python3"
     timeout = spec.get("timeout")
     current = [index + 1]  # the cell running, set by nbclient's hook

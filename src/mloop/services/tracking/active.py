@@ -14,6 +14,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mloop.services.tracking.runs import ActiveRun
 
+# Handed to a notebook step's kernel so the SDK there attaches to the step's run (here, not in
+# the notebook module, so the SDK's look for them imports nothing). Outside the MLOOP_ prefix on
+# purpose: they are not settings (config.py refuses unknown MLOOP_* names) but a hand-over from
+# a parent process, as `_PYTHON_*` names are for Python.
+RUN_ID_ENV = "_MLOOP_RUN_ID"
+ROOT_ENV = "_MLOOP_PROJECT_ROOT"
+
 _active: ContextVar[tuple[ActiveRun, ...]] = ContextVar("mloop_active_runs", default=())
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
 
 HEARTBEAT_SECONDS = 30.0
 LOST_AFTER = 10 * HEARTBEAT_SECONDS  # ten missed beats: a busy process is not called dead
-HOST = socket.gethostname()
+HOST = os.uname().nodename  # gethostname() without importing socket
 
 
 class Heartbeats:

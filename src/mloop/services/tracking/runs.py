@@ -8,28 +8,25 @@ One transaction of thousands of rows costs about what one row costs.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import math
 import os
 import sys
 import threading
 import time
-import traceback
-import uuid
-from collections.abc import Mapping
-from numbers import Real
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mloop.domain.event import Event
 from mloop.domain.lineage import CodeVersion, Environment
-from mloop.domain.names import check_relative_path
-from mloop.domain.query import parse_filter, parse_sort
 from mloop.domain.run import Liveness, Metric, Run, RunInput, RunOutput, RunStatus
 from mloop.errors import Conflict, InvalidInput, InvalidPath, NotFound
 from mloop.services.tracking.heartbeat import HEARTBEATS, HOST, LOST_AFTER, Heartbeats, liveness
-from mloop.store.artifacts.cas import ArtifactStore
-from mloop.store.metadata.protocol import MetadataStore
-from mloop.store.walk import Boundary, walk_files
+
+if TYPE_CHECKING:
+    from mloop.store.artifacts.cas import ArtifactStore
+    from mloop.store.metadata.protocol import MetadataStore
 
 FLUSH_ROWS = 20_000
 FLUSH_SECONDS = 5.0
@@ -45,6 +42,8 @@ def _check_key(key: object, what: str) -> str:
 
 
 def _as_float(key: str, value: object) -> float | None:
+    from numbers import Real
+
     if isinstance(value, bool) or not isinstance(value, Real | float | int):
         try:
             value = float(value)  # type: ignore[arg-type]  # numpy scalars, Decimal, …
@@ -54,6 +53,21 @@ def _as_float(key: str, value: object) -> float | None:
             ) from None
     number = float(value)
     return None if math.isnan(number) else number
+
+
+def _failure(exc: BaseException) -> str:
+    """What a failed run records as its error: the end of the traceback."""
+    import traceback
+
+    return "".join(traceback.format_exception(exc))[-4000:]
+
+
+def new_run_id() -> str:
+    """128 random bits as 32 hex digits, laid out as uuid4 (as every run id so far)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40
+    raw[8] = raw[8] & 0x3F | 0x80
+    return raw.hex()
 
 
 class ActiveRun:
@@ -130,6 +144,8 @@ class ActiveRun:
 
     def log_artifact(self, path: str | Path, name: str | None = None) -> list[RunOutput]:
         """Store a file (or every file under a folder) and record it as an output of the run."""
+        from mloop.domain.names import check_relative_path  # not needed to start a run
+
         source = Path(path)
         if not source.exists():
             raise InvalidPath(f"cannot log artifact: {source} does not exist", "check the path")
@@ -137,6 +153,8 @@ class ActiveRun:
         if source.is_file():
             files = [(str(source), base)]
         else:  # links inside may lead within the project or the folder, nowhere else
+            from mloop.store.walk import Boundary, walk_files
+
             top = os.path.abspath(source)
             within = Boundary.of([self._tracker.root, top], what=f"the project or {source}")
             files = [(p, f"{base}/{p[len(top) + 1 :]}") for p in walk_files(top, within)]
@@ -155,18 +173,28 @@ class ActiveRun:
             self._inputs.append(RunInput(kind, ref, name))
 
     # flushing and ending ------------------------------------------------------------------
-    def _flush_locked(self) -> None:
-        params, tags, metrics = self._params, self._tags, self._metrics
-        inputs, outputs = self._inputs, self._outputs
-        if not (params or tags or metrics or inputs or outputs):
-            return
-        if outputs:
-            self._tracker.artifacts.sync()
-        self._tracker.metadata.write_run_data(
-            self.id, params=params, tags=tags, metrics=metrics, inputs=inputs, outputs=outputs
-        )
+    def _buffered(self) -> dict[str, list[Any]]:
+        """Everything logged since the last write, as `write_run_data` takes it."""
+        return {
+            "params": self._params,
+            "tags": self._tags,
+            "metrics": self._metrics,
+            "inputs": self._inputs,
+            "outputs": self._outputs,
+        }
+
+    def _clear_locked(self) -> None:
         self._params, self._tags, self._metrics, self._inputs, self._outputs = [], [], [], [], []
         self._last_flush = time.monotonic()
+
+    def _flush_locked(self) -> None:
+        buffered = self._buffered()
+        if not any(buffered.values()):
+            return
+        if self._outputs:
+            self._tracker.artifacts.sync()
+        self._tracker.metadata.write_run_data(self.id, **buffered)
+        self._clear_locked()
 
     def flush(self) -> None:
         """Write everything logged so far, in one transaction."""
@@ -174,15 +202,34 @@ class ActiveRun:
             self._flush_locked()
 
     def end(self, status: RunStatus = RunStatus.FINISHED, error: str | None = None) -> None:
+        """Write what is buffered and end the run, in one transaction (one commit to wait for).
+
+        An attached run (created by another process) is only flushed: its creator ends it.
+        """
         if self.ended:
             return
-        try:
-            self.flush()
-        finally:
+        if not self._owned:
+            try:
+                self.flush()
+            finally:
+                self.ended = True
+            return
+        with self._lock:
             self.ended = True
-            if self._owned:
-                atexit.unregister(self._at_exit)
+            buffered = self._buffered()
+            self._clear_locked()
+        atexit.unregister(self._at_exit)
+        try:
+            if buffered["outputs"]:
+                self._tracker.artifacts.sync()
+            self._tracker.end_run(self.id, status, error, **buffered)
+        except BaseException:
+            # What was logged last could not be written (a param stored with another value,
+            # a step out of range, a store error): the run still ends, as it did when a flush
+            # before the end failed, and the error is raised.
+            with contextlib.suppress(Exception):
                 self._tracker.end_run(self.id, status, error)
+            raise
 
     def _at_exit(self) -> None:
         """A run still open at interpreter exit ends with the script: failed if an uncaught
@@ -193,8 +240,7 @@ class ActiveRun:
         if failure is None:
             self.end(RunStatus.FINISHED)
         else:
-            detail = "".join(traceback.format_exception(failure))[-4000:]
-            self.end(RunStatus.FAILED, detail)
+            self.end(RunStatus.FAILED, _failure(failure))
 
     @property
     def run(self) -> Run:
@@ -209,8 +255,7 @@ class ActiveRun:
         if exc is None:
             self.end(RunStatus.FINISHED)
         else:
-            detail = "".join(traceback.format_exception(exc_type, exc, tb))[-4000:]
-            self.end(RunStatus.FAILED, detail)
+            self.end(RunStatus.FAILED, _failure(exc))
 
 
 class Tracker:
@@ -219,7 +264,7 @@ class Tracker:
     def __init__(
         self,
         metadata: MetadataStore,
-        artifacts: ArtifactStore,
+        artifacts: ArtifactStore | Callable[[], ArtifactStore],
         actor: str,
         root: Path,
         *,
@@ -227,22 +272,49 @@ class Tracker:
         lost_after: float = LOST_AFTER,
     ) -> None:
         self.metadata = metadata
-        self.artifacts = artifacts
+        self._artifacts = artifacts
         self.actor = actor
         self.root = root
         self.heartbeats = heartbeats
         self.lost_after = lost_after
         self._environment: Environment | None = None
+        self._listing = b""
+        self._stored_environments: set[str] = set()
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """The artifact store, opened on first use: a run that stores no file never opens it."""
+        if callable(self._artifacts):
+            self._artifacts = self._artifacts()
+        return self._artifacts
 
     def environment(self) -> Environment:
+        """This process's environment, captured once per tracker (and listed once per change
+        of the environment on this machine: see `capture_environment`)."""
         if self._environment is None:
-            from mloop.services.tracking.capture import capture_environment
+            from mloop.services.tracking.capture import capture_environment, default_cache_dir
 
-            env = capture_environment(self.artifacts)
-            self.artifacts.sync()
-            self.metadata.put_environment(env)
-            self._environment = env
+            self._environment, self._listing = capture_environment(default_cache_dir())
         return self._environment
+
+    def _environment_to_store(self) -> Environment | None:
+        """The environment when the store lacks it, else None.
+
+        The store has it after the first run in it from this environment; until then, its
+        package listing is stored and made durable here, and its row is written with the run
+        that refers to it, in one transaction.
+        """
+        env = self.environment()
+        if env.digest in self._stored_environments:
+            return None
+        try:
+            self.metadata.get_environment(env.digest)
+        except NotFound:
+            self.artifacts.put_bytes(self._listing)
+            self.artifacts.sync()
+            return env
+        self._stored_environments.add(env.digest)
+        return None
 
     def start_run(
         self,
@@ -253,18 +325,24 @@ class Tracker:
     ) -> ActiveRun:
         """Create a run, capturing code and environment (a nested run shares its parent's).
 
+        The run, its first params and tags, its start event and (the first time) its
+        environment are written in one transaction.
+
         Example:
             >>> with tracker.start_run("baseline", params={"lr": 0.1}) as run:  # doctest: +SKIP
             ...     run.log_metric("loss", 0.3)
         """
-        run_id = uuid.uuid4().hex
+        run_id = new_run_id()
         code: CodeVersion | None
+        new_environment: Environment | None = None
         if parent is not None:
             code, env_digest = parent.code, parent.environment
         else:
             from mloop.services.tracking.capture import capture_code
 
-            code, env_digest = capture_code(self.root), self.environment().digest
+            code = capture_code(self.root)
+            new_environment = self._environment_to_store()
+            env_digest = self.environment().digest
         started = time.time()
         run = Run(
             id=run_id,
@@ -282,7 +360,10 @@ class Tracker:
             heartbeat=started,
         )
         details = {"name": run.name, "parent": run.parent_id}
-        self.metadata.create_run(run, self._event("run.started", run_id, details))
+        event = self._event("run.started", run_id, details)
+        self.metadata.create_run(run, event, environment=new_environment)
+        if new_environment is not None:
+            self._stored_environments.add(new_environment.digest)
         self.heartbeats.add(self.metadata, run_id)
         return ActiveRun(self, run)
 
@@ -291,11 +372,15 @@ class Tracker:
         code running inside it can log; the creator ends it."""
         return ActiveRun(self, self.metadata.get_run(run_id), owned=False)
 
-    def end_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
+    def end_run(
+        self, run_id: str, status: RunStatus, error: str | None = None, **logged: Any
+    ) -> None:
+        """End a run. `logged` (what it logged last: params=…, tags=…, metrics=…, inputs=…,
+        outputs=…, as `write_run_data` takes them) is written in the same transaction."""
         action = "run.finished" if status is RunStatus.FINISHED else f"run.{status.value}"
         event = self._event(action, run_id, {"status": status.value})
         try:
-            self.metadata.end_run(run_id, status, time.time(), error, event)
+            self.metadata.end_run(run_id, status, time.time(), error, event, **logged)
         finally:
             self.heartbeats.discard(self.metadata, run_id)
 
@@ -321,6 +406,8 @@ class Tracker:
     ) -> list[Run]:
         """Runs matching a filter expression, sorted, at most `limit` of them; deleted runs
         (only) with `deleted`."""
+        from mloop.domain.query import parse_filter, parse_sort
+
         where = parse_filter(filter) if filter else None
         order = parse_sort(sort) if sort else ()
         return self.metadata.find_runs(
@@ -328,6 +415,8 @@ class Tracker:
         )
 
     def count_runs(self, filter: str | None = None, *, deleted: bool = False) -> int:
+        from mloop.domain.query import parse_filter
+
         where = parse_filter(filter) if filter else None
         return self.metadata.count_runs(where, liveness=self.liveness(), deleted=deleted)
 
@@ -358,12 +447,16 @@ class Tracker:
 
     def fail_lost(self, reason: str | None = None) -> list[Run]:
         """Mark every lost run failed; returns them (a run that ended meanwhile is left)."""
+        from mloop.domain.query import parse_filter
+
         lost = self.metadata.find_runs(
             parse_filter("status = lost"), liveness=self.liveness(), limit=None
         )
         return [r for r in lost if self._fail_one(r, reason)]
 
     def _lost_below(self, run_id: str, rule: Liveness) -> list[Run]:
+        from mloop.domain.query import parse_filter
+
         lost = self.metadata.find_runs(parse_filter("status = lost"), liveness=rule)
         below: list[Run] = []
         parents = {run_id}

@@ -11,7 +11,6 @@ import contextlib
 import ctypes
 import itertools
 import os
-import shutil
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +49,8 @@ def _durable_copy(src: Path, dest: Path) -> int:
                 try:
                     n = os.copy_file_range(fd_in, fd_out, COPY_CHUNK)
                 except OSError:  # another filesystem, or no support: let Python copy
+                    import shutil  # not at the top: every run that stores a file imports this
+
                     os.lseek(fd_in, offset, os.SEEK_SET)
                     with (
                         open(fd_in, "rb", closefd=False) as fin,

@@ -20,7 +20,9 @@ class MetadataStore(Protocol):
     def close(self) -> None: ...
 
     # runs
-    def create_run(self, run: Run, event: Event) -> None: ...
+    def create_run(
+        self, run: Run, event: Event, environment: Environment | None = None
+    ) -> None: ...
 
     def write_run_data(
         self,
@@ -42,6 +44,11 @@ class MetadataStore(Protocol):
         event: Event,
         *,
         only_running: bool = False,
+        params: Sequence[tuple[str, str]] = (),
+        tags: Sequence[tuple[str, str]] = (),
+        metrics: Sequence[Metric] = (),
+        inputs: Sequence[RunInput] = (),
+        outputs: Sequence[RunOutput] = (),
     ) -> None: ...
 
     def record_heartbeat(self, run_ids: Sequence[str], at: float) -> None: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mloop.domain.event import Event
@@ -66,11 +66,32 @@ def _nan_as_null(value: float | None) -> float | None:
     return value if value == value else None
 
 
+def _latest(metrics: Iterable[Metric]) -> dict[str, Metric]:
+    """The latest value of each key (highest step, then time), after checking every step."""
+    latest: dict[str, Metric] = {}
+    for m in metrics:
+        if not INT64_MIN <= m.step <= INT64_MAX:
+            raise InvalidInput(
+                f"metric {m.key!r}: step {m.step} is out of range",
+                f"steps are whole numbers from {INT64_MIN} to {INT64_MAX}",
+            )
+        old = latest.get(m.key)
+        if old is None or (m.step, m.timestamp) >= (old.step, old.timestamp):
+            latest[m.key] = m
+    return latest
+
+
 class SqlRuns:
     db: Database
 
-    def create_run(self, run: Run, event: Event) -> None:
+    def create_run(self, run: Run, event: Event, environment: Environment | None = None) -> None:
+        """The run, its params, tags and metrics, its event and `environment` (when given and
+        not stored yet) in one transaction."""
+        latest = _latest(run.metrics.values())
+
         def work(tx: Tx) -> None:
+            if environment is not None:
+                self._insert_environment(tx, environment)
             if tx.scalar("SELECT 1 FROM runs WHERE id = :id", {"id": run.id}) is not None:
                 raise AlreadyExists(f"run {run.id} exists already", "start a run with a new id")
             if run.parent_id is not None and not live_run(tx, run.parent_id):
@@ -87,15 +108,18 @@ class SqlRuns:
                 rows.run_to_row(run),
             )
             tx.execute(rows.INSERT_EVENT, rows.event_to_row(event))
+            self._write_data(
+                tx,
+                run.id,
+                list(run.params.items()),
+                list(run.tags.items()),
+                list(run.metrics.values()),
+                (),
+                (),
+                latest,
+            )
 
         self.db.write(work)
-        if run.params or run.tags or run.metrics:
-            self.write_run_data(
-                run.id,
-                params=list(run.params.items()),
-                tags=list(run.tags.items()),
-                metrics=list(run.metrics.values()),
-            )
 
     def write_run_data(
         self,
@@ -107,74 +131,78 @@ class SqlRuns:
         inputs: Sequence[RunInput] = (),
         outputs: Sequence[RunOutput] = (),
     ) -> None:
-        latest: dict[str, Metric] = {}
-        for m in metrics:
-            if not INT64_MIN <= m.step <= INT64_MAX:
-                raise InvalidInput(
-                    f"metric {m.key!r}: step {m.step} is out of range",
-                    f"steps are whole numbers from {INT64_MIN} to {INT64_MAX}",
-                )
-            old = latest.get(m.key)
-            if old is None or (m.step, m.timestamp) >= (old.step, old.timestamp):
-                latest[m.key] = m
+        latest = _latest(metrics)
 
         def work(tx: Tx) -> None:
             if tx.scalar("SELECT 1 FROM runs WHERE id = :id", {"id": run_id}) is None:
                 raise NotFound(f"run {run_id} does not exist", "see `mloop runs list`")
-            self._write_params(tx, run_id, params)
-            tx.executemany(
-                "INSERT INTO run_tags (run_id, key, value) VALUES (:r, :k, :v) "
-                "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
-                [{"r": run_id, "k": k, "v": v} for k, v in tags],
-            )
-            tx.executemany(
-                "INSERT INTO run_metrics (run_id, key, value, step, ts) VALUES (?, ?, ?, ?, ?)"
-                if tx.dialect == "sqlite"
-                else "INSERT INTO run_metrics (run_id, key, value, step, ts) "
-                "VALUES (:r, :k, :v, :s, :t)",
-                [(run_id, m.key, m.value, m.step, m.timestamp) for m in metrics]
-                if tx.dialect == "sqlite"
-                else [
-                    {
-                        "r": run_id,
-                        "k": m.key,
-                        "v": _nan_as_null(m.value),
-                        "s": m.step,
-                        "t": m.timestamp,
-                    }
-                    for m in metrics
-                ],
-            )
-            tx.executemany(
-                "INSERT INTO run_latest_metrics (run_id, key, value, step, ts) "
-                "VALUES (:r, :k, :v, :s, :t) ON CONFLICT (run_id, key) DO UPDATE SET "
-                "value = excluded.value, step = excluded.step, ts = excluded.ts "
-                "WHERE excluded.step > run_latest_metrics.step OR (excluded.step = "
-                "run_latest_metrics.step AND excluded.ts >= run_latest_metrics.ts)",
-                [
-                    {
-                        "r": run_id,
-                        "k": m.key,
-                        "v": _nan_as_null(m.value),
-                        "s": m.step,
-                        "t": m.timestamp,
-                    }
-                    for m in latest.values()
-                ],
-            )
-            tx.executemany(
-                "INSERT INTO run_inputs (run_id, kind, ref, name) VALUES (:r, :k, :ref, :n) "
-                "ON CONFLICT (run_id, kind, ref) DO NOTHING",
-                [{"r": run_id, "k": i.kind, "ref": i.ref, "n": i.name} for i in inputs],
-            )
-            tx.executemany(
-                "INSERT INTO run_outputs (run_id, name, digest, size) VALUES (:r, :n, :d, :s) "
-                "ON CONFLICT (run_id, name) DO UPDATE SET digest = excluded.digest, "
-                "size = excluded.size",
-                [{"r": run_id, "n": o.name, "d": o.digest, "s": o.size} for o in outputs],
-            )
+            self._write_data(tx, run_id, params, tags, metrics, inputs, outputs, latest)
 
         self.db.write(work)
+
+    def _write_data(
+        self,
+        tx: Tx,
+        run_id: str,
+        params: Sequence[tuple[str, str]],
+        tags: Sequence[tuple[str, str]],
+        metrics: Sequence[Metric],
+        inputs: Sequence[RunInput],
+        outputs: Sequence[RunOutput],
+        latest: dict[str, Metric],
+    ) -> None:
+        self._write_params(tx, run_id, params)
+        tx.executemany(
+            "INSERT INTO run_tags (run_id, key, value) VALUES (:r, :k, :v) "
+            "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+            [{"r": run_id, "k": k, "v": v} for k, v in tags],
+        )
+        tx.executemany(
+            "INSERT INTO run_metrics (run_id, key, value, step, ts) VALUES (?, ?, ?, ?, ?)"
+            if tx.dialect == "sqlite"
+            else "INSERT INTO run_metrics (run_id, key, value, step, ts) "
+            "VALUES (:r, :k, :v, :s, :t)",
+            [(run_id, m.key, m.value, m.step, m.timestamp) for m in metrics]
+            if tx.dialect == "sqlite"
+            else [
+                {
+                    "r": run_id,
+                    "k": m.key,
+                    "v": _nan_as_null(m.value),
+                    "s": m.step,
+                    "t": m.timestamp,
+                }
+                for m in metrics
+            ],
+        )
+        tx.executemany(
+            "INSERT INTO run_latest_metrics (run_id, key, value, step, ts) "
+            "VALUES (:r, :k, :v, :s, :t) ON CONFLICT (run_id, key) DO UPDATE SET "
+            "value = excluded.value, step = excluded.step, ts = excluded.ts "
+            "WHERE excluded.step > run_latest_metrics.step OR (excluded.step = "
+            "run_latest_metrics.step AND excluded.ts >= run_latest_metrics.ts)",
+            [
+                {
+                    "r": run_id,
+                    "k": m.key,
+                    "v": _nan_as_null(m.value),
+                    "s": m.step,
+                    "t": m.timestamp,
+                }
+                for m in latest.values()
+            ],
+        )
+        tx.executemany(
+            "INSERT INTO run_inputs (run_id, kind, ref, name) VALUES (:r, :k, :ref, :n) "
+            "ON CONFLICT (run_id, kind, ref) DO NOTHING",
+            [{"r": run_id, "k": i.kind, "ref": i.ref, "n": i.name} for i in inputs],
+        )
+        tx.executemany(
+            "INSERT INTO run_outputs (run_id, name, digest, size) VALUES (:r, :n, :d, :s) "
+            "ON CONFLICT (run_id, name) DO UPDATE SET digest = excluded.digest, "
+            "size = excluded.size",
+            [{"r": run_id, "n": o.name, "d": o.digest, "s": o.size} for o in outputs],
+        )
 
     def _write_params(self, tx: Tx, run_id: str, params: Sequence[tuple[str, str]]) -> None:
         if not params:
@@ -209,10 +237,17 @@ class SqlRuns:
         event: Event,
         *,
         only_running: bool = False,
+        params: Sequence[tuple[str, str]] = (),
+        tags: Sequence[tuple[str, str]] = (),
+        metrics: Sequence[Metric] = (),
+        inputs: Sequence[RunInput] = (),
+        outputs: Sequence[RunOutput] = (),
     ) -> None:
-        """With `only_running`, a run that has ended meanwhile is a Conflict, left as it is."""
+        """With `only_running`, a run that has ended meanwhile is a Conflict, left as it is.
+        `params` to `outputs` (what the run logged last) are written in the same transaction."""
         if status is RunStatus.LOST:
             raise InvalidInput("a run cannot be ended as lost", "end it as finished or failed")
+        latest = _latest(metrics)
 
         def work(tx: Tx) -> None:
             sql = "UPDATE runs SET status = :s, ended = :e, error = :err WHERE id = :id"
@@ -225,6 +260,7 @@ class SqlRuns:
                     raise NotFound(f"run {run_id} does not exist", "see `mloop runs list`")
                 raise Conflict(f"run {run_id[:12]} has ended already ({now})")
             tx.execute(rows.INSERT_EVENT, rows.event_to_row(event))
+            self._write_data(tx, run_id, params, tags, metrics, inputs, outputs, latest)
 
         self.db.write(work)
 
@@ -416,17 +452,14 @@ class SqlRuns:
 
     # environments -------------------------------------------------------------------------
     def put_environment(self, env: Environment) -> None:
-        self.db.write(
-            lambda tx: tx.execute(
-                "INSERT INTO environments (digest, python, packages_digest, package_count) "
-                "VALUES (:d, :py, :pd, :n) ON CONFLICT (digest) DO NOTHING",
-                {
-                    "d": env.digest,
-                    "py": env.python,
-                    "pd": env.packages_digest,
-                    "n": env.package_count,
-                },
-            )
+        self.db.write(lambda tx: self._insert_environment(tx, env))
+
+    @staticmethod
+    def _insert_environment(tx: Tx, env: Environment) -> None:
+        tx.execute(
+            "INSERT INTO environments (digest, python, packages_digest, package_count) "
+            "VALUES (:d, :py, :pd, :n) ON CONFLICT (digest) DO NOTHING",
+            {"d": env.digest, "py": env.python, "pd": env.packages_digest, "n": env.package_count},
         )
 
     def get_environment(self, digest: str) -> Environment:
