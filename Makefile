@@ -15,12 +15,14 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
-# Debian packages the tests use: PostgreSQL 15 server binaries (initdb, pg_ctl), git,
+# Debian packages the tests use: PostgreSQL 15 server binaries (initdb, pg_ctl), git, strace
+# (a test counts the sync system calls of the object store),
 # Chromium (driven by Playwright through executable_path) and Prometheus (started by the tests
 # themselves; the package's own service is stopped and disabled where systemd started it, so
 # nothing is left listening on 9090).
 system:
 	@command -v git >/dev/null || (apt-get update -qq && apt-get install -y -qq git)
+	@command -v strace >/dev/null || (apt-get update -qq && apt-get install -y -qq strace)
 	@command -v chromium >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium)
 	@command -v prometheus >/dev/null || \

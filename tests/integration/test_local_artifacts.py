@@ -12,7 +12,7 @@ import pytest
 
 from mloop.domain.digests import digest_bytes
 from mloop.store.artifacts.cas import ArtifactStore, key_of
-from mloop.store.artifacts.local import LocalBackend
+from mloop.store.artifacts.local import FEW_OBJECTS, LocalBackend
 
 WAYS = [pytest.param(True, id="unnamed"), pytest.param(False, id="named")]
 
@@ -73,3 +73,50 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+SYNC_SCRIPT = """
+import sys
+from mloop.store.artifacts.cas import ArtifactStore
+from mloop.store.artifacts.local import LocalBackend
+store = ArtifactStore(LocalBackend(sys.argv[1]))
+for i in range(int(sys.argv[2])):
+    store.put_bytes(b"object %d" % i)
+store.sync()
+store.sync()  # nothing new since: nothing to do
+"""
+
+
+def sync_calls(folder: Path, objects: int) -> dict[str, int]:
+    """The sync system calls a process makes to store `objects` small objects and sync twice."""
+    import subprocess
+    import sys
+
+    folder.mkdir(exist_ok=True)  # as `mloop init` makes it
+    log = folder.parent / f"strace-{objects}.log"
+    command = ["strace", "-f", "-qq", "-e", "trace=syncfs,sync,fsync,fdatasync", "-o", str(log)]
+    done = subprocess.run(
+        [*command, sys.executable, "-c", SYNC_SCRIPT, str(folder), str(objects)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    calls = [line.split("(", 1)[0].split()[-1] for line in log.read_text().splitlines()]
+    return {name: calls.count(name) for name in ("syncfs", "sync", "fsync", "fdatasync")}
+
+
+def test_a_few_objects_are_synced_one_by_one_and_many_with_one_syncfs(tmp_path: Path) -> None:
+    # syncfs flushes every program's dirty data on the disk (seen at 450 ms on a busy machine);
+    # a run's package listing or a model is a few objects, each made durable on its own.
+    few = sync_calls(tmp_path / "few", 3)
+    assert few["syncfs"] == 0 and few["sync"] == 0
+    shards = {p.parent for p in (tmp_path / "few").rglob("*") if p.is_file()}
+    # 3 objects, their shard folders and the root folder that gained the shards, once each
+    assert few["fsync"] + few["fdatasync"] == 3 + len(shards) + 1
+    many = sync_calls(tmp_path / "many", FEW_OBJECTS + 1)
+    assert many["syncfs"] == 1 and many["fsync"] + many["fdatasync"] == 0
+    written = tmp_path / "again"
+    sync_calls(written, 3)
+    again = sync_calls(written, 3)  # the same objects again: relied on, so synced again
+    assert again["syncfs"] == 0 and again["fsync"] + again["fdatasync"] == 3 + len(shards)

@@ -1,8 +1,14 @@
 """A local folder of objects: `ab/cdef…` files, written to `tmp/` first and renamed into place.
 
-Durability costs one `syncfs` per batch (`sync()`), not one fsync per file: callers sync once
-before they commit the metadata that refers to the objects, so a crash can leave unreferenced
-objects (which `mloop gc` removes) but never metadata pointing at a missing one.
+Callers sync once per batch (`sync()`), before they commit the metadata that refers to the
+objects, so a crash can leave unreferenced objects (which `mloop gc` removes) but never
+metadata pointing at a missing one. What a sync costs depends on the batch: the objects this
+process wrote or relied on since its last sync are remembered, and a few of them (a run's
+package listing, a model) are made durable each with an fdatasync and their folders with an
+fsync, while a large batch (`data add` of 10,000 files) takes one `syncfs` of the file
+system. `syncfs` also flushes every other program's dirty data on that disk: on a busy machine
+it was seen to take 80 ms at the 95th percentile and 450 ms at worst where a few fsyncs took
+under 4 ms.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import contextlib
 import ctypes
 import itertools
 import os
+import threading
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,6 +81,55 @@ def _durable_copy(src: Path, dest: Path) -> int:
 
 _NAMES = itertools.count()
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)  # Linux only
+FEW_OBJECTS = 64  # up to this many objects in a batch are synced one by one; more: syncfs
+
+
+class _Unsynced:
+    """The objects (and folders) written or relied on since the last sync of one store folder,
+    for the whole process: a store opened twice on one folder shares it, so whichever syncs
+    makes the other's writes durable too."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.files: set[str] = set()
+        self.folders: set[str] = set()
+        self.everything = False  # too many to list, or not known: sync the whole file system
+
+    def add(self, target: str | None, folder: str) -> None:
+        """`target` (a file, or None for a folder entry alone) and the folder that names it."""
+        with self.lock:
+            if self.everything:
+                return
+            if target is not None:
+                self.files.add(target)
+            self.folders.add(folder)
+            if len(self.files) > FEW_OBJECTS:
+                self.all()
+
+    def all(self) -> None:
+        self.everything = True
+        self.files.clear()
+        self.folders.clear()
+
+    def take(self) -> tuple[bool, list[str], list[str]]:
+        with self.lock:
+            taken = (self.everything, sorted(self.files), sorted(self.folders))
+            self.everything = False
+            self.files.clear()
+            self.folders.clear()
+            return taken
+
+
+_UNSYNCED: dict[str, _Unsynced] = {}
+_UNSYNCED_LOCK = threading.Lock()
+
+
+def _unsynced(base: str) -> _Unsynced:
+    with _UNSYNCED_LOCK:
+        found = _UNSYNCED.get(base)
+        if found is None:
+            found = _UNSYNCED[base] = _Unsynced()
+        return found
 
 
 class LocalBackend:
@@ -92,6 +148,7 @@ class LocalBackend:
         self._unnamed = _O_TMPFILE != 0
         self._root_fd: int | None = None
         self._probe = False
+        self._unsynced = _unsynced(self._base)
 
     def _temp_name(self, folder: str) -> str:
         # One counter for the whole process: two stores open on one folder (a thread each)
@@ -101,18 +158,27 @@ class LocalBackend:
     def _shard(self, key: str) -> str:
         shard = f"{self._base}/{key[:2]}"
         if shard not in self._made:
-            os.makedirs(shard, exist_ok=True)
+            try:
+                os.mkdir(shard)
+                self._unsynced.add(None, self._base)  # a new entry in the root folder
+            except FileExistsError:
+                pass
+            except FileNotFoundError:  # the store folder itself is new
+                os.makedirs(shard, exist_ok=True)
+                with self._unsynced.lock:
+                    self._unsynced.all()  # new folders up the tree: sync the file system
             self._made.add(shard)
         return shard
 
-    @staticmethod
-    def _touch(target: str) -> bool:
+    def _touch(self, target: str) -> bool:
         """True if the object exists; its mtime is renewed so that gc's grace period covers a
-        write that re-uses an old, unreferenced object."""
+        write that re-uses an old, unreferenced object. Relied on, it is synced with the
+        batch: another process may have written it and not synced it yet."""
         try:
             os.utime(target)
         except FileNotFoundError:
             return False
+        self._unsynced.add(target, target.rpartition("/")[0])
         return True
 
     def stage(self, src: Path) -> Staged:
@@ -139,6 +205,7 @@ class LocalBackend:
             staged.path.unlink(missing_ok=True)
             return False
         os.replace(staged.path, target)
+        self._unsynced.add(target, target.rpartition("/")[0])
         return True
 
     def discard(self, staged: Staged) -> None:
@@ -154,6 +221,7 @@ class LocalBackend:
                         return False
                     if self._link_unnamed(key, data):
                         self._probe = False
+                        self._unsynced.add(target, shard)
                         return True
                     self._probe = True  # it exists: renew its age (or write it if it just went)
             except OSError:  # no O_TMPFILE on this filesystem, or no /proc: name it instead
@@ -172,6 +240,7 @@ class LocalBackend:
             raise
         os.close(fd)
         os.replace(tmp, target)
+        self._unsynced.add(target, shard)
         return True
 
     def _link_unnamed(self, key: str, data: bytes) -> bool:
@@ -243,8 +312,20 @@ class LocalBackend:
         (self.root / key).unlink(missing_ok=True)
 
     def sync(self) -> None:
-        if not self.root.exists():
+        """Make durable what this process wrote or relied on since its last sync (see the
+        module docstring): nothing to do costs nothing."""
+        everything, files, folders = self._unsynced.take()
+        if not (everything or files) or not self.root.exists():
             return
+        if not everything:
+            try:
+                for path in files:
+                    _fsync(path, os.O_RDONLY)
+                for path in folders:
+                    _fsync(path, os.O_RDONLY | os.O_DIRECTORY)
+                return
+            except OSError:  # e.g. an object removed meanwhile: fall back to the file system
+                pass
         fd = os.open(self.root, os.O_RDONLY)
         try:
             libc = ctypes.CDLL(None, use_errno=True)
@@ -255,3 +336,11 @@ class LocalBackend:
         finally:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def _fsync(path: str, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
