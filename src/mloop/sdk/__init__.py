@@ -22,7 +22,7 @@ from mloop.services.tracking import active
 if TYPE_CHECKING:
     from mloop.domain.run import Run, RunOutput
     from mloop.project import Project
-    from mloop.services.tracking.runs import ActiveRun
+    from mloop.services.tracking.active_run import ActiveRun
 
 # The project last opened in this thread or task, reused while its settings are unchanged, so
 # a notebook starting hundreds of runs opens the stores (and digests the environment) once.

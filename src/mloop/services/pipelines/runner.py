@@ -38,7 +38,8 @@ from mloop.services.pipelines.worker import (
     run_task,
 )
 from mloop.services.pipelines.working import DataChange
-from mloop.services.tracking.runs import ActiveRun, Tracker
+from mloop.services.tracking.active_run import ActiveRun
+from mloop.services.tracking.runs import Tracker
 from mloop.store.artifacts.cas import ArtifactStore
 
 CACHE_TAG = "mloop.cache_key"

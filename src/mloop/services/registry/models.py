@@ -31,7 +31,8 @@ from mloop.errors import InvalidAddress, InvalidInput, InvalidPath, NeedsTrust, 
 from mloop.services.registry.loaded import LoadedModel, training_categories
 from mloop.services.registry.signature import infer_signature, signature_from_model
 from mloop.services.tracking import active
-from mloop.services.tracking.runs import ActiveRun, Tracker
+from mloop.services.tracking.active_run import ActiveRun
+from mloop.services.tracking.runs import Tracker
 from mloop.services.tracking.values import describe_value, load_value, store_value
 from mloop.store.artifacts.cas import ArtifactStore
 from mloop.store.metadata.protocol import MetadataStore

@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mloop.services.tracking.runs import ActiveRun
+    from mloop.services.tracking.active_run import ActiveRun
 
 # Handed to a notebook step's kernel so the SDK there attaches to the step's run (here, not in
 # the notebook module, so the SDK's look for them imports nothing). Outside the MLOOP_ prefix on
