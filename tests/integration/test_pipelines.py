@@ -300,3 +300,38 @@ def test_a_pipeline_target_that_is_a_path_is_a_clear_error(pipes: Path, cli) -> 
         result.err
     )
     assert "internal error" not in result.err
+
+
+TWIN = """
+import mloop
+from helpers import SCALE
+
+
+@mloop.step
+def scaled() -> float:
+    mloop.log_metric("scale", SCALE)
+    return SCALE
+
+
+@mloop.pipeline
+def {name}():
+    scaled()
+"""
+
+
+def test_two_projects_in_one_process_each_import_their_own_modules(
+    make_project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both have a pipeline.py and a helpers.py, which Python names alike: the second project's
+    # run must import its own, not find the first one's in sys.modules.
+    for name, scale in (("first", 1.0), ("second", 2.0)):
+        root = make_project(name)
+        (root / "pipeline.py").write_text(TWIN.replace("{name}", name))
+        (root / "helpers.py").write_text(f"SCALE = {scale}\n")
+        (root / "mloop.yaml").write_text(
+            f"project: {name}\npipelines:\n  {name}: pipeline:{name}\n"
+        )
+        result, _ = run(name)
+        assert result.ok, result.error
+        [step] = Project.open().metadata.child_runs(result.run_id)
+        assert step.metrics["scale"].value == scale

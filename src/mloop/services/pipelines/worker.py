@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import signal
 import sys
 import tempfile
@@ -66,6 +67,30 @@ class StepTimeout(Exception):
     pass
 
 
+# The project root whose modules this process imported last (a process holds one project's
+# modules at a time: two projects may both have a `pipeline.py`, which Python names alike).
+_PROJECT_ROOT: list[str] = []
+
+
+def _import_from(root: str) -> None:
+    """Make `root` the first place imports look, dropping the modules another project's root
+    gave this process (a notebook or a server opening two projects, or tests doing so) so
+    that `pipeline` and the modules it imports are this project's own."""
+    root = os.path.realpath(root)
+    previous = _PROJECT_ROOT[0] if _PROJECT_ROOT else None
+    if previous is not None and previous != root:
+        inside = previous + os.sep
+        for name, module in list(sys.modules.items()):
+            file = getattr(module, "__file__", None)
+            if isinstance(file, str) and os.path.realpath(file).startswith(inside):
+                del sys.modules[name]
+        sys.path[:] = [entry for entry in sys.path if os.path.realpath(entry or ".") != previous]
+        importlib.invalidate_caches()
+    _PROJECT_ROOT[:] = [root]
+    if not sys.path or os.path.realpath(sys.path[0] or ".") != root:
+        sys.path[:] = [root, *(e for e in sys.path if os.path.realpath(e or ".") != root)]
+
+
 def resolve(target: str, root: str | None = None) -> Any:
     """The object `module:qualname` names, importing the module (from the project root)."""
     module_name, qualname = parse_target(target)
@@ -74,8 +99,8 @@ def resolve(target: str, root: str | None = None) -> Any:
             f"step {qualname!r} is defined in a script, not a module",
             "move the steps into a module (e.g. pipeline.py) to run them in other processes",
         )
-    if root is not None and root not in sys.path:
-        sys.path.insert(0, root)
+    if root is not None:
+        _import_from(root)
     try:
         obj: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
