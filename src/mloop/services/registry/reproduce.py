@@ -39,6 +39,7 @@ from pathlib import Path
 from mloop.domain.event import Event
 from mloop.domain.model import ModelVersion
 from mloop.domain.pipeline import PipelineGraph
+from mloop.domain.records import from_plain, to_plain
 from mloop.domain.run import Run
 from mloop.errors import InvalidInput, MloopError, NotFound
 from mloop.services.registry.card import recorded_packages
@@ -66,12 +67,11 @@ class RerunRequest:
         return {"mloop.reproduces": self.ref, **({} if self.register else {REHEARSAL_TAG: "1"})}
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return json.dumps(to_plain(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> RerunRequest:
-        data = json.loads(text)
-        return cls(**{**data, "datasets": tuple(data["datasets"])})
+        return from_plain(cls, json.loads(text))
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 
 from mloop.domain.dataset import DatasetSummary, DatasetVersion, FileEntry
 from mloop.domain.event import Event
@@ -74,8 +73,8 @@ class SqlDatasets:
                     "m": version.message,
                     "fc": version.file_count,
                     "ts": version.total_size,
-                    "src": json.dumps(list(version.sources)),
-                    "tab": rows.tables_to_json(version.tables),
+                    "src": rows.dumps(version.sources),
+                    "tab": rows.dumps(version.tables),
                     "run": version.run_id,
                 },
             )
@@ -103,8 +102,8 @@ class SqlDatasets:
     ) -> DatasetVersion:
         def work(tx: Tx) -> DatasetVersion:
             if version is None:
-                row = tx.one(
-                    f"SELECT {rows.VERSION_COLUMNS} FROM dataset_versions v WHERE v.dataset = :n "
+                row = tx.named_one(
+                    "SELECT v.* FROM dataset_versions v WHERE v.dataset = :n "
                     "AND v.removed IS NULL ORDER BY v.version DESC LIMIT 1",
                     {"n": name},
                 )
@@ -113,14 +112,14 @@ class SqlDatasets:
             else:
                 row = None
                 if in_range(version):  # a bigger number names no row; SQL must not see it
-                    row = tx.one(
-                        f"SELECT {rows.VERSION_COLUMNS} FROM dataset_versions v "
+                    row = tx.named_one(
+                        "SELECT v.* FROM dataset_versions v "
                         "WHERE v.dataset = :n AND v.version = :v AND v.removed IS NULL",
                         {"n": name, "v": version},
                     )
                 if row is None:
                     raise _missing_version(tx, name, version)
-            found = rows.version_from_row(row)
+            found = rows.DATASET_VERSION.read(row)
             if not files:
                 return found
             entries = tuple(
@@ -128,7 +127,7 @@ class SqlDatasets:
                 for p, d, s in tx.all(
                     "SELECT path, digest, size FROM dataset_files WHERE version_id = :i "
                     "ORDER BY path",
-                    {"i": row[0]},
+                    {"i": row["id"]},
                 )
             )
             return dataclasses.replace(found, files=entries)
@@ -137,44 +136,45 @@ class SqlDatasets:
 
     def list_datasets(self) -> list[DatasetSummary]:
         found = self.db.read(
-            lambda tx: tx.all(
-                "SELECT d.name, v.version, d.created, v.created, v.file_count, v.total_size "
+            lambda tx: tx.named(
+                "SELECT d.name, v.version AS latest, d.created, v.created AS updated, "
+                "v.file_count, v.total_size "
                 "FROM datasets d JOIN dataset_versions v ON v.dataset = d.name "
                 f"AND v.version = ({LATEST.replace(':n', 'd.name')}) ORDER BY d.name"
             )
         )
-        return [DatasetSummary(*row) for row in found]
+        return [rows.DATASET_SUMMARY.read(row) for row in found]
 
     def list_dataset_versions(self, name: str) -> list[DatasetVersion]:
         def work(tx: Tx) -> list[DatasetVersion]:
-            found = tx.all(
-                f"SELECT {rows.VERSION_COLUMNS} FROM dataset_versions v WHERE v.dataset = :n "
+            found = tx.named(
+                "SELECT v.* FROM dataset_versions v WHERE v.dataset = :n "
                 "AND v.removed IS NULL ORDER BY v.version",
                 {"n": name},
             )
             if not found:
                 raise _missing_dataset(name)
-            return [rows.version_from_row(r) for r in found]
+            return [rows.DATASET_VERSION.read(r) for r in found]
 
         return self.db.read(work)
 
     def dataset_versions_with_file(self, digest: str) -> list[DatasetVersion]:
         found = self.db.read(
-            lambda tx: tx.all(
-                f"SELECT {rows.VERSION_COLUMNS} FROM dataset_versions v WHERE v.id IN "
+            lambda tx: tx.named(
+                "SELECT v.* FROM dataset_versions v WHERE v.id IN "
                 "(SELECT version_id FROM dataset_files WHERE digest = :d) "
                 "ORDER BY v.dataset, v.version",
                 {"d": digest},
             )
         )
-        return [rows.version_from_row(r) for r in found]
+        return [rows.DATASET_VERSION.read(r) for r in found]
 
     def dataset_versions_of_run(self, run_id: str) -> list[DatasetVersion]:
         found = self.db.read(
-            lambda tx: tx.all(
-                f"SELECT {rows.VERSION_COLUMNS} FROM dataset_versions v WHERE v.run_id = :r "
+            lambda tx: tx.named(
+                "SELECT v.* FROM dataset_versions v WHERE v.run_id = :r "
                 "ORDER BY v.dataset, v.version",
                 {"r": run_id},
             )
         )
-        return [rows.version_from_row(r) for r in found]
+        return [rows.DATASET_VERSION.read(r) for r in found]

@@ -67,6 +67,20 @@ class Tx:
     def one(self, sql: str, params: Params = None) -> Any:
         return self.execute(sql, params).fetchone()
 
+    def named(self, sql: str, params: Params = None) -> list[dict[str, Any]]:
+        """Rows as {column: value}: readers name columns instead of counting them, and a new
+        column cannot shift the others (the same on sqlite3 and psycopg)."""
+        cursor = self.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def named_one(self, sql: str, params: Params = None) -> dict[str, Any] | None:
+        cursor = self.execute(sql, params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return dict(zip([d[0] for d in cursor.description], row, strict=True))
+
     def scalar(self, sql: str, params: Params = None) -> Any:
         row = self.one(sql, params)
         return None if row is None else row[0]

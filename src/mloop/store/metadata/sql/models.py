@@ -3,63 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mloop.domain.dataset import FileEntry
 from mloop.domain.event import Event
-from mloop.domain.model import ColumnSpec, GateRecord, Model, ModelVersion, Signature
-from mloop.domain.records import to_plain
+from mloop.domain.model import GateRecord, Model, ModelVersion
 from mloop.errors import InvalidInput, NotFound
 from mloop.store.metadata.sql import rows
 from mloop.store.metadata.sql.db import Database, Tx, in_range
 from mloop.store.metadata.sql.runs import live_run
 
-VERSION_COLUMNS = (
-    "v.id, v.model, v.version, v.created, v.user_name, v.flavor, v.digest, v.size, v.run_id, "
-    "v.signature, v.metrics, v.params, v.datasets, v.code_commit, v.code_diff, v.environment, "
-    "v.status, v.description, v.trusted_types, v.gates"
-)
 
-
-def _dumps(value: Any) -> str:
-    return json.dumps(to_plain(value), separators=(",", ":"), sort_keys=True)
-
-
-def signature_from(text: str | None) -> Signature | None:
-    if not text:
-        return None
-    data = json.loads(text)
-    return Signature(
-        tuple(ColumnSpec(**c) for c in data["inputs"]),
-        tuple(ColumnSpec(**c) for c in data.get("outputs", ())),
-    )
-
-
-def _version(row: Sequence[Any], aliases: Sequence[str]) -> ModelVersion:
-    return ModelVersion(
-        name=row[1],
-        version=row[2],
-        created=row[3],
-        user=row[4],
-        flavor=row[5],
-        digest=row[6],
-        size=row[7],
-        run_id=row[8],
-        signature=signature_from(row[9]),
-        metrics=json.loads(row[10]),
-        params=json.loads(row[11]),
-        datasets=tuple(json.loads(row[12])),
-        code_commit=row[13],
-        code_diff=row[14],
-        environment=row[15],
-        status=row[16],
-        description=row[17],
-        trusted_types=tuple(json.loads(row[18])),
-        gates=tuple(GateRecord(**g) for g in json.loads(row[19])),
-        aliases=tuple(sorted(aliases)),
-    )
+def _version(row: Mapping[str, Any], aliases: Sequence[str]) -> ModelVersion:
+    return rows.MODEL_VERSION.read(row, aliases=tuple(sorted(aliases)))
 
 
 def _missing_model(name: str) -> NotFound:
@@ -116,17 +73,17 @@ class SqlModels:
                     "d": version.digest,
                     "s": version.size,
                     "r": version.run_id,
-                    "sig": _dumps(version.signature) if version.signature else None,
-                    "met": _dumps(dict(version.metrics)),
-                    "par": _dumps(dict(version.params)),
-                    "ds": _dumps(list(version.datasets)),
+                    "sig": rows.dumps(version.signature) if version.signature else None,
+                    "met": rows.dumps(dict(version.metrics)),
+                    "par": rows.dumps(dict(version.params)),
+                    "ds": rows.dumps(list(version.datasets)),
                     "cc": version.code_commit,
                     "cd": version.code_diff,
                     "env": version.environment,
                     "st": version.status,
                     "desc": version.description,
-                    "tt": _dumps(list(version.trusted_types)),
-                    "g": _dumps(list(version.gates)),
+                    "tt": rows.dumps(list(version.trusted_types)),
+                    "g": rows.dumps(list(version.gates)),
                 },
             )
             tx.executemany(
@@ -171,9 +128,8 @@ class SqlModels:
                 number = latest
             row = None
             if in_range(number):  # a bigger number names no row; SQL must not see it
-                row = tx.one(
-                    f"SELECT {VERSION_COLUMNS} FROM model_versions v "
-                    "WHERE v.model = :m AND v.version = :v",
+                row = tx.named_one(
+                    "SELECT v.* FROM model_versions v WHERE v.model = :m AND v.version = :v",
                     {"m": name, "v": number},
                 )
             if row is None:
@@ -185,39 +141,35 @@ class SqlModels:
     def list_models(self) -> list[Model]:
         def work(tx: Tx) -> list[Model]:
             found = []
-            for name, created, latest, description in tx.all(
-                "SELECT name, created, latest, description FROM models ORDER BY name"
-            ):
-                aliases = {
-                    a: v
-                    for a, v in tx.all(
-                        "SELECT alias, version FROM model_aliases WHERE model = :m", {"m": name}
+            for row in tx.named("SELECT * FROM models ORDER BY name"):
+                aliases = dict(
+                    tx.all(
+                        "SELECT alias, version FROM model_aliases WHERE model = :m",
+                        {"m": row["name"]},
                     )
-                }
-                found.append(Model(name, created, latest, aliases, description))
+                )
+                found.append(rows.MODEL.read(row, aliases=aliases))
             return found
 
         return self.db.read(work)
 
     def list_model_versions(self, name: str) -> list[ModelVersion]:
         def work(tx: Tx) -> list[ModelVersion]:
-            found = tx.all(
-                f"SELECT {VERSION_COLUMNS} FROM model_versions v WHERE v.model = :m "
-                "ORDER BY v.version",
+            found = tx.named(
+                "SELECT v.* FROM model_versions v WHERE v.model = :m ORDER BY v.version",
                 {"m": name},
             )
             if not found:
                 raise _missing_model(name)
             aliases = self._aliases(tx, name)
-            return [_version(row, aliases.get(row[2], [])) for row in found]
+            return [_version(row, aliases.get(row["version"], [])) for row in found]
 
         return self.db.read(work)
 
     def model_versions_of_run(self, run_id: str) -> list[ModelVersion]:
         found = self.db.read(
-            lambda tx: tx.all(
-                f"SELECT {VERSION_COLUMNS} FROM model_versions v WHERE v.run_id = :r "
-                "ORDER BY v.model, v.version",
+            lambda tx: tx.named(
+                "SELECT v.* FROM model_versions v WHERE v.run_id = :r ORDER BY v.model, v.version",
                 {"r": run_id},
             )
         )
@@ -286,7 +238,7 @@ class SqlModels:
                 in_range(version)
                 and tx.execute(
                     "UPDATE model_versions SET gates = :g WHERE model = :m AND version = :v",
-                    {"g": _dumps(list(gates)), "m": name, "v": version},
+                    {"g": rows.dumps(list(gates)), "m": name, "v": version},
                 ).rowcount
             )
             if not changed:

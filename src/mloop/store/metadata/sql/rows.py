@@ -1,56 +1,90 @@
-"""Rows to records and back: the one mapping between the SQL tables and the domain records."""
+"""Rows to records and back: each record's table, read by column name through the converter.
+
+A table's columns are its record's fields by name; a `RowShape` lists only the columns named
+otherwise (`user_name` is the field `user`, `code_commit` the field `commit` of the nested `code`).
+Columns holding a list or a dict of the record are JSON text. Anything else a row carries (a row
+id, a removal time) is not a field and is left alone, so readers select `v.*` rather than keep a
+list of columns in step with the table. Writes stay spelled out per statement: the INSERT names
+its columns once, beside the values.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Generic, TypeVar
 
-from mloop.domain.dataset import ColumnProfile, DatasetVersion, Histogram, TableProfile
+from mloop.domain.dataset import DatasetSummary, DatasetVersion
 from mloop.domain.event import Event
-from mloop.domain.lineage import CodeVersion
-from mloop.domain.records import to_plain
-from mloop.domain.run import Run, RunStatus
+from mloop.domain.lineage import CodeVersion, Environment
+from mloop.domain.model import Model, ModelVersion
+from mloop.domain.records import from_plain, structured_fields, to_plain
+from mloop.domain.run import Run
 
-RUN_COLUMNS = (
-    "r.id, r.name, r.status, r.started, r.ended, r.parent_id, r.user_name, "
-    "r.code_commit, r.code_diff, r.code_repo, r.environment, r.error, "
-    "r.pid, r.host, r.heartbeat, r.deleted"
+R = TypeVar("R")
+
+
+def dumps(value: Any) -> str:
+    """A record's list or dict as the JSON text its column holds."""
+    return json.dumps(to_plain(value), separators=(",", ":"), sort_keys=True, allow_nan=True)
+
+
+class RowShape(Generic[R]):
+    """How records of `record` lie in their table: `renames` maps a column to its field
+    (`a.b` is field `b` of the nested record in field `a`)."""
+
+    def __init__(self, record: type[R], renames: Mapping[str, str] | None = None) -> None:
+        self.record = record
+        renames = renames or {}
+        self._flat = tuple((c, f) for c, f in renames.items() if "." not in f)
+        self._nested = tuple((c, *f.split(".", 1)) for c, f in renames.items() if "." in f)
+        self._json = tuple(structured_fields(record))
+
+    def read(self, row: Mapping[str, Any], **extra: Any) -> R:
+        """The record in `row` (a mapping of column to value); `extra` fields come from other
+        tables (a model version's aliases). A renamed column replaces a column of the field's
+        own name."""
+        data = dict(row)
+        for column, name in self._flat:
+            if column in data:
+                data[name] = data.pop(column)
+        for column, outer, inner in self._nested:
+            if column in data:
+                data.setdefault(outer, {})[inner] = data.pop(column)
+        for name in self._json:
+            if isinstance(text := data.get(name), str):
+                data[name] = json.loads(text)
+        data.update(extra)
+        return from_plain(self.record, data)
+
+
+# The run's status is read through an expression that may say `lost` (see filters.py), selected
+# beside `r.*` as `seen_status`, which replaces the stored status.
+RUN = RowShape(
+    Run,
+    {
+        "user_name": "user",
+        "code_commit": "code.commit",
+        "code_diff": "code.diff_digest",
+        "code_repo": "code.repo",
+        "seen_status": "status",
+    },
 )
+DATASET_VERSION = RowShape(DatasetVersion, {"dataset": "name", "user_name": "user"})
+DATASET_SUMMARY = RowShape(DatasetSummary)
+MODEL_VERSION = RowShape(ModelVersion, {"model": "name", "user_name": "user"})
+MODEL = RowShape(Model)
+EVENT = RowShape(Event)
+ENVIRONMENT = RowShape(Environment)
 
 
-def run_columns(status: str) -> str:
-    """RUN_COLUMNS with the status read through `status`, an SQL expression (see filters.py)."""
-    return RUN_COLUMNS.replace("r.status", status, 1)
-
-
-VERSION_COLUMNS = (
-    "v.id, v.dataset, v.version, v.created, v.user_name, v.message, v.file_count, "
-    "v.total_size, v.sources, v.tables, v.run_id"
-)
-
-
-def run_from_row(row: Sequence[Any]) -> Run:
-    code = CodeVersion(row[7], row[8], row[9])
-    return Run(
-        id=row[0],
-        name=row[1],
-        status=RunStatus(row[2]),
-        started=row[3],
-        ended=row[4],
-        parent_id=row[5],
-        user=row[6],
-        code=code,
-        environment=row[10],
-        error=row[11],
-        pid=row[12],
-        host=row[13],
-        heartbeat=row[14],
-        deleted=row[15],
-    )
+def run_columns(status: str = "r.status") -> str:
+    """The columns of a run, with its status read through `status`, an SQL expression."""
+    return f"r.*, {status} AS seen_status"
 
 
 def run_to_row(run: Run) -> dict[str, Any]:
+    """The runs row of `run`; its params, metrics and the rest live in tables of their own."""
     code = run.code or CodeVersion(None)
     return {
         "id": run.id,
@@ -69,63 +103,6 @@ def run_to_row(run: Run) -> dict[str, Any]:
         "host": run.host,
         "heartbeat": run.heartbeat,
     }
-
-
-def tables_to_json(tables: Sequence[TableProfile]) -> str:
-    return json.dumps(to_plain(list(tables)), separators=(",", ":"), allow_nan=True)
-
-
-def _column(data: dict[str, Any]) -> ColumnProfile:
-    hist = data.get("histogram")
-    return ColumnProfile(
-        name=data["name"],
-        dtype=data["dtype"],
-        kind=data["kind"],
-        count=data["count"],
-        nulls=data["nulls"],
-        min=data.get("min"),
-        max=data.get("max"),
-        mean=data.get("mean"),
-        std=data.get("std"),
-        quantiles=tuple((float(q), float(v)) for q, v in data.get("quantiles", ())),
-        histogram=Histogram(tuple(hist["edges"]), tuple(hist["counts"])) if hist else None,
-        top=tuple((str(v), int(c)) for v, c in data.get("top", ())),
-        distinct=data.get("distinct"),
-    )
-
-
-def tables_from_json(text: str) -> tuple[TableProfile, ...]:
-    return tuple(
-        TableProfile(t["path"], t["rows"], tuple(_column(c) for c in t["columns"]))
-        for t in json.loads(text)
-    )
-
-
-def version_from_row(row: Sequence[Any]) -> DatasetVersion:
-    return DatasetVersion(
-        name=row[1],
-        version=row[2],
-        created=row[3],
-        user=row[4],
-        message=row[5],
-        file_count=row[6],
-        total_size=row[7],
-        sources=tuple(json.loads(row[8])),
-        tables=tables_from_json(row[9]),
-        run_id=row[10],
-    )
-
-
-def event_from_row(row: Sequence[Any]) -> Event:
-    return Event(
-        id=row[0],
-        at=row[1],
-        actor=row[2],
-        action=row[3],
-        ref=row[4],
-        reason=row[5],
-        details=json.loads(row[6]),
-    )
 
 
 def event_to_row(event: Event) -> dict[str, Any]:

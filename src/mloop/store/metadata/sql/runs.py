@@ -363,8 +363,9 @@ class SqlRuns:
             run_id = self._resolve_run_id(tx, ref)
             params: dict[str, Any] = {"id": run_id}
             columns = rows.run_columns(status_sql(liveness, params))
-            row = tx.one(f"SELECT {columns} FROM runs r WHERE r.id = :id", params)
-            return self._hydrate(tx, [rows.run_from_row(row)])[0]
+            row = tx.named_one(f"SELECT {columns} FROM runs r WHERE r.id = :id", params)
+            assert row is not None  # _resolve_run_id found it in this transaction
+            return self._hydrate(tx, [rows.RUN.read(row)])[0]
 
         return self.db.read(work)
 
@@ -398,7 +399,7 @@ class SqlRuns:
             sql += f" LIMIT {check_limit(limit)}"
 
         def work(tx: Tx) -> list[Run]:
-            return self._hydrate(tx, [rows.run_from_row(r) for r in tx.all(sql, params)])
+            return self._hydrate(tx, [rows.RUN.read(r) for r in tx.named(sql, params)])
 
         return self.db.read(work)
 
@@ -428,11 +429,12 @@ class SqlRuns:
 
     def child_runs(self, run_id: str) -> list[Run]:
         def work(tx: Tx) -> list[Run]:
-            found = tx.all(
-                f"SELECT {rows.RUN_COLUMNS} FROM runs r WHERE r.parent_id = :p ORDER BY r.started",
+            found = tx.named(
+                f"SELECT {rows.run_columns()} FROM runs r WHERE r.parent_id = :p "
+                "ORDER BY r.started",
                 {"p": run_id},
             )
-            return self._hydrate(tx, [rows.run_from_row(r) for r in found])
+            return self._hydrate(tx, [rows.RUN.read(r) for r in found])
 
         return self.db.read(work)
 
@@ -442,9 +444,9 @@ class SqlRuns:
         for chunk in chunks(ids):
             clause, args = in_clause(chunk)
             found.extend(
-                rows.run_from_row(r)
-                for r in tx.all(
-                    f"SELECT {rows.RUN_COLUMNS} FROM runs r WHERE r.id IN {clause}", args
+                rows.RUN.read(r)
+                for r in tx.named(
+                    f"SELECT {rows.run_columns()} FROM runs r WHERE r.id IN {clause}", args
                 )
             )
         found.sort(key=lambda r: r.started)
@@ -464,12 +466,8 @@ class SqlRuns:
 
     def get_environment(self, digest: str) -> Environment:
         row = self.db.read(
-            lambda tx: tx.one(
-                "SELECT digest, python, packages_digest, package_count FROM environments "
-                "WHERE digest = :d",
-                {"d": digest},
-            )
+            lambda tx: tx.named_one("SELECT * FROM environments WHERE digest = :d", {"d": digest})
         )
         if row is None:
             raise NotFound(f"no environment {digest[:12]}")
-        return Environment(*row)
+        return rows.ENVIRONMENT.read(row)

@@ -103,13 +103,13 @@ class SqlMetadataStore(SqlRuns, SqlDatasets, SqlModels, SqlRemoval):
         self.db.write(lambda tx: tx.execute(rows.INSERT_EVENT, rows.event_to_row(event)))
 
     def list_events(self, ref: str | None = None, limit: int = 100) -> list[Event]:
-        sql = "SELECT id, at, actor, action, ref, reason, details FROM events"
+        sql = "SELECT * FROM events"
         params: dict[str, object] = {}
         if ref is not None:
             sql += " WHERE ref = :ref OR ref LIKE :prefix ESCAPE '\\'"
             params = {"ref": ref, "prefix": escape_like(ref) + ":%"}
         sql += f" ORDER BY id DESC LIMIT {check_limit(limit)}"
-        return [rows.event_from_row(r) for r in self.db.read(lambda tx: tx.all(sql, params))]
+        return [rows.EVENT.read(r) for r in self.db.read(lambda tx: tx.named(sql, params))]
 
     # housekeeping -------------------------------------------------------------------------
     def referenced_objects(
