@@ -8,6 +8,7 @@ import pytest
 from mloop.domain.dataset import DatasetSummary, FileEntry
 from mloop.domain.event import Event
 from mloop.domain.model import ModelVersion
+from mloop.domain.names import DatasetRef
 from mloop.domain.run import RunStatus
 from mloop.errors import Conflict, NotFound
 from mloop.store.metadata.protocol import MetadataStore
@@ -87,7 +88,8 @@ def test_removing_twice_restoring_a_kept_version_and_unknown_names(sales: Metada
 
 def test_a_version_a_model_was_trained_on_needs_force(sales: MetadataStore) -> None:
     for name, datasets in (("churn", ("sales:2", "iris:1")), ("other", ("sales-eu:2",))):
-        model = ModelVersion(name, 0, T0, "ada", "sklearn", digest(name), 1, datasets=datasets)
+        refs = tuple(map(DatasetRef.parse, datasets))
+        model = ModelVersion(name, 0, T0, "ada", "sklearn", digest(name), 1, datasets=refs)
         sales.create_model_version(model, [], Event(T0, "ada", "registered", f"model/{name}"))
 
     with pytest.raises(Conflict, match=r"sales:2 trained model version churn:1 \(sales:2\)") as c:

@@ -10,6 +10,7 @@ import pytest
 from mloop.domain.dataset import FileEntry
 from mloop.domain.event import Event
 from mloop.domain.model import ColumnSpec, GateRecord, ModelVersion, Signature
+from mloop.domain.names import DatasetRef
 from mloop.errors import InvalidInput, NotFound
 from mloop.store import open_metadata_store
 from mloop.store.metadata.protocol import MetadataStore
@@ -29,7 +30,7 @@ def draft(name: str = "churn", **changes: object) -> ModelVersion:
         signature=Signature((ColumnSpec("x", "float64"), ColumnSpec("g", "string", True))),
         metrics={"accuracy": 0.9},
         params={"C": "1.0"},
-        datasets=("sales:1",),
+        datasets=(DatasetRef("sales", 1),),
         trusted_types=("numpy.dtype",),
     )
     return ModelVersion(**{**{f: getattr(base, f) for f in base.__dataclass_fields__}, **changes})
@@ -49,7 +50,7 @@ def test_versions_count_from_one_and_round_trip(metadata_store: MetadataStore) -
     read = metadata_store.get_model_version("churn", 1)
     assert read.signature == draft().signature
     assert read.metrics == {"accuracy": 0.9}
-    assert read.datasets == ("sales:1",)
+    assert read.datasets == (DatasetRef("sales", 1),)
     assert read.trusted_types == ("numpy.dtype",)
     assert metadata_store.get_model_version("churn").version == 2  # latest
     assert [v.version for v in metadata_store.list_model_versions("churn")] == [1, 2]

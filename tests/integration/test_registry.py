@@ -19,6 +19,7 @@ from sklearn.pipeline import make_pipeline
 
 import mloop
 from mloop.domain.model import ModelVersion
+from mloop.domain.names import DatasetRef
 from mloop.errors import CorruptArtifact, GateFailed, InvalidInput, NotFound
 from mloop.project import Project
 
@@ -66,7 +67,7 @@ def fit_and_register(c: float, name: str = "churn") -> ModelVersion:
 def test_a_version_records_its_lineage_and_signature(reg: Path) -> None:
     version = fit_and_register(1.0)
     assert version.ref == "churn:1"
-    assert version.datasets == ("train:1",)
+    assert version.datasets == (DatasetRef("train", 1),)
     assert version.metrics["accuracy"] > 0.9
     assert version.params == {"C": "1.0"}
     assert version.flavor == "sklearn"
@@ -189,7 +190,7 @@ def test_bias_and_validation_gates_are_measured(reg: Path) -> None:
     frame.to_csv(reg / "data/train.csv", index=False)
     mloop.data.add("train", "data/train.csv")
     shifted = fit_and_register(1.0)
-    assert shifted.datasets == ("train:2",)
+    assert shifted.datasets == (DatasetRef("train", 2),)
     checks = {g.gate: g for g in Project.open().promotion.evaluate("churn", shifted.version)}
     assert checks["data_validation"].passed is False
     assert "train:2" in checks["data_validation"].reason

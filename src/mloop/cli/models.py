@@ -246,7 +246,7 @@ def show_model(ctx: Context) -> None:
             ("size", output.size(v.size)),
             ("created", f"{output.when(v.created)} by {v.user}"),
             ("run", v.run_id or "-"),
-            ("datasets", ", ".join(v.datasets) or "-"),
+            ("datasets", ", ".join(map(str, v.datasets)) or "-"),
             (
                 "code",
                 (v.code_commit or "not in git")[:12]

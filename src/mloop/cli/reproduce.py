@@ -180,7 +180,7 @@ def _report(r: Reproduction) -> None:
         [
             ("pipeline", f"{r.pipeline} at commit {r.commit[:12]}"),
             ("params", ", ".join(f"{k}={v}" for k, v in sorted(r.params.items())) or "-"),
-            ("datasets", ", ".join(r.datasets) or "-"),
+            ("datasets", ", ".join(map(str, r.datasets)) or "-"),
             (
                 "re-run",
                 f"{(r.run_id or '-')[:12]} {r.status}" + (f": {r.error}" if r.error else ""),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mloop.domain.names import DatasetRef
+
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
@@ -88,7 +90,7 @@ class DatasetVersion:
 
     @property
     def ref(self) -> str:
-        return f"{self.name}:{self.version}"
+        return str(DatasetRef(self.name, self.version))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from mloop.domain.names import DatasetRef, ModelRef
+
 NUMERIC_DTYPES = ("float64", "float32", "int64", "int32", "int16", "int8", "uint8", "bool")
 
 
@@ -67,7 +69,7 @@ class ModelVersion:
     signature: Signature | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
     params: Mapping[str, str] = field(default_factory=dict)
-    datasets: tuple[str, ...] = ()  # dataset version refs, e.g. "sales:3"
+    datasets: tuple[DatasetRef, ...] = ()  # the dataset versions it was trained on
     code_commit: str | None = None
     code_diff: str | None = None
     environment: str | None = None
@@ -79,7 +81,7 @@ class ModelVersion:
 
     @property
     def ref(self) -> str:
-        return f"{self.name}:{self.version}"
+        return str(ModelRef(self.name, self.version))
 
 
 @dataclass(frozen=True, slots=True)

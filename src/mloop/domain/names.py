@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mloop.domain.records import textual
 from mloop.errors import InvalidAddress, InvalidInput, InvalidName, InvalidPath
 
 NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -152,6 +153,69 @@ def parse_address(text: str, kind: str | None = None) -> Address:
         check_name(alias, "alias")
     check_name(raw)
     return Address(resolved_kind, raw, version, alias)
+
+
+@textual
+@dataclass(frozen=True, slots=True)
+class DatasetRef:
+    """A dataset version, `sales:3`, or the latest one, `sales`: what records hold and print.
+
+    Stored and shown as text (`str(ref)`); `parse` is the one place that text is taken apart.
+    """
+
+    name: str
+    version: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> DatasetRef:
+        """`sales`, `sales:3` or `dataset/sales:3`; aliases are for models.
+
+        Example:
+            >>> DatasetRef.parse("dataset/sales:3")
+            DatasetRef(name='sales', version=3)
+        """
+        address = parse_address(text, kind="dataset")
+        if address.alias is not None:
+            raise InvalidAddress(
+                f"{text!r}: datasets have versions, not aliases", "use NAME:VERSION, e.g. sales:3"
+            )
+        return cls(address.name, address.version)
+
+    def __str__(self) -> str:
+        return self.name if self.version is None else f"{self.name}:{self.version}"
+
+
+@textual
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """A model version, `churn:3`, an alias, `churn@champion`, or the latest, `churn`."""
+
+    name: str
+    version: int | None = None
+    alias: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.version is not None and self.alias is not None:
+            raise InvalidAddress(
+                f"{self.name}:{self.version}@{self.alias} names both a version and an alias",
+                "use NAME:VERSION or NAME@ALIAS",
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> ModelRef:
+        """`churn`, `churn:3`, `churn@champion` or `model/churn:3`.
+
+        Example:
+            >>> ModelRef.parse("churn@champion")
+            ModelRef(name='churn', version=None, alias='champion')
+        """
+        address = parse_address(text, kind="model")
+        return cls(address.name, address.version, address.alias)
+
+    def __str__(self) -> str:
+        if self.version is not None:
+            return f"{self.name}:{self.version}"
+        return self.name if self.alias is None else f"{self.name}@{self.alias}"
 
 
 def check_relative_path(path: str, what: str = "artifact name") -> str:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mloop.domain.lineage import CodeVersion
+from mloop.domain.names import DatasetRef
 
 
 class RunStatus(enum.StrEnum):
@@ -33,6 +34,12 @@ class RunInput:
     kind: str
     ref: str
     name: str | None = None
+
+    @property
+    def dataset(self) -> DatasetRef | None:
+        """The dataset version read, for a dataset input (the text stays as the store keeps
+        it: `ref` is a digest for an artifact)."""
+        return DatasetRef.parse(self.ref) if self.kind == "dataset" else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from mloop.domain.names import (
@@ -9,6 +11,8 @@ from mloop.domain.names import (
     NAME_RULE,
     VERSION_RULE,
     Address,
+    DatasetRef,
+    ModelRef,
     check_line,
     check_name,
     check_relative_path,
@@ -254,7 +258,12 @@ def test_versions_are_whole_numbers_up_to_the_largest_a_store_holds(
     ],
 )
 def test_a_version_out_of_range_is_one_clear_error_in_every_address(text: str) -> None:
-    for parse in (parse_version, lambda t: parse_address(f"model/churn:{t}")):
+    for parse in (
+        parse_version,
+        lambda t: parse_address(f"model/churn:{t}"),
+        lambda t: DatasetRef.parse(f"sales:{t}"),
+        lambda t: ModelRef.parse(f"churn:{t}"),
+    ):
         with pytest.raises(InvalidAddress) as caught:
             parse(text)
         assert caught.value.message.startswith("invalid version ")
@@ -292,3 +301,45 @@ def test_more_than_one_printable_line_is_refused(text: str, problem: str) -> Non
     with pytest.raises(InvalidInput, match=problem) as caught:
         check_line(text, "user", 100)
     assert caught.value.hint == "give one line of printable characters, at most 100 long"
+
+
+@pytest.mark.parametrize(
+    ("cls", "text", "ref", "printed"),
+    [
+        (DatasetRef, "sales:3", DatasetRef("sales", 3), "sales:3"),
+        (DatasetRef, "sales", DatasetRef("sales"), "sales"),
+        (DatasetRef, "dataset/sales:3", DatasetRef("sales", 3), "sales:3"),
+        (ModelRef, "churn:3", ModelRef("churn", 3), "churn:3"),
+        (ModelRef, "churn@champion", ModelRef("churn", alias="champion"), "churn@champion"),
+        (ModelRef, "model/churn", ModelRef("churn"), "churn"),
+    ],
+)
+def test_a_ref_is_parsed_once_and_prints_as_written(
+    cls: type[DatasetRef | ModelRef], text: str, ref: DatasetRef | ModelRef, printed: str
+) -> None:
+    assert cls.parse(text) == ref
+    assert str(ref) == printed
+    assert cls.parse(printed) == ref
+    assert {ref, cls.parse(text)} == {ref}  # frozen and hashable: a key, a set member
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "match"),
+    [
+        (DatasetRef.parse, "sales@champion", "datasets have versions, not aliases"),
+        (DatasetRef.parse, "model/churn:1", "is a model, but a dataset is expected"),
+        (ModelRef.parse, "dataset/sales:1", "is a dataset, but a model is expected"),
+        (ModelRef.parse, "churn:1@champion", "invalid version '1@champion'"),
+    ],
+    ids=["dataset-alias", "dataset-given-a-model", "model-given-a-dataset", "version-and-alias"],
+)
+def test_a_bad_ref_is_refused_with_the_address_rules(
+    parse: Callable[[str], object], text: str, match: str
+) -> None:
+    with pytest.raises(InvalidAddress, match=match):
+        parse(text)
+
+
+def test_a_model_ref_names_a_version_or_an_alias_not_both() -> None:
+    with pytest.raises(InvalidAddress, match="both a version and an alias"):
+        ModelRef("churn", 3, "champion")

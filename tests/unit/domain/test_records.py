@@ -22,8 +22,11 @@ import pytest
 
 import mloop.domain
 from mloop.domain import query
+from mloop.domain.model import ModelVersion
+from mloop.domain.names import DatasetRef, ModelRef
 from mloop.domain.records import _TEXTUAL, from_plain, structured_fields, to_plain
 from mloop.domain.run import Run, RunStatus
+from mloop.errors import MloopError
 
 INSTANCES = 40
 MAX_DEPTH = 3
@@ -106,12 +109,20 @@ def generate(hint: Any, rng: random.Random, depth: int = 0, *, named: bool = Fal
 
 
 def generate_record(cls: type, rng: random.Random, depth: int = 0) -> Any:
+    """A record with generated fields; a record that checks its fields (a ref naming both a
+    version and an alias) refuses some, and another is drawn."""
     hints = typing.get_type_hints(cls)
     named = cls in _TEXTUAL
-    values = {
-        f.name: generate(hints[f.name], rng, depth, named=named) for f in dataclasses.fields(cls)
-    }
-    return cls(**values)
+    for _ in range(100):
+        values = {
+            f.name: generate(hints[f.name], rng, depth, named=named)
+            for f in dataclasses.fields(cls)
+        }
+        try:
+            return cls(**values)
+        except MloopError:
+            continue
+    raise AssertionError(f"no valid {cls.__name__} in 100 draws")
 
 
 def test_records_are_discovered() -> None:
@@ -142,6 +153,25 @@ def test_plain_data_is_read_by_name_with_defaults_and_extra_keys() -> None:
     run = from_plain(Run, plain)
     assert run == Run("ab12", "r", RunStatus.LOST, 1.0)
     assert isinstance(run.started, float) and run.status is RunStatus.LOST
+
+
+@pytest.mark.parametrize(
+    ("cls", "text"),
+    [
+        (DatasetRef, "sales:3"),
+        (DatasetRef, "sales"),
+        (ModelRef, "churn@champion"),
+        (ModelRef, "churn:12"),
+        (ModelRef, "churn"),
+    ],
+)
+def test_a_ref_is_its_text_in_plain_data(cls: type, text: str) -> None:
+    ref = cls.parse(text)  # type: ignore[attr-defined]
+    assert to_plain(ref) == str(ref) == text
+    assert from_plain(cls, text) == ref
+    assert to_plain(
+        ModelVersion("m", 1, 0.0, "ana", "sklearn", "d", 1, datasets=(DatasetRef("sales", 3),))
+    )["datasets"] == ["sales:3"]
 
 
 def test_structured_fields_are_the_lists_and_dicts() -> None:

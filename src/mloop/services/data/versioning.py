@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from mloop.domain.dataset import DatasetSummary, DatasetVersion, FileEntry, is_table_path
 from mloop.domain.event import Event
-from mloop.domain.names import check_name, parse_address
-from mloop.errors import InvalidAddress, InvalidInput
+from mloop.domain.names import DatasetRef, check_name
+from mloop.errors import InvalidInput
 from mloop.services.data.scan import WorkingFile, project_boundary, source_of, survey
 from mloop.services.data.status import StatusCheck, vouched
 from mloop.services.data.status import StatusReport as StatusReport  # for callers of status()
@@ -50,13 +50,10 @@ class AddResult:
 
 
 def parse_version_ref(text: str) -> tuple[str, int | None]:
-    """`sales`, `sales:3` or `dataset/sales:3` -> ("sales", 3); aliases are for models."""
-    address = parse_address(text, kind="dataset")
-    if address.alias is not None:
-        raise InvalidAddress(
-            f"{text!r}: datasets have versions, not aliases", "use NAME:VERSION, e.g. sales:3"
-        )
-    return address.name, address.version
+    """`sales`, `sales:3` or `dataset/sales:3` -> ("sales", 3): the parts of
+    `DatasetRef.parse`, for callers that take them apart; aliases are for models."""
+    ref = DatasetRef.parse(text)
+    return ref.name, ref.version
 
 
 class DataService:

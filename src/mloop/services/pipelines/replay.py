@@ -26,6 +26,7 @@ from typing import Any
 
 import blake3
 
+from mloop.domain.names import DatasetRef
 from mloop.domain.pipeline import canonical_json
 from mloop.domain.query import And, Compare, Field
 from mloop.domain.run import Metric, Run, RunOutput, RunStatus
@@ -115,7 +116,9 @@ class Replayer:
     def latest_reads(previous: Run) -> set[str]:
         """The datasets `previous` read at their latest version (not pinned)."""
         recorded = json.loads(previous.tags[PLAN_TAG])
-        return {key for key in recorded.get("datasets", {}) if ":" not in key}
+        return {
+            key for key in recorded.get("datasets", {}) if DatasetRef.parse(key).version is None
+        }
 
     def replay(
         self,
@@ -136,10 +139,11 @@ class Replayer:
         latest = {d.name: d.latest for d in metadata.list_datasets()}
         datasets: dict[str, int] = {}
         for key in recorded["datasets"]:
-            dataset, _, pinned = key.partition(":")
-            now = latest.get(dataset, -1)
+            read = DatasetRef.parse(key)
+            now = latest.get(read.name, -1)
             # A pinned version stays what it was, as long as the dataset still reaches it.
-            datasets[key] = now if not pinned else (int(pinned) if now >= int(pinned) else -1)
+            pinned = read.version
+            datasets[key] = now if pinned is None else (pinned if now >= pinned else -1)
         if self.plan(name, target, params, files, datasets) != previous.tags[PLAN_TAG]:
             return None
         result = self._reuse(previous, on_event or (lambda event: None))

@@ -159,7 +159,7 @@ class ModelCards:
                 f"under a `## {INTENDED_USE}` heading."
             )
             return [CardSection(INTENDED_USE, text=note)]
-        names = ", ".join(sorted({ref.partition(":")[0] for ref in v.datasets})) or "-"
+        names = ", ".join(sorted({ref.name for ref in v.datasets})) or "-"
         made_by = pipeline or run
         text = string.Template(path.read_text(encoding="utf-8")).safe_substitute(
             model=v.ref,
@@ -220,16 +220,15 @@ class ModelCards:
         fields: list[tuple[str, str]] = []
         tables: list[CardTable] = []
         for ref in v.datasets:
-            name, _, number = ref.partition(":")
             try:
-                found: DatasetVersion = self.metadata.get_dataset_version(name, int(number))
-            except (MloopError, ValueError):
-                fields.append((ref, "not in the store"))
+                found: DatasetVersion = self.metadata.get_dataset_version(ref.name, ref.version)
+            except MloopError:
+                fields.append((str(ref), "not in the store"))
                 continue
             files = f"{found.file_count} file{'s' if found.file_count != 1 else ''}"
             added = f"added {stamp(found.created)} by {found.user}"
             note = f": {found.message}" if found.message else ""
-            fields.append((ref, f"{files}, {human_size(found.total_size)}, {added}{note}"))
+            fields.append((str(ref), f"{files}, {human_size(found.total_size)}, {added}{note}"))
             for table in found.tables:
                 rows = tuple((c.name, c.dtype, str(c.nulls), _profile(c)) for c in table.columns)
                 caption = f"{ref} {table.path}: {table.rows} rows"

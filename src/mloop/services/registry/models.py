@@ -25,9 +25,9 @@ from typing import Any
 from mloop.domain.dataset import FileEntry, TableProfile
 from mloop.domain.event import Event
 from mloop.domain.model import Model, ModelVersion, Signature
-from mloop.domain.names import check_name, parse_address
+from mloop.domain.names import DatasetRef, ModelRef, check_name
 from mloop.domain.run import Run, RunOutput
-from mloop.errors import InvalidAddress, InvalidInput, InvalidPath, NeedsTrust, NotFound
+from mloop.errors import InvalidInput, InvalidPath, NeedsTrust, NotFound
 from mloop.services.registry.loaded import LoadedModel, training_categories
 from mloop.services.registry.signature import infer_signature, signature_from_model
 from mloop.services.tracking import active
@@ -46,11 +46,10 @@ TRUSTED_FLAVORS = ("python", "pickle")  # loading these runs code from the file
 
 
 def parse_model_ref(text: str) -> tuple[str, int | None, str | None]:
-    """`churn`, `churn:3`, `churn@champion` or `model/churn:3` -> (name, version, alias)."""
-    address = parse_address(text, kind="model")
-    if address.kind != "model":
-        raise InvalidAddress(f"{text!r} is not a model", "use NAME, NAME:V or NAME@ALIAS")
-    return address.name, address.version, address.alias
+    """`churn`, `churn:3`, `churn@champion` or `model/churn:3` -> (name, version, alias): the
+    parts of `ModelRef.parse`, for callers that take them apart."""
+    ref = ModelRef.parse(text)
+    return ref.name, ref.version, ref.alias
 
 
 class Registry:
@@ -194,12 +193,12 @@ class Registry:
         if run.parent_id:
             parent = metadata.get_run(run.parent_id)
             runs = [parent, *(metadata.get_run(c.id) for c in metadata.child_runs(parent.id))]
-        datasets: list[str] = []
+        datasets: set[DatasetRef] = set()
         metrics: dict[str, float] = {}
         params: dict[str, str] = {}
         frames: list[Any] = []
         for each in runs:
-            datasets.extend(i.ref for i in each.inputs if i.kind == "dataset")
+            datasets.update(i.dataset for i in each.inputs if i.dataset is not None)
             params.update(each.params)
             for key, metric in each.metrics.items():
                 if metric.value is not None:
@@ -212,8 +211,8 @@ class Registry:
                 except InvalidInput:
                     continue
         return {
-            "tables": self._tables(sorted(set(datasets))),
-            "datasets": sorted(set(datasets)),
+            "tables": self._tables(sorted(datasets, key=str)),
+            "datasets": sorted(datasets, key=str),
             "metrics": metrics,
             "params": params,
             "frames": frames,
@@ -245,15 +244,14 @@ class Registry:
         """The profiles of the dataset versions the version was trained on (its lineage)."""
         return self._tables(version.datasets)
 
-    def _tables(self, refs: Sequence[str]) -> list[TableProfile]:
+    def _tables(self, refs: Sequence[DatasetRef]) -> list[TableProfile]:
         """The table profiles of dataset versions in a model's lineage (none for one since
         removed)."""
         tables: list[TableProfile] = []
         for ref in refs:
-            name, _, number = ref.partition(":")
             try:
-                tables.extend(self.metadata.get_dataset_version(name, int(number)).tables)
-            except (NotFound, ValueError):
+                tables.extend(self.metadata.get_dataset_version(ref.name, ref.version).tables)
+            except NotFound:
                 continue
         return tables
 

@@ -132,15 +132,16 @@ class Promoter:
             return GateRecord("data_validation", False, reason="no dataset version in lineage")
         problems: list[str] = []
         for ref in candidate.datasets:
-            _, version = parse_version_ref(ref)
-            if version is None or version <= 1:
+            if ref.version is None or ref.version <= 1:
                 continue  # a first version has nothing to be checked against
-            for path, report in DataValidator(self.data).validate(ref):
+            for path, report in DataValidator(self.data).validate(str(ref)):
                 if not report.ok:
                     problems.append(f"{ref} {path}: {len(report.failures)} failed checks")
         if problems:
             return GateRecord("data_validation", False, reason="; ".join(problems))
-        return GateRecord("data_validation", True, reason=f"{', '.join(candidate.datasets)} passed")
+        return GateRecord(
+            "data_validation", True, reason=f"{', '.join(map(str, candidate.datasets))} passed"
+        )
 
     def promote(
         self,

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from mloop.domain.event import Event
 from mloop.domain.model import ModelVersion
+from mloop.domain.names import DatasetRef
 from mloop.domain.pipeline import PipelineGraph
 from mloop.domain.records import from_plain, to_plain
 from mloop.domain.run import Run
@@ -56,8 +57,8 @@ class RerunRequest:
     pipeline: str
     target: str
     params: Mapping[str, str]  # as the pipeline run recorded them (text)
-    inputs: Mapping[str, str]  # "STEP/ARG" -> the dataset version that input read
-    datasets: tuple[str, ...]  # every dataset version the pipeline run read
+    inputs: Mapping[str, DatasetRef]  # "STEP/ARG" -> the dataset version that input read
+    datasets: tuple[DatasetRef, ...]  # every dataset version the pipeline run read
     ref: str = ""  # the version reproduced
     register: bool = False  # let the re-run register what it makes (else only compare)
 
@@ -99,16 +100,15 @@ def pin_datasets(graph: PipelineGraph, request: RerunRequest) -> PipelineGraph:
     """
     newest: dict[str, int] = {}
     for ref in request.datasets:
-        name, _, number = ref.partition(":")
-        newest[name] = max(newest.get(name, 0), int(number))
+        newest[ref.name] = max(newest.get(ref.name, 0), ref.version or 0)
     steps = []
     for node in graph.steps:
         inputs = []
         for arg, source in node.inputs:
             if source.kind == "dataset":
-                name, _, number = request.inputs.get(f"{node.name}/{arg}", "").partition(":")
-                if name == source.value and number:
-                    source = dataclasses.replace(source, version=int(number))
+                read = request.inputs.get(f"{node.name}/{arg}")
+                if read is not None and read.name == source.value and read.version:
+                    source = dataclasses.replace(source, version=read.version)
                 elif source.version is None and source.value in newest:
                     source = dataclasses.replace(source, version=newest[str(source.value)])
             inputs.append((arg, source))
@@ -139,7 +139,7 @@ class Reproduction:
     pipeline: str
     commit: str
     params: Mapping[str, str]
-    datasets: tuple[str, ...]
+    datasets: tuple[DatasetRef, ...]
     run_id: str | None
     status: str
     error: str | None
@@ -266,11 +266,11 @@ class Reproducer:
                 f"holding {self.root}",
                 "run this in the project's git clone; fetch the commit if it is missing",
             )
-        inputs: dict[str, str] = {}
+        inputs: dict[str, DatasetRef] = {}
         for each in self._tree(run):
             for used in each.inputs:
-                if used.kind == "dataset" and "mloop.step" in each.tags and used.name:
-                    inputs[f"{each.tags['mloop.step']}/{used.name}"] = used.ref
+                if used.dataset is not None and "mloop.step" in each.tags and used.name:
+                    inputs[f"{each.tags['mloop.step']}/{used.name}"] = used.dataset
         name, target = run.tags.get("mloop.pipeline", run.name), run.tags["mloop.target"]
         request = RerunRequest(
             name, target, dict(run.params), inputs, version.datasets, version.ref, register
@@ -337,11 +337,12 @@ class Reproducer:
                 "trains, as expected; its digest is compared"
             )
             reproduced = dict(new_version.metrics)
-        read = sorted({i.ref for r in runs for i in r.inputs if i.kind == "dataset"})
-        if runs and read != sorted(version.datasets):
+        read = sorted({str(i.dataset) for r in runs for i in r.inputs if i.dataset is not None})
+        recorded = sorted(map(str, version.datasets))
+        if runs and read != recorded:
             warnings.append(
                 f"the re-run read {', '.join(read) or 'no dataset'}, the version "
-                f"{', '.join(version.datasets) or 'none'} (a step reading data by itself "
+                f"{', '.join(recorded) or 'none'} (a step reading data by itself "
                 "gets the latest version)"
             )
         names = sorted(set(version.metrics) | set(reproduced))

@@ -26,7 +26,7 @@ from mloop.domain.digests import is_digest
 from mloop.domain.event import Event
 from mloop.domain.lineage import LineageNode
 from mloop.domain.model import ModelVersion
-from mloop.domain.names import parse_address
+from mloop.domain.names import DatasetRef, ModelRef, parse_address
 from mloop.domain.records import human_size
 from mloop.domain.run import Run, RunOutput
 from mloop.errors import InvalidAddress, InvalidInput, MloopError, NotFound
@@ -232,19 +232,19 @@ class LineageService:
             run = self._run(key, walk)
             return self._run_upstream(run, walk) if side == "upstream" else self._run_down(run)
         if kind == "dataset":
-            name, _, version = key.rpartition(":")
+            dataset = DatasetRef.parse(key)
             if side == "upstream":
-                found = self.metadata.get_dataset_version(name, int(version))
+                found = self.metadata.get_dataset_version(dataset.name, dataset.version)
                 if found.run_id is None:
                     return []
                 return [_run_node(self._run(found.run_id, walk), "created by")]
             used = self.metadata.runs_with_input("dataset", key)
             return [_run_node(r, "used by") for r in used]
         if kind == "model":
-            name, _, version = key.rpartition(":")
+            model = ModelRef.parse(key)
             if side == "downstream":
                 return []  # deployments, when they exist
-            found_model = self.metadata.get_model_version(name, int(version))
+            found_model = self.metadata.get_model_version(model.name, model.version)
             if found_model.run_id is None:
                 return []
             return [_run_node(self._run(found_model.run_id, walk), "registered by")]
@@ -311,9 +311,9 @@ class LineageService:
     def _dataset_input(self, ref: str) -> LineageNode:
         """A dataset a run read; one that is not (or no longer) recorded is shown, not hidden."""
         try:
-            address = parse_address(ref, "dataset")
+            dataset = DatasetRef.parse(ref)
             return _dataset_node(
-                self.metadata.get_dataset_version(address.name, address.version), "input"
+                self.metadata.get_dataset_version(dataset.name, dataset.version), "input"
             )
         except (NotFound, InvalidAddress):
             return LineageNode("dataset", f"dataset/{ref}", NOT_RECORDED, "input")
