@@ -21,7 +21,6 @@ import types
 import typing
 from collections import abc as _abc
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any, TypeVar
 
 R = TypeVar("R")
@@ -60,9 +59,8 @@ def to_plain(value: Any) -> Any:
         return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple | frozenset | set):
         return [to_plain(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
+    isoformat = getattr(value, "isoformat", None)  # a datetime, without importing the module
+    return value if isoformat is None else isoformat()
 
 
 def from_plain(cls: type[R], data: Any) -> R:
@@ -155,8 +153,8 @@ def _class(cls: type) -> Decode:
         return _lazy_reader(cls)
     if issubclass(cls, enum.Enum):
         return cls
-    if issubclass(cls, datetime):
-        return lambda v: v if isinstance(v, datetime) else cls.fromisoformat(v)
+    if cls.__module__ == "datetime" and hasattr(cls, "fromisoformat"):  # datetime, date, time
+        return lambda v: v if isinstance(v, cls) else cls.fromisoformat(v)
     if issubclass(cls, str | int | float):
         return cls  # a str subclass (or int, float) is built from what it wraps
     raise TypeError(f"from_plain cannot read a {cls.__name__}")

@@ -15,8 +15,8 @@ import random
 import types
 import typing
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import Any, NewType
 
 import pytest
 
@@ -123,6 +123,32 @@ def generate_record(cls: type, rng: random.Random, depth: int = 0) -> Any:
         except MloopError:
             continue
     raise AssertionError(f"no valid {cls.__name__} in 100 draws")
+
+
+Sha = NewType("Sha", str)
+
+
+class Upper(str):
+    __slots__ = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Stamped:
+    """What no domain record holds yet, but the converter reads: times, NewTypes, str kinds."""
+
+    at: datetime
+    sha: Sha
+    label: Upper
+    day: date | None = None
+
+
+def test_times_newtypes_and_str_kinds_round_trip() -> None:
+    at = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+    record = Stamped(at, Sha("ab" * 32), Upper("X"), date(2026, 1, 31))
+    plain = to_plain(record)
+    assert plain == {"at": at.isoformat(), "sha": "ab" * 32, "label": "X", "day": "2026-01-31"}
+    back = from_plain(Stamped, json.loads(json.dumps(plain)))
+    assert back == record and type(back.label) is Upper and type(back.at) is datetime
 
 
 def test_records_are_discovered() -> None:

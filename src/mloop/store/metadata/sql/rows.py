@@ -38,7 +38,6 @@ class RowShape(Generic[R]):
         renames = renames or {}
         self._flat = tuple((c, f) for c, f in renames.items() if "." not in f)
         self._nested = tuple((c, *f.split(".", 1)) for c, f in renames.items() if "." in f)
-        self._json = tuple(structured_fields(record))
 
     def read(self, row: Mapping[str, Any], **extra: Any) -> R:
         """The record in `row` (a mapping of column to value); `extra` fields come from other
@@ -51,7 +50,7 @@ class RowShape(Generic[R]):
         for column, outer, inner in self._nested:
             if column in data:
                 data.setdefault(outer, {})[inner] = data.pop(column)
-        for name in self._json:
+        for name in structured_fields(self.record):  # cached; resolved at the first read
             if isinstance(text := data.get(name), str):
                 data[name] = json.loads(text)
         data.update(extra)
