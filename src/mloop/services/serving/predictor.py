@@ -7,10 +7,6 @@ from typing import Any, Protocol
 
 from mloop.domain.model import Signature
 
-# What a model raises when it refuses an input: the client's mistake (4xx), not the server's
-# (OverflowError: a number too large for the model's float, where no signature checked it).
-MODEL_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError)
-
 
 class Predictor(Protocol):
     """A model ready to answer: `predict` takes a 2-D batch (rows x signature inputs, a numpy
@@ -25,10 +21,12 @@ class Predictor(Protocol):
     # value outside them still gets a prediction, with a warning.
     categories: Mapping[str, frozenset[str]]
 
+    # Whatever this raises is the model's own failure (`ModelFailed`, a 5xx): the client's
+    # mistakes are caught before it, by the signature checks of `requests.py`/`columns.py`.
     def predict(self, batch: Any) -> Any: ...
 
 
 # The concrete Predictor lives with the registry that builds it (serving sits above it).
 from mloop.services.registry.loaded import LoadedModel  # noqa: E402
 
-__all__ = ["MODEL_ERRORS", "LoadedModel", "Predictor"]
+__all__ = ["LoadedModel", "Predictor"]
