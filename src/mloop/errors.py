@@ -43,6 +43,8 @@ raise the very same class again from the code. The CLI prints `error: …` and `
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import ClassVar
 
 ERRORS_BY_CODE: dict[str, type[MloopError]] = {}
@@ -258,9 +260,69 @@ class ModelFailed(MloopError):
     http_status = 500
 
 
+# The optional libraries, by the name they are imported as: (distribution, mloop extra). A core
+# install (`pip install mloop`) tracks runs and keeps the registry; each extra adds a part.
+EXTRAS: dict[str, tuple[str, str]] = {
+    "pandas": ("pandas", "data"),
+    "pyarrow": ("pyarrow", "data"),
+    "pandera": ("pandera", "data"),
+    "uvicorn": ("uvicorn", "serve"),
+    "httptools": ("httptools", "serve"),
+    "uvloop": ("uvloop", "serve"),
+    "sklearn": ("scikit-learn", "sklearn"),
+    "skops": ("skops", "sklearn"),
+    "psycopg": ("psycopg", "postgres"),
+    "s3fs": ("s3fs", "s3"),
+    "ray": ("ray", "ray"),
+    "nbclient": ("nbclient", "notebooks"),
+    "nbformat": ("nbformat", "notebooks"),
+    "onnx": ("onnx", "onnx"),
+    "onnxruntime": ("onnxruntime", "onnx"),
+}
+
+
 class MissingDependency(MloopError):
+    """A part of mloop whose library is not installed; the hint is the pip command."""
+
     code = "missing_dependency"
     http_status = 501
+
+    @classmethod
+    def for_import(cls, exc: ImportError) -> MissingDependency | None:
+        """The error for an import of an optional library that failed, naming its extra;
+        None when the missing module is none of mloop's optional libraries (a bug, or the
+        user's own code).
+
+        Example:
+            >>> MissingDependency.for_import(ModuleNotFoundError(name="pandas")).hint
+            "pip install 'mloop[data]'"
+        """
+        top = (exc.name or "").partition(".")[0]
+        if not isinstance(exc, ModuleNotFoundError) or top not in EXTRAS:
+            return None
+        package, extra = EXTRAS[top]
+        return cls(
+            f"this needs {package} (mloop's {extra} extra), which is not installed",
+            f"pip install 'mloop[{extra}]'",
+        )
+
+
+@contextmanager
+def extras_named() -> Iterator[None]:
+    """Turn a failed import of an optional library into `MissingDependency` with its pip
+    command; any other error passes unchanged. Used where people call in: the CLI, the SDK.
+
+    Example:
+        >>> with extras_named():  # doctest: +SKIP
+        ...     import pandas
+    """
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        known = MissingDependency.for_import(exc)
+        if known is None:
+            raise
+        raise known from exc
 
 
 class Overloaded(MloopError):
