@@ -66,8 +66,8 @@ def test_a_models_own_type_error_is_a_500_logged_and_counted(
     assert answer.status_code == 500, answer.text
     error = answer.json()["error"]
     assert error["code"] == "model_failed"
-    assert error["message"].startswith("broken:1 failed on this input: TypeError: ")
-    assert "the server's log has the traceback" in error["hint"]
+    assert error["message"].startswith("broken:1 failed to predict: TypeError: ")
+    assert "the traceback is in the server's log" in error["hint"]
     logged = [r for r in caplog.records if r.name == "mloop.server" and r.exc_info]
     assert logged and logged[0].exc_info is not None
     assert logged[0].exc_info[0] is TypeError
@@ -83,6 +83,33 @@ def test_the_clients_mistake_at_the_same_model_is_still_a_422(url: str) -> None:
     short = httpx.post(url + "/invocations", json={"inputs": [[1.0]]})
     assert short.status_code == 422
     assert short.json()["error"]["code"] == "validation_failed"
+
+
+class Strict(PythonModel):
+    """Refuses rows of the wrong width, as scikit-learn does when no signature checked them."""
+
+    def predict(self, batch: Any) -> Any:
+        if np.asarray(batch).shape[1] != 2:
+            raise ValueError(f"X has {np.asarray(batch).shape[1]} features, expecting 2")
+        return np.asarray(batch)[:, 0]
+
+
+def test_without_a_signature_what_the_model_refuses_is_the_inputs_fault() -> None:
+    # Nothing checked the input before the model ran: a wrong width is the client's (422), and
+    # the model's own words say why; batch scoring says the same.
+    unsigned = LoadedModel("strict", 1, Strict(), None)
+    with running(create_app(unsigned)) as base:
+        answer = httpx.post(base + "/invocations", json={"inputs": [[1.0]]})
+        right = httpx.post(base + "/invocations", json={"inputs": [[1.0, 2.0]]})
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "validation_failed"
+    assert "strict:1 refused the input: ValueError: X has 1 features" in error["message"]
+    assert "no signature" in error["hint"]
+    assert right.status_code == 200 and right.json() == {"predictions": [1.0]}
+    with pytest.raises(MloopError, match="refused the input") as caught:
+        predict_frame(unsigned, pd.DataFrame({"x": [1.0]}), "rows.csv")
+    assert caught.value.code == "validation_failed"
 
 
 def test_batch_scoring_reports_the_models_own_error_as_the_models() -> None:

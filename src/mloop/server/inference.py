@@ -60,7 +60,7 @@ from mloop.server.media import CSV, HINTS, INFER, INVOCATIONS, V1, Media, media_
 from mloop.server.openapi import openapi_document
 from mloop.services.serving.batcher import MicroBatcher
 from mloop.services.serving.metrics import ENDPOINTS, ServingMetrics
-from mloop.services.serving.predictor import Predictor
+from mloop.services.serving.predictor import Predictor, failure
 from mloop.services.serving.requests import (
     Batch,
     RequestReader,
@@ -371,13 +371,10 @@ class InferenceApp:
                 try:
                     result = await self.batcher.predict(batch.data, batch.rows, lone)
                 except Exception as exc:
-                    # The request passed every check: what the model raises is its own bug.
-                    logger.error("%s failed to predict", self.label, exc_info=exc)
-                    raise ModelFailed(
-                        f"{self.label} failed on this input: {type(exc).__name__}: {exc}",
-                        "the model's own code raised (the server's log has the traceback); "
-                        "fix the model and register a new version",
-                    ) from exc
+                    failed = failure(self.predictor, exc)
+                    if isinstance(failed, ModelFailed):
+                        logger.error("%s failed to predict", self.label, exc_info=exc)
+                    raise failed from exc
                 answer, headers = self._write(result, request)
                 return 200, answer, self._warn(batch, headers) if batch.unknown else headers
         except TimeoutError:

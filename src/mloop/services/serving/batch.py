@@ -22,8 +22,8 @@ import numpy as np
 import orjson
 
 from mloop.domain.model import Signature
-from mloop.errors import InvalidInput, ModelFailed, NotFound, ValidationFailed
-from mloop.services.serving.predictor import Predictor
+from mloop.errors import InvalidInput, NotFound, ValidationFailed
+from mloop.services.serving.predictor import Predictor, failure
 from mloop.services.serving.requests import RequestReader, UnknownCategory, jsonable, parse_body
 from mloop.services.serving.tables import read_csv
 
@@ -120,12 +120,8 @@ def predict_frame(
             unknown[found.column, found.value] += found.count
         try:
             parts.append(predictor.predict(batch.data))
-        except Exception as exc:  # the rows passed every check: the model's own bug
-            raise ModelFailed(
-                f"{label}: {predictor.name}:{predictor.version} failed to predict: "
-                f"{type(exc).__name__}: {exc}",
-                "the model's own code raised; add --debug to see its traceback",
-            ) from exc
+        except Exception as exc:
+            raise failure(predictor, exc, label) from exc
         if on_rows is not None:
             on_rows(len(part))
     counted = tuple(UnknownCategory(c, v, n) for (c, v), n in unknown.most_common())
