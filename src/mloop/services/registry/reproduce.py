@@ -223,12 +223,13 @@ def _check(name: str, old: float | None, new: float | None, tolerance: float) ->
 
 
 class Reproducer:
-    def __init__(self, registry: Registry, root: Path, store_uri: str, artifacts_uri: str) -> None:
+    def __init__(self, registry: Registry, root: Path, environment: Mapping[str, str]) -> None:
+        """`environment`: the variables (from the wiring layer) that make a child `mloop`
+        process use this project's stores, whatever opening them needs."""
         self.registry = registry
         self.metadata = registry.metadata
         self.root = root
-        self.store_uri = store_uri
-        self.artifacts_uri = artifacts_uri
+        self.environment = dict(environment)
 
     def plan(self, ref: str, allow_dirty: bool = False, register: bool = False) -> Plan:
         """What re-running `ref` means, or a clear refusal when it cannot be done faithfully."""
@@ -306,9 +307,7 @@ class Reproducer:
             (root / ".mloop").mkdir(exist_ok=True)  # state that ignores itself, as `init` makes
             (root / ".mloop" / ".gitignore").write_text("*\n", encoding="utf-8")
             env = {
-                "MLOOP_STORE_URI": self.store_uri,
-                "MLOOP_ARTIFACTS_URI": self.artifacts_uri,
-                "MLOOP_USER": self.registry.actor,
+                **self.environment,
                 "PYTHONDONTWRITEBYTECODE": "1",  # no __pycache__: the checkout stays clean
             }
             outcome = rerun(plan.request, root, env)
