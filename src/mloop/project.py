@@ -232,7 +232,9 @@ class Project:
     def reproducer(self) -> Reproducer:
         from mloop.services.registry.reproduce import Reproducer
 
-        return Reproducer(self.registry, self.root, self.child_environment())
+        return Reproducer(
+            self.registry, self.root, self.child_environment(), lambda: self.pipelines
+        )
 
     @cached_property
     def storage(self) -> Housekeeping:

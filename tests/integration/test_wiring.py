@@ -59,4 +59,6 @@ def test_only_the_wiring_layer_opens_stores() -> None:
                 if isinstance(node, ast.ImportFrom):
                     names = {alias.name for alias in node.names} & OPENERS
                     found += [f"{path.relative_to(SRC)}: {name}" for name in sorted(names)]
+                elif isinstance(node, ast.Constant) and node.value == ".mloop":
+                    found.append(f"{path.relative_to(SRC)}: '.mloop'")
     assert found == []
