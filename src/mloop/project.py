@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from mloop.services.registry.models import Registry
     from mloop.services.registry.promotion import Promoter
     from mloop.services.registry.reproduce import Reproducer
+    from mloop.services.serving.scorer import BatchScorer
     from mloop.services.storage.housekeeping import Housekeeping
     from mloop.services.tracking.lineage import LineageService
     from mloop.services.tracking.runs import Tracker
@@ -235,6 +236,12 @@ class Project:
         return Reproducer(
             self.registry, self.root, self.child_environment(), lambda: self.pipelines
         )
+
+    @cached_property
+    def scorer(self) -> BatchScorer:
+        from mloop.services.serving.scorer import BatchScorer
+
+        return BatchScorer(self.registry)
 
     @cached_property
     def storage(self) -> Housekeeping:
