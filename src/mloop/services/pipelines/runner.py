@@ -27,7 +27,6 @@ from mloop.domain.query import parse_filter
 from mloop.domain.run import Metric, Run, RunOutput, RunStatus
 from mloop.errors import PipelineError
 from mloop.executors.protocol import StepExecutor
-from mloop.services.data.versioning import DataService
 from mloop.services.pipelines.fingerprint import source_digest
 from mloop.services.pipelines.worker import (
     OpenServices,
@@ -76,7 +75,7 @@ class PipelineResult:
 
 
 @dataclass
-class _InFlight:
+class _Progress:
     """One pipeline run in progress: what starting and settling each of its steps reads (fixed
     when the run starts) and fills in (the steps' outputs, the steps that failed)."""
 
@@ -105,7 +104,7 @@ class PipelineRunner:
     def __init__(self, services: Services, root: Path, open_services: OpenServices) -> None:
         self.services = services
         self.tracker = services.tracker
-        self.data: DataService = services.data
+        self.data = services.data
         self.root = root
         self.open_services = open_services
         # Steps being computed right now, by cache key: when pipeline runs share a runner (the
@@ -214,30 +213,30 @@ class PipelineRunner:
             result.steps[event.step] = event
             emit(event)
 
-        now = _InFlight(
+        progress = _Progress(
             pipeline_run, executor, sources, environment, datasets, use_cache, resumed, record
         )
         try:
             while pending or running:
                 progressed = False
                 for node in list(pending):
-                    if now.failed or not node.upstream <= now.outputs.keys():
+                    if progress.failed or not node.upstream <= progress.outputs.keys():
                         continue
                     pending.remove(node)
                     progressed = True
-                    future_run = self._start(node, now)
+                    future_run = self._start(node, progress)
                     if future_run is None:
                         continue
                     future, step_run, key = future_run
                     if future.done():  # the local executor ran it already: settle it now
-                        self._settle(node, step_run, key, future, now)
+                        self._settle(node, step_run, key, future, progress)
                     else:
                         running[future] = (node, step_run, key)
                 if running:
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in done:
                         node, step_run, key = running.pop(future)
-                        self._settle(node, step_run, key, future, now)
+                        self._settle(node, step_run, key, future, progress)
                 elif pending and not progressed:  # blocked behind a failed step
                     for node in pending:
                         record(StepEvent(node.name, "skipped"))
@@ -249,10 +248,10 @@ class PipelineRunner:
             pipeline_run.end(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
             raise
         self._lift_metrics(pipeline_run, result)
-        if now.failed:
-            first = result.steps[now.failed[0]]
+        if progress.failed:
+            first = result.steps[progress.failed[0]]
             last_line = (first.error or "").strip().splitlines()[-1:] or ["unknown error"]
-            result.error = f"step {now.failed[0]!r} failed: {last_line[0]}"
+            result.error = f"step {progress.failed[0]!r} failed: {last_line[0]}"
             result.status = RunStatus.FAILED
             pipeline_run.end(RunStatus.FAILED, result.error)
         else:
@@ -261,23 +260,23 @@ class PipelineRunner:
         return result
 
     def _start(
-        self, node: StepNode, now: _InFlight
+        self, node: StepNode, progress: _Progress
     ) -> tuple[Future[StepOutcome], ActiveRun, str] | None:
         """Reuse the step's outputs if its key was seen, else submit it; None when reused."""
-        inputs = self._input_digests(node, now.outputs, now.datasets)
-        key = cache_key(now.sources[node.name], inputs, now.environment, node.options)
-        reusable = (now.use_cache or now.resumed is not None) and node.options.cache
+        inputs = self._input_digests(node, progress.outputs, progress.datasets)
+        key = cache_key(progress.sources[node.name], inputs, progress.environment, node.options)
+        reusable = (progress.use_cache or progress.resumed is not None) and node.options.cache
         while True:
             if reusable:
-                hit = self._cached(key, now.resumed, anywhere=now.use_cache)
+                hit = self._cached(key, progress.resumed, anywhere=progress.use_cache)
                 reused = self._outputs_of(hit, node.outputs) if hit else None
                 if hit is not None and reused is not None:
-                    run_id = self._record_cached(now.pipeline_run, node, key, hit)
-                    now.outputs[node.name] = reused
+                    run_id = self._record_cached(progress.pipeline_run, node, key, hit)
+                    progress.outputs[node.name] = reused
                     origin = hit.tags.get("mloop.cached_from", hit.id)  # who computed it
-                    now.record(StepEvent(node.name, "cached", run_id, cached_from=origin))
+                    progress.record(StepEvent(node.name, "cached", run_id, cached_from=origin))
                     return None
-            if not now.use_cache or self._claim(key):
+            if not progress.use_cache or self._claim(key):
                 break
         step_run = self.tracker.start_run(
             node.name,
@@ -288,13 +287,13 @@ class PipelineRunner:
                 "mloop.target": node.target,
                 CACHE_TAG: key,
             },
-            parent=now.pipeline_run,
+            parent=progress.pipeline_run,
         )
-        now.record(StepEvent(node.name, "running", step_run.id))
-        task = self._task(node, step_run.id, now)
-        if now.executor.in_process:
-            return now.executor.submit(run_step, task, self.services), step_run, key
-        future = now.executor.submit_step(
+        progress.record(StepEvent(node.name, "running", step_run.id))
+        task = self._task(node, step_run.id, progress)
+        if progress.executor.in_process:
+            return progress.executor.submit(run_step, task, self.services), step_run, key
+        future = progress.executor.submit_step(
             run_task,
             task,
             self.open_services,
@@ -310,21 +309,21 @@ class PipelineRunner:
         step_run: ActiveRun,
         key: str,
         future: Future[StepOutcome],
-        now: _InFlight,
+        progress: _Progress,
     ) -> None:
         try:
-            self._finish_step(node, step_run, future.result(), now)
+            self._finish_step(node, step_run, future.result(), progress)
         finally:
             self._release(key)
 
     @staticmethod
     def _finish_step(
-        node: StepNode, step_run: ActiveRun, outcome: StepOutcome, now: _InFlight
+        node: StepNode, step_run: ActiveRun, outcome: StepOutcome, progress: _Progress
     ) -> None:
         if outcome.ok:
-            now.outputs[node.name] = outcome.outputs
+            progress.outputs[node.name] = outcome.outputs
             step_run.end(RunStatus.FINISHED)
-            now.record(
+            progress.record(
                 StepEvent(
                     node.name,
                     "finished",
@@ -334,9 +333,9 @@ class PipelineRunner:
                 )
             )
         else:
-            now.failed.append(node.name)
+            progress.failed.append(node.name)
             step_run.end(RunStatus.FAILED, outcome.error)
-            now.record(
+            progress.record(
                 StepEvent(
                     node.name,
                     "failed",
@@ -378,13 +377,13 @@ class PipelineRunner:
                 digests[arg] = value_digest(source.value)
         return digests
 
-    def _task(self, node: StepNode, run_id: str, now: _InFlight) -> StepTask:
+    def _task(self, node: StepNode, run_id: str, progress: _Progress) -> StepTask:
         inputs: list[tuple[str, str, Any]] = []
         for arg, source in node.inputs:
             if source.kind == "output":
-                inputs.append((arg, "output", now.outputs[str(source.step)][source.output]))
+                inputs.append((arg, "output", progress.outputs[str(source.step)][source.output]))
             elif source.kind == "dataset":
-                version = now.datasets[(str(source.value), source.version)][0]
+                version = progress.datasets[(str(source.value), source.version)][0]
                 inputs.append((arg, "dataset", [source.value, version]))
             else:
                 inputs.append((arg, "value", source.value))
