@@ -1,13 +1,18 @@
 """The composition root: find the project, resolve settings, open the stores, build services.
 
 This is the only module that knows which backends are in use. Services are built on first use,
-so a command that only lists runs never imports what profiling data needs (pandas).
+so a command that only lists runs never imports what profiling data needs (pandas). Another
+process builds its services here too: a pipeline step's worker process or Ray task calls the
+picklable `StepServices` it is sent (the settings and who acts), and a child `mloop` process is
+started with `Project.child_environment()`; so a store that needs a credential gets it in one
+place.
 """
 
 from __future__ import annotations
 
 import getpass
 import os
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,10 +24,12 @@ if TYPE_CHECKING:
     from mloop.services.automation.ci import CIService
     from mloop.services.data.versioning import DataService
     from mloop.services.pipelines.catalog import Pipelines
+    from mloop.services.pipelines.worker import Services
     from mloop.services.registry.card import ModelCards
     from mloop.services.registry.models import Registry
     from mloop.services.registry.promotion import Promoter
     from mloop.services.registry.reproduce import Reproducer
+    from mloop.services.serving.scorer import BatchScorer
     from mloop.services.storage.housekeeping import Housekeeping
     from mloop.services.tracking.lineage import LineageService
     from mloop.services.tracking.runs import Tracker
@@ -73,11 +80,17 @@ def init_project(folder: Path, name: str | None = None) -> tuple[Path, bool]:
 
 
 class Project:
-    """One project's settings, stores and services."""
+    """One project's settings, stores and services.
 
-    def __init__(self, settings: Settings) -> None:
+    `actor` names who acts when it is not this process's user (a worker acting for the run
+    that sent it its step).
+    """
+
+    def __init__(self, settings: Settings, *, actor: str | None = None) -> None:
         self.settings = settings
         self.root = settings.root
+        if actor is not None:
+            self.__dict__["actor"] = actor  # the cached_property's slot
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None) -> Project:
@@ -155,13 +168,28 @@ class Project:
             stores=store_locations(self.settings.store_uri, self.settings.artifacts_uri),
         )
 
+    def step_services(self) -> Services:
+        """What a pipeline step uses: this project's tracker, data service and artifact store."""
+        from mloop.services.pipelines.worker import Services
+
+        return Services(self.tracking, self.data, self.artifacts)
+
+    def child_environment(self) -> dict[str, str]:
+        """Variables that make a child `mloop` process, opened on another folder (a checkout of
+        an older commit), use this project's stores and record its work as this actor."""
+        return {
+            "MLOOP_STORE_URI": self.settings.store_uri,
+            "MLOOP_ARTIFACTS_URI": self.settings.artifacts_uri,
+            "MLOOP_USER": self.actor,
+        }
+
     @cached_property
     def pipelines(self) -> Pipelines:
         from mloop.services.pipelines.catalog import Pipelines
-        from mloop.services.pipelines.runner import PipelineRunner, Stores
+        from mloop.services.pipelines.runner import PipelineRunner
 
-        stores = Stores(self.root, self.settings.store_uri, self.settings.artifacts_uri, self.actor)
-        runner = PipelineRunner(self.tracking, self.data, self.artifacts, stores)
+        opener = StepServices(self.settings, self.actor)
+        runner = PipelineRunner(self.step_services(), self.root, opener)
         return Pipelines(
             runner,
             self.settings.pipelines,
@@ -206,8 +234,14 @@ class Project:
         from mloop.services.registry.reproduce import Reproducer
 
         return Reproducer(
-            self.registry, self.root, self.settings.store_uri, self.settings.artifacts_uri
+            self.registry, self.root, self.child_environment(), lambda: self.pipelines
         )
+
+    @cached_property
+    def scorer(self) -> BatchScorer:
+        from mloop.services.serving.scorer import BatchScorer
+
+        return BatchScorer(self.registry)
 
     @cached_property
     def storage(self) -> Housekeeping:
@@ -218,3 +252,16 @@ class Project:
     def close(self) -> None:
         if "metadata" in self.__dict__:
             self.metadata.close()
+
+
+@dataclass(frozen=True)
+class StepServices:
+    """How a worker process or Ray task gets its services: the project's settings and who acts,
+    picklable, called in the worker to open the same stores through `Project` (the runner is
+    handed this, as Kedro's runner is handed its catalog; it never opens stores itself)."""
+
+    settings: Settings
+    actor: str
+
+    def __call__(self) -> Services:
+        return Project(self.settings, actor=self.actor).step_services()

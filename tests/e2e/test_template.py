@@ -349,7 +349,7 @@ def test_the_wheel_of_this_mloop_follows_the_wheel_format(cli: Cli, tmp_path: Pa
     root = init(cli, tmp_path)
     (wheel,) = (root / "wheels").glob("*.whl")
     assert wheel.name == f"mloop-{mloop.__version__}-py3-none-any.whl"
-    assert f"./wheels/{wheel.name}[sklearn]" in (root / "requirements.txt").read_text()
+    assert f"./wheels/{wheel.name}[data,sklearn]" in (root / "requirements.txt").read_text()
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         info = f"mloop-{mloop.__version__}.dist-info"

@@ -92,6 +92,30 @@ def test_large_files_are_checked_and_predicted_in_chunks(scored) -> None:
     assert result.predictions.tolist() == expected.tolist()
 
 
+def test_the_scoring_service_scores_through_an_alias_and_reports_its_progress(scored) -> None:
+    from contextlib import contextmanager
+
+    from mloop.project import Project
+
+    root, _, expected = scored
+    heard: list[tuple[str, int]] = []
+    chunks: list[int] = []
+
+    @contextmanager
+    def progress(label: str, rows: int) -> Any:
+        heard.append((label, rows))
+        yield chunks.append
+
+    project = Project.open(root)
+    project.registry.set_alias("churn", 1, "champion")
+    out = root / "scored.parquet"
+    result = project.scorer.score("churn@champion", root / "rows.csv", out, progress=progress)
+    assert (result.ref, result.rows, result.written) == ("churn:1", 300, out)
+    assert heard == [("churn:1", 300)] and sum(chunks) == 300
+    assert pd.read_parquet(out).prediction.tolist() == expected.tolist()
+    assert result.predictions.tolist() == expected.tolist() and result.unknown == ()
+
+
 def loaded(root: Path) -> Any:
     from mloop.project import Project
 

@@ -211,6 +211,22 @@ def test_without_docs_or_a_run_the_card_says_what_is_missing(project: Path, cli)
     assert missing.code == 1 and missing.err.startswith("error: ")
 
 
+HOSTILE = '<script>alert("card")</script>'
+
+
+def test_hostile_values_in_the_html_card_are_text_never_markup(project: Path, cli) -> None:
+    model = LogisticRegression().fit(np.eye(3), [0, 1, 1])
+    with mloop.start_run("fit", params={"note": HOSTILE, HOSTILE: 1}):
+        mloop.register_model(model, "hostile", description=HOSTILE, input_example=np.eye(3))
+    assert cli("models", "card", "hostile", "--html", "-o", "card.html").code == 0
+    page = (project / "card.html").read_text()
+    assert "<script" not in page
+    escaped = "&lt;script&gt;alert(&#34;card&#34;)&lt;/script&gt;"
+    assert f"<dt>description</dt><dd>{escaped}</dd>" in page
+    assert f"<tr><td>note</td><td>{escaped}</td></tr>" in page
+    assert f"<tr><td>{escaped}</td><td>1</td></tr>" in page
+
+
 def test_a_template_pipelines_version_has_its_pipeline_steps_and_the_projects_docs(
     tmp_path: Path, cli
 ) -> None:

@@ -181,9 +181,14 @@ def test_a_pipeline_that_cannot_be_reproduced_is_reported(repo: Path, cli) -> No
     assert [line.split()[-1] for line in done.out.splitlines() if line.startswith("noise")] == [
         "NO"
     ]
-    result = json.loads(cli("reproduce", "churn:1", "--json", "--tolerance", "1e6").out)
-    assert result["digest_match"] is False and result["ok"] is False  # digests are exact
-    assert all(m["close"] for m in result["metrics"])  # a huge tolerance forgives the numbers
+    heard: list[str] = []  # the service alone, as the SDK would call it: no CLI in between
+    result = Project.open().reproducer.reproduce("churn:1", tolerance=1e6, on_output=heard.append)
+    assert result.digest_match is False and result.ok is False  # digests are exact
+    assert all(m.close for m in result.metrics)  # a huge tolerance forgives the numbers
+    assert heard[0] == "re-running pipeline train in a checkout of its commit\n"
+    assert [line.split()[:2] for line in heard[1:]] == [
+        [step, "finished"] for step in ("ingest", "train", "evaluate", "register")
+    ]  # the re-run's progress, a line per step as it ends
 
 
 def test_versions_that_cannot_be_re_run_faithfully_are_refused(repo: Path, cli) -> None:

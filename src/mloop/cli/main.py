@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from mloop.cli import oserrors
-from mloop.errors import InvalidPath, MloopError, NeedsTrust
+from mloop.errors import InvalidPath, MloopError, NeedsTrust, extras_named
 
 if TYPE_CHECKING:
     from mloop.project import Project
@@ -192,7 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         try:
             _enter(args.chdir)
-            return int(handler(ctx) or 0)
+            with extras_named():  # a part not installed: its pip command, not a traceback
+                return int(handler(ctx) or 0)
         except OSError as exc:
             known = oserrors.explain(exc, oserrors.given_paths(args), ctx.store_folders())
             if known is None:

@@ -356,31 +356,22 @@ def show_card(ctx: Context) -> None:
 
 
 def predict_file(ctx: Context) -> None:
-    from mloop.services.serving.batch import (
-        output_format,
-        predict_frame,
-        read_rows,
-        write_predictions,
-    )
     from mloop.services.serving.requests import describe_unknown, mlflow_response
 
     args = ctx.args
-    if args.output is not None:
-        output_format(args.output)  # a wrong name fails before any work
-    version = ctx.project.registry.get(args.ref)
-    frame = read_rows(args.input, version.signature)  # and so does a wrong input, before loading
-    predictor = ctx.project.registry.load_predictor(version.ref, trust=args.trust)
-    label = f"{predictor.name}:{predictor.version}"
-    with output.progress(f"predicting with {label}", len(frame), ctx.quiet) as advance:
-        scored = predict_frame(predictor, frame, args.input.name, on_rows=advance)
-    if scored.unknown:  # a warning, even with --quiet: the predictions may be worth less
-        output.warn(f"{args.input.name}: {describe_unknown(scored.unknown)}")
-    if args.output is None:
-        output.line(mlflow_response(scored.predictions).decode())
-        return
-    write_predictions(scored.predictions, frame, args.output)
-    if not ctx.quiet:
-        output.line(f"predicted {len(frame)} rows with {label}; wrote {args.output}")
+    result = ctx.project.scorer.score(
+        args.ref,
+        args.input,
+        args.output,
+        trust=args.trust,
+        progress=lambda label, rows: output.progress(f"predicting with {label}", rows, ctx.quiet),
+    )
+    if result.unknown:  # a warning, even with --quiet: the predictions may be worth less
+        output.warn(f"{args.input.name}: {describe_unknown(result.unknown)}")
+    if result.written is None:
+        output.line(mlflow_response(result.predictions).decode())
+    elif not ctx.quiet:
+        output.line(f"predicted {result.rows} rows with {result.ref}; wrote {result.written}")
 
 
 def import_mlflow(ctx: Context) -> None:

@@ -1,20 +1,13 @@
 """`mloop reproduce NAME:V`: re-run the pipeline that made a model version and compare.
 
 The pipeline runs in a separate `mloop` process rooted in a git worktree of the recorded commit
-(`--rerun-request`, an internal option, is that process's side): the recorded code's modules
-never meet anything this process imported, and the process records its own code and
-environment as any run does.
+(`--rerun-request`, an internal option, is that process's side; `services/registry/rerun.py`).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import json
-import os
-import subprocess
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +17,7 @@ from mloop.cli.main import Context
 from mloop.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from mloop.services.registry.reproduce import Reproduction, RerunOutcome, RerunRequest
+    from mloop.services.registry.reproduce import Reproduction
 
 
 def register(commands: Any) -> None:
@@ -69,11 +62,11 @@ def reproduce(ctx: Context) -> int:
         raise InvalidInput("which model version?", "mloop reproduce NAME:V, e.g. churn:3")
     result = ctx.project.reproducer.reproduce(
         args.ref,
-        functools.partial(_rerun_elsewhere, quiet=ctx.quiet),
         allow_dirty=args.allow_dirty,
         tolerance=args.tolerance,
         keep_worktree=args.keep_worktree,
         register=args.register,
+        on_output=None if ctx.quiet else sys.stderr.write,
     )
     if ctx.json:
         output.emit_json(result)
@@ -82,63 +75,18 @@ def reproduce(ctx: Context) -> int:
     return 0 if result.ok else 1
 
 
-def _rerun_elsewhere(
-    request: RerunRequest, root: Path, env: Mapping[str, str], *, quiet: bool = False
-) -> RerunOutcome:
-    """Run `mloop reproduce --rerun-request -` in the worktree: its stdout is one JSON object;
-    its stderr (a line per step as it ends, or an error) is passed on as it comes."""
-    from mloop.services.registry.reproduce import RerunOutcome
-
-    command = [sys.executable, "-m", "mloop", "-C", str(root), "reproduce", "--rerun-request", "-"]
-    if not quiet:
-        sys.stderr.write(f"re-running pipeline {request.pipeline} in a checkout of its commit\n")
-    with subprocess.Popen(
-        command,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **env},
-    ) as child:
-        assert child.stdin is not None and child.stdout is not None and child.stderr is not None
-        child.stdin.write(request.to_json())
-        child.stdin.close()
-        said = []
-        for line in child.stderr:  # the JSON on stdout is small: it cannot fill its pipe first
-            said.append(line)
-            if not quiet:
-                sys.stderr.write(line)
-        printed = child.stdout.read()
-    try:
-        found = json.loads(printed)
-    except ValueError:
-        error = "".join(said).strip() or f"the re-run exited with code {child.returncode}"
-        return RerunOutcome(None, "failed", error)
-    steps = tuple((str(step), str(state)) for step, state in found["steps"])
-    return RerunOutcome(found["run"], found["status"], found["error"], steps)
-
-
 def _rerun_here(ctx: Context) -> int:
-    """The worktree's side: run the recorded pipeline, pinned, with every step recomputed."""
-    from mloop.services.registry.reproduce import RerunRequest, pin_datasets
+    """The worktree's side: run the recorded pipeline, pinned, with every step recomputed; the
+    outcome goes to stdout as JSON for the process that asked."""
+    from mloop.project import init_project
+    from mloop.services.registry.rerun import RerunRequest
 
     source = ctx.args.rerun_request
     text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    request = RerunRequest.from_json(text)
-    pipelines = ctx.project.pipelines
-    pipelines.targets[request.pipeline] = request.target  # the recorded target, not today's
-    params = decode_params(request.params, pipelines.load(request.pipeline).defaults)
-    graph = pin_datasets(pipelines.graph(request.pipeline, params), request)
-    result = pipelines.run_graph(graph, use_cache=False, on_event=_step_line, tags=request.tags)
-    output.emit_json(
-        {
-            "run": result.run_id,
-            "status": result.status.value,
-            "error": result.error,
-            "steps": [[event.step, event.state] for event in result.steps.values()],
-        }
-    )
-    return 0 if result.ok else 1
+    init_project(Path.cwd())  # the checkout's state folder, which ignores itself in git
+    outcome = ctx.project.reproducer.rerun(RerunRequest.from_json(text), on_event=_step_line)
+    output.line(outcome.to_json())
+    return 0 if outcome.ok else 1
 
 
 def _digest(r: Reproduction) -> str:
@@ -154,23 +102,6 @@ def _step_line(event: Any) -> None:
         seconds = f" {output.duration(event.seconds)}" if event.seconds is not None else ""
         sys.stderr.write(f"  {event.step:<16} {event.state}{seconds}\n")
         sys.stderr.flush()
-
-
-def decode_params(recorded: Mapping[str, str], defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """Recorded params back as values, read as `-p` reads them (JSON where it parses, else
-    text), except that a param whose default is text stays text.
-
-    Example:
-        >>> decode_params({"C": "0.5", "tag": "1"}, {"tag": "a"})
-        {'C': 0.5, 'tag': '1'}
-    """
-    params: dict[str, Any] = {}
-    for key, text in recorded.items():
-        try:
-            params[key] = text if isinstance(defaults.get(key), str) else json.loads(text)
-        except ValueError:
-            params[key] = text
-    return params
 
 
 def _report(r: Reproduction) -> None:

@@ -176,7 +176,7 @@ def _mloop_requirement(wheels: Path) -> str:
     wheel = running_wheel()
     wheels.mkdir(parents=True, exist_ok=True)
     (wheels / wheel.filename).write_bytes(wheel.content)
-    return f"./wheels/{wheel.filename}"
+    return f"./wheels/{wheel.filename}[serve]"  # the model server's extra
 
 
 def _write(path: Path, text: str) -> None:

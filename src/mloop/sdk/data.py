@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mloop.errors import extras_named
 from mloop.sdk import _open_project, active_run
 
 if TYPE_CHECKING:
@@ -26,8 +27,9 @@ def add(
     """
     items = [paths] if isinstance(paths, str | Path) else list(paths)
     run = active_run()
-    data = _open_project(project).data
-    result = data.add(name, [Path(p) for p in items], message, run_id=run.id if run else None)
+    with extras_named():
+        data = _open_project(project).data
+        result = data.add(name, [Path(p) for p in items], message, run_id=run.id if run else None)
     return result.version
 
 
@@ -38,7 +40,8 @@ def get(name: str, version: int | None = None, project: str | Path | None = None
         >>> frame = mloop.data.get("sales").to_pandas()  # doctest: +SKIP
     """
     run = active_run()
-    dataset = _open_project(project).data.get(name, version)
+    with extras_named():
+        dataset = _open_project(project).data.get(name, version)
     if run is not None:
         run.log_input("dataset", dataset.version.ref)
     return dataset

@@ -1,8 +1,9 @@
 """The error envelope every HTTP answer of mloop uses: `{"error": {"code", "message", "hint"}}`.
 
-`MloopError` carries its own code and HTTP status (`mloop.errors`); the few errors that exist
-only at the HTTP level (body too large, wrong content type, overload, time-out) are made here
-with the same shape, so a client handles one format.
+Every body is built from an `MloopError` class (`mloop.errors`), which carries the code and the
+HTTP status, the errors that exist only at the HTTP level (body too large, wrong content type,
+overload, time-out) included: a client meets only codes the registry knows, and the HTTP client
+raises the same class again.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import orjson
 from mloop.errors import MloopError
 
 
-def error_body(code: str, message: str, hint: str | None = None) -> bytes:
-    """The JSON body of an error answer.
+def error_body(error: type[MloopError], message: str, hint: str | None = None) -> bytes:
+    """The JSON body of an answer with `error`'s code (its status is `error.http_status`).
 
     Example:
-        >>> error_body("not_found", "no route /x")
+        >>> from mloop.errors import NotFound
+        >>> error_body(NotFound, "no route /x")
         b'{"error":{"code":"not_found","message":"no route /x","hint":null}}'
     """
-    return orjson.dumps({"error": {"code": code, "message": message, "hint": hint}})
+    return orjson.dumps({"error": {"code": error.code, "message": message, "hint": hint}})
 
 
 def from_error(exc: MloopError, hint: str | None = None) -> tuple[int, bytes]:
@@ -31,4 +33,4 @@ def from_error(exc: MloopError, hint: str | None = None) -> tuple[int, bytes]:
         >>> from_error(NotFound("no model 'x'"))[0]
         404
     """
-    return exc.http_status, error_body(exc.code, exc.message, exc.hint or hint)
+    return exc.http_status, error_body(type(exc), exc.message, exc.hint or hint)

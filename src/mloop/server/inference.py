@@ -30,7 +30,20 @@ from typing import Any
 
 import orjson
 
-from mloop.errors import MloopError, ValidationFailed
+from mloop.errors import (
+    InternalError,
+    MethodNotAllowed,
+    MloopError,
+    ModelFailed,
+    ModelNotFound,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    RequestTimeout,
+    Timeout,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from mloop.server import oip
 from mloop.server.errors import error_body, from_error
 from mloop.server.limits import (
@@ -47,7 +60,7 @@ from mloop.server.media import CSV, HINTS, INFER, INVOCATIONS, V1, Media, media_
 from mloop.server.openapi import openapi_document
 from mloop.services.serving.batcher import MicroBatcher
 from mloop.services.serving.metrics import ENDPOINTS, ServingMetrics
-from mloop.services.serving.predictor import MODEL_ERRORS, Predictor
+from mloop.services.serving.predictor import Predictor, failure
 from mloop.services.serving.requests import (
     Batch,
     RequestReader,
@@ -127,20 +140,20 @@ class InferenceApp:
         self.output = oip.output_name(predictor.signature)
         self.inputs_hint = f"GET /v2/models/{name} lists the inputs, their types and nullability"
         self.busy = error_body(
-            "overloaded",
+            Overloaded,
             f"{self.label} has {settings.max_concurrency} requests in flight and "
             f"{settings.max_queue} waiting",
             f"retry after {settings.retry_after} s, or start the server with more --workers",
         )
         self.busy_headers = [*self.json, (b"retry-after", str(settings.retry_after).encode())]
         self.busy_bodies = error_body(
-            "overloaded",
+            Overloaded,
             f"{self.label} holds {settings.max_body_memory} bytes of request bodies already",
             f"retry after {settings.retry_after} s, send smaller bodies, or start the server "
             "with more --workers or a larger --max-body-memory",
         )
         self.slow_body = error_body(
-            "request_timeout",
+            RequestTimeout,
             f"the body did not arrive within {min(settings.body_timeout, settings.timeout):g} s",
             "send the body at once, or raise the server's --body-timeout",
         )
@@ -191,7 +204,7 @@ class InferenceApp:
             f"/v1/models/{name}",
         }
         self.unauthorized = error_body(
-            "unauthorized",
+            Unauthorized,
             "this server needs a bearer token",
             "send the header Authorization: Bearer TOKEN (the server's MLOOP_SERVE_TOKEN)",
         )
@@ -209,7 +222,7 @@ class InferenceApp:
             and not self._authorized(scope["headers"])
         ):
             endpoint = route[0] if route is not None else _E["other"]
-            status, body = 401, self.unauthorized
+            status, body = Unauthorized.http_status, self.unauthorized
             headers = [*self.json, (b"www-authenticate", b'Bearer realm="mloop"')]
         elif route is None:
             endpoint, (status, body, headers) = _E["other"], self._not_found(scope["path"])
@@ -218,7 +231,8 @@ class InferenceApp:
             handler = methods.get(scope["method"])
             if handler is None:
                 allow = ", ".join(methods).encode()
-                status, body = 405, error_body("method_not_allowed", f"use {allow.decode()}")
+                status = MethodNotAllowed.http_status
+                body = error_body(MethodNotAllowed, f"use {allow.decode()}")
                 headers = [*self.json, (b"allow", allow)]
             else:
                 try:
@@ -228,7 +242,7 @@ class InferenceApp:
                     return
                 except Exception:
                     logger.exception("error answering %s %s", scope["method"], scope["path"])
-                    status, body, headers = 500, self._internal, self.json
+                    status, body, headers = InternalError.http_status, self._internal, self.json
         if status >= 400 and scope["path"].startswith("/v2"):
             body = oip.error_body(body)
         await send(
@@ -253,7 +267,7 @@ class InferenceApp:
         return False
 
     _internal = error_body(
-        "internal_error",
+        InternalError,
         "the server failed to answer this request",
         "this is a bug in mloop or in the model; the server's log has the traceback",
     )
@@ -314,13 +328,14 @@ class InferenceApp:
         media = media_type(scope["headers"], route)
         problem = check_headers(scope["headers"], settings.max_body_bytes)
         if media.problem is not None or problem is not None:
-            status, code, message, hint = 415, "unsupported_media_type", media.problem, HINTS[route]
+            error: type[MloopError] = UnsupportedMediaType
+            message, hint = media.problem, HINTS[route]
             if problem is not None:
-                status, code, message = problem
+                error, message = PayloadTooLarge, problem
                 hint = "send fewer rows per request, or raise --max-body-size"
             # An unread body cannot be skipped safely on a kept-alive connection: close it.
-            body = error_body(code, str(message), hint)
-            return status, body, [*self.json, (b"connection", b"close")]
+            body = error_body(error, str(message), hint)
+            return error.http_status, body, [*self.json, (b"connection", b"close")]
         # One keep-alive connection sends one request at a time: the same client twice in a
         # row means nobody else is sending, and merging has nothing to wait for.
         client = scope.get("client")
@@ -328,7 +343,7 @@ class InferenceApp:
         self._last_client = client
         admission = self.admission
         if admission.full():  # no slot and no room to wait: not worth reading the body
-            return 503, self.busy, self.busy_headers
+            return Overloaded.http_status, self.busy, self.busy_headers
         admitted = False
         held = 0  # bytes of this request's body taken from the worker's budget
         self.metrics.enter()
@@ -340,37 +355,37 @@ class InferenceApp:
                 async with asyncio.timeout(min(settings.body_timeout, settings.timeout)):
                     body = await read_body(receive, settings.max_body_bytes, self.bodies)
             except TimeoutError:
-                return 408, self.slow_body, [*self.json, (b"connection", b"close")]
+                closing = [*self.json, (b"connection", b"close")]
+                return RequestTimeout.http_status, self.slow_body, closing
             except OverBudget:
-                return 503, self.busy_bodies, [*self.busy_headers, (b"connection", b"close")]
+                closing = [*self.busy_headers, (b"connection", b"close")]
+                return Overloaded.http_status, self.busy_bodies, closing
             held = len(body)
             async with asyncio.timeout_at(deadline):
                 if not admission.try_enter():
                     if not admission.can_wait():
-                        return 503, self.busy, self.busy_headers
+                        return Overloaded.http_status, self.busy, self.busy_headers
                     await admission.wait()
                 admitted = True
                 batch, request = self._read(route, media, body)
                 try:
                     result = await self.batcher.predict(batch.data, batch.rows, lone)
-                except MODEL_ERRORS as exc:
-                    raise ValidationFailed(
-                        f"{self.label} could not predict on this input: "
-                        f"{type(exc).__name__}: {exc}",
-                        "check the values against the model's inputs: GET /v2/models/"
-                        f"{self.predictor.name}",
-                    ) from exc
+                except Exception as exc:
+                    failed = failure(self.predictor, exc)
+                    if isinstance(failed, ModelFailed):
+                        logger.error("%s failed to predict", self.label, exc_info=exc)
+                    raise failed from exc
                 answer, headers = self._write(result, request)
                 return 200, answer, self._warn(batch, headers) if batch.unknown else headers
         except TimeoutError:
             message = f"no answer within the time-out of {settings.timeout:g} s"
             hint = "send fewer rows per request, or raise --timeout"
-            return 504, error_body("timeout", message, hint), self.json
+            return Timeout.http_status, error_body(Timeout, message, hint), self.json
         except TooLarge:
             message = f"the body is over the limit of {settings.max_body_bytes} bytes"
             hint = "send fewer rows per request, or raise --max-body-size"
-            body = error_body("payload_too_large", message, hint)
-            return 413, body, [*self.json, (b"connection", b"close")]
+            body = error_body(PayloadTooLarge, message, hint)
+            return PayloadTooLarge.http_status, body, [*self.json, (b"connection", b"close")]
         except MloopError as exc:
             status, body = from_error(exc, self.inputs_hint)
             return status, body, self.json
@@ -399,15 +414,15 @@ class InferenceApp:
         if path.startswith("/v2/models/") and not path.startswith(f"/v2/models/{name}/"):
             message = f"this server serves model {name!r}, not {path.split('/')[3]!r}"
             hint = f"use /v2/models/{name}/infer"
-            return 404, error_body("model_not_found", message, hint), self.json
+            return ModelNotFound.http_status, error_body(ModelNotFound, message, hint), self.json
         if path.startswith("/v1/models/"):
             asked = path.removeprefix("/v1/models/").split(":")[0]
             message = f"this server serves model {name!r}, not {asked!r}"
             hint = f"use /v1/models/{name}:predict"
-            return 404, error_body("model_not_found", message, hint), self.json
+            return ModelNotFound.http_status, error_body(ModelNotFound, message, hint), self.json
         message = f"no route {path}"
         hint = "see /openapi.json for the routes; predict at /invocations or /v2/models/NAME/infer"
-        return 404, error_body("not_found", message, hint), self.json
+        return NotFound.http_status, error_body(NotFound, message, hint), self.json
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -33,6 +33,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from mloop.errors import HeadersTooLarge, RequestTimeout, TooManyConnections
 from mloop.server.errors import error_body
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -124,13 +125,14 @@ class Admission:
         self.active -= 1
 
 
-def check_headers(headers: list[tuple[bytes, bytes]], max_body: int) -> tuple[int, str, str] | None:
-    """(413, code, message) when the declared Content-Length is over the limit, else None.
-    (Which content types a route takes is `media.media_type`'s job.)
+def check_headers(headers: list[tuple[bytes, bytes]], max_body: int) -> str | None:
+    """What is wrong when the declared Content-Length is over the limit (the app answers it
+    with `PayloadTooLarge`, a 413), else None. (Which content types a route takes is
+    `media.media_type`'s job.)
 
     Example:
-        >>> check_headers([(b"content-length", b"2048")], 1024)[0]
-        413
+        >>> check_headers([(b"content-length", b"2048")], 1024)
+        'the body is 2048 bytes; the limit is 1024'
     """
     length = -1
     for name, value in headers:
@@ -140,7 +142,7 @@ def check_headers(headers: list[tuple[bytes, bytes]], max_body: int) -> tuple[in
             except ValueError:
                 length = -1
     if length > max_body:
-        return 413, "payload_too_large", f"the body is {length} bytes; the limit is {max_body}"
+        return f"the body is {length} bytes; the limit is {max_body}"
     return None
 
 
@@ -220,8 +222,8 @@ class GuardedHttpTools(HttpToolsProtocol):
             # Refused before it counts: established connections keep their place.
             self._refused = True
             self.transport = transport
-            self.on_refused(503)
-            transport.write(_answer(503, _TOO_MANY, retry_after=True))
+            self.on_refused(TooManyConnections.http_status)
+            transport.write(_answer(TooManyConnections.http_status, _TOO_MANY, retry_after=True))
             transport.close()
             return
         super().connection_made(transport)
@@ -245,7 +247,8 @@ class GuardedHttpTools(HttpToolsProtocol):
                 if self.transport.is_closing():
                     return
             if self._heads == heads:  # the limit is reached and the head still goes on
-                self._refuse(431, _HEAD_TOO_LARGE.replace(b"LIMIT", b"%d" % self.max_head_bytes))
+                limit = b"%d" % self.max_head_bytes
+                self._refuse(HeadersTooLarge.http_status, _HEAD_TOO_LARGE.replace(b"LIMIT", limit))
                 return
             data = data[room:]  # the head ended within the limit: the rest is body or more
         if data:
@@ -288,7 +291,8 @@ class GuardedHttpTools(HttpToolsProtocol):
             self.cycle.keep_alive = False  # a pipelined head: close once the answer is out
             return
         if self._head:
-            self._refuse(408, _HEAD_TOO_SLOW.replace(b"LIMIT", b"%g" % self.head_timeout))
+            limit = b"%g" % self.head_timeout
+            self._refuse(RequestTimeout.http_status, _HEAD_TOO_SLOW.replace(b"LIMIT", limit))
         else:
             self.transport.close()  # nothing came: nobody to answer
 
@@ -313,17 +317,17 @@ def _answer(status: int, body: bytes, retry_after: bool = False) -> bytes:
 
 
 _TOO_MANY = error_body(
-    "too_many_connections",
+    TooManyConnections,
     "this server has as many open connections as it takes",
     "retry after 1 s; the server's --max-connections (per worker) sets how many",
 )
 _HEAD_TOO_LARGE = error_body(
-    "headers_too_large",
+    HeadersTooLarge,
     "the request line and headers are over the limit of LIMIT bytes",
     "send shorter headers (and URL), or raise the server's --max-header-size",
 )
 _HEAD_TOO_SLOW = error_body(
-    "request_timeout",
+    RequestTimeout,
     "the request line and headers did not arrive within LIMIT s",
     "send the whole head at once, or raise the server's --header-timeout",
 )

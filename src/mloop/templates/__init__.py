@@ -231,7 +231,7 @@ def values(template: Template, project: str) -> dict[str, str]:
         "param": template.param,
         "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
         "mloop_wheel": wheel,
-        "pin_mloop": f"{wheel}[sklearn]",
+        "pin_mloop": f"{wheel}[data,sklearn]",
         "pin_pandas": _pin("pandas", "pandas"),
         "pin_sklearn": _pin("scikit-learn", "scikit-learn"),
         "pin_skops": _pin("skops", "skops"),

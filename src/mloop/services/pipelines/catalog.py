@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -78,23 +79,30 @@ class Pipelines:
     def load(self, name: str | None) -> PipelineFunction:
         """Import the pipeline function a name points at."""
         key = self.resolve_name(name)
+        return self._function(key, self.targets[key], "in mloop.yaml")
+
+    def _function(self, name: str, target: str, where: str) -> PipelineFunction:
         try:
-            parse_target(self.targets[key])
+            parse_target(target)
         except PipelineError as exc:
-            raise PipelineError(
-                f"pipeline {key!r} in mloop.yaml: {exc.message}", exc.hint
-            ) from None
-        found = resolve(self.targets[key], str(self.root))
+            raise PipelineError(f"pipeline {name!r} {where}: {exc.message}", exc.hint) from None
+        found = resolve(target, str(self.root))
         if not isinstance(found, PipelineFunction):
             raise PipelineError(
-                f"{self.targets[key]} is not a pipeline",
-                "decorate the function with @mloop.pipeline",
+                f"{target} is not a pipeline", "decorate the function with @mloop.pipeline"
             )
         return found
 
     def graph(self, name: str | None, params: Mapping[str, Any] | None = None) -> PipelineGraph:
         """The traced graph, named as mloop.yaml names the pipeline."""
         return dataclasses.replace(self.load(name).build(params), name=self.resolve_name(name))
+
+    def recorded_graph(self, name: str, target: str, params: Mapping[str, str]) -> PipelineGraph:
+        """The graph a recorded run of pipeline `name` ran: traced from the `target` it
+        recorded (not the one mloop.yaml names today) with the params it recorded (text)."""
+        function = self._function(name, target, "as recorded")
+        graph = function.build(decode_params(params, function.defaults))
+        return dataclasses.replace(graph, name=name)
 
     def working_data(
         self,
@@ -200,3 +208,20 @@ class Pipelines:
             )
         result.data = list(check.changes)
         return result
+
+
+def decode_params(recorded: Mapping[str, str], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Recorded params back as values, read as `-p` reads them (JSON where it parses, else
+    text), except that a param whose default is text stays text.
+
+    Example:
+        >>> decode_params({"C": "0.5", "tag": "1"}, {"tag": "a"})
+        {'C': 0.5, 'tag': '1'}
+    """
+    params: dict[str, Any] = {}
+    for key, text in recorded.items():
+        try:
+            params[key] = text if isinstance(defaults.get(key), str) else json.loads(text)
+        except ValueError:
+            params[key] = text
+    return params

@@ -27,9 +27,9 @@ from mloop.domain.query import parse_filter
 from mloop.domain.run import Metric, Run, RunOutput, RunStatus
 from mloop.errors import PipelineError
 from mloop.executors.protocol import StepExecutor
-from mloop.services.data.versioning import DataService
 from mloop.services.pipelines.fingerprint import source_digest
 from mloop.services.pipelines.worker import (
+    OpenServices,
     Services,
     StepOutcome,
     StepTask,
@@ -39,8 +39,6 @@ from mloop.services.pipelines.worker import (
 )
 from mloop.services.pipelines.working import DataChange
 from mloop.services.tracking.active_run import ActiveRun
-from mloop.services.tracking.runs import Tracker
-from mloop.store.artifacts.cas import ArtifactStore
 
 CACHE_TAG = "mloop.cache_key"
 
@@ -76,14 +74,21 @@ class PipelineResult:
         return self.status is RunStatus.FINISHED
 
 
-@dataclass(frozen=True, slots=True)
-class Stores:
-    """Where workers in other processes find the stores."""
+@dataclass
+class _Progress:
+    """One pipeline run in progress: what starting and settling each of its steps reads (fixed
+    when the run starts) and fills in (the steps' outputs, the steps that failed)."""
 
-    root: Path
-    store_uri: str
-    artifacts_uri: str
-    actor: str
+    pipeline_run: ActiveRun
+    executor: StepExecutor
+    sources: Mapping[str, str]  # step -> its code's digest
+    environment: str
+    datasets: Mapping[tuple[str, int | None], tuple[int, str]]  # see _resolve_datasets
+    use_cache: bool
+    resumed: Run | None
+    record: Callable[[StepEvent], None]
+    outputs: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
 
 
 def _manifest_digest(files: Any) -> str:
@@ -91,17 +96,17 @@ def _manifest_digest(files: Any) -> str:
 
 
 class PipelineRunner:
-    def __init__(
-        self,
-        tracker: Tracker,
-        data: DataService,
-        artifacts: ArtifactStore,
-        stores: Stores,
-    ) -> None:
-        self.tracker = tracker
-        self.data = data
-        self.artifacts = artifacts
-        self.stores = stores
+    """Runs steps with this process's `services` when the executor runs them here, and sends
+    `open_services` (picklable, from the wiring layer) with each step run elsewhere, for the
+    worker to build its own: the runner is handed how to open the stores, as Kedro's runner
+    is handed its catalog, and never opens them itself."""
+
+    def __init__(self, services: Services, root: Path, open_services: OpenServices) -> None:
+        self.services = services
+        self.tracker = services.tracker
+        self.data = services.data
+        self.root = root
+        self.open_services = open_services
         # Steps being computed right now, by cache key: when pipeline runs share a runner (the
         # trials of a sweep), a step they have in common runs once and the others reuse it.
         self._lock = threading.Lock()
@@ -170,8 +175,8 @@ class PipelineRunner:
         """
         emit = on_event or (lambda event: None)
         steps = order(graph.steps)
-        functions = {s.name: resolve(s.target, str(self.stores.root)) for s in steps}
-        sources = {name: source_digest(fn, self.stores.root) for name, fn in functions.items()}
+        functions = {s.name: resolve(s.target, str(self.root)) for s in steps}
+        sources = {name: source_digest(fn, self.root) for name, fn in functions.items()}
         resumed = self.tracker.get_run(resume) if resume else None
         if resumed is not None and resumed.tags.get("mloop.pipeline") != graph.name:
             raise PipelineError(
@@ -201,47 +206,37 @@ class PipelineRunner:
             name if asked is None else f"{name}:{asked}": version
             for (name, asked), (version, _) in sorted(datasets.items(), key=str)
         }
-        outputs: dict[str, tuple[str, ...]] = {}
         pending = list(steps)
         running: dict[Future[StepOutcome], tuple[StepNode, ActiveRun, str]] = {}
-        failed: list[str] = []
 
         def record(event: StepEvent) -> None:
             result.steps[event.step] = event
             emit(event)
 
+        progress = _Progress(
+            pipeline_run, executor, sources, environment, datasets, use_cache, resumed, record
+        )
         try:
             while pending or running:
                 progressed = False
                 for node in list(pending):
-                    if failed or not node.upstream <= outputs.keys():
+                    if progress.failed or not node.upstream <= progress.outputs.keys():
                         continue
                     pending.remove(node)
                     progressed = True
-                    future_run = self._start(
-                        node,
-                        pipeline_run,
-                        executor,
-                        sources,
-                        environment,
-                        outputs,
-                        datasets,
-                        use_cache,
-                        resumed,
-                        record,
-                    )
+                    future_run = self._start(node, progress)
                     if future_run is None:
                         continue
                     future, step_run, key = future_run
                     if future.done():  # the local executor ran it already: settle it now
-                        self._settle(node, step_run, key, future, outputs, failed, record)
+                        self._settle(node, step_run, key, future, progress)
                     else:
                         running[future] = (node, step_run, key)
                 if running:
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in done:
                         node, step_run, key = running.pop(future)
-                        self._settle(node, step_run, key, future, outputs, failed, record)
+                        self._settle(node, step_run, key, future, progress)
                 elif pending and not progressed:  # blocked behind a failed step
                     for node in pending:
                         record(StepEvent(node.name, "skipped"))
@@ -253,10 +248,10 @@ class PipelineRunner:
             pipeline_run.end(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
             raise
         self._lift_metrics(pipeline_run, result)
-        if failed:
-            first = result.steps[failed[0]]
+        if progress.failed:
+            first = result.steps[progress.failed[0]]
             last_line = (first.error or "").strip().splitlines()[-1:] or ["unknown error"]
-            result.error = f"step {failed[0]!r} failed: {last_line[0]}"
+            result.error = f"step {progress.failed[0]!r} failed: {last_line[0]}"
             result.status = RunStatus.FAILED
             pipeline_run.end(RunStatus.FAILED, result.error)
         else:
@@ -265,33 +260,23 @@ class PipelineRunner:
         return result
 
     def _start(
-        self,
-        node: StepNode,
-        pipeline_run: ActiveRun,
-        executor: StepExecutor,
-        sources: Mapping[str, str],
-        environment: str,
-        outputs: dict[str, tuple[str, ...]],
-        datasets: Mapping[tuple[str, int | None], tuple[int, str]],
-        use_cache: bool,
-        resumed: Run | None,
-        record: Callable[[StepEvent], None],
+        self, node: StepNode, progress: _Progress
     ) -> tuple[Future[StepOutcome], ActiveRun, str] | None:
         """Reuse the step's outputs if its key was seen, else submit it; None when reused."""
-        inputs = self._input_digests(node, outputs, datasets)
-        key = cache_key(sources[node.name], inputs, environment, node.options)
-        reusable = (use_cache or resumed is not None) and node.options.cache
+        inputs = self._input_digests(node, progress.outputs, progress.datasets)
+        key = cache_key(progress.sources[node.name], inputs, progress.environment, node.options)
+        reusable = (progress.use_cache or progress.resumed is not None) and node.options.cache
         while True:
             if reusable:
-                hit = self._cached(key, resumed, anywhere=use_cache)
+                hit = self._cached(key, progress.resumed, anywhere=progress.use_cache)
                 reused = self._outputs_of(hit, node.outputs) if hit else None
                 if hit is not None and reused is not None:
-                    run_id = self._record_cached(pipeline_run, node, key, hit)
-                    outputs[node.name] = reused
+                    run_id = self._record_cached(progress.pipeline_run, node, key, hit)
+                    progress.outputs[node.name] = reused
                     origin = hit.tags.get("mloop.cached_from", hit.id)  # who computed it
-                    record(StepEvent(node.name, "cached", run_id, cached_from=origin))
+                    progress.record(StepEvent(node.name, "cached", run_id, cached_from=origin))
                     return None
-            if not use_cache or self._claim(key):
+            if not progress.use_cache or self._claim(key):
                 break
         step_run = self.tracker.start_run(
             node.name,
@@ -302,16 +287,16 @@ class PipelineRunner:
                 "mloop.target": node.target,
                 CACHE_TAG: key,
             },
-            parent=pipeline_run,
+            parent=progress.pipeline_run,
         )
-        record(StepEvent(node.name, "running", step_run.id))
-        task = self._task(node, step_run.id, outputs, datasets)
-        if executor.in_process:
-            services = Services(self.tracker, self.data, self.artifacts)
-            return executor.submit(run_step, task, services), step_run, key
-        future = executor.submit_step(
+        progress.record(StepEvent(node.name, "running", step_run.id))
+        task = self._task(node, step_run.id, progress)
+        if progress.executor.in_process:
+            return progress.executor.submit(run_step, task, self.services), step_run, key
+        future = progress.executor.submit_step(
             run_task,
             task,
+            self.open_services,
             cpus=node.options.cpus,
             gpus=node.options.gpus,
             memory=node.options.memory,
@@ -324,28 +309,21 @@ class PipelineRunner:
         step_run: ActiveRun,
         key: str,
         future: Future[StepOutcome],
-        outputs: dict[str, tuple[str, ...]],
-        failed: list[str],
-        record: Callable[[StepEvent], None],
+        progress: _Progress,
     ) -> None:
         try:
-            self._finish_step(node, step_run, future.result(), outputs, failed, record)
+            self._finish_step(node, step_run, future.result(), progress)
         finally:
             self._release(key)
 
+    @staticmethod
     def _finish_step(
-        self,
-        node: StepNode,
-        step_run: ActiveRun,
-        outcome: StepOutcome,
-        outputs: dict[str, tuple[str, ...]],
-        failed: list[str],
-        record: Callable[[StepEvent], None],
+        node: StepNode, step_run: ActiveRun, outcome: StepOutcome, progress: _Progress
     ) -> None:
         if outcome.ok:
-            outputs[node.name] = outcome.outputs
+            progress.outputs[node.name] = outcome.outputs
             step_run.end(RunStatus.FINISHED)
-            record(
+            progress.record(
                 StepEvent(
                     node.name,
                     "finished",
@@ -355,9 +333,9 @@ class PipelineRunner:
                 )
             )
         else:
-            failed.append(node.name)
+            progress.failed.append(node.name)
             step_run.end(RunStatus.FAILED, outcome.error)
-            record(
+            progress.record(
                 StepEvent(
                     node.name,
                     "failed",
@@ -399,33 +377,17 @@ class PipelineRunner:
                 digests[arg] = value_digest(source.value)
         return digests
 
-    def _task(
-        self,
-        node: StepNode,
-        run_id: str,
-        outputs: Mapping[str, tuple[str, ...]],
-        datasets: Mapping[tuple[str, int | None], tuple[int, str]],
-    ) -> StepTask:
+    def _task(self, node: StepNode, run_id: str, progress: _Progress) -> StepTask:
         inputs: list[tuple[str, str, Any]] = []
         for arg, source in node.inputs:
             if source.kind == "output":
-                inputs.append((arg, "output", outputs[str(source.step)][source.output]))
+                inputs.append((arg, "output", progress.outputs[str(source.step)][source.output]))
             elif source.kind == "dataset":
-                version = datasets[(str(source.value), source.version)][0]
+                version = progress.datasets[(str(source.value), source.version)][0]
                 inputs.append((arg, "dataset", [source.value, version]))
             else:
                 inputs.append((arg, "value", source.value))
-        return StepTask(
-            str(self.stores.root),
-            self.stores.store_uri,
-            self.stores.artifacts_uri,
-            self.stores.actor,
-            run_id,
-            node.name,
-            node.target,
-            tuple(inputs),
-            node.options,
-        )
+        return StepTask(str(self.root), run_id, node.name, node.target, tuple(inputs), node.options)
 
     @staticmethod
     def _params_of(node: StepNode) -> dict[str, str]:

@@ -1,8 +1,11 @@
 """Running one step: load its inputs, call it (with retries and a timeout), store its outputs.
 
 The same code runs in the pipeline's own process (local executor) and in worker processes or
-Ray tasks: a StepTask is plain data (store URIs, digests, values), so it can be sent anywhere
-that can reach the stores. Outputs go to the artifact store, not back through the driver.
+Ray tasks: a StepTask is plain data (digests, values), so it can be sent anywhere that can reach
+the stores. A worker does not open the stores itself: the runner sends, with each task, the
+picklable `OpenServices` the wiring layer handed it (`mloop.project.StepServices`), so stores
+are opened, and credentials travel, in one place. Outputs go to the artifact store, not back
+through the driver.
 """
 
 from __future__ import annotations
@@ -32,12 +35,10 @@ from mloop.store.artifacts.cas import ArtifactStore
 
 @dataclass(frozen=True, slots=True)
 class StepTask:
-    """Everything a worker needs to run one step, as plain picklable data."""
+    """What one step is and reads, as plain picklable data (where its services come from is
+    the `OpenServices` sent beside it)."""
 
-    root: str
-    store_uri: str
-    artifacts_uri: str
-    actor: str
+    root: str  # the project folder the step's modules are imported from
     run_id: str
     step: str
     target: str
@@ -61,6 +62,11 @@ class Services:
     tracker: Tracker
     data: DataService
     artifacts: ArtifactStore
+
+
+# Builds a worker's services: a picklable callable from the wiring layer (services never open
+# stores from URIs), called once per task in the worker process or Ray task.
+OpenServices = Callable[[], Services]
 
 
 class StepTimeout(Exception):
@@ -110,28 +116,6 @@ def resolve(target: str, root: str | None = None) -> Any:
     return obj
 
 
-def open_services(task: StepTask) -> Services:
-    from mloop.store import open_artifact_store, open_metadata_store
-    from mloop.store.statcache import StatCache
-    from mloop.store.walk import store_locations
-
-    metadata = open_metadata_store(task.store_uri, pool_size=1)
-    artifacts = open_artifact_store(task.artifacts_uri)
-    root = Path(task.root)
-    tracker = Tracker(metadata, artifacts, task.actor, root)
-    state = root / ".mloop"
-    data = DataService(
-        metadata,
-        lambda: artifacts,
-        root=root,
-        actor=task.actor,
-        stat_cache=StatCache(state / "state.db"),
-        checkout_cache=state / "checkouts",
-        stores=store_locations(task.store_uri, task.artifacts_uri),
-    )
-    return Services(tracker, data, artifacts)
-
-
 @contextlib.contextmanager
 def _time_limit(seconds: float | None) -> Iterator[None]:
     """Raise StepTimeout in the step after `seconds` (via SIGALRM, so only in a main thread)."""
@@ -152,9 +136,10 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def run_task(task: StepTask) -> StepOutcome:
-    """Entry point in a worker process or Ray task: open the stores, run the step."""
-    return run_step(task, open_services(task))
+def run_task(task: StepTask, open_services: OpenServices) -> StepOutcome:
+    """Entry point in a worker process or Ray task: build this process's services through the
+    wiring layer, run the step."""
+    return run_step(task, open_services())
 
 
 def run_step(task: StepTask, services: Services) -> StepOutcome:

@@ -15,76 +15,43 @@ and names it on the step's run instead of making a version. With `register=True`
 registers as the pipeline always does, and the new version's digest is compared.
 
 Uncommitted changes were digested, not saved: a version made from a dirty tree is refused unless
-the caller accepts re-running the commit alone. The registry cannot run pipelines (the pipelines
-service is its sibling), so the caller passes a `Rerun`; the CLI's runs `mloop` in a process
-rooted in the worktree, which keeps the recorded code apart from anything this one imported.
+the caller accepts re-running the commit alone. The pipeline runs in a child `mloop` process
+rooted in the worktree (`rerun.py`), which keeps the recorded code apart from anything this one
+imported; there `Reproducer.rerun` runs it through the pipelines service, which the registry,
+its sibling, is handed by the wiring layer rather than importing it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import platform
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mloop.domain.event import Event
 from mloop.domain.model import ModelVersion
 from mloop.domain.names import DatasetRef
 from mloop.domain.pipeline import PipelineGraph
-from mloop.domain.records import from_plain, to_plain
 from mloop.domain.run import Run
-from mloop.errors import InvalidInput, MloopError, NotFound
+from mloop.errors import InvalidInput, NotFound
 from mloop.services.registry.card import recorded_packages
-from mloop.services.registry.models import REHEARSAL_TAG, REHEARSED, Registry
+from mloop.services.registry.models import REHEARSED, Registry
+from mloop.services.registry.rerun import (
+    RecordedPipelines,
+    RerunOutcome,
+    RerunRequest,
+    git,
+    rerun_in_checkout,
+    worktree,
+)
 from mloop.services.tracking.capture import installed_packages
 
 SHOWN_CHANGES = 12  # package differences spelled out as warnings; all are in `packages`
-
-
-@dataclass(frozen=True, slots=True)
-class RerunRequest:
-    """What to run in the worktree: plain data, so it can cross into another process."""
-
-    pipeline: str
-    target: str
-    params: Mapping[str, str]  # as the pipeline run recorded them (text)
-    inputs: Mapping[str, DatasetRef]  # "STEP/ARG" -> the dataset version that input read
-    datasets: tuple[DatasetRef, ...]  # every dataset version the pipeline run read
-    ref: str = ""  # the version reproduced
-    register: bool = False  # let the re-run register what it makes (else only compare)
-
-    @property
-    def tags(self) -> dict[str, str]:
-        """What the re-run's pipeline run carries from its start (the registry reads them)."""
-        return {"mloop.reproduces": self.ref, **({} if self.register else {REHEARSAL_TAG: "1"})}
-
-    def to_json(self) -> str:
-        return json.dumps(to_plain(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> RerunRequest:
-        return from_plain(cls, json.loads(text))
-
-
-@dataclass(frozen=True, slots=True)
-class RerunOutcome:
-    run_id: str | None
-    status: str  # "finished" | "failed"
-    error: str | None = None
-    steps: tuple[tuple[str, str], ...] = ()  # (step, state)
-
-
-# (request, the project root inside the worktree, environment variables to set) -> outcome
-Rerun = Callable[[RerunRequest, Path, Mapping[str, str]], RerunOutcome]
 
 
 def pin_datasets(graph: PipelineGraph, request: RerunRequest) -> PipelineGraph:
@@ -173,30 +140,6 @@ class Plan:
     relative: Path  # the project root inside it
 
 
-def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", "-C", str(cwd), *args], capture_output=True, text=True, check=False, timeout=300
-    )
-
-
-@contextmanager
-def _worktree(repo: Path, commit: str, keep: bool) -> Iterator[Path]:
-    """A detached checkout of `commit` in a temporary folder, removed afterwards unless `keep`."""
-    holder = Path(tempfile.mkdtemp(prefix="mloop-reproduce-"))
-    tree = holder / "tree"
-    added = _git(repo, "worktree", "add", "--detach", str(tree), commit)
-    if added.returncode != 0:
-        shutil.rmtree(holder, ignore_errors=True)
-        raise MloopError(f"git worktree add failed: {added.stderr.strip()}")
-    try:
-        yield tree
-    finally:
-        if not keep:
-            _git(repo, "worktree", "remove", "--force", str(tree))
-            shutil.rmtree(holder, ignore_errors=True)
-            _git(repo, "worktree", "prune")
-
-
 def package_changes(recorded: Mapping[str, str], current: Mapping[str, str]) -> list[PackageChange]:
     """Packages whose version differs, that were recorded but are gone, or that are new.
 
@@ -223,12 +166,21 @@ def _check(name: str, old: float | None, new: float | None, tolerance: float) ->
 
 
 class Reproducer:
-    def __init__(self, registry: Registry, root: Path, store_uri: str, artifacts_uri: str) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        root: Path,
+        environment: Mapping[str, str],
+        pipelines: Callable[[], RecordedPipelines],
+    ) -> None:
+        """From the wiring layer: `environment`, the variables that make a child `mloop`
+        process use this project's stores (whatever opening them needs), and `pipelines`, the
+        pipelines service (opened only where a re-run runs)."""
         self.registry = registry
         self.metadata = registry.metadata
         self.root = root
-        self.store_uri = store_uri
-        self.artifacts_uri = artifacts_uri
+        self.environment = dict(environment)
+        self.pipelines = pipelines
 
     def plan(self, ref: str, allow_dirty: bool = False, register: bool = False) -> Plan:
         """What re-running `ref` means, or a clear refusal when it cannot be done faithfully."""
@@ -258,9 +210,9 @@ class Reproducer:
                 f"(digest {diff[:12]}); those changes were not saved and cannot be restored",
                 "re-run the commit alone anyway (results may differ): add --allow-dirty",
             )
-        top = _git(self.root, "rev-parse", "--show-toplevel")
+        top = git(self.root, "rev-parse", "--show-toplevel")
         repo = Path(top.stdout.strip()).resolve()
-        if top.returncode != 0 or _git(repo, "cat-file", "-e", f"{commit}^{{commit}}").returncode:
+        if top.returncode != 0 or git(repo, "cat-file", "-e", f"{commit}^{{commit}}").returncode:
             raise NotFound(
                 f"commit {commit[:12]}, which made {version.ref}, is not in a git repository "
                 f"holding {self.root}",
@@ -280,22 +232,23 @@ class Reproducer:
     def reproduce(
         self,
         ref: str,
-        rerun: Rerun,
         *,
         allow_dirty: bool = False,
         tolerance: float = 1e-6,
         keep_worktree: bool = False,
         register: bool = False,
+        on_output: Callable[[str], object] | None = None,
     ) -> Reproduction:
         """Re-run the pipeline that made `ref` from its commit, data and params; compare.
-        Nothing is registered unless `register` (module docstring).
+        Nothing is registered unless `register` (module docstring). `on_output` hears the
+        re-run's progress, a line at a time.
 
         Example:
-            >>> reproducer.reproduce("churn:3", rerun).ok  # doctest: +SKIP
+            >>> reproducer.reproduce("churn:3").ok  # doctest: +SKIP
             True
         """
         plan = self.plan(ref, allow_dirty, register)
-        with _worktree(plan.repo, plan.commit, keep_worktree) as tree:
+        with worktree(plan.repo, plan.commit, keep_worktree) as tree:
             root = tree / plan.relative
             if not (root / "mloop.yaml").is_file():
                 raise InvalidInput(
@@ -303,21 +256,30 @@ class Reproducer:
                     "committed, so the project cannot be opened there",
                     "commit mloop.yaml with the code",
                 )
-            (root / ".mloop").mkdir(exist_ok=True)  # state that ignores itself, as `init` makes
-            (root / ".mloop" / ".gitignore").write_text("*\n", encoding="utf-8")
             env = {
-                "MLOOP_STORE_URI": self.store_uri,
-                "MLOOP_ARTIFACTS_URI": self.artifacts_uri,
-                "MLOOP_USER": self.registry.actor,
+                **self.environment,
                 "PYTHONDONTWRITEBYTECODE": "1",  # no __pycache__: the checkout stays clean
             }
-            outcome = rerun(plan.request, root, env)
+            outcome = rerun_in_checkout(plan.request, root, env, on_output)
         result = self._compare(plan, outcome, tolerance, str(tree) if keep_worktree else None)
         details = {"run": outcome.run_id, "ok": result.ok, "digest_match": result.digest_match}
         where = f"model/{result.ref}"
         event = Event(time.time(), self.registry.actor, "model.reproduced", where, None, details)
         self.metadata.append_event(event)
         return result
+
+    def rerun(
+        self, request: RerunRequest, on_event: Callable[[Any], None] | None = None
+    ) -> RerunOutcome:
+        """The checkout's side: run the recorded pipeline from its recorded target and params,
+        datasets pinned, every step recomputed; `on_event` hears each step's progress."""
+        pipelines = self.pipelines()
+        graph = pipelines.recorded_graph(request.pipeline, request.target, request.params)
+        result = pipelines.run_graph(
+            pin_datasets(graph, request), use_cache=False, on_event=on_event, tags=request.tags
+        )
+        steps = tuple((event.step, event.state) for event in result.steps.values())
+        return RerunOutcome(result.run_id, result.status.value, result.error, steps)
 
     def _compare(
         self, plan: Plan, outcome: RerunOutcome, tolerance: float, kept: str | None

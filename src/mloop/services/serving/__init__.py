@@ -1,2 +1,3 @@
 """Serving: load a model version as a Predictor, check requests against its signature, batch
-them, and count what happens for Prometheus. The HTTP side lives in `mloop.server`."""
+them, score whole files the same way (`scorer.py`), and count what happens for Prometheus. The
+HTTP side lives in `mloop.server`."""

@@ -23,7 +23,7 @@ import orjson
 
 from mloop.domain.model import Signature
 from mloop.errors import InvalidInput, NotFound, ValidationFailed
-from mloop.services.serving.predictor import MODEL_ERRORS, Predictor
+from mloop.services.serving.predictor import Predictor, failure
 from mloop.services.serving.requests import RequestReader, UnknownCategory, jsonable, parse_body
 from mloop.services.serving.tables import read_csv
 
@@ -120,11 +120,8 @@ def predict_frame(
             unknown[found.column, found.value] += found.count
         try:
             parts.append(predictor.predict(batch.data))
-        except MODEL_ERRORS as exc:
-            raise InvalidInput(
-                f"{label}: the model could not predict: {type(exc).__name__}: {exc}",
-                "check the values against the model's signature: mloop models show NAME:V",
-            ) from None
+        except Exception as exc:
+            raise failure(predictor, exc, label) from exc
         if on_rows is not None:
             on_rows(len(part))
     counted = tuple(UnknownCategory(c, v, n) for (c, v), n in unknown.most_common())
