@@ -222,9 +222,13 @@ def test_export_bundle_refuses_a_non_empty_folder_and_keeps_it(
     done = cli("-C", str(bundled.root), "export", "bundle", "churn:1", str(out))
     assert done.code == 1 and "is not empty" in done.err and "--force" in done.err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
-    again = cli("-C", str(bundled.root), "export", "bundle", "churn:1", str(out), "--force")
+    args = ("-C", str(bundled.root), "export", "bundle", "churn:1", str(out), "--force", "--json")
+    again = cli(*args)
     assert again.code == 0, again.err
     assert open_bundle(out).version.ref == "churn:1" and (out / "keep.txt").exists()
+    said = json.loads(again.out)
+    assert (said["model"], said["digest"]) == ("churn:1", open_bundle(out).version.digest)
+    assert said["files"] and said["needs_trust"] is None
 
 
 @pytest.mark.parametrize(
@@ -279,3 +283,13 @@ def test_a_version_with_a_missing_object_leaves_no_half_bundle(
     done = cli("export", "bundle", "small:1", str(tmp_path / "out"))
     assert done.code == 1 and lost[:12] in done.err and "hint: " in done.err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_bundle_folder_given_as_a_bare_name_gets_a_hint(
+    bundled: Bundled, tmp_path: Path, mloop_process
+) -> None:
+    import shutil
+
+    shutil.copytree(bundled.folder, tmp_path / "churn-bundle")
+    done = mloop_process("serve", "churn-bundle", cwd=tmp_path, env=_clean_env())
+    assert done.code == 1 and "write ./churn-bundle" in done.err  # a ref by the rule, not a path
