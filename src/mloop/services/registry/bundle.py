@@ -47,6 +47,8 @@ WRITTEN = (RECORD, MANIFEST, FILES)
 FORMAT = 1
 KIND = "mloop.model-bundle"
 _MAX_JSON_BYTES = 64 << 20  # a record or manifest is kilobytes; this only bounds a bad file
+_REWRITE = "write the bundle again: mloop export bundle {ref} DIR"
+_AGAIN = _REWRITE.format(ref="NAME:V")
 
 
 def names_a_bundle(text: str) -> bool:
@@ -127,9 +129,6 @@ class Bundle:
                 )
 
 
-_REWRITE = "write the bundle again: mloop export bundle {ref} DIR"
-
-
 def write_bundle(registry: Registry, version: ModelVersion, folder: Path) -> Bundle:
     """Write `version` as a bundle into `folder` (created if missing; the caller makes sure it
     holds nothing of value). Files are exported verified from the artifact store; the record
@@ -203,9 +202,9 @@ def open_bundle(path: Path) -> Bundle:
 def _read_bytes(folder: Path, name: str) -> bytes:
     path = folder / name
     if not path.is_file():
-        raise CorruptArtifact(f"bundle {folder} lacks {name}", "write the bundle again")
+        raise CorruptArtifact(f"bundle {folder} lacks {name}", _AGAIN)
     if path.stat().st_size > _MAX_JSON_BYTES:
-        raise InvalidInput(f"bundle {folder}: {name} is too large to be mloop's", None)
+        raise InvalidInput(f"bundle {folder}: {name} is too large to be mloop's", _AGAIN)
     return path.read_bytes()
 
 
@@ -213,14 +212,16 @@ def _read_json(folder: Path, name: str) -> Any:
     try:
         return json.loads(_read_bytes(folder, name))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"bundle {folder}: {name} is not JSON ({exc})", None) from None
+        raise InvalidInput(f"bundle {folder}: {name} is not JSON ({exc})", _AGAIN) from None
 
 
 def _categories(plain: Any, folder: Path) -> dict[str, frozenset[str]]:
+    if plain is None:  # optional: without it, unseen text values go unnoticed
+        return {}
     if not isinstance(plain, dict) or not all(
         isinstance(v, list) and all(isinstance(x, str) for x in v) for v in plain.values()
     ):
-        raise InvalidInput(f"bundle {folder}: its categories are not lists of text", None)
+        raise InvalidInput(f"bundle {folder}: its categories are not lists of text", _AGAIN)
     return {str(column): frozenset(values) for column, values in plain.items()}
 
 
@@ -245,7 +246,6 @@ def _version_from_plain(plain: Any, folder: Path) -> ModelVersion:
     except (TypeError, ValueError, KeyError, AttributeError, InvalidInput) as exc:
         raise InvalidInput(
             f"bundle {folder}: {RECORD} holds no model version mloop reads ({exc})",
-            "it was written by another mloop, or edited: write it again with `mloop export "
-            "bundle NAME:V DIR`",
+            f"it was written by another mloop, or edited: {_AGAIN}",
         ) from None
     return version
