@@ -78,16 +78,24 @@ def test_a_bundle_holds_the_version_record_and_files_and_loads_the_same_model(
     project = Project.open(bundled.root)
     version = project.registry.get("churn:1")
     served = project.registry.load_predictor("churn:1")
+    assert version.environment is not None
+    environment = project.metadata.get_environment(version.environment)
+    packages = project.artifacts.read_bytes(environment.packages_digest)
     project.close()
 
     bundle = open_bundle(bundled.folder)
     assert bundle.version == version  # every field, the signature and aliases included
     assert sorted(p.name for p in bundled.folder.iterdir()) == [
         "bundle.json",
+        "environment.txt",
         "files",
         "manifest.json",
     ]
     assert digest_bytes((bundled.folder / "manifest.json").read_bytes()) == version.digest
+    # What to install to serve it: the environment the model was made in, pinned.
+    assert bundle.environment == environment
+    assert (bundled.folder / "environment.txt").read_bytes() == packages
+    assert any(p.startswith("scikit-learn==") for p in bundle.packages)
     assert bundle.load().predict(bundled.rows).tolist() == bundled.expected
     predictor = bundle.predictor()
     # What the server checks requests against travels with the bundle: the training data's
@@ -120,6 +128,12 @@ def _edit_manifest(folder: Path) -> str:
     return "manifest.json does not match the digest"
 
 
+def _edit_the_environment(folder: Path) -> str:
+    path = folder / "environment.txt"
+    path.write_text(path.read_text() + "evil==6.6.6\n")
+    return "environment.txt does not match the digest"
+
+
 def _link_a_file(folder: Path) -> str:
     path = next(p for p in (folder / "files").rglob("*") if p.is_file())
     outside = folder.parent / "outside"
@@ -146,10 +160,17 @@ def _escape_the_folder(folder: Path) -> str:
     [
         (_flip_a_byte, CorruptArtifact),
         (_edit_manifest, CorruptArtifact),
+        (_edit_the_environment, CorruptArtifact),
         (_link_a_file, InvalidPath),
         (_escape_the_folder, InvalidPath),
     ],
-    ids=["a-file-changed", "manifest-changed", "a-file-is-a-link", "a-name-leaves-the-folder"],
+    ids=[
+        "a-file-changed",
+        "manifest-changed",
+        "environment-changed",
+        "a-file-is-a-link",
+        "a-name-leaves-the-folder",
+    ],
 )
 def test_a_changed_bundle_is_refused_naming_what_changed(
     bundled: Bundled,

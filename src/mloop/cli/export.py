@@ -31,7 +31,8 @@ def register(commands: Any) -> None:
         "bundle",
         help="a folder holding the version's record and files, for `mloop serve DIR`",
         description="Write a model bundle: the version's record (bundle.json), its value "
-        "manifest (every file's digest) and its files. `mloop serve ./DIR` and "
+        "manifest (every file's digest), its files and the packages it was made with "
+        "(environment.txt). `mloop serve ./DIR` and "
         "`mloop.load_model('./DIR')` load it with no project or store, checking every file "
         "against its digest; `tar czf` makes one file of it.",
     )

@@ -104,15 +104,16 @@ def export_docker(
     if reason is not None and not trust:  # the image's own check would refuse it otherwise
         raise NeedsTrust.of(reason, version.ref)
     trusting = reason is not None
-    environment = (
-        project.metadata.get_environment(version.environment) if version.environment else None
-    )
-    listing = _package_listing(project, environment)
+    from mloop.services.registry.bundle import environment_of, write_bundle
+
+    environment, listing = environment_of(project.registry, version)
+    if environment is None:  # registered outside a run: this interpreter's packages
+        from mloop.services.tracking.capture import installed_packages
+
+        listing = installed_packages()
     requirements = _pinned(version, listing, packages)
     folder = prepare_folder(dest, force, WRITTEN, project.root)
     mloop_line = _mloop_requirement(folder / "wheels")
-    from mloop.services.registry.bundle import write_bundle
-
     write_bundle(project.registry, version, folder / "model")
     base = f"python:{_python_tag(environment)}-slim"
     image = f"mloop-{version.name}:{version.version}"
@@ -127,16 +128,6 @@ def export_docker(
     _write(folder / "README.md", _readme(version, serves, image, _example(project, version)))
     needed = (mloop_line, *requirements)
     return DockerContext(folder, version, serves, image, base, needed, entrypoint)
-
-
-def _package_listing(project: Project, environment: Environment | None) -> list[str]:
-    """`name==version` lines of the version's environment (this interpreter's without one)."""
-    if environment is None:
-        from mloop.services.tracking.capture import installed_packages
-
-        return installed_packages()
-    text = project.artifacts.read_bytes(environment.packages_digest).decode()
-    return [line.strip() for line in text.splitlines() if "==" in line]
 
 
 def _python_tag(environment: Environment | None) -> str:

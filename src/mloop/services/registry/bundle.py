@@ -1,13 +1,16 @@
 """Model bundles: one model version in a folder that serves without a project or a store.
 
-`mloop export bundle churn:3 DIR` writes, and `mloop serve DIR` (or `mloop.load_model(DIR)`)
-reads:
+`mloop export bundle churn:3 DIR` writes, and `mloop serve ./DIR` (or
+`mloop.load_model("./DIR")`) reads:
 
     DIR/bundle.json     the ModelVersion record (name, number, flavor, signature, lineage,
                         metrics) and what the server checks requests against, as JSON
     DIR/manifest.json   the model's value manifest, byte for byte: the digest the record
                         names is this file's, and it names every file's digest
     DIR/files/...       the model's files, under the names its flavor wrote them
+    DIR/environment.txt the packages of the environment the model was made in, one
+                        `name==version` a line (when the version records one; its digest is
+                        the environment record's, in bundle.json), for whoever installs it
 
 A folder, not an archive: Docker's COPY and a Kubernetes volume take it as it is, a reviewer
 can read it, nothing is unpacked before it is checked (an archive's member names are where
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from mloop.domain.digests import digest_bytes, is_digest
+from mloop.domain.lineage import Environment
 from mloop.domain.model import ColumnSpec, GateRecord, ModelVersion, Signature
 from mloop.domain.names import check_name
 from mloop.domain.records import to_plain
@@ -43,7 +47,8 @@ from mloop.store.artifacts.hashing import hash_file
 RECORD = "bundle.json"
 MANIFEST = "manifest.json"
 FILES = "files"
-WRITTEN = (RECORD, MANIFEST, FILES)
+ENVIRONMENT = "environment.txt"
+WRITTEN = (RECORD, MANIFEST, FILES, ENVIRONMENT)
 FORMAT = 1
 KIND = "mloop.model-bundle"
 _MAX_JSON_BYTES = 64 << 20  # a record or manifest is kilobytes; this only bounds a bad file
@@ -76,6 +81,14 @@ class Bundle:
     version: ModelVersion
     manifest: dict[str, Any]
     categories: Mapping[str, frozenset[str]]
+    environment: Environment | None = None
+
+    @property
+    def packages(self) -> list[str]:
+        """`name==version` of every package the model was made with (none without a record)."""
+        if self.environment is None:
+            return []
+        return listing(_read_bytes(self.folder, ENVIRONMENT))
 
     @property
     def trust_reason(self) -> str | None:
@@ -140,21 +153,53 @@ def write_bundle(registry: Registry, version: ModelVersion, folder: Path) -> Bun
         'churn:2'
     """
     manifest = describe_value(registry.artifacts, version.digest)
+    environment = _environment_record(registry, version)
     folder.mkdir(parents=True, exist_ok=True)
     for name, digest in manifest["files"].items():
         registry.artifacts.require(digest)
         registry.artifacts.export(digest, folder / FILES / name)
     _write_atomic(folder / MANIFEST, registry.artifacts.read_bytes(version.digest))
+    if environment is not None:
+        packages = registry.artifacts.read_bytes(environment.packages_digest)
+        _write_atomic(folder / ENVIRONMENT, packages)
     categories = training_categories(version.signature, registry.training_tables(version))
     record = {
         "kind": KIND,
         "format": FORMAT,
         "model": to_plain(version),
         "categories": {column: sorted(values) for column, values in sorted(categories.items())},
+        "environment": to_plain(environment),
     }
     text = json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
     _write_atomic(folder / RECORD, (text + "\n").encode())
-    return Bundle(folder, version, manifest, categories)
+    return Bundle(folder, version, manifest, categories, environment)
+
+
+def environment_of(
+    registry: Registry, version: ModelVersion
+) -> tuple[Environment | None, list[str]]:
+    """The environment `version` was made in and its packages (`name==version` lines), or
+    (None, []) when the version records none.
+
+    Example:
+        >>> environment_of(registry, registry.get("churn:3"))[1][:1]  # doctest: +SKIP
+        ['scikit-learn==1.5.2']
+    """
+    environment = _environment_record(registry, version)
+    if environment is None:
+        return None, []
+    return environment, listing(registry.artifacts.read_bytes(environment.packages_digest))
+
+
+def listing(packages: bytes) -> list[str]:
+    """The `name==version` lines of an environment's package list."""
+    return [line.strip() for line in packages.decode().splitlines() if "==" in line]
+
+
+def _environment_record(registry: Registry, version: ModelVersion) -> Environment | None:
+    if version.environment is None:
+        return None
+    return registry.metadata.get_environment(version.environment)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -196,7 +241,32 @@ def open_bundle(path: Path) -> Bundle:
             rewrite,
         )
     manifest = check_manifest(json.loads(raw), version.digest)
-    return Bundle(folder, version, manifest, _categories(record.get("categories"), folder))
+    categories = _categories(record.get("categories"), folder)
+    environment = _environment_from_plain(record.get("environment"), folder)
+    if environment is not None and (
+        digest_bytes(_read_bytes(folder, ENVIRONMENT)) != environment.packages_digest
+    ):
+        raise CorruptArtifact(
+            f"bundle {path}: {ENVIRONMENT} does not match the digest "
+            f"{environment.packages_digest[:12]} its record names",
+            rewrite,
+        )
+    return Bundle(folder, version, manifest, categories, environment)
+
+
+def _environment_from_plain(plain: Any, folder: Path) -> Environment | None:
+    """The Environment `to_plain` wrote, or None (a stand-in for `from_plain`, as below)."""
+    if plain is None:
+        return None
+    try:
+        environment = Environment(**plain)
+        if not is_digest(environment.packages_digest):
+            raise TypeError("a packages digest")
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(
+            f"bundle {folder}: its environment record is malformed ({exc})", _AGAIN
+        ) from None
+    return environment
 
 
 def _read_bytes(folder: Path, name: str) -> bytes:
