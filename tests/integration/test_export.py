@@ -10,6 +10,7 @@ Building that venv takes about half a minute, so one context and one venv serve 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -152,6 +153,7 @@ def in_context(args: list[str], dockerfile: Dockerfile, context: Path, venv: Pat
 
 def test_the_context_is_self_contained_and_pinned(exported: Exported) -> None:
     from mloop.project import Project
+    from mloop.services.registry.bundle import open_bundle
 
     ctx = exported.context
     assert "docker build -t mloop-churn:2" in exported.output
@@ -161,8 +163,7 @@ def test_the_context_is_self_contained_and_pinned(exported: Exported) -> None:
     assert dockerfile.base == "python:3.11-slim"
     assert dockerfile.user == "app" and "useradd --uid 10001" in (ctx / "Dockerfile").read_text()
     assert "/healthz" in dockerfile.healthcheck and dockerfile.expose == "8080"
-    assert dockerfile.entrypoint[:4] == ["mloop", "-C", "/app/project", "serve"]
-    assert dockerfile.entrypoint[4] == "churn@champion"
+    assert dockerfile.entrypoint[:3] == ["mloop", "serve", "/app/model"]  # a bundle, no -C
 
     source = Project.open(exported.root)
     version = source.registry.get("churn@champion")
@@ -179,14 +180,11 @@ def test_the_context_is_self_contained_and_pinned(exported: Exported) -> None:
     assert (ctx / wheel.removesuffix("[serve]")).is_file() and "-c constraints.txt" in lines
     assert sklearn_pin in (ctx / "constraints.txt").read_text().splitlines()
 
-    # The embedded store: exactly churn:2, same number, digest and alias, nothing else.
-    embedded = Project.open(ctx / "project")
-    copy = embedded.registry.get("churn@champion")
-    assert (copy.version, copy.digest, copy.aliases) == (2, version.digest, ("champion",))
-    assert [v.version for v in embedded.registry.versions("churn")] == [2]
-    assert copy.environment == version.environment
-    assert embedded.registry.load("churn:2").predict(exported.rows).tolist() == exported.expected
-    embedded.close()
+    # The model bundle: exactly churn:2's record and files, and no store or project beside it.
+    bundle = open_bundle(ctx / "model")
+    assert bundle.version == version
+    assert bundle.load().predict(exported.rows).tolist() == exported.expected
+    assert not list(ctx.rglob("mloop.yaml")) and not list(ctx.rglob("*.db"))
     source.close()
 
 
@@ -216,28 +214,36 @@ def test_the_entrypoint_serves_the_model_from_the_context_environment(
     command = in_context(dockerfile.entrypoint, dockerfile, ctx, context_venv)
     command[command.index("--host") + 1] = "127.0.0.1"
     command[command.index("--port") + 1] = str(port)
+    with serving(command, port, cwd=ctx, env=env) as url:
+        assert predictions(url, exported.rows) == exported.expected
+        assert httpx.get(f"{url}/readyz", timeout=5).json()["model"] == "churn:2"
+
+
+@contextlib.contextmanager
+def serving(command: list[str], port: int, cwd: Path, env: dict[str, str]) -> Iterator[str]:
+    """`command`, a `mloop serve` on 127.0.0.1:`port`, until it is ready; stopped on leaving.
+    Its output goes to serve.log beside `cwd`, shown if it never turns ready."""
     url = f"http://127.0.0.1:{port}"
-    log = ctx.parent / "serve.log"
+    log = cwd.parent / f"serve-{port}.log"
     with log.open("w") as out:
-        server = subprocess.Popen(command, cwd=ctx, env=env, stdout=out, stderr=out)
+        server = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=out)
     try:
         try:
             wait_for(_answers(f"{url}/readyz", server), 90, "the server")
         except (TimeoutError, AssertionError) as exc:
             raise AssertionError(f"{exc}; its log:\n{log.read_text()}") from exc
-        body = {
-            "dataframe_split": {
-                "columns": list(exported.rows.columns),
-                "data": exported.rows.to_numpy().tolist(),
-            }
-        }
-        answer = httpx.post(f"{url}/invocations", json=body, timeout=30)
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["predictions"] == exported.expected
-        assert httpx.get(f"{url}/readyz", timeout=5).json()["model"] == "churn:2"
+        yield url
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def predictions(url: str, rows: pd.DataFrame) -> list[object]:
+    """What the server at `url` answers for `rows` on /invocations (MLflow's split frame)."""
+    body = {"dataframe_split": {"columns": list(rows.columns), "data": rows.to_numpy().tolist()}}
+    answer = httpx.post(f"{url}/invocations", json=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()["predictions"])
 
 
 def _answers(url: str, server: subprocess.Popen[bytes]) -> Callable[[], bool]:
@@ -436,21 +442,9 @@ def test_the_readme_example_is_accepted_by_the_image_server(
     assert isinstance(row["tenure"], int) and isinstance(row["charges"], float)
 
     port = free_port()
-    log = tmp_path / "serve.log"
-    command = [sys.executable, "-m", "mloop", "-C", str(tmp_path / "context/project")]
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [*command, "serve", "churn:1", "--port", str(port)],
-            env=_clean_env(),
-            stdout=out,
-            stderr=out,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_for(_answers(f"{url}/readyz", server), 90, "the server")
+    command = [sys.executable, "-m", "mloop", "serve", str(tmp_path / "context/model")]
+    # No project in the context or above it: the bundle is all the server needs.
+    with serving([*command, "--port", str(port)], port, tmp_path / "context", _clean_env()) as url:
         answer = httpx.post(f"{url}/invocations", json=body, timeout=30)  # the README's request
         assert answer.status_code == 200, answer.text
         assert answer.json()["predictions"] == [int(row["contract"] == "month-to-month")]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

@@ -261,7 +261,7 @@ def test_the_exported_image_check_passes_for_such_a_model(trust_project: Path, c
     assert "--trust" not in dockerfile.entrypoint
     (verify,) = [step for step in dockerfile.runs if step[0] == "python"]
     checked = subprocess.run(
-        [sys.executable, *verify[1:3], str(context / "project"), *verify[4:]],
+        [sys.executable, *verify[1:3], str(context / "model"), *verify[4:]],
         capture_output=True,
         text=True,
         timeout=120,

@@ -81,10 +81,12 @@ def test_every_setting_is_documented_once() -> None:
 def test_config_show_prints_values_and_sources(project: Path, cli, monkeypatch) -> None:
     monkeypatch.setenv("MLOOP_POOL_SIZE", "7")
     monkeypatch.setenv("MLOOP_STORE_URI", "postgresql+psycopg://me:secret@db.example:5432/ml")
+    monkeypatch.setenv("MLOOP_REMOTE_URI", "https://me:hidden@files.example/ml")
     result = cli("config", "show")
     assert result.code == 0
     assert "environment (MLOOP_POOL_SIZE)" in result.out
     assert "secret" not in result.out and "me:***@db.example" in result.out
+    assert "hidden" not in result.out and "me:***@files.example" in result.out
     assert "mloop.yaml" in result.out
 
 

@@ -1,5 +1,6 @@
-"""`mloop export …`: write deployable files for a model version (a container build context,
-Kubernetes manifests). The exporters live in `mloop.deploy`, imported only when a command runs.
+"""`mloop export …`: write deployable files for a model version (a model bundle, a container
+build context, Kubernetes manifests). The exporters live in `mloop.deploy`, imported only when
+a command runs.
 """
 
 from __future__ import annotations
@@ -18,23 +19,34 @@ REF = "NAME@ALIAS|NAME:V"
 def register(commands: Any) -> None:
     p = commands.add_parser(
         "export",
-        help="write a model version's container build context or Kubernetes manifests",
+        help="write a model version's bundle, container build context or Kubernetes manifests",
         description="Write files that deploy a model version. Nothing is built or applied: "
         "review the files, then `docker build` / `kubectl apply` them.",
     )
     p.set_defaults(parser=p)
     sub = p.add_subparsers(dest="target", metavar="TARGET", prog=p.prog)
 
-    docker = sub.add_parser(
+    bundle = _target(
+        sub,
+        "bundle",
+        help="a folder holding the version's record and files, for `mloop serve DIR`",
+        description="Write a model bundle: the version's record (bundle.json), its value "
+        "manifest (every file's digest), its files and the packages it was made with "
+        "(environment.txt). `mloop serve ./DIR` and "
+        "`mloop.load_model('./DIR')` load it with no project or store, checking every file "
+        "against its digest; `tar czf` makes one file of it.",
+    )
+    bundle.set_defaults(handler=export_bundle)
+
+    docker = _target(
+        sub,
         "docker",
-        help="a self-contained build context: Dockerfile, pinned requirements, the model's store",
+        help="a self-contained build context: Dockerfile, pinned requirements, the model bundle",
         description="Write a Docker build context serving the version with `mloop serve`: a "
         "slim Python image, a non-root user, requirements pinned from the version's "
-        "environment, the model's objects copied into a small store of their own (digests "
-        "checked at build and at start), a HEALTHCHECK.",
+        "environment, the model as a bundle (served with no store; digests checked at build "
+        "and at start), a HEALTHCHECK.",
     )
-    docker.add_argument("ref", metavar=REF)
-    docker.add_argument("dest", type=Path, metavar="DIR", help="an empty (or new) folder")
     docker.add_argument(
         "--package",
         action="append",
@@ -43,11 +55,10 @@ def register(commands: Any) -> None:
         help="another package the server needs, pinned from the environment (repeatable)",
     )
     add_trust(docker)  # the image's build check and its server then load with --trust
-    docker.add_argument("--force", action="store_true", help="replace an earlier export in DIR")
-    docker.add_argument("--json", action="store_true", help="print JSON")
     docker.set_defaults(handler=export_docker)
 
-    k8s = sub.add_parser(
+    k8s = _target(
+        sub,
         "k8s",
         aliases=["kubernetes"],
         help="Deployment, Service, HorizontalPodAutoscaler and PodDisruptionBudget",
@@ -55,8 +66,6 @@ def register(commands: Any) -> None:
         "builds: probes, resources, a non-root read-only container, Prometheus scrape "
         "annotations, a ClusterIP Service, CPU autoscaling and a disruption budget.",
     )
-    k8s.add_argument("ref", metavar=REF)
-    k8s.add_argument("dest", type=Path, metavar="DIR", help="an empty (or new) folder")
     k8s.add_argument("--image", help="the image to run (default: mloop-NAME:V)")
     k8s.add_argument("--namespace", help="set on every object (default: kubectl's current)")
     k8s.add_argument(
@@ -75,9 +84,52 @@ def register(commands: Any) -> None:
         metavar="SECRET",
         help="require a bearer token: the Secret's key `token` becomes MLOOP_SERVE_TOKEN",
     )
-    k8s.add_argument("--force", action="store_true", help="replace an earlier export in DIR")
-    k8s.add_argument("--json", action="store_true", help="print JSON")
     k8s.set_defaults(handler=export_kubernetes)
+
+
+def _target(sub: Any, name: str, **kwargs: Any) -> Any:
+    """An export target's parser with what every target takes: the version, the folder to
+    write, --force and --json."""
+    p = sub.add_parser(name, **kwargs)
+    p.add_argument("ref", metavar=REF)
+    p.add_argument("dest", type=Path, metavar="DIR", help="an empty (or new) folder")
+    p.add_argument("--force", action="store_true", help="replace an earlier export in DIR")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    return p
+
+
+def export_bundle(ctx: Context) -> None:
+    from mloop.deploy.bundle import export_bundle as export
+
+    args = ctx.args
+    done = export(ctx.project, args.ref, args.dest, force=args.force)
+    version = done.version
+    reason = done.trust_reason
+    if ctx.json:
+        output.emit_json(
+            {
+                "folder": str(done.folder),
+                "model": version.ref,
+                "digest": version.digest,
+                "flavor": version.flavor,
+                "files": sorted(done.manifest["files"]),
+                "needs_trust": reason,
+            }
+        )
+        return
+    output.line(f"wrote a bundle of {version.ref} to {args.dest}")
+    trust = " --trust" if reason is not None else ""
+    output.line(f"  serve: mloop serve {_as_path(args.dest)}{trust}")
+    if reason is not None:
+        output.warn(f"{version.ref} needs trust to load: {reason}")
+
+
+def _as_path(dest: Path) -> str:
+    """`dest` as `mloop serve` reads a path: with a `/` in it (`churn` -> `./churn`)."""
+    from mloop.services.registry.bundle import names_a_bundle
+
+    text = str(dest)
+    return text if names_a_bundle(text) else f"./{text}"
 
 
 def export_docker(ctx: Context) -> None:

@@ -72,7 +72,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     (
         "export",
         "mloop.cli.export",
-        "write a model version's container build context or Kubernetes manifests",
+        "write a model version's bundle, container build context or Kubernetes manifests",
     ),
     (
         "reproduce",

@@ -1,7 +1,8 @@
-"""`mloop serve NAME@ALIAS|NAME:V`: serve one model version over HTTP.
+"""`mloop serve NAME@ALIAS|NAME:V|BUNDLE`: serve one model version over HTTP.
 
 The reference is resolved once, here: every worker then loads that exact version, so an alias
-moved while the server starts cannot leave two workers serving different models. The server
+moved while the server starts cannot leave two workers serving different models. A bundle's
+path (`mloop export bundle`) needs no project: its workers load it from the folder. The server
 itself (`mloop.server`) is imported only when this command runs.
 """
 
@@ -18,9 +19,10 @@ from mloop.cli import output
 from mloop.cli.args import integer, number, shown
 from mloop.cli.main import Context
 from mloop.cli.models import add_trust
-from mloop.errors import InvalidInput, NeedsTrust
+from mloop.errors import InvalidInput, NeedsTrust, NotFound
 
 if TYPE_CHECKING:
+    from mloop.domain.model import ModelVersion
     from mloop.services.serving.predictor import Predictor
 
 # These mirror mloop.server.inference.ServeSettings (a test checks); argparse needs them at
@@ -199,7 +201,13 @@ def register(commands: Any) -> None:
         "SIGTERM stops accepting, finishes the requests in flight, and exits 0. "
         "Every limit below holds per worker process.",
     )
-    p.add_argument("ref", metavar="NAME[:V|@ALIAS]", help="the model version to serve")
+    p.add_argument(
+        "ref",
+        metavar="NAME[:V|@ALIAS]|BUNDLE",
+        help="the model version to serve: a ref into the project's registry, or the path of a "
+        "bundle `mloop export bundle` wrote, served with no project or store; a path has a '/' "
+        "in it or starts with '.' (./churn, /app/model; model/NAME... is a ref)",
+    )
     p.add_argument(
         "--host",
         default="127.0.0.1",
@@ -326,11 +334,52 @@ def load_predictor(root: str, ref: str, trust: bool) -> Predictor:
         project.close()
 
 
-def run_serve(ctx: Context) -> int:
+def load_bundle_predictor(folder: str, trust: bool) -> Predictor:
+    """What each worker calls to serve a bundle: open it and load it, every file verified."""
+    from mloop.services.registry.bundle import open_bundle
+
+    return open_bundle(Path(folder)).predictor(trust=trust)
+
+
+def _resolve(ctx: Context) -> tuple[ModelVersion, str | None, Callable[[], Predictor]]:
+    """The version `ref` names, why it needs trust, and how each worker loads it: from the
+    bundle at a path, or from the project's registry (resolved once, here)."""
     from functools import partial
 
+    from mloop.services.registry.bundle import names_a_bundle, open_bundle
+
+    ref, trust = ctx.args.ref, ctx.args.trust
+    if names_a_bundle(ref):
+        bundle = open_bundle(Path(ref))
+        folder = str(bundle.folder.resolve())
+        return bundle.version, bundle.trust_reason, partial(load_bundle_predictor, folder, trust)
     from mloop.project import Project
 
+    try:
+        project = Project.open()  # closed before serving: forked workers open their own
+    except NotFound as exc:
+        raise _maybe_bundle(exc, ref) from None
+    try:
+        try:
+            version = project.registry.get(ref)
+        except NotFound as exc:
+            raise _maybe_bundle(exc, ref) from None
+        reason = project.registry.trust_reason(version)  # said once here, not once per worker
+    finally:
+        project.close()
+    return version, reason, partial(load_predictor, str(project.root), version.ref, trust)
+
+
+def _maybe_bundle(exc: NotFound, ref: str) -> NotFound:
+    """`exc`, with a hint to write `./REF` when a bundle lies in a folder of that name."""
+    from mloop.services.registry.bundle import RECORD
+
+    if not (Path(ref) / RECORD).is_file():
+        return exc
+    return type(exc)(exc.message, f"to serve the bundle in the folder {ref}, write ./{ref}")
+
+
+def run_serve(ctx: Context) -> int:
     args = ctx.args
     if args.max_body_memory < args.max_body_bytes:
         raise InvalidInput(
@@ -339,12 +388,7 @@ def run_serve(ctx: Context) -> int:
             "raise --max-body-memory, or lower --max-body-size",
         )
     token = token_digest(args.token_file)  # a bad token fails before anything is opened
-    project = Project.open()  # closed before serving: forked workers open their own
-    try:
-        version = project.registry.get(args.ref)
-        reason = project.registry.trust_reason(version)  # said once here, not once per worker
-    finally:
-        project.close()
+    version, reason, factory = _resolve(ctx)
     if reason is not None and not args.trust:
         raise NeedsTrust.of(reason, version.ref)
 
@@ -372,6 +416,5 @@ def run_serve(ctx: Context) -> int:
             output.line(f"  GET  {url}/metrics  {url}/readyz  {url}/openapi.json")
             sys.stdout.flush()
 
-    factory = partial(load_predictor, str(project.root), version.ref, args.trust)
     serve(factory, args.host, args.port, args.workers, settings, on_ready=ready)
     return 0

@@ -9,9 +9,9 @@ credentials for it:
     constraints.txt    every package of that environment, pinned, so what pip pulls in as a
                        dependency gets the version the model was trained with
     wheels/            mloop itself: the running mloop packed as a wheel (it is on no index)
-    project/           a tiny mloop project (mloop.yaml, .mloop/) holding exactly this version:
-                       its bundle objects, copied and re-hashed on the way, and its record with
-                       the same number, digest and aliases, so NAME@ALIAS and NAME:V resolve
+    model/             the version as a model bundle (`mloop export bundle`): its record and
+                       its files, exported verified from the store; the image serves it with
+                       `mloop serve /app/model`, with no project and no metadata store
     MODEL_DIGEST       the version and the digest of its bundle
     README.md, .dockerignore
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mloop.deploy import embed_version, prepare_folder, resolve
+from mloop.deploy import prepare_folder, resolve
 from mloop.errors import InvalidInput, NeedsTrust
 
 if TYPE_CHECKING:
@@ -45,7 +45,8 @@ _HEALTHZ = f"http://127.0.0.1:{PORT}/healthz"
 _VERSION = re.compile(r"\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?(\+[a-z0-9.]+)?", re.I)
 UID = 10001
 WRITTEN: tuple[str, ...] = ("Dockerfile", ".dockerignore", "README.md", "MODEL_DIGEST")
-WRITTEN += ("requirements.txt", "constraints.txt", "wheels", "project")
+WRITTEN += ("requirements.txt", "constraints.txt", "wheels", "model")
+BUNDLE = "/app/model"  # where the image keeps the model bundle
 # The libraries each model flavor loads with (the `mloop[extra]` it names when they are missing).
 FLAVOR_PACKAGES: dict[str, tuple[str, ...]] = {
     "sklearn": ("scikit-learn", "skops"),
@@ -103,20 +104,23 @@ def export_docker(
     if reason is not None and not trust:  # the image's own check would refuse it otherwise
         raise NeedsTrust.of(reason, version.ref)
     trusting = reason is not None
-    environment = (
-        project.metadata.get_environment(version.environment) if version.environment else None
-    )
-    listing = _package_listing(project, environment)
+    from mloop.services.registry.bundle import environment_of, write_bundle
+
+    environment, listing = environment_of(project.registry, version)
+    if environment is None:  # registered outside a run: this interpreter's packages
+        from mloop.services.tracking.capture import installed_packages
+
+        listing = installed_packages()
     requirements = _pinned(version, listing, packages)
     folder = prepare_folder(dest, force, WRITTEN, project.root)
     mloop_line = _mloop_requirement(folder / "wheels")
-    embed_version(project, version, folder / "project", environment)
+    write_bundle(project.registry, version, folder / "model")
     base = f"python:{_python_tag(environment)}-slim"
     image = f"mloop-{version.name}:{version.version}"
     # 0.0.0.0: see the comment the Dockerfile carries above its ENTRYPOINT.
-    serve = ["serve", serves, "--host", "0.0.0.0", "--port", str(PORT)]  # noqa: S104
+    serve = ["serve", BUNDLE, "--host", "0.0.0.0", "--port", str(PORT)]  # noqa: S104
     serve += ["--trust"] if trusting else []
-    entrypoint = ("mloop", "-C", "/app/project", *serve)
+    entrypoint = ("mloop", *serve)
     _write_requirements(folder, version, environment, listing, [mloop_line, *requirements])
     _write(folder / "MODEL_DIGEST", f"{version.ref} {version.digest}\n")
     _write(folder / "Dockerfile", _dockerfile(version, serves, base, image, entrypoint))
@@ -124,16 +128,6 @@ def export_docker(
     _write(folder / "README.md", _readme(version, serves, image, _example(project, version)))
     needed = (mloop_line, *requirements)
     return DockerContext(folder, version, serves, image, base, needed, entrypoint)
-
-
-def _package_listing(project: Project, environment: Environment | None) -> list[str]:
-    """`name==version` lines of the version's environment (this interpreter's without one)."""
-    if environment is None:
-        from mloop.services.tracking.capture import installed_packages
-
-        return installed_packages()
-    text = project.artifacts.read_bytes(environment.packages_digest).decode()
-    return [line.strip() for line in text.splitlines() if "==" in line]
 
 
 def _python_tag(environment: Environment | None) -> str:
@@ -221,12 +215,14 @@ def _write_requirements(
     )
 
 
-# Loads a version as the server does (each file verified against its digest) and says so.
+# Loads the bundle as the server does (each file verified against its digest) and says so.
 VERIFY = (
-    "import sys; from mloop.project import Project; "
-    "root, ref, digest = sys.argv[1:4]; registry = Project.open(root).registry; "
-    "found = registry.get(ref).digest; registry.load(ref, trust=sys.argv[4:] == ['trust']); "
-    "sys.exit(f'{ref} is bundle {found}, not {digest}') if found != digest "
+    "import sys; from pathlib import Path; "
+    "from mloop.services.registry.bundle import open_bundle; "
+    "folder, ref, digest = sys.argv[1:4]; bundle = open_bundle(Path(folder)); "
+    "found = bundle.version; bundle.load(trust=sys.argv[4:] == ['trust']); "
+    "sys.exit(f'{folder} holds {found.ref} bundle {found.digest}, not {ref} {digest}') "
+    "if (found.ref, found.digest) != (ref, digest) "
     "else print(f'verified {ref}: bundle {digest[:12]} and every file in it match their digests')"
 )
 
@@ -236,7 +232,7 @@ DOCKERIGNORE = """\
 !requirements.txt
 !constraints.txt
 !wheels/
-!project/
+!model/
 !MODEL_DIGEST
 **/__pycache__
 """
@@ -252,9 +248,7 @@ def _dockerfile(
     probe = f"import urllib.request; urllib.request.urlopen('{_HEALTHZ}', timeout=4)"
     check = json.dumps(["python", "-c", probe])
     trust = ["trust"] if "--trust" in entrypoint else []
-    verify = json.dumps(
-        ["python", "-c", VERIFY, "/app/project", version.ref, version.digest, *trust]
-    )
+    verify = json.dumps(["python", "-c", VERIFY, BUNDLE, version.ref, version.digest, *trust])
     return f"""\
 # Generated by `mloop export docker {serves}` ({version.ref}, bundle {version.digest[:12]}).
 #   docker build -t {image} .
@@ -274,9 +268,10 @@ COPY requirements.txt constraints.txt ./
 COPY wheels/ ./wheels/
 RUN pip install --no-cache-dir -r requirements.txt
 
-# The model's own store: mloop.yaml and .mloop/ with exactly {version.ref}. The server writes
-# its SQLite journal there, so it belongs to the server's user.
-COPY --chown=app:app project/ ./project/
+# The model bundle of {version.ref}: its record and files; the server only reads it (no
+# project, no metadata store). Owned by the server's user, so a strict umask on the machine
+# that exported it cannot leave it unreadable.
+COPY --chown=app:app model/ ./model/
 COPY MODEL_DIGEST ./
 LABEL org.opencontainers.image.title="{image.split(":")[0]}" \\
       io.mloop.model="{version.ref}" \\
@@ -314,9 +309,10 @@ def _readme(version: ModelVersion, serves: str, image: str, example: str) -> str
 # {image}: a container that serves {version.ref}
 
 Written by `mloop export docker {serves}`. Everything the image needs is in this folder:
-`project/` is a small mloop project whose store holds exactly {version.ref}, and
-`requirements.txt` pins what the server needs to the environment the model was made in
-(`constraints.txt` pins the rest). The model's bundle, also in `MODEL_DIGEST`:
+`model/` is the model bundle of {version.ref} (its record and files, served with no project
+or store: `mloop serve ./model` runs it here too), and `requirements.txt` pins what the server
+needs to the environment the model was made in (`constraints.txt` pins the rest). The digest
+of the model, also in `MODEL_DIGEST`:
 
     {version.digest}
 

@@ -9,11 +9,9 @@ changed:
     hpa.yaml          autoscaling/v2 on CPU
     pdb.yaml          policy/v1, at least one replica through a voluntary disruption
 
-The container's root filesystem is read-only, yet the server opens the SQLite store baked into
-the image (it writes a journal beside it) and fetches model files to /tmp. So an init container
-copies the image's `/app/project` into an emptyDir that the server then mounts at that path
-(loading the model from it checks every file's digest, so a damaged copy never turns ready),
-and /tmp is an emptyDir too. The image itself stays unchanged.
+The container's root filesystem is read-only: the server reads the model bundle baked into the
+image (no store, nothing written beside it) and copies its files to /tmp to check each digest
+before loading, so /tmp is an emptyDir. A damaged file never turns ready.
 """
 
 from __future__ import annotations
@@ -203,22 +201,8 @@ def _deployment(
         "livenessProbe": _probe("/healthz", period=10, failures=3),
         "securityContext": hardened,
         "volumeMounts": [
-            {"name": "project", "mountPath": "/app/project"},
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (a private emptyDir)
         ],
-    }
-    seed = {
-        "name": "seed-store",
-        "image": image,
-        "imagePullPolicy": "IfNotPresent",
-        # A writable copy of the image's store; the server verifies the model when it loads it.
-        "command": ["cp", "-R", "/app/project/.", "/seed/"],
-        "resources": {
-            "requests": {"cpu": "100m", "memory": "64Mi"},
-            "limits": {"cpu": "500m", "memory": "128Mi"},
-        },
-        "securityContext": hardened,
-        "volumeMounts": [{"name": "project", "mountPath": "/seed"}],
     }
     body = _object("Deployment", "apps/v1", meta, pod_labels)
     body["spec"] = {
@@ -255,12 +239,8 @@ def _deployment(
                     "seccompProfile": {"type": "RuntimeDefault"},
                 },
                 "terminationGracePeriodSeconds": GRACE_SECONDS,
-                "initContainers": [seed],
                 "containers": [server],
-                "volumes": [
-                    {"name": "project", "emptyDir": {}},
-                    {"name": "tmp", "emptyDir": {}},
-                ],
+                "volumes": [{"name": "tmp", "emptyDir": {}}],
             },
         },
     }

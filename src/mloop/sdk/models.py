@@ -59,12 +59,19 @@ def register_model(
 
 
 def load_model(ref: str, trust: bool = False, project: str | Path | None = None) -> Any:
-    """A registered model ready to predict: `churn@champion`, `churn:3` or `churn` (latest).
+    """A registered model ready to predict: `churn@champion`, `churn:3` or `churn` (latest),
+    or the path of a bundle `mloop export bundle` wrote (`./churn-bundle`: a path holds a `/`
+    or starts with `.`), which needs no project; every file is checked against its digest.
 
     A model that needs trust to load (pickle and Python models, skops types off mloop's
     audited list) loads only with `trust=True`; any other loads without it.
 
     Example:
         >>> mloop.load_model("churn@champion").predict(frame)  # doctest: +SKIP
+        >>> mloop.load_model("./churn-bundle").predict(frame)  # doctest: +SKIP
     """
+    from mloop.services.registry.bundle import names_a_bundle, open_bundle
+
+    if names_a_bundle(ref):
+        return open_bundle(Path(ref)).load(trust=trust)
     return _open_project(project).registry.load(ref, trust=trust)

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mloop.domain.dataset import TableProfile
-from mloop.domain.model import Signature
+from mloop.domain.model import ModelVersion, Signature
 
 
 class LoadedModel:
@@ -27,6 +27,20 @@ class LoadedModel:
         self.signature = signature
         self.wants_frame = wants_frame
         self.categories: Mapping[str, frozenset[str]] = dict(categories or {})
+
+    @classmethod
+    def of(
+        cls, version: ModelVersion, model: Any, categories: Mapping[str, frozenset[str]]
+    ) -> LoadedModel:
+        """`model`, loaded from `version`, as the server feeds it: a frame when it knows its
+        columns by name or its signature holds text, else an array."""
+        signature = version.signature
+        wants_frame = (
+            getattr(model, "feature_names_in_", None) is not None
+            or bool(getattr(model, "wants_frame", False))  # e.g. ONNX with an input per column
+            or (signature is not None and not signature.all_numeric)
+        )
+        return cls(version.name, version.version, model, signature, wants_frame, categories)
 
     def predict(self, batch: Any) -> Any:
         import numpy as np

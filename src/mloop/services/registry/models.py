@@ -18,7 +18,7 @@ a shared store the registrant would otherwise decide for every loader, the serve
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -265,12 +265,7 @@ class Registry:
             >>> registry.trust_reason(registry.get("churn:3"))  # doctest: +SKIP
             "it holds types off mloop's safe list: posix.system"
         """
-        if version.flavor in TRUSTED_FLAVORS:
-            return f"it is a {version.flavor} model: loading it runs code from the file"
-        needs = _needs(describe_value(self.artifacts, version.digest))
-        if needs:
-            return f"it holds types off mloop's safe list: {', '.join(needs)}"
-        return None
+        return trust_reason_of(version, lambda: describe_value(self.artifacts, version.digest))
 
     def load(self, ref: str, trust: bool = False) -> Any:
         """The model object, verified and loaded by its flavor; `trust` for a model whose
@@ -297,14 +292,8 @@ class Registry:
         """A Predictor for the model server: the model plus its signature."""
         version = self.get(ref)
         model = self.load(ref, trust=trust)
-        signature = version.signature
-        wants_frame = (
-            getattr(model, "feature_names_in_", None) is not None
-            or bool(getattr(model, "wants_frame", False))  # e.g. ONNX with an input per column
-            or (signature is not None and not signature.all_numeric)
-        )
-        categories = training_categories(signature, self._tables(version.datasets))
-        return LoadedModel(version.name, version.version, model, signature, wants_frame, categories)
+        categories = training_categories(version.signature, self._tables(version.datasets))
+        return LoadedModel.of(version, model, categories)
 
     # aliases and status --------------------------------------------------------------------
     def set_alias(self, name: str, version: int, alias: str, reason: str | None = None) -> None:
@@ -324,6 +313,17 @@ class Registry:
             f"model.{'unarchived' if undo else 'archived'}", f"model/{name}:{version}"
         )
         self.metadata.set_model_version_status(name, version, status, event)
+
+
+def trust_reason_of(version: ModelVersion, manifest: Callable[[], dict[str, Any]]) -> str | None:
+    """Why loading `version` needs the loader's trust (see `Registry.trust_reason`), wherever
+    its manifest is kept: `manifest` reads it, only when the flavor alone does not say."""
+    if version.flavor in TRUSTED_FLAVORS:
+        return f"it is a {version.flavor} model: loading it runs code from the file"
+    needs = _needs(manifest())
+    if needs:
+        return f"it holds types off mloop's safe list: {', '.join(needs)}"
+    return None
 
 
 def _needs(manifest: dict[str, Any]) -> list[str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
@@ -132,6 +132,18 @@ def describe_value(artifacts: ArtifactStore, digest: str) -> dict[str, Any]:
         manifest = json.loads(artifacts.read_bytes(digest))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _not_a_value(digest, "it is not JSON") from exc
+    return check_manifest(manifest, digest)
+
+
+def check_manifest(manifest: Any, digest: str) -> dict[str, Any]:
+    """`manifest`, read from wherever it was kept (the store, a model bundle), if it is one
+    mloop can load: exactly its keys, a known flavor and format, file names that stay inside
+    the bundle and well-formed digests; `digest` names it in errors.
+
+    Example:
+        >>> check_manifest(json.loads(bundle_manifest_bytes), version.digest)  # doctest: +SKIP
+        {'files': {'model.skops': '9f2c…'}, 'flavor': 'sklearn', 'format': 1, ...}
+    """
     if not isinstance(manifest, dict) or set(manifest) != _KEYS:
         raise _not_a_value(digest, f"a manifest has exactly the keys {sorted(_KEYS)}")
     if manifest["format"] != FORMAT:
@@ -193,21 +205,49 @@ def load_value(
         >>> frame = load_value(artifacts, stored.digest)  # doctest: +SKIP
     """
     manifest = describe_value(artifacts, digest)
+    return load_files(
+        manifest,
+        lambda folder: _fetch(artifacts, manifest["files"], folder),
+        trust=trust,
+        trusted_types=trusted_types,
+        workdir=workdir,
+        what=f"value {digest[:12]}",
+    )
+
+
+def load_files(
+    manifest: dict[str, Any],
+    fetch: Callable[[Path], None],
+    *,
+    trust: bool = False,
+    trusted_types: Sequence[str] = (),
+    workdir: Path | None = None,
+    what: str,
+) -> Any:
+    """Load a value from its checked `manifest`: `fetch` puts its files, each verified against
+    its digest, into the folder it is given; the flavor then reads them there.
+
+    The store (`load_value`) and a model bundle fetch differently and share the rest: trust is
+    asked before a byte is fetched, and a temporary folder is removed unless the value is a path
+    inside it. `what` names the value in errors (`"value 9f2c…"`, `"churn:3"`).
+
+    Example:
+        >>> load_files(manifest, copy_verified, what="churn:3")  # doctest: +SKIP
+    """
     flavor: Flavor = get_flavor(manifest["flavor"])
     if flavor.requires_trust and not trust:  # refused before a byte is fetched
         raise NeedsTrust.of(
-            f"it is a {flavor.name}, and loading it runs any code whoever stored it chose",
-            f"value {digest[:12]}",
+            f"it is a {flavor.name}, and loading it runs any code whoever stored it chose", what
         )
     temporary = workdir is None
     folder = Path(tempfile.mkdtemp(prefix="mloop-value-")) if workdir is None else workdir
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        _fetch(artifacts, manifest["files"], folder)
+        fetch(folder)
         value = flavor.load(folder, manifest["meta"], trust=trust, trusted_types=trusted_types)
     except FileNotFoundError as exc:
         raise CorruptArtifact(
-            f"value {digest[:12]} lacks a file its {flavor.name} flavor needs: {exc.filename}",
+            f"{what} lacks a file its {flavor.name} flavor needs: {exc.filename}",
             "store the value again",
         ) from exc
     except BaseException:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mloop.domain.uris import redact
 from mloop.errors import InvalidInput, MissingDependency, StoreUnavailable
 
 T = TypeVar("T")
@@ -32,11 +33,6 @@ def sqlite_path(uri: str) -> Path:
             f"store_uri {uri!r} names no database file", "use sqlite:////absolute/path/mloop.db"
         )
     return Path(rest[1:])
-
-
-def redact(uri: str) -> str:
-    """The URI with any password replaced, for messages and `mloop config show`."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", uri)
 
 
 class Tx:
