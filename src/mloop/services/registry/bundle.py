@@ -35,9 +35,9 @@ from typing import Any
 
 from mloop.domain.digests import digest_bytes, is_digest
 from mloop.domain.lineage import Environment
-from mloop.domain.model import ColumnSpec, GateRecord, ModelVersion, Signature
+from mloop.domain.model import ModelVersion
 from mloop.domain.names import check_name
-from mloop.domain.records import to_plain
+from mloop.domain.records import from_plain, to_plain
 from mloop.errors import CorruptArtifact, InvalidInput, InvalidPath, NeedsTrust, NotFound
 from mloop.services.registry.loaded import LoadedModel, training_categories
 from mloop.services.registry.models import Registry, trust_reason_of
@@ -255,11 +255,11 @@ def open_bundle(path: Path) -> Bundle:
 
 
 def _environment_from_plain(plain: Any, folder: Path) -> Environment | None:
-    """The Environment `to_plain` wrote, or None (a stand-in for `from_plain`, as below)."""
+    """The Environment `to_plain` wrote, or None; decoded as `_version_from_plain` says."""
     if plain is None:
         return None
     try:
-        environment = Environment(**plain)
+        environment = from_plain(Environment, plain)
         if not is_digest(environment.packages_digest):
             raise TypeError("a packages digest")
     except (TypeError, ValueError) as exc:
@@ -296,20 +296,13 @@ def _categories(plain: Any, folder: Path) -> dict[str, frozenset[str]]:
 
 
 def _version_from_plain(plain: Any, folder: Path) -> ModelVersion:
-    """The ModelVersion `to_plain` wrote. A stand-in for the generic `from_plain` of
-    `domain/records.py`, which replaces it: a record that does not decode is refused whole."""
+    """The ModelVersion `to_plain` wrote. `from_plain` trusts the types of what it reads (it
+    reads our own stores); a bundle comes from anywhere, so what the loader relies on is
+    checked after, and a record that does not decode is refused whole."""
     try:
-        fields = dict(plain)
-        signature = fields.get("signature")
-        if signature is not None:
-            fields["signature"] = Signature(
-                tuple(ColumnSpec(**c) for c in signature["inputs"]),
-                tuple(ColumnSpec(**c) for c in signature.get("outputs", ())),
-            )
-        fields["gates"] = tuple(GateRecord(**g) for g in fields.get("gates", ()))
-        for name in ("datasets", "aliases", "trusted_types"):
-            fields[name] = tuple(fields.get(name, ()))
-        version = ModelVersion(**fields)
+        if not isinstance(plain, dict):
+            raise TypeError("an object")
+        version = from_plain(ModelVersion, plain)
         check_name(version.name, "model name")
         if not isinstance(version.version, int) or not is_digest(version.digest):
             raise TypeError("a version number and a digest")
