@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from mloop._version import __version__
 from mloop.server.inference import ServeSettings, create_app
 from tests.integration.serving_helpers import (
     Recording,
@@ -76,7 +77,7 @@ def metric(base: str, sample_name: str, **labels: str) -> float:
         ("/v2/health/live", {"live": True}),
         ("/v2/health/ready", {"ready": True, "model": "cancer:3"}),
         ("/v2/models/cancer/ready", {"ready": True, "model": "cancer:3"}),
-        ("/v2", {"name": "mloop", "version": "0.1.0", "extensions": ["binary_tensor_data"]}),
+        ("/v2", {"name": "mloop", "version": __version__, "extensions": ["binary_tensor_data"]}),
     ],
 )
 def test_health_endpoints(client: httpx.Client, path: str, expected: dict[str, Any]) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from mloop._version import __version__
 from mloop.errors import MloopError, ValidationFailed
 from mloop.server import oip
 from mloop.server.errors import error_body, from_error
@@ -64,7 +65,6 @@ Reply = tuple[int, bytes, Headers]
 Handler = Callable[[dict[str, Any], Receive], Coroutine[Any, Any, Reply]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 _E = {name: i for i, name in enumerate(ENDPOINTS)}
-VERSION = "0.1.0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +148,7 @@ class InferenceApp:
             "/healthz": {"status": "ok"},
             "/ping": {"status": "ok"},
             "/v2/health/live": {"live": True},
-            "/v2": {"name": "mloop", "version": VERSION, "extensions": ["binary_tensor_data"]},
+            "/v2": {"name": "mloop", "version": __version__, "extensions": ["binary_tensor_data"]},
             f"/v2/models/{name}": oip.metadata(name, version, predictor.signature),
             f"/v2/models/{name}/versions/{version}": oip.metadata(
                 name, version, predictor.signature
