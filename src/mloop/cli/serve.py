@@ -115,9 +115,6 @@ def _shown(limit: Limit) -> Any:
     return limit.default * 1000 if limit.unit is Unit.MILLISECONDS else limit.default
 
 
-_METAVARS = {Unit.COUNT: "N", Unit.SECONDS: "SECONDS", Unit.MILLISECONDS: "MS", Unit.SIZE: "SIZE"}
-
-
 def register(commands: Any) -> None:
     p = commands.add_parser(
         "serve",
@@ -156,7 +153,7 @@ def register(commands: Any) -> None:
             type=limit_type(limit),
             default=limit.default,
             dest=limit.field,
-            metavar="ROWS" if limit.field == "max_batch_size" else _METAVARS[limit.unit],
+            metavar=limit.metavar,
             help=f"{limit.help} (default {_shown(limit)})",
         )
     p.add_argument(

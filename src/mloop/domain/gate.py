@@ -1,10 +1,11 @@
 """Gates: rules a pipeline's result must pass before anyone relies on it (CI, promotion).
 
-A gate is written the way people say it, `accuracy >= 0.7` or `rmse < 3.5`, in mloop.yaml
-under `gates:`; `parse_gate` turns the text into a `Gate` record and `evaluate` checks records
-against numbers it is given. Nothing here reads a run or a store: the caller gathers the
-metrics, so the same rules serve `mloop ci` now and the model registry's promotion later (which
-will add gate kinds such as "beats the champion" and bias limits as records of their own).
+A gate is written the way people say it, `accuracy >= 0.7`, `rmse < 3.5`, `accuracy >= champion
++ 0.01`, `demographic_parity(group) <= 0.1` or `data_validation`, in one format wherever it is
+written: one gate or a list of them (`parse_gate_list`), under a pipeline in `gates:` (a run is
+held to metric thresholds only: `run_gates`) and under a model in `models:` (its promotion).
+`evaluate` checks metric gates against numbers it is given. Nothing here reads a run or a store:
+the caller gathers the metrics, so the same rules serve `mloop ci` and the registry's promotion.
 A metric that was never logged fails its gate, with the metrics that were logged named, since a
 gate that passes because its number is missing guards nothing.
 """

@@ -25,11 +25,23 @@ class Unit(StrEnum):
     SIZE = "size"
 
 
-def limit(default: float, option: str, unit: Unit, low: float, high: float, help: str) -> Any:
+_METAVARS = {Unit.COUNT: "N", Unit.SECONDS: "SECONDS", Unit.MILLISECONDS: "MS", Unit.SIZE: "SIZE"}
+
+
+def limit(
+    default: float,
+    option: str,
+    unit: Unit,
+    low: float,
+    high: float,
+    help: str,
+    metavar: str | None = None,
+) -> Any:
     """Declare one limit: its default and range (in the field's own unit: bytes, seconds or a
-    count) and the option that sets it; `help` says what it limits, the default is added."""
+    count) and the option that sets it; `help` says what it limits (the default is added), and
+    `metavar` names its value in the help (default: by the unit)."""
     meta = {"option": option, "unit": unit, "low": low, "high": high, "help": help}
-    return field(default=default, metadata=meta)
+    return field(default=default, metadata={**meta, "metavar": metavar or _METAVARS[unit]})
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +55,7 @@ class ServeSettings:
         1,
         1_000_000,
         "most rows in one predict call; bigger client batches are split",
+        metavar="ROWS",
     )
     # How long a batch may keep collecting while requests keep arriving.
     max_wait: float = limit(
@@ -144,6 +157,7 @@ class Limit:
     low: float
     high: float
     help: str
+    metavar: str
     default: Any
 
 
@@ -155,6 +169,7 @@ LIMITS: tuple[Limit, ...] = tuple(
         f.metadata["low"],
         f.metadata["high"],
         f.metadata["help"],
+        f.metadata["metavar"],
         f.default,
     )
     for f in fields(ServeSettings)
