@@ -24,7 +24,6 @@ from mloop.services.serving.settings import LIMITS, Limit, ServeSettings, Unit
 if TYPE_CHECKING:
     from mloop.services.serving.predictor import Predictor
 
-DEFAULTS = ServeSettings()  # declared with their ranges in services/serving/settings.py
 TOKEN_VARIABLE = "MLOOP_SERVE_TOKEN"  # noqa: S105 (the name of the variable, not a token)
 _UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
 _UNITS |= {"k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2, "g": 1024**3, "gib": 1024**3}
@@ -144,7 +143,7 @@ def register(commands: Any) -> None:
     p.add_argument(
         "--predict-in",
         choices=("auto", "inline", "thread"),
-        default=DEFAULTS.predict_mode,
+        default=ServeSettings().predict_mode,
         help="run predict on the event loop, in a thread, or choose by its measured cost",
     )
     for limit in LIMITS:
