@@ -22,6 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mloop._version import __version__
+from mloop.errors import InvalidInput
 from mloop.server.inference import ServeSettings, create_app
 from mloop.services.serving.settings import LIMITS, Limit, Unit
 from tests.integration.serving_helpers import (
@@ -738,6 +739,12 @@ def test_each_option_takes_the_range_its_field_declares(
         with pytest.raises(SystemExit):
             serve_options(limit.option, written(limit, value))
         assert f"argument {limit.option}:" in capsys.readouterr().err
+        with pytest.raises(InvalidInput, match=f"{limit.field} .* is out of range") as caught:
+            ServeSettings(**{limit.field: value})  # made in code, not by the CLI
+        assert caught.value.hint == f"set {limit.option} within it"
+    if limit.unit is Unit.SECONDS:
+        with pytest.raises(InvalidInput, match="above 0"):
+            ServeSettings(**{limit.field: 0.0})
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 A limit's default, its accepted range, its unit, the `mloop serve` option that sets it and the
 option's help are one field here. The server reads the values; `cli/serve.py` builds its options
 (argparse types, defaults, help) from `LIMITS`. This module imports nothing but the standard
-library's dataclasses, so `mloop serve --help` does not pay for the server to show them.
+library and `mloop.errors`, so `mloop serve --help` does not pay for the server to show them.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
+
+from mloop.errors import InvalidInput
 
 DAY = 86400.0
 
@@ -145,6 +147,19 @@ class ServeSettings:
     # SHA-256 of the bearer token every request but health checks must carry; None: open.
     # Only the digest is kept, so the token itself is in no settings, log or core dump.
     token_sha256: bytes | None = None
+
+    def __post_init__(self) -> None:
+        """The declared ranges hold however the settings are made (the CLI checks them first,
+        to name the option in its usage error)."""
+        for limit in LIMITS:
+            value = getattr(self, limit.field)
+            above = limit.unit is Unit.SECONDS  # a time-out of 0 would answer every request
+            if not (value > limit.low if above else value >= limit.low) or value > limit.high:
+                bounds = f"above {limit.low:g}" if above else f"from {limit.low:g}"
+                raise InvalidInput(
+                    f"{limit.field} {value!r} is out of range: {bounds} to {limit.high:g}",
+                    f"set {limit.option} within it",
+                )
 
 
 @dataclass(frozen=True, slots=True)
