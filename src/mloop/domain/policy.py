@@ -6,6 +6,7 @@ never sees the text again, so a gate is checked where it is written, not at prom
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -46,7 +47,9 @@ def parse_model_policy(spec: object) -> ModelPolicy:
         raise InvalidInput("give a mapping with gates, holdout, label")
     unknown = sorted(str(key) for key in set(spec) - set(POLICY_KEYS))
     if unknown:
-        raise InvalidInput(f"unknown key {unknown[0]!r} (known: {', '.join(POLICY_KEYS)})")
+        close = difflib.get_close_matches(unknown[0], POLICY_KEYS, n=1)
+        known = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(POLICY_KEYS)}"
+        raise InvalidInput(f"unknown key {unknown[0]!r} ({known})")
     text = {k: None if spec.get(k) is None else str(spec[k]) for k in ("holdout", "label", "table")}
     policy = ModelPolicy(parse_gate_list(spec.get("gates")), **text)
     measured = [g for g in policy.gates if isinstance(g, ChampionGate | BiasGate)]

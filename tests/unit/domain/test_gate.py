@@ -225,11 +225,15 @@ def test_models_are_read_once_into_typed_policies(tmp_path: Path) -> None:
     [
         ("  churn:\n    gates: [accuracy >= champion]\n", "churn: the gate 'accuracy >= champion'"),
         ("  churn:\n    gates: {accuracy: 0.7}\n", "churn: give a list of gates"),
-        ("  churn:\n    gate: [accuracy >= 0.7]\n", "churn: unknown key 'gate'"),
+        (
+            "  churn:\n    gate: [accuracy >= 0.7]\n",
+            "churn: unknown key 'gate' (did you mean 'gates'?)",
+        ),
+        ("  churn:\n    owner: ana\n", "unknown key 'owner' (known: gates, holdout, label, table)"),
         ("  churn: [accuracy >= 0.7]\n", "churn: give a mapping with gates"),
         ("  Bad Name:\n    gates: []\n", "invalid model name 'Bad Name'"),
     ],
-    ids=["needs-holdout", "gates-mapping", "unknown-key", "not-a-mapping", "bad-name"],
+    ids=["needs-holdout", "gates-mapping", "key-typo", "unknown-key", "not-a-mapping", "bad-name"],
 )
 def test_a_malformed_model_policy_names_the_model(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
