@@ -1,11 +1,12 @@
 """Settings (the wiring layer): declared once, as the fields of `Settings`; read from mloop.yaml
 and MLOOP_*.
 
-Each field carries its help, check, default and environment variable in `field(metadata=...)`
-(`setting(...)` below); loading, `mloop config show`, the "did you mean" for an unknown key and
-each value's source are all derived from those fields. Precedence is default < mloop.yaml <
-environment. A key mloop does not know is an error with a suggestion, never silently ignored: a
-typo in `store_uri` must not send metadata somewhere unexpected.
+Each field carries its check, help and default in `field(metadata=...)` (`setting(...)` below)
+and takes its environment variable, MLOOP_<NAME>, from its name; loading, `mloop config show`,
+the "did you mean" for an unknown key and each value's source are all derived from those
+fields. Precedence is default < mloop.yaml < environment. A key mloop does not know is an error
+with a suggestion, never silently ignored: a typo in `store_uri` must not send metadata
+somewhere unexpected.
 
 Adding a setting is adding one field: `name: Type = setting(check, "help", default=...)`, with
 `resolve` when its value depends on the project's folder; the check lives in `checks.py`.
