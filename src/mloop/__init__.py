@@ -9,6 +9,7 @@ This module is the Python SDK; importing it is cheap (nothing heavy loads until 
         mloop.log_metric("rmse", 3.2)
 """
 
+from mloop._version import __version__ as __version__
 from mloop.sdk import (
     active_run,
     end_run,
@@ -40,8 +41,6 @@ def __getattr__(name: str) -> object:
         return PythonModel
     raise AttributeError(f"module 'mloop' has no attribute {name!r}")
 
-
-__version__ = "0.1.0"
 
 __all__ = [
     "PythonModel",

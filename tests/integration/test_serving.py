@@ -21,7 +21,10 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from mloop._version import __version__
+from mloop.errors import InvalidInput
 from mloop.server.inference import ServeSettings, create_app
+from mloop.services.serving.settings import LIMITS, Limit, Unit
 from tests.integration.serving_helpers import (
     Recording,
     Slow,
@@ -76,7 +79,7 @@ def metric(base: str, sample_name: str, **labels: str) -> float:
         ("/v2/health/live", {"live": True}),
         ("/v2/health/ready", {"ready": True, "model": "cancer:3"}),
         ("/v2/models/cancer/ready", {"ready": True, "model": "cancer:3"}),
-        ("/v2", {"name": "mloop", "version": "0.1.0", "extensions": ["binary_tensor_data"]}),
+        ("/v2", {"name": "mloop", "version": __version__, "extensions": ["binary_tensor_data"]}),
     ],
 )
 def test_health_endpoints(client: httpx.Client, path: str, expected: dict[str, Any]) -> None:
@@ -700,14 +703,48 @@ def test_the_cli_imports_the_server_only_to_serve() -> None:
     assert "--workers" in help_text and "--max-batch-size" in help_text
 
 
-def test_the_cli_defaults_match_the_server_settings() -> None:
-    from mloop.cli.serve import DEFAULTS, byte_size
+def serve_options(*options: str) -> argparse.Namespace:
+    from mloop.cli.main import build_parser
 
-    settings = ServeSettings()
-    assert {k: getattr(settings, k) for k in DEFAULTS} == DEFAULTS
-    assert byte_size("16MiB") == settings.max_body_bytes
+    argv = ["serve", "churn:1", *options]
+    return build_parser(argv).parse_args(argv)
+
+
+def test_the_cli_defaults_are_the_server_settings() -> None:
+    from mloop.cli.serve import byte_size
+
+    given = serve_options()
+    assert ServeSettings(**{limit.field: getattr(given, limit.field) for limit in LIMITS}) == (
+        ServeSettings()
+    )
+    assert given.predict_in == ServeSettings().predict_mode
+    assert byte_size("16MiB") == ServeSettings().max_body_bytes
     with pytest.raises(argparse.ArgumentTypeError, match="not a size"):
         byte_size("lots")
+
+
+def written(limit: Limit, value: float) -> str:
+    """A value of the limit's field as its option is written."""
+    return repr(value * 1000) if limit.unit is Unit.MILLISECONDS else repr(value)
+
+
+@pytest.mark.parametrize("limit", LIMITS, ids=[limit.option for limit in LIMITS])
+def test_each_option_takes_the_range_its_field_declares(
+    limit: Limit, capsys: pytest.CaptureFixture[str]
+) -> None:
+    low = limit.low + (0.5 if limit.unit is Unit.SECONDS else 0)  # seconds: above 0
+    for value in (low, limit.high):
+        assert getattr(serve_options(limit.option, written(limit, value)), limit.field) == value
+    for value in (limit.low - 1, limit.high * 2):
+        with pytest.raises(SystemExit):
+            serve_options(limit.option, written(limit, value))
+        assert f"argument {limit.option}:" in capsys.readouterr().err
+        with pytest.raises(InvalidInput, match=f"{limit.field} .* is out of range") as caught:
+            ServeSettings(**{limit.field: value})  # made in code, not by the CLI
+        assert caught.value.hint == f"set {limit.option} within it"
+    if limit.unit is Unit.SECONDS:
+        with pytest.raises(InvalidInput, match="above 0"):
+            ServeSettings(**{limit.field: 0.0})
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import pickle
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from mloop.config import MAX_USER_LENGTH, SETTINGS, load_settings
+from mloop.config import BY_KEY, MAX_USER_LENGTH, SETTINGS, Settings, load_settings
+from mloop.domain.gate import Gate
 from mloop.domain.names import NAME_RULE
 from mloop.errors import ConfigError
 
@@ -76,6 +80,52 @@ def test_every_setting_is_documented_once() -> None:
     keys = [s.key for s in SETTINGS]
     assert len(keys) == len(set(keys))
     assert all(s.help and s.env == "MLOOP_" + s.key.upper() for s in SETTINGS)
+    declared = [f.name for f in fields(Settings) if f.name not in ("root", "sources")]
+    assert keys == declared  # each field of Settings is a setting, declared there only
+
+
+# A value for every setting, as mloop.yaml and the environment write it, and as it is then used.
+EXAMPLES: dict[str, tuple[str, str, object]] = {
+    "project": ("churn", "churn", "churn"),
+    "store_uri": ("sqlite:///m.db", "sqlite:///m.db", "sqlite:///{root}/m.db"),
+    "artifacts_uri": ("s3://b/p", "s3://b/p", "s3://b/p"),
+    "remote_uri": ("backups", "backups", "{root}/backups"),
+    "pool_size": ("3", "3", 3),
+    "user": ("ana", "ana", "ana"),
+    "pipelines": ("{train: 'p:t'}", "train=p:t", {"train": "p:t"}),
+    "models": ("{churn: {gates: [f1 > 0.5]}}", "", None),  # the environment cannot map models
+    "executor": ("process", "process", "process"),
+    "gates": ("{train: [f1 > 0.5]}", "train=f1 > 0.5", {"train": (Gate("f1", ">", 0.5),)}),
+    "max_workers": ("2", "2", 2),
+    "ray_address": ("ray://h:1", "ray://h:1", "ray://h:1"),
+}
+
+
+@pytest.mark.parametrize("key", [s.key for s in SETTINGS])
+def test_every_setting_loads_from_the_file_and_the_environment(tmp_path: Path, key: str) -> None:
+    assert set(EXAMPLES) == set(BY_KEY)  # a new setting needs its example here
+    written, env_text, used = EXAMPLES[key]
+    root = project_file(tmp_path, f"{key}: {written}\n")
+    expected = used.format(root=tmp_path) if isinstance(used, str) else used
+    from_file = load_settings(root, environ={})
+    assert from_file.sources[key] == "mloop.yaml"
+    if expected is not None:
+        assert getattr(from_file, key) == expected
+    if env_text:
+        env = BY_KEY[key].env
+        from_env = load_settings(project_file(tmp_path, ""), environ={env: env_text})
+        assert from_env.sources[key] == f"environment ({env})"
+        assert getattr(from_env, key) == getattr(from_file, key)
+    assert from_file.values[key] == BY_KEY[key].plain(getattr(from_file, key))
+    json.dumps(from_file.values[key])  # plain: what `config show --json` prints
+
+
+def test_settings_pickle_whole_for_a_worker_process(tmp_path: Path) -> None:
+    text = "gates: {train: [f1 > 0.5]}\nmodels: {churn: {gates: [data_validation]}}\n"
+    settings = load_settings(project_file(tmp_path, text), environ={"MLOOP_POOL_SIZE": "4"})
+    again = pickle.loads(pickle.dumps(settings))  # noqa: S301 (bytes this test made)
+    assert again == settings and again.sources == settings.sources
+    assert again.models["churn"].gates == settings.models["churn"].gates
 
 
 def test_config_show_prints_values_and_sources(project: Path, cli, monkeypatch) -> None:
@@ -88,6 +138,17 @@ def test_config_show_prints_values_and_sources(project: Path, cli, monkeypatch) 
     assert "secret" not in result.out and "me:***@db.example" in result.out
     assert "hidden" not in result.out and "me:***@files.example" in result.out
     assert "mloop.yaml" in result.out
+    shown = json.loads(cli("config", "show", "--json").out)["settings"]
+    assert [row["key"] for row in shown] == [s.key for s in SETTINGS]
+    by_key = {row["key"]: row for row in shown}
+    assert by_key["store_uri"]["value"] == "postgresql+psycopg://me:***@db.example:5432/ml"
+    assert by_key["pool_size"] == {
+        "key": "pool_size",
+        "value": 7,
+        "source": "environment (MLOOP_POOL_SIZE)",
+        "env": "MLOOP_POOL_SIZE",
+        "help": BY_KEY["pool_size"].help,
+    }
 
 
 def test_a_binary_project_file_is_a_config_error_naming_it(tmp_path: Path) -> None:

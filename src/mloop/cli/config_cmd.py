@@ -19,22 +19,13 @@ def register(commands: Any) -> None:
 
 def show_config(ctx: Context) -> None:
     from mloop.config import SETTINGS, load_settings
-    from mloop.domain.uris import redact
     from mloop.project import find_root
 
     settings = load_settings(find_root())
-    effective = {
-        "project": settings.project,
-        "store_uri": redact(settings.store_uri),
-        "artifacts_uri": redact(settings.artifacts_uri),
-        "remote_uri": None if settings.remote_uri is None else redact(settings.remote_uri),
-        "pool_size": settings.pool_size,
-        "user": settings.user,
-    }
     rows = [
         {
             "key": s.key,
-            "value": effective.get(s.key, settings.values[s.key]),
+            "value": settings.shown(s.key),
             "source": settings.sources[s.key],
             "env": s.env,
             "help": s.help,

@@ -9,13 +9,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from mloop._version import __version__
 from mloop.cli import oserrors
 from mloop.errors import InvalidPath, MloopError, NeedsTrust, extras_named
 
 if TYPE_CHECKING:
     from mloop.project import Project
-
-VERSION = "0.1.0"
 
 
 class Context:
@@ -134,7 +133,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         "track runs, trace lineage.",
         epilog="Run `mloop COMMAND --help` for a command's options.",
     )
-    parser.add_argument("--version", action="version", version=f"mloop {VERSION}")
+    parser.add_argument("--version", action="version", version=f"mloop {__version__}")
     parser.add_argument("-C", dest="chdir", metavar="DIR", help="run as if started in DIR")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--debug", action="store_true", help="show a traceback on errors")

@@ -20,27 +20,12 @@ from mloop.cli.args import integer, number, shown
 from mloop.cli.main import Context
 from mloop.cli.models import add_trust
 from mloop.errors import InvalidInput, NeedsTrust, NotFound
+from mloop.services.serving.settings import LIMITS, Limit, ServeSettings, Unit
 
 if TYPE_CHECKING:
     from mloop.domain.model import ModelVersion
     from mloop.services.serving.predictor import Predictor
 
-# These mirror mloop.server.inference.ServeSettings (a test checks); argparse needs them at
-# start-up, and importing the server for `--help` would cost its imports.
-DEFAULTS: dict[str, Any] = {
-    "max_batch_size": 64,
-    "max_wait": 0.002,
-    "timeout": 60.0,
-    "max_body_bytes": 16 * 2**20,
-    "body_timeout": 30.0,
-    "max_body_memory": 256 * 2**20,
-    "max_concurrency": 256,
-    "max_queue": 512,
-    "max_connections": 1024,
-    "max_header_bytes": 64 * 2**10,
-    "header_timeout": 10.0,
-}
-DAY = 86400.0
 TOKEN_VARIABLE = "MLOOP_SERVE_TOKEN"  # noqa: S105 (the name of the variable, not a token)
 _UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
 _UNITS |= {"k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2, "g": 1024**3, "gib": 1024**3}
@@ -112,83 +97,23 @@ def port_number(text: str) -> int:
     return port
 
 
-# The options that set a ServeSettings field of the same name and unit, declared once:
-# (flag, type with its accepted range, field, metavar, help). Help ends with the default.
-LIMITS: tuple[tuple[str, Callable[[str], Any], str, str, str], ...] = (
-    (
-        "--max-batch-size",
-        integer(1, 1_000_000),
-        "max_batch_size",
-        "ROWS",
-        "most rows in one predict call; bigger client batches are split",
-    ),
-    (
-        "--timeout",
-        seconds(DAY),
-        "timeout",
-        "SECONDS",
-        "answer 504 when a request (body, queue and predict) takes longer",
-    ),
-    (
-        "--max-body-size",
-        size_between(1, 2**30),
-        "max_body_bytes",
-        "SIZE",
-        "answer 413 to bigger bodies, before reading them",
-    ),
-    (
-        "--max-body-memory",
-        size_between(1, 2**36),
-        "max_body_memory",
-        "SIZE",
-        "bytes of request bodies held at once, read or being read; past it 503 with "
-        "Retry-After (at least --max-body-size)",
-    ),
-    (
-        "--body-timeout",
-        seconds(DAY),
-        "body_timeout",
-        "SECONDS",
-        "answer 408 and close when a body takes longer to arrive; bodies are read before a "
-        "predict slot is taken, so slow senders never hold one",
-    ),
-    (
-        "--max-concurrency",
-        integer(1, 100_000),
-        "max_concurrency",
-        "N",
-        "predict requests worked on at once",
-    ),
-    (
-        "--max-queue",
-        integer(0, 1_000_000),
-        "max_queue",
-        "N",
-        "requests waiting beyond that; past it, 503 with Retry-After",
-    ),
-    (
-        "--max-connections",
-        integer(1, 1_000_000),
-        "max_connections",
-        "N",
-        "open connections; past it a new connection gets 503 and is closed, the open ones go on",
-    ),
-    (
-        "--max-header-size",
-        size_between(1024, 2**20),
-        "max_header_bytes",
-        "SIZE",
-        "answer 431 and close when the request line and headers are bigger",
-    ),
-    (
-        "--header-timeout",
-        seconds(DAY),
-        "header_timeout",
-        "SECONDS",
-        "close a connection whose request line and headers take longer to arrive, counted "
-        "from its first byte or its opening",
-    ),
-)
+def limit_type(limit: Limit) -> Callable[[str], Any]:
+    """The argparse type of a limit's option, from the range its field declares."""
+    if limit.unit is Unit.SIZE:
+        return size_between(int(limit.low), int(limit.high))
+    if limit.unit is Unit.SECONDS:
+        return seconds(limit.high)
+    if limit.unit is Unit.MILLISECONDS:
+        milliseconds = number(limit.low * 1000, limit.high * 1000)
+        return lambda text: milliseconds(text) / 1000
+    return integer(int(limit.low), int(limit.high))
+
+
+def _shown(limit: Limit) -> Any:
+    """A limit's default as its option writes it."""
+    if limit.unit is Unit.SIZE:
+        return _bytes(limit.default)
+    return limit.default * 1000 if limit.unit is Unit.MILLISECONDS else limit.default
 
 
 def register(commands: Any) -> None:
@@ -222,31 +147,21 @@ def register(commands: Any) -> None:
         default=1,
         help="processes, each with its own copy (default 1)",
     )
-    p.add_argument(
-        "--max-wait-ms",
-        type=number(0, 10_000),
-        default=DEFAULTS["max_wait"] * 1000,
-        metavar="MS",
-        help="how long a batch may keep collecting requests while they keep arriving; a lone "
-        "request never waits (default %(default)s)",
-    )
     p.add_argument("--no-batching", action="store_true", help="one predict call per request")
     p.add_argument(
         "--predict-in",
         choices=("auto", "inline", "thread"),
-        default="auto",
+        default=ServeSettings().predict_mode,
         help="run predict on the event loop, in a thread, or choose by its measured cost",
     )
-    for flag, parse, field, metavar, text in LIMITS:
-        default = DEFAULTS[field]
-        given = _bytes(default) if metavar == "SIZE" else default
+    for limit in LIMITS:
         p.add_argument(
-            flag,
-            type=parse,
-            default=default,
-            dest=field,
-            metavar=metavar,
-            help=f"{text} (default {given})",
+            limit.option,
+            type=limit_type(limit),
+            default=limit.default,
+            dest=limit.field,
+            metavar=limit.metavar,
+            help=f"{limit.help} (default {_shown(limit)})",
         )
     p.add_argument(
         "--token-file",
@@ -392,7 +307,6 @@ def run_serve(ctx: Context) -> int:
     if reason is not None and not args.trust:
         raise NeedsTrust.of(reason, version.ref)
 
-    from mloop.server.inference import ServeSettings
     from mloop.server.workers import serve
 
     if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -402,10 +316,9 @@ def run_serve(ctx: Context) -> int:
         )
     settings = ServeSettings(
         token_sha256=token,
-        max_wait=args.max_wait_ms / 1000,
         batching=not args.no_batching,
         predict_mode=args.predict_in,
-        **{field: getattr(args, field) for _, _, field, _, _ in LIMITS},
+        **{limit.field: getattr(args, limit.field) for limit in LIMITS},
     )
 
     def ready(url: str) -> None:

@@ -1,10 +1,11 @@
 """Gates: rules a pipeline's result must pass before anyone relies on it (CI, promotion).
 
-A gate is written the way people say it, `accuracy >= 0.7` or `rmse < 3.5`, in mloop.yaml
-under `gates:`; `parse_gate` turns the text into a `Gate` record and `evaluate` checks records
-against numbers it is given. Nothing here reads a run or a store: the caller gathers the
-metrics, so the same rules serve `mloop ci` now and the model registry's promotion later (which
-will add gate kinds such as "beats the champion" and bias limits as records of their own).
+A gate is written the way people say it, `accuracy >= 0.7`, `rmse < 3.5`, `accuracy >= champion
++ 0.01`, `demographic_parity(group) <= 0.1` or `data_validation`, in one format wherever it is
+written: one gate or a list of them (`parse_gate_list`), under a pipeline in `gates:` (a run is
+held to metric thresholds only: `run_gates`) and under a model in `models:` (its promotion).
+`evaluate` checks metric gates against numbers it is given. Nothing here reads a run or a store:
+the caller gathers the metrics, so the same rules serve `mloop ci` and the registry's promotion.
 A metric that was never logged fails its gate, with the metrics that were logged named, since a
 gate that passes because its number is missing guards nothing.
 """
@@ -213,7 +214,9 @@ def parse_promotion_gate(text: str) -> PromotionGate:
         ChampionGate(metric='accuracy', op='>=', margin=0.01)
     """
     if not isinstance(text, str):
-        raise InvalidInput(f"a gate must be text, not {text!r}", PROMOTION_HINT)
+        raise InvalidInput(
+            f"a gate must be text like 'accuracy >= 0.7', not {text!r}", PROMOTION_HINT
+        )
     if text.strip() == "data_validation":
         return ValidationGate()
     champion = _CHAMPION.fullmatch(text)
@@ -240,3 +243,45 @@ def parse_promotion_gate(text: str) -> PromotionGate:
         return parse_gate(text)
     except InvalidInput as exc:
         raise InvalidInput(exc.message, PROMOTION_HINT) from None
+
+
+def parse_gate_list(value: object) -> tuple[PromotionGate, ...]:
+    """The one way gates are written, under a pipeline in `gates:` and under a model in
+    `models:`: one gate as text or a list of them, each in `parse_promotion_gate`'s grammar;
+    blank entries are skipped and nothing at all (empty, `~`, `[]`) means no gates.
+
+    Example:
+        >>> [str(g) for g in parse_gate_list(["accuracy>=0.70", "", "accuracy >= champion"])]
+        ['accuracy >= 0.7', 'accuracy >= champion']
+        >>> parse_gate_list("rmse < 3")
+        (Gate(metric='rmse', op='<', threshold=3.0),)
+    """
+    if not value:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise InvalidInput(
+            f"give a list of gates such as ['accuracy >= 0.7'], not {type(value).__name__}",
+            PROMOTION_HINT,
+        )
+    return tuple(parse_promotion_gate(item) for item in items if item is not None and item != "")
+
+
+def run_gates(gates: Iterable[PromotionGate]) -> tuple[Gate, ...]:
+    """The gates a pipeline's run can be held to: metric thresholds. A run has no champion,
+    holdout or training-data check of its own; those gates belong to a model's promotion.
+
+    Example:
+        >>> run_gates(parse_gate_list("f1 > champion"))
+        Traceback (most recent call last):
+        mloop.errors.InvalidInput: 'f1 > champion' is a promotion gate, not one a run can pass
+    """
+    found: list[Gate] = []
+    for gate in gates:
+        if not isinstance(gate, Gate):
+            raise InvalidInput(
+                f"{str(gate)!r} is a promotion gate, not one a run can pass",
+                f"move it under `models: NAME: gates:`, or {HINT}",
+            )
+        found.append(gate)
+    return tuple(found)

@@ -25,11 +25,11 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from mloop._version import __version__
 from mloop.errors import (
     InternalError,
     MethodNotAllowed,
@@ -68,6 +68,7 @@ from mloop.services.serving.requests import (
     mlflow_response,
     parse_body,
 )
+from mloop.services.serving.settings import ServeSettings as ServeSettings  # where it is declared
 from mloop.services.serving.tables import read_csv
 
 logger = logging.getLogger("mloop.server")
@@ -77,32 +78,6 @@ Reply = tuple[int, bytes, Headers]
 Handler = Callable[[dict[str, Any], Receive], Coroutine[Any, Any, Reply]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 _E = {name: i for i, name in enumerate(ENDPOINTS)}
-VERSION = "0.1.0"
-
-
-@dataclass(frozen=True, slots=True)
-class ServeSettings:
-    """How one model server batches and protects itself; `mloop serve --help` describes each."""
-
-    max_batch_size: int = 64
-    max_wait: float = 0.002  # seconds a batch may keep collecting while requests keep arriving
-    batching: bool = True
-    predict_mode: str = "auto"  # "inline" on the event loop, "thread", or "auto" (by its cost)
-    timeout: float = 60.0  # seconds for a whole predict request; then 504
-    max_body_bytes: int = 16 * 2**20
-    body_timeout: float = 30.0  # seconds to receive a body once its headers are in; then 408
-    max_body_memory: int = 256 * 2**20  # bytes of bodies held at once; past it 503, closed
-    max_concurrency: int = 256
-    max_queue: int = 512
-    # Below the app (server/limits.py: GuardedHttpTools), per worker:
-    max_connections: int = 1024  # open connections; past it a new one is answered 503, closed
-    max_header_bytes: int = 64 * 2**10  # request line and headers; past it 431, closed
-    header_timeout: float = 10.0  # seconds from a request's first byte to its last header
-    retry_after: int = 1
-    keep_alive: float = 5.0
-    # SHA-256 of the bearer token every request but health checks must carry; None: open.
-    # Only the digest is kept, so the token itself is in no settings, log or core dump.
-    token_sha256: bytes | None = None
 
 
 class InferenceApp:
@@ -161,7 +136,7 @@ class InferenceApp:
             "/healthz": {"status": "ok"},
             "/ping": {"status": "ok"},
             "/v2/health/live": {"live": True},
-            "/v2": {"name": "mloop", "version": VERSION, "extensions": ["binary_tensor_data"]},
+            "/v2": {"name": "mloop", "version": __version__, "extensions": ["binary_tensor_data"]},
             f"/v2/models/{name}": oip.metadata(name, version, predictor.signature),
             f"/v2/models/{name}/versions/{version}": oip.metadata(
                 name, version, predictor.signature

@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 
 from mloop.config import load_settings
-from mloop.domain.gate import Gate, evaluate, parse_gate, parse_gates, value_text
+from mloop.domain.gate import (
+    BiasGate,
+    ChampionGate,
+    Gate,
+    ValidationGate,
+    evaluate,
+    parse_gate,
+    parse_gates,
+    value_text,
+)
+from mloop.domain.policy import ModelPolicy
 from mloop.errors import ConfigError, InvalidInput
 
 
@@ -147,3 +157,86 @@ def test_a_malformed_gate_in_the_settings_names_the_key_and_the_fix(
     assert "gates" in caught.value.message or "MLOOP_GATES" in caught.value.message
     assert message in caught.value.message
     assert "train: [accuracy >= 0.7, rmse < 3.5]" in (caught.value.hint or "")
+
+
+# One gate format: `gates:` (per pipeline) and `models:` (per model) take the same spellings.
+SPELLINGS = [
+    ("accuracy >= 0.7", ["accuracy >= 0.7"]),
+    ("[accuracy>=0.70, 'f1 > .5']", ["accuracy >= 0.7", "f1 > 0.5"]),
+    ("\n      - accuracy >= 0.7\n      - ''\n", ["accuracy >= 0.7"]),
+    ("[]", []),
+    ("", []),
+]
+SPELLING_IDS = ["one-string", "flow-list", "block-list-with-blank", "empty-list", "nothing"]
+
+
+@pytest.mark.parametrize(("written", "gates"), SPELLINGS, ids=SPELLING_IDS)
+def test_pipelines_and_models_take_the_same_gate_spellings(
+    tmp_path: Path, written: str, gates: list[str]
+) -> None:
+    text = f"gates:\n  train: {written}\nmodels:\n  churn:\n    gates: {written}\n"
+    settings = load_settings(project_file(tmp_path, text), environ={})
+    assert [str(g) for g in settings.gates["train"]] == gates
+    assert [str(g) for g in settings.models["churn"].gates] == gates
+    assert settings.values["gates"]["train"] == settings.values["models"]["churn"]["gates"]
+
+
+@pytest.mark.parametrize(
+    "gate",
+    ["accuracy >= champion", "demographic_parity(group) <= 0.1", "data_validation"],
+    ids=["champion", "bias", "data-validation"],
+)
+def test_a_promotion_gate_under_a_pipeline_says_where_it_belongs(tmp_path: Path, gate: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(project_file(tmp_path, f"gates:\n  train: ['{gate}']\n"), environ={})
+    assert caught.value.message.endswith(
+        f"gates: invalid value {{'train': ['{gate}']}}: train: {gate!r} is a promotion gate, "
+        "not one a run can pass"
+    )
+
+
+def test_models_are_read_once_into_typed_policies(tmp_path: Path) -> None:
+    text = (
+        "models:\n  churn:\n    holdout: churn-holdout:2\n    label: churned\n    table: t\n"
+        "    gates: [accuracy >= 0.8, accuracy >= champion + 0.01, "
+        "'equal_opportunity(group) < 0.2', data_validation]\n"
+        "  plain:\n    gates: champion_rate >= 0.5\n"  # a metric's name, not the champion
+    )
+    settings = load_settings(project_file(tmp_path, text), environ={})
+    assert settings.models == {
+        "churn": ModelPolicy(
+            (
+                Gate("accuracy", ">=", 0.8),
+                ChampionGate("accuracy", ">=", 0.01),
+                BiasGate("equal_opportunity", "group", "<", 0.2),
+                ValidationGate(),
+            ),
+            holdout="churn-holdout:2",
+            label="churned",
+            table="t",
+        ),
+        "plain": ModelPolicy((Gate("champion_rate", ">=", 0.5),)),
+    }
+    assert settings.values["models"]["plain"] == {"gates": ["champion_rate >= 0.5"]}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("  churn:\n    gates: [accuracy >= champion]\n", "churn: the gate 'accuracy >= champion'"),
+        ("  churn:\n    gates: {accuracy: 0.7}\n", "churn: give a list of gates"),
+        (
+            "  churn:\n    gate: [accuracy >= 0.7]\n",
+            "churn: unknown key 'gate' (did you mean 'gates'?)",
+        ),
+        ("  churn:\n    owner: ana\n", "unknown key 'owner' (known: gates, holdout, label, table)"),
+        ("  churn: [accuracy >= 0.7]\n", "churn: give a mapping with gates"),
+        ("  Bad Name:\n    gates: []\n", "invalid model name 'Bad Name'"),
+    ],
+    ids=["needs-holdout", "gates-mapping", "key-typo", "unknown-key", "not-a-mapping", "bad-name"],
+)
+def test_a_malformed_model_policy_names_the_model(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(project_file(tmp_path, "models:\n" + text), environ={})
+    assert "mloop.yaml: models" in caught.value.message
+    assert message in caught.value.message

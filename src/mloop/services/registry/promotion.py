@@ -25,9 +25,9 @@ from mloop.domain.gate import (
     ValidationGate,
     evaluate,
     number_text,
-    parse_promotion_gate,
 )
 from mloop.domain.model import GateRecord, ModelVersion
+from mloop.domain.policy import ModelPolicy
 from mloop.errors import GateFailed, InvalidInput, MloopError, NeedsTrust
 from mloop.services.data.versioning import DataService, parse_version_ref
 from mloop.services.registry.models import Registry
@@ -59,16 +59,21 @@ def _metric(name: str) -> Callable[[Any, Any], float] | None:
 
 
 class Promoter:
+    """Promotes model versions through the gates of each model's `ModelPolicy` (parsed from
+    mloop.yaml when the project opened); a model with no policy has no gates."""
+
     def __init__(
-        self, registry: Registry, data: DataService, settings: Mapping[str, Mapping[str, Any]]
+        self, registry: Registry, data: DataService, policies: Mapping[str, ModelPolicy]
     ) -> None:
         self.registry = registry
         self.data = data
-        self.settings = settings
+        self.policies = policies
+
+    def policy(self, name: str) -> ModelPolicy:
+        return self.policies.get(name) or ModelPolicy()
 
     def gates_of(self, name: str) -> tuple[PromotionGate, ...]:
-        spec = self.settings.get(name, {})
-        return tuple(parse_promotion_gate(g) for g in spec.get("gates", ()))
+        return self.policy(name).gates
 
     def evaluate(
         self, name: str, version: int, alias: str = "champion", trust: bool = False
@@ -182,17 +187,17 @@ class _Holdout:
     def __init__(self, promoter: Promoter, name: str, trust: bool = False) -> None:
         self.promoter = promoter
         self.trust = trust
-        self.spec = promoter.settings.get(name, {})
-        self.ref = str(self.spec.get("holdout", "-"))
+        self.policy = promoter.policy(name)
+        self.ref = self.policy.holdout or "-"
         self._frame: Any = None
 
     def frame(self) -> Any:
         if self._frame is None:
-            if "holdout" not in self.spec or "label" not in self.spec:
+            if self.policy.holdout is None or self.policy.label is None:
                 raise InvalidInput("this gate needs `holdout` and `label` set for the model")
-            name, version = parse_version_ref(self.ref)
+            name, version = parse_version_ref(self.policy.holdout)
             local = self.promoter.data.get(name, version)
-            self._frame = local.to_pandas(self.spec.get("table"))
+            self._frame = local.to_pandas(self.policy.table)
             self.ref = local.version.ref
         return self._frame
 
@@ -200,7 +205,7 @@ class _Holdout:
         """The holdout, its labels and `version`'s predictions; `role` names the model in a
         refusal to load it ("the champion churn:2"; default: the candidate)."""
         frame = self.frame()
-        label = self.spec["label"]
+        label = self.policy.label
         if label not in frame.columns:
             raise InvalidInput(f"the holdout {self.ref} has no column {label!r}")
         try:
