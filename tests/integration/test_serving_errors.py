@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 import logging
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -146,9 +148,18 @@ def _provoked() -> Iterator[tuple[int, str]]:
     token = ServeSettings(token_sha256=b"\0" * 32)
     with running(create_app(broken(), token)) as base:
         yield _status_and_code(httpx.post(base + "/invocations", json=rows))
-    full = ServeSettings(max_concurrency=0, max_queue=0)
-    with running(create_app(broken(), full)) as base:
-        yield _status_and_code(httpx.post(base + "/invocations", json=rows))
+    # One predict slot and no queue: while a slow request holds the slot, the next is turned away.
+    slow, wide = Slow(2.0), {"inputs": [[0.0] * 30]}
+    with running(create_app(slow, ServeSettings(max_concurrency=1, max_queue=0))) as base:
+        holder = threading.Thread(
+            target=httpx.post, args=(base + "/invocations",), kwargs={"json": wide, "timeout": 30}
+        )
+        holder.start()
+        deadline = time.monotonic() + 10
+        while not slow.sizes and time.monotonic() < deadline:  # until it holds the slot
+            time.sleep(0.01)
+        yield _status_and_code(httpx.post(base + "/invocations", json=wide))
+        holder.join()
     with running(create_app(Slow(0.5), ServeSettings(timeout=0.05))) as base:
         yield _status_and_code(httpx.post(base + "/invocations", json={"inputs": [[0.0] * 30]}))
     unanswerable = LoadedModel("odd", 1, Unanswerable(), SIGNATURE)
