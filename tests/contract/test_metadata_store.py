@@ -56,7 +56,7 @@ def started(run: Run) -> Event:
 
 def add_run(store: MetadataStore, name: str = "run", **fields: object) -> Run:
     run = make_run(name, **fields)
-    store.create_run(run, started(run))
+    store.runs.create(run, started(run))
     return run
 
 
@@ -91,12 +91,12 @@ def test_run_reads_back_as_created_by_id_and_unique_prefix(metadata_store: Metad
         tags={"team": "vision"},
         metrics={"loss": Metric("loss", 0.25, 3, T0 + 1)},
     )
-    metadata_store.create_run(run, started(run))
+    metadata_store.runs.create(run, started(run))
     add_run(metadata_store, "other")
 
-    assert metadata_store.get_run(run.id) == run
-    assert metadata_store.get_run(run.id[:6]) == run
-    assert metadata_store.get_run(run.id.upper()) == run
+    assert metadata_store.runs.get(run.id) == run
+    assert metadata_store.runs.get(run.id[:6]) == run
+    assert metadata_store.runs.get(run.id.upper()) == run
 
 
 def test_ambiguous_run_prefix_is_invalid_input(metadata_store: MetadataStore) -> None:
@@ -104,9 +104,9 @@ def test_ambiguous_run_prefix_is_invalid_input(metadata_store: MetadataStore) ->
     second = add_run(metadata_store, id="abcd" + "1" * 28)
 
     with pytest.raises(InvalidInput, match="ambiguous"):
-        metadata_store.get_run("abcd")
-    assert metadata_store.get_run("abcd0").id == first.id
-    assert metadata_store.get_run("abcd1").id == second.id
+        metadata_store.runs.get("abcd")
+    assert metadata_store.runs.get("abcd0").id == first.id
+    assert metadata_store.runs.get("abcd1").id == second.id
 
 
 @pytest.mark.parametrize("ref", ["f" * 32, "ffff"], ids=["full-id", "prefix"])
@@ -114,32 +114,32 @@ def test_unknown_run_is_not_found(metadata_store: MetadataStore, ref: str) -> No
     add_run(metadata_store, id="0" * 32)
 
     with pytest.raises(NotFound):
-        metadata_store.get_run(ref)
+        metadata_store.runs.get(ref)
 
 
 def test_creating_a_run_twice_is_refused_without_an_event(metadata_store: MetadataStore) -> None:
     run = add_run(metadata_store, "first")
 
     with pytest.raises(AlreadyExists):
-        metadata_store.create_run(make_run("second", id=run.id), started(run))
-    assert metadata_store.get_run(run.id).name == "first"
-    assert len(metadata_store.list_events(f"run/{run.id}")) == 1
+        metadata_store.runs.create(make_run("second", id=run.id), started(run))
+    assert metadata_store.runs.get(run.id).name == "first"
+    assert len(metadata_store.events.find(f"run/{run.id}")) == 1
 
 
 def test_a_run_with_an_unknown_parent_is_refused(metadata_store: MetadataStore) -> None:
     run = make_run(parent_id="f" * 32)
 
     with pytest.raises(NotFound, match="parent"):
-        metadata_store.create_run(run, started(run))
-    assert metadata_store.count_runs() == 0
-    assert metadata_store.list_events() == []
+        metadata_store.runs.create(run, started(run))
+    assert metadata_store.runs.count() == 0
+    assert metadata_store.events.find() == []
 
 
 def test_run_data_accumulates_and_latest_metric_has_the_highest_step(
     metadata_store: MetadataStore,
 ) -> None:
     run = add_run(metadata_store)
-    metadata_store.write_run_data(
+    metadata_store.runs.write_data(
         run.id,
         params=[("lr", "0.1")],
         tags=[("stage", "dev")],
@@ -149,37 +149,37 @@ def test_run_data_accumulates_and_latest_metric_has_the_highest_step(
             Metric("loss", 0.7, 2, T0 + 2),
         ],
     )
-    metadata_store.write_run_data(
+    metadata_store.runs.write_data(
         run.id,
         params=[("lr", "0.1"), ("depth", "3")],  # logging the same value again is fine
         tags=[("stage", "prod")],
         metrics=[Metric("loss", 0.6, 4, T0 + 10), Metric("acc", 0.8, 0, T0 + 10)],
     )
 
-    got = metadata_store.get_run(run.id)
+    got = metadata_store.runs.get(run.id)
     assert got.params == {"lr": "0.1", "depth": "3"}
     assert got.tags == {"stage": "prod"}
     assert got.metrics == {
         "loss": Metric("loss", 0.5, 5, T0 + 5),
         "acc": Metric("acc", 0.8, 0, T0 + 10),
     }
-    history = metadata_store.metric_history(run.id, "loss")
+    history = metadata_store.runs.metric_history(run.id, "loss")
     assert [(m.step, m.value) for m in history] == [(0, 0.9), (2, 0.7), (4, 0.6), (5, 0.5)]
-    assert metadata_store.metric_history(run.id, "never-logged") == []
+    assert metadata_store.runs.metric_history(run.id, "never-logged") == []
 
 
 def test_at_the_same_step_the_later_metric_wins(metadata_store: MetadataStore) -> None:
     run = add_run(metadata_store)
-    metadata_store.write_run_data(run.id, metrics=[Metric("acc", 0.1, 7, T0)])
-    metadata_store.write_run_data(run.id, metrics=[Metric("acc", 0.2, 7, T0 + 1)])
-    metadata_store.write_run_data(run.id, metrics=[Metric("acc", 0.3, 7, T0 - 1)])
+    metadata_store.runs.write_data(run.id, metrics=[Metric("acc", 0.1, 7, T0)])
+    metadata_store.runs.write_data(run.id, metrics=[Metric("acc", 0.2, 7, T0 + 1)])
+    metadata_store.runs.write_data(run.id, metrics=[Metric("acc", 0.3, 7, T0 - 1)])
 
-    assert metadata_store.get_run(run.id).metrics["acc"].value == 0.2
+    assert metadata_store.runs.get(run.id).metrics["acc"].value == 0.2
 
 
 def test_nan_is_stored_and_read_back_as_none(metadata_store: MetadataStore) -> None:
     run = add_run(metadata_store)
-    metadata_store.write_run_data(
+    metadata_store.runs.write_data(
         run.id,
         metrics=[
             Metric("loss", 1.0, 0, T0),
@@ -188,39 +188,39 @@ def test_nan_is_stored_and_read_back_as_none(metadata_store: MetadataStore) -> N
         ],
     )
 
-    got = metadata_store.get_run(run.id)
+    got = metadata_store.runs.get(run.id)
     assert got.metrics["loss"].value is None
     assert got.metrics["grad"].value == math.inf
-    assert [m.value for m in metadata_store.metric_history(run.id, "loss")] == [1.0, None]
-    assert metadata_store.find_runs(parse_filter("metrics.loss < 100")) == []
+    assert [m.value for m in metadata_store.runs.metric_history(run.id, "loss")] == [1.0, None]
+    assert metadata_store.runs.find(parse_filter("metrics.loss < 100")) == []
 
 
 def test_changing_a_param_is_a_conflict_and_writes_nothing(metadata_store: MetadataStore) -> None:
     run = add_run(metadata_store)
-    metadata_store.write_run_data(run.id, params=[("lr", "0.1")])
+    metadata_store.runs.write_data(run.id, params=[("lr", "0.1")])
 
     with pytest.raises(Conflict, match="lr"):
-        metadata_store.write_run_data(
+        metadata_store.runs.write_data(
             run.id,
             params=[("lr", "0.2")],
             tags=[("stage", "dev")],
             metrics=[Metric("loss", 1.0, 0, T0)],
         )
-    got = metadata_store.get_run(run.id)
+    got = metadata_store.runs.get(run.id)
     assert (got.params, got.tags, got.metrics) == ({"lr": "0.1"}, {}, {})
-    assert metadata_store.metric_history(run.id, "loss") == []
+    assert metadata_store.runs.metric_history(run.id, "loss") == []
 
 
 def test_writing_to_an_unknown_run_is_not_found(metadata_store: MetadataStore) -> None:
     with pytest.raises(NotFound):
-        metadata_store.write_run_data("f" * 32, metrics=[Metric("loss", 1.0, 0, T0)])
+        metadata_store.runs.write_data("f" * 32, metrics=[Metric("loss", 1.0, 0, T0)])
 
 
 def test_end_run_records_status_time_error_and_event(metadata_store: MetadataStore) -> None:
     run = add_run(metadata_store)
     ref = f"run/{run.id}"
 
-    metadata_store.end_run(
+    metadata_store.runs.end(
         run.id,
         RunStatus.FAILED,
         T0 + 60,
@@ -228,14 +228,14 @@ def test_end_run_records_status_time_error_and_event(metadata_store: MetadataSto
         Event(T0 + 60, "ada", "run.failed", ref),
     )
 
-    got = metadata_store.get_run(run.id)
+    got = metadata_store.runs.get(run.id)
     assert (got.status, got.ended, got.error, got.duration) == (
         RunStatus.FAILED,
         T0 + 60,
         "ValueError: boom",
         60,
     )
-    assert [e.action for e in metadata_store.list_events(ref)] == ["run.failed", "run.started"]
+    assert [e.action for e in metadata_store.events.find(ref)] == ["run.failed", "run.started"]
 
 
 def test_ending_an_unknown_run_is_not_found_and_records_no_event(
@@ -244,8 +244,8 @@ def test_ending_an_unknown_run_is_not_found_and_records_no_event(
     ref = f"run/{'f' * 32}"
 
     with pytest.raises(NotFound):
-        metadata_store.end_run("f" * 32, RunStatus.FINISHED, T0, None, Event(T0, "ada", "x", ref))
-    assert metadata_store.list_events(ref) == []
+        metadata_store.runs.end("f" * 32, RunStatus.FINISHED, T0, None, Event(T0, "ada", "x", ref))
+    assert metadata_store.events.find(ref) == []
 
 
 def test_child_runs_are_listed_oldest_first(metadata_store: MetadataStore) -> None:
@@ -253,8 +253,8 @@ def test_child_runs_are_listed_oldest_first(metadata_store: MetadataStore) -> No
     late = add_run(metadata_store, "late", parent_id=parent.id, started=T0 + 20)
     early = add_run(metadata_store, "early", parent_id=parent.id, started=T0 + 10)
 
-    assert [r.id for r in metadata_store.child_runs(parent.id)] == [early.id, late.id]
-    assert metadata_store.child_runs(late.id) == []
+    assert [r.id for r in metadata_store.runs.children(parent.id)] == [early.id, late.id]
+    assert metadata_store.runs.children(late.id) == []
 
 
 # finding runs -------------------------------------------------------------------------------
@@ -355,8 +355,8 @@ def zoo(module_metadata_uri: str) -> Iterator[MetadataStore]:
 def test_find_runs_filters(zoo: MetadataStore, text: str, expected: str) -> None:
     where = parse_filter(text)
 
-    assert sorted(r.id[0] for r in zoo.find_runs(where)) == list(expected)
-    assert zoo.count_runs(where) == len(expected)
+    assert sorted(r.id[0] for r in zoo.runs.find(where)) == list(expected)
+    assert zoo.runs.count(where) == len(expected)
 
 
 @pytest.mark.parametrize(
@@ -383,37 +383,37 @@ def test_find_runs_filters(zoo: MetadataStore, text: str, expected: str) -> None
     ],
 )
 def test_find_runs_sorts(zoo: MetadataStore, sort: str, expected: str) -> None:
-    found = zoo.find_runs(order=parse_sort(sort) if sort else ())
+    found = zoo.runs.find(order=parse_sort(sort) if sort else ())
 
     assert "".join(r.id[0] for r in found) == expected
 
 
 def test_find_runs_limit_and_count(zoo: MetadataStore) -> None:
-    best = zoo.find_runs(order=parse_sort("-metrics.acc"), limit=2)
+    best = zoo.runs.find(order=parse_sort("-metrics.acc"), limit=2)
 
     assert [r.id for r in best] == [RUN_C, RUN_A]
     assert best[1].params == {"model": "rf", "lr": "0.1"}
     assert best[1].metrics["loss"].value == 0.3
-    assert zoo.count_runs() == 4
+    assert zoo.runs.count() == 4
 
 
 # environments -------------------------------------------------------------------------------
 def test_environments_are_stored_once_and_read_back(metadata_store: MetadataStore) -> None:
     env = Environment(digest("env"), "CPython 3.11.9 (linux)", digest("packages"), 42)
 
-    metadata_store.put_environment(env)
-    metadata_store.put_environment(env)
+    metadata_store.environments.put(env)
+    metadata_store.environments.put(env)
 
-    assert metadata_store.get_environment(env.digest) == env
+    assert metadata_store.environments.get(env.digest) == env
     with pytest.raises(NotFound):
-        metadata_store.get_environment(digest("other"))
+        metadata_store.environments.get(digest("other"))
 
 
 # datasets -----------------------------------------------------------------------------------
 def test_dataset_versions_are_numbered_by_the_store(metadata_store: MetadataStore) -> None:
     b, a = FileEntry("b.csv", digest("b"), 20), FileEntry("a.csv", digest("a"), 10)
     made = [
-        metadata_store.create_dataset_version(
+        metadata_store.datasets.create_version(
             version_of("sales", b, a, version=99, created=T0 + n, message=f"v{n}"),
             created("sales"),
         )
@@ -421,37 +421,37 @@ def test_dataset_versions_are_numbered_by_the_store(metadata_store: MetadataStor
     ]
 
     assert [v.version for v in made] == [1, 2, 3]
-    latest = metadata_store.get_dataset_version("sales")
+    latest = metadata_store.datasets.get_version("sales")
     assert (latest.version, latest.message, latest.files) == (3, "v3", ())
     assert (latest.file_count, latest.total_size, latest.created) == (2, 30, T0 + 3)
-    second = metadata_store.get_dataset_version("sales", 2, files=True)
+    second = metadata_store.datasets.get_version("sales", 2, files=True)
     assert second.message == "v2"
     assert second.files == (a, b)  # the manifest, sorted by path
-    assert [v.version for v in metadata_store.list_dataset_versions("sales")] == [1, 2, 3]
+    assert [v.version for v in metadata_store.datasets.list_versions("sales")] == [1, 2, 3]
 
 
 def test_missing_datasets_and_versions_are_not_found(metadata_store: MetadataStore) -> None:
-    metadata_store.create_dataset_version(version_of("sales"), created("sales"))
+    metadata_store.datasets.create_version(version_of("sales"), created("sales"))
 
     with pytest.raises(NotFound, match="latest is 1"):
-        metadata_store.get_dataset_version("sales", 2)
+        metadata_store.datasets.get_version("sales", 2)
     with pytest.raises(NotFound, match="no dataset 'nope'"):
-        metadata_store.get_dataset_version("nope")
+        metadata_store.datasets.get_version("nope")
     with pytest.raises(NotFound, match="no dataset 'nope'"):
-        metadata_store.get_dataset_version("nope", 1)
+        metadata_store.datasets.get_version("nope", 1)
     with pytest.raises(NotFound, match="no dataset 'nope'"):
-        metadata_store.list_dataset_versions("nope")
+        metadata_store.datasets.list_versions("nope")
 
 
 def test_list_datasets_summarises_the_latest_version(metadata_store: MetadataStore) -> None:
     one = FileEntry("x.csv", digest("x"), 5)
-    metadata_store.create_dataset_version(version_of("sales", created=T0), created("sales"))
-    metadata_store.create_dataset_version(
+    metadata_store.datasets.create_version(version_of("sales", created=T0), created("sales"))
+    metadata_store.datasets.create_version(
         version_of("sales", one, created=T0 + 9), created("sales")
     )
-    metadata_store.create_dataset_version(version_of("iris", one, created=T0 + 1), created("iris"))
+    metadata_store.datasets.create_version(version_of("iris", one, created=T0 + 1), created("iris"))
 
-    assert metadata_store.list_datasets() == [
+    assert metadata_store.datasets.all() == [
         DatasetSummary("iris", 1, T0 + 1, T0 + 1, 1, 5),
         DatasetSummary("sales", 2, T0, T0 + 9, 1, 5),
     ]
@@ -469,49 +469,49 @@ def test_dataset_profile_and_sources_read_back_unchanged(metadata_store: Metadat
             ColumnProfile("city", "object", "categorical", 3, 1, top=(("oslo", 2),)),
         ),
     )  # fmt: skip
-    made = metadata_store.create_dataset_version(
+    made = metadata_store.datasets.create_version(
         version_of("sales", sources=("s3://raw/sales",), tables=(table,)), created("sales")
     )
 
-    assert metadata_store.get_dataset_version("sales", 1) == made
+    assert metadata_store.datasets.get_version("sales", 1) == made
 
 
 def test_concurrent_writers_get_distinct_version_numbers(metadata_store: MetadataStore) -> None:
     def make(_: int) -> int:
-        return metadata_store.create_dataset_version(version_of("sales"), created("sales")).version
+        return metadata_store.datasets.create_version(version_of("sales"), created("sales")).version
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         numbers = sorted(pool.map(make, range(20)))
 
     assert numbers == list(range(1, 21))
-    assert metadata_store.get_dataset_version("sales").version == 20
+    assert metadata_store.datasets.get_version("sales").version == 20
 
 
 def test_a_failed_dataset_version_leaves_no_trace(metadata_store: MetadataStore) -> None:
     with pytest.raises(NotFound):
-        metadata_store.create_dataset_version(
+        metadata_store.datasets.create_version(
             version_of("sales", run_id="f" * 32), created("sales")
         )
 
-    assert metadata_store.list_events("dataset/sales") == []
-    made = metadata_store.create_dataset_version(version_of("sales"), created("sales"))
+    assert metadata_store.events.find("dataset/sales") == []
+    made = metadata_store.datasets.create_version(version_of("sales"), created("sales"))
     assert made.version == 1
 
 
 def test_dataset_versions_by_file_and_by_run(metadata_store: MetadataStore) -> None:
     run = add_run(metadata_store)
     shared, only = FileEntry("a.csv", digest("a"), 1), FileEntry("b.csv", digest("b"), 1)
-    metadata_store.create_dataset_version(version_of("sales", shared), created("sales"))
-    metadata_store.create_dataset_version(
+    metadata_store.datasets.create_version(version_of("sales", shared), created("sales"))
+    metadata_store.datasets.create_version(
         version_of("sales", shared, only, run_id=run.id), created("sales")
     )
-    metadata_store.create_dataset_version(version_of("iris", shared), created("iris"))
+    metadata_store.datasets.create_version(version_of("iris", shared), created("iris"))
 
-    with_shared = metadata_store.dataset_versions_with_file(shared.digest)
+    with_shared = metadata_store.datasets.versions_with_file(shared.digest)
     assert [v.ref for v in with_shared] == ["iris:1", "sales:1", "sales:2"]
-    assert [v.ref for v in metadata_store.dataset_versions_with_file(only.digest)] == ["sales:2"]
-    assert [v.ref for v in metadata_store.dataset_versions_of_run(run.id)] == ["sales:2"]
-    assert metadata_store.dataset_versions_of_run("f" * 32) == []
+    assert [v.ref for v in metadata_store.datasets.versions_with_file(only.digest)] == ["sales:2"]
+    assert [v.ref for v in metadata_store.datasets.versions_of_run(run.id)] == ["sales:2"]
+    assert metadata_store.datasets.versions_of_run("f" * 32) == []
 
 
 # lineage ------------------------------------------------------------------------------------
@@ -521,21 +521,21 @@ def test_runs_with_input_and_output(metadata_store: MetadataStore) -> None:
     early = add_run(metadata_store, "early", started=T0)
     other = add_run(metadata_store, "other")
     for run in (late, early):
-        metadata_store.write_run_data(
+        metadata_store.runs.write_data(
             run.id,
             inputs=[RunInput("dataset", "sales:1", "train"), RunInput("dataset", "sales:1")],
             outputs=[RunOutput("model.pkl", model, 7), RunOutput("b/plot.png", digest("p"), 3)],
         )
-    metadata_store.write_run_data(other.id, inputs=[RunInput("artifact", model)])
+    metadata_store.runs.write_data(other.id, inputs=[RunInput("artifact", model)])
 
-    assert [r.id for r in metadata_store.runs_with_input("dataset", "sales:1")] == [
+    assert [r.id for r in metadata_store.runs.with_input("dataset", "sales:1")] == [
         early.id,
         late.id,
     ]
-    assert [r.id for r in metadata_store.runs_with_input("artifact", model)] == [other.id]
-    assert metadata_store.runs_with_input("dataset", "sales:2") == []
-    assert [r.id for r in metadata_store.runs_with_output(model)] == [early.id, late.id]
-    got = metadata_store.get_run(late.id)
+    assert [r.id for r in metadata_store.runs.with_input("artifact", model)] == [other.id]
+    assert metadata_store.runs.with_input("dataset", "sales:2") == []
+    assert [r.id for r in metadata_store.runs.with_output(model)] == [early.id, late.id]
+    got = metadata_store.runs.get(late.id)
     assert got.inputs == (RunInput("dataset", "sales:1", "train"),)
     assert got.outputs == (
         RunOutput("b/plot.png", digest("p"), 3),
@@ -553,7 +553,7 @@ def digests(metadata_store: MetadataStore) -> dict[str, str]:
         "file": "ef" + "2" * 62,
     }
     run = add_run(metadata_store)
-    metadata_store.write_run_data(
+    metadata_store.runs.write_data(
         run.id,
         outputs=[
             RunOutput("a", found["out1"], 1),
@@ -561,8 +561,8 @@ def digests(metadata_store: MetadataStore) -> dict[str, str]:
             RunOutput("c", found["file"], 1),
         ],
     )
-    metadata_store.put_environment(Environment(digest("env"), "CPython", found["packages"], 1))
-    metadata_store.create_dataset_version(
+    metadata_store.environments.put(Environment(digest("env"), "CPython", found["packages"], 1))
+    metadata_store.datasets.create_version(
         version_of("sales", FileEntry("x", found["file"], 1)), created("sales")
     )
     return found
@@ -576,36 +576,36 @@ def digests(metadata_store: MetadataStore) -> dict[str, str]:
 def test_resolve_digest_finds_a_unique_prefix(
     metadata_store: MetadataStore, digests: dict[str, str], prefix: str, expected: str
 ) -> None:
-    assert metadata_store.resolve_digest(prefix) == digests[expected]
+    assert metadata_store.housekeeping.resolve_digest(prefix) == digests[expected]
 
 
 def test_resolve_digest_refuses_ambiguous_and_missing(
     metadata_store: MetadataStore, digests: dict[str, str]
 ) -> None:
     with pytest.raises(InvalidInput, match="ambiguous"):
-        metadata_store.resolve_digest("ab")
+        metadata_store.housekeeping.resolve_digest("ab")
     with pytest.raises(NotFound):
-        metadata_store.resolve_digest("ff")
+        metadata_store.housekeeping.resolve_digest("ff")
 
 
 # events -------------------------------------------------------------------------------------
 def test_events_are_listed_newest_first_by_ref(metadata_store: MetadataStore) -> None:
     for _ in range(3):
-        metadata_store.create_dataset_version(version_of("sales"), created("sales"))
-    metadata_store.create_dataset_version(version_of("sales-eu"), created("sales-eu"))
-    metadata_store.append_event(
+        metadata_store.datasets.create_version(version_of("sales"), created("sales"))
+    metadata_store.datasets.create_version(version_of("sales-eu"), created("sales-eu"))
+    metadata_store.events.append(
         Event(T0, "bob", "dataset.tagged", "dataset/sales:2", "why", {"tag": ["a", 1]})
     )
 
-    refs = [e.ref for e in metadata_store.list_events("dataset/sales")]
+    refs = [e.ref for e in metadata_store.events.find("dataset/sales")]
     assert refs == ["dataset/sales:2", *(f"dataset/sales:{n}" for n in (3, 2, 1))]
-    tagged = metadata_store.list_events("dataset/sales:2")
+    tagged = metadata_store.events.find("dataset/sales:2")
     assert [(e.action, e.actor, e.reason, e.details) for e in tagged] == [
         ("dataset.tagged", "bob", "why", {"tag": ["a", 1]}),
         ("dataset.version_created", "ada", "new data", {"n": 1}),
     ]
     assert all(e.id is not None for e in tagged)
-    latest_two = metadata_store.list_events(limit=2)
+    latest_two = metadata_store.events.find(limit=2)
     assert [e.ref for e in latest_two] == ["dataset/sales:2", "dataset/sales-eu:1"]
 
 
@@ -613,17 +613,17 @@ def test_events_are_listed_newest_first_by_ref(metadata_store: MetadataStore) ->
 def test_referenced_objects_names_every_owner(metadata_store: MetadataStore) -> None:
     run = add_run(metadata_store)
     env = Environment(digest("env"), "CPython", digest("packages"), 1)
-    metadata_store.put_environment(env)
-    metadata_store.write_run_data(
+    metadata_store.environments.put(env)
+    metadata_store.runs.write_data(
         run.id,
         outputs=[RunOutput("model.pkl", digest("m"), 7)],
         inputs=[RunInput("artifact", digest("in")), RunInput("dataset", "sales:1")],
     )
-    metadata_store.create_dataset_version(
+    metadata_store.datasets.create_version(
         version_of("sales", FileEntry("a.csv", digest("a"), 3)), created("sales")
     )
 
-    assert set(metadata_store.referenced_objects()) == {
+    assert set(metadata_store.housekeeping.referenced_objects()) == {
         (digest("a"), 3, "dataset/sales:1 a.csv"),
         (digest("m"), 7, f"run/{run.id} model.pkl"),
         (digest("in"), None, f"run/{run.id} input"),

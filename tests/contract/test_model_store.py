@@ -44,17 +44,19 @@ FILES = [FileEntry("model.skops", "cd" * 32, 90)]
 
 
 def test_versions_count_from_one_and_round_trip(metadata_store: MetadataStore) -> None:
-    first = metadata_store.create_model_version(draft(), FILES, event())
-    second = metadata_store.create_model_version(draft(), FILES, event())
+    first = metadata_store.models.create_version(draft(), FILES, event())
+    second = metadata_store.models.create_version(draft(), FILES, event())
     assert (first.version, second.version) == (1, 2)
-    read = metadata_store.get_model_version("churn", 1)
+    read = metadata_store.models.get_version("churn", 1)
     assert read.signature == draft().signature
     assert read.metrics == {"accuracy": 0.9}
     assert read.datasets == (DatasetRef("sales", 1),)
     assert read.trusted_types == ("numpy.dtype",)
-    assert metadata_store.get_model_version("churn").version == 2  # latest
-    assert [v.version for v in metadata_store.list_model_versions("churn")] == [1, 2]
-    owners = {o for _, _, o in metadata_store.referenced_objects() if o.startswith("model/")}
+    assert metadata_store.models.get_version("churn").version == 2  # latest
+    assert [v.version for v in metadata_store.models.list_versions("churn")] == [1, 2]
+    owners = {
+        o for _, _, o in metadata_store.housekeeping.referenced_objects() if o.startswith("model/")
+    }
     assert owners == {
         "model/churn:1",
         "model/churn:2",
@@ -67,7 +69,7 @@ def test_versions_are_gap_free_under_concurrent_writers(metadata_uri: str) -> No
     def register(_: int) -> int:
         store = open_metadata_store(metadata_uri)
         try:
-            return store.create_model_version(draft("busy"), FILES, event()).version
+            return store.models.create_version(draft("busy"), FILES, event()).version
         finally:
             store.close()
 
@@ -78,34 +80,34 @@ def test_versions_are_gap_free_under_concurrent_writers(metadata_uri: str) -> No
 
 def test_aliases_point_at_one_version_and_follow_archiving(metadata_store: MetadataStore) -> None:
     for _ in range(2):
-        metadata_store.create_model_version(draft(), FILES, event())
-    metadata_store.set_model_alias("churn", "champion", 1, event("model.alias_set"))
-    metadata_store.set_model_alias("churn", "champion", 2, event("model.alias_set"))
-    assert metadata_store.get_model_version("churn", alias="champion").version == 2
-    assert metadata_store.get_model_version("churn", 2).aliases == ("champion",)
-    assert metadata_store.list_models()[0].aliases == {"champion": 2}
-    metadata_store.set_model_version_status("churn", 2, "archived", event("model.archived"))
+        metadata_store.models.create_version(draft(), FILES, event())
+    metadata_store.models.set_alias("churn", "champion", 1, event("model.alias_set"))
+    metadata_store.models.set_alias("churn", "champion", 2, event("model.alias_set"))
+    assert metadata_store.models.get_version("churn", alias="champion").version == 2
+    assert metadata_store.models.get_version("churn", 2).aliases == ("champion",)
+    assert metadata_store.models.all()[0].aliases == {"champion": 2}
+    metadata_store.models.set_status("churn", 2, "archived", event("model.archived"))
     with pytest.raises(NotFound, match="no alias 'champion'"):
-        metadata_store.get_model_version("churn", alias="champion")
+        metadata_store.models.get_version("churn", alias="champion")
     with pytest.raises(InvalidInput, match="archived"):
-        metadata_store.set_model_alias("churn", "x", 2, event("model.alias_set"))
+        metadata_store.models.set_alias("churn", "x", 2, event("model.alias_set"))
     with pytest.raises(NotFound):
-        metadata_store.delete_model_alias("churn", "nope", event("model.alias_removed"))
+        metadata_store.models.delete_alias("churn", "nope", event("model.alias_removed"))
 
 
 def test_gate_records_are_stored_with_the_version(metadata_store: MetadataStore) -> None:
-    metadata_store.create_model_version(draft(), FILES, event())
+    metadata_store.models.create_version(draft(), FILES, event())
     records = [GateRecord("accuracy >= 0.95", False, 0.9, 0.95, "accuracy = 0.9, needs >= 0.95")]
-    metadata_store.set_model_version_gates("churn", 1, records)
-    assert metadata_store.get_model_version("churn", 1).gates == tuple(records)
+    metadata_store.models.set_gates("churn", 1, records)
+    assert metadata_store.models.get_version("churn", 1).gates == tuple(records)
 
 
 def test_unknown_models_versions_and_runs(metadata_store: MetadataStore) -> None:
     with pytest.raises(NotFound, match="no model 'ghost'"):
-        metadata_store.get_model_version("ghost")
-    metadata_store.create_model_version(draft(), FILES, event())
+        metadata_store.models.get_version("ghost")
+    metadata_store.models.create_version(draft(), FILES, event())
     with pytest.raises(NotFound, match="no version 5"):
-        metadata_store.get_model_version("churn", 5)
+        metadata_store.models.get_version("churn", 5)
     with pytest.raises(NotFound, match="does not exist"):
-        metadata_store.create_model_version(draft(run_id="f" * 32), FILES, event())
-    assert metadata_store.get_model_version("churn").version == 1  # nothing half-registered
+        metadata_store.models.create_version(draft(run_id="f" * 32), FILES, event())
+    assert metadata_store.models.get_version("churn").version == 1  # nothing half-registered

@@ -19,7 +19,7 @@ FINISHED = {"status": RunStatus.FINISHED, "ended": T0 + 1}
 
 
 def ended(store: MetadataStore, run_id: str, status: RunStatus = RunStatus.FINISHED) -> None:
-    store.end_run(run_id, status, T0 + 1, None, Event(T0 + 1, "ada", "run.ended", f"run/{run_id}"))
+    store.runs.end(run_id, status, T0 + 1, None, Event(T0 + 1, "ada", "run.ended", f"run/{run_id}"))
 
 
 def ids(runs: list) -> list[str]:
@@ -43,7 +43,7 @@ RULE = Liveness(stale_before=T0 + 50, dead=frozenset({"e" * 32}))
 
 
 def test_a_running_run_without_a_recent_heartbeat_reads_as_lost(beating: MetadataStore) -> None:
-    found = {r.id[0]: r.status for r in beating.find_runs(liveness=RULE)}
+    found = {r.id[0]: r.status for r in beating.runs.find(liveness=RULE)}
 
     assert found == {
         "a": RunStatus.RUNNING,
@@ -52,10 +52,10 @@ def test_a_running_run_without_a_recent_heartbeat_reads_as_lost(beating: Metadat
         "d": RunStatus.FINISHED,  # an ended run is never lost
         "e": RunStatus.LOST,  # fresh beat, but its process is gone
     }
-    for run in beating.find_runs(liveness=RULE):
-        assert RULE.status_of(beating.get_run(run.id)) == run.status  # one rule, SQL and Python
-        assert beating.get_run(run.id, RULE).status == run.status
-    assert beating.get_run("b" * 32).status is RunStatus.RUNNING  # as stored, without a rule
+    for run in beating.runs.find(liveness=RULE):
+        assert RULE.status_of(beating.runs.get(run.id)) == run.status  # one rule, SQL and Python
+        assert beating.runs.get(run.id, RULE).status == run.status
+    assert beating.runs.get("b" * 32).status is RunStatus.RUNNING  # as stored, without a rule
 
 
 @pytest.mark.parametrize(
@@ -70,28 +70,28 @@ def test_a_running_run_without_a_recent_heartbeat_reads_as_lost(beating: Metadat
 def test_status_lost_filters_and_counts(beating: MetadataStore, text: str, expected: str) -> None:
     where = parse_filter(text)
 
-    assert ids(beating.find_runs(where, liveness=RULE)) == list(expected)
-    assert beating.count_runs(where, liveness=RULE) == len(expected)
+    assert ids(beating.runs.find(where, liveness=RULE)) == list(expected)
+    assert beating.runs.count(where, liveness=RULE) == len(expected)
 
 
 def test_sorting_by_status_sees_lost(beating: MetadataStore) -> None:
-    found = beating.find_runs(order=parse_sort("status"), liveness=RULE)
+    found = beating.runs.find(order=parse_sort("status"), liveness=RULE)
 
     assert [r.status.value for r in found] == ["finished", "lost", "lost", "lost", "running"]
 
 
 def test_a_heartbeat_refreshes_only_running_runs(beating: MetadataStore) -> None:
-    beating.record_heartbeat(["b" * 32, "d" * 32], T0 + 200)
+    beating.runs.record_heartbeat(["b" * 32, "d" * 32], T0 + 200)
 
-    assert beating.get_run("b" * 32).heartbeat == T0 + 200
-    assert beating.get_run("b" * 32, RULE).status is RunStatus.RUNNING
-    assert beating.get_run("d" * 32).heartbeat == T0  # ended: left as it was
+    assert beating.runs.get("b" * 32).heartbeat == T0 + 200
+    assert beating.runs.get("b" * 32, RULE).status is RunStatus.RUNNING
+    assert beating.runs.get("d" * 32).heartbeat == T0  # ended: left as it was
 
 
 def test_running_runs_on_a_host(beating: MetadataStore) -> None:
-    assert sorted(beating.running_runs_on("h1")) == [("a" * 32, 11), ("b" * 32, 12)]
-    assert beating.running_runs_on("h2") == [("e" * 32, 14)]  # d has ended
-    assert beating.running_runs_on("elsewhere") == []
+    assert sorted(beating.runs.running_on("h1")) == [("a" * 32, 11), ("b" * 32, 12)]
+    assert beating.runs.running_on("h2") == [("e" * 32, 14)]  # d has ended
+    assert beating.runs.running_on("elsewhere") == []
 
 
 def test_ending_only_a_running_run_is_a_conflict_once_it_ended(
@@ -102,9 +102,9 @@ def test_ending_only_a_running_run_is_a_conflict_once_it_ended(
     event = Event(T0 + 5, "bob", "run.failed", f"run/{run.id}")
 
     with pytest.raises(Conflict, match="ended already"):
-        metadata_store.end_run(run.id, RunStatus.FAILED, T0 + 5, "x", event, only_running=True)
-    assert metadata_store.get_run(run.id).status is RunStatus.FINISHED
-    assert [e.action for e in metadata_store.list_events(f"run/{run.id}")] == [
+        metadata_store.runs.end(run.id, RunStatus.FAILED, T0 + 5, "x", event, only_running=True)
+    assert metadata_store.runs.get(run.id).status is RunStatus.FINISHED
+    assert [e.action for e in metadata_store.events.find(f"run/{run.id}")] == [
         "run.ended",
         "run.started",
     ]
@@ -117,10 +117,10 @@ def test_parent_null_selects_top_level_runs(metadata_store: MetadataStore) -> No
     other = add_run(metadata_store, "other")
 
     for text in ("parent = null", "parent = NULL", "parent = ''", "parent = none"):
-        assert sorted(r.id for r in metadata_store.find_runs(parse_filter(text))) == sorted(
+        assert sorted(r.id for r in metadata_store.runs.find(parse_filter(text))) == sorted(
             [top.id, other.id]
         )
-    assert [r.name for r in metadata_store.find_runs(parse_filter("parent != null"))] == ["step"]
+    assert [r.name for r in metadata_store.runs.find(parse_filter("parent != null"))] == ["step"]
 
 
 def test_found_runs_carry_their_inputs_and_outputs_in_a_fixed_number_of_queries(
@@ -129,7 +129,7 @@ def test_found_runs_carry_their_inputs_and_outputs_in_a_fixed_number_of_queries(
     def add_runs(n: int) -> None:
         for i in range(n):
             run = add_run(metadata_store, f"r{i}")
-            metadata_store.write_run_data(
+            metadata_store.runs.write_data(
                 run.id,
                 inputs=[RunInput("dataset", f"sales:{i}", "train")],
                 outputs=[RunOutput("model.pkl", digest(str(i)), i), RunOutput("b", digest("b"), 1)],
@@ -145,13 +145,13 @@ def test_found_runs_carry_their_inputs_and_outputs_in_a_fixed_number_of_queries(
 
     add_runs(3)
     monkeypatch.setattr(Tx, "execute", counting)
-    few = metadata_store.find_runs()
+    few = metadata_store.runs.find()
     few_statements = len(statements)
     monkeypatch.undo()
     add_runs(27)
     monkeypatch.setattr(Tx, "execute", counting)
     statements.clear()
-    many = metadata_store.find_runs()
+    many = metadata_store.runs.find()
 
     assert len(statements) == few_statements  # 30 runs cost what 3 cost: no query per run
     assert len(few) == 3 and len(many) == 30
@@ -181,16 +181,16 @@ def test_deleting_a_run_deletes_the_runs_below_and_hides_them(
     store, (parent, one, two, deep) = family
     other = add_run(store, "other", **FINISHED)
 
-    deleted = store.delete_run(parent, T0 + 10, deleting(parent))
+    deleted = store.runs.delete(parent, T0 + 10, deleting(parent))
 
     assert deleted[0] == parent and sorted(deleted) == sorted([parent, one, two, deep])
-    assert [r.id for r in store.find_runs()] == [other.id]
-    assert store.count_runs() == 1
-    assert sorted(r.id for r in store.find_runs(deleted=True)) == sorted(deleted)
-    assert store.count_runs(deleted=True) == 4
-    assert store.get_run(deep).deleted == T0 + 10  # still readable by id, marked
+    assert [r.id for r in store.runs.find()] == [other.id]
+    assert store.runs.count() == 1
+    assert sorted(r.id for r in store.runs.find(deleted=True)) == sorted(deleted)
+    assert store.runs.count(deleted=True) == 4
+    assert store.runs.get(deep).deleted == T0 + 10  # still readable by id, marked
     for run_id in deleted:
-        [event] = [e for e in store.list_events(f"run/{run_id}") if e.action == "run.deleted"]
+        [event] = [e for e in store.events.find(f"run/{run_id}") if e.action == "run.deleted"]
         assert (event.actor, event.reason) == ("bob", "smoke test")
 
 
@@ -198,20 +198,20 @@ def test_restoring_brings_back_what_was_deleted_with_it(
     family: tuple[MetadataStore, list[str]],
 ) -> None:
     store, (parent, one, two, deep) = family
-    store.delete_run(deep, T0 + 5, deleting(deep))  # deleted on its own, earlier
-    store.delete_run(parent, T0 + 10, deleting(parent))
+    store.runs.delete(deep, T0 + 5, deleting(deep))  # deleted on its own, earlier
+    store.runs.delete(parent, T0 + 10, deleting(parent))
 
     with pytest.raises(Conflict, match="parent") as caught:
-        store.restore_run(two, Event(T0, "bob", "run.restored", f"run/{two}"))
+        store.runs.restore(two, Event(T0, "bob", "run.restored", f"run/{two}"))
     assert f"mloop runs restore {parent[:12]}" in (caught.value.hint or "")
-    restored = store.restore_run(parent, Event(T0 + 20, "bob", "run.restored", f"run/{parent}"))
+    restored = store.runs.restore(parent, Event(T0 + 20, "bob", "run.restored", f"run/{parent}"))
 
     assert sorted(restored) == sorted([parent, one, two])
-    assert [r.id for r in store.find_runs(deleted=True)] == [deep]
-    assert store.restore_run(deep, Event(T0, "bob", "run.restored", "")) == [deep]
-    assert store.count_runs() == 4 and store.count_runs(deleted=True) == 0
+    assert [r.id for r in store.runs.find(deleted=True)] == [deep]
+    assert store.runs.restore(deep, Event(T0, "bob", "run.restored", "")) == [deep]
+    assert store.runs.count() == 4 and store.runs.count(deleted=True) == 0
     with pytest.raises(Conflict, match="not deleted"):
-        store.restore_run(deep, Event(T0, "bob", "run.restored", ""))
+        store.runs.restore(deep, Event(T0, "bob", "run.restored", ""))
 
 
 def test_a_run_that_has_not_ended_cannot_be_deleted(
@@ -221,9 +221,9 @@ def test_a_run_that_has_not_ended_cannot_be_deleted(
     running = add_run(store, "late step", parent_id=parent)
 
     with pytest.raises(Conflict, match="has not ended") as caught:
-        store.delete_run(parent, T0 + 10, deleting(parent))
+        store.runs.delete(parent, T0 + 10, deleting(parent))
     assert f"mloop runs fail {running.id[:12]}" in (caught.value.hint or "")
-    assert store.count_runs() == 5 and store.list_events(f"run/{parent}")[0].action != "run.deleted"
+    assert store.runs.count() == 5 and store.events.find(f"run/{parent}")[0].action != "run.deleted"
 
 
 def test_a_run_a_model_or_dataset_version_came_from_cannot_be_deleted(
@@ -231,31 +231,31 @@ def test_a_run_a_model_or_dataset_version_came_from_cannot_be_deleted(
 ) -> None:
     store, (parent, _, two, deep) = family
     model = ModelVersion("churn", 0, T0, "ada", "sklearn", digest("m"), 1, run_id=deep)
-    store.create_model_version(model, [], Event(T0, "ada", "registered", "model/churn"))
-    store.create_dataset_version(version_of("scores", run_id=two), created("scores"))
+    store.models.create_version(model, [], Event(T0, "ada", "registered", "model/churn"))
+    store.datasets.create_version(version_of("scores", run_id=two), created("scores"))
 
     with pytest.raises(Conflict, match="made model version churn:1"):
-        store.delete_run(parent, T0 + 10, deleting(parent))
-    assert store.count_runs() == 4
+        store.runs.delete(parent, T0 + 10, deleting(parent))
+    assert store.runs.count() == 4
     other = add_run(store, "other", **FINISHED)
-    store.create_dataset_version(version_of("scores", run_id=other.id), created("scores"))
+    store.datasets.create_version(version_of("scores", run_id=other.id), created("scores"))
     with pytest.raises(Conflict, match="made dataset version scores:2") as caught:
-        store.delete_run(other.id, T0 + 10, deleting(other.id))
+        store.runs.delete(other.id, T0 + 10, deleting(other.id))
     assert caught.value.hint == "remove the dataset version first: mloop data remove scores:2"
 
 
 def test_nothing_new_refers_to_a_deleted_run(family: tuple[MetadataStore, list[str]]) -> None:
     store, (parent, *_) = family
-    store.delete_run(parent, T0 + 10, deleting(parent))
+    store.runs.delete(parent, T0 + 10, deleting(parent))
 
     with pytest.raises(NotFound, match="deleted"):
         child = make_run("late", parent_id=parent)
-        store.create_run(child, Event(T0, "ada", "run.started", f"run/{child.id}"))
+        store.runs.create(child, Event(T0, "ada", "run.started", f"run/{child.id}"))
     with pytest.raises(NotFound, match="deleted"):
         model = ModelVersion("churn", 0, T0, "ada", "sklearn", digest("m"), 1, run_id=parent)
-        store.create_model_version(model, [], Event(T0, "ada", "registered", "model/churn"))
+        store.models.create_version(model, [], Event(T0, "ada", "registered", "model/churn"))
     with pytest.raises(NotFound, match="deleted"):
-        store.create_dataset_version(version_of("scores", run_id=parent), created("scores"))
+        store.datasets.create_version(version_of("scores", run_id=parent), created("scores"))
 
 
 # purging ------------------------------------------------------------------------------------
@@ -263,7 +263,7 @@ def test_purge_removes_what_was_deleted_before_the_cutoff_and_its_references(
     family: tuple[MetadataStore, list[str]],
 ) -> None:
     store, (parent, one, two, deep) = family
-    store.write_run_data(
+    store.runs.write_data(
         deep,
         params=[("lr", "0.1")],
         tags=[("t", "x")],
@@ -272,28 +272,28 @@ def test_purge_removes_what_was_deleted_before_the_cutoff_and_its_references(
         outputs=[RunOutput("model", digest("only-deep"), 5), RunOutput("s", digest("shared"), 1)],
     )
     kept = add_run(store, "kept", **FINISHED)
-    store.write_run_data(kept.id, outputs=[RunOutput("s", digest("shared"), 1)])
+    store.runs.write_data(kept.id, outputs=[RunOutput("s", digest("shared"), 1)])
     late = add_run(store, "late", **FINISHED)
-    store.write_run_data(late.id, outputs=[RunOutput("l", digest("late"), 1)])
-    store.delete_run(parent, T0 + 10, deleting(parent))
-    store.delete_run(late.id, T0 + 30, deleting(late.id))
-    before = {d for d, _, _ in store.referenced_objects()}
+    store.runs.write_data(late.id, outputs=[RunOutput("l", digest("late"), 1)])
+    store.runs.delete(parent, T0 + 10, deleting(parent))
+    store.runs.delete(late.id, T0 + 30, deleting(late.id))
+    before = {d for d, _, _ in store.housekeeping.referenced_objects()}
 
-    planned = store.purge_removed(T0 + 20, dry_run=True)
-    after_purge = {d for d, _, _ in store.referenced_objects(purged_before=T0 + 20)}
-    assert store.count_runs(deleted=True) == 5  # a dry run purges nothing
-    purged = store.purge_removed(T0 + 20, event=Event(T0 + 40, "gc", "purged", ""))
+    planned = store.housekeeping.purge_removed(T0 + 20, dry_run=True)
+    after_purge = {d for d, _, _ in store.housekeeping.referenced_objects(purged_before=T0 + 20)}
+    assert store.runs.count(deleted=True) == 5  # a dry run purges nothing
+    purged = store.housekeeping.purge_removed(T0 + 20, event=Event(T0 + 40, "gc", "purged", ""))
 
     assert planned == purged
     assert sorted(purged[0]) == sorted([parent, one, two, deep]) and purged[1] == []
     assert before - after_purge == {digest("only-deep"), digest("in")}
-    assert {d for d, _, _ in store.referenced_objects()} == after_purge
-    assert [r.id for r in store.find_runs(deleted=True)] == [late.id]  # deleted after the cutoff
+    assert {d for d, _, _ in store.housekeeping.referenced_objects()} == after_purge
+    assert [r.id for r in store.runs.find(deleted=True)] == [late.id]  # deleted after the cutoff
     with pytest.raises(NotFound):
-        store.get_run(deep)
-    assert store.metric_history(deep, "acc") == []
-    assert store.runs_with_output(digest("only-deep")) == []
-    assert [e.action for e in store.list_events(f"run/{deep}")][:2] == ["run.purged", "run.deleted"]
+        store.runs.get(deep)
+    assert store.runs.metric_history(deep, "acc") == []
+    assert store.runs.with_output(digest("only-deep")) == []
+    assert [e.action for e in store.events.find(f"run/{deep}")][:2] == ["run.purged", "run.deleted"]
 
 
 def test_purge_takes_removed_dataset_versions_and_their_files(
@@ -301,22 +301,27 @@ def test_purge_takes_removed_dataset_versions_and_their_files(
 ) -> None:
     files = (FileEntry("a.csv", digest("a"), 1), FileEntry("b.csv", digest("b"), 1))
     for _ in range(2):
-        metadata_store.create_dataset_version(version_of("sales", *files), created("sales"))
-    metadata_store.create_dataset_version(
+        metadata_store.datasets.create_version(version_of("sales", *files), created("sales"))
+    metadata_store.datasets.create_version(
         version_of("sales", FileEntry("a.csv", digest("a2"), 1)), created("sales")
     )
     removing = Event(T0, "bob", "dataset.removed", "dataset/sales")
-    metadata_store.remove_dataset_versions("sales", 3, T0 + 10, removing)
+    metadata_store.datasets.remove_versions("sales", 3, T0 + 10, removing)
 
-    assert metadata_store.purge_removed(T0 + 5) == ([], [])  # removed after the cutoff
-    assert metadata_store.purge_removed(T0 + 10, event=Event(T0, "gc", "purged", "")) == (
+    assert metadata_store.housekeeping.purge_removed(T0 + 5) == ([], [])  # removed after the cutoff
+    assert metadata_store.housekeeping.purge_removed(
+        T0 + 10, event=Event(T0, "gc", "purged", "")
+    ) == (
         [],
         ["sales:3"],
     )
-    assert {d for d, _, _ in metadata_store.referenced_objects()} == {digest("a"), digest("b")}
+    assert {d for d, _, _ in metadata_store.housekeeping.referenced_objects()} == {
+        digest("a"),
+        digest("b"),
+    }
     with pytest.raises(NotFound, match="no version 3"):
-        metadata_store.get_dataset_version("sales", 3)
+        metadata_store.datasets.get_version("sales", 3)
     with pytest.raises(NotFound):
-        metadata_store.restore_dataset_versions("sales", 3, removing)
-    assert metadata_store.get_dataset_version("sales").version == 2
-    assert metadata_store.list_events("dataset/sales:3")[0].action == "dataset.purged"
+        metadata_store.datasets.restore_versions("sales", 3, removing)
+    assert metadata_store.datasets.get_version("sales").version == 2
+    assert metadata_store.events.find("dataset/sales:3")[0].action == "dataset.purged"

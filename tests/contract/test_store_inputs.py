@@ -30,27 +30,27 @@ def test_a_run_ref_that_is_not_hex_is_refused(metadata_store: MetadataStore, ref
     add_run(metadata_store, id="abcd" + "1" * 28)
 
     with pytest.raises(InvalidInput, match="invalid run id") as caught:
-        metadata_store.get_run(ref)
+        metadata_store.runs.get(ref)
     assert repr(ref) in caught.value.message
     assert "mloop runs list" in (caught.value.hint or "")
 
 
 def test_a_digest_prefix_that_is_not_hex_is_refused(metadata_store: MetadataStore) -> None:
     run = add_run(metadata_store)
-    metadata_store.write_run_data(run.id, outputs=[RunOutput("m", digest("m"), 1)])
+    metadata_store.runs.write_data(run.id, outputs=[RunOutput("m", digest("m"), 1)])
 
     for prefix in ("%", "_", f"%{digest('m')[1:6]}"):
         with pytest.raises(InvalidInput, match="invalid digest"):
-            metadata_store.resolve_digest(prefix)
-    assert metadata_store.resolve_digest(digest("m")[:6]) == digest("m")
+            metadata_store.housekeeping.resolve_digest(prefix)
+    assert metadata_store.housekeeping.resolve_digest(digest("m")[:6]) == digest("m")
 
 
 @pytest.mark.parametrize("ref", ["dataset/s%", "dataset/s_les", "dataset/_"])
 def test_event_refs_match_literally(metadata_store: MetadataStore, ref: str) -> None:
-    metadata_store.create_dataset_version(version_of("sales"), created("sales"))
+    metadata_store.datasets.create_version(version_of("sales"), created("sales"))
 
-    assert metadata_store.list_events(ref) == []
-    assert len(metadata_store.list_events("dataset/sales")) == 1
+    assert metadata_store.events.find(ref) == []
+    assert len(metadata_store.events.find("dataset/sales")) == 1
 
 
 @pytest.mark.parametrize("limit", [TOO_BIG, HUGE, -1], ids=["2^63", "10^20", "negative"])
@@ -58,39 +58,39 @@ def test_a_limit_out_of_range_is_invalid_input(metadata_store: MetadataStore, li
     add_run(metadata_store)
 
     with pytest.raises(InvalidInput, match=f"limit {limit} is out of range"):
-        metadata_store.find_runs(limit=limit)
+        metadata_store.runs.find(limit=limit)
     with pytest.raises(InvalidInput, match="out of range"):
-        metadata_store.list_events(limit=limit)
-    assert len(metadata_store.find_runs(limit=2**63 - 1)) == 1
+        metadata_store.events.find(limit=limit)
+    assert len(metadata_store.runs.find(limit=2**63 - 1)) == 1
 
 
 @pytest.mark.parametrize("number", [TOO_BIG, HUGE, -TOO_BIG - 1], ids=["2^63", "10^20", "-2^63-1"])
 def test_version_numbers_out_of_range_are_not_found(
     metadata_store: MetadataStore, number: int
 ) -> None:
-    metadata_store.create_dataset_version(
+    metadata_store.datasets.create_version(
         version_of("sales", FileEntry("a.csv", digest("a"), 1)), created("sales")
     )
     model = ModelVersion(
         name="churn", version=0, created=T0, user="ada", flavor="sklearn", digest=digest("m"),
         size=1,
     )  # fmt: skip
-    metadata_store.create_model_version(model, [], Event(T0, "ada", "registered", "model/churn"))
+    metadata_store.models.create_version(model, [], Event(T0, "ada", "registered", "model/churn"))
     event = Event(T0, "ada", "x", "model/churn:1")
 
     with pytest.raises(NotFound, match=f"no version {number}"):
-        metadata_store.get_dataset_version("sales", number)
+        metadata_store.datasets.get_version("sales", number)
     with pytest.raises(NotFound, match=f"no version {number}"):
-        metadata_store.get_model_version("churn", number)
+        metadata_store.models.get_version("churn", number)
     with pytest.raises(NotFound):
-        metadata_store.set_model_alias("churn", "champion", number, event)
+        metadata_store.models.set_alias("churn", "champion", number, event)
     with pytest.raises(NotFound):
-        metadata_store.set_model_version_status("churn", number, "archived", event)
+        metadata_store.models.set_status("churn", number, "archived", event)
     with pytest.raises(NotFound):
-        metadata_store.set_model_version_gates("churn", number, [])
+        metadata_store.models.set_gates("churn", number, [])
     with pytest.raises(NotFound):
-        metadata_store.remove_dataset_versions("sales", number, T0, created("sales"))
-    assert metadata_store.get_model_version("churn").aliases == ()
+        metadata_store.datasets.remove_versions("sales", number, T0, created("sales"))
+    assert metadata_store.models.get_version("churn").aliases == ()
 
 
 def test_a_metric_step_out_of_range_is_invalid_input_and_writes_nothing(
@@ -99,8 +99,8 @@ def test_a_metric_step_out_of_range_is_invalid_input_and_writes_nothing(
     run = add_run(metadata_store)
 
     with pytest.raises(InvalidInput, match=f"step {TOO_BIG} is out of range"):
-        metadata_store.write_run_data(
+        metadata_store.runs.write_data(
             run.id, metrics=[Metric("loss", 1.0, 0, T0), Metric("loss", 0.5, TOO_BIG, T0)]
         )
-    assert metadata_store.metric_history(run.id, "loss") == []
-    assert metadata_store.find_runs(parse_filter("metrics.loss > 0")) == []
+    assert metadata_store.runs.metric_history(run.id, "loss") == []
+    assert metadata_store.runs.find(parse_filter("metrics.loss > 0")) == []

@@ -129,7 +129,7 @@ def embed_version(
     store = SqlMetadataStore(f"sqlite:///{state / 'mloop.db'}")
     try:
         if environment is not None:
-            store.put_environment(environment)
+            store.environments.put(environment)
         _number_next(store, version)
         event = Event(
             time.time(),
@@ -140,14 +140,14 @@ def embed_version(
             {"from": project.settings.project, "run": version.run_id, "digest": version.digest},
         )
         # The run is not copied (its lineage stays in the source store, named in the event).
-        copy = store.create_model_version(
+        copy = store.models.create_version(
             dataclasses.replace(version, run_id=None, aliases=()), files, event
         )
         if copy.version != version.version:
             raise Conflict(f"the exported store numbered {version.ref} as {copy.ref}")
         for alias in version.aliases:
             ref = f"model/{version.name}:{version.version}"
-            store.set_model_alias(
+            store.models.set_alias(
                 version.name,
                 alias,
                 version.version,

@@ -104,7 +104,7 @@ def export_docker(
         raise NeedsTrust.of(reason, version.ref)
     trusting = reason is not None
     environment = (
-        project.metadata.get_environment(version.environment) if version.environment else None
+        project.metadata.environments.get(version.environment) if version.environment else None
     )
     listing = _package_listing(project, environment)
     requirements = _pinned(version, listing, packages)
