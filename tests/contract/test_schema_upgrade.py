@@ -17,7 +17,7 @@ from mloop.domain.run import Liveness, RunOutput, RunStatus
 from mloop.store import open_metadata_store
 from mloop.store.metadata.protocol import MetadataStore
 from mloop.store.metadata.sql import migrate, tables
-from tests.contract.test_metadata_store import T0, digest
+from tests.contract.records import T0, digest
 
 STEP, SCRIPT, KILLED = "5" * 32, "6" * 32, "7" * 32
 PAYLOAD = 8926  # what 0003-era pipelines recorded for a value whose manifest is far smaller

@@ -20,7 +20,7 @@ from mloop.project import Project
 from mloop.services.tracking.heartbeat import HOST, LOST_AFTER, Heartbeats
 from mloop.services.tracking.runs import Tracker
 from tests.conftest import CliResult
-from tests.contract.test_metadata_store import make_run
+from tests.contract.records import make_run
 from tests.servers import wait_for
 
 Cli = Callable[..., CliResult]

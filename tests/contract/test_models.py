@@ -1,4 +1,4 @@
-"""The registry half of the MetadataStore contract, on SQLite and PostgreSQL alike."""
+"""The model store's contract (`store.models`), on SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from mloop.domain.names import DatasetRef
 from mloop.errors import InvalidInput, NotFound
 from mloop.store import open_metadata_store
 from mloop.store.metadata.protocol import MetadataStore
+from tests.contract.records import HUGE, T0, TOO_BIG, add_run, digest
 
 DIGEST = "ab" * 32
 
@@ -95,6 +96,16 @@ def test_aliases_point_at_one_version_and_follow_archiving(metadata_store: Metad
         metadata_store.models.delete_alias("churn", "nope", event("model.alias_removed"))
 
 
+def test_versions_of_a_run_are_listed_by_model_and_number(metadata_store: MetadataStore) -> None:
+    run = add_run(metadata_store)
+    metadata_store.models.create_version(draft("zeta", run_id=run.id), FILES, event())
+    metadata_store.models.create_version(draft("churn"), FILES, event())  # from no run
+    metadata_store.models.create_version(draft("churn", run_id=run.id), FILES, event())
+
+    assert [v.ref for v in metadata_store.models.versions_of_run(run.id)] == ["churn:2", "zeta:1"]
+    assert metadata_store.models.versions_of_run("f" * 32) == []
+
+
 def test_gate_records_are_stored_with_the_version(metadata_store: MetadataStore) -> None:
     metadata_store.models.create_version(draft(), FILES, event())
     records = [GateRecord("accuracy >= 0.95", False, 0.9, 0.95, "accuracy = 0.9, needs >= 0.95")]
@@ -111,3 +122,25 @@ def test_unknown_models_versions_and_runs(metadata_store: MetadataStore) -> None
     with pytest.raises(NotFound, match="does not exist"):
         metadata_store.models.create_version(draft(run_id="f" * 32), FILES, event())
     assert metadata_store.models.get_version("churn").version == 1  # nothing half-registered
+
+
+@pytest.mark.parametrize("number", [TOO_BIG, HUGE, -TOO_BIG - 1], ids=["2^63", "10^20", "-2^63-1"])
+def test_version_numbers_out_of_range_are_not_found(
+    metadata_store: MetadataStore, number: int
+) -> None:
+    model = ModelVersion(
+        name="churn", version=0, created=T0, user="ada", flavor="sklearn", digest=digest("m"),
+        size=1,
+    )  # fmt: skip
+    metadata_store.models.create_version(model, [], Event(T0, "ada", "registered", "model/churn"))
+    event = Event(T0, "ada", "x", "model/churn:1")
+
+    with pytest.raises(NotFound, match=f"no version {number}"):
+        metadata_store.models.get_version("churn", number)
+    with pytest.raises(NotFound):
+        metadata_store.models.set_alias("churn", "champion", number, event)
+    with pytest.raises(NotFound):
+        metadata_store.models.set_status("churn", number, "archived", event)
+    with pytest.raises(NotFound):
+        metadata_store.models.set_gates("churn", number, [])
+    assert metadata_store.models.get_version("churn").aliases == ()

@@ -10,7 +10,7 @@ from mloop.domain.lineage import Environment
 from mloop.domain.run import Metric, RunInput, RunOutput, RunStatus
 from mloop.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from mloop.store.metadata.protocol import MetadataStore
-from tests.contract.test_metadata_store import T0, add_run, digest, make_run, started
+from tests.contract.records import T0, add_run, digest, make_run, started
 
 ENV = Environment(digest("env"), "CPython 3.11.9 (linux)", digest("packages"), 42)
 

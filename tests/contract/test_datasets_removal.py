@@ -12,7 +12,7 @@ from mloop.domain.names import DatasetRef
 from mloop.domain.run import RunStatus
 from mloop.errors import Conflict, NotFound
 from mloop.store.metadata.protocol import MetadataStore
-from tests.contract.test_metadata_store import T0, add_run, created, digest, version_of
+from tests.contract.records import T0, add_run, created, digest, version_of
 
 REMOVING = Event(T0 + 50, "bob", "dataset.removed", "dataset/sales", "bad export", {})
 RESTORING = Event(T0 + 60, "bob", "dataset.restored", "dataset/sales", None, {})
