@@ -2,6 +2,8 @@
 
 A contract test takes `metadata_store` or `artifact_store` and runs once per implementation
 (ids `sqlite` / `postgres`, `local` / `s3`); the real servers come from `tests/servers.py`.
+Each noun of the metadata store has its suite, `test_NOUN*.py` (`test_runs.py`, ...), calling
+`metadata_store.NOUN.METHOD`; a new implementation joins every suite by adding a param here.
 """
 
 from __future__ import annotations

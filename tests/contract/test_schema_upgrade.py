@@ -17,7 +17,7 @@ from mloop.domain.run import Liveness, RunOutput, RunStatus
 from mloop.store import open_metadata_store
 from mloop.store.metadata.protocol import MetadataStore
 from mloop.store.metadata.sql import migrate, tables
-from tests.contract.test_metadata_store import T0, digest
+from tests.contract.records import T0, digest
 
 STEP, SCRIPT, KILLED = "5" * 32, "6" * 32, "7" * 32
 PAYLOAD = 8926  # what 0003-era pipelines recorded for a value whose manifest is far smaller
@@ -91,7 +91,7 @@ def upgraded(metadata_uri: str) -> Iterator[MetadataStore]:
 
 
 def test_the_upgrade_keeps_every_row(upgraded: MetadataStore) -> None:
-    step = upgraded.get_run(STEP)
+    step = upgraded.runs.get(STEP)
 
     assert (step.name, step.status, step.params, step.metrics["acc"].value) == (
         "train",
@@ -100,21 +100,21 @@ def test_the_upgrade_keeps_every_row(upgraded: MetadataStore) -> None:
         0.9,
     )
     assert (step.pid, step.host, step.heartbeat, step.deleted) == (None, None, None, None)
-    assert upgraded.get_dataset_version("sales", 1, files=True).files[0].size == 3
-    assert [e.ref for e in upgraded.list_events()] == [f"run/{STEP}"]
-    assert upgraded.count_runs() == 3
+    assert upgraded.datasets.get_version("sales", 1, files=True).files[0].size == 3
+    assert [e.ref for e in upgraded.events.find()] == [f"run/{STEP}"]
+    assert upgraded.runs.count() == 3
 
 
 def test_the_upgrade_forgets_the_payload_size_recorded_for_step_manifests(
     upgraded: MetadataStore,
 ) -> None:
-    assert upgraded.get_run(STEP).outputs == (
+    assert upgraded.runs.get(STEP).outputs == (
         RunOutput("outputs/0", digest("outputs/0"), None),
         RunOutput("outputs/0.files/data.parquet", digest("outputs/0.files/data.parquet"), PAYLOAD),
         RunOutput("outputs/12", digest("outputs/12"), None),
     )
-    assert upgraded.get_run(SCRIPT).outputs == (RunOutput("outputs/0", digest("outputs/0"), 7),)
-    sizes = {owner: size for _, size, owner in upgraded.referenced_objects()}
+    assert upgraded.runs.get(SCRIPT).outputs == (RunOutput("outputs/0", digest("outputs/0"), 7),)
+    sizes = {owner: size for _, size, owner in upgraded.housekeeping.referenced_objects()}
     assert sizes[f"run/{STEP} outputs/0"] is None
     assert sizes[f"run/{STEP} outputs/0.files/data.parquet"] == PAYLOAD
 
@@ -122,8 +122,8 @@ def test_the_upgrade_forgets_the_payload_size_recorded_for_step_manifests(
 def test_a_run_left_running_by_an_old_mloop_reads_as_lost(upgraded: MetadataStore) -> None:
     rule = Liveness(stale_before=T0 + 3600)
 
-    assert upgraded.get_run(KILLED, rule).status is RunStatus.LOST
-    assert upgraded.get_run(STEP, rule).status is RunStatus.FINISHED
+    assert upgraded.runs.get(KILLED, rule).status is RunStatus.LOST
+    assert upgraded.runs.get(STEP, rule).status is RunStatus.FINISHED
 
 
 def test_the_upgraded_schema_is_the_declared_one(

@@ -39,7 +39,7 @@ def add_dataset_version(
             run_id=run_id,
         )
         event = Event(now, "tester", "dataset.version_created", f"dataset/{name}")
-        return project.metadata.create_dataset_version(version, event)
+        return project.metadata.datasets.create_version(version, event)
     finally:
         project.close()
 

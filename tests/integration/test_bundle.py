@@ -79,7 +79,7 @@ def test_a_bundle_holds_the_version_record_and_files_and_loads_the_same_model(
     version = project.registry.get("churn:1")
     served = project.registry.load_predictor("churn:1")
     assert version.environment is not None
-    environment = project.metadata.get_environment(version.environment)
+    environment = project.metadata.environments.get(version.environment)
     packages = project.artifacts.read_bytes(environment.packages_digest)
     project.close()
 

@@ -170,7 +170,7 @@ def test_the_context_is_self_contained_and_pinned(exported: Exported) -> None:
     assert (ctx / "MODEL_DIGEST").read_text().split() == ["churn:2", version.digest]
     # Requirements: the flavor's libraries at the environment's versions, mloop as a wheel.
     assert version.environment is not None
-    packages_digest = source.metadata.get_environment(version.environment).packages_digest
+    packages_digest = source.metadata.environments.get(version.environment).packages_digest
     pins = source.artifacts.read_bytes(packages_digest).decode().split()
     lines = [x for x in (ctx / "requirements.txt").read_text().splitlines() if x[:1] != "#"]
     sklearn_pin = next(p for p in pins if p.startswith("scikit-learn=="))

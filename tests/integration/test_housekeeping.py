@@ -149,7 +149,7 @@ def test_gc_removes_only_old_unreferenced_objects(project: Path, opened: Project
     assert object_path(project, kept).exists()
     assert opened.storage.fsck(full=True).ok
 
-    audit = [e for e in opened.metadata.list_events() if e.action == "artifacts.gc"]
+    audit = [e for e in opened.metadata.events.find() if e.action == "artifacts.gc"]
     assert [e.details["objects"] for e in audit] == [1, 1]  # newest first, one per removal
     assert audit[0].actor == opened.actor
 

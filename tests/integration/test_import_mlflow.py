@@ -75,7 +75,7 @@ def test_a_skops_model_is_imported_with_its_signature_and_source(
     assert version.run_id is None  # MLflow's run is described, not invented as an mloop run
     loaded = mloop.load_model("churn:1")
     assert (loaded.predict(frame) == model.predict(frame)).all()
-    events = Project.open().metadata.list_events("model/churn:1")
+    events = Project.open().metadata.events.find("model/churn:1")
     imported = next(e for e in events if e.action == "model.imported")
     assert imported.details["format"] == "skops" and imported.details["trusted"] is False
     assert imported.details["source"] == str(folder.resolve())
@@ -102,13 +102,13 @@ def test_a_pickled_model_needs_trust_and_the_trust_is_recorded(
     assert "--trust" in refused.err
     opened = Project.open()
     assert opened.registry.models() == []
-    assert not [e for e in opened.metadata.list_events() if e.action.startswith("model.")]
+    assert not [e for e in opened.metadata.events.find() if e.action.startswith("model.")]
 
     done = cli("models", "import-mlflow", str(folder), "--name", "churn", "--trust")
     assert done.code == 0, done.err
     version = Project.open().registry.get("churn:1")
     assert version.flavor == "sklearn"  # stored the safe way from now on: skops, no pickle
-    events = Project.open().metadata.list_events()
+    events = Project.open().metadata.events.find()
     trusted = next(e for e in events if e.action == "model.loaded_with_trust")
     assert trusted.ref == f"file/{folder.resolve() / 'model.pkl'}"
     assert trusted.details["format"] == "cloudpickle" and trusted.details["model"] == "churn"
@@ -230,7 +230,7 @@ def test_what_an_mlmodel_says_is_bounded_before_it_is_recorded(
     assert len(version.description) < 40_000  # 800 kB of metadata in the file
     assert "(20,000 characters)" in version.description
     assert "8 more keys not recorded" in version.description
-    (event,) = [e for e in Project.open().metadata.list_events() if e.action == "model.imported"]
+    (event,) = [e for e in Project.open().metadata.events.find() if e.action == "model.imported"]
     assert len(json.dumps(event.details)) < 40_000
     assert (mloop.load_model("wordy:1").predict(frame.to_numpy()) == model.predict(frame)).all()
 

@@ -175,7 +175,7 @@ def test_both_directions_are_drawn_as_two_branches(
     assert result.code == 0, result.err
     made = lineage.tracking.get_run(graph.train_gb)
     assert made.environment is not None
-    env = lineage.metadata.get_environment(made.environment)
+    env = lineage.metadata.environments.get(made.environment)
     ingest = lineage.tracking.get_run(graph.ingest)  # same code and environment: see above
     assert (ingest.code, ingest.environment) == (made.code, made.environment)
     assert result.out == (
@@ -350,7 +350,7 @@ def test_a_models_lineage_is_the_one_chain_that_made_its_version(project: Path, 
     runs = {n["ref"].removeprefix("run/") for n in nodes if n["kind"] == "run"}
     made = opened.tracking.get_run(second.run_id or "")
     pipeline = made.parent_id or ""
-    assert runs == {pipeline, *(r.id for r in opened.metadata.child_runs(pipeline))}
+    assert runs == {pipeline, *(r.id for r in opened.metadata.runs.children(pipeline))}
     assert len(runs) == 5  # the pipeline run and its ingest, train, evaluate, register
     datasets = {n["ref"] for n in nodes if n["kind"] == "dataset"}
     assert datasets == {"dataset/train:1"}

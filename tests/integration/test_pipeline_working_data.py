@@ -45,7 +45,7 @@ def test_changed_working_files_become_a_version_the_run_reads(pipes: Path) -> No
     made = Project.open().data.show("sales:2")
     assert made.message.startswith("versioned by `mloop run train`: working files changed")
     assert "modified data/sales.csv" in made.message
-    events = Project.open().metadata.list_events(ref="dataset/sales:2")
+    events = Project.open().metadata.events.find(ref="dataset/sales:2")
     assert [(e.action, e.reason) for e in events] == [("dataset.version_created", made.message)]
     _, states, changes = run("train")  # nothing changed since: all reused, nothing said
     assert changes == [] and set(states.values()) == {"cached"}

@@ -41,7 +41,7 @@ def test_a_run_records_a_parent_run_and_a_child_per_step(pipes: Path) -> None:
     assert parent.tags["mloop.pipeline"] == "train"
     assert parent.params == {"depth": "3", "factor": "1.0"}
     assert parent.metrics["accuracy"].value == pytest.approx(7 / 3 / 13)  # lifted from evaluate
-    children = Project.open().metadata.child_runs(result.run_id)
+    children = Project.open().metadata.runs.children(result.run_id)
     assert [c.name for c in children] == ["ingest", "prepare", "train", "evaluate"]
     evaluate = tracking.get_run(children[-1].id)
     assert {i.name for i in evaluate.inputs} == {"model", "frame"}
@@ -55,7 +55,7 @@ def test_nothing_changed_means_everything_is_reused(pipes: Path) -> None:
     second, events = run("train")
     assert second.ok
     assert [state for _, state in events] == ["cached"] * 4
-    first_children = {c.name: c.id for c in Project.open().metadata.child_runs(first.run_id)}
+    first_children = {c.name: c.id for c in Project.open().metadata.runs.children(first.run_id)}
     for step, event in second.steps.items():
         assert event.cached_from == first_children[step]  # the run that computed it
     third, _ = run("train")
@@ -95,7 +95,7 @@ def test_new_data_changes_the_key(pipes: Path) -> None:
     mloop.data.add("sales", "data/sales.csv")
     result, events = run("train")
     assert [state for _, state in events] == ["finished"] * 4
-    ingest = Project.open().metadata.child_runs(result.run_id)[0]
+    ingest = Project.open().metadata.runs.children(result.run_id)[0]
     inputs = Project.open().tracking.get_run(ingest.id).inputs
     assert [(i.kind, i.ref) for i in inputs] == [("dataset", "sales:2")]
 
@@ -178,7 +178,7 @@ def test_resume_reruns_only_the_failed_step_and_what_follows(
         "slow": "finished",
         "summarise": "finished",
     }
-    ingest_first = Project.open().metadata.child_runs(failed.run_id)[0].id
+    ingest_first = Project.open().metadata.runs.children(failed.run_id)[0].id
     assert resumed.steps["ingest"].cached_from == ingest_first
     record = Project.open().tracking.get_run(resumed.run_id)
     assert record.tags["mloop.resumed_from"] == failed.run_id
@@ -333,5 +333,5 @@ def test_two_projects_in_one_process_each_import_their_own_modules(
         )
         result, _ = run(name)
         assert result.ok, result.error
-        [step] = Project.open().metadata.child_runs(result.run_id)
+        [step] = Project.open().metadata.runs.children(result.run_id)
         assert step.metrics["scale"].value == scale

@@ -172,7 +172,7 @@ def test_a_forced_promotion_needs_a_reason_and_records_it(reg: Path, cli) -> Non
     forced = cli("models", "promote", "churn:2", "--force", "--reason", "hotfix for a bug")
     assert forced.code == 0, forced.err
     assert "forced" in forced.out
-    events = Project.open().metadata.list_events()
+    events = Project.open().metadata.events.find()
     promoted = next(e for e in events if e.action == "model.alias_set")
     assert promoted.reason == "hotfix for a bug"
     assert promoted.ref == "model/churn:2"
@@ -214,7 +214,11 @@ def test_aliases_and_archive(reg: Path, cli) -> None:
 def test_a_tampered_model_file_is_refused_before_it_is_parsed(reg: Path) -> None:
     version = fit_and_register(1.0)
     project = Project.open()
-    files = [o for o in project.metadata.referenced_objects() if o[2].startswith("model/churn:1 ")]
+    files = [
+        o
+        for o in project.metadata.housekeeping.referenced_objects()
+        if o[2].startswith("model/churn:1 ")
+    ]
     assert files
     digest = files[0][0]
     path = reg / ".mloop/objects" / digest[:2] / digest[2:]
@@ -232,7 +236,7 @@ def test_pickles_need_trust_and_trust_is_recorded(reg: Path, cli) -> None:
     assert cli("models", "list", "--json").out.strip() == "[]"
     trusted = cli("models", "register", "pickled", "--path", "model.pkl", "--trust")
     assert trusted.code == 0, trusted.err
-    actions = [e.action for e in Project.open().metadata.list_events()]
+    actions = [e.action for e in Project.open().metadata.events.find()]
     assert "model.loaded_with_trust" in actions
 
 

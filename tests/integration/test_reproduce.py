@@ -152,11 +152,11 @@ def test_a_version_is_reproduced_from_its_commit_data_and_params(
     assert rerun.tags["mloop.reproduces"] == "churn:1"
     assert rerun.code is not None and rerun.code.commit == first
     assert rerun.code.diff_digest is None  # the checkout stayed clean while it ran
-    children = [project.tracking.get_run(c.id) for c in project.metadata.child_runs(rerun.id)]
+    children = [project.tracking.get_run(c.id) for c in project.metadata.runs.children(rerun.id)]
     read = {i.ref for c in children for i in c.inputs if i.kind == "dataset"}
     assert read == {"train:1"}
     assert git(repo, "worktree", "list").count("\n") == 0  # the worktree is gone
-    events = project.metadata.list_events("model/churn:1")
+    events = project.metadata.events.find("model/churn:1")
     assert any(e.action == "model.reproduced" and e.details["ok"] is True for e in events)
 
     text = cli("reproduce", "churn:2", "--register")  # asked to: registers what it makes

@@ -288,7 +288,7 @@ def test_a_package_installed_between_two_scripts_is_in_the_second_run_s_environm
         opened = Project.open(project)
         digest = opened.tracking.get_run(done.stdout.strip()).environment or ""
         listing = opened.artifacts.read_bytes(
-            opened.metadata.get_environment(digest).packages_digest
+            opened.metadata.environments.get(digest).packages_digest
         )
         return digest, listing
 
@@ -333,7 +333,7 @@ def test_a_project_that_has_its_environment_opens_no_artifact_store(project: Pat
     with first.start_run("first") as run:
         pass
     assert factories == ["opened"]  # the package listing was stored, with the first run
-    env = opened.metadata.get_environment(opened.metadata.get_run(run.id).environment or "")
+    env = opened.metadata.environments.get(opened.metadata.runs.get(run.id).environment or "")
     listing = opened.artifacts.read_bytes(env.packages_digest)
     assert len(listing.splitlines()) == env.package_count
 
@@ -341,7 +341,7 @@ def test_a_project_that_has_its_environment_opens_no_artifact_store(project: Pat
     with later.start_run("later") as run:
         run.log_metric("loss", 0.5)
     assert factories == ["opened"]
-    assert opened.metadata.get_run(run.id).environment == env.digest
+    assert opened.metadata.runs.get(run.id).environment == env.digest
 
 
 def test_starting_and_ending_a_run_commit_once_each(project: Path) -> None:

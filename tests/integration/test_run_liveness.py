@@ -20,7 +20,7 @@ from mloop.project import Project
 from mloop.services.tracking.heartbeat import HOST, LOST_AFTER, Heartbeats
 from mloop.services.tracking.runs import Tracker
 from tests.conftest import CliResult
-from tests.contract.test_metadata_store import make_run
+from tests.contract.records import make_run
 from tests.servers import wait_for
 
 Cli = Callable[..., CliResult]
@@ -114,7 +114,7 @@ def test_a_killed_run_is_lost_and_can_be_marked_failed(
     assert run.error == "marked failed by " + tracking.actor + ": OOM-killed"
     assert run.ended == run.heartbeat  # it ended when it was last seen alive
     [event] = [
-        e for e in tracking.metadata.list_events(f"run/{run.id}") if e.action == "run.failed"
+        e for e in tracking.metadata.events.find(f"run/{run.id}") if e.action == "run.failed"
     ]
     assert (event.reason, event.details["was"]) == ("OOM-killed", "lost")
     again = cli("runs", "fail", victim.run_id[:12])
@@ -151,7 +151,7 @@ def test_a_run_on_another_host_is_lost_once_its_heartbeat_is_stale(project: Path
     now = time.time()
     for run_id, beat in (("a" * 32, now - LOST_AFTER - 60), ("b" * 32, now - 5)):
         run = make_run(id=run_id, pid=1, host="another-machine", started=now - 3600, heartbeat=beat)
-        opened.metadata.create_run(run, Event(now, "ada", "run.started", f"run/{run_id}"))
+        opened.metadata.runs.create(run, Event(now, "ada", "run.started", f"run/{run_id}"))
 
     # pid 1 is alive here, but on that machine it is not ours to look at: only beats count
     assert opened.tracking.get_run("a" * 32).status is RunStatus.LOST
@@ -169,7 +169,7 @@ def test_one_thread_beats_for_all_of_a_process_runs(project: Path) -> None:
     assert set(threading.enumerate()) - before == {beats.thread}  # one thread, not one per run
 
     def beaten_together() -> bool:
-        found = [opened.metadata.get_run(r.id) for r in runs]
+        found = [opened.metadata.runs.get(r.id) for r in runs]
         stamps = {r.heartbeat for r in found}
         return len(stamps) == 1 and all(r.last_seen > r.started for r in found)
 
@@ -177,10 +177,10 @@ def test_one_thread_beats_for_all_of_a_process_runs(project: Path) -> None:
     for run in runs:
         run.end()
     wait_for(lambda: beats.thread is None, 30, "the heartbeat thread to stop with no open run")
-    last = opened.metadata.get_run(runs[0].id).heartbeat
+    last = opened.metadata.runs.get(runs[0].id).heartbeat
     beats.add(opened.metadata, runs[0].id)  # even if asked, an ended run is not beaten for
     beats.beat()
-    assert opened.metadata.get_run(runs[0].id).heartbeat == last
+    assert opened.metadata.runs.get(runs[0].id).heartbeat == last
     beats.discard(opened.metadata, runs[0].id)  # else its 50 ms thread beats on, into later tests
     opened.close()
 

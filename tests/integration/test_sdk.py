@@ -58,7 +58,7 @@ def test_nested_runs_are_children_and_share_code_and_environment(project: Path) 
     saved = stored(child.id)
     assert saved.parent_id == parent.id
     assert saved.environment == stored(parent.id).environment
-    children = Project.open().metadata.child_runs(parent.id)
+    children = Project.open().metadata.runs.children(parent.id)
     assert [c.id for c in children] == [child.id]
 
 
@@ -199,7 +199,7 @@ def test_environment_is_digested_and_its_package_list_stored(project: Path) -> N
     with mloop.start_run("env") as run:
         pass
     project_ = Project.open()
-    env = project_.metadata.get_environment(stored(run.id).environment or "")
+    env = project_.metadata.environments.get(stored(run.id).environment or "")
     listing = project_.artifacts.read_bytes(env.packages_digest).decode()
     assert "blake3==" in listing and env.package_count == len(listing.splitlines())
     assert env.python.startswith("CPython 3.")

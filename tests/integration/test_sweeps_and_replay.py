@@ -68,12 +68,12 @@ def test_a_sweep_ranks_trials_and_shares_common_steps(pipes: Path) -> None:
     scores = [t.score for t in result.trials]
     assert scores == sorted(scores, reverse=True)
     metadata = Project.open().metadata
-    children = metadata.child_runs(result.run_id)
+    children = metadata.runs.children(result.run_id)
     assert sorted(c.id for c in children) == sorted(t.result.run_id for t in result.trials)
     computed = [
         step
         for trial in children
-        for step in metadata.child_runs(trial.id)
+        for step in metadata.runs.children(trial.id)
         if step.name == "ingest" and "mloop.cached_from" not in step.tags
     ]
     assert len(computed) == 1  # one trial computed ingest; the others reused it

@@ -98,8 +98,8 @@ def diff_versions(old: DatasetVersion, new: DatasetVersion) -> VersionDiff:
         ValueError: A version has files but was loaded without its manifest (a caller bug).
 
     Example:
-        >>> old = store.get_dataset_version("sales", 4, files=True)  # doctest: +SKIP
-        >>> new = store.get_dataset_version("sales", 5, files=True)  # doctest: +SKIP
+        >>> old = store.datasets.get_version("sales", 4, files=True)  # doctest: +SKIP
+        >>> new = store.datasets.get_version("sales", 5, files=True)  # doctest: +SKIP
         >>> diff = diff_versions(old, new)  # doctest: +SKIP
         >>> [f.path for f in diff.added], diff.changed  # doctest: +SKIP
         (['2024-06.csv'], True)

@@ -30,7 +30,7 @@ def remove(
     name, version = parse_version_ref(ref)
     now = time.time()
     event = Event(now, actor, "dataset.removed", f"dataset/{name}", reason, {"force": force})
-    numbers = metadata.remove_dataset_versions(name, version, now, event, force=force)
+    numbers = metadata.datasets.remove_versions(name, version, now, event, force=force)
     return [f"{name}:{n}" for n in numbers]
 
 
@@ -40,4 +40,4 @@ def restore(
     """Bring back a removed version, or every removed version of a dataset; returns the refs."""
     name, version = parse_version_ref(ref)
     event = Event(time.time(), actor, "dataset.restored", f"dataset/{name}", reason, {})
-    return [f"{name}:{n}" for n in metadata.restore_dataset_versions(name, version, event)]
+    return [f"{name}:{n}" for n in metadata.datasets.restore_versions(name, version, event)]

@@ -51,7 +51,7 @@ class StatusCheck:
         started = time.time_ns()
         snap = self.stat_cache.snapshot(name)
         if snap is None or snap.version != latest:
-            version = self.metadata.get_dataset_version(name, latest, files=True)
+            version = self.metadata.datasets.get_version(name, latest, files=True)
             seen = survey(self.boundary, list(version.sources))
             known = self.stat_cache.known(list(version.sources))
             return self.verify(version, seen, known, started)
@@ -66,7 +66,7 @@ class StatusCheck:
         if matched == snap.file_count and matched + len(added) == len(working):
             # Every file of the version is there with its verified stat; some are new.
             return StatusReport(name, latest, tuple(added), (), (), matched, tuple(snap.sources))
-        version = self.metadata.get_dataset_version(name, latest, files=True)
+        version = self.metadata.datasets.get_version(name, latest, files=True)
         return self.verify(version, seen, known, started)
 
     def verify(

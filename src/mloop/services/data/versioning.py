@@ -141,7 +141,7 @@ class DataService:
             message or None,
             {"files": draft.file_count, "bytes": draft.total_size, "new_objects": new_objects},
         )
-        version = self.metadata.create_dataset_version(draft, event)
+        version = self.metadata.datasets.create_version(draft, event)
         self._remember(version, files, entries, started, seen.digest)
         return AddResult(version, True, new_objects, new_bytes, tuple(warnings))
 
@@ -168,9 +168,9 @@ class DataService:
         )
 
     def _latest(self, name: str) -> DatasetVersion | None:
-        if not any(d.name == name for d in self.metadata.list_datasets()):
+        if not any(d.name == name for d in self.metadata.datasets.all()):
             return None
-        return self.metadata.get_dataset_version(name, files=True)
+        return self.metadata.datasets.get_version(name, files=True)
 
     def _store(
         self, files: list[WorkingFile], known: Known, progress: Progress
@@ -223,14 +223,14 @@ class DataService:
 
     # reading ------------------------------------------------------------------------------
     def datasets(self) -> list[DatasetSummary]:
-        return self.metadata.list_datasets()
+        return self.metadata.datasets.all()
 
     def show(self, ref: str, files: bool = False) -> DatasetVersion:
         name, version = parse_version_ref(ref)
-        return self.metadata.get_dataset_version(name, version, files=files)
+        return self.metadata.datasets.get_version(name, version, files=files)
 
     def versions(self, name: str) -> list[DatasetVersion]:
-        return self.metadata.list_dataset_versions(check_name(name, "dataset name"))
+        return self.metadata.datasets.list_versions(check_name(name, "dataset name"))
 
     # removing (soft: `mloop gc` purges after its grace period) ----------------------------
     def remove(self, ref: str, *, force: bool = False, reason: str | None = None) -> list[str]:
@@ -266,7 +266,7 @@ class DataService:
         """
         latest = {d.name: d.latest for d in self.datasets()}
         if name is not None and check_name(name, "dataset name") not in latest:
-            self.metadata.get_dataset_version(name)  # raises the usual NotFound
+            self.metadata.datasets.get_version(name)  # raises the usual NotFound
         names = [name] if name else sorted(latest)
         check = StatusCheck(self.metadata, self.stat_cache, self.boundary)
         return [check.status_of(dataset, latest[dataset]) for dataset in names]
@@ -300,7 +300,7 @@ class DataService:
     def get(self, name: str, version: int | None = None) -> LocalDataset:
         from mloop.services.data.checkout import LocalDataset
 
-        found = self.metadata.get_dataset_version(
+        found = self.metadata.datasets.get_version(
             check_name(name, "dataset name"), version, files=True
         )
         return LocalDataset(found, self.artifacts, self.checkout_cache, self.boundary)
@@ -308,15 +308,17 @@ class DataService:
     # moving objects -----------------------------------------------------------------------
     def _digests(self, refs: Sequence[str]) -> list[str]:
         if not refs:
-            return sorted({digest for digest, _, _ in self.metadata.referenced_objects()})
+            return sorted(
+                {digest for digest, _, _ in self.metadata.housekeeping.referenced_objects()}
+            )
         wanted: set[str] = set()
         for ref in refs:
             name, version = parse_version_ref(ref)
             if version is None:  # a bare name: every version of the dataset
-                for v in self.metadata.list_dataset_versions(name):
+                for v in self.metadata.datasets.list_versions(name):
                     wanted.update(
                         f.digest
-                        for f in self.metadata.get_dataset_version(
+                        for f in self.metadata.datasets.get_version(
                             name, v.version, files=True
                         ).files
                     )

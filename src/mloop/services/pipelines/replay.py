@@ -89,14 +89,14 @@ class Replayer:
             return
         metadata = self.runner.tracker.metadata
         files = project_files(self.root)
-        for child in metadata.child_runs(result.run_id):
-            step = metadata.get_run(child.id)
+        for child in metadata.runs.children(result.run_id):
+            step = metadata.runs.get(child.id)
             notebook = step.params.get("notebook")
             if notebook and step.tags.get("mloop.target", "").startswith(NOTEBOOK_TARGETS):
                 path = str(json.loads(notebook)["path"])  # code that is not a Python module
                 files[path] = _digest(str(self.root / path))
         plan = self.plan(name, target, params, dict(sorted(files.items())), result.datasets)
-        metadata.write_run_data(
+        metadata.runs.write_data(
             result.run_id, tags=[(PLAN_TAG, plan), (PARAMS_TAG, canonical_json(dict(params)))]
         )
 
@@ -109,7 +109,7 @@ class Replayer:
                 Compare(Field("attr", "status"), "=", "finished"),
             )
         )
-        found = self.runner.tracker.metadata.find_runs(where, limit=1)
+        found = self.runner.tracker.metadata.runs.find(where, limit=1)
         return found[0] if found and PLAN_TAG in found[0].tags else None
 
     @staticmethod
@@ -136,7 +136,7 @@ class Replayer:
             files = {rel: _digest(str(self.root / rel)) for rel in recorded["files"]}
         except OSError:
             return None  # a module moved or vanished: trace the pipeline again
-        latest = {d.name: d.latest for d in metadata.list_datasets()}
+        latest = {d.name: d.latest for d in metadata.datasets.all()}
         datasets: dict[str, int] = {}
         for key in recorded["datasets"]:
             read = DatasetRef.parse(key)
@@ -162,8 +162,8 @@ class Replayer:
             },
         )
         result = PipelineResult(run.id, RunStatus.RUNNING)
-        for child in metadata.child_runs(previous.id):
-            step = metadata.get_run(child.id)
+        for child in metadata.runs.children(previous.id):
+            step = metadata.runs.get(child.id)
             origin = step.tags.get("mloop.cached_from", step.id)
             copy = tracker.start_run(
                 step.name,
@@ -171,7 +171,7 @@ class Replayer:
                 tags={**step.tags, "mloop.cached_from": origin},
                 parent=run,
             )
-            metadata.write_run_data(
+            metadata.runs.write_data(
                 copy.id,
                 inputs=step.inputs,
                 outputs=[RunOutput(o.name, o.digest, o.size) for o in step.outputs],
@@ -185,7 +185,7 @@ class Replayer:
             emit(event)
         lifted = [Metric(m.key, m.value, m.step, m.timestamp) for m in previous.metrics.values()]
         if lifted:
-            metadata.write_run_data(run.id, metrics=lifted)
+            metadata.runs.write_data(run.id, metrics=lifted)
         run.end(RunStatus.FINISHED)
         result.status = RunStatus.FINISHED
         return result

@@ -135,15 +135,15 @@ class PipelineRunner:
         then (when caching is on) the latest finished step run anywhere with the same key."""
         metadata = self.tracker.metadata
         if resume is not None:
-            for child in metadata.child_runs(resume.id):
+            for child in metadata.runs.children(resume.id):
                 if child.tags.get(CACHE_TAG) == key and child.status is RunStatus.FINISHED:
-                    return metadata.get_run(child.id)
+                    return metadata.runs.get(child.id)
         if not anywhere:
             return None
-        found = metadata.find_runs(
+        found = metadata.runs.find(
             parse_filter(f"tags.`{CACHE_TAG}` = '{key}' and status = finished"), limit=1
         )
-        return metadata.get_run(found[0].id) if found else None
+        return metadata.runs.get(found[0].id) if found else None
 
     @staticmethod
     def _outputs_of(run: Run, count: int) -> tuple[str, ...] | None:
@@ -357,7 +357,9 @@ class PipelineRunner:
                 if source.kind == "dataset":
                     key = (str(source.value), source.version)
                     if key not in found:
-                        version = self.data.metadata.get_dataset_version(key[0], key[1], files=True)
+                        version = self.data.metadata.datasets.get_version(
+                            key[0], key[1], files=True
+                        )
                         found[key] = (version.version, _manifest_digest(version.files))
         return found
 
@@ -411,7 +413,7 @@ class PipelineRunner:
             },
             parent=pipeline_run,
         )
-        self.tracker.metadata.write_run_data(
+        self.tracker.metadata.runs.write_data(
             step_run.id,
             inputs=hit.inputs,
             outputs=[RunOutput(o.name, o.digest, o.size) for o in hit.outputs],
@@ -426,6 +428,6 @@ class PipelineRunner:
         metrics: list[Metric] = []
         for event in result.steps.values():
             if event.run_id and event.state in ("finished", "cached"):
-                metrics.extend(self.tracker.metadata.get_run(event.run_id).metrics.values())
+                metrics.extend(self.tracker.metadata.runs.get(event.run_id).metrics.values())
         if metrics:
-            self.tracker.metadata.write_run_data(pipeline_run.id, metrics=metrics)
+            self.tracker.metadata.runs.write_data(pipeline_run.id, metrics=metrics)

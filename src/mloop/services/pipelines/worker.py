@@ -214,7 +214,7 @@ def run_step(task: StepTask, services: Services) -> StepOutcome:
         services.artifacts.sync()
         run.set_tag("mloop.attempts", str(attempts))
         run.flush()
-        services.tracker.metadata.write_run_data(task.run_id, outputs=outputs)
+        services.tracker.metadata.runs.write_data(task.run_id, outputs=outputs)
         return StepOutcome(True, tuple(digests), None, attempts, time.monotonic() - started)
     except Exception as exc:
         with contextlib.suppress(Exception):

@@ -199,7 +199,7 @@ def listing(packages: bytes) -> list[str]:
 def _environment_record(registry: Registry, version: ModelVersion) -> Environment | None:
     if version.environment is None:
         return None
-    return registry.metadata.get_environment(version.environment)
+    return registry.metadata.environments.get(version.environment)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -134,7 +134,7 @@ class ModelCards:
 
     def _run(self, run_id: str | None) -> Run | None:
         try:
-            return self.metadata.get_run(run_id) if run_id else None
+            return self.metadata.runs.get(run_id) if run_id else None
         except NotFound:
             return None
 
@@ -194,7 +194,7 @@ class ModelCards:
             target = pipeline.tags.get("mloop.target", "-")
             fields.append(("pipeline run", f"{pipeline.id} ({name}, {pipeline.status.value})"))
             fields.append(("pipeline", f"{name} = {target}"))
-            steps = tuple(_step(c) for c in self.metadata.child_runs(pipeline.id))
+            steps = tuple(_step(c) for c in self.metadata.runs.children(pipeline.id))
             tables = (CardTable(("STEP", "STATUS", "RUN", "NOTE"), steps, "steps"),)
         return CardSection("Lineage", tuple(fields), tables=tables)
 
@@ -202,7 +202,7 @@ class ModelCards:
         if v.environment is None:
             return CardSection("Environment", text="No environment was recorded.")
         try:
-            env = self.metadata.get_environment(v.environment)
+            env = self.metadata.environments.get(v.environment)
         except NotFound:
             return CardSection("Environment", (("digest", v.environment),), "Not in the store.")
         fields: tuple[tuple[str, str], ...] = (("digest", env.digest), ("python", env.python))
@@ -223,7 +223,7 @@ class ModelCards:
         tables: list[CardTable] = []
         for ref in v.datasets:
             try:
-                found: DatasetVersion = self.metadata.get_dataset_version(ref.name, ref.version)
+                found: DatasetVersion = self.metadata.datasets.get_version(ref.name, ref.version)
             except MloopError:
                 fields.append((str(ref), "not in the store"))
                 continue
@@ -256,7 +256,7 @@ class ModelCards:
         return CardSection("Signature", tables=tables)
 
     def _events(self, v: ModelVersion) -> CardSection:
-        events = sorted(self.metadata.list_events(f"model/{v.ref}", limit=500), key=lambda e: e.at)
+        events = sorted(self.metadata.events.find(f"model/{v.ref}", limit=500), key=lambda e: e.at)
         return _listing("Events", ("WHEN", "WHO", "ACTION", "DETAIL"), [_event(e) for e in events])
 
 

@@ -264,7 +264,7 @@ def import_mlflow_model(
         )
     what = found.model_file.name
     if found.pickled:
-        registry.metadata.append_event(
+        registry.metadata.events.append(
             Event(
                 time.time(),
                 registry.actor,
@@ -303,7 +303,7 @@ def import_mlflow_model(
         signature=found.signature,
         description=text,
     )
-    registry.metadata.append_event(
+    registry.metadata.events.append(
         Event(
             time.time(),
             registry.actor,

@@ -135,11 +135,11 @@ class Registry:
             named = f"{REHEARSED}{name}"
             outputs = [RunOutput(named, stored.digest, self.artifacts.size(stored.digest) or 0)]
             outputs += [RunOutput(f"{named}.files/{f.path}", f.digest, f.size) for f in files]
-            self.metadata.write_run_data(source.id, outputs=outputs)
+            self.metadata.runs.write_data(source.id, outputs=outputs)
             return draft
         details = {"flavor": stored.flavor, "run": draft.run_id, "trusted": trust}
         event = self._event("model.version_registered", f"model/{name}", None, **details)
-        return self.metadata.create_model_version(draft, files, event)
+        return self.metadata.models.create_version(draft, files, event)
 
     def register_path(
         self,
@@ -158,7 +158,7 @@ class Registry:
             raise InvalidPath(f"{path} is not a file", "give the path of a saved model file")
         model = read_model_file(path, trust=trust)
         if trust and path.suffix in (".pkl", ".pickle", ".joblib"):
-            self.metadata.append_event(
+            self.metadata.events.append(
                 self._event("model.loaded_with_trust", f"file/{path.name}", None, path=str(path))
             )
         return self.register(
@@ -173,7 +173,7 @@ class Registry:
         """Whether `run`, or the pipeline run it is a step of, only rehearses registering."""
         if run.tags.get(REHEARSAL_TAG):
             return True
-        parent = self.metadata.get_run(run.parent_id) if run.parent_id else None
+        parent = self.metadata.runs.get(run.parent_id) if run.parent_id else None
         return parent is not None and bool(parent.tags.get(REHEARSAL_TAG))
 
     def _run_of(self, run: ActiveRun | str | None) -> Run | None:
@@ -191,8 +191,8 @@ class Registry:
         runs = [run]
         metadata = self.metadata
         if run.parent_id:
-            parent = metadata.get_run(run.parent_id)
-            runs = [parent, *(metadata.get_run(c.id) for c in metadata.child_runs(parent.id))]
+            parent = metadata.runs.get(run.parent_id)
+            runs = [parent, *(metadata.runs.get(c.id) for c in metadata.runs.children(parent.id))]
         datasets: set[DatasetRef] = set()
         metrics: dict[str, float] = {}
         params: dict[str, str] = {}
@@ -221,10 +221,10 @@ class Registry:
     # reading -------------------------------------------------------------------------------
     def get(self, ref: str) -> ModelVersion:
         name, version, alias = parse_model_ref(ref)
-        return self.metadata.get_model_version(name, version, alias)
+        return self.metadata.models.get_version(name, version, alias)
 
     def models(self) -> list[Model]:
-        return self.metadata.list_models()
+        return self.metadata.models.all()
 
     def versions(self, name: str, sort: str | None = None) -> list[ModelVersion]:
         """Every version of `name`, by number, or by `sort` (`-metrics.accuracy`: best first).
@@ -233,7 +233,7 @@ class Registry:
             >>> registry.versions("churn", sort="-metrics.accuracy")[0].ref  # doctest: +SKIP
             'churn:3'
         """
-        found = self.metadata.list_model_versions(check_name(name, "model name"))
+        found = self.metadata.models.list_versions(check_name(name, "model name"))
         if sort:
             from mloop.services.registry.ranking import sort_versions
 
@@ -250,7 +250,7 @@ class Registry:
         tables: list[TableProfile] = []
         for ref in refs:
             try:
-                tables.extend(self.metadata.get_dataset_version(ref.name, ref.version).tables)
+                tables.extend(self.metadata.datasets.get_version(ref.name, ref.version).tables)
             except NotFound:
                 continue
         return tables
@@ -283,7 +283,7 @@ class Registry:
         except NeedsTrust as exc:  # the file needs more than its manifest said
             raise exc.needing(subject=version.ref) from None
         if trust and reason is not None:
-            self.metadata.append_event(
+            self.metadata.events.append(
                 self._event("model.loaded_with_trust", f"model/{version.ref}", None, why=reason)
             )
         return model
@@ -301,18 +301,18 @@ class Registry:
         event = self._event(
             "model.alias_set", f"model/{name}:{version}", reason, alias=alias, version=version
         )
-        self.metadata.set_model_alias(check_name(name, "model name"), alias, version, event)
+        self.metadata.models.set_alias(check_name(name, "model name"), alias, version, event)
 
     def remove_alias(self, name: str, alias: str) -> None:
         event = self._event("model.alias_removed", f"model/{name}@{alias}", alias=alias)
-        self.metadata.delete_model_alias(name, alias, event)
+        self.metadata.models.delete_alias(name, alias, event)
 
     def archive(self, name: str, version: int, undo: bool = False) -> None:
         status = "ready" if undo else "archived"
         event = self._event(
             f"model.{'unarchived' if undo else 'archived'}", f"model/{name}:{version}"
         )
-        self.metadata.set_model_version_status(name, version, status, event)
+        self.metadata.models.set_status(name, version, status, event)
 
 
 def trust_reason_of(version: ModelVersion, manifest: Callable[[], dict[str, Any]]) -> str | None:

@@ -168,7 +168,7 @@ class Promoter:
             raise InvalidInput("--force needs a reason", 'add --reason "why this is safe"')
         candidate = self.registry.get(f"{name}:{version}")
         records = self.evaluate(name, candidate.version, alias, trust)
-        self.registry.metadata.set_model_version_gates(name, candidate.version, records)
+        self.registry.metadata.models.set_gates(name, candidate.version, records)
         failed = [r for r in records if not r.passed]
         if failed and not force:
             detail = "; ".join(f"{r.gate}: {r.reason}" for r in failed)

@@ -188,9 +188,9 @@ class Reproducer:
         if version.run_id is None:
             why = f"{version.ref} was registered outside any run: nothing records how it was made"
             raise InvalidInput(why, "reproduce works for versions a pipeline registered")
-        run = self.metadata.get_run(version.run_id)
+        run = self.metadata.runs.get(version.run_id)
         if run.tags.get("mloop.kind") == "step" and run.parent_id:
-            run = self.metadata.get_run(run.parent_id)
+            run = self.metadata.runs.get(run.parent_id)
         if run.tags.get("mloop.kind") != "pipeline" or "mloop.target" not in run.tags:
             raise InvalidInput(
                 f"{version.ref} was made by run {run.id[:12]} ({run.name}), not by a pipeline: "
@@ -265,7 +265,7 @@ class Reproducer:
         details = {"run": outcome.run_id, "ok": result.ok, "digest_match": result.digest_match}
         where = f"model/{result.ref}"
         event = Event(time.time(), self.registry.actor, "model.reproduced", where, None, details)
-        self.metadata.append_event(event)
+        self.metadata.events.append(event)
         return result
 
     def rerun(
@@ -288,8 +288,8 @@ class Reproducer:
         warnings: list[str] = []
         if version.code_diff:
             warnings.append(f"uncommitted changes ({version.code_diff[:12]}): only the commit ran")
-        runs = self._tree(self.metadata.get_run(outcome.run_id)) if outcome.run_id else []
-        mine = [v for r in runs for v in self.metadata.model_versions_of_run(r.id)]
+        runs = self._tree(self.metadata.runs.get(outcome.run_id)) if outcome.run_id else []
+        mine = [v for r in runs for v in self.metadata.models.versions_of_run(r.id)]
         same = [v for v in mine if v.name == version.name]
         new_version = same[-1] if same else None
         reproduced = {k: m.value for r in runs for k, m in r.metrics.items()}
@@ -343,7 +343,7 @@ class Reproducer:
 
     def _tree(self, run: Run) -> list[Run]:
         """A pipeline run and its step runs, each with its inputs, outputs and metrics."""
-        return [run, *(self.metadata.get_run(c.id) for c in self.metadata.child_runs(run.id))]
+        return [run, *(self.metadata.runs.get(c.id) for c in self.metadata.runs.children(run.id))]
 
     def _step_output(self, plan: Plan, runs: list[Run]) -> str | None:
         """The new run's output in the place where the original run's output was the model."""
@@ -360,7 +360,7 @@ class Reproducer:
     ) -> tuple[tuple[str, str], list[PackageChange]]:
         python = f"{platform.python_implementation()} {platform.python_version()} ({sys.platform})"
         try:
-            env = self.metadata.get_environment(version.environment or "")
+            env = self.metadata.environments.get(version.environment or "")
         except NotFound:
             warnings.append("no environment was recorded: packages cannot be compared")
             return ("unknown", python), []

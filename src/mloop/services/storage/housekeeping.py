@@ -156,7 +156,7 @@ class Housekeeping:
         """
         sizes: dict[str, set[int]] = {}
         owners: dict[str, dict[str, None]] = {}
-        for digest, size, owner in self.metadata.referenced_objects():
+        for digest, size, owner in self.metadata.housekeeping.referenced_objects():
             found = sizes.setdefault(digest, set())
             if size is not None:
                 found.add(size)
@@ -250,8 +250,10 @@ class Housekeeping:
             )
         cutoff = time.time() - grace
         listed = list(self.artifacts.iter_objects())
-        runs, datasets = self.metadata.purge_removed(cutoff, dry_run=True)
-        referenced = {d for d, _, _ in self.metadata.referenced_objects(purged_before=cutoff)}
+        runs, datasets = self.metadata.housekeeping.purge_removed(cutoff, dry_run=True)
+        referenced = {
+            d for d, _, _ in self.metadata.housekeeping.referenced_objects(purged_before=cutoff)
+        }
         removable: list[tuple[str, int]] = []
         recent: list[int] = []
         for digest, size, modified in listed:
@@ -304,8 +306,8 @@ class Housekeeping:
         if dry_run:
             return plan
         event = Event(time.time(), self.actor, "purged", "", None, {"grace_seconds": plan.grace})
-        runs, datasets = self.metadata.purge_removed(plan.cutoff, event=event)
-        referenced = {digest for digest, _, _ in self.metadata.referenced_objects()}
+        runs, datasets = self.metadata.housekeeping.purge_removed(plan.cutoff, event=event)
+        referenced = {digest for digest, _, _ in self.metadata.housekeeping.referenced_objects()}
         candidates = [item for item in plan.removed if item[0] not in referenced]
 
         def remove(item: tuple[str, int]) -> bool:
@@ -344,7 +346,7 @@ class Housekeeping:
             event = Event(
                 time.time(), self.actor, "artifacts.gc", self.artifacts.uri, None, details
             )
-            self.metadata.append_event(event)
+            self.metadata.events.append(event)
         return report
 
     # running many store requests at once ----------------------------------------------------

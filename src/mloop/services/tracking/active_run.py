@@ -153,7 +153,7 @@ class ActiveRun:
         # Written at once, not buffered: gc removes objects nothing refers to after a grace
         # period, and a long run must not leave its early artifacts unreferenced that long.
         self._tracker.artifacts.sync()
-        self._tracker.metadata.write_run_data(self.id, outputs=outputs)
+        self._tracker.metadata.runs.write_data(self.id, outputs=outputs)
         return outputs
 
     def log_input(self, kind: str, ref: str, name: str | None = None) -> None:
@@ -181,7 +181,7 @@ class ActiveRun:
             return
         if self._outputs:
             self._tracker.artifacts.sync()
-        self._tracker.metadata.write_run_data(self.id, **buffered)
+        self._tracker.metadata.runs.write_data(self.id, **buffered)
         self._clear_locked()
 
     def flush(self) -> None:
@@ -234,7 +234,7 @@ class ActiveRun:
     def run(self) -> Run:
         """The run as stored, after writing what is buffered."""
         self.flush()
-        return self._tracker.metadata.get_run(self.id)
+        return self._tracker.metadata.runs.get(self.id)
 
     def __enter__(self) -> ActiveRun:
         return self

@@ -76,7 +76,7 @@ class Heartbeats:
             # A failed beat (store busy, closed, unreachable) must not end the process's runs:
             # the next beat, or the run's end, writes again; at worst it looks lost for a while.
             with contextlib.suppress(Exception):
-                store.record_heartbeat(run_ids, now)
+                store.runs.record_heartbeat(run_ids, now)
 
     def _beat(self) -> None:
         while True:
@@ -110,7 +110,7 @@ def liveness(store: MetadataStore, lost_after: float = LOST_AFTER) -> Liveness:
     """The rule for now: stale heartbeats, and this host's running runs whose process is gone."""
     dead = frozenset(
         run_id
-        for run_id, pid in store.running_runs_on(HOST)
+        for run_id, pid in store.runs.running_on(HOST)
         if pid is not None and not process_alive(pid)
     )
     return Liveness(time.time() - lost_after, dead)

@@ -128,9 +128,9 @@ class LineageService:
                     f"datasets have no aliases: {text!r}",
                     f"give a version, as in dataset/{address.name}:1",
                 )
-            return _dataset_node(self.metadata.get_dataset_version(address.name, address.version))
+            return _dataset_node(self.metadata.datasets.get_version(address.name, address.version))
         if address.kind == "model":
-            found = self.metadata.get_model_version(address.name, address.version, address.alias)
+            found = self.metadata.models.get_version(address.name, address.version, address.alias)
             return _model_node(found)
         raise InvalidAddress(f"lineage does not follow {address.kind}s yet: {text!r}", _REF_HINT)
 
@@ -157,25 +157,25 @@ class LineageService:
     def _run(self, run_id: str, walk: _Walk | None = None) -> Run:
         if walk is not None and run_id in walk.runs:
             return walk.runs[run_id]
-        run = self.metadata.get_run(run_id)
+        run = self.metadata.runs.get(run_id)
         if walk is not None:
             walk.runs[run.id] = run
         return run
 
     def _digest(self, text: str) -> str:
         try:
-            return self.metadata.resolve_digest(text)
+            return self.metadata.housekeeping.resolve_digest(text)
         except NotFound:
             # A digest only ever logged as a run input is not among the stored references.
-            if is_digest(text) and self.metadata.runs_with_input("artifact", text):
+            if is_digest(text) and self.metadata.runs.with_input("artifact", text):
                 return text
             raise
 
     def _outputs_named(self, digest: str) -> list[RunOutput]:
         """How the runs that wrote an object named it (for an artifact's label)."""
         found: list[RunOutput] = []
-        for run in self.metadata.runs_with_output(digest):
-            found.extend(o for o in self.metadata.get_run(run.id).outputs if o.digest == digest)
+        for run in self.metadata.runs.with_output(digest):
+            found.extend(o for o in self.metadata.runs.get(run.id).outputs if o.digest == digest)
         return found
 
     # tracing ------------------------------------------------------------------------------
@@ -234,27 +234,27 @@ class LineageService:
         if kind == "dataset":
             dataset = DatasetRef.parse(key)
             if side == "upstream":
-                found = self.metadata.get_dataset_version(dataset.name, dataset.version)
+                found = self.metadata.datasets.get_version(dataset.name, dataset.version)
                 if found.run_id is None:
                     return []
                 return [_run_node(self._run(found.run_id, walk), "created by")]
-            used = self.metadata.runs_with_input("dataset", key)
+            used = self.metadata.runs.with_input("dataset", key)
             return [_run_node(r, "used by") for r in used]
         if kind == "model":
             model = ModelRef.parse(key)
             if side == "downstream":
                 return []  # deployments, when they exist
-            found_model = self.metadata.get_model_version(model.name, model.version)
+            found_model = self.metadata.models.get_version(model.name, model.version)
             if found_model.run_id is None:
                 return []
             return [_run_node(self._run(found_model.run_id, walk), "registered by")]
         if kind == "artifact":
             if side == "upstream":
-                writers = walk.writers.get(key) or self.metadata.runs_with_output(key)
+                writers = walk.writers.get(key) or self.metadata.runs.with_output(key)
                 made = [_run_node(r, "output of") for r in writers]
-                part = self.metadata.dataset_versions_with_file(key)
+                part = self.metadata.datasets.versions_with_file(key)
                 return made + [_dataset_node(v, "part of") for v in part]
-            return [_run_node(r, "used by") for r in self.metadata.runs_with_input("artifact", key)]
+            return [_run_node(r, "used by") for r in self.metadata.runs.with_input("artifact", key)]
         return []
 
     def _run_upstream(self, run: Run, walk: _Walk) -> list[LineageNode]:
@@ -274,7 +274,7 @@ class LineageService:
         # A pipeline run reads nothing itself: its steps do. The datasets they read are what
         # the whole run came from (the artifacts passed between steps are internal to it).
         seen = {item.ref for item in run.inputs if item.kind == "dataset"}
-        for listed in self.metadata.child_runs(run.id):
+        for listed in self.metadata.runs.children(run.id):
             child = self._run(listed.id, walk)  # listings leave inputs out; the run has them
             for item in child.inputs:
                 if item.kind == "dataset" and item.ref not in seen:
@@ -289,7 +289,7 @@ class LineageService:
         """The other steps of the pipeline run `run` is a step of, with their outputs."""
         if run.parent_id is None or run.tags.get("mloop.kind") != "step":
             return []
-        listed = self.metadata.child_runs(run.parent_id)
+        listed = self.metadata.runs.children(run.parent_id)
         return [self._run(child.id, walk) for child in listed if child.id != run.id]
 
     def _made_with(self, run: Run) -> list[LineageNode]:
@@ -301,7 +301,7 @@ class LineageService:
             found.append(LineageNode("code", ref, run.code.describe()))
         if run.environment:
             try:
-                env = self.metadata.get_environment(run.environment)
+                env = self.metadata.environments.get(run.environment)
                 label = f"{env.python}, {env.package_count} packages"
             except NotFound:
                 label = NOT_RECORDED
@@ -313,7 +313,7 @@ class LineageService:
         try:
             dataset = DatasetRef.parse(ref)
             return _dataset_node(
-                self.metadata.get_dataset_version(dataset.name, dataset.version), "input"
+                self.metadata.datasets.get_version(dataset.name, dataset.version), "input"
             )
         except (NotFound, InvalidAddress):
             return LineageNode("dataset", f"dataset/{ref}", NOT_RECORDED, "input")
@@ -324,10 +324,12 @@ class LineageService:
             by_digest.setdefault(output.digest, []).append(output)
         found = [_artifact_node(d, outs, "output") for d, outs in by_digest.items()]
         found += [
-            _dataset_node(v, "created") for v in self.metadata.dataset_versions_of_run(run.id)
+            _dataset_node(v, "created") for v in self.metadata.datasets.versions_of_run(run.id)
         ]
-        found += [_model_node(m, "registered") for m in self.metadata.model_versions_of_run(run.id)]
-        found += [_run_node(child, "child") for child in self.metadata.child_runs(run.id)]
+        found += [
+            _model_node(m, "registered") for m in self.metadata.models.versions_of_run(run.id)
+        ]
+        found += [_run_node(child, "child") for child in self.metadata.runs.children(run.id)]
         return found
 
     # the audit log ------------------------------------------------------------------------
@@ -342,7 +344,7 @@ class LineageService:
         """
         if limit < 1:
             raise InvalidInput(f"limit must be at least 1, not {limit}")
-        return self.metadata.list_events(self._event_ref(ref) if ref else None, limit)
+        return self.metadata.events.find(self._event_ref(ref) if ref else None, limit)
 
     def _event_ref(self, ref: str) -> str:
         """The address events are recorded under; nothing has to exist any more to have history."""
@@ -350,17 +352,17 @@ class LineageService:
         lowered = text.lower()
         if "/" not in text and _HEX.fullmatch(lowered) and len(lowered) <= 32:
             try:
-                return f"run/{self.metadata.get_run(lowered).id}"
+                return f"run/{self.metadata.runs.get(lowered).id}"
             except NotFound:
                 pass  # a dataset may well be called "cafe"
         address = parse_address(text, None if "/" in text else "dataset")
         if address.kind == "run":
             if len(address.name) == 32:  # a whole id: its history outlives the run (gc purges)
                 return f"run/{address.name}"
-            return f"run/{self.metadata.get_run(address.name).id}"
+            return f"run/{self.metadata.runs.get(address.name).id}"
         if address.kind == "artifact" and not is_digest(address.name):
             try:
-                return f"artifact/{self.metadata.resolve_digest(address.name)}"
+                return f"artifact/{self.metadata.housekeeping.resolve_digest(address.name)}"
             except MloopError:
                 return str(address)
         return str(address)

@@ -80,7 +80,7 @@ class Tracker:
         if env.digest in self._stored_environments:
             return None
         try:
-            self.metadata.get_environment(env.digest)
+            self.metadata.environments.get(env.digest)
         except NotFound:
             self.artifacts.put_bytes(self._listing)
             self.artifacts.sync()
@@ -133,7 +133,7 @@ class Tracker:
         )
         details = {"name": run.name, "parent": run.parent_id}
         event = self._event("run.started", run_id, details)
-        self.metadata.create_run(run, event, environment=new_environment)
+        self.metadata.runs.create(run, event, environment=new_environment)
         if new_environment is not None:
             self._stored_environments.add(new_environment.digest)
         self.heartbeats.add(self.metadata, run_id)
@@ -142,7 +142,7 @@ class Tracker:
     def attach(self, run_id: str) -> ActiveRun:
         """An ActiveRun for a run created elsewhere (a step run a pipeline runner made), so
         code running inside it can log; the creator ends it."""
-        return ActiveRun(self, self.metadata.get_run(run_id), owned=False)
+        return ActiveRun(self, self.metadata.runs.get(run_id), owned=False)
 
     def end_run(
         self, run_id: str, status: RunStatus, error: str | None = None, **logged: Any
@@ -152,7 +152,7 @@ class Tracker:
         action = "run.finished" if status is RunStatus.FINISHED else f"run.{status.value}"
         event = self._event(action, run_id, {"status": status.value})
         try:
-            self.metadata.end_run(run_id, status, time.time(), error, event, **logged)
+            self.metadata.runs.end(run_id, status, time.time(), error, event, **logged)
         finally:
             self.heartbeats.discard(self.metadata, run_id)
 
@@ -166,7 +166,7 @@ class Tracker:
 
     def get_run(self, ref: str) -> Run:
         """The run, `lost` if it is stored as running but its process is gone."""
-        return self.metadata.get_run(ref.removeprefix("run/"), self.liveness())
+        return self.metadata.runs.get(ref.removeprefix("run/"), self.liveness())
 
     def find_runs(
         self,
@@ -182,7 +182,7 @@ class Tracker:
 
         where = parse_filter(filter) if filter else None
         order = parse_sort(sort) if sort else ()
-        return self.metadata.find_runs(
+        return self.metadata.runs.find(
             where, order, limit, liveness=self.liveness(), deleted=deleted
         )
 
@@ -190,7 +190,7 @@ class Tracker:
         from mloop.domain.query import parse_filter
 
         where = parse_filter(filter) if filter else None
-        return self.metadata.count_runs(where, liveness=self.liveness(), deleted=deleted)
+        return self.metadata.runs.count(where, liveness=self.liveness(), deleted=deleted)
 
     # marking runs failed, deleting and restoring them ------------------------------------
     def fail(self, ref: str, reason: str | None = None, *, force: bool = False) -> list[Run]:
@@ -204,7 +204,7 @@ class Tracker:
             ['3f2a9c1e', '77b0d2aa']
         """
         rule = self.liveness()
-        run = self.metadata.get_run(ref.removeprefix("run/"), rule)
+        run = self.metadata.runs.get(ref.removeprefix("run/"), rule)
         if run.status is RunStatus.RUNNING and not force:
             raise Conflict(
                 f"run {run.id[:12]} is still running: process {run.pid} on {run.host} sent a "
@@ -221,7 +221,7 @@ class Tracker:
         """Mark every lost run failed; returns them (a run that ended meanwhile is left)."""
         from mloop.domain.query import parse_filter
 
-        lost = self.metadata.find_runs(
+        lost = self.metadata.runs.find(
             parse_filter("status = lost"), liveness=self.liveness(), limit=None
         )
         return [r for r in lost if self._fail_one(r, reason)]
@@ -229,7 +229,7 @@ class Tracker:
     def _lost_below(self, run_id: str, rule: Liveness) -> list[Run]:
         from mloop.domain.query import parse_filter
 
-        lost = self.metadata.find_runs(parse_filter("status = lost"), liveness=rule)
+        lost = self.metadata.runs.find(parse_filter("status = lost"), liveness=rule)
         below: list[Run] = []
         parents = {run_id}
         while True:
@@ -252,7 +252,7 @@ class Tracker:
         details = {"status": "failed", "was": run.status.value, "pid": run.pid, "host": run.host}
         event = self._event("run.failed", run.id, details, reason)
         try:
-            self.metadata.end_run(
+            self.metadata.runs.end(
                 run.id,
                 RunStatus.FAILED,
                 ended,
@@ -279,16 +279,16 @@ class Tracker:
                 f"mark it failed first: mloop runs fail {run.id[:12]}",
             )
         event = self._event("run.deleted", run.id, {"root": run.id}, reason)
-        return self.metadata.delete_run(run.id, time.time(), event)
+        return self.metadata.runs.delete(run.id, time.time(), event)
 
     def restore(self, ref: str, reason: str | None = None) -> list[str]:
         """Undo `delete` for a run and the runs deleted with it; returns their ids."""
-        run = self.metadata.get_run(ref.removeprefix("run/"))
+        run = self.metadata.runs.get(ref.removeprefix("run/"))
         event = self._event("run.restored", run.id, {"root": run.id}, reason)
-        return self.metadata.restore_run(run.id, event)
+        return self.metadata.runs.restore(run.id, event)
 
     def metric_history(self, ref: str, key: str) -> list[Metric]:
         run = self.get_run(ref)
         if key not in run.metrics:
             raise NotFound(f"run {run.id[:12]} has no metric {key!r}", "see `mloop runs show`")
-        return self.metadata.metric_history(run.id, key)
+        return self.metadata.runs.metric_history(run.id, key)

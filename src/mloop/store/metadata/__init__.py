@@ -1,5 +1,6 @@
-"""The metadata store (layer 1): runs, datasets, lineage and events behind one Protocol.
+"""The metadata store (layer 1): one store per noun (runs, datasets, models, ...), bundled.
 
-`protocol.py` is the contract; `sql/` implements it on SQLite and PostgreSQL. Services only see
-the Protocol, so a store behind `mloop server` can take the SQL store's place unchanged.
+`protocol.py` is the contract, with the transaction rule every store keeps; `sql/` implements
+it on SQLite and PostgreSQL. Services only see the Protocols, so a store behind `mloop server`
+can take the SQL store's place unchanged.
 """

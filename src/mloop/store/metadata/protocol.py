@@ -1,4 +1,21 @@
-"""What every metadata store does, grouped by noun. Each method is one transaction."""
+"""What every metadata store does: one small store per noun, bundled as `MetadataStore`.
+
+`store.runs`, `store.environments`, `store.datasets`, `store.models` and `store.events` each
+hold one noun; `store.housekeeping` holds the few questions that read every noun's tables at
+once (which artifact objects the metadata names, purging what was removed).
+
+The transaction rule, for every method below: one call is one transaction. It does all it was
+asked or nothing, and no reader sees half of it. So what must change together is written by one
+call, never by two in a row:
+- a change and its Event: every call that takes an `event` writes it with the change, so the
+  audit log names no change that did not happen and misses none that did
+  (`datasets.create_version(version, event)`, `models.set_alias(name, alias, version, event)`);
+- a record and the rows it owns: a run with its params, tags, metrics, inputs, outputs and its
+  new Environment (`runs.create`, `runs.end(..., outputs=...)`); a version with its files;
+- a removal with what goes with it: a run with the runs below it, one event each.
+A refused call (an error raised) has written nothing. A store that cannot open a transaction
+itself (an HTTP client) sends each call as one request that its server runs as one transaction.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +31,10 @@ if TYPE_CHECKING:  # annotations only: importing the store must stay cheap for t
     from mloop.domain.run import Liveness, Metric, Run, RunInput, RunOutput, RunStatus
 
 
-class MetadataStore(Protocol):
-    uri: str
+class RunStore(Protocol):
+    def create(self, run: Run, event: Event, environment: Environment | None = None) -> None: ...
 
-    def close(self) -> None: ...
-
-    # runs
-    def create_run(
-        self, run: Run, event: Event, environment: Environment | None = None
-    ) -> None: ...
-
-    def write_run_data(
+    def write_data(
         self,
         run_id: str,
         *,
@@ -35,7 +45,7 @@ class MetadataStore(Protocol):
         outputs: Sequence[RunOutput] = (),
     ) -> None: ...
 
-    def end_run(
+    def end(
         self,
         run_id: str,
         status: RunStatus,
@@ -53,11 +63,11 @@ class MetadataStore(Protocol):
 
     def record_heartbeat(self, run_ids: Sequence[str], at: float) -> None: ...
 
-    def running_runs_on(self, host: str) -> list[tuple[str, int | None]]: ...
+    def running_on(self, host: str) -> list[tuple[str, int | None]]: ...
 
-    def get_run(self, ref: str, liveness: Liveness | None = None) -> Run: ...
+    def get(self, ref: str, liveness: Liveness | None = None) -> Run: ...
 
-    def find_runs(
+    def find(
         self,
         where: Expr | None = None,
         order: Sequence[SortKey] = (),
@@ -67,7 +77,7 @@ class MetadataStore(Protocol):
         deleted: bool = False,
     ) -> list[Run]: ...
 
-    def count_runs(
+    def count(
         self,
         where: Expr | None = None,
         *,
@@ -75,82 +85,84 @@ class MetadataStore(Protocol):
         deleted: bool = False,
     ) -> int: ...
 
-    def delete_run(self, run_id: str, at: float, event: Event) -> list[str]: ...
+    def delete(self, run_id: str, at: float, event: Event) -> list[str]: ...
 
-    def restore_run(self, run_id: str, event: Event) -> list[str]: ...
+    def restore(self, run_id: str, event: Event) -> list[str]: ...
 
     def metric_history(self, run_id: str, key: str) -> list[Metric]: ...
 
-    def child_runs(self, run_id: str) -> list[Run]: ...
+    def children(self, run_id: str) -> list[Run]: ...
 
-    # environments
-    def put_environment(self, env: Environment) -> None: ...
+    def with_input(self, kind: str, ref: str) -> list[Run]: ...
 
-    def get_environment(self, digest: str) -> Environment: ...
+    def with_output(self, digest: str) -> list[Run]: ...
 
-    # datasets
-    def create_dataset_version(self, version: DatasetVersion, event: Event) -> DatasetVersion: ...
 
-    def get_dataset_version(
+class EnvironmentStore(Protocol):
+    def put(self, env: Environment) -> None: ...
+
+    def get(self, digest: str) -> Environment: ...
+
+
+class DatasetStore(Protocol):
+    def create_version(self, version: DatasetVersion, event: Event) -> DatasetVersion: ...
+
+    def get_version(
         self, name: str, version: int | None = None, *, files: bool = False
     ) -> DatasetVersion: ...
 
-    def list_datasets(self) -> list[DatasetSummary]: ...
+    def all(self) -> list[DatasetSummary]: ...
 
-    def list_dataset_versions(self, name: str) -> list[DatasetVersion]: ...
+    def list_versions(self, name: str) -> list[DatasetVersion]: ...
 
-    def remove_dataset_versions(
+    def remove_versions(
         self, name: str, version: int | None, at: float, event: Event, *, force: bool = False
     ) -> list[int]: ...
 
-    def restore_dataset_versions(
-        self, name: str, version: int | None, event: Event
-    ) -> list[int]: ...
+    def restore_versions(self, name: str, version: int | None, event: Event) -> list[int]: ...
 
-    # models
-    def create_model_version(
+    def versions_with_file(self, digest: str) -> list[DatasetVersion]: ...
+
+    def versions_of_run(self, run_id: str) -> list[DatasetVersion]: ...
+
+
+class ModelStore(Protocol):
+    def create_version(
         self, version: ModelVersion, files: Sequence[FileEntry], event: Event
     ) -> ModelVersion: ...
 
-    def get_model_version(
+    def get_version(
         self, name: str, version: int | None = None, alias: str | None = None
     ) -> ModelVersion: ...
 
-    def list_models(self) -> list[Model]: ...
+    def all(self) -> list[Model]: ...
 
-    def list_model_versions(self, name: str) -> list[ModelVersion]: ...
+    def list_versions(self, name: str) -> list[ModelVersion]: ...
 
-    def model_versions_of_run(self, run_id: str) -> list[ModelVersion]: ...
+    def versions_of_run(self, run_id: str) -> list[ModelVersion]: ...
 
-    def set_model_alias(self, name: str, alias: str, version: int, event: Event) -> None: ...
+    def set_alias(self, name: str, alias: str, version: int, event: Event) -> None: ...
 
-    def delete_model_alias(self, name: str, alias: str, event: Event) -> None: ...
+    def delete_alias(self, name: str, alias: str, event: Event) -> None: ...
 
-    def set_model_version_status(
-        self, name: str, version: int, status: str, event: Event
-    ) -> None: ...
+    def set_status(self, name: str, version: int, status: str, event: Event) -> None: ...
 
-    def set_model_version_gates(
-        self, name: str, version: int, gates: Sequence[GateRecord]
-    ) -> None: ...
+    def set_gates(self, name: str, version: int, gates: Sequence[GateRecord]) -> None: ...
 
-    # lineage
-    def runs_with_input(self, kind: str, ref: str) -> list[Run]: ...
 
-    def runs_with_output(self, digest: str) -> list[Run]: ...
+class EventStore(Protocol):
+    def append(self, event: Event) -> None: ...
 
-    def dataset_versions_with_file(self, digest: str) -> list[DatasetVersion]: ...
+    def find(self, ref: str | None = None, limit: int = 100) -> list[Event]: ...
 
-    def dataset_versions_of_run(self, run_id: str) -> list[DatasetVersion]: ...
+
+class HousekeepingStore(Protocol):
+    """What reads every noun's tables at once: the digests the metadata names, for gc, fsck and
+    `mloop lineage`, and the purge of what was removed (runs and dataset versions together, as
+    a dataset version may name a run)."""
 
     def resolve_digest(self, prefix: str) -> str: ...
 
-    # events
-    def append_event(self, event: Event) -> None: ...
-
-    def list_events(self, ref: str | None = None, limit: int = 100) -> list[Event]: ...
-
-    # housekeeping
     def referenced_objects(
         self, purged_before: float | None = None
     ) -> Iterator[tuple[str, int | None, str]]: ...
@@ -158,3 +170,15 @@ class MetadataStore(Protocol):
     def purge_removed(
         self, before: float, *, event: Event | None = None, dry_run: bool = False
     ) -> tuple[list[str], list[str]]: ...
+
+
+class MetadataStore(Protocol):
+    uri: str
+    runs: RunStore
+    environments: EnvironmentStore
+    datasets: DatasetStore
+    models: ModelStore
+    events: EventStore
+    housekeeping: HousekeepingStore
+
+    def close(self) -> None: ...

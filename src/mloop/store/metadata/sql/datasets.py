@@ -1,4 +1,4 @@
-"""Datasets and their versions in SQL: the data half of the SQL metadata store."""
+"""Datasets and their versions in SQL: the dataset store of the SQL metadata store."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from mloop.domain.event import Event
 from mloop.errors import NotFound
 from mloop.store.metadata.sql import rows
 from mloop.store.metadata.sql.db import Database, Tx, in_range
+from mloop.store.metadata.sql.removal import DatasetRemoval
 from mloop.store.metadata.sql.runs import live_run
 
 # The newest version of dataset `:n` that is not removed.
@@ -41,10 +42,11 @@ def _missing_version(tx: Tx, name: str, version: int) -> NotFound:
     )
 
 
-class SqlDatasets:
-    db: Database
+class SqlDatasetStore(DatasetRemoval):
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
-    def create_dataset_version(self, version: DatasetVersion, event: Event) -> DatasetVersion:
+    def create_version(self, version: DatasetVersion, event: Event) -> DatasetVersion:
         """Allocate the next version number and write version, manifest and event at once."""
 
         def work(tx: Tx) -> DatasetVersion:
@@ -97,7 +99,7 @@ class SqlDatasets:
 
         return self.db.write(work)
 
-    def get_dataset_version(
+    def get_version(
         self, name: str, version: int | None = None, *, files: bool = False
     ) -> DatasetVersion:
         def work(tx: Tx) -> DatasetVersion:
@@ -134,7 +136,7 @@ class SqlDatasets:
 
         return self.db.read(work)
 
-    def list_datasets(self) -> list[DatasetSummary]:
+    def all(self) -> list[DatasetSummary]:
         found = self.db.read(
             lambda tx: tx.named(
                 "SELECT d.name, v.version AS latest, d.created, v.created AS updated, "
@@ -145,7 +147,7 @@ class SqlDatasets:
         )
         return [rows.DATASET_SUMMARY.read(row) for row in found]
 
-    def list_dataset_versions(self, name: str) -> list[DatasetVersion]:
+    def list_versions(self, name: str) -> list[DatasetVersion]:
         def work(tx: Tx) -> list[DatasetVersion]:
             found = tx.named(
                 "SELECT v.* FROM dataset_versions v WHERE v.dataset = :n "
@@ -158,7 +160,7 @@ class SqlDatasets:
 
         return self.db.read(work)
 
-    def dataset_versions_with_file(self, digest: str) -> list[DatasetVersion]:
+    def versions_with_file(self, digest: str) -> list[DatasetVersion]:
         found = self.db.read(
             lambda tx: tx.named(
                 "SELECT v.* FROM dataset_versions v WHERE v.id IN "
@@ -169,7 +171,7 @@ class SqlDatasets:
         )
         return [rows.DATASET_VERSION.read(r) for r in found]
 
-    def dataset_versions_of_run(self, run_id: str) -> list[DatasetVersion]:
+    def versions_of_run(self, run_id: str) -> list[DatasetVersion]:
         found = self.db.read(
             lambda tx: tx.named(
                 "SELECT v.* FROM dataset_versions v WHERE v.run_id = :r "

@@ -35,10 +35,11 @@ def _missing_version(tx: Tx, name: str, number: int) -> NotFound:
     )
 
 
-class SqlModels:
-    db: Database
+class SqlModelStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
-    def create_model_version(
+    def create_version(
         self, version: ModelVersion, files: Sequence[FileEntry], event: Event
     ) -> ModelVersion:
         """Allocate the next version number (gap-free under concurrent registrations: the
@@ -104,7 +105,7 @@ class SqlModels:
             found.setdefault(version, []).append(alias)
         return found
 
-    def get_model_version(
+    def get_version(
         self, name: str, version: int | None = None, alias: str | None = None
     ) -> ModelVersion:
         def work(tx: Tx) -> ModelVersion:
@@ -138,7 +139,7 @@ class SqlModels:
 
         return self.db.read(work)
 
-    def list_models(self) -> list[Model]:
+    def all(self) -> list[Model]:
         def work(tx: Tx) -> list[Model]:
             found = []
             for row in tx.named("SELECT * FROM models ORDER BY name"):
@@ -153,7 +154,7 @@ class SqlModels:
 
         return self.db.read(work)
 
-    def list_model_versions(self, name: str) -> list[ModelVersion]:
+    def list_versions(self, name: str) -> list[ModelVersion]:
         def work(tx: Tx) -> list[ModelVersion]:
             found = tx.named(
                 "SELECT v.* FROM model_versions v WHERE v.model = :m ORDER BY v.version",
@@ -166,7 +167,7 @@ class SqlModels:
 
         return self.db.read(work)
 
-    def model_versions_of_run(self, run_id: str) -> list[ModelVersion]:
+    def versions_of_run(self, run_id: str) -> list[ModelVersion]:
         found = self.db.read(
             lambda tx: tx.named(
                 "SELECT v.* FROM model_versions v WHERE v.run_id = :r ORDER BY v.model, v.version",
@@ -175,7 +176,7 @@ class SqlModels:
         )
         return [_version(row, []) for row in found]
 
-    def set_model_alias(self, name: str, alias: str, version: int, event: Event) -> None:
+    def set_alias(self, name: str, alias: str, version: int, event: Event) -> None:
         def work(tx: Tx) -> None:
             status = None
             if in_range(version):
@@ -200,7 +201,7 @@ class SqlModels:
 
         self.db.write(work)
 
-    def delete_model_alias(self, name: str, alias: str, event: Event) -> None:
+    def delete_alias(self, name: str, alias: str, event: Event) -> None:
         def work(tx: Tx) -> None:
             gone = tx.execute(
                 "DELETE FROM model_aliases WHERE model = :m AND alias = :a",
@@ -212,7 +213,7 @@ class SqlModels:
 
         self.db.write(work)
 
-    def set_model_version_status(self, name: str, version: int, status: str, event: Event) -> None:
+    def set_status(self, name: str, version: int, status: str, event: Event) -> None:
         def work(tx: Tx) -> None:
             changed = (
                 in_range(version)
@@ -232,7 +233,7 @@ class SqlModels:
 
         self.db.write(work)
 
-    def set_model_version_gates(self, name: str, version: int, gates: Sequence[GateRecord]) -> None:
+    def set_gates(self, name: str, version: int, gates: Sequence[GateRecord]) -> None:
         def work(tx: Tx) -> None:
             changed = (
                 in_range(version)

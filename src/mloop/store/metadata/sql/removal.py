@@ -1,11 +1,11 @@
-"""Soft removal in SQL: runs deleted and dataset versions removed, restored, and purged by gc.
+"""Soft removal in SQL: runs deleted and dataset versions removed, and restored.
 
 A removal only stamps the record with its time, so it can be undone until `mloop gc` purges
-records removed longer ago than its grace period; their objects then become unreferenced and
-gc removes them in the same pass. Purging must never break a foreign key, so the writes keep
-three rules: a run is deleted with all its descendants and not while a model version or a
-(kept) dataset version names it; a run is restored only under a live parent; nothing new
-refers to a deleted run (`live_run` in runs.py).
+records removed longer ago than its grace period (`housekeeping.py`); their objects then become
+unreferenced and gc removes them in the same pass. Purging must never break a foreign key, so
+the writes keep three rules: a run is deleted with all its descendants and not while a model
+version or a (kept) dataset version names it; a run is restored only under a live parent;
+nothing new refers to a deleted run (`live_run` in runs.py).
 """
 
 from __future__ import annotations
@@ -17,24 +17,16 @@ from collections.abc import Sequence
 from mloop.domain.event import Event
 from mloop.errors import Conflict, NotFound
 from mloop.store.metadata.sql import rows
-from mloop.store.metadata.sql.db import Database, Tx, chunks, escape_like, in_clause, in_range
+from mloop.store.metadata.sql.db import Database, Tx, escape_like, in_clause, in_range
 
 # The run `:id` and every run below it.
 TREE = (
     "WITH RECURSIVE tree(id) AS (SELECT id FROM runs WHERE id = :id UNION ALL "
     "SELECT r.id FROM runs r JOIN tree t ON r.parent_id = t.id) SELECT id FROM tree"
 )
-RUN_TABLES = (
-    "run_params",
-    "run_tags",
-    "run_metrics",
-    "run_latest_metrics",
-    "run_inputs",
-    "run_outputs",
-)
 
 
-def _events(tx: Tx, event: Event, refs: Sequence[str]) -> None:
+def insert_events(tx: Tx, event: Event, refs: Sequence[str]) -> None:
     tx.executemany(
         rows.INSERT_EVENT,
         [rows.event_to_row(dataclasses.replace(event, ref=ref)) for ref in refs],
@@ -61,11 +53,12 @@ def _models_trained_on(tx: Tx, name: str, versions: Sequence[int]) -> list[str]:
     return found
 
 
-class SqlRemoval:
+class RunRemoval:
+    """The run store's `delete` and `restore`."""
+
     db: Database
 
-    # runs -----------------------------------------------------------------------------------
-    def delete_run(self, run_id: str, at: float, event: Event) -> list[str]:
+    def delete(self, run_id: str, at: float, event: Event) -> list[str]:
         """Delete a run and every run below it; returns their ids (the run's first)."""
 
         def work(tx: Tx) -> list[str]:
@@ -128,13 +121,13 @@ class SqlRemoval:
                     f"remove the dataset version first: mloop data remove {datasets[0]}",
                 )
             tree.sort(key=lambda i: i != run_id)
-            _events(tx, event, [f"run/{i}" for i in tree])
+            insert_events(tx, event, [f"run/{i}" for i in tree])
             return tree
 
         return self.db.write(work)
 
-    def restore_run(self, run_id: str, event: Event) -> list[str]:
-        """Undo `delete_run`: the run and the runs below it that were deleted with it."""
+    def restore(self, run_id: str, event: Event) -> list[str]:
+        """Undo `delete`: the run and the runs below it that were deleted with it."""
 
         def work(tx: Tx) -> list[str]:
             row = tx.one("SELECT deleted, parent_id FROM runs WHERE id = :id", {"id": run_id})
@@ -160,13 +153,18 @@ class SqlRemoval:
                 f"UPDATE runs SET deleted = NULL WHERE deleted = :at AND id IN ({TREE})", ids
             )
             tree.sort(key=lambda i: i != run_id)
-            _events(tx, event, [f"run/{i}" for i in tree])
+            insert_events(tx, event, [f"run/{i}" for i in tree])
             return tree
 
         return self.db.write(work)
 
-    # dataset versions -------------------------------------------------------------------------
-    def remove_dataset_versions(
+
+class DatasetRemoval:
+    """The dataset store's `remove_versions` and `restore_versions`."""
+
+    db: Database
+
+    def remove_versions(
         self, name: str, version: int | None, at: float, event: Event, *, force: bool = False
     ) -> list[int]:
         """Remove one version, or every version of the dataset when `version` is None.
@@ -192,13 +190,13 @@ class SqlRemoval:
                 f"AND version IN {clause}",
                 {"at": at, "n": name, **args},
             )
-            _events(tx, event, [f"dataset/{name}:{v}" for v in versions])
+            insert_events(tx, event, [f"dataset/{name}:{v}" for v in versions])
             return versions
 
         return self.db.write(work)
 
-    def restore_dataset_versions(self, name: str, version: int | None, event: Event) -> list[int]:
-        """Undo `remove_dataset_versions` for one version, or for every removed version."""
+    def restore_versions(self, name: str, version: int | None, event: Event) -> list[int]:
+        """Undo `remove_versions` for one version, or for every removed version."""
 
         def work(tx: Tx) -> list[int]:
             versions = self._versions(tx, name, version, removed=True)
@@ -221,7 +219,7 @@ class SqlRemoval:
                 f"AND version IN {clause}",
                 args,
             )
-            _events(tx, event, [f"dataset/{name}:{v}" for v in versions])
+            insert_events(tx, event, [f"dataset/{name}:{v}" for v in versions])
             return versions
 
         return self.db.write(work)
@@ -270,51 +268,3 @@ class SqlRemoval:
                 f"bring it back with `mloop data remove {name}:{version} --undo`",
             )
         return [version]
-
-    # purging ----------------------------------------------------------------------------------
-    def purge_removed(
-        self, before: float, *, event: Event | None = None, dry_run: bool = False
-    ) -> tuple[list[str], list[str]]:
-        """Delete for good the runs deleted and dataset versions removed at or before `before`.
-
-        Returns their ids and `name:version`s. `event` is recorded for each, as `run.ACTION`
-        (`run/ID`) or `dataset.ACTION` (`dataset/NAME:V`); the events about them before stay,
-        as the audit log is append-only.
-        """
-
-        def work(tx: Tx) -> tuple[list[str], list[str]]:
-            at = {"b": before}
-            run_ids = [
-                str(r[0])
-                for r in tx.all(
-                    "SELECT id FROM runs WHERE deleted IS NOT NULL AND deleted <= :b ORDER BY id",
-                    at,
-                )
-            ]
-            versions = tx.all(
-                "SELECT id, dataset, version FROM dataset_versions "
-                "WHERE removed IS NOT NULL AND removed <= :b ORDER BY dataset, version",
-                at,
-            )
-            if not dry_run:
-                for numbers in chunks([int(r[0]) for r in versions]):
-                    clause, keys = in_clause(numbers)
-                    tx.execute(f"DELETE FROM dataset_files WHERE version_id IN {clause}", keys)
-                    tx.execute(f"DELETE FROM dataset_versions WHERE id IN {clause}", keys)
-                # A run goes with all runs below it; unlinking first lets chunks go in any order.
-                for chunk in chunks(run_ids):
-                    clause, args = in_clause(chunk)
-                    tx.execute(f"UPDATE runs SET parent_id = NULL WHERE id IN {clause}", args)
-                for chunk in chunks(run_ids):
-                    clause, args = in_clause(chunk)
-                    for table in RUN_TABLES:
-                        tx.execute(f"DELETE FROM {table} WHERE run_id IN {clause}", args)
-                    tx.execute(f"DELETE FROM runs WHERE id IN {clause}", args)
-            refs = [f"{d}:{v}" for _, d, v in versions]
-            if event is not None and not dry_run:
-                for kind, names in (("run", run_ids), ("dataset", refs)):
-                    stamped = dataclasses.replace(event, action=f"{kind}.{event.action}")
-                    _events(tx, stamped, [f"{kind}/{n}" for n in names])
-            return run_ids, refs
-
-        return self.db.write(work) if not dry_run else self.db.read(work)

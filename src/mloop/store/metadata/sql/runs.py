@@ -1,4 +1,4 @@
-"""Runs, their data and environments in SQL: the run half of the SQL metadata store."""
+"""Runs and their data in SQL: the run store of the SQL metadata store."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ from mloop.store.metadata.sql.db import (
     escape_like,
     in_clause,
 )
+from mloop.store.metadata.sql.environments import insert_environment
+from mloop.store.metadata.sql.removal import RunRemoval
 
 if TYPE_CHECKING:
     from mloop.domain.query import Expr, SortKey
@@ -81,17 +83,18 @@ def _latest(metrics: Iterable[Metric]) -> dict[str, Metric]:
     return latest
 
 
-class SqlRuns:
-    db: Database
+class SqlRunStore(RunRemoval):
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
-    def create_run(self, run: Run, event: Event, environment: Environment | None = None) -> None:
+    def create(self, run: Run, event: Event, environment: Environment | None = None) -> None:
         """The run, its params, tags and metrics, its event and `environment` (when given and
         not stored yet) in one transaction."""
         latest = _latest(run.metrics.values())
 
         def work(tx: Tx) -> None:
             if environment is not None:
-                self._insert_environment(tx, environment)
+                insert_environment(tx, environment)
             if tx.scalar("SELECT 1 FROM runs WHERE id = :id", {"id": run.id}) is not None:
                 raise AlreadyExists(f"run {run.id} exists already", "start a run with a new id")
             if run.parent_id is not None and not live_run(tx, run.parent_id):
@@ -121,7 +124,7 @@ class SqlRuns:
 
         self.db.write(work)
 
-    def write_run_data(
+    def write_data(
         self,
         run_id: str,
         *,
@@ -228,7 +231,7 @@ class SqlRuns:
             [{"r": run_id, "k": k, "v": v, "n": _as_number(v)} for k, v in params],
         )
 
-    def end_run(
+    def end(
         self,
         run_id: str,
         status: RunStatus,
@@ -278,7 +281,7 @@ class SqlRuns:
         if run_ids:
             self.db.write(work)
 
-    def running_runs_on(self, host: str) -> list[tuple[str, int | None]]:
+    def running_on(self, host: str) -> list[tuple[str, int | None]]:
         """(id, pid) of the runs stored as running by processes on `host`."""
         found = self.db.read(
             lambda tx: tx.all(
@@ -356,7 +359,7 @@ class SqlRuns:
             for r in found
         ]
 
-    def get_run(self, ref: str, liveness: Liveness | None = None) -> Run:
+    def get(self, ref: str, liveness: Liveness | None = None) -> Run:
         from mloop.store.metadata.sql.filters import status_sql
 
         def work(tx: Tx) -> Run:
@@ -378,7 +381,7 @@ class SqlRuns:
             sql += " AND " + compile_where(where, params, status)
         return sql
 
-    def find_runs(
+    def find(
         self,
         where: Expr | None = None,
         order: Sequence[SortKey] = (),
@@ -403,7 +406,7 @@ class SqlRuns:
 
         return self.db.read(work)
 
-    def count_runs(
+    def count(
         self,
         where: Expr | None = None,
         *,
@@ -427,7 +430,7 @@ class SqlRuns:
         )
         return [Metric(k, v, s, t) for k, v, s, t in found]
 
-    def child_runs(self, run_id: str) -> list[Run]:
+    def children(self, run_id: str) -> list[Run]:
         def work(tx: Tx) -> list[Run]:
             found = tx.named(
                 f"SELECT {rows.run_columns()} FROM runs r WHERE r.parent_id = :p "
@@ -452,22 +455,19 @@ class SqlRuns:
         found.sort(key=lambda r: r.started)
         return self._hydrate(tx, found)
 
-    # environments -------------------------------------------------------------------------
-    def put_environment(self, env: Environment) -> None:
-        self.db.write(lambda tx: self._insert_environment(tx, env))
-
-    @staticmethod
-    def _insert_environment(tx: Tx, env: Environment) -> None:
-        tx.execute(
-            "INSERT INTO environments (digest, python, packages_digest, package_count) "
-            "VALUES (:d, :py, :pd, :n) ON CONFLICT (digest) DO NOTHING",
-            {"d": env.digest, "py": env.python, "pd": env.packages_digest, "n": env.package_count},
+    # lineage ------------------------------------------------------------------------------
+    def with_input(self, kind: str, ref: str) -> list[Run]:
+        return self.db.read(
+            lambda tx: self._runs_by_ids(
+                tx,
+                "SELECT DISTINCT run_id FROM run_inputs WHERE kind = :k AND ref = :r",
+                {"k": kind, "r": ref},
+            )
         )
 
-    def get_environment(self, digest: str) -> Environment:
-        row = self.db.read(
-            lambda tx: tx.named_one("SELECT * FROM environments WHERE digest = :d", {"d": digest})
+    def with_output(self, digest: str) -> list[Run]:
+        return self.db.read(
+            lambda tx: self._runs_by_ids(
+                tx, "SELECT DISTINCT run_id FROM run_outputs WHERE digest = :d", {"d": digest}
+            )
         )
-        if row is None:
-            raise NotFound(f"no environment {digest[:12]}")
-        return rows.ENVIRONMENT.read(row)
