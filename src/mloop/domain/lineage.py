@@ -9,7 +9,7 @@ from dataclasses import dataclass
 class CodeVersion:
     """A git commit plus a digest of uncommitted changes; `commit` is None outside git."""
 
-    commit: str | None
+    commit: str | None = None
     diff_digest: str | None = None
     repo: str | None = None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from mloop.domain.lineage import CodeVersion
 from mloop.domain.names import DatasetRef, ModelRef
 
 NUMERIC_DTYPES = ("float64", "float32", "int64", "int32", "int16", "int8", "uint8", "bool")
@@ -70,8 +71,7 @@ class ModelVersion:
     metrics: Mapping[str, float] = field(default_factory=dict)
     params: Mapping[str, str] = field(default_factory=dict)
     datasets: tuple[DatasetRef, ...] = ()  # the dataset versions it was trained on
-    code_commit: str | None = None
-    code_diff: str | None = None
+    code: CodeVersion = field(default_factory=CodeVersion)  # the run's commit and diff digest
     environment: str | None = None
     aliases: tuple[str, ...] = ()
     status: str = "ready"  # "ready" | "archived"

@@ -104,7 +104,7 @@ class Replayer:
         """The latest finished run of pipeline `name` with these params, if it has a plan."""
         where = And(
             (
-                Compare(Field("tags", "mloop.pipeline"), "=", name),
+                Compare(Field("attr", "pipeline"), "=", name),
                 Compare(Field("tags", PARAMS_TAG), "=", canonical_json(dict(params))),
                 Compare(Field("attr", "status"), "=", "finished"),
             )
@@ -160,6 +160,8 @@ class Replayer:
                 **{k: v for k, v in previous.tags.items() if k.startswith("mloop.")},
                 "mloop.replayed_from": previous.id,
             },
+            kind=previous.kind,
+            pipeline=previous.pipeline,
         )
         result = PipelineResult(run.id, RunStatus.RUNNING)
         for child in metadata.child_runs(previous.id):
@@ -170,6 +172,8 @@ class Replayer:
                 params=dict(step.params),
                 tags={**step.tags, "mloop.cached_from": origin},
                 parent=run,
+                kind=step.kind,
+                pipeline=step.pipeline,
             )
             metadata.write_run_data(
                 copy.id,

@@ -24,7 +24,7 @@ from mloop.domain.pipeline import (
     value_digest,
 )
 from mloop.domain.query import parse_filter
-from mloop.domain.run import Metric, Run, RunOutput, RunStatus
+from mloop.domain.run import Metric, Run, RunKind, RunOutput, RunStatus
 from mloop.errors import PipelineError
 from mloop.executors.protocol import StepExecutor
 from mloop.services.pipelines.fingerprint import source_digest
@@ -178,7 +178,7 @@ class PipelineRunner:
         functions = {s.name: resolve(s.target, str(self.root)) for s in steps}
         sources = {name: source_digest(fn, self.root) for name, fn in functions.items()}
         resumed = self.tracker.get_run(resume) if resume else None
-        if resumed is not None and resumed.tags.get("mloop.pipeline") != graph.name:
+        if resumed is not None and resumed.pipeline != graph.name:
             raise PipelineError(
                 f"run {resumed.id[:12]} is not a run of pipeline {graph.name!r}",
                 "pass --resume with the id of an earlier run of the same pipeline",
@@ -192,14 +192,14 @@ class PipelineRunner:
                 for k, v in graph.params.items()
             },
             tags={
-                "mloop.kind": "pipeline",
-                "mloop.pipeline": graph.name,
                 "mloop.target": graph.target,
                 "mloop.executor": executor.name,
                 **({"mloop.resumed_from": resumed.id} if resumed else {}),
                 **(tags or {}),
             },
             parent=parent,
+            kind=RunKind.PIPELINE,
+            pipeline=graph.name,
         )
         result = PipelineResult(pipeline_run.id, RunStatus.RUNNING)
         result.datasets = {
@@ -281,13 +281,10 @@ class PipelineRunner:
         step_run = self.tracker.start_run(
             node.name,
             params=self._params_of(node),
-            tags={
-                "mloop.kind": "step",
-                "mloop.step": node.name,
-                "mloop.target": node.target,
-                CACHE_TAG: key,
-            },
+            tags={"mloop.step": node.name, "mloop.target": node.target, CACHE_TAG: key},
             parent=progress.pipeline_run,
+            kind=RunKind.STEP,
+            pipeline=progress.pipeline_run.pipeline,
         )
         progress.record(StepEvent(node.name, "running", step_run.id))
         task = self._task(node, step_run.id, progress)
@@ -403,13 +400,14 @@ class PipelineRunner:
             node.name,
             params=self._params_of(node),
             tags={
-                "mloop.kind": "step",
                 "mloop.step": node.name,
                 "mloop.target": node.target,
                 CACHE_TAG: key,
                 "mloop.cached_from": hit.tags.get("mloop.cached_from", hit.id),
             },
             parent=pipeline_run,
+            kind=RunKind.STEP,
+            pipeline=pipeline_run.pipeline,
         )
         self.tracker.metadata.write_run_data(
             step_run.id,

@@ -24,6 +24,7 @@ from typing import Any
 
 from mloop.domain.dataset import FileEntry, TableProfile
 from mloop.domain.event import Event
+from mloop.domain.lineage import CodeVersion
 from mloop.domain.model import Model, ModelVersion, Signature
 from mloop.domain.names import DatasetRef, ModelRef, check_name
 from mloop.domain.run import Run, RunOutput
@@ -123,8 +124,10 @@ class Registry:
             metrics=lineage.get("metrics", {}),
             params=lineage.get("params", {}),
             datasets=tuple(lineage.get("datasets", ())),
-            code_commit=source.code.commit if source and source.code else None,
-            code_diff=source.code.diff_digest if source and source.code else None,
+            # the model_versions table keeps the commit and diff, not the repository
+            code=CodeVersion(source.code.commit, source.code.diff_digest)
+            if source and source.code
+            else CodeVersion(None),
             environment=source.environment if source else None,
             description=description,
             trusted_types=tuple(_needs(manifest)),

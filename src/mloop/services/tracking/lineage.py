@@ -28,7 +28,7 @@ from mloop.domain.lineage import LineageNode
 from mloop.domain.model import ModelVersion
 from mloop.domain.names import DatasetRef, ModelRef, parse_address
 from mloop.domain.records import human_size
-from mloop.domain.run import Run, RunOutput
+from mloop.domain.run import Run, RunKind, RunOutput
 from mloop.errors import InvalidAddress, InvalidInput, MloopError, NotFound
 from mloop.store.metadata.protocol import MetadataStore
 
@@ -287,7 +287,7 @@ class LineageService:
 
     def _siblings(self, run: Run, walk: _Walk) -> list[Run]:
         """The other steps of the pipeline run `run` is a step of, with their outputs."""
-        if run.parent_id is None or run.tags.get("mloop.kind") != "step":
+        if run.parent_id is None or run.kind is not RunKind.STEP:
             return []
         listed = self.metadata.child_runs(run.parent_id)
         return [self._run(child.id, walk) for child in listed if child.id != run.id]
