@@ -7,6 +7,7 @@ and records what made it: the run, the dataset versions, the code and the enviro
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -14,6 +15,13 @@ from mloop.domain.lineage import CodeVersion
 from mloop.domain.names import DatasetRef, ModelRef
 
 NUMERIC_DTYPES = ("float64", "float32", "int64", "int32", "int16", "int8", "uint8", "bool")
+
+
+class ModelStatus(enum.StrEnum):
+    """An archived version keeps its files and lineage but no alias may point at it."""
+
+    READY = "ready"
+    ARCHIVED = "archived"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +82,7 @@ class ModelVersion:
     code: CodeVersion = field(default_factory=CodeVersion)  # the run's commit and diff digest
     environment: str | None = None
     aliases: tuple[str, ...] = ()
-    status: str = "ready"  # "ready" | "archived"
+    status: ModelStatus = ModelStatus.READY
     description: str = ""
     trusted_types: tuple[str, ...] = ()  # types the flavor may load beyond its safe defaults
     gates: tuple[GateRecord, ...] = ()

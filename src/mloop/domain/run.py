@@ -54,7 +54,7 @@ class RunInput:
     def dataset(self) -> DatasetRef | None:
         """The dataset version read, for a dataset input (the text stays as the store keeps
         it: `ref` is a digest for an artifact)."""
-        return DatasetRef.parse(self.ref) if self.kind == "dataset" else None
+        return DatasetRef.parse(self.ref) if self.kind == InputKind.DATASET else None
 
 
 @dataclass(frozen=True, slots=True)

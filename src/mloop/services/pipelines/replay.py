@@ -27,7 +27,7 @@ from typing import Any
 import blake3
 
 from mloop.domain.names import DatasetRef
-from mloop.domain.pipeline import canonical_json
+from mloop.domain.pipeline import StepState, canonical_json
 from mloop.domain.query import And, Compare, Field
 from mloop.domain.run import Metric, Run, RunOutput, RunStatus
 from mloop.services.pipelines.runner import PipelineResult, PipelineRunner, StepEvent
@@ -184,7 +184,7 @@ class Replayer:
                 ],
             )
             copy.end(RunStatus.FINISHED)
-            event = StepEvent(step.name, "cached", copy.id, cached_from=origin)
+            event = StepEvent(step.name, StepState.CACHED, copy.id, cached_from=origin)
             result.steps[step.name] = event
             emit(event)
         lifted = [Metric(m.key, m.value, m.step, m.timestamp) for m in previous.metrics.values()]

@@ -18,6 +18,7 @@ from typing import Any
 from mloop.domain.pipeline import (
     PipelineGraph,
     StepNode,
+    StepState,
     cache_key,
     canonical_json,
     order,
@@ -48,7 +49,7 @@ class StepEvent:
     """What happened to a step: running, cached, finished, failed or skipped."""
 
     step: str
-    state: str
+    state: StepState
     run_id: str | None = None
     cached_from: str | None = None
     seconds: float | None = None
@@ -239,7 +240,7 @@ class PipelineRunner:
                         self._settle(node, step_run, key, future, progress)
                 elif pending and not progressed:  # blocked behind a failed step
                     for node in pending:
-                        record(StepEvent(node.name, "skipped"))
+                        record(StepEvent(node.name, StepState.SKIPPED))
                     pending.clear()
         except BaseException as exc:
             for _, step_run, key in running.values():
@@ -274,7 +275,9 @@ class PipelineRunner:
                     run_id = self._record_cached(progress.pipeline_run, node, key, hit)
                     progress.outputs[node.name] = reused
                     origin = hit.tags.get("mloop.cached_from", hit.id)  # who computed it
-                    progress.record(StepEvent(node.name, "cached", run_id, cached_from=origin))
+                    progress.record(
+                        StepEvent(node.name, StepState.CACHED, run_id, cached_from=origin)
+                    )
                     return None
             if not progress.use_cache or self._claim(key):
                 break
@@ -286,7 +289,7 @@ class PipelineRunner:
             kind=RunKind.STEP,
             pipeline=progress.pipeline_run.pipeline,
         )
-        progress.record(StepEvent(node.name, "running", step_run.id))
+        progress.record(StepEvent(node.name, StepState.RUNNING, step_run.id))
         task = self._task(node, step_run.id, progress)
         if progress.executor.in_process:
             return progress.executor.submit(run_step, task, self.services), step_run, key
@@ -323,7 +326,7 @@ class PipelineRunner:
             progress.record(
                 StepEvent(
                     node.name,
-                    "finished",
+                    StepState.FINISHED,
                     step_run.id,
                     seconds=outcome.seconds,
                     attempts=outcome.attempts,
@@ -335,7 +338,7 @@ class PipelineRunner:
             progress.record(
                 StepEvent(
                     node.name,
-                    "failed",
+                    StepState.FAILED,
                     step_run.id,
                     seconds=outcome.seconds,
                     error=outcome.error,
@@ -423,7 +426,7 @@ class PipelineRunner:
         rank on one record."""
         metrics: list[Metric] = []
         for event in result.steps.values():
-            if event.run_id and event.state in ("finished", "cached"):
+            if event.run_id and event.state in (StepState.FINISHED, StepState.CACHED):
                 metrics.extend(self.tracker.metadata.get_run(event.run_id).metrics.values())
         if metrics:
             self.tracker.metadata.write_run_data(pipeline_run.id, metrics=metrics)

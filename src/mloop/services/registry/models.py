@@ -25,7 +25,7 @@ from typing import Any
 from mloop.domain.dataset import FileEntry, TableProfile
 from mloop.domain.event import Event
 from mloop.domain.lineage import CodeVersion
-from mloop.domain.model import Model, ModelVersion, Signature
+from mloop.domain.model import Model, ModelStatus, ModelVersion, Signature
 from mloop.domain.names import DatasetRef, ModelRef, check_name
 from mloop.domain.run import Run, RunOutput
 from mloop.errors import InvalidInput, InvalidPath, NeedsTrust, NotFound
@@ -322,7 +322,7 @@ class Registry:
         self.metadata.delete_model_alias(name, alias, event)
 
     def archive(self, name: str, version: int, undo: bool = False) -> None:
-        status = "ready" if undo else "archived"
+        status = ModelStatus.READY if undo else ModelStatus.ARCHIVED
         event = self._event(
             f"model.{'unarchived' if undo else 'archived'}", f"model/{name}:{version}"
         )

@@ -80,7 +80,7 @@ class SqlModels:
                     "cc": version.code.commit,
                     "cd": version.code.diff_digest,
                     "env": version.environment,
-                    "st": version.status,
+                    "st": str(version.status),
                     "desc": version.description,
                     "tt": rows.dumps(list(version.trusted_types)),
                     "g": rows.dumps(list(version.gates)),
@@ -218,7 +218,7 @@ class SqlModels:
                 in_range(version)
                 and tx.execute(
                     "UPDATE model_versions SET status = :s WHERE model = :m AND version = :v",
-                    {"s": status, "m": name, "v": version},
+                    {"s": str(status), "m": name, "v": version},
                 ).rowcount
             )
             if not changed:
