@@ -11,6 +11,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from mloop.domain.gate import GateRecord as GateRecord  # where callers found it before
 from mloop.domain.lineage import CodeVersion
 from mloop.domain.names import DatasetRef, ModelRef
 
@@ -51,18 +52,6 @@ class Signature:
     @property
     def all_numeric(self) -> bool:
         return all(c.numeric for c in self.inputs)
-
-
-@dataclass(frozen=True, slots=True)
-class GateRecord:
-    """One gate evaluated for a version: what was required, what was found, and whether it
-    passed; `reason` explains a failure in numbers."""
-
-    gate: str
-    passed: bool
-    observed: float | None = None
-    required: float | None = None
-    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
