@@ -39,7 +39,8 @@ class _Parser(Parser):
 FILTER_HELP = (
     "e.g. \"metrics.acc > 0.9 and (params.model = 'rf' or not status = failed)\"; "
     "fields: params.KEY, metrics.KEY, tags.KEY, status (running, finished, failed, lost), "
-    "name, user, started, ended, id, parent (`parent = null`: top-level runs only)"
+    "name, user, started, ended, id, parent (`parent = null`: top-level runs only), "
+    "kind (run, pipeline, step, sweep), pipeline"
 )
 
 
@@ -212,6 +213,7 @@ def show_run(ctx: Context) -> None:
             ("ended", output.when(run.ended)),
             ("duration", output.duration(run.duration)),
             ("parent", run.parent_id or "-"),
+            ("kind", f"{run.kind} of {run.pipeline}" if run.pipeline else run.kind),
             ("code", run.code.describe() if run.code else "not recorded"),
             ("environment", run.environment[:12] if run.environment else "not recorded"),
         ]
