@@ -20,10 +20,21 @@ from mloop.domain.run import RunStatus
 DEFAULT_LIMIT = 100
 MAX_METRIC_COLUMNS = 4
 MAX_PARAM_COLUMNS = 3
-ATTRIBUTE_COLUMNS = ("id", "name", "status", "user", "started", "ended", "duration", "parent")
+ATTRIBUTE_COLUMNS = (
+    "id",
+    "name",
+    "status",
+    "user",
+    "started",
+    "ended",
+    "duration",
+    "parent",
+    "kind",
+    "pipeline",
+)
 # A value such as `-metrics.f1` after --sort: argparse would take it for an option.
 _SORT_VALUE = re.compile(
-    r"-(?:(?:params|metrics|tags)\.|(?:status|name|user|started|ended|id|parent)\b)"
+    r"-(?:(?:params|metrics|tags)\.|(?:status|name|user|started|ended|id|parent|kind|pipeline)\b)"
 )
 
 
@@ -133,6 +144,8 @@ def _attribute(name: str) -> Column:
         "ended": lambda r: output.when(r.ended),
         "duration": lambda r: output.duration(r.duration),
         "parent": lambda r: r.parent_id[:12] if r.parent_id else "-",
+        "kind": lambda r: r.kind.value,
+        "pipeline": lambda r: r.pipeline or "-",
     }
     return name.upper(), get[name]
 
