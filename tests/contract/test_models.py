@@ -9,7 +9,7 @@ import pytest
 
 from mloop.domain.dataset import FileEntry
 from mloop.domain.event import Event
-from mloop.domain.model import ColumnSpec, GateRecord, ModelVersion, Signature
+from mloop.domain.model import ColumnSpec, GateRecord, ModelStatus, ModelVersion, Signature
 from mloop.domain.names import DatasetRef
 from mloop.errors import InvalidInput, NotFound
 from mloop.store import open_metadata_store
@@ -87,7 +87,9 @@ def test_aliases_point_at_one_version_and_follow_archiving(metadata_store: Metad
     assert metadata_store.models.get_version("churn", alias="champion").version == 2
     assert metadata_store.models.get_version("churn", 2).aliases == ("champion",)
     assert metadata_store.models.all()[0].aliases == {"champion": 2}
-    metadata_store.models.set_status("churn", 2, "archived", event("model.archived"))
+    metadata_store.models.set_status("churn", 2, ModelStatus.ARCHIVED, event("model.archived"))
+    assert metadata_store.models.get_version("churn", 2).status is ModelStatus.ARCHIVED
+    assert metadata_store.models.get_version("churn", 1).status is ModelStatus.READY
     with pytest.raises(NotFound, match="no alias 'champion'"):
         metadata_store.models.get_version("churn", alias="champion")
     with pytest.raises(InvalidInput, match="archived"):

@@ -13,13 +13,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 
-from mloop.domain.run import Liveness, RunOutput, RunStatus
+from mloop.domain.query import parse_filter
+from mloop.domain.run import Liveness, RunKind, RunOutput, RunStatus
 from mloop.store import open_metadata_store
 from mloop.store.metadata.protocol import MetadataStore
 from mloop.store.metadata.sql import migrate, tables
 from tests.contract.records import T0, digest
 
-STEP, SCRIPT, KILLED = "5" * 32, "6" * 32, "7" * 32
+STEP, SCRIPT, KILLED, PIPE = "5" * 32, "6" * 32, "7" * 32, "8" * 32
 PAYLOAD = 8926  # what 0003-era pipelines recorded for a value whose manifest is far smaller
 
 
@@ -51,12 +52,21 @@ def _old_rows(uri: str) -> None:
     run = {"user_name": "ada", "code_commit": None, "environment": "e" * 64}
     try:
         with engine.begin() as conn:
-            _insert(conn, "runs", id=STEP, name="train", status="finished", started=T0,
+            _insert(conn, "runs", id=PIPE, name="churn", status="finished", started=T0,
                     ended=T0 + 5, **run)  # fmt: skip
+            _insert(conn, "runs", id=STEP, name="train", status="finished", started=T0,
+                    ended=T0 + 5, parent_id=PIPE, **run)  # fmt: skip
             _insert(conn, "runs", id=SCRIPT, name="script", status="finished", started=T0,
                     ended=T0 + 5, **run)  # fmt: skip
             _insert(conn, "runs", id=KILLED, name="killed", status="running", started=T0, **run)
             _insert(conn, "run_tags", run_id=STEP, key="mloop.kind", value="step")
+            _insert(conn, "run_tags", run_id=STEP, key="mloop.step", value="train")
+            for key, value in (
+                ("mloop.kind", "pipeline"),
+                ("mloop.pipeline", "churn"),
+                ("mloop.target", "pipelines:churn"),
+            ):
+                _insert(conn, "run_tags", run_id=PIPE, key=key, value=value)
             _insert(conn, "run_params", run_id=STEP, key="depth", value="3", value_num=3.0)
             _insert(conn, "run_latest_metrics", run_id=STEP, key="acc", value=0.9, step=0, ts=T0)
             for run_id, name, size in (
@@ -102,7 +112,30 @@ def test_the_upgrade_keeps_every_row(upgraded: MetadataStore) -> None:
     assert (step.pid, step.host, step.heartbeat, step.deleted) == (None, None, None, None)
     assert upgraded.datasets.get_version("sales", 1, files=True).files[0].size == 3
     assert [e.ref for e in upgraded.events.find()] == [f"run/{STEP}"]
-    assert upgraded.runs.count() == 3
+    assert upgraded.runs.count() == 4
+
+
+def test_the_upgrade_moves_the_kind_and_pipeline_tags_into_fields(
+    upgraded: MetadataStore,
+) -> None:
+    pipe, step, script = (upgraded.runs.get(i) for i in (PIPE, STEP, SCRIPT))
+
+    assert (pipe.kind, pipe.pipeline, pipe.tags) == (
+        RunKind.PIPELINE,
+        "churn",
+        {"mloop.target": "pipelines:churn"},
+    )
+    # a step had no pipeline tag: it takes its parent's
+    assert (step.kind, step.pipeline, step.tags) == (RunKind.STEP, "churn", {"mloop.step": "train"})
+    assert (script.kind, script.pipeline) == (RunKind.RUN, None)
+    # filters written for the tags read the fields
+    for text, found in (
+        ("tags.mloop.kind = step", {STEP}),
+        ("kind = pipeline", {PIPE}),
+        ("tags.mloop.pipeline = churn", {PIPE, STEP}),
+        ("kind = run", {SCRIPT, KILLED}),
+    ):
+        assert {r.id for r in upgraded.runs.find(parse_filter(text))} == found, text
 
 
 def test_the_upgrade_forgets_the_payload_size_recorded_for_step_manifests(

@@ -151,6 +151,12 @@ def test_columns_choose_what_the_table_shows(pipeline_like: list[str], cli) -> N
         ["lone", "0.1", "3", "-"],
         ["pipeline", "-", "-", "-"],
     ]
+    kinds = cli("runs", "list", "--top", "--columns", "name,kind,pipeline", "--sort", "kind")
+    assert [line.split() for line in kinds.out.splitlines()] == [
+        ["NAME", "KIND", "PIPELINE"],
+        ["lone", "run", "-"],
+        ["pipeline", "run", "-"],  # nested runs of a script, not a pipeline's
+    ]
     bad = cli("runs", "list", "--columns", "name,accuracy")
     assert bad.code == 1
     assert bad.err.startswith("error: --columns: unknown column 'accuracy'\nhint: use params.KEY")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import mloop
-from mloop.domain.run import RunStatus
+from mloop.domain.run import RunKind, RunStatus
 from mloop.project import Project
 from tests.conftest import run_mloop
 from tests.integration.pipeline_project import write_sales
@@ -38,7 +38,7 @@ def test_a_run_records_a_parent_run_and_a_child_per_step(pipes: Path) -> None:
     ]
     tracking = Project.open().tracking
     parent = tracking.get_run(result.run_id)
-    assert parent.tags["mloop.pipeline"] == "train"
+    assert (parent.kind, parent.pipeline) == (RunKind.PIPELINE, "train")
     assert parent.params == {"depth": "3", "factor": "1.0"}
     assert parent.metrics["accuracy"].value == pytest.approx(7 / 3 / 13)  # lifted from evaluate
     children = Project.open().metadata.runs.children(result.run_id)
@@ -46,6 +46,7 @@ def test_a_run_records_a_parent_run_and_a_child_per_step(pipes: Path) -> None:
     evaluate = tracking.get_run(children[-1].id)
     assert {i.name for i in evaluate.inputs} == {"model", "frame"}
     assert any(o.name == "outputs/0" for o in evaluate.outputs)
+    assert {(c.kind, c.pipeline) for c in children} == {(RunKind.STEP, "train")}
     ingest = tracking.get_run(children[0].id)
     assert [(i.kind, i.ref) for i in ingest.inputs] == [("dataset", "sales:1")]
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mloop.domain.run import RunKind
 from mloop.errors import StoreUnavailable
 from mloop.project import Project
 
@@ -22,7 +23,7 @@ def test_steps_run_as_ray_tasks_at_once(pipes: Path) -> None:
     right_pid = (pipes / "meet" / "right").read_text()
     left_pid = (pipes / "meet" / "left").read_text()
     assert left_pid != right_pid  # two worker processes
-    assert left.tags["mloop.kind"] == "step"
+    assert left.kind is RunKind.STEP
     assert tracking.get_run(result.run_id).tags["mloop.executor"] == "ray"
 
 

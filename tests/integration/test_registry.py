@@ -78,6 +78,7 @@ def test_a_version_records_its_lineage_and_signature(reg: Path) -> None:
     ]
     run = Project.open().tracking.get_run(version.run_id or "")
     assert version.environment == run.environment
+    assert run.code is not None and version.code.describe() == run.code.describe()
     shown = Project.open().registry.get("model/churn:1")
     assert shown.digest == version.digest
     loaded = mloop.load_model("churn")
@@ -202,6 +203,11 @@ def test_aliases_and_archive(reg: Path, cli) -> None:
     assert cli("models", "alias", "churn:2", "challenger").code == 0
     shown = json.loads(cli("models", "show", "churn@challenger", "--json").out)
     assert shown["version"] == 2 and shown["aliases"] == ["challenger"]
+    # the code is one record now; the keys scripts read before stay beside it
+    assert (shown["code_commit"], shown["code_diff"]) == (
+        shown["code"]["commit"],
+        shown["code"]["diff_digest"],
+    )
     assert cli("models", "archive", "churn:2").code == 0
     gone = cli("models", "show", "churn@challenger")
     assert gone.code == 1 and "has no alias 'challenger'" in gone.err

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mloop.domain.run import RunKind
 from mloop.errors import InvalidInput
 from mloop.project import Project
 from mloop.services.pipelines.sweep import Sweeper, combinations, parse_axis
@@ -79,6 +80,8 @@ def test_a_sweep_ranks_trials_and_shares_common_steps(pipes: Path) -> None:
     assert len(computed) == 1  # one trial computed ingest; the others reused it
     sweep = Project.open().tracking.get_run(result.run_id)
     assert sweep.tags["mloop.best_run"] == result.trials[0].result.run_id
+    assert (sweep.kind, sweep.pipeline) == (RunKind.SWEEP, "train")
+    assert {(c.kind, c.pipeline) for c in children} == {(RunKind.PIPELINE, "train")}
 
 
 def test_sweep_cli_prints_the_ranking(pipes: Path) -> None:
@@ -106,8 +109,14 @@ def test_an_unchanged_pipeline_is_replayed_without_importing_it(pipes: Path) -> 
     )
     report = json.loads(done.stderr.strip().splitlines()[-1])
     assert report == {"rc": 0, "pandas": False, "user": False}
-    steps = json.loads(done.stdout)["steps"]
-    assert {s["state"] for s in steps} == {"cached"}
+    replayed = json.loads(done.stdout)
+    assert {s["state"] for s in replayed["steps"]} == {"cached"}
+    # the replay is a pipeline run like the one it copies, and so are its steps
+    run = Project.open().tracking.get_run(replayed["run"])
+    assert "mloop.replayed_from" in run.tags
+    assert (run.kind, run.pipeline) == (RunKind.PIPELINE, "train")
+    kinds = {(c.kind, c.pipeline) for c in Project.open().metadata.runs.children(run.id)}
+    assert kinds == {(RunKind.STEP, "train")}
 
     # A changed helper makes the plan differ: the pipeline is traced and keys decide again.
     (pipes / "helpers.py").write_text("def scale_of(factor):\n    return factor * 3\n")

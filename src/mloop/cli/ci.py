@@ -71,9 +71,16 @@ def run_ci(ctx: Context) -> int:
 
 
 def _plain(result: Any) -> dict[str, Any]:
+    from mloop.domain.gate import parse_gate
     from mloop.domain.records import to_plain
 
     plain: dict[str, Any] = to_plain(result)
+    # `ci --json` showed each gate as its parts and the value seen as `value` before its
+    # gates became the registry's GateRecord: both stay, beside `observed` and `required`.
+    plain["gates"] = [
+        {**g, "gate": to_plain(parse_gate(g["gate"])), "value": g["observed"]}
+        for g in plain["gates"]
+    ]
     return plain
 
 

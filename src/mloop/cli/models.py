@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from mloop.cli import output
 from mloop.cli.main import Context
+from mloop.domain.records import to_plain
 from mloop.errors import InvalidAddress
 
 if TYPE_CHECKING:
@@ -167,7 +168,7 @@ def register_version(ctx: Context) -> None:
     )
     _warn_trust(ctx, version)
     if ctx.json:
-        output.emit_json(version)
+        output.emit_json(version_json(version))
         return
     output.line(f"registered {version.ref} ({version.flavor}, {output.size(version.size)})")
 
@@ -194,6 +195,14 @@ def list_models(ctx: Context) -> None:
     )
 
 
+def version_json(version: ModelVersion) -> dict[str, Any]:
+    """A version as `--json` shows it: its fields, plus the `code_commit` and `code_diff` keys
+    scripts read before the code became one `code` record."""
+    plain: dict[str, Any] = to_plain(version)
+    plain["code_commit"], plain["code_diff"] = version.code.commit, version.code.diff_digest
+    return plain
+
+
 SHOWN_METRICS = 4  # metric columns in `show --versions`; --json has them all
 
 
@@ -205,7 +214,7 @@ def show_versions(ctx: Context) -> None:
     registry = ctx.project.registry
     versions = registry.versions(parse_model_ref(args.ref)[0], sort=args.sort)
     if ctx.json:
-        output.emit_json(versions)
+        output.emit_json([version_json(v) for v in versions])
         return
     metrics = key_metrics(versions, args.sort)[:SHOWN_METRICS]
     output.table(
@@ -234,7 +243,7 @@ def show_model(ctx: Context) -> None:
     registry = ctx.project.registry
     v = registry.get(args.ref)
     if ctx.json:
-        output.emit_json(v)
+        output.emit_json(version_json(v))
         return
     reason = registry.trust_reason(v)
     output.fields(
@@ -247,11 +256,7 @@ def show_model(ctx: Context) -> None:
             ("created", f"{output.when(v.created)} by {v.user}"),
             ("run", v.run_id or "-"),
             ("datasets", ", ".join(map(str, v.datasets)) or "-"),
-            (
-                "code",
-                (v.code_commit or "not in git")[:12]
-                + (f" +uncommitted {v.code_diff[:12]}" if v.code_diff else ""),
-            ),
+            ("code", v.code.describe()),
             ("environment", (v.environment or "-")[:12]),
             ("digest", v.digest[:12]),
             ("loading", f"needs --trust: {reason}" if reason else "safe (no trust needed)"),
@@ -321,7 +326,7 @@ def promote_version(ctx: Context) -> None:
         trust=args.trust,
     )
     if ctx.json:
-        output.emit_json(result)
+        output.emit_json({**to_plain(result), "version": version_json(result.version)})
         return
     for gate in result.gates:
         mark = "passed" if gate.passed else "FAILED"
@@ -387,6 +392,6 @@ def import_mlflow(ctx: Context) -> None:
     )
     _warn_trust(ctx, version)
     if ctx.json:
-        output.emit_json(version)
+        output.emit_json(version_json(version))
         return
     output.line(f"registered {version.ref} ({version.flavor}, {output.size(version.size)})")

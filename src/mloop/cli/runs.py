@@ -20,10 +20,21 @@ from mloop.domain.run import RunStatus
 DEFAULT_LIMIT = 100
 MAX_METRIC_COLUMNS = 4
 MAX_PARAM_COLUMNS = 3
-ATTRIBUTE_COLUMNS = ("id", "name", "status", "user", "started", "ended", "duration", "parent")
+ATTRIBUTE_COLUMNS = (
+    "id",
+    "name",
+    "status",
+    "user",
+    "started",
+    "ended",
+    "duration",
+    "parent",
+    "kind",
+    "pipeline",
+)
 # A value such as `-metrics.f1` after --sort: argparse would take it for an option.
 _SORT_VALUE = re.compile(
-    r"-(?:(?:params|metrics|tags)\.|(?:status|name|user|started|ended|id|parent)\b)"
+    r"-(?:(?:params|metrics|tags)\.|(?:status|name|user|started|ended|id|parent|kind|pipeline)\b)"
 )
 
 
@@ -39,7 +50,8 @@ class _Parser(Parser):
 FILTER_HELP = (
     "e.g. \"metrics.acc > 0.9 and (params.model = 'rf' or not status = failed)\"; "
     "fields: params.KEY, metrics.KEY, tags.KEY, status (running, finished, failed, lost), "
-    "name, user, started, ended, id, parent (`parent = null`: top-level runs only)"
+    "name, user, started, ended, id, parent (`parent = null`: top-level runs only), "
+    "kind (run, pipeline, step, sweep), pipeline"
 )
 
 
@@ -132,6 +144,8 @@ def _attribute(name: str) -> Column:
         "ended": lambda r: output.when(r.ended),
         "duration": lambda r: output.duration(r.duration),
         "parent": lambda r: r.parent_id[:12] if r.parent_id else "-",
+        "kind": lambda r: r.kind.value,
+        "pipeline": lambda r: r.pipeline or "-",
     }
     return name.upper(), get[name]
 
@@ -212,6 +226,7 @@ def show_run(ctx: Context) -> None:
             ("ended", output.when(run.ended)),
             ("duration", output.duration(run.duration)),
             ("parent", run.parent_id or "-"),
+            ("kind", f"{run.kind} of {run.pipeline}" if run.pipeline else run.kind),
             ("code", run.code.describe() if run.code else "not recorded"),
             ("environment", run.environment[:12] if run.environment else "not recorded"),
         ]

@@ -7,6 +7,7 @@ becomes the reference that serving traffic is compared against for drift.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from mloop.domain.names import DatasetRef
@@ -33,13 +34,22 @@ class Histogram:
     counts: tuple[int, ...]
 
 
+class ColumnKind(enum.StrEnum):
+    """How a column is profiled: numbers get a range and a histogram, categories their top
+    values, anything else only its counts."""
+
+    NUMERIC = "numeric"
+    CATEGORICAL = "categorical"
+    OTHER = "other"
+
+
 @dataclass(frozen=True, slots=True)
 class ColumnProfile:
     """Statistics of one column. Numeric columns fill min..histogram; categorical fill `top`."""
 
     name: str
     dtype: str
-    kind: str  # "numeric" | "categorical" | "other"
+    kind: ColumnKind
     count: int
     nulls: int
     min: float | None = None

@@ -55,13 +55,17 @@ class Gate:
 
 
 @dataclass(frozen=True, slots=True)
-class GateResult:
-    """The outcome of one gate: the value it saw (None if missing) and why it passed or not."""
+class GateRecord:
+    """One gate checked, for `mloop ci` and for a promotion alike (a model version keeps the
+    records of its last promotion): the gate as written, whether it passed, the value it saw
+    and the bound it held that value to (None when missing or when the gate has none, such
+    as `data_validation`), and `reason`, why it passed or not, in numbers."""
 
-    gate: Gate
+    gate: str
     passed: bool
-    value: float | None
-    reason: str
+    observed: float | None = None
+    required: float | None = None
+    reason: str = ""
 
 
 def parse_gate(text: str) -> Gate:
@@ -100,7 +104,7 @@ def parse_gates(texts: Iterable[str]) -> tuple[Gate, ...]:
     return tuple(parse_gate(text) for text in texts)
 
 
-def evaluate(gates: Iterable[Gate], metrics: Mapping[str, float]) -> tuple[GateResult, ...]:
+def evaluate(gates: Iterable[Gate], metrics: Mapping[str, float]) -> tuple[GateRecord, ...]:
     """Check each gate against `metrics` (name -> value); one result per gate, in order.
 
     A missing metric or a NaN fails its gate; the reason names what was there instead.
@@ -109,21 +113,22 @@ def evaluate(gates: Iterable[Gate], metrics: Mapping[str, float]) -> tuple[GateR
         >>> [r.passed for r in evaluate(parse_gates(["acc >= 0.7", "loss < 1"]), {"acc": 0.8})]
         [True, False]
     """
-    results: list[GateResult] = []
+    results: list[GateRecord] = []
     for gate in gates:
+        text, bound = str(gate), gate.threshold
         value = metrics.get(gate.metric)
         if value is None:
-            results.append(GateResult(gate, False, None, _missing(gate.metric, metrics)))
+            results.append(GateRecord(text, False, None, bound, _missing(gate.metric, metrics)))
             continue
         value = float(value)
         shown = f"{gate.metric} = {value_text(value, gate.threshold)}"
         target = f"{gate.op} {number_text(gate.threshold)}"
         if math.isnan(value):
-            results.append(GateResult(gate, False, value, f"{shown}, not a number"))
+            results.append(GateRecord(text, False, value, bound, f"{shown}, not a number"))
         elif OPERATORS[gate.op](value, gate.threshold):
-            results.append(GateResult(gate, True, value, f"{shown} ({target})"))
+            results.append(GateRecord(text, True, value, bound, f"{shown} ({target})"))
         else:
-            results.append(GateResult(gate, False, value, f"{shown}, needs {target}"))
+            results.append(GateRecord(text, False, value, bound, f"{shown}, needs {target}"))
     return tuple(results)
 
 

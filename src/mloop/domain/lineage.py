@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 class CodeVersion:
     """A git commit plus a digest of uncommitted changes; `commit` is None outside git."""
 
-    commit: str | None
+    commit: str | None = None
     diff_digest: str | None = None
     repo: str | None = None
 
@@ -39,11 +40,21 @@ class Environment:
     package_count: int
 
 
+class NodeKind(enum.StrEnum):
+    RUN = "run"
+    DATASET = "dataset"
+    MODEL = "model"
+    ARTIFACT = "artifact"
+    CODE = "code"
+    ENVIRONMENT = "environment"
+
+
 @dataclass(frozen=True, slots=True)
 class LineageNode:
-    """One node of a lineage tree: `kind` is run, dataset or artifact; `ref` its address."""
+    """One node of a lineage tree: what it is (`kind`), its address (`ref`) and how it is
+    tied to its parent (`relation`)."""
 
-    kind: str
+    kind: NodeKind
     ref: str
     label: str
     relation: str = ""

@@ -7,12 +7,22 @@ and records what made it: the run, the dataset versions, the code and the enviro
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from mloop.domain.gate import GateRecord as GateRecord  # where callers found it before
+from mloop.domain.lineage import CodeVersion
 from mloop.domain.names import DatasetRef, ModelRef
 
 NUMERIC_DTYPES = ("float64", "float32", "int64", "int32", "int16", "int8", "uint8", "bool")
+
+
+class ModelStatus(enum.StrEnum):
+    """An archived version keeps its files and lineage but no alias may point at it."""
+
+    READY = "ready"
+    ARCHIVED = "archived"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,18 +55,6 @@ class Signature:
 
 
 @dataclass(frozen=True, slots=True)
-class GateRecord:
-    """One gate evaluated for a version: what was required, what was found, and whether it
-    passed; `reason` explains a failure in numbers."""
-
-    gate: str
-    passed: bool
-    observed: float | None = None
-    required: float | None = None
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
 class ModelVersion:
     name: str
     version: int
@@ -70,11 +68,10 @@ class ModelVersion:
     metrics: Mapping[str, float] = field(default_factory=dict)
     params: Mapping[str, str] = field(default_factory=dict)
     datasets: tuple[DatasetRef, ...] = ()  # the dataset versions it was trained on
-    code_commit: str | None = None
-    code_diff: str | None = None
+    code: CodeVersion = field(default_factory=CodeVersion)  # the run's commit and diff digest
     environment: str | None = None
     aliases: tuple[str, ...] = ()
-    status: str = "ready"  # "ready" | "archived"
+    status: ModelStatus = ModelStatus.READY
     description: str = ""
     trusted_types: tuple[str, ...] = ()  # types the flavor may load beyond its safe defaults
     gates: tuple[GateRecord, ...] = ()

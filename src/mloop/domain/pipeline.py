@@ -7,6 +7,7 @@ downstream sets and cache keys are computed here without running or importing an
 
 from __future__ import annotations
 
+import enum
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -53,21 +54,38 @@ class StepOptions:
     trust: bool = False  # allow pickling outputs no safe flavor can store
 
 
+class StepState(enum.StrEnum):
+    """Where a step of a pipeline run stands; `cached` reused an earlier run's outputs and
+    `skipped` never ran, as a step it needs failed."""
+
+    RUNNING = "running"
+    CACHED = "cached"
+    FINISHED = "finished"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class ArgumentKind(enum.StrEnum):
+    OUTPUT = "output"
+    DATASET = "dataset"
+    VALUE = "value"
+
+
 @dataclass(frozen=True, slots=True)
 class Input:
     """One argument of a step: `kind` is "output" (of `step`, index `output`), "dataset"
     (`value` is the dataset name, `version` None for the latest), or "value" (JSON-able)."""
 
-    kind: str
+    kind: ArgumentKind
     step: str | None = None
     output: int = 0
     value: Any = None
     version: int | None = None
 
     def describe(self) -> str:
-        if self.kind == "output":
+        if self.kind == ArgumentKind.OUTPUT:
             return f"{self.step}" + (f"[{self.output}]" if self.output else "")
-        if self.kind == "dataset":
+        if self.kind == ArgumentKind.DATASET:
             return f"dataset/{self.value}" + (f":{self.version}" if self.version else "")
         return json.dumps(self.value)
 
@@ -82,7 +100,7 @@ class StepNode:
 
     @property
     def upstream(self) -> frozenset[str]:
-        return frozenset(i.step for _, i in self.inputs if i.kind == "output" and i.step)
+        return frozenset(i.step for _, i in self.inputs if i.kind == ArgumentKind.OUTPUT and i.step)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,13 +129,16 @@ def order(steps: Sequence[StepNode]) -> list[StepNode]:
     by_name = {s.name: s for s in steps}
     for node in steps:
         for name, source in node.inputs:
-            if source.kind == "output" and source.step not in by_name:
+            if source.kind == ArgumentKind.OUTPUT and source.step not in by_name:
                 raise PipelineError(
                     f"step {node.name!r} reads {name!r} from {source.step!r}, "
                     "which is not a step of this pipeline",
                     "pass the output of a step called in the same pipeline function",
                 )
-            if source.kind == "output" and source.output >= by_name[str(source.step)].outputs:
+            if (
+                source.kind == ArgumentKind.OUTPUT
+                and source.output >= by_name[str(source.step)].outputs
+            ):
                 raise PipelineError(
                     f"step {node.name!r} reads output {source.output} of {source.step!r}, "
                     f"which has {by_name[str(source.step)].outputs}"

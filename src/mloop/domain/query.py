@@ -3,7 +3,9 @@
     metrics.acc > 0.9 and (params.model = 'rf' or tags.team = "vision") and not status = failed
 
 Fields: `params.KEY`, `metrics.KEY`, `tags.KEY` (a key with unusual characters goes in
-backticks), and the attributes `status`, `name`, `user`, `started`, `ended`, `id`, `parent`.
+backticks), and the attributes `status`, `name`, `user`, `started`, `ended`, `id`, `parent`,
+`kind` and `pipeline` (`tags.mloop.kind` and `tags.mloop.pipeline`, tags before schema 0005,
+read those two).
 Operators: `=`, `!=`, `<`, `<=`, `>`, `>=`, and `~` (contains, with `*` as wildcard). Values are
 numbers, quoted strings or bare words; times take ISO dates (`started >= 2026-11-01`). Unlike
 MLflow's search syntax, `or`, `not` and parentheses are allowed.
@@ -19,7 +21,9 @@ from typing import NamedTuple
 
 from mloop.errors import FilterSyntaxError
 
-ATTRIBUTES = ("status", "name", "user", "started", "ended", "id", "parent")
+ATTRIBUTES = ("status", "name", "user", "started", "ended", "id", "parent", "kind", "pipeline")
+# System tags that became attributes (schema 0005): filters written for them keep working.
+MOVED_TAGS = {"mloop.kind": "kind", "mloop.pipeline": "pipeline"}
 TIME_ATTRIBUTES = ("started", "ended")
 GROUPS = ("params", "metrics", "tags")
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "~")
@@ -212,6 +216,8 @@ def _field(text: str, tok: _Token) -> Field:
     if tok.kind == "field":
         group, _, key = tok.text.partition(".")
         key = key[1:-1] if key.startswith("`") else key
+        if group == "tags" and key in MOVED_TAGS:
+            return Field("attr", MOVED_TAGS[key])
         return Field(group, key)
     if tok.kind == "word" and tok.text.lower() in ATTRIBUTES:
         return Field("attr", tok.text.lower())

@@ -19,6 +19,21 @@ class RunStatus(enum.StrEnum):
     LOST = "lost"
 
 
+class RunKind(enum.StrEnum):
+    """What started a run: code calling `start_run` (`run`), a pipeline, one of its steps, or
+    a sweep over a pipeline's params (its trials are pipeline runs under it)."""
+
+    RUN = "run"
+    PIPELINE = "pipeline"
+    STEP = "step"
+    SWEEP = "sweep"
+
+
+class InputKind(enum.StrEnum):
+    DATASET = "dataset"
+    ARTIFACT = "artifact"
+
+
 @dataclass(frozen=True, slots=True)
 class Metric:
     key: str
@@ -31,7 +46,7 @@ class Metric:
 class RunInput:
     """Something a run read: `kind` is dataset (ref `sales:3`) or artifact (ref a digest)."""
 
-    kind: str
+    kind: InputKind
     ref: str
     name: str | None = None
 
@@ -39,7 +54,7 @@ class RunInput:
     def dataset(self) -> DatasetRef | None:
         """The dataset version read, for a dataset input (the text stays as the store keeps
         it: `ref` is a digest for an artifact)."""
-        return DatasetRef.parse(self.ref) if self.kind == "dataset" else None
+        return DatasetRef.parse(self.ref) if self.kind == InputKind.DATASET else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +89,8 @@ class Run:
     host: str | None = None
     heartbeat: float | None = None
     deleted: float | None = None  # when it was deleted (soft: `mloop gc` purges it later)
+    kind: RunKind = RunKind.RUN
+    pipeline: str | None = None  # the pipeline a pipeline, step or sweep run belongs to
 
     @property
     def duration(self) -> float | None:

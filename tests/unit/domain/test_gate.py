@@ -12,6 +12,7 @@ from mloop.domain.gate import (
     BiasGate,
     ChampionGate,
     Gate,
+    GateRecord,
     ValidationGate,
     evaluate,
     parse_gate,
@@ -71,13 +72,17 @@ def test_a_gate_that_is_not_text_is_refused() -> None:
 def test_evaluate_gives_one_result_per_gate_with_the_numbers() -> None:
     gates = parse_gates(["accuracy >= 0.7", "f1 >= 0.9", "rmse < 3.5"])
     passed, failed, missing = evaluate(gates, {"accuracy": 0.853333, "f1": 0.8, "auc": 0.9})
-    assert (passed.passed, passed.value, passed.reason) == (
-        True,
-        0.853333,
-        "accuracy = 0.8533 (>= 0.7)",
+    # the record a promotion keeps too: the gate as written and the bound it held
+    assert passed == GateRecord(
+        "accuracy >= 0.7", True, 0.853333, 0.7, "accuracy = 0.8533 (>= 0.7)"
     )
-    assert (failed.passed, failed.value, failed.reason) == (False, 0.8, "f1 = 0.8, needs >= 0.9")
-    assert (missing.passed, missing.value) == (False, None)
+    assert (failed.passed, failed.observed, failed.reason) == (False, 0.8, "f1 = 0.8, needs >= 0.9")
+    assert (missing.gate, missing.passed, missing.observed, missing.required) == (
+        "rmse < 3.5",
+        False,
+        None,
+        3.5,
+    )
     assert missing.reason == "metric 'rmse' was not logged; the run has: accuracy, auc, f1"
 
 

@@ -64,6 +64,9 @@ FAILED = Compare(Field("attr", "status"), "=", "failed")
         ("not not status = failed", Not(Not(FAILED))),
         ("not (metrics.acc > 0.9 or status = failed)", Not(Or((ACC, FAILED)))),
         ("((status = failed))", FAILED),
+        ("kind = step", Compare(Field("attr", "kind"), "=", "step")),
+        ("tags.mloop.kind = step", Compare(Field("attr", "kind"), "=", "step")),
+        ("tags.`mloop.pipeline` = churn", Compare(Field("attr", "pipeline"), "=", "churn")),
     ],
     ids=[
         "compare",
@@ -89,6 +92,9 @@ FAILED = Compare(Field("attr", "status"), "=", "failed")
         "double-not",
         "not-parentheses",
         "nested-parentheses",
+        "kind",
+        "moved-tag-reads-the-field",
+        "moved-tag-in-backticks",
     ],
 )
 def test_valid_filters_parse_to_trees(text: str, tree: object) -> None:

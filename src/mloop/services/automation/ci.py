@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mloop.domain.dataset import is_table_path
-from mloop.domain.gate import Gate, GateResult, evaluate, value_text
+from mloop.domain.gate import Gate, GateRecord, evaluate, value_text
 from mloop.errors import InvalidInput, MloopError
 from mloop.services.data.versioning import DataService, StatusReport
 from mloop.services.pipelines.catalog import Pipelines
@@ -78,7 +78,7 @@ class CIResult:
     tests: TestRun | None = None
     run_id: str | None = None
     steps: tuple[StepEvent, ...] = ()
-    gates: tuple[GateResult, ...] = ()
+    gates: tuple[GateRecord, ...] = ()
     report: str = ""
 
     @property
@@ -233,7 +233,7 @@ class CIService:
             return Stage("pipeline", PASSED, f"run {ran.run_id[:12]}: {counts}"), ran
         return Stage("pipeline", FAILED, f"run {ran.run_id[:12]}: {ran.error}"), ran
 
-    def _check_gates(self, name: str, run_id: str | None) -> tuple[Stage, tuple[GateResult, ...]]:
+    def _check_gates(self, name: str, run_id: str | None) -> tuple[Stage, tuple[GateRecord, ...]]:
         unknown = sorted(set(self.gates) - set(self.pipelines.targets))
         if unknown:
             return Stage(
@@ -344,7 +344,7 @@ def render_report(result: CIResult) -> str:
     if result.gates:
         out += ["", "### Gates", "", "| gate | value | result |", "|---|---|---|"]
         for g in result.gates:
-            value = "missing" if g.value is None else value_text(g.value, g.gate.threshold)
+            value = "missing" if g.observed is None else value_text(g.observed, g.required or 0.0)
             verdict = f"{ICONS[PASSED]} {PASSED}" if g.passed else f"{ICONS[FAILED]} {FAILED}: "
             out.append(f"| `{g.gate}` | {value} | {verdict}{'' if g.passed else _cell(g.reason)} |")
     if result.run_id:

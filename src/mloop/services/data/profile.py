@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from mloop.domain.dataset import TABLE_SUFFIXES, ColumnProfile, Histogram, TableProfile
+from mloop.domain.dataset import TABLE_SUFFIXES, ColumnKind, ColumnProfile, Histogram, TableProfile
 from mloop.errors import InvalidInput
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -217,10 +217,10 @@ def dtype_name(arrow_type: Any) -> str:
     return _DTYPE_NAMES.get(name, name)
 
 
-def _kind(arrow_type: Any) -> str:
+def _kind(arrow_type: Any) -> ColumnKind:
     t = pa.types
     if t.is_integer(arrow_type) or t.is_floating(arrow_type) or t.is_decimal(arrow_type):
-        return "numeric"
+        return ColumnKind.NUMERIC
     if (
         t.is_boolean(arrow_type)
         or t.is_string(arrow_type)
@@ -228,8 +228,8 @@ def _kind(arrow_type: Any) -> str:
         or t.is_string_view(arrow_type)
         or t.is_dictionary(arrow_type)
     ):
-        return "categorical"
-    return "other"
+        return ColumnKind.CATEGORICAL
+    return ColumnKind.OTHER
 
 
 def _profile_column(name: str, column: Any, *, bins: int, top: int) -> ColumnProfile:
@@ -248,7 +248,7 @@ def _profile_column(name: str, column: Any, *, bins: int, top: int) -> ColumnPro
 def _profile_numeric(name: str, dtype: str, column: Any, *, bins: int) -> ColumnProfile:
     values, count, nulls = _finite_values(column)
     if len(values) == 0:
-        return ColumnProfile(name, dtype, "numeric", count, nulls)
+        return ColumnProfile(name, dtype, ColumnKind.NUMERIC, count, nulls)
     # Arrow's kernels make one pass without temporaries (numpy's std allocates two copies).
     extremes = pc.min_max(values)
     lo, hi = float(extremes["min"].as_py()), float(extremes["max"].as_py())
@@ -260,7 +260,7 @@ def _profile_numeric(name: str, dtype: str, column: Any, *, bins: int) -> Column
     return ColumnProfile(
         name,
         dtype,
-        "numeric",
+        ColumnKind.NUMERIC,
         count,
         nulls,
         min=lo,

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
-from mloop.domain.pipeline import Input, PipelineGraph, StepNode, StepOptions, order
+from mloop.domain.pipeline import ArgumentKind, Input, PipelineGraph, StepNode, StepOptions, order
 from mloop.errors import PipelineError
 
 _STEP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,99}")
@@ -186,9 +186,9 @@ class _Builder:
 
 def _input(step_name: str, arg: str, value: Any) -> Input:
     if isinstance(value, StepOutput):
-        return Input("output", step=value.step, output=value.index)
+        return Input(ArgumentKind.OUTPUT, step=value.step, output=value.index)
     if isinstance(value, DatasetInput):
-        return Input("dataset", value=value.name, version=value.version)
+        return Input(ArgumentKind.DATASET, value=value.name, version=value.version)
     if isinstance(value, tuple | list) and any(isinstance(v, StepOutput) for v in value):
         raise PipelineError(
             f"step {step_name!r} got step outputs inside a {type(value).__name__} for {arg!r}",
@@ -202,7 +202,7 @@ def _input(step_name: str, arg: str, value: Any) -> Input:
             "step output, a dataset nor a JSON value",
             "build such values inside a step and pass that step's output",
         ) from None
-    return Input("value", value=value)
+    return Input(ArgumentKind.VALUE, value=value)
 
 
 _building: ContextVar[_Builder | None] = ContextVar("mloop_pipeline_builder", default=None)

@@ -27,7 +27,7 @@ from typing import Any
 import blake3
 
 from mloop.domain.names import DatasetRef
-from mloop.domain.pipeline import canonical_json
+from mloop.domain.pipeline import StepState, canonical_json
 from mloop.domain.query import And, Compare, Field
 from mloop.domain.run import Metric, Run, RunOutput, RunStatus
 from mloop.services.pipelines.runner import PipelineResult, PipelineRunner, StepEvent
@@ -104,7 +104,7 @@ class Replayer:
         """The latest finished run of pipeline `name` with these params, if it has a plan."""
         where = And(
             (
-                Compare(Field("tags", "mloop.pipeline"), "=", name),
+                Compare(Field("attr", "pipeline"), "=", name),
                 Compare(Field("tags", PARAMS_TAG), "=", canonical_json(dict(params))),
                 Compare(Field("attr", "status"), "=", "finished"),
             )
@@ -160,6 +160,8 @@ class Replayer:
                 **{k: v for k, v in previous.tags.items() if k.startswith("mloop.")},
                 "mloop.replayed_from": previous.id,
             },
+            kind=previous.kind,
+            pipeline=previous.pipeline,
         )
         result = PipelineResult(run.id, RunStatus.RUNNING)
         for child in metadata.runs.children(previous.id):
@@ -170,6 +172,8 @@ class Replayer:
                 params=dict(step.params),
                 tags={**step.tags, "mloop.cached_from": origin},
                 parent=run,
+                kind=step.kind,
+                pipeline=step.pipeline,
             )
             metadata.runs.write_data(
                 copy.id,
@@ -180,7 +184,7 @@ class Replayer:
                 ],
             )
             copy.end(RunStatus.FINISHED)
-            event = StepEvent(step.name, "cached", copy.id, cached_from=origin)
+            event = StepEvent(step.name, StepState.CACHED, copy.id, cached_from=origin)
             result.steps[step.name] = event
             emit(event)
         lifted = [Metric(m.key, m.value, m.step, m.timestamp) for m in previous.metrics.values()]

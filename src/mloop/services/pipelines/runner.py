@@ -18,13 +18,14 @@ from typing import Any
 from mloop.domain.pipeline import (
     PipelineGraph,
     StepNode,
+    StepState,
     cache_key,
     canonical_json,
     order,
     value_digest,
 )
 from mloop.domain.query import parse_filter
-from mloop.domain.run import Metric, Run, RunOutput, RunStatus
+from mloop.domain.run import Metric, Run, RunKind, RunOutput, RunStatus
 from mloop.errors import PipelineError
 from mloop.executors.protocol import StepExecutor
 from mloop.services.pipelines.fingerprint import source_digest
@@ -48,7 +49,7 @@ class StepEvent:
     """What happened to a step: running, cached, finished, failed or skipped."""
 
     step: str
-    state: str
+    state: StepState
     run_id: str | None = None
     cached_from: str | None = None
     seconds: float | None = None
@@ -178,7 +179,7 @@ class PipelineRunner:
         functions = {s.name: resolve(s.target, str(self.root)) for s in steps}
         sources = {name: source_digest(fn, self.root) for name, fn in functions.items()}
         resumed = self.tracker.get_run(resume) if resume else None
-        if resumed is not None and resumed.tags.get("mloop.pipeline") != graph.name:
+        if resumed is not None and resumed.pipeline != graph.name:
             raise PipelineError(
                 f"run {resumed.id[:12]} is not a run of pipeline {graph.name!r}",
                 "pass --resume with the id of an earlier run of the same pipeline",
@@ -192,14 +193,14 @@ class PipelineRunner:
                 for k, v in graph.params.items()
             },
             tags={
-                "mloop.kind": "pipeline",
-                "mloop.pipeline": graph.name,
                 "mloop.target": graph.target,
                 "mloop.executor": executor.name,
                 **({"mloop.resumed_from": resumed.id} if resumed else {}),
                 **(tags or {}),
             },
             parent=parent,
+            kind=RunKind.PIPELINE,
+            pipeline=graph.name,
         )
         result = PipelineResult(pipeline_run.id, RunStatus.RUNNING)
         result.datasets = {
@@ -239,7 +240,7 @@ class PipelineRunner:
                         self._settle(node, step_run, key, future, progress)
                 elif pending and not progressed:  # blocked behind a failed step
                     for node in pending:
-                        record(StepEvent(node.name, "skipped"))
+                        record(StepEvent(node.name, StepState.SKIPPED))
                     pending.clear()
         except BaseException as exc:
             for _, step_run, key in running.values():
@@ -274,22 +275,21 @@ class PipelineRunner:
                     run_id = self._record_cached(progress.pipeline_run, node, key, hit)
                     progress.outputs[node.name] = reused
                     origin = hit.tags.get("mloop.cached_from", hit.id)  # who computed it
-                    progress.record(StepEvent(node.name, "cached", run_id, cached_from=origin))
+                    progress.record(
+                        StepEvent(node.name, StepState.CACHED, run_id, cached_from=origin)
+                    )
                     return None
             if not progress.use_cache or self._claim(key):
                 break
         step_run = self.tracker.start_run(
             node.name,
             params=self._params_of(node),
-            tags={
-                "mloop.kind": "step",
-                "mloop.step": node.name,
-                "mloop.target": node.target,
-                CACHE_TAG: key,
-            },
+            tags={"mloop.step": node.name, "mloop.target": node.target, CACHE_TAG: key},
             parent=progress.pipeline_run,
+            kind=RunKind.STEP,
+            pipeline=progress.pipeline_run.pipeline,
         )
-        progress.record(StepEvent(node.name, "running", step_run.id))
+        progress.record(StepEvent(node.name, StepState.RUNNING, step_run.id))
         task = self._task(node, step_run.id, progress)
         if progress.executor.in_process:
             return progress.executor.submit(run_step, task, self.services), step_run, key
@@ -326,7 +326,7 @@ class PipelineRunner:
             progress.record(
                 StepEvent(
                     node.name,
-                    "finished",
+                    StepState.FINISHED,
                     step_run.id,
                     seconds=outcome.seconds,
                     attempts=outcome.attempts,
@@ -338,7 +338,7 @@ class PipelineRunner:
             progress.record(
                 StepEvent(
                     node.name,
-                    "failed",
+                    StepState.FAILED,
                     step_run.id,
                     seconds=outcome.seconds,
                     error=outcome.error,
@@ -405,13 +405,14 @@ class PipelineRunner:
             node.name,
             params=self._params_of(node),
             tags={
-                "mloop.kind": "step",
                 "mloop.step": node.name,
                 "mloop.target": node.target,
                 CACHE_TAG: key,
                 "mloop.cached_from": hit.tags.get("mloop.cached_from", hit.id),
             },
             parent=pipeline_run,
+            kind=RunKind.STEP,
+            pipeline=pipeline_run.pipeline,
         )
         self.tracker.metadata.runs.write_data(
             step_run.id,
@@ -427,7 +428,7 @@ class PipelineRunner:
         rank on one record."""
         metrics: list[Metric] = []
         for event in result.steps.values():
-            if event.run_id and event.state in ("finished", "cached"):
+            if event.run_id and event.state in (StepState.FINISHED, StepState.CACHED):
                 metrics.extend(self.tracker.metadata.runs.get(event.run_id).metrics.values())
         if metrics:
             self.tracker.metadata.runs.write_data(pipeline_run.id, metrics=metrics)

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from mloop.domain.run import RunStatus
+from mloop.domain.run import RunKind, RunStatus
 from mloop.errors import InvalidInput
 from mloop.executors import open_executor
 from mloop.services.pipelines.catalog import Pipelines
@@ -193,11 +193,9 @@ class Sweeper:
             check.sync(latest_reads(graphs))
             sweep = runner.tracker.start_run(
                 f"{key}-sweep",
-                tags={
-                    "mloop.kind": "sweep",
-                    "mloop.pipeline": key,
-                    "mloop.trials": str(len(trials)),
-                },
+                tags={"mloop.trials": str(len(trials))},
+                kind=RunKind.SWEEP,
+                pipeline=key,
             )
             workers: int = getattr(pool, "max_workers", None) or 2
             width = parallel or (1 if chosen == "local" else workers)

@@ -178,9 +178,9 @@ class ModelCards:
         return [CardSection(title, text=body) for title, body in [(INTENDED_USE, intended), *kept]]
 
     def _lineage(self, v: ModelVersion, run: Run | None, pipeline: Run | None) -> CardSection:
-        code = "not in git" if v.code_commit is None else v.code_commit
-        if v.code_commit and v.code_diff:
-            code += f" with uncommitted changes (digest {v.code_diff})"
+        code = "not in git" if v.code.commit is None else v.code.commit
+        if v.code.commit and v.code.diff_digest:
+            code += f" with uncommitted changes (digest {v.code.diff_digest})"
         fields: list[tuple[str, str]] = [("code", code)]
         if run is None:
             gone = f"The run {v.run_id} is no longer in the metadata store."
@@ -190,7 +190,7 @@ class ModelCards:
         fields.append(("run time", f"{stamp(run.started)} to {stamp(run.ended)}"))
         tables: tuple[CardTable, ...] = ()
         if pipeline is not None:
-            name = pipeline.tags.get("mloop.pipeline", pipeline.name)
+            name = pipeline.pipeline or pipeline.name
             target = pipeline.tags.get("mloop.target", "-")
             fields.append(("pipeline run", f"{pipeline.id} ({name}, {pipeline.status.value})"))
             fields.append(("pipeline", f"{name} = {target}"))

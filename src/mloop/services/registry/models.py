@@ -24,7 +24,8 @@ from typing import Any
 
 from mloop.domain.dataset import FileEntry, TableProfile
 from mloop.domain.event import Event
-from mloop.domain.model import Model, ModelVersion, Signature
+from mloop.domain.lineage import CodeVersion
+from mloop.domain.model import Model, ModelStatus, ModelVersion, Signature
 from mloop.domain.names import DatasetRef, ModelRef, check_name
 from mloop.domain.run import Run, RunOutput
 from mloop.errors import InvalidInput, InvalidPath, NeedsTrust, NotFound
@@ -123,8 +124,10 @@ class Registry:
             metrics=lineage.get("metrics", {}),
             params=lineage.get("params", {}),
             datasets=tuple(lineage.get("datasets", ())),
-            code_commit=source.code.commit if source and source.code else None,
-            code_diff=source.code.diff_digest if source and source.code else None,
+            # the model_versions table keeps the commit and diff, not the repository
+            code=CodeVersion(source.code.commit, source.code.diff_digest)
+            if source and source.code
+            else CodeVersion(None),
             environment=source.environment if source else None,
             description=description,
             trusted_types=tuple(_needs(manifest)),
@@ -308,7 +311,7 @@ class Registry:
         self.metadata.models.delete_alias(name, alias, event)
 
     def archive(self, name: str, version: int, undo: bool = False) -> None:
-        status = "ready" if undo else "archived"
+        status = ModelStatus.READY if undo else ModelStatus.ARCHIVED
         event = self._event(
             f"model.{'unarchived' if undo else 'archived'}", f"model/{name}:{version}"
         )

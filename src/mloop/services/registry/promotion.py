@@ -100,7 +100,7 @@ class Promoter:
     ) -> GateRecord:
         if isinstance(gate, Gate):
             result = evaluate([gate], candidate.metrics)[0]
-            return GateRecord(str(gate), result.passed, result.value, gate.threshold, result.reason)
+            return result
         if isinstance(gate, ChampionGate):
             try:
                 champion = self.registry.get(f"{candidate.name}@{alias}")

@@ -37,7 +37,7 @@ from mloop.domain.event import Event
 from mloop.domain.model import ModelVersion
 from mloop.domain.names import DatasetRef
 from mloop.domain.pipeline import PipelineGraph
-from mloop.domain.run import Run
+from mloop.domain.run import Run, RunKind
 from mloop.errors import InvalidInput, NotFound
 from mloop.services.registry.card import recorded_packages
 from mloop.services.registry.models import REHEARSED, Registry
@@ -189,15 +189,15 @@ class Reproducer:
             why = f"{version.ref} was registered outside any run: nothing records how it was made"
             raise InvalidInput(why, "reproduce works for versions a pipeline registered")
         run = self.metadata.runs.get(version.run_id)
-        if run.tags.get("mloop.kind") == "step" and run.parent_id:
+        if run.kind is RunKind.STEP and run.parent_id:
             run = self.metadata.runs.get(run.parent_id)
-        if run.tags.get("mloop.kind") != "pipeline" or "mloop.target" not in run.tags:
+        if run.kind is not RunKind.PIPELINE or "mloop.target" not in run.tags:
             raise InvalidInput(
                 f"{version.ref} was made by run {run.id[:12]} ({run.name}), not by a pipeline: "
                 "mloop can re-run pipelines only",
                 "make the training a pipeline (@mloop.pipeline) and register from its step",
             )
-        commit, diff = version.code_commit, version.code_diff
+        commit, diff = version.code.commit, version.code.diff_digest
         if commit is None:
             raise InvalidInput(
                 f"{version.ref} was made from code that was not in git, so it cannot be "
@@ -223,7 +223,7 @@ class Reproducer:
             for used in each.inputs:
                 if used.dataset is not None and "mloop.step" in each.tags and used.name:
                     inputs[f"{each.tags['mloop.step']}/{used.name}"] = used.dataset
-        name, target = run.tags.get("mloop.pipeline", run.name), run.tags["mloop.target"]
+        name, target = run.pipeline or run.name, run.tags["mloop.target"]
         request = RerunRequest(
             name, target, dict(run.params), inputs, version.datasets, version.ref, register
         )
@@ -286,8 +286,10 @@ class Reproducer:
     ) -> Reproduction:
         version = plan.version
         warnings: list[str] = []
-        if version.code_diff:
-            warnings.append(f"uncommitted changes ({version.code_diff[:12]}): only the commit ran")
+        if version.code.diff_digest:
+            warnings.append(
+                f"uncommitted changes ({version.code.diff_digest[:12]}): only the commit ran"
+            )
         runs = self._tree(self.metadata.runs.get(outcome.run_id)) if outcome.run_id else []
         mine = [v for r in runs for v in self.metadata.models.versions_of_run(r.id)]
         same = [v for v in mine if v.name == version.name]

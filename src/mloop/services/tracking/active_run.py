@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mloop.domain.run import Metric, Run, RunInput, RunOutput, RunStatus
+from mloop.domain.run import InputKind, Metric, Run, RunInput, RunOutput, RunStatus
 from mloop.errors import Conflict, InvalidInput, InvalidPath
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ class ActiveRun:
         self.parent_id = run.parent_id
         self.code = run.code  # what child runs inherit, without reading the run back
         self.environment = run.environment
+        self.pipeline = run.pipeline  # what the runner gives the steps of a pipeline run
         self._lock = threading.Lock()
         self._params: list[tuple[str, str]] = []
         self._tags: list[tuple[str, str]] = []
@@ -156,9 +157,9 @@ class ActiveRun:
         self._tracker.metadata.runs.write_data(self.id, outputs=outputs)
         return outputs
 
-    def log_input(self, kind: str, ref: str, name: str | None = None) -> None:
+    def log_input(self, kind: InputKind | str, ref: str, name: str | None = None) -> None:
         with self._lock:
-            self._inputs.append(RunInput(kind, ref, name))
+            self._inputs.append(RunInput(InputKind(kind), ref, name))
 
     # flushing and ending ------------------------------------------------------------------
     def _buffered(self) -> dict[str, list[Any]]:

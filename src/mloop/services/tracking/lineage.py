@@ -24,11 +24,11 @@ from typing import Literal
 from mloop.domain.dataset import DatasetVersion
 from mloop.domain.digests import is_digest
 from mloop.domain.event import Event
-from mloop.domain.lineage import LineageNode
+from mloop.domain.lineage import LineageNode, NodeKind
 from mloop.domain.model import ModelVersion
 from mloop.domain.names import DatasetRef, ModelRef, parse_address
 from mloop.domain.records import human_size
-from mloop.domain.run import Run, RunOutput
+from mloop.domain.run import Run, RunKind, RunOutput
 from mloop.errors import InvalidAddress, InvalidInput, MloopError, NotFound
 from mloop.store.metadata.protocol import MetadataStore
 
@@ -71,19 +71,19 @@ class _Walk:
 
 
 def _run_node(run: Run, relation: str = "") -> LineageNode:
-    return LineageNode("run", f"run/{run.id}", f"{run.name}  {run.status.value}", relation)
+    return LineageNode(NodeKind.RUN, f"run/{run.id}", f"{run.name}  {run.status.value}", relation)
 
 
 def _dataset_node(version: DatasetVersion, relation: str = "") -> LineageNode:
     files = "1 file" if version.file_count == 1 else f"{version.file_count} files"
     label = f"({files}, {human_size(version.total_size)})"
-    return LineageNode("dataset", f"dataset/{version.ref}", label, relation)
+    return LineageNode(NodeKind.DATASET, f"dataset/{version.ref}", label, relation)
 
 
 def _model_node(version: ModelVersion, relation: str = "") -> LineageNode:
     aliases = f"  @{', @'.join(version.aliases)}" if version.aliases else ""
     label = f"({version.flavor}, {human_size(version.size)}){aliases}"
-    return LineageNode("model", f"model/{version.ref}", label, relation)
+    return LineageNode(NodeKind.MODEL, f"model/{version.ref}", label, relation)
 
 
 def _artifact_node(digest: str, outputs: list[RunOutput], relation: str = "") -> LineageNode:
@@ -91,7 +91,7 @@ def _artifact_node(digest: str, outputs: list[RunOutput], relation: str = "") ->
     known = outputs[0].size if outputs else None  # None: a size recorded before 0004
     size = f"({human_size(known)})" if known is not None else ""
     label = "  ".join(part for part in (names, size) if part)
-    return LineageNode("artifact", f"artifact/{digest}", label, relation)
+    return LineageNode(NodeKind.ARTIFACT, f"artifact/{digest}", label, relation)
 
 
 class LineageService:
@@ -268,9 +268,11 @@ class LineageService:
                 if writers:
                     walk.writers.setdefault(item.ref, writers)
                 label = item.name or ""
-                found.append(LineageNode("artifact", f"artifact/{item.ref}", label, "input"))
+                found.append(LineageNode(NodeKind.ARTIFACT, f"artifact/{item.ref}", label, "input"))
             else:
-                found.append(LineageNode(item.kind, f"{item.kind}/{item.ref}", "", "input"))
+                found.append(
+                    LineageNode(NodeKind(item.kind), f"{item.kind}/{item.ref}", "", "input")
+                )
         # A pipeline run reads nothing itself: its steps do. The datasets they read are what
         # the whole run came from (the artifacts passed between steps are internal to it).
         seen = {item.ref for item in run.inputs if item.kind == "dataset"}
@@ -287,7 +289,7 @@ class LineageService:
 
     def _siblings(self, run: Run, walk: _Walk) -> list[Run]:
         """The other steps of the pipeline run `run` is a step of, with their outputs."""
-        if run.parent_id is None or run.tags.get("mloop.kind") != "step":
+        if run.parent_id is None or run.kind is not RunKind.STEP:
             return []
         listed = self.metadata.runs.children(run.parent_id)
         return [self._run(child.id, walk) for child in listed if child.id != run.id]
@@ -298,14 +300,14 @@ class LineageService:
         if run.code is not None:
             commit, diff = run.code.commit, run.code.diff_digest
             ref = f"code/{commit or 'none'}" + (f"+{diff}" if diff else "")
-            found.append(LineageNode("code", ref, run.code.describe()))
+            found.append(LineageNode(NodeKind.CODE, ref, run.code.describe()))
         if run.environment:
             try:
                 env = self.metadata.environments.get(run.environment)
                 label = f"{env.python}, {env.package_count} packages"
             except NotFound:
                 label = NOT_RECORDED
-            found.append(LineageNode("environment", f"environment/{run.environment}", label))
+            found.append(LineageNode(NodeKind.ENVIRONMENT, f"environment/{run.environment}", label))
         return found
 
     def _dataset_input(self, ref: str) -> LineageNode:
@@ -316,7 +318,7 @@ class LineageService:
                 self.metadata.datasets.get_version(dataset.name, dataset.version), "input"
             )
         except (NotFound, InvalidAddress):
-            return LineageNode("dataset", f"dataset/{ref}", NOT_RECORDED, "input")
+            return LineageNode(NodeKind.DATASET, f"dataset/{ref}", NOT_RECORDED, "input")
 
     def _run_down(self, run: Run) -> list[LineageNode]:
         by_digest: dict[str, list[RunOutput]] = {}

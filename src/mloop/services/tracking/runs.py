@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from mloop.domain.event import Event
 from mloop.domain.lineage import CodeVersion, Environment
-from mloop.domain.run import Liveness, Metric, Run, RunStatus
+from mloop.domain.run import Liveness, Metric, Run, RunKind, RunStatus
 from mloop.errors import Conflict, NotFound
 from mloop.services.tracking.active_run import ActiveRun, check_key
 from mloop.services.tracking.heartbeat import HEARTBEATS, HOST, LOST_AFTER, Heartbeats, liveness
@@ -94,8 +94,12 @@ class Tracker:
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, Any] | None = None,
         parent: ActiveRun | None = None,
+        *,
+        kind: RunKind = RunKind.RUN,
+        pipeline: str | None = None,
     ) -> ActiveRun:
-        """Create a run, capturing code and environment (a nested run shares its parent's).
+        """Create a run, capturing code and environment (a nested run shares its parent's);
+        `kind` and `pipeline` are set by the pipeline runner and sweeps.
 
         The run, its first params and tags, its start event and (the first time) its
         environment are written in one transaction.
@@ -130,6 +134,8 @@ class Tracker:
             pid=os.getpid(),
             host=HOST,
             heartbeat=started,
+            kind=kind,
+            pipeline=pipeline,
         )
         details = {"name": run.name, "parent": run.parent_id}
         event = self._event("run.started", run_id, details)

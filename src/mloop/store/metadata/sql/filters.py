@@ -26,6 +26,8 @@ ATTRIBUTE_COLUMNS = {
     "ended": "r.ended",
     "id": "r.id",
     "parent": "r.parent_id",
+    "kind": "r.kind",
+    "pipeline": "r.pipeline",
 }
 SQL_OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 NO_PARENT = ("", "null", "none")  # `parent = null`: run ids are hex, so no id is spelt so

@@ -78,10 +78,10 @@ class SqlModelStore:
                     "met": rows.dumps(dict(version.metrics)),
                     "par": rows.dumps(dict(version.params)),
                     "ds": rows.dumps(list(version.datasets)),
-                    "cc": version.code_commit,
-                    "cd": version.code_diff,
+                    "cc": version.code.commit,
+                    "cd": version.code.diff_digest,
                     "env": version.environment,
-                    "st": version.status,
+                    "st": str(version.status),
                     "desc": version.description,
                     "tt": rows.dumps(list(version.trusted_types)),
                     "g": rows.dumps(list(version.gates)),
@@ -219,7 +219,7 @@ class SqlModelStore:
                 in_range(version)
                 and tx.execute(
                     "UPDATE model_versions SET status = :s WHERE model = :m AND version = :v",
-                    {"s": status, "m": name, "v": version},
+                    {"s": str(status), "m": name, "v": version},
                 ).rowcount
             )
             if not changed:

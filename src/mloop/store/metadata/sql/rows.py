@@ -71,7 +71,15 @@ RUN = RowShape(
 )
 DATASET_VERSION = RowShape(DatasetVersion, {"dataset": "name", "user_name": "user"})
 DATASET_SUMMARY = RowShape(DatasetSummary)
-MODEL_VERSION = RowShape(ModelVersion, {"model": "name", "user_name": "user"})
+MODEL_VERSION = RowShape(
+    ModelVersion,
+    {
+        "model": "name",
+        "user_name": "user",
+        "code_commit": "code.commit",
+        "code_diff": "code.diff_digest",
+    },
+)
 MODEL = RowShape(Model)
 EVENT = RowShape(Event)
 ENVIRONMENT = RowShape(Environment)
@@ -101,6 +109,8 @@ def run_to_row(run: Run) -> dict[str, Any]:
         "pid": run.pid,
         "host": run.host,
         "heartbeat": run.heartbeat,
+        "kind": run.kind.value,
+        "pipeline": run.pipeline,
     }
 
 

@@ -104,10 +104,11 @@ class SqlRunStore(RunRemoval):
                 )
             tx.execute(
                 "INSERT INTO runs (id, name, status, started, ended, parent_id, user_name, "
-                "code_commit, code_diff, code_repo, environment, error, pid, host, heartbeat) "
+                "code_commit, code_diff, code_repo, environment, error, pid, host, heartbeat, "
+                "kind, pipeline) "
                 "VALUES (:id, :name, :status, :started, :ended, :parent_id, :user_name, "
                 ":code_commit, :code_diff, :code_repo, :environment, :error, :pid, :host, "
-                ":heartbeat)",
+                ":heartbeat, :kind, :pipeline)",
                 rows.run_to_row(run),
             )
             tx.execute(rows.INSERT_EVENT, rows.event_to_row(event))

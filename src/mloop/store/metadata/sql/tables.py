@@ -29,9 +29,12 @@ runs = sa.Table(
     sa.Column("host", sa.String(255)),
     sa.Column("heartbeat", sa.Float),
     sa.Column("deleted", sa.Float),
+    sa.Column("kind", sa.String(16), nullable=False, server_default="run"),
+    sa.Column("pipeline", sa.String(200)),
     sa.Index("ix_runs_started", "started"),
     sa.Index("ix_runs_parent", "parent_id"),
     sa.Index("ix_runs_status_host", "status", "host"),
+    sa.Index("ix_runs_pipeline", "pipeline"),
 )
 
 run_params = sa.Table(
