@@ -9,7 +9,8 @@ import pytest
 
 from mloop.domain.dataset import FileEntry
 from mloop.domain.event import Event
-from mloop.domain.model import ColumnSpec, GateRecord, ModelStatus, ModelVersion, Signature
+from mloop.domain.gate import GateRecord
+from mloop.domain.model import ColumnSpec, ModelStatus, ModelVersion, Signature
 from mloop.domain.names import DatasetRef
 from mloop.errors import InvalidInput, NotFound
 from mloop.store import open_metadata_store

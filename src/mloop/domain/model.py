@@ -11,7 +11,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mloop.domain.gate import GateRecord as GateRecord  # where callers found it before
+from mloop.domain.gate import GateRecord
 from mloop.domain.lineage import CodeVersion
 from mloop.domain.names import DatasetRef, ModelRef
 

@@ -22,8 +22,9 @@ from markupsafe import Markup
 
 from mloop.domain.dataset import ColumnProfile, DatasetVersion
 from mloop.domain.event import Event
+from mloop.domain.gate import GateRecord
 from mloop.domain.lineage import Environment
-from mloop.domain.model import ColumnSpec, GateRecord, ModelVersion
+from mloop.domain.model import ColumnSpec, ModelVersion
 from mloop.domain.records import human_size
 from mloop.domain.run import Run
 from mloop.errors import MloopError, NotFound

@@ -21,12 +21,13 @@ from mloop.domain.gate import (
     BiasGate,
     ChampionGate,
     Gate,
+    GateRecord,
     PromotionGate,
     ValidationGate,
     evaluate,
     number_text,
 )
-from mloop.domain.model import GateRecord, ModelVersion
+from mloop.domain.model import ModelVersion
 from mloop.domain.policy import ModelPolicy
 from mloop.errors import GateFailed, InvalidInput, MloopError, NeedsTrust
 from mloop.services.data.versioning import DataService, parse_version_ref

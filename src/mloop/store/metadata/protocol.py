@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:  # annotations only: importing the store must stay cheap for the CLI
     from mloop.domain.dataset import DatasetSummary, DatasetVersion, FileEntry
     from mloop.domain.event import Event
+    from mloop.domain.gate import GateRecord
     from mloop.domain.lineage import Environment
-    from mloop.domain.model import GateRecord, Model, ModelVersion
+    from mloop.domain.model import Model, ModelVersion
     from mloop.domain.query import Expr, SortKey
     from mloop.domain.run import Liveness, Metric, Run, RunInput, RunOutput, RunStatus
 

@@ -8,7 +8,8 @@ from typing import Any
 
 from mloop.domain.dataset import FileEntry
 from mloop.domain.event import Event
-from mloop.domain.model import GateRecord, Model, ModelVersion
+from mloop.domain.gate import GateRecord
+from mloop.domain.model import Model, ModelVersion
 from mloop.errors import InvalidInput, NotFound
 from mloop.store.metadata.sql import rows
 from mloop.store.metadata.sql.db import Database, Tx, in_range
