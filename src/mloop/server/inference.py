@@ -44,7 +44,7 @@ from mloop.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from mloop.server import oip
+from mloop.server import oip, sticky
 from mloop.server.errors import error_body, from_error
 from mloop.server.limits import (
     Admission,
@@ -57,18 +57,26 @@ from mloop.server.limits import (
     read_body,
 )
 from mloop.server.media import CSV, HINTS, INFER, INVOCATIONS, V1, Media, media_type
-from mloop.server.openapi import openapi_document
-from mloop.services.serving.batcher import MicroBatcher
+from mloop.server.slots import (
+    Loaded,
+    ServedVersion,
+    ServingPlan,
+    Slot,
+    Table,
+    make_table,
+)
+from mloop.server.tensors import split_body
+from mloop.services.serving.intervals import Intervals
 from mloop.services.serving.metrics import ENDPOINTS, ServingMetrics
 from mloop.services.serving.predictor import Predictor, failure
 from mloop.services.serving.requests import (
     Batch,
-    RequestReader,
     describe_unknown,
     mlflow_response,
     parse_body,
 )
 from mloop.services.serving.settings import ServeSettings as ServeSettings  # where it is declared
+from mloop.services.serving.shadow import Copy, Mirror
 from mloop.services.serving.tables import read_csv
 
 logger = logging.getLogger("mloop.server")
@@ -81,38 +89,38 @@ _E = {name: i for i, name in enumerate(ENDPOINTS)}
 
 
 class InferenceApp:
-    """The ASGI app serving one `Predictor`; build it with `create_app`."""
+    """The ASGI app serving a routing `Table` of model versions; build it with `create_app`
+    (one version) or `endpoint_app` (a deployment, followed by `follower.DeploymentFollower`).
+
+    `table` is replaced whole by `swap`, one assignment: a request reads it once, with no
+    await between choosing its slot and counting itself in flight there.
+    """
 
     def __init__(
-        self, predictor: Predictor, settings: ServeSettings, metrics: ServingMetrics
+        self,
+        table: Table,
+        settings: ServeSettings,
+        metrics: ServingMetrics,
+        intervals: Intervals | None = None,
     ) -> None:
-        self.predictor = predictor
+        self.table = table
         self.settings = settings
         self.metrics = metrics
+        self.intervals = intervals or Intervals(table.name)
+        self.mirror = Mirror(settings.shadow_queue)
+        self.follower: Any = None  # a DeploymentFollower, started and stopped with the app
         self.ready = True
         self._last_client: Any = None
-        self.reader = RequestReader(
-            predictor.signature, predictor.wants_frame, predictor.categories
-        )
-        self.categories = {name: i for i, name in enumerate(self.reader.categories)}
-        metrics.watch_categories(list(self.categories))
-        self.batcher = MicroBatcher(
-            predictor.predict,
-            max_batch_size=settings.max_batch_size,
-            max_wait=settings.max_wait,
-            batching=settings.batching,
-            mode=settings.predict_mode,
-            observe=metrics.batch,
-        )
         self.admission = Admission(settings.max_concurrency, settings.max_queue)
         self.bodies = BodyBudget(settings.max_body_memory)
-        name, version = predictor.name, predictor.version
-        self.label = f"{name}:{version}"
-        model = (b"mloop-model", self.label.encode())
-        self.json: Headers = [(b"content-type", b"application/json"), model]
-        self.text: Headers = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8"), model]
-        self.binary: Headers = [(b"content-type", b"application/octet-stream"), model]
-        self.output = oip.output_name(predictor.signature)
+        self.name = name = table.name
+        primary = table.primary
+        self.categories = {n: i for i, n in enumerate(primary.reader.categories)}
+        metrics.watch_categories(list(self.categories))
+        self.label = primary.label if table.fixed else f"endpoint {name}"
+        self.json: Headers = table.json  # the same for every table of this app
+        self.text: Headers = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
+        self.text += self.json[1:]
         self.inputs_hint = f"GET /v2/models/{name} lists the inputs, their types and nullability"
         self.busy = error_body(
             Overloaded,
@@ -137,13 +145,9 @@ class InferenceApp:
             "/ping": {"status": "ok"},
             "/v2/health/live": {"live": True},
             "/v2": {"name": "mloop", "version": __version__, "extensions": ["binary_tensor_data"]},
-            f"/v2/models/{name}": oip.metadata(name, version, predictor.signature),
-            f"/v2/models/{name}/versions/{version}": oip.metadata(
-                name, version, predictor.signature
-            ),
-            "/openapi.json": openapi_document(name, version, predictor.signature),
         }
         self.static = {path: orjson.dumps(value) for path, value in static.items()}
+        self.static["/health"] = self.static["/ping"]
         get: dict[str, Handler] = {"GET": self._static, "HEAD": self._static}
         ready: dict[str, Handler] = {"GET": self._ready, "HEAD": self._ready}
         infer: dict[str, Handler] = {"POST": self._infer}
@@ -152,9 +156,7 @@ class InferenceApp:
             f"/v1/models/{name}:predict": (_E["invocations"], {"POST": self._predict_v1}),
             f"/v1/models/{name}": (_E["health"], {"GET": self._ready_v1, "HEAD": self._ready_v1}),
             f"/v2/models/{name}/infer": (_E["infer"], infer),
-            f"/v2/models/{name}/versions/{version}/infer": (_E["infer"], infer),
             f"/v2/models/{name}": (_E["metadata"], get),
-            f"/v2/models/{name}/versions/{version}": (_E["metadata"], get),
             "/v2": (_E["metadata"], get),
             f"/v2/models/{name}/ready": (_E["health"], ready),
             "/v2/health/ready": (_E["health"], ready),
@@ -166,7 +168,10 @@ class InferenceApp:
             "/metrics": (_E["metrics"], {"GET": self._metrics, "HEAD": self._metrics}),
             "/openapi.json": (_E["openapi"], get),
         }
-        self.static["/health"] = self.static["/ping"]
+        if table.fixed:  # one version, named by its ref: its version routes too
+            version = primary.predictor.version
+            self.routes[f"/v2/models/{name}/versions/{version}/infer"] = (_E["infer"], infer)
+            self.routes[f"/v2/models/{name}/versions/{version}"] = (_E["metadata"], get)
         # Probes (kubelet, load balancers) carry no token: health and readiness stay open.
         self.open_paths = {
             "/healthz",
@@ -183,6 +188,24 @@ class InferenceApp:
             "this server needs a bearer token",
             "send the header Authorization: Bearer TOKEN (the server's MLOOP_SERVE_TOKEN)",
         )
+
+    def swap(self, table: Table) -> list[Slot]:
+        """Serve `table` from now on; returns the slots it no longer holds (to drain)."""
+        old = self.table
+        self.table = table
+        kept = set(map(id, table.by_index))
+        return [slot for slot in old.by_index if id(slot) not in kept]
+
+    def take_interval(self) -> dict[str, Any]:
+        """Per-version counts since the last call (this worker's), for the rollout analysis."""
+        return self.intervals.take()
+
+    def shadow_summary(self) -> dict[str, Any] | None:
+        """This worker's shadow numbers (agreement, drops, predict times), or None: no shadow."""
+        shadow = self.table.shadow
+        if shadow is None:
+            return None
+        return {"model": shadow.label, "primary": self.table.primary.label, **self.mirror.summary()}
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -228,7 +251,14 @@ class InferenceApp:
             }
         )
         await send({"type": "http.response.body", "body": body})
-        self.metrics.request(endpoint, status, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.metrics.request(endpoint, status, seconds)
+        slot = scope.get("mloop.slot")
+        if slot is not None:
+            slot.record(status, seconds)
+            copy = scope.get("mloop.mirror")
+            if copy is not None:  # the answer is out: now the shadow may have its copy
+                self.mirror.offer(copy)
 
     def _authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
         expected = self.settings.token_sha256
@@ -257,44 +287,70 @@ class InferenceApp:
         return await self._predict(scope, receive, V1)
 
     async def _ready_v1(self, scope: dict[str, Any], receive: Receive) -> Reply:
-        body = {"name": self.predictor.name, "ready": self.ready}
+        body = {"name": self.name, "ready": self.ready}
         return (200 if self.ready else 503), orjson.dumps(body), self.json
 
     async def _infer(self, scope: dict[str, Any], receive: Receive) -> Reply:
         return await self._predict(scope, receive, INFER)
 
-    def _read(self, route: str, media: Media, body: bytes) -> tuple[Batch, Any]:
+    def _read(self, slot: Slot, route: str, media: Media, body: bytes) -> tuple[Batch, Any]:
         """The batch a body holds, and what the answer needs to know of the request."""
         if route == INFER:
-            request = oip.read_request(self.reader, body, media.header_length)
+            request = oip.read_request(slot.reader, body, media.header_length)
             return request.batch, request
         if media.kind == CSV:
-            frame = read_csv(body, self.predictor.signature, "the CSV body")
-            return self.reader.frame(frame, "the CSV body"), None
+            frame = read_csv(body, slot.predictor.signature, "the CSV body")
+            return slot.reader.frame(frame, "the CSV body"), None
         # no true/false in the text: no bool can hide among the numbers, none is looked for
-        return self.reader.mlflow(parse_body(body), b"true" in body or b"false" in body), None
+        return slot.reader.mlflow(parse_body(body), b"true" in body or b"false" in body), None
 
-    def _write(self, result: Any, request: Any) -> tuple[bytes, Headers]:
+    def _route(
+        self, table: Table, scope: dict[str, Any], route: str, media: Media, body: bytes
+    ) -> tuple[Slot, Batch, Any]:
+        """Choose the slot for a request, by its sticky key if the table has one, and read
+        its body with that slot's reader (a payload field's key needs the body parsed first;
+        it is parsed once)."""
+        field = table.sticky_field
+        if field is None:
+            key = table.header_key(scope["headers"]) if table.sticky_header else None
+            slot = table.pick(key)
+            return slot, *self._read(slot, route, media, body)
+        bools = b"true" in body or b"false" in body
+        if route == INFER:
+            head, binary = split_body(body, media.header_length)
+            payload = parse_body(head)
+            slot = table.pick(sticky.oip_key(payload, field))
+            request = oip.read_infer(slot.reader, payload, binary, bools)
+            return slot, request.batch, request
+        if media.kind == CSV:
+            slot = table.pick(sticky.csv_key(body, field))
+            return slot, *self._read(slot, route, media, body)
+        payload = parse_body(body)
+        slot = table.pick(sticky.mlflow_key(payload, field))
+        return slot, slot.reader.mlflow(payload, bools), None
+
+    def _write(self, slot: Slot, result: Any, request: Any) -> tuple[bytes, Headers]:
         if request is None:
-            return mlflow_response(result), self.json
-        predictor = self.predictor
+            return mlflow_response(result), slot.json
+        predictor = slot.predictor
         body, length = oip.infer_response(
             result,
             predictor.name,
             predictor.version,
             request.id,
-            self.output,
+            slot.output,
             request.binary_output,
         )
         if length is None:
-            return body, self.json
-        return body, [*self.binary, (b"inference-header-content-length", b"%d" % length)]
+            return body, slot.json
+        return body, [*slot.binary, (b"inference-header-content-length", b"%d" % length)]
 
     def _warn(self, batch: Batch, headers: Headers) -> Headers:
         """Count the categories training never saw, and name them in a response header (as
         ASCII: values are shown with repr's escapes, so no client text breaks a header)."""
+        last = len(self.categories) - 1
         for found in batch.unknown:
-            self.metrics.unknown_categories(self.categories[found.column], found.count)
+            self.metrics.unknown_categories(self.categories.get(found.column, last), found.count)
         text = describe_unknown(batch.unknown).encode("ascii", "backslashreplace")
         return [*headers, (b"mloop-warning", text[:1024])]
 
@@ -321,6 +377,7 @@ class InferenceApp:
             return Overloaded.http_status, self.busy, self.busy_headers
         admitted = False
         held = 0  # bytes of this request's body taken from the worker's budget
+        slot: Slot | None = None
         self.metrics.enter()
         deadline = asyncio.get_running_loop().time() + settings.timeout
         try:
@@ -342,20 +399,37 @@ class InferenceApp:
                         return Overloaded.http_status, self.busy, self.busy_headers
                     await admission.wait()
                 admitted = True
-                batch, request = self._read(route, media, body)
+                # From reading the table to counting in flight there: no await.
+                table = self.table
+                if table.only is not None:
+                    slot = table.only
+                    slot.in_flight += 1
+                    scope["mloop.slot"] = slot
+                    batch, request = self._read(slot, route, media, body)
+                else:
+                    slot, batch, request = self._route(table, scope, route, media, body)
+                    slot.in_flight += 1
+                    scope["mloop.slot"] = slot
+                shadow = table.shadow
+                began = time.perf_counter() if shadow is not None else 0.0
                 try:
-                    result = await self.batcher.predict(batch.data, batch.rows, lone)
+                    result = await slot.batcher.predict(batch.data, batch.rows, lone)
                 except Exception as exc:
-                    failed = failure(self.predictor, exc)
+                    failed = failure(slot.predictor, exc)
                     if isinstance(failed, ModelFailed):
-                        logger.error("%s failed to predict", self.label, exc_info=exc)
+                        logger.error("%s failed to predict", slot.label, exc_info=exc)
                     raise failed from exc
-                answer, headers = self._write(result, request)
+                if shadow is not None and table.mirror_this():
+                    seconds = time.perf_counter() - began
+                    copy = Copy(shadow, slot.metrics, batch.data, batch.rows, result, seconds)
+                    scope["mloop.mirror"] = copy
+                answer, headers = self._write(slot, result, request)
                 return 200, answer, self._warn(batch, headers) if batch.unknown else headers
         except TimeoutError:
             message = f"no answer within the time-out of {settings.timeout:g} s"
             hint = "send fewer rows per request, or raise --timeout"
-            return Timeout.http_status, error_body(Timeout, message, hint), self.json
+            headers = slot.json if slot is not None else self.json
+            return Timeout.http_status, error_body(Timeout, message, hint), headers
         except TooLarge:
             message = f"the body is over the limit of {settings.max_body_bytes} bytes"
             hint = "send fewer rows per request, or raise --max-body-size"
@@ -363,29 +437,43 @@ class InferenceApp:
             return PayloadTooLarge.http_status, body, [*self.json, (b"connection", b"close")]
         except MloopError as exc:
             status, body = from_error(exc, self.inputs_hint)
-            return status, body, self.json
+            return status, body, slot.json if slot is not None else self.json
         finally:
             self.bodies.give(held)
             if admitted:
                 admission.leave()
+            if slot is not None:
+                slot.in_flight -= 1
             self.metrics.leave()
 
     # everything else -----------------------------------------------------------------------
     async def _static(self, scope: dict[str, Any], receive: Receive) -> Reply:
-        return 200, self.static[scope["path"]], self.json
+        path = scope["path"]
+        body = self.table.bodies.get(path)
+        return 200, body if body is not None else self.static[path], self.json
 
     async def _ready(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        table = self.table
+        if table.fixed:
+            body: dict[str, Any] = {"ready": self.ready, "model": self.label}
+        else:
+            body = {
+                "ready": self.ready,
+                "endpoint": self.name,
+                "versions": [{"model": s.label, "role": s.role} for s in table.by_index],
+            }
+        if self.follower is not None:
+            body.update(self.follower.detail())
         if self.ready:
-            body = {"ready": True, "model": self.label}
             return 200, orjson.dumps(body), self.json
-        body = {"ready": False, "model": self.label, "reason": "the server is stopping"}
+        body["reason"] = "the server is stopping"
         return 503, orjson.dumps(body), self.json
 
     async def _metrics(self, scope: dict[str, Any], receive: Receive) -> Reply:
         return 200, self.metrics.render(), self.text
 
     def _not_found(self, path: str) -> Reply:
-        name = self.predictor.name
+        name = self.name
         if path.startswith("/v2/models/") and not path.startswith(f"/v2/models/{name}/"):
             message = f"this server serves model {name!r}, not {path.split('/')[3]!r}"
             hint = f"use /v2/models/{name}/infer"
@@ -403,12 +491,19 @@ class InferenceApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self.follower is not None:
+                    self.follower.start()
                 self.metrics.ready(True)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                # uvicorn sends this once the requests in flight are answered
                 self.ready = False
                 self.metrics.ready(False)
-                await self.batcher.aclose()
+                if self.follower is not None:
+                    await self.follower.stop()
+                await self.mirror.aclose()
+                for loaded in self.table.loaded():
+                    await loaded.batcher.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -424,5 +519,30 @@ def create_app(
         >>> app = create_app(LoadedModel("churn", 3, model, signature))  # doctest: +SKIP
         >>> uvicorn.run(app, loop="uvloop", http="httptools")  # doctest: +SKIP
     """
+    settings = settings or ServeSettings()
     metrics = metrics or ServingMetrics(model=predictor.name, version=predictor.version)
-    return InferenceApp(predictor, settings or ServeSettings(), metrics)
+    model = f"{predictor.name}:{predictor.version}"
+    plan = ServingPlan(predictor.name, (ServedVersion(model),))
+    return endpoint_app(plan, {model: predictor}, settings, metrics, fixed=True)
+
+
+def endpoint_app(
+    plan: ServingPlan,
+    predictors: dict[str, Predictor],
+    settings: ServeSettings | None = None,
+    metrics: ServingMetrics | None = None,
+    fixed: bool = False,
+) -> InferenceApp:
+    """The ASGI app serving `plan` with the `predictors` of its versions (by NAME:V), loaded
+    and warmed already; `DeploymentFollower` keeps it serving what the deployment says.
+
+    Example:
+        >>> plan = ServingPlan("churn", (ServedVersion("churn:3"),))  # doctest: +SKIP
+        >>> app = endpoint_app(plan, {"churn:3": predictor})  # doctest: +SKIP
+    """
+    settings = settings or ServeSettings()
+    metrics = metrics or ServingMetrics()
+    intervals = Intervals(plan.endpoint)
+    loaded = {ref: Loaded(p, settings, metrics.batch) for ref, p in predictors.items()}
+    table = make_table(plan, loaded, metrics.versions, intervals, fixed=fixed)
+    return InferenceApp(table, settings, metrics, intervals)
