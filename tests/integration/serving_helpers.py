@@ -27,6 +27,7 @@ import httpx
 import numpy as np
 
 from mloop.domain.model import ColumnSpec, Signature
+from mloop.sdk.python_model import PythonModel
 from mloop.services.serving.predictor import LoadedModel
 from tests.servers import wait_for
 
@@ -126,6 +127,29 @@ class Pid(Recording):
     def predict(self, batch: Any) -> Any:
         super().predict(batch)
         return np.full(len(batch), os.getpid())
+
+
+class Broken(PythonModel):
+    """A version whose every predict fails: it can never pass its readiness check."""
+
+    def predict(self, batch: Any) -> Any:
+        raise RuntimeError("the weights file is empty")
+
+
+class Gated(PythonModel):
+    """A challenger that says 0 for every row, but only while the file `gate` exists: a shadow
+    as slow as the test wants, without a clock. (A file, since a registered PythonModel is
+    loaded from its stored code, in a module of its own: no object of the test's reaches it.)"""
+
+    def __init__(self, gate: str) -> None:
+        self.gate = gate
+
+    def predict(self, batch: Any) -> Any:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(self.gate):
+            assert time.monotonic() < deadline, "the gate was never opened"
+            time.sleep(0.005)  # polls the gate: the model stands for one that takes its time
+        return np.zeros(len(batch), dtype=np.int64)
 
 
 @contextmanager

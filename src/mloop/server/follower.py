@@ -25,12 +25,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mloop.errors import ModelFailed
-from mloop.server.inference import InferenceApp
+from mloop.errors import MloopError, ModelFailed
+from mloop.server.inference import InferenceApp, endpoint_app
 from mloop.server.slots import Loaded, ServingPlan, Slot, make_table, retire
 from mloop.services.serving.batcher import cancel
+from mloop.services.serving.metrics import ServingMetrics
 from mloop.services.serving.predictor import Predictor
 from mloop.services.serving.requests import RequestReader
+from mloop.services.serving.settings import ServeSettings
 
 logger = logging.getLogger("mloop.server")
 
@@ -201,3 +203,21 @@ class DeploymentFollower:
         for loaded in {slot.loaded for slot in slots} - used:
             self.loaded.pop(loaded.model, None)
             await loaded.batcher.aclose()
+
+
+def follow_app(follow: Follow, settings: ServeSettings, metrics: ServingMetrics) -> InferenceApp:
+    """The app serving the deployment `follow.source()` says now, every version loaded and
+    ready, with the follower that keeps it current (a version failing its readiness check
+    at start stops the worker with the reason: there is no last good table to serve yet)."""
+    plan = follow.source()
+    predictors = {}
+    for ref in dict.fromkeys(v.model for v in plan.versions):
+        try:
+            predictors[ref] = load_ready(follow.load, ref)
+        except MloopError:
+            raise
+        except Exception as exc:
+            raise ModelFailed(reason(ref, exc), "fix or replace that version") from exc
+    app = endpoint_app(plan, predictors, settings, metrics)
+    DeploymentFollower(app, follow)
+    return app

@@ -31,9 +31,9 @@ from multiprocessing.connection import wait
 from time import perf_counter
 from typing import Any, cast
 
-from mloop.errors import ConfigError, MloopError, ModelFailed
-from mloop.server.follower import DeploymentFollower, Follow, load_ready, reason
-from mloop.server.inference import InferenceApp, ServeSettings, create_app, endpoint_app
+from mloop.errors import ConfigError, MloopError
+from mloop.server.follower import Follow, follow_app
+from mloop.server.inference import InferenceApp, ServeSettings, create_app
 from mloop.server.limits import GuardedHttpTools
 from mloop.services.serving.metrics import ServingMetrics, SharedCounters
 from mloop.services.serving.predictor import Predictor
@@ -129,7 +129,7 @@ def run_worker(
 
     started = perf_counter()
     if isinstance(factory, Follow):
-        app = _follow(factory, settings, ServingMetrics(counters, worker))
+        app = follow_app(factory, settings, ServingMetrics(counters, worker))
     else:
         predictor = factory()
         metrics = ServingMetrics(counters, worker, predictor.name, predictor.version)
@@ -154,24 +154,6 @@ def run_worker(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def _follow(follow: Follow, settings: ServeSettings, metrics: ServingMetrics) -> InferenceApp:
-    """The app serving the deployment `follow.source()` says now, every version loaded and
-    ready, with the follower that keeps it current (a version failing its readiness check
-    at start stops the worker with the reason: there is no last good table to serve yet)."""
-    plan = follow.source()
-    predictors = {}
-    for ref in dict.fromkeys(v.model for v in plan.versions):
-        try:
-            predictors[ref] = load_ready(follow.load, ref)
-        except MloopError:
-            raise
-        except Exception as exc:
-            raise ModelFailed(reason(ref, exc), "fix or replace that version") from exc
-    app = endpoint_app(plan, predictors, settings, metrics)
-    DeploymentFollower(app, follow)
-    return app
 
 
 def _skip_finite_checks() -> None:
