@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -74,6 +75,7 @@ class Endpoint:
     app: InferenceApp
     source: Source
     root: Path
+    reported: list[dict[str, Any]]
 
     def post(self, n: int = 1, **headers: str) -> httpx.Response:
         _, _, features, names = cancer_model()
@@ -91,10 +93,12 @@ def endpoint(root: Path) -> Iterator[Endpoint]:
     from mloop.cli.serve import load_predictor
 
     source = Source(plan(V1))
-    follow = Follow(source, lambda ref: load_predictor(str(root), ref, True), poll=0.02)
+    reported: list[dict[str, Any]] = []
+    load = lambda ref: load_predictor(str(root), ref, True)  # noqa: E731
+    follow = Follow(source, load, poll=0.02, report=reported.append, report_every=0.05)
     app = follow_app(follow, ServeSettings(shadow_queue=3), ServingMetrics())
     with running(app) as url:
-        yield Endpoint(url, app, source, root)
+        yield Endpoint(url, app, source, root, reported)
 
 
 def test_a_new_deployment_is_loaded_warmed_and_swapped_and_the_old_version_drains(
@@ -179,18 +183,26 @@ def test_a_payload_field_is_the_same_sticky_key_in_every_protocol(endpoint: Endp
     assert set(seen) == {"cancer:1", "cancer:2"}
 
 
-def test_per_version_intervals_are_taken_and_start_again(endpoint: Endpoint) -> None:
+def test_per_version_intervals_are_reported_and_add_up_to_what_clients_saw(
+    endpoint: Endpoint,
+) -> None:
     endpoint.switch(plan(V1, ("cancer:2", "canary", 50)))
-    endpoint.app.take_interval()
+    before = len(endpoint.reported)
+    wait_for(lambda: len(endpoint.reported) > before, 30, "an interval reported")
     counted = Counter(endpoint.post().headers["mloop-model"] for _ in range(50))
-    taken = endpoint.app.take_interval()
+    start = len(endpoint.reported)
+    wait_for(lambda: len(endpoint.reported) > start, 30, "the interval after the requests")
+    summed: Counter[str] = Counter()
+    for record in endpoint.reported[before:]:
+        assert record["endpoint"] == "cancer" and record["shadow"] is None
+        for version in record["versions"]:
+            summed[version["model"]] += version["requests"]
+    assert summed == counted  # every request in exactly one interval, none twice
+    taken = endpoint.reported[-1]
     assert taken["endpoint"] == "cancer" and taken["ended"] >= taken["started"]
-    by_model = {v["model"]: v for v in taken["versions"]}
-    assert {m: v["requests"] for m, v in by_model.items() if v["requests"]} == dict(counted)
-    for found in by_model.values():
+    for found in taken["versions"]:
         assert sum(found["latency_buckets"]) == found["requests"] and found["errors"] == 0
         assert len(found["latency_buckets"]) == len(taken["bounds"]) + 1
-    assert all(v["requests"] == 0 for v in endpoint.app.take_interval()["versions"])
 
 
 def test_a_slow_shadow_never_holds_the_client_and_drops_what_its_queue_cannot_hold(

@@ -49,6 +49,11 @@ class Follow:
     source: PlanSource
     load: Loader
     poll: float = 1.0
+    # Called (in a thread) every `report_every` seconds with the worker's per-version interval
+    # counts (`InferenceApp.take_interval`, plus `"shadow"`: its summary or None): where the
+    # store writer hands them to the store for the rollout analysis.
+    report: Callable[[dict[str, Any]], None] | None = None
+    report_every: float = 5.0
 
 
 def warm(predictor: Predictor) -> None:
@@ -101,6 +106,7 @@ class DeploymentFollower:
         self._draining: list[Slot] = []
         self._drains: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
+        self._reporting: asyncio.Task[None] | None = None
         app.follower = self
 
     @property
@@ -119,10 +125,13 @@ class DeploymentFollower:
         return {"deployment": shown, "failed_versions": self.failed_versions}
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run())
+        if self.follow.report is not None:
+            self._reporting = loop.create_task(self._report(self.follow.report))
 
     async def stop(self) -> None:
-        for task in (self._task, *self._drains):
+        for task in (self._task, self._reporting, *self._drains):
             await cancel(task)
         serving = self.app.table.loaded()
         for loaded in {slot.loaded for slot in self._draining} - serving:
@@ -135,6 +144,15 @@ class DeploymentFollower:
                 await self.poll()
             except Exception:  # a bug here must not stop the following for good
                 logger.exception("following the deployment of %s failed", self.app.name)
+
+    async def _report(self, report: Callable[[dict[str, Any]], None]) -> None:
+        while True:
+            await asyncio.sleep(self.follow.report_every)
+            record = {**self.app.take_interval(), "shadow": self.app.shadow_summary()}
+            try:
+                await asyncio.to_thread(report, record)
+            except Exception as exc:  # the numbers of one interval are lost, never the serving
+                logger.warning("could not report the interval of %s: %s", self.app.name, exc)
 
     async def poll(self) -> None:
         """Look at the deployment once, and serve it if it changed."""

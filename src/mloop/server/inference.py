@@ -44,7 +44,7 @@ from mloop.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from mloop.server import oip, sticky
+from mloop.server import oip, routing
 from mloop.server.errors import error_body, from_error
 from mloop.server.limits import (
     Admission,
@@ -56,7 +56,7 @@ from mloop.server.limits import (
     check_headers,
     read_body,
 )
-from mloop.server.media import CSV, HINTS, INFER, INVOCATIONS, V1, Media, media_type
+from mloop.server.media import HINTS, INFER, INVOCATIONS, V1, media_type
 from mloop.server.slots import (
     Loaded,
     ServedVersion,
@@ -65,19 +65,15 @@ from mloop.server.slots import (
     Table,
     make_table,
 )
-from mloop.server.tensors import split_body
 from mloop.services.serving.intervals import Intervals
 from mloop.services.serving.metrics import ENDPOINTS, ServingMetrics
 from mloop.services.serving.predictor import Predictor, failure
 from mloop.services.serving.requests import (
     Batch,
     describe_unknown,
-    mlflow_response,
-    parse_body,
 )
 from mloop.services.serving.settings import ServeSettings as ServeSettings  # where it is declared
 from mloop.services.serving.shadow import Copy, Mirror
-from mloop.services.serving.tables import read_csv
 
 logger = logging.getLogger("mloop.server")
 
@@ -293,58 +289,6 @@ class InferenceApp:
     async def _infer(self, scope: dict[str, Any], receive: Receive) -> Reply:
         return await self._predict(scope, receive, INFER)
 
-    def _read(self, slot: Slot, route: str, media: Media, body: bytes) -> tuple[Batch, Any]:
-        """The batch a body holds, and what the answer needs to know of the request."""
-        if route == INFER:
-            request = oip.read_request(slot.reader, body, media.header_length)
-            return request.batch, request
-        if media.kind == CSV:
-            frame = read_csv(body, slot.predictor.signature, "the CSV body")
-            return slot.reader.frame(frame, "the CSV body"), None
-        # no true/false in the text: no bool can hide among the numbers, none is looked for
-        return slot.reader.mlflow(parse_body(body), b"true" in body or b"false" in body), None
-
-    def _route(
-        self, table: Table, scope: dict[str, Any], route: str, media: Media, body: bytes
-    ) -> tuple[Slot, Batch, Any]:
-        """Choose the slot for a request, by its sticky key if the table has one, and read
-        its body with that slot's reader (a payload field's key needs the body parsed first;
-        it is parsed once)."""
-        field = table.sticky_field
-        if field is None:
-            key = table.header_key(scope["headers"]) if table.sticky_header else None
-            slot = table.pick(key)
-            return slot, *self._read(slot, route, media, body)
-        bools = b"true" in body or b"false" in body
-        if route == INFER:
-            head, binary = split_body(body, media.header_length)
-            payload = parse_body(head)
-            slot = table.pick(sticky.oip_key(payload, field))
-            request = oip.read_infer(slot.reader, payload, binary, bools)
-            return slot, request.batch, request
-        if media.kind == CSV:
-            slot = table.pick(sticky.csv_key(body, field))
-            return slot, *self._read(slot, route, media, body)
-        payload = parse_body(body)
-        slot = table.pick(sticky.mlflow_key(payload, field))
-        return slot, slot.reader.mlflow(payload, bools), None
-
-    def _write(self, slot: Slot, result: Any, request: Any) -> tuple[bytes, Headers]:
-        if request is None:
-            return mlflow_response(result), slot.json
-        predictor = slot.predictor
-        body, length = oip.infer_response(
-            result,
-            predictor.name,
-            predictor.version,
-            request.id,
-            slot.output,
-            request.binary_output,
-        )
-        if length is None:
-            return body, slot.json
-        return body, [*slot.binary, (b"inference-header-content-length", b"%d" % length)]
-
     def _warn(self, batch: Batch, headers: Headers) -> Headers:
         """Count the categories training never saw, and name them in a response header (as
         ASCII: values are shown with repr's escapes, so no client text breaks a header)."""
@@ -405,9 +349,9 @@ class InferenceApp:
                     slot = table.only
                     slot.in_flight += 1
                     scope["mloop.slot"] = slot
-                    batch, request = self._read(slot, route, media, body)
+                    batch, request = routing.read(slot, route, media, body)
                 else:
-                    slot, batch, request = self._route(table, scope, route, media, body)
+                    slot, batch, request = routing.routed(table, scope, route, media, body)
                     slot.in_flight += 1
                     scope["mloop.slot"] = slot
                 shadow = table.shadow
@@ -423,7 +367,7 @@ class InferenceApp:
                     seconds = time.perf_counter() - began
                     copy = Copy(shadow, slot.metrics, batch.data, batch.rows, result, seconds)
                     scope["mloop.mirror"] = copy
-                answer, headers = self._write(slot, result, request)
+                answer, headers = routing.write(slot, result, request)
                 return 200, answer, self._warn(batch, headers) if batch.unknown else headers
         except TimeoutError:
             message = f"no answer within the time-out of {settings.timeout:g} s"

@@ -231,7 +231,8 @@ class _Collector(Collector):
         info = GaugeMetricFamily(
             "mloop_model_info", "The model version served", labels=["name", "version"]
         )
-        info.add_metric([self.metrics.model, str(self.metrics.version)], 1.0)
+        if self.metrics.model:  # one version served (an endpoint's are in mloop_model_*)
+            info.add_metric([self.metrics.model, str(self.metrics.version)], 1.0)
         yield info
         yield GaugeMetricFamily(
             "mloop_workers", "Worker processes ready", sum(b[_READY] for b in blocks)

@@ -34,6 +34,7 @@ from mloop.services.serving.versions import (
 
 logger = logging.getLogger("mloop.server")
 QUEUE_SIZE = 1000
+GROUP = 64  # copies handed to the shadow's batcher at once
 
 
 class Target(Protocol):
@@ -114,31 +115,41 @@ class Mirror:
         return self._queue.qsize()
 
     async def _run(self) -> None:
+        """Predict the copies waiting, all at once: the shadow's batcher merges them into few
+        predict calls, as it does for clients, so a busy primary makes a batching shadow."""
+        queue = self._queue
         while True:
-            copy = await self._queue.get()
-            target = copy.target
+            group = [await queue.get()]
+            while not queue.empty() and len(group) < GROUP:
+                group.append(queue.get_nowait())
             self.busy = True
-            started = time.perf_counter()
             try:
-                result = await target.predict_rows(copy.data, copy.rows)
-            except Exception as exc:  # the shadow's failure is counted, never a client's
-                self.failed += 1
-                target.metrics.count(MIRROR_FAILED)
-                logger.warning("shadow %s failed to predict: %s", target.label, exc)
-            else:
-                seconds = time.perf_counter() - started
-                self.mirrored += 1
-                self.seconds["primary"] += copy.primary_seconds
-                self.seconds["shadow"] += seconds
-                target.metrics.count(MIRRORED)
-                target.metrics.mirrored(seconds)
-                copy.primary.mirrored(copy.primary_seconds)
-                if agree(copy.expected, result):
-                    self.agreed += 1
-                    target.metrics.count(AGREED)
+                await asyncio.gather(*(self._predict(copy) for copy in group))
             finally:
                 self.busy = False
-                target.in_flight -= 1
+
+    async def _predict(self, copy: Copy) -> None:
+        target = copy.target
+        started = time.perf_counter()
+        try:
+            result = await target.predict_rows(copy.data, copy.rows)
+        except Exception as exc:  # the shadow's failure is counted, never a client's
+            self.failed += 1
+            target.metrics.count(MIRROR_FAILED)
+            logger.warning("shadow %s failed to predict: %s", target.label, exc)
+        else:
+            seconds = time.perf_counter() - started
+            self.mirrored += 1
+            self.seconds["primary"] += copy.primary_seconds
+            self.seconds["shadow"] += seconds
+            target.metrics.count(MIRRORED)
+            target.metrics.mirrored(seconds)
+            copy.primary.mirrored(copy.primary_seconds)
+            if agree(copy.expected, result):
+                self.agreed += 1
+                target.metrics.count(AGREED)
+        finally:
+            target.in_flight -= 1
 
     async def aclose(self) -> None:
         """Stop predicting; copies still queued are dropped (they never reach a client)."""

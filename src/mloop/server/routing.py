@@ -1,4 +1,10 @@
-"""The sticky key of a request read from a payload field (`--sticky field:NAME`).
+"""Which slot answers a predict request, and its body read for that slot.
+
+With one slot there is nothing to choose (`InferenceApp` reads with it directly). With more,
+the table's chooser picks by the request's sticky key: a header's value, or a payload field's,
+whose body is then parsed once, for the key and for the slot's reader alike.
+
+The sticky key read from a payload field (`--sticky field:NAME`):
 
 The key is the value of input column NAME in the request's first row, as bytes (text as
 UTF-8, anything else as its JSON), so a user whose id travels in the payload always lands on
@@ -22,6 +28,13 @@ import io
 from typing import Any
 
 import orjson
+
+from mloop.server import oip
+from mloop.server.media import CSV, INFER, Media
+from mloop.server.slots import Headers, Slot, Table
+from mloop.server.tensors import split_body
+from mloop.services.serving.requests import Batch, mlflow_response, parse_body
+from mloop.services.serving.tables import read_csv
 
 
 def as_key(value: Any) -> bytes | None:
@@ -101,3 +114,58 @@ def csv_key(body: bytes, name: str) -> bytes | None:
         return None
     at = rows[0].index(name)
     return rows[1][at].encode() if at < len(rows[1]) else None
+
+
+def read(slot: Slot, route: str, media: Media, body: bytes) -> tuple[Batch, Any]:
+    """The batch a body holds, and what the answer needs to know of the request."""
+    if route == INFER:
+        request = oip.read_request(slot.reader, body, media.header_length)
+        return request.batch, request
+    if media.kind == CSV:
+        frame = read_csv(body, slot.predictor.signature, "the CSV body")
+        return slot.reader.frame(frame, "the CSV body"), None
+    # no true/false in the text: no bool can hide among the numbers, none is looked for
+    return slot.reader.mlflow(parse_body(body), b"true" in body or b"false" in body), None
+
+
+def routed(
+    table: Table, scope: dict[str, Any], route: str, media: Media, body: bytes
+) -> tuple[Slot, Batch, Any]:
+    """Choose the slot for a request, by its sticky key if the table has one, and read
+    its body with that slot's reader (a payload field's key needs the body parsed first;
+    it is parsed once)."""
+    field = table.sticky_field
+    if field is None:
+        key = table.header_key(scope["headers"]) if table.sticky_header else None
+        slot = table.pick(key)
+        return slot, *read(slot, route, media, body)
+    bools = b"true" in body or b"false" in body
+    if route == INFER:
+        head, binary = split_body(body, media.header_length)
+        payload = parse_body(head)
+        slot = table.pick(oip_key(payload, field))
+        request = oip.read_infer(slot.reader, payload, binary, bools)
+        return slot, request.batch, request
+    if media.kind == CSV:
+        slot = table.pick(csv_key(body, field))
+        return slot, *read(slot, route, media, body)
+    payload = parse_body(body)
+    slot = table.pick(mlflow_key(payload, field))
+    return slot, slot.reader.mlflow(payload, bools), None
+
+
+def write(slot: Slot, result: Any, request: Any) -> tuple[bytes, Headers]:
+    if request is None:
+        return mlflow_response(result), slot.json
+    predictor = slot.predictor
+    body, length = oip.infer_response(
+        result,
+        predictor.name,
+        predictor.version,
+        request.id,
+        slot.output,
+        request.binary_output,
+    )
+    if length is None:
+        return body, slot.json
+    return body, [*slot.binary, (b"inference-header-content-length", b"%d" % length)]
