@@ -23,16 +23,16 @@ from mloop.errors import InvalidInput, InvalidPath, ProjectNotFound
 if TYPE_CHECKING:
     from mloop.services.automation.ci import CIService
     from mloop.services.data.versioning import DataService
-    from mloop.services.pipelines.catalog import Pipelines
+    from mloop.services.pipelines.catalog import PipelineService
     from mloop.services.pipelines.worker import Services
-    from mloop.services.registry.card import ModelCards
-    from mloop.services.registry.models import Registry
+    from mloop.services.registry.card import CardBuilder
+    from mloop.services.registry.models import ModelService
     from mloop.services.registry.promotion import Promoter
     from mloop.services.registry.reproduce import Reproducer
     from mloop.services.serving.scorer import BatchScorer
-    from mloop.services.storage.housekeeping import Housekeeping
+    from mloop.services.storage.housekeeping import StorageService
     from mloop.services.tracking.lineage import LineageService
-    from mloop.services.tracking.runs import Tracker
+    from mloop.services.tracking.runs import RunService
     from mloop.store.artifacts.cas import ArtifactStore
     from mloop.store.metadata.protocol import MetadataStore
 
@@ -98,7 +98,7 @@ class Project:
 
         Example:
             >>> project = Project.open()  # doctest: +SKIP
-            >>> project.tracking.find_runs(limit=5)  # doctest: +SKIP
+            >>> project.runs.find(limit=5)  # doctest: +SKIP
         """
         root = find_root(Path(path) if path is not None else None)
         return cls(load_settings(root))
@@ -140,11 +140,11 @@ class Project:
         return open_artifact_store(target)
 
     @cached_property
-    def tracking(self) -> Tracker:
-        from mloop.services.tracking.runs import Tracker
+    def runs(self) -> RunService:
+        from mloop.services.tracking.runs import RunService
 
         # The artifact store opens when a run first stores a file, not with every run.
-        return Tracker(self.metadata, lambda: self.artifacts, self.actor, self.root)
+        return RunService(self.metadata, lambda: self.artifacts, self.actor, self.root)
 
     @cached_property
     def lineage(self) -> LineageService:
@@ -172,7 +172,7 @@ class Project:
         """What a pipeline step uses: this project's tracker, data service and artifact store."""
         from mloop.services.pipelines.worker import Services
 
-        return Services(self.tracking, self.data, self.artifacts)
+        return Services(self.runs, self.data, self.artifacts)
 
     def child_environment(self) -> dict[str, str]:
         """Variables that make a child `mloop` process, opened on another folder (a checkout of
@@ -184,13 +184,13 @@ class Project:
         }
 
     @cached_property
-    def pipelines(self) -> Pipelines:
-        from mloop.services.pipelines.catalog import Pipelines
+    def pipelines(self) -> PipelineService:
+        from mloop.services.pipelines.catalog import PipelineService
         from mloop.services.pipelines.runner import PipelineRunner
 
         opener = StepServices(self.settings, self.actor)
         runner = PipelineRunner(self.step_services(), self.root, opener)
-        return Pipelines(
+        return PipelineService(
             runner,
             self.settings.pipelines,
             self.root,
@@ -212,42 +212,40 @@ class Project:
         )
 
     @cached_property
-    def registry(self) -> Registry:
-        from mloop.services.registry.models import Registry
+    def models(self) -> ModelService:
+        from mloop.services.registry.models import ModelService
 
-        return Registry(self.metadata, self.artifacts, self.tracking, self.actor)
+        return ModelService(self.metadata, self.artifacts, self.runs, self.actor)
 
     @cached_property
-    def promotion(self) -> Promoter:
+    def promoter(self) -> Promoter:
         from mloop.services.registry.promotion import Promoter
 
-        return Promoter(self.registry, self.data, self.settings.models)
+        return Promoter(self.models, self.data, self.settings.models)
 
     @cached_property
-    def cards(self) -> ModelCards:
-        from mloop.services.registry.card import ModelCards
+    def card_builder(self) -> CardBuilder:
+        from mloop.services.registry.card import CardBuilder
 
-        return ModelCards(self.registry, self.root)
+        return CardBuilder(self.models, self.root)
 
     @cached_property
     def reproducer(self) -> Reproducer:
         from mloop.services.registry.reproduce import Reproducer
 
-        return Reproducer(
-            self.registry, self.root, self.child_environment(), lambda: self.pipelines
-        )
+        return Reproducer(self.models, self.root, self.child_environment(), lambda: self.pipelines)
 
     @cached_property
     def scorer(self) -> BatchScorer:
         from mloop.services.serving.scorer import BatchScorer
 
-        return BatchScorer(self.registry)
+        return BatchScorer(self.models)
 
     @cached_property
-    def storage(self) -> Housekeeping:
-        from mloop.services.storage.housekeeping import Housekeeping
+    def storage(self) -> StorageService:
+        from mloop.services.storage.housekeeping import StorageService
 
-        return Housekeeping(self.metadata, self.artifacts, actor=self.actor)
+        return StorageService(self.metadata, self.artifacts, actor=self.actor)
 
     def close(self) -> None:
         if "metadata" in self.__dict__:

@@ -54,8 +54,8 @@ def test_train_example_logs_a_run_with_its_dataset(project: Path) -> None:
         check=True,
     )
     assert done.stdout.startswith("alpha=0.5 rmse=")
-    tracking = Project.open().tracking
-    run = tracking.get_run(tracking.find_runs(limit=1)[0].id)
+    tracking = Project.open().runs
+    run = tracking.get(tracking.find(limit=1)[0].id)
     assert run.params == {"alpha": "0.5", "dataset": "sales"}
     assert [(i.kind, i.ref) for i in run.inputs] == [("dataset", "sales:1")]
     assert [o.name for o in run.outputs] == ["model/weights.txt"]

@@ -107,7 +107,7 @@ def test_the_scoring_service_scores_through_an_alias_and_reports_its_progress(sc
         yield chunks.append
 
     project = Project.open(root)
-    project.registry.set_alias("churn", 1, "champion")
+    project.models.set_alias("churn", 1, "champion")
     out = root / "scored.parquet"
     result = project.scorer.score("churn@champion", root / "rows.csv", out, progress=progress)
     assert (result.ref, result.rows, result.written) == ("churn:1", 300, out)
@@ -121,7 +121,7 @@ def loaded(root: Path) -> Any:
 
     opened = Project.open(root)
     try:
-        return opened.registry.load_predictor("churn:1")
+        return opened.models.load_predictor("churn:1")
     finally:
         opened.close()
 

@@ -62,11 +62,11 @@ def bundled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bundled]:
             features = data[["tenure", "plan"]]
             model = make_pipeline(encode, LogisticRegression()).fit(features, data["label"])
             mloop.register_model(model, "churn", input_example=features.head())
-        Project.open(root).registry.set_alias("churn", 1, "champion")
+        Project.open(root).models.set_alias("churn", 1, "champion")
         folder = base / "churn-bundle"
         assert main(["-C", str(root), "export", "bundle", "churn@champion", str(folder)]) == 0
         rows = frame[["tenure", "plan"]].head(10)
-        expected = Project.open(root).registry.load("churn:1").predict(rows).tolist()
+        expected = Project.open(root).models.load("churn:1").predict(rows).tolist()
         yield Bundled(root, folder, rows, expected)
 
 
@@ -76,8 +76,8 @@ def test_a_bundle_holds_the_version_record_and_files_and_loads_the_same_model(
     from mloop.project import Project
 
     project = Project.open(bundled.root)
-    version = project.registry.get("churn:1")
-    served = project.registry.load_predictor("churn:1")
+    version = project.models.get("churn:1")
+    served = project.models.load_predictor("churn:1")
     assert version.environment is not None
     environment = project.metadata.environments.get(version.environment)
     packages = project.artifacts.read_bytes(environment.packages_digest)
@@ -219,7 +219,7 @@ def test_a_code_model_in_a_bundle_loads_only_with_trust(
     from mloop.project import Project
 
     project = Project.open(bundled.root)
-    project.registry.register(Rule(), "rules", trust=True)
+    project.models.register(Rule(), "rules", trust=True)
     project.close()
     folder = tmp_path / "rules"
     done = cli("-C", str(bundled.root), "export", "bundle", "rules:1", str(folder))

@@ -109,12 +109,12 @@ def test_eight_processes_logging_at_once_all_succeed_and_lose_nothing(
 
     project = Project.open(root)
     try:
-        tracking = project.tracking
-        found = tracking.find_runs(sort="name")
+        tracking = project.runs
+        found = tracking.find(sort="name")
         assert [r.name for r in found] == sorted(
             f"w{w}-r{r}" for w in range(WORKERS) for r in range(RUNS)
         )
-        assert tracking.count_runs("tags.kind = stress and status = finished") == WORKERS * RUNS
+        assert tracking.count("tags.kind = stress and status = finished") == WORKERS * RUNS
         total = 0
         for run in found:
             worker, r = (int(part[1:]) for part in run.name.split("-"))
@@ -149,7 +149,7 @@ def test_eight_processes_opening_a_new_store_at_once_all_succeed(
 
     project = Project.open(root)
     try:
-        found = project.tracking.find_runs(sort="name")
+        found = project.runs.find(sort="name")
         assert [r.name for r in found] == [f"opener-{w}" for w in range(WORKERS)]
         assert all(r.metrics["worker"].value == int(r.name[-1]) for r in found)
         db = project.metadata.db

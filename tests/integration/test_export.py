@@ -67,7 +67,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
         for c in (0.001, 1.0):
             with mloop.start_run("fit", params={"C": c}):
                 mloop.register_model(LogisticRegression(C=c).fit(frame, label), "churn")
-        Project.open(root).registry.set_alias("churn", 2, "champion")
+        Project.open(root).models.set_alias("churn", 2, "champion")
         context = base / "context"
         stdout = base / "export.out"
         with stdout.open("w") as out, pytest.MonkeyPatch.context() as io:
@@ -75,7 +75,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
             code = main(["-C", str(root), "export", "docker", "churn@champion", str(context)])
         assert code == 0, stdout.read_text()
         rows = frame.head(20)
-        expected = Project.open(root).registry.load("churn:2").predict(rows).tolist()
+        expected = Project.open(root).models.load("churn:2").predict(rows).tolist()
         yield Exported(root, context, stdout.read_text(), rows, expected)
 
 
@@ -166,7 +166,7 @@ def test_the_context_is_self_contained_and_pinned(exported: Exported) -> None:
     assert dockerfile.entrypoint[:3] == ["mloop", "serve", "/app/model"]  # a bundle, no -C
 
     source = Project.open(exported.root)
-    version = source.registry.get("churn@champion")
+    version = source.models.get("churn@champion")
     assert (ctx / "MODEL_DIGEST").read_text().split() == ["churn:2", version.digest]
     # Requirements: the flavor's libraries at the environment's versions, mloop as a wheel.
     assert version.environment is not None
@@ -384,7 +384,7 @@ def test_a_code_model_needs_trust_and_unknown_packages_need_a_version(
     from mloop.project import Project
 
     project = Project.open(exported.root)
-    assert project.registry.register(Rule(), "rules", trust=True).flavor == "pickle"
+    assert project.models.register(Rule(), "rules", trust=True).flavor == "pickle"
     project.close()
     monkeypatch.chdir(exported.root)
     refused = cli("export", "docker", "rules:1", str(tmp_path / "a"))

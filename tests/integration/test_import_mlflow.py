@@ -63,7 +63,7 @@ def test_a_skops_model_is_imported_with_its_signature_and_source(
     assert done.code == 0, done.err
     shown = json.loads(done.out)
     assert shown["version"] == 1 and shown["flavor"] == "sklearn"
-    version = Project.open().registry.get("churn:1")
+    version = Project.open().models.get("churn:1")
     assert version.signature is not None
     assert [(c.name, c.dtype, c.nullable) for c in version.signature.inputs] == [
         ("income", "float64", False),
@@ -101,12 +101,12 @@ def test_a_pickled_model_needs_trust_and_the_trust_is_recorded(
     assert "cloudpickle model: loading it runs any code" in refused.err
     assert "--trust" in refused.err
     opened = Project.open()
-    assert opened.registry.models() == []
+    assert opened.models.find() == []
     assert not [e for e in opened.metadata.events.find() if e.action.startswith("model.")]
 
     done = cli("models", "import-mlflow", str(folder), "--name", "churn", "--trust")
     assert done.code == 0, done.err
-    version = Project.open().registry.get("churn:1")
+    version = Project.open().models.get("churn:1")
     assert version.flavor == "sklearn"  # stored the safe way from now on: skops, no pickle
     events = Project.open().metadata.events.find()
     trusted = next(e for e in events if e.action == "model.loaded_with_trust")
@@ -130,11 +130,11 @@ def test_skops_types_off_the_safe_list_need_trust_to_import_and_to_load(
     assert refused.code == 1
     assert "_operator.neg" in refused.err and "hint: if you trust where" in refused.err
     assert "add --trust" in refused.err
-    assert Project.open().registry.models() == []
+    assert Project.open().models.find() == []
     done = cli("models", "import-mlflow", str(folder), "--name", "neg", "--trust")
     assert done.code == 0, done.err
     assert "warning: neg:1 needs trust to load" in done.err  # said when it is registered
-    version = Project.open().registry.get("neg:1")
+    version = Project.open().models.get("neg:1")
     assert version.trusted_types == ("_operator.neg",)  # what it needs, recorded
     with pytest.raises(NeedsTrust, match="neg:1 needs trust"):  # ... and never given away
         mloop.load_model("neg:1")
@@ -160,7 +160,7 @@ def test_a_folder_without_mlmodel_or_with_another_flavor_is_a_clear_error(
     done = cli("models", "import-mlflow", str(other))
     assert done.code == 1
     assert "python_function, pytorch model; mloop imports scikit-learn models" in done.err
-    assert Project.open().registry.models() == []
+    assert Project.open().models.find() == []
 
 
 def crafted(folder: Path, extra: str, model: object) -> Path:
@@ -213,7 +213,7 @@ def test_a_crafted_mlmodel_is_refused_in_one_line_and_quickly(
     assert done.code == 1, done.out
     assert message in done.err
     assert "internal error" not in done.err and len(done.err) < 2000
-    assert Project.open().registry.models() == []
+    assert Project.open().models.find() == []
 
 
 def test_what_an_mlmodel_says_is_bounded_before_it_is_recorded(
@@ -225,7 +225,7 @@ def test_what_an_mlmodel_says_is_bounded_before_it_is_recorded(
     folder = crafted(tmp_path / "wordy", extra, model)
     done = cli("models", "import-mlflow", str(folder), "--name", "wordy")
     assert done.code == 0, done.err
-    version = Project.open().registry.get("wordy:1")
+    version = Project.open().models.get("wordy:1")
     assert version.signature is not None and version.signature.names == ("f0", "f1")
     assert len(version.description) < 40_000  # 800 kB of metadata in the file
     assert "(20,000 characters)" in version.description

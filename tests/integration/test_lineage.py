@@ -173,10 +173,10 @@ def test_both_directions_are_drawn_as_two_branches(
 ) -> None:
     result = cli("lineage", f"run/{graph.train_gb[:8]}")
     assert result.code == 0, result.err
-    made = lineage.tracking.get_run(graph.train_gb)
+    made = lineage.runs.get(graph.train_gb)
     assert made.environment is not None
     env = lineage.metadata.environments.get(made.environment)
-    ingest = lineage.tracking.get_run(graph.ingest)  # same code and environment: see above
+    ingest = lineage.runs.get(graph.ingest)  # same code and environment: see above
     assert (ingest.code, ingest.environment) == (made.code, made.environment)
     assert result.out == (
         f"run {graph.train_gb[:12]}  train-gb  finished\n"
@@ -336,7 +336,7 @@ def test_a_models_lineage_is_the_one_chain_that_made_its_version(project: Path, 
         source.write("\n# tuned by hand\n")  # an uncommitted change: the code node says so
     train(project, "train", "--no-cache")  # churn:2: every step again, the same bytes
     opened = Project.open(project)
-    first, second = opened.registry.versions("churn")
+    first, second = opened.models.versions("churn")
     assert first.digest == second.digest and first.run_id != second.run_id
 
     body = json.loads(cli("lineage", "model/churn:2", "--upstream", "--depth", "12", "--json").out)
@@ -348,7 +348,7 @@ def test_a_models_lineage_is_the_one_chain_that_made_its_version(project: Path, 
 
     nodes = list(walk(body["upstream"]))
     runs = {n["ref"].removeprefix("run/") for n in nodes if n["kind"] == "run"}
-    made = opened.tracking.get_run(second.run_id or "")
+    made = opened.runs.get(second.run_id or "")
     pipeline = made.parent_id or ""
     assert runs == {pipeline, *(r.id for r in opened.metadata.runs.children(pipeline))}
     assert len(runs) == 5  # the pipeline run and its ingest, train, evaluate, register

@@ -47,7 +47,7 @@ def test_log_artifact_of_a_folder_refuses_what_data_add_refuses(
     folder_with(project, kind, outside)
     with mloop.start_run("art") as run, pytest.raises(InvalidPath, match=BAD[kind]):
         mloop.log_artifact("model")
-    assert Project.open().tracking.get_run(run.id).outputs == ()
+    assert Project.open().runs.get(run.id).outputs == ()
 
 
 def test_log_artifact_follows_links_inside_the_project(project: Path) -> None:
@@ -56,7 +56,7 @@ def test_log_artifact_follows_links_inside_the_project(project: Path) -> None:
     os.symlink("../vocab.txt", project / "model/vocab.txt")
     with mloop.start_run("art") as run:
         mloop.log_artifact("model")
-    outputs = {o.name: o.size for o in Project.open().tracking.get_run(run.id).outputs}
+    outputs = {o.name: o.size for o in Project.open().runs.get(run.id).outputs}
     assert outputs == {"model/vocab.txt": 5, "model/weights.txt": 5}
 
 

@@ -123,7 +123,7 @@ def run(name: str, traced: bool = False, **kwargs: Any) -> tuple[Any, dict[str, 
 
 def stored_notebook(run_id: str, name: str) -> dict[str, Any]:
     project = Project.open()
-    outputs = {o.name: o.digest for o in project.tracking.get_run(run_id).outputs}
+    outputs = {o.name: o.digest for o in project.runs.get(run_id).outputs}
     return json.loads(project.artifacts.read_bytes(outputs[f"notebook/{name}"]))
 
 
@@ -131,11 +131,11 @@ def test_a_notebook_step_runs_logs_and_is_stored_then_cached(nbproject: Path, cl
     result, states = run("train")
     assert result.ok, result.error
     assert states == {"ingest": "finished", "train": "finished", "read_model": "finished"}
-    tracking = Project.open().tracking
-    step = tracking.get_run(result.steps["train"].run_id or "")
+    tracking = Project.open().runs
+    step = tracking.get(result.steps["train"].run_id or "")
     assert step.metrics["total"].value == 14.0  # logged in the kernel: (1.5 + 2.5 + 3.0) * 2
     assert step.params["scale"] == "2.0"
-    downstream = tracking.get_run(result.steps["read_model"].run_id or "")
+    downstream = tracking.get(result.steps["read_model"].run_id or "")
     assert downstream.metrics["rows_seen"].value == 3  # read the file the notebook wrote
 
     executed = stored_notebook(step.id, "train.ipynb")
@@ -165,17 +165,17 @@ def test_a_notebook_step_runs_logs_and_is_stored_then_cached(nbproject: Path, cl
     write_notebook(path, edited, PARAMS)
     result, states = run("train")
     assert states == {"ingest": "cached", "train": "finished", "read_model": "finished"}
-    assert tracking.get_run(result.steps["train"].run_id or "").metrics["total"].value == 15.0
+    assert tracking.get(result.steps["train"].run_id or "").metrics["total"].value == 15.0
 
 
 def test_a_notebook_without_a_parameters_cell_fails_the_build(nbproject: Path, cli) -> None:
-    before = Project.open().tracking.count_runs()
+    before = Project.open().runs.count()
     result = cli("run", "untagged")
     assert result.code == 1
     first, *rest = result.err.splitlines()
     assert first == "error: the notebook notebooks/untagged.ipynb has no cell tagged 'parameters'"
     assert rest[0].startswith("hint: tag the cell") and "Cell Tags" in rest[0]
-    assert Project.open().tracking.count_runs() == before
+    assert Project.open().runs.count() == before
 
 
 def test_a_failing_notebook_fails_its_step_and_is_still_stored(nbproject: Path) -> None:
@@ -184,7 +184,7 @@ def test_a_failing_notebook_fails_its_step_and_is_still_stored(nbproject: Path) 
     assert states == {"fail": "failed"}
     message = "the notebook notebooks/fail.ipynb failed at cell index 3: ValueError: boom 2"
     assert result.error == f"step 'fail' failed: StepFailed: {message}"
-    step = Project.open().tracking.get_run(result.steps["fail"].run_id or "")
+    step = Project.open().runs.get(result.steps["fail"].run_id or "")
     assert step.status is RunStatus.FAILED
     executed = stored_notebook(step.id, "fail.ipynb")
     error = executed["cells"][4]["outputs"][0]
@@ -207,7 +207,7 @@ def test_called_outside_a_pipeline_it_runs_here_and_logs_to_the_active_run(
         assert json.loads(model.read_text()) == {"total": 3.0, "rows": 2}
     finally:
         shutil.rmtree(model.parent.parent)  # outside a pipeline the folder is the caller's
-    stored = Project.open().tracking.get_run(handle.id)
+    stored = Project.open().runs.get(handle.id)
     assert stored.metrics["total"].value == 3.0
     assert "notebook/train.ipynb" in {o.name for o in stored.outputs}
 

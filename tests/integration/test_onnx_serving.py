@@ -34,12 +34,12 @@ def test_a_table_input_becomes_named_float_columns(opened: Project, tmp_path: Pa
     path = tmp_path / "iris.onnx"
     path.write_bytes(proto.SerializeToString())
 
-    version = opened.registry.register_path(path, "iris")
+    version = opened.models.register_path(path, "iris")
     assert version.signature is not None
     assert [(c.name, c.dtype) for c in version.signature.inputs] == [
         (f"f{i}", "float32") for i in range(4)
     ]
-    with running(create_app(opened.registry.load_predictor("iris:1"))) as base:
+    with running(create_app(opened.models.load_predictor("iris:1"))) as base:
         rows = x[::30].tolist()
         answer = httpx.post(
             base + "/invocations",
@@ -68,13 +68,13 @@ def test_one_input_per_column_is_fed_by_name(opened: Project, tmp_path: Path) ->
     path = tmp_path / "margin.onnx"
     path.write_bytes(proto.SerializeToString())
 
-    version = opened.registry.register_path(path, "margin")
+    version = opened.models.register_path(path, "margin")
     assert version.signature is not None
     assert [(c.name, c.dtype) for c in version.signature.inputs] == [
         ("price", "float64"),
         ("cost", "float64"),
     ]
-    with running(create_app(opened.registry.load_predictor("margin:1"))) as base:
+    with running(create_app(opened.models.load_predictor("margin:1"))) as base:
         records = [{"cost": 3.0, "price": 10.0}, {"cost": 1.5, "price": 2.0}]
         answer = httpx.post(base + "/invocations", json={"dataframe_records": records})
         assert answer.json() == {"predictions": [[7.0], [0.5]]}

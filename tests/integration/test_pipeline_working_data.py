@@ -42,7 +42,7 @@ def test_changed_working_files_become_a_version_the_run_reads(pipes: Path) -> No
     assert changes[0].modified == ("data/sales.csv",)
     assert set(states.values()) == {"finished"}
     assert result.datasets == {"sales": 2}
-    made = Project.open().data.show("sales:2")
+    made = Project.open().data.get("sales:2")
     assert made.message.startswith("versioned by `mloop run train`: working files changed")
     assert "modified data/sales.csv" in made.message
     events = Project.open().metadata.events.find(ref="dataset/sales:2")
@@ -117,7 +117,7 @@ def test_a_sweep_versions_changed_files_once_before_its_trials(pipes: Path) -> N
     assert [(c.action, c.version) for c in result.data] == [("versioned", 2)]
     assert list(result.data) == heard
     assert versions() == [1, 2]
-    assert Project.open().data.show("sales:2").message.startswith("versioned by `mloop sweep")
+    assert Project.open().data.get("sales:2").message.startswith("versioned by `mloop sweep")
     assert {t.result.datasets["sales"] for t in result.trials} == {2}
     kept = Sweeper(Project.open().pipelines).run(
         "train", trials[:1], working_data=WorkingData.LATEST

@@ -36,18 +36,18 @@ def test_a_run_records_a_parent_run_and_a_child_per_step(pipes: Path) -> None:
         ("train", "finished"),
         ("evaluate", "finished"),
     ]
-    tracking = Project.open().tracking
-    parent = tracking.get_run(result.run_id)
+    tracking = Project.open().runs
+    parent = tracking.get(result.run_id)
     assert (parent.kind, parent.pipeline) == (RunKind.PIPELINE, "train")
     assert parent.params == {"depth": "3", "factor": "1.0"}
     assert parent.metrics["accuracy"].value == pytest.approx(7 / 3 / 13)  # lifted from evaluate
     children = Project.open().metadata.runs.children(result.run_id)
     assert [c.name for c in children] == ["ingest", "prepare", "train", "evaluate"]
-    evaluate = tracking.get_run(children[-1].id)
+    evaluate = tracking.get(children[-1].id)
     assert {i.name for i in evaluate.inputs} == {"model", "frame"}
     assert any(o.name == "outputs/0" for o in evaluate.outputs)
     assert {(c.kind, c.pipeline) for c in children} == {(RunKind.STEP, "train")}
-    ingest = tracking.get_run(children[0].id)
+    ingest = tracking.get(children[0].id)
     assert [(i.kind, i.ref) for i in ingest.inputs] == [("dataset", "sales:1")]
 
 
@@ -73,7 +73,7 @@ def test_fsck_is_clean_after_a_run_and_a_cached_rerun(pipes: Path, cli) -> None:
     assert result.out.splitlines()[-1].split(" objects checked, ")[1] == (
         "all present and intact; 0 unreferenced objects re-hashed"
     )
-    for step in Project.open().tracking.find_runs(f"parent = {first.run_id}"):
+    for step in Project.open().runs.find(f"parent = {first.run_id}"):
         manifest = next(o for o in step.outputs if o.name == "outputs/0")
         assert manifest.size == len(object_path(pipes, manifest.digest).read_bytes())
 
@@ -97,7 +97,7 @@ def test_new_data_changes_the_key(pipes: Path) -> None:
     result, events = run("train")
     assert [state for _, state in events] == ["finished"] * 4
     ingest = Project.open().metadata.runs.children(result.run_id)[0]
-    inputs = Project.open().tracking.get_run(ingest.id).inputs
+    inputs = Project.open().runs.get(ingest.id).inputs
     assert [(i.kind, i.ref) for i in inputs] == [("dataset", "sales:2")]
 
 
@@ -141,11 +141,11 @@ def test_a_failed_step_fails_the_run_and_skips_what_needs_it(
         "summarise": "skipped",
     }
     assert result.error == "step 'flaky' failed: ValueError: flaky failure 3"
-    flaky = Project.open().tracking.get_run(result.steps["flaky"].run_id or "")
+    flaky = Project.open().runs.get(result.steps["flaky"].run_id or "")
     assert flaky.status is RunStatus.FAILED
     assert "ValueError: flaky failure 3" in (flaky.error or "")
     assert flaky.tags["mloop.attempts"] == "3"
-    assert Project.open().tracking.get_run(result.run_id).status is RunStatus.FAILED
+    assert Project.open().runs.get(result.run_id).status is RunStatus.FAILED
     _, again_events = run("fragile")
     assert dict(again_events)["flaky"] == "failed"  # nothing was cached from the failure
 
@@ -181,7 +181,7 @@ def test_resume_reruns_only_the_failed_step_and_what_follows(
     }
     ingest_first = Project.open().metadata.runs.children(failed.run_id)[0].id
     assert resumed.steps["ingest"].cached_from == ingest_first
-    record = Project.open().tracking.get_run(resumed.run_id)
+    record = Project.open().runs.get(resumed.run_id)
     assert record.tags["mloop.resumed_from"] == failed.run_id
 
 
@@ -210,11 +210,11 @@ def test_a_step_returning_the_wrong_type_fails_with_a_clear_message(pipes: Path)
     ids=["unknown-pipeline", "unknown-param", "param-syntax", "ambiguous", "unknown-resume"],
 )
 def test_bad_input_fails_before_anything_runs(pipes: Path, cli, args, message) -> None:
-    before = Project.open().tracking.count_runs()
+    before = Project.open().runs.count()
     result = cli(*args)
     assert result.code == 1
     assert message in result.err
-    assert Project.open().tracking.count_runs() == before
+    assert Project.open().runs.count() == before
 
 
 def test_pipelines_list_and_show(pipes: Path, cli) -> None:
@@ -251,7 +251,7 @@ def test_the_validate_step_stops_the_pipeline_before_training(pipes: Path) -> No
     assert dict(events) == {"ingest": "finished", "validate": "failed", "train": "skipped"}
     assert "ValidationFailed" in (result.error or "")
     assert "price: range" in (result.error or "")
-    step = Project.open().tracking.get_run(result.steps["validate"].run_id or "")
+    step = Project.open().runs.get(result.steps["validate"].run_id or "")
     assert step.metrics["validation.failed_checks"].value >= 1
     assert step.tags["mloop.validated_against"] == "sales:1 data/sales.csv"
 
@@ -268,7 +268,7 @@ def test_an_edited_constant_reruns_the_steps_that_read_it_and_nothing_else(pipes
         )
         assert done.code == 0, done.err
         answer = json.loads(done.out)
-        run = Project.open().tracking.get_run(answer["run"])
+        run = Project.open().runs.get(answer["run"])
         accuracy.append(run.metrics["accuracy"].value)
         return {s["step"]: s["state"] for s in answer["steps"]}
 

@@ -18,13 +18,13 @@ def test_steps_run_as_ray_tasks_at_once(pipes: Path) -> None:
     (pipes / "meet").mkdir()
     result = Project.open().pipelines.run("parallel", executor="ray")
     assert result.ok, result.error  # left and right waited for each other: two tasks at once
-    tracking = Project.open().tracking
-    left = tracking.get_run(result.steps["left"].run_id or "")
+    tracking = Project.open().runs
+    left = tracking.get(result.steps["left"].run_id or "")
     right_pid = (pipes / "meet" / "right").read_text()
     left_pid = (pipes / "meet" / "left").read_text()
     assert left_pid != right_pid  # two worker processes
     assert left.kind is RunKind.STEP
-    assert tracking.get_run(result.run_id).tags["mloop.executor"] == "ray"
+    assert tracking.get(result.run_id).tags["mloop.executor"] == "ray"
 
 
 @pytest.mark.xdist_group("ray")
@@ -42,10 +42,10 @@ def test_a_ray_address_that_does_not_answer_fails_before_anything_runs(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     monkeypatch.setenv("MLOOP_RAY_ADDRESS", f"127.0.0.1:{port}")
-    before = Project.open().tracking.count_runs()
+    before = Project.open().runs.count()
     result = cli("run", "train", "--executor", "ray")
     assert result.code == 1
     assert f"the Ray cluster at 127.0.0.1:{port} does not answer" in result.err
-    assert Project.open().tracking.count_runs() == before
+    assert Project.open().runs.count() == before
     with pytest.raises(StoreUnavailable):
         Project.open().pipelines.run("train", executor="ray")

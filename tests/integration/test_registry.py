@@ -76,10 +76,10 @@ def test_a_version_records_its_lineage_and_signature(reg: Path) -> None:
         ("x1", "float64"),
         ("x2", "float64"),
     ]
-    run = Project.open().tracking.get_run(version.run_id or "")
+    run = Project.open().runs.get(version.run_id or "")
     assert version.environment == run.environment
     assert run.code is not None and version.code.describe() == run.code.describe()
-    shown = Project.open().registry.get("model/churn:1")
+    shown = Project.open().models.get("model/churn:1")
     assert shown.digest == version.digest
     loaded = mloop.load_model("churn")
     frame = pd.read_csv(reg / "data/holdout.csv")
@@ -144,7 +144,7 @@ def test_versions_are_unique_and_gap_free_across_processes(reg: Path) -> None:
         proc.stdin.flush()
     numbers = sorted(int(proc.communicate(timeout=120)[0].strip()) for proc in procs)
     assert numbers == [1, 2, 3, 4, 5, 6]
-    assert [v.version for v in Project.open().registry.versions("many")] == numbers
+    assert [v.version for v in Project.open().models.versions("many")] == numbers
 
 
 def test_promotion_passes_gates_then_refuses_a_weaker_model(reg: Path, cli) -> None:
@@ -158,9 +158,9 @@ def test_promotion_passes_gates_then_refuses_a_weaker_model(reg: Path, cli) -> N
     assert weak.code == 1
     assert "did not pass" in weak.err and "accuracy >= champion + 0.01" in weak.err
     assert "needs >=" in weak.err
-    champion = Project.open().registry.get("churn@champion")
+    champion = Project.open().models.get("churn@champion")
     assert champion.version == 1  # nothing moved
-    stored = Project.open().registry.get("churn:2").gates
+    stored = Project.open().models.get("churn:2").gates
     assert {g.gate: g.passed for g in stored}["accuracy >= champion + 0.01"] is False
 
 
@@ -181,7 +181,7 @@ def test_a_forced_promotion_needs_a_reason_and_records_it(reg: Path, cli) -> Non
 
 def test_bias_and_validation_gates_are_measured(reg: Path) -> None:
     version = fit_and_register(1.0)
-    records = {g.gate: g for g in Project.open().promotion.evaluate("churn", version.version)}
+    records = {g.gate: g for g in Project.open().promoter.evaluate("churn", version.version)}
     bias = records["demographic_parity(group) <= 0.3"]
     assert bias.passed and bias.observed is not None and 0 <= bias.observed <= 0.3
     assert records["data_validation"].passed
@@ -192,7 +192,7 @@ def test_bias_and_validation_gates_are_measured(reg: Path) -> None:
     mloop.data.add("train", "data/train.csv")
     shifted = fit_and_register(1.0)
     assert shifted.datasets == (DatasetRef("train", 2),)
-    checks = {g.gate: g for g in Project.open().promotion.evaluate("churn", shifted.version)}
+    checks = {g.gate: g for g in Project.open().promoter.evaluate("churn", shifted.version)}
     assert checks["data_validation"].passed is False
     assert "train:2" in checks["data_validation"].reason
 
@@ -282,7 +282,7 @@ def test_every_models_command_takes_one_address(reg: Path, cli) -> None:
     assert removed.code == 0, removed.err
     assert json.loads(removed.out)["removed"] is True and json.loads(removed.out)["version"] == 2
     assert cli("models", "archive", "churn:1").code == 0
-    assert Project.open().registry.get("churn:1").status == "archived"
+    assert Project.open().models.get("churn:1").status == "archived"
     for args, fix in (
         (("promote", "churn", "2"), "hint: mloop models promote churn:2\n"),
         (("promote", "churn", "2", "--to", "gold"), "hint: mloop models promote churn:2 --to gold"),
@@ -306,7 +306,7 @@ def test_versions_list_their_metrics_and_sort_best_first(reg: Path, cli) -> None
     lines = listed.out.splitlines()
     assert lines[0].split()[:2] == ["VERSION", "ACCURACY"]
     order = [int(line.split()[0]) for line in lines[1:]]
-    scores = [v.metrics.get("accuracy") for v in Project.open().registry.versions("churn")]
+    scores = [v.metrics.get("accuracy") for v in Project.open().models.versions("churn")]
     best = sorted(range(3), key=lambda i: -(scores[i] or 0))
     assert order == [i + 1 for i in best] + [4]  # the unmeasured version last
     as_json = json.loads(

@@ -131,10 +131,10 @@ def test_a_version_is_reproduced_from_its_commit_data_and_params(
     assert result["commit"] == first and result["pipeline"] == "train"
     assert result["params"] == {"C": "0.5", "jitter": "0.0"}
     assert result["datasets"] == ["train:1"]
-    original = Project.open().registry.get("churn:1")
+    original = Project.open().models.get("churn:1")
     assert result["digest_match"] is True and result["reproduced_digest"] == original.digest
     assert result["reproduced_version"] is None  # compared, not registered
-    assert [v.version for v in Project.open().registry.versions("churn")] == [1, 2]
+    assert [v.version for v in Project.open().models.versions("churn")] == [1, 2]
     accuracy = next(m for m in result["metrics"] if m["name"] == "accuracy")
     assert accuracy["exact"] is True and accuracy["recorded"] == original.metrics["accuracy"]
     assert {"name": "zzfakepkg", "recorded": "1.2.3", "current": None} in result["packages"]
@@ -148,11 +148,11 @@ def test_a_version_is_reproduced_from_its_commit_data_and_params(
     ]
 
     project = Project.open()
-    rerun = project.tracking.get_run(result["run_id"])
+    rerun = project.runs.get(result["run_id"])
     assert rerun.tags["mloop.reproduces"] == "churn:1"
     assert rerun.code is not None and rerun.code.commit == first
     assert rerun.code.diff_digest is None  # the checkout stayed clean while it ran
-    children = [project.tracking.get_run(c.id) for c in project.metadata.runs.children(rerun.id)]
+    children = [project.runs.get(c.id) for c in project.metadata.runs.children(rerun.id)]
     read = {i.ref for c in children for i in c.inputs if i.kind == "dataset"}
     assert read == {"train:1"}
     assert git(repo, "worktree", "list").count("\n") == 0  # the worktree is gone
@@ -165,8 +165,7 @@ def test_a_version_is_reproduced_from_its_commit_data_and_params(
     assert "datasets: train:2" in text.out and "C=0.01" in text.out
     assert "digest:   match" in text.out and "(churn:3)" in text.out
     assert (
-        Project.open().registry.get("churn:3").digest
-        == Project.open().registry.get("churn:2").digest
+        Project.open().models.get("churn:3").digest == Project.open().models.get("churn:2").digest
     )
     assert "steps:    all 4 recomputed" in text.out
 
@@ -238,5 +237,5 @@ def test_a_template_projects_model_is_reproduced_with_its_two_pinned_data_inputs
     result = json.loads(done.out)
     assert result["ok"] is True and result["datasets"] == ["churn:1"]
     assert result["reproduced_version"] is None and result["digest_match"] is True
-    assert [v.version for v in Project.open(root).registry.versions("churn")] == [1]
+    assert [v.version for v in Project.open(root).models.versions("churn")] == [1]
     assert {m["name"] for m in result["metrics"]} >= {"accuracy", "f1_macro"}

@@ -20,7 +20,7 @@ from mloop.errors import Conflict
 from mloop.project import Project
 from mloop.services.tracking import capture
 from mloop.services.tracking.capture import capture_code, capture_environment
-from mloop.services.tracking.runs import Tracker
+from mloop.services.tracking.runs import RunService
 
 REAL_GIT = shutil.which("git") or "git"
 
@@ -286,7 +286,7 @@ def test_a_package_installed_between_two_scripts_is_in_the_second_run_s_environm
         )
         assert done.returncode == 0, done.stderr[-2000:]
         opened = Project.open(project)
-        digest = opened.tracking.get_run(done.stdout.strip()).environment or ""
+        digest = opened.runs.get(done.stdout.strip()).environment or ""
         listing = opened.artifacts.read_bytes(
             opened.metadata.environments.get(digest).packages_digest
         )
@@ -329,16 +329,16 @@ def test_a_project_that_has_its_environment_opens_no_artifact_store(project: Pat
         factories.append("opened")
         return opened.artifacts
 
-    first = Tracker(opened.metadata, artifacts, "ada", project)
-    with first.start_run("first") as run:
+    first = RunService(opened.metadata, artifacts, "ada", project)
+    with first.start("first") as run:
         pass
     assert factories == ["opened"]  # the package listing was stored, with the first run
     env = opened.metadata.environments.get(opened.metadata.runs.get(run.id).environment or "")
     listing = opened.artifacts.read_bytes(env.packages_digest)
     assert len(listing.splitlines()) == env.package_count
 
-    later = Tracker(opened.metadata, artifacts, "ada", project)  # as a new process would
-    with later.start_run("later") as run:
+    later = RunService(opened.metadata, artifacts, "ada", project)  # as a new process would
+    with later.start("later") as run:
         run.log_metric("loss", 0.5)
     assert factories == ["opened"]
     assert opened.metadata.runs.get(run.id).environment == env.digest
@@ -346,14 +346,14 @@ def test_a_project_that_has_its_environment_opens_no_artifact_store(project: Pat
 
 def test_starting_and_ending_a_run_commit_once_each(project: Path) -> None:
     opened = Project.open()
-    tracker = opened.tracking
+    tracker = opened.runs
     commits: list[str] = []  # write transactions: each waits for its commit to reach the disk
     connection = opened.metadata.db._sqlite()  # type: ignore[attr-defined]
     connection.set_trace_callback(lambda sql: sql == "BEGIN IMMEDIATE" and commits.append(sql))
 
-    top = tracker.start_run("top", params={"lr": 0.1}, tags={"team": "a"})
+    top = tracker.start("top", params={"lr": 0.1}, tags={"team": "a"})
     assert len(commits) == 1  # the run, its params and tags, its event and its environment
-    step = tracker.start_run("step", params={"depth": 3}, tags={"kind": "step"}, parent=top)
+    step = tracker.start("step", params={"depth": 3}, tags={"kind": "step"}, parent=top)
     assert len(commits) == 2
     for i in range(50):
         step.log_metric("loss", 1 / (i + 1))
@@ -365,17 +365,17 @@ def test_starting_and_ending_a_run_commit_once_each(project: Path) -> None:
     assert len(commits) == 4
     connection.set_trace_callback(None)
 
-    saved = tracker.get_run(step.id)
+    saved = tracker.get(step.id)
     assert saved.status.value == "finished" and saved.params == {"depth": "3"}
     assert saved.tags == {"kind": "step", "done": "yes"} and saved.metrics["loss"].step == 49
     assert len(tracker.metric_history(step.id, "loss")) == 50
-    assert tracker.get_run(top.id).metrics["best"].value == 0.02
+    assert tracker.get(top.id).metrics["best"].value == 0.02
     assert top.id not in str(tracker.heartbeats.open_runs())
 
 
 def test_an_end_that_cannot_write_its_values_still_ends_the_run(project: Path) -> None:
-    tracker = Project.open().tracking
-    run = tracker.start_run("conflicted")
+    tracker = Project.open().runs
+    run = tracker.start("conflicted")
     elsewhere = tracker.attach(run.id)  # another process logging to the same run
     elsewhere.log_param("lr", 1)
     elsewhere.flush()
@@ -385,7 +385,7 @@ def test_an_end_that_cannot_write_its_values_still_ends_the_run(project: Path) -
     with pytest.raises(Conflict, match="lr"):
         run.end()
 
-    saved = tracker.get_run(run.id)
+    saved = tracker.get(run.id)
     assert saved.status.value == "finished" and saved.params == {"lr": "1"}
     assert run.id not in str(tracker.heartbeats.open_runs())
 

@@ -18,7 +18,7 @@ from mloop.domain.event import Event
 from mloop.domain.run import RunStatus
 from mloop.project import Project
 from mloop.services.tracking.heartbeat import HOST, LOST_AFTER, Heartbeats
-from mloop.services.tracking.runs import Tracker
+from mloop.services.tracking.runs import RunService
 from tests.conftest import CliResult
 from tests.contract.records import make_run
 from tests.servers import wait_for
@@ -108,8 +108,8 @@ def test_a_killed_run_is_lost_and_can_be_marked_failed(
         f"marked failed: {victim.step_id[:12]} victim-step (was lost)",  # the run below it
     ]
     assert lost_ids(cli) == set()
-    tracking = Project.open().tracking
-    run = tracking.get_run(victim.run_id)
+    tracking = Project.open().runs
+    run = tracking.get(victim.run_id)
     assert run.status is RunStatus.FAILED
     assert run.error == "marked failed by " + tracking.actor + ": OOM-killed"
     assert run.ended == run.heartbeat  # it ended when it was last seen alive
@@ -138,8 +138,8 @@ def test_fail_lost_marks_every_lost_run_and_leaves_live_ones(
     assert {r["id"] for r in json.loads(result.out)} == expected
     assert lost_ids(cli) == set()
     survivor.finish()
-    tracking = Project.open().tracking
-    assert tracking.get_run(survivor.run_id).status is RunStatus.FINISHED
+    tracking = Project.open().runs
+    assert tracking.get(survivor.run_id).status is RunStatus.FINISHED
     assert cli("runs", "fail", "--lost").out == "no lost runs\n"
     both = cli("runs", "fail", "--lost", survivor.run_id)
     assert both.code == 1
@@ -154,18 +154,18 @@ def test_a_run_on_another_host_is_lost_once_its_heartbeat_is_stale(project: Path
         opened.metadata.runs.create(run, Event(now, "ada", "run.started", f"run/{run_id}"))
 
     # pid 1 is alive here, but on that machine it is not ours to look at: only beats count
-    assert opened.tracking.get_run("a" * 32).status is RunStatus.LOST
-    assert opened.tracking.get_run("b" * 32).status is RunStatus.RUNNING
+    assert opened.runs.get("a" * 32).status is RunStatus.LOST
+    assert opened.runs.get("b" * 32).status is RunStatus.RUNNING
     opened.close()
 
 
 def test_one_thread_beats_for_all_of_a_process_runs(project: Path) -> None:
     opened = Project.open(project)
     beats = Heartbeats(interval=0.05)
-    tracker = Tracker(opened.metadata, opened.artifacts, "ada", project, heartbeats=beats)
+    tracker = RunService(opened.metadata, opened.artifacts, "ada", project, heartbeats=beats)
     tracker.environment()  # captured once per process anyway; not part of what is counted
     before = set(threading.enumerate())
-    runs = [tracker.start_run(f"trial-{i}") for i in range(20)]
+    runs = [tracker.start(f"trial-{i}") for i in range(20)]
     assert set(threading.enumerate()) - before == {beats.thread}  # one thread, not one per run
 
     def beaten_together() -> bool:

@@ -18,7 +18,7 @@ from mloop.project import Project
 
 
 def stored(run_id: str):
-    return Project.open().tracking.get_run(run_id)
+    return Project.open().runs.get(run_id)
 
 
 def test_run_records_params_metrics_tags_and_status(project: Path) -> None:
@@ -35,7 +35,7 @@ def test_run_records_params_metrics_tags_and_status(project: Path) -> None:
     assert saved.tags == {"team": "a", "stage": "dev"}
     assert saved.metrics["loss"].step == 99 and saved.metrics["loss"].value == pytest.approx(0.01)
     assert saved.metrics["acc"].step == 7
-    history = Project.open().tracking.metric_history(run.id, "loss")
+    history = Project.open().runs.metric_history(run.id, "loss")
     assert [m.step for m in history] == list(range(100))
 
 
@@ -80,7 +80,7 @@ def test_each_thread_has_its_own_active_run(project: Path) -> None:
         t.join(timeout=60)
     assert len(ids) == 4
     for n, run_id in ids.items():
-        history = Project.open().tracking.metric_history(run_id, "value")
+        history = Project.open().runs.metric_history(run_id, "value")
         assert [m.value for m in history] == [n * 1000 + i for i in range(500)]
         assert stored(run_id).parent_id is None
 
@@ -116,7 +116,7 @@ def test_values_are_stored_at_interpreter_exit_without_a_with_block(project: Pat
     )
     saved = stored(done.stdout.strip())
     assert saved.status.value == "finished"
-    assert len(Project.open().tracking.metric_history(saved.id, "x")) == 5000
+    assert len(Project.open().runs.metric_history(saved.id, "x")) == 5000
 
 
 def test_log_artifact_file_and_folder(project: Path) -> None:

@@ -78,7 +78,7 @@ def test_a_sweep_ranks_trials_and_shares_common_steps(pipes: Path) -> None:
         if step.name == "ingest" and "mloop.cached_from" not in step.tags
     ]
     assert len(computed) == 1  # one trial computed ingest; the others reused it
-    sweep = Project.open().tracking.get_run(result.run_id)
+    sweep = Project.open().runs.get(result.run_id)
     assert sweep.tags["mloop.best_run"] == result.trials[0].result.run_id
     assert (sweep.kind, sweep.pipeline) == (RunKind.SWEEP, "train")
     assert {(c.kind, c.pipeline) for c in children} == {(RunKind.PIPELINE, "train")}
@@ -112,7 +112,7 @@ def test_an_unchanged_pipeline_is_replayed_without_importing_it(pipes: Path) -> 
     replayed = json.loads(done.stdout)
     assert {s["state"] for s in replayed["steps"]} == {"cached"}
     # the replay is a pipeline run like the one it copies, and so are its steps
-    run = Project.open().tracking.get_run(replayed["run"])
+    run = Project.open().runs.get(replayed["run"])
     assert "mloop.replayed_from" in run.tags
     assert (run.kind, run.pipeline) == (RunKind.PIPELINE, "train")
     kinds = {(c.kind, c.pipeline) for c in Project.open().metadata.runs.children(run.id)}

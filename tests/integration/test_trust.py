@@ -123,7 +123,7 @@ def test_a_pipeline_with_an_imputer_and_hist_gradient_boosting_needs_no_trust_an
 ) -> None:
     done = run_mloop("run", "training", cwd=trust_project)
     assert done.code == 0, done.err  # the evaluate step loaded the model train stored
-    version = Project.open().registry.get("churn:1")
+    version = Project.open().models.get("churn:1")
     assert version.trusted_types == ()
     shown = cli("models", "show", "churn:1")
     assert "safe (no trust needed)" in shown.out
@@ -188,11 +188,11 @@ def test_what_a_registrant_recorded_never_widens_what_loaders_load(trust_project
     # As an older mloop let a registrant write it: the types it "trusts", on the version.
     with sqlite3.connect(trust_project / ".mloop/mloop.db") as db:
         db.execute("UPDATE model_versions SET trusted_types = ?", (json.dumps(["_operator.neg"]),))
-    assert Project.open().registry.get("churn:1").trusted_types == ("_operator.neg",)
+    assert Project.open().models.get("churn:1").trusted_types == ("_operator.neg",)
     with pytest.raises(NeedsTrust):
         mloop.load_model("churn:1")
     with pytest.raises(NeedsTrust):
-        Project.open().registry.load_predictor("churn:1")
+        Project.open().models.load_predictor("churn:1")
 
 
 def test_a_promotion_that_cannot_load_the_champion_says_which_and_how(
@@ -208,10 +208,10 @@ def test_a_promotion_that_cannot_load_the_champion_says_which_and_how(
     assert refused.code == 1
     assert "the champion churn:1 needs trust to load" in refused.err
     assert "add --trust" in refused.err and "improve the model" not in refused.err
-    assert Project.open().registry.get("churn:2").gates == ()  # nothing was measured
+    assert Project.open().models.get("churn:2").gates == ()  # nothing was measured
     done = cli("models", "promote", "churn:2", "--trust")
     assert done.code == 0, done.err
-    assert Project.open().registry.get("churn@champion").version == 2
+    assert Project.open().models.get("churn@champion").version == 2
 
 
 @pytest.fixture

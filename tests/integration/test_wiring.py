@@ -21,7 +21,7 @@ OPENERS = {"open_metadata_store", "open_artifact_store", "store_locations", "STA
 def _work_in_a_worker(open_services: Callable[[], Services]) -> tuple[str, str]:
     """What a step's worker does first: build its services, then record and store."""
     services = open_services()
-    with services.tracker.start_run("in-a-worker") as run:
+    with services.runs.start("in-a-worker") as run:
         digest = services.artifacts.put_bytes(b"made in a worker process")
     services.artifacts.sync()
     return run.id, digest
@@ -44,7 +44,7 @@ def test_a_worker_process_builds_the_projects_services_from_the_pickled_settings
     with ProcessPoolExecutor(1, mp_context=context) as pool:
         run_id, digest = pool.submit(_work_in_a_worker, acting).result(timeout=120)
     seen = Project.open()
-    assert seen.tracking.get_run(run_id).user == "robot"  # in the project's metadata store
+    assert seen.runs.get(run_id).user == "robot"  # in the project's metadata store
     assert seen.artifacts.read_bytes(digest) == b"made in a worker process"
     assert (project / "meta" / "elsewhere.db").is_file()
     assert any((project.parent / "objects").iterdir())  # the artifact store mloop.yaml names

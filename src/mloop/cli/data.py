@@ -118,7 +118,7 @@ def add_version(ctx: Context) -> None:
 
 
 def list_datasets(ctx: Context) -> None:
-    found = ctx.project.data.datasets()
+    found = ctx.project.data.find()
     if ctx.json:
         output.emit_json(found)
         return
@@ -159,7 +159,7 @@ def show_version(ctx: Context) -> None:
             ],
         )
         return
-    version = data.show(args.ref, files=args.files or ctx.json)
+    version = data.get(args.ref, files=args.files or ctx.json)
     if ctx.json:
         output.emit_json(version)
         return
@@ -305,7 +305,7 @@ def validate_version(ctx: Context) -> int:
 def checkout(ctx: Context) -> None:
     args = ctx.args
     data = ctx.project.data
-    total = data.show(args.ref).total_size
+    total = data.get(args.ref).total_size
     with output.progress(f"checking out {args.ref}", total, ctx.quiet) as advance:
         result = data.checkout(args.ref, args.to, force=args.force, progress=advance)
     output.line(

@@ -143,17 +143,17 @@ def _version(ctx: Context, command: str) -> ModelVersion:
     if number is None and alias is None:
         from mloop.services.registry.ranking import key_metrics
 
-        metrics = key_metrics(ctx.project.registry.versions(name))
+        metrics = key_metrics(ctx.project.models.versions(name))
         sort = f" --sort=-metrics.{metrics[0]}" if metrics else ""
         raise InvalidAddress(
             f"which version of {name}? `mloop models {command}` needs NAME:V or NAME@ALIAS",
             f"list them{', best first' if sort else ''}: mloop models show {name} --versions{sort}",
         )
-    return ctx.project.registry.get(ctx.args.ref)
+    return ctx.project.models.get(ctx.args.ref)
 
 
 def _warn_trust(ctx: Context, version: ModelVersion) -> None:
-    reason = ctx.project.registry.trust_reason(version)
+    reason = ctx.project.models.trust_reason(version)
     if reason is not None:
         output.warn(
             f"{version.ref} needs trust to load: {reason}; serving, scoring and promoting it "
@@ -163,7 +163,7 @@ def _warn_trust(ctx: Context, version: ModelVersion) -> None:
 
 def register_version(ctx: Context) -> None:
     args = ctx.args
-    version = ctx.project.registry.register_path(
+    version = ctx.project.models.register_path(
         args.path, args.name, run=args.run, trust=args.trust, description=args.description
     )
     _warn_trust(ctx, version)
@@ -174,7 +174,7 @@ def register_version(ctx: Context) -> None:
 
 
 def list_models(ctx: Context) -> None:
-    found = ctx.project.registry.models()
+    found = ctx.project.models.find()
     if ctx.json:
         output.emit_json(found)
         return
@@ -211,7 +211,7 @@ def show_versions(ctx: Context) -> None:
     from mloop.services.registry.ranking import key_metrics
 
     args = ctx.args
-    registry = ctx.project.registry
+    registry = ctx.project.models
     versions = registry.versions(parse_model_ref(args.ref)[0], sort=args.sort)
     if ctx.json:
         output.emit_json([version_json(v) for v in versions])
@@ -240,7 +240,7 @@ def show_model(ctx: Context) -> None:
         return
     if args.sort:
         raise InvalidAddress("--sort orders the list of versions", "add --versions")
-    registry = ctx.project.registry
+    registry = ctx.project.models
     v = registry.get(args.ref)
     if ctx.json:
         output.emit_json(version_json(v))
@@ -286,7 +286,7 @@ def set_alias(ctx: Context) -> None:
     args = ctx.args
     _legacy(ctx, "alias", f"{args.ref}:{args.alias} {args.extra}")
     version = _version(ctx, "alias")
-    ctx.project.registry.set_alias(version.name, version.version, args.alias)
+    ctx.project.models.set_alias(version.name, version.version, args.alias)
     if ctx.json:
         output.emit_json({"model": version.name, "alias": args.alias, "version": version.version})
         return
@@ -304,8 +304,8 @@ def remove_alias(ctx: Context) -> None:
             f"which alias of {name}? `mloop models unalias` takes NAME@ALIAS",
             f"mloop models unalias {name}@champion",
         )
-    version = ctx.project.registry.get(args.ref).version
-    ctx.project.registry.remove_alias(name, alias)
+    version = ctx.project.models.get(args.ref).version
+    ctx.project.models.remove_alias(name, alias)
     if ctx.json:
         output.emit_json({"model": name, "alias": alias, "version": version, "removed": True})
         return
@@ -317,7 +317,7 @@ def promote_version(ctx: Context) -> None:
     to = "" if args.to == "champion" else f" --to {args.to}"
     _legacy(ctx, "promote", f"{args.ref}:{args.extra}{to}")
     version = _version(ctx, "promote")
-    result = ctx.project.promotion.promote(
+    result = ctx.project.promoter.promote(
         version.name,
         version.version,
         args.to,
@@ -339,7 +339,7 @@ def archive_version(ctx: Context) -> None:
     args = ctx.args
     _legacy(ctx, "archive", f"{args.ref}:{args.extra}")
     version = _version(ctx, "archive")
-    ctx.project.registry.archive(version.name, version.version, undo=args.undo)
+    ctx.project.models.archive(version.name, version.version, undo=args.undo)
     output.line(f"{version.ref} {'restored' if args.undo else 'archived'}")
 
 
@@ -347,7 +347,7 @@ def show_card(ctx: Context) -> None:
     from mloop.services.registry.card import to_html, to_markdown
 
     args = ctx.args
-    card = ctx.project.cards.card(args.ref)
+    card = ctx.project.card_builder.build(args.ref)
     if ctx.json:
         output.emit_json(card)
         return
@@ -384,7 +384,7 @@ def import_mlflow(ctx: Context) -> None:
 
     args = ctx.args
     version = import_mlflow_model(
-        ctx.project.registry,
+        ctx.project.models,
         args.path,
         name=args.name,
         trust=args.trust,

@@ -266,7 +266,7 @@ def _trial_line(done: int, total: int, trial: Any) -> str:
 
 def list_pipelines(ctx: Context) -> None:
     pipelines = ctx.project.pipelines
-    rows = [{"name": n, "target": pipelines.targets[n]} for n in pipelines.names()]
+    rows = [{"name": n, "target": pipelines.targets[n]} for n in pipelines.find()]
     if ctx.json:
         output.emit_json(rows)
         return

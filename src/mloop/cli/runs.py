@@ -192,8 +192,8 @@ def list_runs(ctx: Context) -> None:
     where = args.filter
     if args.top:
         where = f"({where}) and parent = null" if where else "parent = null"
-    tracking = ctx.project.tracking
-    found = tracking.find_runs(where, args.sort, args.limit + 1, deleted=args.deleted)
+    tracking = ctx.project.runs
+    found = tracking.find(where, args.sort, args.limit + 1, deleted=args.deleted)
     more = len(found) > args.limit
     found = found[: args.limit]
     if ctx.json:
@@ -210,7 +210,7 @@ def list_runs(ctx: Context) -> None:
 
 
 def show_run(ctx: Context) -> None:
-    run = ctx.project.tracking.get_run(ctx.args.run)
+    run = ctx.project.runs.get(ctx.args.run)
     if ctx.json:
         output.emit_json(run)
         return
@@ -271,8 +271,8 @@ def _status_text(run: Any) -> str:
 def compare(ctx: Context) -> None:
     from mloop.services.tracking.compare import compare_runs
 
-    tracking = ctx.project.tracking
-    runs = [tracking.get_run(ref) for ref in ctx.args.runs]
+    tracking = ctx.project.runs
+    runs = [tracking.get(ref) for ref in ctx.args.runs]
     result = compare_runs(runs)
     if ctx.json:
         output.emit_json(
@@ -299,7 +299,7 @@ def fail_runs(ctx: Context) -> None:
     from mloop.errors import InvalidInput
 
     args = ctx.args
-    tracking = ctx.project.tracking
+    tracking = ctx.project.runs
     if args.lost == bool(args.runs):
         raise InvalidInput(
             "name the runs to mark failed, or give --lost for every lost run (not both)",
@@ -318,7 +318,7 @@ def fail_runs(ctx: Context) -> None:
 
 
 def delete_or_restore(ctx: Context) -> None:
-    tracking = ctx.project.tracking
+    tracking = ctx.project.runs
     deleting = ctx.args.verb == "delete"
     act = tracking.delete if deleting else tracking.restore
     done = [act(ref, ctx.args.reason) for ref in ctx.args.runs]

@@ -244,7 +244,7 @@ def load_predictor(root: str, ref: str, trust: bool) -> Predictor:
 
     project = Project.open(root)
     try:
-        return project.registry.load_predictor(ref, trust=trust)
+        return project.models.load_predictor(ref, trust=trust)
     finally:
         project.close()
 
@@ -276,10 +276,10 @@ def _resolve(ctx: Context) -> tuple[ModelVersion, str | None, Callable[[], Predi
         raise _maybe_bundle(exc, ref) from None
     try:
         try:
-            version = project.registry.get(ref)
+            version = project.models.get(ref)
         except NotFound as exc:
             raise _maybe_bundle(exc, ref) from None
-        reason = project.registry.trust_reason(version)  # said once here, not once per worker
+        reason = project.models.trust_reason(version)  # said once here, not once per worker
     finally:
         project.close()
     return version, reason, partial(load_predictor, str(project.root), version.ref, trust)

@@ -88,7 +88,7 @@ def run_fsck(ctx: Context) -> int:
     with output.progress("checking objects", plan.total, ctx.quiet or ctx.json) as advance:
         report = storage.fsck(progress=advance, plan=plan)
     # Not store damage (exit 0), but a store nobody looks after: runs no process will end.
-    lost = ctx.project.tracking.find_runs("status = lost", limit=None)
+    lost = ctx.project.runs.find("status = lost", limit=None)
     if ctx.json:
         lost_runs = [{"id": r.id, "name": r.name, "last_seen": r.last_seen} for r in lost]
         output.emit_json({"ok": report.ok, **_plain(report), "lost_runs": lost_runs})

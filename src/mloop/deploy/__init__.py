@@ -39,7 +39,7 @@ def resolve(project: Project, ref: str) -> tuple[ModelVersion, str]:
     from mloop.services.registry.models import parse_model_ref
 
     name, _, alias = parse_model_ref(ref)
-    version = project.registry.get(ref)
+    version = project.models.get(ref)
     return version, f"{name}@{alias}" if alias else version.ref
 
 

@@ -27,11 +27,11 @@ def export_bundle(project: Project, ref: str, dest: Path, *, force: bool = False
     """
     from mloop.services.registry.bundle import WRITTEN, write_bundle
 
-    version = project.registry.get(ref)
+    version = project.models.get(ref)
     existed = dest.exists()
     folder = prepare_folder(dest, force, WRITTEN, project.root)
     try:
-        return write_bundle(project.registry, version, folder)
+        return write_bundle(project.models, version, folder)
     except BaseException:  # e.g. an object missing from the store: leave no half a bundle
         if not existed:
             shutil.rmtree(folder, ignore_errors=True)

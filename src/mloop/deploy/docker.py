@@ -89,7 +89,7 @@ def export_docker(
         dest: the folder to write; created if missing.
         packages: extra distributions the model imports (a python or pickle model's
             libraries), as `NAME` (pinned from the environment) or `NAME==VERSION`.
-        trust: serve a model that needs trust to load (`Registry.trust_reason`: a python or
+        trust: serve a model that needs trust to load (`ModelService.trust_reason`: a python or
             pickle model, skops types off mloop's safe list): the build's check and the
             entrypoint get `--trust`, as `mloop serve` requires for it.
         force: replace what an earlier export wrote in `dest`.
@@ -100,13 +100,13 @@ def export_docker(
         ('--host', '0.0.0.0', '--port', '8080')
     """
     version, serves = resolve(project, ref)
-    reason = project.registry.trust_reason(version)
+    reason = project.models.trust_reason(version)
     if reason is not None and not trust:  # the image's own check would refuse it otherwise
         raise NeedsTrust.of(reason, version.ref)
     trusting = reason is not None
     from mloop.services.registry.bundle import environment_of, write_bundle
 
-    environment, listing = environment_of(project.registry, version)
+    environment, listing = environment_of(project.models, version)
     if environment is None:  # registered outside a run: this interpreter's packages
         from mloop.services.tracking.capture import installed_packages
 
@@ -114,7 +114,7 @@ def export_docker(
     requirements = _pinned(version, listing, packages)
     folder = prepare_folder(dest, force, WRITTEN, project.root)
     mloop_line = _mloop_requirement(folder / "wheels")
-    write_bundle(project.registry, version, folder / "model")
+    write_bundle(project.models, version, folder / "model")
     base = f"python:{_python_tag(environment)}-slim"
     image = f"mloop-{version.name}:{version.version}"
     # 0.0.0.0: see the comment the Dockerfile carries above its ENTRYPOINT.
@@ -300,7 +300,7 @@ def _example(project: Project, version: ModelVersion) -> str:
 
     if version.signature is None:
         return json.dumps({"dataframe_split": {"columns": ["..."], "data": [["..."]]}})
-    row = example_row(version.signature, project.registry.training_tables(version))
+    row = example_row(version.signature, project.models.training_tables(version))
     return json.dumps({"dataframe_split": {"columns": list(row), "data": [list(row.values())]}})
 
 

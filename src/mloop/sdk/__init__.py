@@ -87,10 +87,10 @@ def start_run(
     """
     parent = active_run()
     if parent is not None and project is None:
-        tracker = parent._tracker
+        tracker = parent._runs
     else:
-        tracker = _open_project(project).tracking
-    run = tracker.start_run(name, params=params, tags=tags, parent=parent)
+        tracker = _open_project(project).runs
+    run = tracker.start(name, params=params, tags=tags, parent=parent)
     active.push(run)
     return RunHandle(run)
 
@@ -114,7 +114,7 @@ def _handed_down() -> ActiveRun | None:
         return None
     import atexit
 
-    run = _open_project(os.environ.get(active.ROOT_ENV)).tracking.attach(run_id)
+    run = _open_project(os.environ.get(active.ROOT_ENV)).runs.attach(run_id)
     atexit.register(run.flush)  # an attached run is not ended here, so nothing else flushes it
     active.push(run)
     return run
@@ -160,4 +160,4 @@ def log_artifact(path: str | Path, name: str | None = None) -> list[RunOutput]:
 
 def get_run(ref: str, project: str | Path | None = None) -> Run:
     """A stored run by id (or unique id prefix)."""
-    return _open_project(project).tracking.get_run(ref)
+    return _open_project(project).runs.get(ref)

@@ -41,7 +41,7 @@ def get(name: str, version: int | None = None, project: str | Path | None = None
     """
     run = active_run()
     with extras_named():
-        dataset = _open_project(project).data.get(name, version)
+        dataset = _open_project(project).data.open(name, version)
     if run is not None:
         run.log_input("dataset", dataset.version.ref)
     return dataset

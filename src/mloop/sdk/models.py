@@ -38,7 +38,7 @@ def register_model(
         ...     mloop.register_model(model, "churn", input_example=x.head())
     """
     run = run if run is not None else active_run()
-    registry = _open_project(project).registry
+    registry = _open_project(project).models
     version = registry.register(
         model,
         name,
@@ -74,4 +74,4 @@ def load_model(ref: str, trust: bool = False, project: str | Path | None = None)
 
     if names_a_bundle(ref):
         return open_bundle(Path(ref)).load(trust=trust)
-    return _open_project(project).registry.load(ref, trust=trust)
+    return _open_project(project).models.load(ref, trust=trust)

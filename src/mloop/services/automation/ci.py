@@ -30,7 +30,7 @@ from mloop.domain.dataset import is_table_path
 from mloop.domain.gate import Gate, GateRecord, evaluate, value_text
 from mloop.errors import InvalidInput, MloopError
 from mloop.services.data.versioning import DataService, StatusReport
-from mloop.services.pipelines.catalog import Pipelines
+from mloop.services.pipelines.catalog import PipelineService
 from mloop.services.pipelines.runner import PipelineResult, StepEvent
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class CIService:
     def __init__(
         self,
         data: DataService,
-        pipelines: Pipelines,
+        pipelines: PipelineService,
         root: Path,
         gates: Mapping[str, Sequence[Gate]],
         *,
@@ -177,7 +177,7 @@ class CIService:
         from mloop.services.data.profile import read_table
         from mloop.services.data.validation import validate_frame
 
-        reference = self.data.show(latest)
+        reference = self.data.get(latest)
         changed = sorted(p for p in (*status.modified, *status.added) if is_table_path(p))
         tables = {t.path: t for t in reference.tables}
         if len(changed) == 1 and len(tables) == 1:  # this month's file against last month's
@@ -245,7 +245,7 @@ class CIService:
         rules = self.gates.get(name, ())
         if not rules or run_id is None:
             return Stage("gates", SKIPPED, f"no gates for {name!r} in mloop.yaml"), ()
-        run = self.pipelines.runner.tracker.get_run(run_id)
+        run = self.pipelines.runner.runs.get(run_id)
         checked = evaluate(rules, {key: m.value for key, m in run.metrics.items()})
         failed = [r for r in checked if not r.passed]
         passed = f"{len(checked) - len(failed)} of {len(checked)} passed"

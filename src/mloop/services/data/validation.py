@@ -338,7 +338,7 @@ class DataValidator:
             >>> validator.validate("sales:2", against="sales:1")[0][1].ok  # doctest: +SKIP
             True
         """
-        target = self.data.show(ref, files=True)
+        target = self.data.get(ref, files=True)
         baseline = self._reference(target, against)
         paths = [f.path for f in target.files if is_table_path(f.path)]
         if not paths:
@@ -349,7 +349,7 @@ class DataValidator:
         tables = {t.path: t for t in baseline.tables}
         if len(paths) == 1 and len(tables) == 1:
             tables = {paths[0]: baseline.tables[0]}
-        local = self.data.get(target.name, target.version)
+        local = self.data.open(target.name, target.version)
         results = []
         for path in paths:
             if (table := tables.get(path)) is None:
@@ -371,7 +371,7 @@ class DataValidator:
 
     def _reference(self, target: DatasetVersion, against: str | None) -> DatasetVersion:
         if against is not None:
-            return self.data.show(against)
+            return self.data.get(against)
         earlier = [v.version for v in self.data.versions(target.name) if v.version < target.version]
         if not earlier:
             raise InvalidInput(
@@ -379,7 +379,7 @@ class DataValidator:
                 "there is nothing to validate it against",
                 f"name a reference version: mloop data validate {target.ref} --against NAME:V",
             )
-        return self.data.show(f"{target.name}:{max(earlier)}")
+        return self.data.get(f"{target.name}:{max(earlier)}")
 
 
 def _failed(failure: CheckFailure, reference_path: str = "") -> ValidationReport:

@@ -222,10 +222,10 @@ class DataService:
         return tuple(tables), warnings
 
     # reading ------------------------------------------------------------------------------
-    def datasets(self) -> list[DatasetSummary]:
+    def find(self) -> list[DatasetSummary]:
         return self.metadata.datasets.all()
 
-    def show(self, ref: str, files: bool = False) -> DatasetVersion:
+    def get(self, ref: str, files: bool = False) -> DatasetVersion:
         name, version = parse_version_ref(ref)
         return self.metadata.datasets.get_version(name, version, files=files)
 
@@ -255,7 +255,7 @@ class DataService:
     def diff(self, old: str, new: str) -> VersionDiff:
         from mloop.services.data.diff import diff_versions
 
-        return diff_versions(self.show(old, files=True), self.show(new, files=True))
+        return diff_versions(self.get(old, files=True), self.get(new, files=True))
 
     # status -------------------------------------------------------------------------------
     def status(self, name: str | None = None) -> list[StatusReport]:
@@ -264,7 +264,7 @@ class DataService:
         Like git's index: a snapshot of the files' stats as last verified lets an unchanged
         tree be confirmed from one scan, without reading the manifest or hashing anything.
         """
-        latest = {d.name: d.latest for d in self.datasets()}
+        latest = {d.name: d.latest for d in self.find()}
         if name is not None and check_name(name, "dataset name") not in latest:
             self.metadata.datasets.get_version(name)  # raises the usual NotFound
         names = [name] if name else sorted(latest)
@@ -286,7 +286,7 @@ class DataService:
         target = self.root if to is None else (Path.cwd() / to).resolve()
         if to is not None:
             check_target(target, self.boundary)
-        version = self.show(ref, files=True)
+        version = self.get(ref, files=True)
         return checkout_version(
             self.artifacts,
             version,
@@ -297,7 +297,7 @@ class DataService:
             progress=progress or _no_progress,
         )
 
-    def get(self, name: str, version: int | None = None) -> LocalDataset:
+    def open(self, name: str, version: int | None = None) -> LocalDataset:
         from mloop.services.data.checkout import LocalDataset
 
         found = self.metadata.datasets.get_version(
@@ -323,7 +323,7 @@ class DataService:
                         ).files
                     )
             else:
-                wanted.update(f.digest for f in self.show(ref, files=True).files)
+                wanted.update(f.digest for f in self.get(ref, files=True).files)
         return sorted(wanted)
 
     def push(

@@ -24,7 +24,7 @@ from mloop.services.pipelines.working import (
 WORKER_MODULES = ("mloop.services.pipelines.worker",)
 
 
-class Pipelines:
+class PipelineService:
     def __init__(
         self,
         runner: PipelineRunner,
@@ -53,13 +53,13 @@ class Pipelines:
         modules.discard("__main__")
         return (*WORKER_MODULES, *sorted(modules))
 
-    def names(self) -> list[str]:
+    def find(self) -> list[str]:
         return sorted(self.targets)
 
     def resolve_name(self, name: str | None) -> str:
         if name is not None:
             if name not in self.targets:
-                known = ", ".join(self.names()) or "none yet"
+                known = ", ".join(self.find()) or "none yet"
                 raise NotFound(
                     f"no pipeline {name!r} in mloop.yaml (known: {known})",
                     "add it under `pipelines:` as NAME: module:function",
@@ -73,7 +73,7 @@ class Pipelines:
                 "add to mloop.yaml:  pipelines: {train: pipeline:train}",
             )
         raise PipelineError(
-            f"which pipeline? this project has {', '.join(self.names())}", "give its name"
+            f"which pipeline? this project has {', '.join(self.find())}", "give its name"
         )
 
     def load(self, name: str | None) -> PipelineFunction:
@@ -142,7 +142,7 @@ class Pipelines:
         replayer = Replayer(self.runner, self.root)
         previous = replayer.previous(key, given) if use_cache and resume is None else None
         if previous is not None:
-            known = {d.name for d in self.runner.data.datasets()}
+            known = {d.name for d in self.runner.data.find()}
             check.sync(replayer.latest_reads(previous) & known)
             reused = replayer.replay(previous, key, self.targets[key], given, on_event)
             if reused is not None:

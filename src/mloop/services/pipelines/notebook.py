@@ -317,7 +317,7 @@ def _execute(spec: Mapping[str, Any], inputs: Mapping[str, Any], *, in_step: boo
         raise _missing("nbclient") from None
     run = active.current()
     # The step run's tracker knows the project root wherever the worker's working folder is.
-    root = run._tracker.root if run is not None else _project_root(Path.cwd())
+    root = run._runs.root if run is not None else _project_root(Path.cwd())
     shown = str(spec["path"])
     source = root / shown
     nb, index = _read(source, shown)

@@ -77,7 +77,7 @@ class Replayer:
                 "params": dict(params),
                 "files": dict(files),
                 "datasets": dict(datasets),
-                "environment": self.runner.tracker.environment().digest,
+                "environment": self.runner.runs.environment().digest,
             }
         )
 
@@ -87,7 +87,7 @@ class Replayer:
         """Record the plan of a finished run (called right after it, in the same process)."""
         if not result.ok:
             return
-        metadata = self.runner.tracker.metadata
+        metadata = self.runner.runs.metadata
         files = project_files(self.root)
         for child in metadata.runs.children(result.run_id):
             step = metadata.runs.get(child.id)
@@ -109,7 +109,7 @@ class Replayer:
                 Compare(Field("attr", "status"), "=", "finished"),
             )
         )
-        found = self.runner.tracker.metadata.runs.find(where, limit=1)
+        found = self.runner.runs.metadata.runs.find(where, limit=1)
         return found[0] if found and PLAN_TAG in found[0].tags else None
 
     @staticmethod
@@ -130,7 +130,7 @@ class Replayer:
     ) -> PipelineResult | None:
         """A new run reusing every step of `previous` if its plan still holds, else None (then
         trace and run the pipeline for real)."""
-        metadata = self.runner.tracker.metadata
+        metadata = self.runner.runs.metadata
         recorded = json.loads(previous.tags[PLAN_TAG])
         try:
             files = {rel: _digest(str(self.root / rel)) for rel in recorded["files"]}
@@ -151,9 +151,9 @@ class Replayer:
         return result
 
     def _reuse(self, previous: Run, emit: Callable[[StepEvent], None]) -> PipelineResult:
-        tracker = self.runner.tracker
+        tracker = self.runner.runs
         metadata = tracker.metadata
-        run = tracker.start_run(
+        run = tracker.start(
             previous.name,
             params=dict(previous.params),
             tags={
@@ -167,7 +167,7 @@ class Replayer:
         for child in metadata.runs.children(previous.id):
             step = metadata.runs.get(child.id)
             origin = step.tags.get("mloop.cached_from", step.id)
-            copy = tracker.start_run(
+            copy = tracker.start(
                 step.name,
                 params=dict(step.params),
                 tags={**step.tags, "mloop.cached_from": origin},

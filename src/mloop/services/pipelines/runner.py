@@ -104,7 +104,7 @@ class PipelineRunner:
 
     def __init__(self, services: Services, root: Path, open_services: OpenServices) -> None:
         self.services = services
-        self.tracker = services.tracker
+        self.runs = services.runs
         self.data = services.data
         self.root = root
         self.open_services = open_services
@@ -134,7 +134,7 @@ class PipelineRunner:
     def _cached(self, key: str, resume: Run | None, anywhere: bool) -> Run | None:
         """The run whose outputs a step with this key can reuse: the resumed run's step first,
         then (when caching is on) the latest finished step run anywhere with the same key."""
-        metadata = self.tracker.metadata
+        metadata = self.runs.metadata
         if resume is not None:
             for child in metadata.runs.children(resume.id):
                 if child.tags.get(CACHE_TAG) == key and child.status is RunStatus.FINISHED:
@@ -178,15 +178,15 @@ class PipelineRunner:
         steps = order(graph.steps)
         functions = {s.name: resolve(s.target, str(self.root)) for s in steps}
         sources = {name: source_digest(fn, self.root) for name, fn in functions.items()}
-        resumed = self.tracker.get_run(resume) if resume else None
+        resumed = self.runs.get(resume) if resume else None
         if resumed is not None and resumed.pipeline != graph.name:
             raise PipelineError(
                 f"run {resumed.id[:12]} is not a run of pipeline {graph.name!r}",
                 "pass --resume with the id of an earlier run of the same pipeline",
             )
         datasets = self._resolve_datasets(steps)
-        environment = self.tracker.environment().digest
-        pipeline_run = self.tracker.start_run(
+        environment = self.runs.environment().digest
+        pipeline_run = self.runs.start(
             graph.name,
             params={
                 k: canonical_json(v) if not isinstance(v, str) else v
@@ -281,7 +281,7 @@ class PipelineRunner:
                     return None
             if not progress.use_cache or self._claim(key):
                 break
-        step_run = self.tracker.start_run(
+        step_run = self.runs.start(
             node.name,
             params=self._params_of(node),
             tags={"mloop.step": node.name, "mloop.target": node.target, CACHE_TAG: key},
@@ -401,7 +401,7 @@ class PipelineRunner:
 
     def _record_cached(self, pipeline_run: ActiveRun, node: StepNode, key: str, hit: Run) -> str:
         """A finished child run that says where its outputs came from (lineage stays whole)."""
-        step_run = self.tracker.start_run(
+        step_run = self.runs.start(
             node.name,
             params=self._params_of(node),
             tags={
@@ -414,7 +414,7 @@ class PipelineRunner:
             kind=RunKind.STEP,
             pipeline=pipeline_run.pipeline,
         )
-        self.tracker.metadata.runs.write_data(
+        self.runs.metadata.runs.write_data(
             step_run.id,
             inputs=hit.inputs,
             outputs=[RunOutput(o.name, o.digest, o.size) for o in hit.outputs],
@@ -429,6 +429,6 @@ class PipelineRunner:
         metrics: list[Metric] = []
         for event in result.steps.values():
             if event.run_id and event.state in (StepState.FINISHED, StepState.CACHED):
-                metrics.extend(self.tracker.metadata.runs.get(event.run_id).metrics.values())
+                metrics.extend(self.runs.metadata.runs.get(event.run_id).metrics.values())
         if metrics:
-            self.tracker.metadata.runs.write_data(pipeline_run.id, metrics=metrics)
+            self.runs.metadata.runs.write_data(pipeline_run.id, metrics=metrics)

@@ -19,7 +19,7 @@ from typing import Any
 from mloop.domain.run import RunKind, RunStatus
 from mloop.errors import InvalidInput
 from mloop.executors import open_executor
-from mloop.services.pipelines.catalog import Pipelines
+from mloop.services.pipelines.catalog import PipelineService
 from mloop.services.pipelines.runner import PipelineResult, StepEvent
 from mloop.services.pipelines.working import DataChange, WorkingData, latest_reads
 
@@ -149,7 +149,7 @@ class SweepResult:
 
 
 class Sweeper:
-    def __init__(self, pipelines: Pipelines) -> None:
+    def __init__(self, pipelines: PipelineService) -> None:
         self.pipelines = pipelines
 
     def run(
@@ -191,7 +191,7 @@ class Sweeper:
             metric, maximize = graphs[0].metric, graphs[0].maximize
             check = self.pipelines.working_data(working_data, f"`mloop sweep {key}`", on_data)
             check.sync(latest_reads(graphs))
-            sweep = runner.tracker.start_run(
+            sweep = runner.runs.start(
                 f"{key}-sweep",
                 tags={"mloop.trials": str(len(trials))},
                 kind=RunKind.SWEEP,
@@ -229,7 +229,7 @@ class Sweeper:
     def _score(self, result: PipelineResult, metric: str | None) -> float | None:
         if metric is None or not result.ok:
             return None
-        found = self.pipelines.runner.tracker.get_run(result.run_id).metrics.get(metric)
+        found = self.pipelines.runner.runs.get(result.run_id).metrics.get(metric)
         return None if found is None else found.value
 
 

@@ -29,7 +29,7 @@ from mloop.domain.run import RunOutput
 from mloop.errors import MloopError, NeedsTrust, PipelineError
 from mloop.services.data.versioning import DataService
 from mloop.services.tracking import active
-from mloop.services.tracking.runs import Tracker
+from mloop.services.tracking.runs import RunService
 from mloop.store.artifacts.cas import ArtifactStore
 
 
@@ -59,7 +59,7 @@ class StepOutcome:
 class Services:
     """The stores and services a worker uses; the local executor hands over its own."""
 
-    tracker: Tracker
+    runs: RunService
     data: DataService
     artifacts: ArtifactStore
 
@@ -148,7 +148,7 @@ def run_step(task: StepTask, services: Services) -> StepOutcome:
     from mloop.services.tracking.values import describe_value, load_value, store_value
 
     started = time.monotonic()
-    run = services.tracker.attach(task.run_id)
+    run = services.runs.attach(task.run_id)
     attempts = 0
     try:
         fn = resolve(task.target, task.root)
@@ -172,7 +172,7 @@ def run_step(task: StepTask, services: Services) -> StepOutcome:
                         raise exc.needing(NeedsTrust.STEP, subject) from None
                     run.log_input("artifact", payload, arg)
                 elif kind == "dataset":
-                    dataset = services.data.get(payload[0], payload[1])
+                    dataset = services.data.open(payload[0], payload[1])
                     kwargs[arg] = dataset
                     run.log_input("dataset", dataset.version.ref, arg)
                 else:
@@ -214,7 +214,7 @@ def run_step(task: StepTask, services: Services) -> StepOutcome:
         services.artifacts.sync()
         run.set_tag("mloop.attempts", str(attempts))
         run.flush()
-        services.tracker.metadata.runs.write_data(task.run_id, outputs=outputs)
+        services.runs.metadata.runs.write_data(task.run_id, outputs=outputs)
         return StepOutcome(True, tuple(digests), None, attempts, time.monotonic() - started)
     except Exception as exc:
         with contextlib.suppress(Exception):

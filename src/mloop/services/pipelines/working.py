@@ -116,7 +116,7 @@ class WorkingDataCheck:
 
     def _settle(self, report: StatusReport) -> DataChange | None:
         name, latest = report.name, report.version
-        sources = self.data.show(f"{name}:{latest}").sources
+        sources = self.data.get(f"{name}:{latest}").sources
         seen = DataChange(
             name,
             "kept",

@@ -40,7 +40,7 @@ from mloop.domain.names import check_name
 from mloop.domain.records import from_plain, to_plain
 from mloop.errors import CorruptArtifact, InvalidInput, InvalidPath, NeedsTrust, NotFound
 from mloop.services.registry.loaded import LoadedModel, training_categories
-from mloop.services.registry.models import Registry, trust_reason_of
+from mloop.services.registry.models import ModelService, trust_reason_of
 from mloop.services.tracking.values import check_manifest, describe_value, load_files
 from mloop.store.artifacts.hashing import hash_file
 
@@ -92,7 +92,7 @@ class Bundle:
 
     @property
     def trust_reason(self) -> str | None:
-        """Why loading needs trust, or None (as `Registry.trust_reason` says it)."""
+        """Why loading needs trust, or None (as `ModelService.trust_reason` says it)."""
         return trust_reason_of(self.version, lambda: self.manifest)
 
     def load(self, trust: bool = False) -> Any:
@@ -142,7 +142,7 @@ class Bundle:
                 )
 
 
-def write_bundle(registry: Registry, version: ModelVersion, folder: Path) -> Bundle:
+def write_bundle(models: ModelService, version: ModelVersion, folder: Path) -> Bundle:
     """Write `version` as a bundle into `folder` (created if missing; the caller makes sure it
     holds nothing of value). Files are exported verified from the artifact store; the record
     goes last, so a folder without `bundle.json` is a bundle that was never finished.
@@ -152,17 +152,17 @@ def write_bundle(registry: Registry, version: ModelVersion, folder: Path) -> Bun
         >>> write_bundle(registry, version, Path("build/model")).version.ref  # doctest: +SKIP
         'churn:2'
     """
-    manifest = describe_value(registry.artifacts, version.digest)
-    environment = _environment_record(registry, version)
+    manifest = describe_value(models.artifacts, version.digest)
+    environment = _environment_record(models, version)
     folder.mkdir(parents=True, exist_ok=True)
     for name, digest in manifest["files"].items():
-        registry.artifacts.require(digest)
-        registry.artifacts.export(digest, folder / FILES / name)
-    _write_atomic(folder / MANIFEST, registry.artifacts.read_bytes(version.digest))
+        models.artifacts.require(digest)
+        models.artifacts.export(digest, folder / FILES / name)
+    _write_atomic(folder / MANIFEST, models.artifacts.read_bytes(version.digest))
     if environment is not None:
-        packages = registry.artifacts.read_bytes(environment.packages_digest)
+        packages = models.artifacts.read_bytes(environment.packages_digest)
         _write_atomic(folder / ENVIRONMENT, packages)
-    categories = training_categories(version.signature, registry.training_tables(version))
+    categories = training_categories(version.signature, models.training_tables(version))
     record = {
         "kind": KIND,
         "format": FORMAT,
@@ -176,7 +176,7 @@ def write_bundle(registry: Registry, version: ModelVersion, folder: Path) -> Bun
 
 
 def environment_of(
-    registry: Registry, version: ModelVersion
+    models: ModelService, version: ModelVersion
 ) -> tuple[Environment | None, list[str]]:
     """The environment `version` was made in and its packages (`name==version` lines), or
     (None, []) when the version records none.
@@ -185,10 +185,10 @@ def environment_of(
         >>> environment_of(registry, registry.get("churn:3"))[1][:1]  # doctest: +SKIP
         ['scikit-learn==1.5.2']
     """
-    environment = _environment_record(registry, version)
+    environment = _environment_record(models, version)
     if environment is None:
         return None, []
-    return environment, listing(registry.artifacts.read_bytes(environment.packages_digest))
+    return environment, listing(models.artifacts.read_bytes(environment.packages_digest))
 
 
 def listing(packages: bytes) -> list[str]:
@@ -196,10 +196,10 @@ def listing(packages: bytes) -> list[str]:
     return [line.strip() for line in packages.decode().splitlines() if "==" in line]
 
 
-def _environment_record(registry: Registry, version: ModelVersion) -> Environment | None:
+def _environment_record(models: ModelService, version: ModelVersion) -> Environment | None:
     if version.environment is None:
         return None
-    return registry.metadata.environments.get(version.environment)
+    return models.metadata.environments.get(version.environment)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -28,7 +28,7 @@ from mloop.domain.model import ColumnSpec, ModelVersion
 from mloop.domain.records import human_size
 from mloop.domain.run import Run
 from mloop.errors import MloopError, NotFound
-from mloop.services.registry.models import Registry
+from mloop.services.registry.models import ModelService
 
 DOCS_FILE = Path("docs") / "model_card.md"
 INTENDED_USE = "Intended use"
@@ -100,22 +100,22 @@ def _profile(column: ColumnProfile) -> str:
     return "-"
 
 
-class ModelCards:
+class CardBuilder:
     """Builds cards from the registry and the project's docs (see the module docstring)."""
 
-    def __init__(self, registry: Registry, root: Path) -> None:
-        self.registry = registry
-        self.metadata = registry.metadata
+    def __init__(self, models: ModelService, root: Path) -> None:
+        self.models = models
+        self.metadata = models.metadata
         self.root = root
 
-    def card(self, ref: str) -> ModelCard:
+    def build(self, ref: str) -> ModelCard:
         """The card of a version (`NAME:V`, `NAME@ALIAS` or `NAME` for the latest).
 
         Example:
             >>> to_markdown(cards.card("churn:3")).splitlines()[0]  # doctest: +SKIP
             '# Model card: churn:3'
         """
-        version = self.registry.get(ref)
+        version = self.models.get(ref)
         run = self._run(version.run_id)
         pipeline = self._run(run.parent_id) if run is not None and run.parent_id else None
         metrics = sorted(version.metrics.items())
@@ -149,7 +149,7 @@ class ModelCards:
             ("size", human_size(v.size)),
             ("registered", f"{stamp(v.created)} by {v.user}"),
             ("description", v.description),
-            ("loading", f"needs trust: {why}" if (why := self.registry.trust_reason(v)) else ""),
+            ("loading", f"needs trust: {why}" if (why := self.models.trust_reason(v)) else ""),
         ]
         return CardSection("Model", tuple((k, value) for k, value in fields if value))
 
@@ -208,7 +208,7 @@ class ModelCards:
             return CardSection("Environment", (("digest", v.environment),), "Not in the store.")
         fields: tuple[tuple[str, str], ...] = (("digest", env.digest), ("python", env.python))
         fields += (("packages", str(env.package_count)),)
-        versions = recorded_packages(self.registry, env)
+        versions = recorded_packages(self.models, env)
         if versions is None:
             return CardSection("Environment", fields, "The package list could not be read.")
         wanted = (*FLAVOR_PACKAGES.get(v.flavor, ()), *COMMON_PACKAGES)
@@ -284,10 +284,10 @@ def _event(e: Event) -> tuple[str, ...]:
     return (stamp(e.at), e.actor, action, "; ".join(details))
 
 
-def recorded_packages(registry: Registry, env: Environment) -> dict[str, str] | None:
+def recorded_packages(models: ModelService, env: Environment) -> dict[str, str] | None:
     """An environment's stored package list as {name: version}; None if it cannot be read."""
     try:
-        listing = registry.artifacts.read_bytes(env.packages_digest).decode()
+        listing = models.artifacts.read_bytes(env.packages_digest).decode()
     except (MloopError, OSError, UnicodeDecodeError):
         return None
     return dict(line.partition("==")[::2] for line in listing.splitlines() if line)

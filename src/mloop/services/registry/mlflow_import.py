@@ -36,7 +36,7 @@ from mloop.domain.event import Event
 from mloop.domain.model import ColumnSpec, ModelVersion, Signature
 from mloop.errors import InvalidInput, InvalidPath, NeedsTrust
 from mloop.services.registry.files import read_model_file
-from mloop.services.registry.models import Registry
+from mloop.services.registry.models import ModelService
 
 MLMODEL = "MLmodel"
 MAX_MLMODEL_BYTES = 1024 * 1024
@@ -238,7 +238,7 @@ def _default_name(folder: Path) -> str:
 
 
 def import_mlflow_model(
-    registry: Registry,
+    models: ModelService,
     path: Path,
     *,
     name: str | None = None,
@@ -252,7 +252,7 @@ def import_mlflow_model(
     pickle is recorded as an Event.
 
     Example:
-        >>> import_mlflow_model(project.registry, Path("model"), name="churn").ref  # doctest: +SKIP
+        >>> import_mlflow_model(project.models, Path("model"), name="churn").ref  # doctest: +SKIP
         'churn:4'
     """
     found = read_mlmodel(path)
@@ -264,10 +264,10 @@ def import_mlflow_model(
         )
     what = found.model_file.name
     if found.pickled:
-        registry.metadata.events.append(
+        models.metadata.events.append(
             Event(
                 time.time(),
-                registry.actor,
+                models.actor,
                 "model.loaded_with_trust",
                 f"file/{found.model_file}",
                 "mloop models import-mlflow --trust",
@@ -297,16 +297,16 @@ def import_mlflow_model(
     told = "; ".join(f"{k}={v}" for k, v in found.source.items())
     text = description or f"Imported from the MLflow model {found.folder}"
     text += f" ({found.serialization_format}{'; ' + told if told else ''})"
-    version = registry.register(
+    version = models.register(
         model,
         model_name,
         signature=found.signature,
         description=text,
     )
-    registry.metadata.events.append(
+    models.metadata.events.append(
         Event(
             time.time(),
-            registry.actor,
+            models.actor,
             "model.imported",
             f"model/{version.ref}",
             None,

@@ -33,7 +33,7 @@ from mloop.services.registry.loaded import LoadedModel, training_categories
 from mloop.services.registry.signature import infer_signature, signature_from_model
 from mloop.services.tracking import active
 from mloop.services.tracking.active_run import ActiveRun
-from mloop.services.tracking.runs import Tracker
+from mloop.services.tracking.runs import RunService
 from mloop.services.tracking.values import describe_value, load_value, store_value
 from mloop.store.artifacts.cas import ArtifactStore
 from mloop.store.metadata.protocol import MetadataStore
@@ -53,17 +53,17 @@ def parse_model_ref(text: str) -> tuple[str, int | None, str | None]:
     return ref.name, ref.version, ref.alias
 
 
-class Registry:
+class ModelService:
     def __init__(
         self,
         metadata: MetadataStore,
         artifacts: ArtifactStore,
-        tracker: Tracker,
+        runs: RunService,
         actor: str,
     ) -> None:
         self.metadata = metadata
         self.artifacts = artifacts
-        self.tracker = tracker
+        self.runs = runs
         self.actor = actor
 
     def _event(self, action: str, ref: str, reason: str | None = None, **details: Any) -> Event:
@@ -181,12 +181,12 @@ class Registry:
 
     def _run_of(self, run: ActiveRun | str | None) -> Run | None:
         if isinstance(run, str):
-            return self.tracker.get_run(run)
+            return self.runs.get(run)
         current = run if isinstance(run, ActiveRun) else active.current()
         if current is None:
             return None
         current.flush()  # what the run logged so far is its lineage: write it first
-        return self.tracker.get_run(current.id)
+        return self.runs.get(current.id)
 
     def _lineage(self, run: Run) -> dict[str, Any]:
         """Datasets, metrics, params and training frames from the run and, when it is a step,
@@ -226,7 +226,7 @@ class Registry:
         name, version, alias = parse_model_ref(ref)
         return self.metadata.models.get_version(name, version, alias)
 
-    def models(self) -> list[Model]:
+    def find(self) -> list[Model]:
         return self.metadata.models.all()
 
     def versions(self, name: str, sort: str | None = None) -> list[ModelVersion]:
@@ -319,7 +319,7 @@ class Registry:
 
 
 def trust_reason_of(version: ModelVersion, manifest: Callable[[], dict[str, Any]]) -> str | None:
-    """Why loading `version` needs the loader's trust (see `Registry.trust_reason`), wherever
+    """Why loading `version` needs the loader's trust (see `ModelService.trust_reason`), wherever
     its manifest is kept: `manifest` reads it, only when the flavor alone does not say."""
     if version.flavor in TRUSTED_FLAVORS:
         return f"it is a {version.flavor} model: loading it runs code from the file"

@@ -5,7 +5,7 @@ read: both models predict on the same holdout dataset (from mloop.yaml), so "bea
 compares like with like. `data_validation` re-checks the version's training data against the
 version before it. A forced promotion needs a reason and records the failed gates with it.
 
-A model that cannot be loaded without trust (`Registry.trust_reason`) fails no gate: nothing was
+A model that cannot be loaded without trust (`ModelService.trust_reason`) fails no gate: nothing was
 measured, so the promotion stops with `NeedsTrust` naming which model (the candidate or the
 champion) and is not recorded; the caller's `trust` lets both load.
 """
@@ -31,7 +31,7 @@ from mloop.domain.model import ModelVersion
 from mloop.domain.policy import ModelPolicy
 from mloop.errors import GateFailed, InvalidInput, MloopError, NeedsTrust
 from mloop.services.data.versioning import DataService, parse_version_ref
-from mloop.services.registry.models import Registry
+from mloop.services.registry.models import ModelService
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +64,9 @@ class Promoter:
     mloop.yaml when the project opened); a model with no policy has no gates."""
 
     def __init__(
-        self, registry: Registry, data: DataService, policies: Mapping[str, ModelPolicy]
+        self, models: ModelService, data: DataService, policies: Mapping[str, ModelPolicy]
     ) -> None:
-        self.registry = registry
+        self.models = models
         self.data = data
         self.policies = policies
 
@@ -81,7 +81,7 @@ class Promoter:
     ) -> tuple[GateRecord, ...]:
         """Every gate of the model, measured for `version` against the current `alias` holder;
         raises `NeedsTrust` when a model the gates must run cannot load without `trust`."""
-        candidate = self.registry.get(f"{name}:{version}")
+        candidate = self.models.get(f"{name}:{version}")
         holdout = _Holdout(self, name, trust)
         records: list[GateRecord] = []
         for gate in self.gates_of(name):
@@ -104,7 +104,7 @@ class Promoter:
             return result
         if isinstance(gate, ChampionGate):
             try:
-                champion = self.registry.get(f"{candidate.name}@{alias}")
+                champion = self.models.get(f"{candidate.name}@{alias}")
             except MloopError:
                 return GateRecord(str(gate), True, reason=f"no {alias} yet: nothing to beat")
             if champion.version == candidate.version:
@@ -167,9 +167,9 @@ class Promoter:
         """
         if force and not (reason and reason.strip()):
             raise InvalidInput("--force needs a reason", 'add --reason "why this is safe"')
-        candidate = self.registry.get(f"{name}:{version}")
+        candidate = self.models.get(f"{name}:{version}")
         records = self.evaluate(name, candidate.version, alias, trust)
-        self.registry.metadata.models.set_gates(name, candidate.version, records)
+        self.models.metadata.models.set_gates(name, candidate.version, records)
         failed = [r for r in records if not r.passed]
         if failed and not force:
             detail = "; ".join(f"{r.gate}: {r.reason}" for r in failed)
@@ -178,7 +178,7 @@ class Promoter:
                 'improve the model, or if it must ship anyway: --force --reason "..."',
             )
         note = reason if force else None
-        self.registry.set_alias(name, candidate.version, alias, reason=note)
+        self.models.set_alias(name, candidate.version, alias, reason=note)
         return PromotionResult(candidate, alias, records, bool(failed) and force)
 
 
@@ -197,7 +197,7 @@ class _Holdout:
             if self.policy.holdout is None or self.policy.label is None:
                 raise InvalidInput("this gate needs `holdout` and `label` set for the model")
             name, version = parse_version_ref(self.policy.holdout)
-            local = self.promoter.data.get(name, version)
+            local = self.promoter.data.open(name, version)
             self._frame = local.to_pandas(self.policy.table)
             self.ref = local.version.ref
         return self._frame
@@ -210,7 +210,7 @@ class _Holdout:
         if label not in frame.columns:
             raise InvalidInput(f"the holdout {self.ref} has no column {label!r}")
         try:
-            model = self.promoter.registry.load(version.ref, trust=self.trust)
+            model = self.promoter.models.load(version.ref, trust=self.trust)
         except NeedsTrust as exc:
             raise exc.needing(subject=role or f"the candidate {version.ref}") from None
         features = frame.drop(columns=[label])

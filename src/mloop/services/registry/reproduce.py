@@ -40,7 +40,7 @@ from mloop.domain.pipeline import PipelineGraph
 from mloop.domain.run import Run, RunKind
 from mloop.errors import InvalidInput, NotFound
 from mloop.services.registry.card import recorded_packages
-from mloop.services.registry.models import REHEARSED, Registry
+from mloop.services.registry.models import REHEARSED, ModelService
 from mloop.services.registry.rerun import (
     RecordedPipelines,
     RerunOutcome,
@@ -168,7 +168,7 @@ def _check(name: str, old: float | None, new: float | None, tolerance: float) ->
 class Reproducer:
     def __init__(
         self,
-        registry: Registry,
+        models: ModelService,
         root: Path,
         environment: Mapping[str, str],
         pipelines: Callable[[], RecordedPipelines],
@@ -176,15 +176,15 @@ class Reproducer:
         """From the wiring layer: `environment`, the variables that make a child `mloop`
         process use this project's stores (whatever opening them needs), and `pipelines`, the
         pipelines service (opened only where a re-run runs)."""
-        self.registry = registry
-        self.metadata = registry.metadata
+        self.models = models
+        self.metadata = models.metadata
         self.root = root
         self.environment = dict(environment)
         self.pipelines = pipelines
 
     def plan(self, ref: str, allow_dirty: bool = False, register: bool = False) -> Plan:
         """What re-running `ref` means, or a clear refusal when it cannot be done faithfully."""
-        version = self.registry.get(ref)
+        version = self.models.get(ref)
         if version.run_id is None:
             why = f"{version.ref} was registered outside any run: nothing records how it was made"
             raise InvalidInput(why, "reproduce works for versions a pipeline registered")
@@ -264,7 +264,7 @@ class Reproducer:
         result = self._compare(plan, outcome, tolerance, str(tree) if keep_worktree else None)
         details = {"run": outcome.run_id, "ok": result.ok, "digest_match": result.digest_match}
         where = f"model/{result.ref}"
-        event = Event(time.time(), self.registry.actor, "model.reproduced", where, None, details)
+        event = Event(time.time(), self.models.actor, "model.reproduced", where, None, details)
         self.metadata.events.append(event)
         return result
 
@@ -368,7 +368,7 @@ class Reproducer:
             return ("unknown", python), []
         if env.python != python:
             warnings.append(f"python differs: recorded {env.python}, now {python}")
-        recorded = recorded_packages(self.registry, env)
+        recorded = recorded_packages(self.models, env)
         if recorded is None:
             warnings.append("the recorded package list cannot be read")
             return (env.python, python), []

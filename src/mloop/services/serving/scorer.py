@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mloop.services.registry.models import Registry
+from mloop.services.registry.models import ModelService
 from mloop.services.serving.batch import output_format, predict_frame, read_rows, write_predictions
 from mloop.services.serving.requests import UnknownCategory
 
@@ -40,8 +40,8 @@ def _no_progress(label: str, rows: int) -> AbstractContextManager[Callable[[int]
 class BatchScorer:
     """Scores the rows of a file (.csv, .parquet, .json) with a registered model version."""
 
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
+    def __init__(self, models: ModelService) -> None:
+        self.models = models
 
     def score(
         self,
@@ -61,9 +61,9 @@ class BatchScorer:
         """
         if out is not None:
             output_format(out)  # a wrong name fails before any work
-        version = self.registry.get(ref)
+        version = self.models.get(ref)
         frame = read_rows(source, version.signature)  # and so does a wrong input, before loading
-        predictor = self.registry.load_predictor(version.ref, trust=trust)
+        predictor = self.models.load_predictor(version.ref, trust=trust)
         label = f"{predictor.name}:{predictor.version}"
         with (progress or _no_progress)(label, len(frame)) as advance:
             scored = predict_frame(predictor, frame, source.name, on_rows=advance)

@@ -131,7 +131,7 @@ def _classify(detail: str) -> str:
     return "corrupt"
 
 
-class Housekeeping:
+class StorageService:
     """Check (`fsck`) and clean (`gc`) the artifact store against the metadata store."""
 
     def __init__(

@@ -22,7 +22,7 @@ from mloop.domain.run import InputKind, Metric, Run, RunInput, RunOutput, RunSta
 from mloop.errors import Conflict, InvalidInput, InvalidPath
 
 if TYPE_CHECKING:
-    from mloop.services.tracking.runs import Tracker
+    from mloop.services.tracking.runs import RunService
 
 FLUSH_ROWS = 20_000
 FLUSH_SECONDS = 5.0
@@ -61,8 +61,8 @@ def _failure(exc: BaseException) -> str:
 class ActiveRun:
     """A run in progress. Use it as a context manager, or call `end()`."""
 
-    def __init__(self, tracker: Tracker, run: Run, owned: bool = True) -> None:
-        self._tracker = tracker
+    def __init__(self, runs: RunService, run: Run, owned: bool = True) -> None:
+        self._runs = runs
         self._owned = owned
         # A folder for files a step returns: set by the pipeline worker, which stores the
         # step's outputs before removing it.
@@ -145,16 +145,16 @@ class ActiveRun:
             from mloop.store.walk import Boundary, walk_files
 
             top = os.path.abspath(source)
-            within = Boundary.of([self._tracker.root, top], what=f"the project or {source}")
+            within = Boundary.of([self._runs.root, top], what=f"the project or {source}")
             files = [(p, f"{base}/{p[len(top) + 1 :]}") for p in walk_files(top, within)]
         outputs = []
         for file, rel in sorted(files, key=lambda item: item[1]):
-            digest, size, _ = self._tracker.artifacts.put_path(file)
+            digest, size, _ = self._runs.artifacts.put_path(file)
             outputs.append(RunOutput(check_relative_path(rel), digest, size))
         # Written at once, not buffered: gc removes objects nothing refers to after a grace
         # period, and a long run must not leave its early artifacts unreferenced that long.
-        self._tracker.artifacts.sync()
-        self._tracker.metadata.runs.write_data(self.id, outputs=outputs)
+        self._runs.artifacts.sync()
+        self._runs.metadata.runs.write_data(self.id, outputs=outputs)
         return outputs
 
     def log_input(self, kind: InputKind | str, ref: str, name: str | None = None) -> None:
@@ -181,8 +181,8 @@ class ActiveRun:
         if not any(buffered.values()):
             return
         if self._outputs:
-            self._tracker.artifacts.sync()
-        self._tracker.metadata.runs.write_data(self.id, **buffered)
+            self._runs.artifacts.sync()
+        self._runs.metadata.runs.write_data(self.id, **buffered)
         self._clear_locked()
 
     def flush(self) -> None:
@@ -210,14 +210,14 @@ class ActiveRun:
         atexit.unregister(self._at_exit)
         try:
             if buffered["outputs"]:
-                self._tracker.artifacts.sync()
-            self._tracker.end_run(self.id, status, error, **buffered)
+                self._runs.artifacts.sync()
+            self._runs.end(self.id, status, error, **buffered)
         except BaseException:
             # What was logged last could not be written (a param stored with another value,
             # a step out of range, a store error): the run still ends, as it did when a flush
             # before the end failed, and the error is raised.
             with contextlib.suppress(Exception):
-                self._tracker.end_run(self.id, status, error)
+                self._runs.end(self.id, status, error)
             raise
 
     def _at_exit(self) -> None:
@@ -235,7 +235,7 @@ class ActiveRun:
     def run(self) -> Run:
         """The run as stored, after writing what is buffered."""
         self.flush()
-        return self._tracker.metadata.runs.get(self.id)
+        return self._runs.metadata.runs.get(self.id)
 
     def __enter__(self) -> ActiveRun:
         return self

@@ -30,7 +30,7 @@ def new_run_id() -> str:
     return raw.hex()
 
 
-class Tracker:
+class RunService:
     """Start runs and read them back."""
 
     def __init__(
@@ -88,7 +88,7 @@ class Tracker:
         self._stored_environments.add(env.digest)
         return None
 
-    def start_run(
+    def start(
         self,
         name: str | None = None,
         params: Mapping[str, Any] | None = None,
@@ -105,7 +105,7 @@ class Tracker:
         environment are written in one transaction.
 
         Example:
-            >>> with tracker.start_run("baseline", params={"lr": 0.1}) as run:  # doctest: +SKIP
+            >>> with tracker.start("baseline", params={"lr": 0.1}) as run:  # doctest: +SKIP
             ...     run.log_metric("loss", 0.3)
         """
         run_id = new_run_id()
@@ -150,9 +150,7 @@ class Tracker:
         code running inside it can log; the creator ends it."""
         return ActiveRun(self, self.metadata.runs.get(run_id), owned=False)
 
-    def end_run(
-        self, run_id: str, status: RunStatus, error: str | None = None, **logged: Any
-    ) -> None:
+    def end(self, run_id: str, status: RunStatus, error: str | None = None, **logged: Any) -> None:
         """End a run. `logged` (what it logged last: params=…, tags=…, metrics=…, inputs=…,
         outputs=…, as `write_run_data` takes them) is written in the same transaction."""
         action = "run.finished" if status is RunStatus.FINISHED else f"run.{status.value}"
@@ -170,11 +168,11 @@ class Tracker:
     def liveness(self) -> Liveness:
         return liveness(self.metadata, self.lost_after)
 
-    def get_run(self, ref: str) -> Run:
+    def get(self, ref: str) -> Run:
         """The run, `lost` if it is stored as running but its process is gone."""
         return self.metadata.runs.get(ref.removeprefix("run/"), self.liveness())
 
-    def find_runs(
+    def find(
         self,
         filter: str | None = None,
         sort: str | None = None,
@@ -192,7 +190,7 @@ class Tracker:
             where, order, limit, liveness=self.liveness(), deleted=deleted
         )
 
-    def count_runs(self, filter: str | None = None, *, deleted: bool = False) -> int:
+    def count(self, filter: str | None = None, *, deleted: bool = False) -> int:
         from mloop.domain.query import parse_filter
 
         where = parse_filter(filter) if filter else None
@@ -278,7 +276,7 @@ class Tracker:
             >>> tracker.delete("3f2a", reason="smoke test")  # doctest: +SKIP
             ['3f2a9c1e…', '77b0d2aa…']
         """
-        run = self.get_run(ref)
+        run = self.get(ref)
         if run.status is RunStatus.LOST:
             raise Conflict(
                 f"run {run.id[:12]} is lost (its process is gone) and has not ended",
@@ -294,7 +292,7 @@ class Tracker:
         return self.metadata.runs.restore(run.id, event)
 
     def metric_history(self, ref: str, key: str) -> list[Metric]:
-        run = self.get_run(ref)
+        run = self.get(ref)
         if key not in run.metrics:
             raise NotFound(f"run {run.id[:12]} has no metric {key!r}", "see `mloop runs show`")
         return self.metadata.runs.metric_history(run.id, key)
