@@ -2,9 +2,9 @@
 
 Each transition takes the deployment as it stands (and `now`, passed in: nothing here reads a
 clock) and returns a `Decision`: the deployment after it, the Event's action and its reason in
-numbers. The store writes both in one transaction; the servers follow the new weights.
+numbers. The store writes both in one transaction; the servers follow the new weights. A new
+deployment is made by `deploy_request.plan`; then:
 
-(A new deployment is made by `deploy_request.plan`, from a checked request.)
 - `ready`: the new canary or green passed its readiness check: the canary gets its first step,
   green all the traffic at once (blue kept at 0 for `keep`).
 - `advance`: a canary's analysis interval: pass climbs a step (reaching 100 promotes), fail

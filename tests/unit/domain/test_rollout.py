@@ -11,6 +11,7 @@ import pytest
 from mloop.domain.analysis import GateCheck, StepAnalysis, Verdict, VersionStats, analyse
 from mloop.domain.deploy_request import parse_request, plan
 from mloop.domain.endpoint import (
+    CanaryPolicy,
     DeployedVersion,
     Deployment,
     EndpointState,
@@ -330,3 +331,10 @@ def test_wake_at_says_when_the_next_decision_is_due() -> None:
     assert wake_at(deploy("ab", [V3, V4], serving_v3())) is None  # only people end an ab test
     assert wake_at(serving_v3()) is None
     assert wake_at(rollback(d, now=300.0, actor="ana").deployment) is None
+
+
+def test_a_canary_whose_only_step_is_100_is_promoted_once_ready() -> None:
+    d = deploy("canary", [V4], serving_v3(), steps="100")
+    assert d.policy == CanaryPolicy(steps=(100,))
+    up = ready(d, now=200.0)
+    assert up.action == "endpoint.promoted" and weights(up.deployment) == {"churn:4": 100}
