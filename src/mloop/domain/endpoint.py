@@ -13,7 +13,7 @@ over the versions that take traffic). Roles by strategy:
 - `shadow`: the `stable` version at 100 and a `shadow` at 0 that gets copies of a fraction.
 
 Records only, plus `loaded`; what changes them is in `rollout.py`, the split in `traffic.py`, the
-options people write in `deploy_options.py`.
+options people write in `deploy_request.py`.
 """
 
 from __future__ import annotations
@@ -160,6 +160,15 @@ class ShadowPolicy:
 
 
 Policy = CanaryPolicy | BlueGreenPolicy | ABPolicy | ShadowPolicy
+# A stored policy is read by its deployment's strategy (`from_plain(POLICIES[strategy], data)`):
+# read as the `Policy` union, a field added later would make old rows match no member.
+POLICIES: dict[Strategy, type[Policy] | None] = {
+    Strategy.DIRECT: None,
+    Strategy.CANARY: CanaryPolicy,
+    Strategy.BLUE_GREEN: BlueGreenPolicy,
+    Strategy.AB: ABPolicy,
+    Strategy.SHADOW: ShadowPolicy,
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,16 +2,16 @@
 
 Each transition takes the deployment as it stands (and `now`, passed in: nothing here reads a
 clock) and returns a `Decision`: the deployment after it, the Event's action and its reason in
-numbers. The store writes both in one transaction; the servers follow the new weights.
+numbers. The store writes both in one transaction; the servers follow the new weights. A new
+deployment is made by `deploy_request.plan`; then:
 
-- `plan`: a new deployment from a checked request and the endpoint's current one (a rollout in
-  progress is refused, or with `force` aborted first: two decisions).
 - `ready`: the new canary or green passed its readiness check: the canary gets its first step,
   green all the traffic at once (blue kept at 0 for `keep`).
 - `advance`: a canary's analysis interval: pass climbs a step (reaching 100 promotes), fail
   counts towards `threshold` (reached: rolled back, naming the gate), no data holds the step
   (it neither counts nor breaks a run of failures), and past the deadline it is rolled back.
-- `tick`: what time alone decides: a canary's deadline, blue's `keep` running out.
+- `tick`: what time alone decides: a canary's deadline, blue's `keep` running out;
+  `wake_at` says when either is next due.
 - `promote`, `rollback` by hand, `fail` when a new version never became ready.
 """
 
@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mloop.domain.analysis import StepAnalysis, Verdict
-from mloop.domain.deploy_options import DeployRequest
 from mloop.domain.durations import format_duration
 from mloop.domain.endpoint import (
     BlueGreenPolicy,
@@ -64,87 +63,6 @@ class Decision:
             self.reason,
             {**plain, **self.details},
         )
-
-
-def plan(
-    request: DeployRequest, current: Deployment | None, *, actor: str, now: float
-) -> tuple[Decision, ...]:
-    """The decisions a deployment request makes: the new deployment, after the abort of the
-    one in progress when `request.force` (refused without it). `request.models` are exact.
-
-    Example:
-        >>> from mloop.domain.deploy_options import parse_request
-        >>> first = parse_request("web", "direct", [ModelRef("churn", 3)], {})
-        >>> [str(d.deployment.state) for d in plan(first, None, actor="ana", now=0.0)]
-        ['stable']
-    """
-    decisions: list[Decision] = []
-    sequence = 1 if current is None else current.sequence + 1
-    if current is not None and not current.state.settled:
-        if not request.force:
-            raise Conflict(
-                f"endpoint {request.endpoint!r} has a {current.strategy} rollout in progress "
-                f"(deployment {current.sequence}, {_shown(current)})",
-                f"wait for it, or `mloop endpoints promote|rollback {request.endpoint}`, "
-                "or deploy again with --force to abort it",
-            )
-        current = rollback(
-            current, now=now, actor=actor, reason=f"aborted by deployment {sequence}"
-        ).deployment
-        decisions.append(Decision(current, "endpoint.aborted", current.reason))
-    new = tuple(DeployedVersion(m, Role.STABLE) for m in request.models)  # exact, or refused
-    serving = _serving(current)
-    versions: tuple[DeployedVersion, ...]
-    if request.strategy is Strategy.DIRECT:
-        versions, state = (dataclasses.replace(new[0], weight=100),), EndpointState.STABLE
-    elif request.strategy is Strategy.AB:
-        versions = tuple(
-            DeployedVersion(v.model, Role.VARIANT, w)
-            for v, w in zip(new, request.weights, strict=True)
-        )
-        state = EndpointState.PROGRESSING
-    else:
-        if serving is None:
-            raise InvalidInput(
-                f"endpoint {request.endpoint!r} serves nothing yet: a {request.strategy} "
-                "deployment needs a version serving it to start from",
-                f"deploy one first: mloop deploy {request.endpoint} {request.models[0]} "
-                "--strategy direct",
-            )
-        if serving == new[0].model:
-            raise InvalidInput(
-                f"{serving} already serves endpoint {request.endpoint!r}", "deploy another version"
-            )
-        old_role, new_role = _ROLES[request.strategy]
-        versions = (
-            DeployedVersion(serving, old_role, 100),
-            DeployedVersion(new[0].model, new_role, 0),
-        )
-        state = EndpointState.PROGRESSING
-    waits = request.strategy in (Strategy.CANARY, Strategy.BLUE_GREEN)
-    reason = f"{request.strategy} deployment of {', '.join(map(str, request.models))}"
-    deployment = Deployment(
-        request.endpoint,
-        sequence,
-        request.strategy,
-        versions,
-        state,
-        actor,
-        now,
-        now,
-        request.policy,
-        reason,
-        started=None if waits else now,
-    )
-    details = {"policy": to_plain(request.policy), "strategy": str(request.strategy)}
-    return (*decisions, Decision(deployment, "endpoint.deployed", reason, details))
-
-
-_ROLES = {
-    Strategy.CANARY: (Role.STABLE, Role.CANARY),
-    Strategy.BLUE_GREEN: (Role.BLUE, Role.GREEN),
-    Strategy.SHADOW: (Role.STABLE, Role.SHADOW),
-}
 
 
 def ready(deployment: Deployment, *, now: float, actor: str = ROLLOUT_ACTOR) -> Decision:
@@ -233,6 +151,31 @@ def tick(deployment: Deployment, now: float) -> Decision | None:
     if isinstance(policy, BlueGreenPolicy) and started is not None and now >= started + policy.keep:
         reason = f"blue retired after {format_duration(policy.keep)}"
         return _promote(deployment, now, ROLLOUT_ACTOR, reason)
+    return None
+
+
+def wake_at(deployment: Deployment) -> float | None:
+    """When the deciding actor next has something to decide, None if only people do: a canary's
+    next analysis (`interval` after its last decision; its statistics are those reported since
+    `deployment.updated`, when the weights last changed) or its deadline, whichever comes first,
+    and blue's retirement. Before then, `advance` and `tick` would only hold.
+
+    Example:
+        >>> from mloop.domain.deploy_request import parse_request, plan
+        >>> (first,) = plan(parse_request("web", "direct", [ModelRef("churn", 3)], {}), None,
+        ...                 actor="ana", now=0.0)
+        >>> wake_at(first.deployment) is None
+        True
+    """
+    policy = deployment.policy
+    if deployment.state is not EndpointState.PROGRESSING:
+        return None
+    if isinstance(policy, CanaryPolicy):
+        if deployment.started is None:
+            return deployment.created + policy.deadline
+        return min(deployment.updated + policy.interval, deployment.started + policy.deadline)
+    if isinstance(policy, BlueGreenPolicy) and deployment.started is not None:
+        return deployment.started + policy.keep
     return None
 
 
@@ -375,14 +318,6 @@ def _new(deployment: Deployment) -> DeployedVersion:
     return next((v for v in deployment.versions if v.role in _NEW_ROLES), deployment.versions[-1])
 
 
-def _serving(deployment: Deployment | None) -> ModelRef | None:
-    """The version serving the most traffic, that a new rollout starts from."""
-    if deployment is None:
-        return None
-    best = max(deployment.versions, key=lambda v: v.weight, default=None)
-    return None if best is None or best.weight <= 0 else best.model
-
-
 def _progressing(deployment: Deployment, *strategies: Strategy) -> None:
     if deployment.state is not EndpointState.PROGRESSING:
         raise Conflict(
@@ -395,7 +330,3 @@ def _progressing(deployment: Deployment, *strategies: Strategy) -> None:
             f"endpoint {deployment.endpoint!r} runs a {deployment.strategy} deployment, "
             f"not {'/'.join(strategies)}"
         )
-
-
-def _shown(deployment: Deployment) -> str:
-    return ", ".join(f"{model} at {weight}%" for model, weight in deployment.weights.items())

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 
 import pytest
 
 from mloop.domain.analysis import GateCheck, StepAnalysis, Verdict, VersionStats, analyse
-from mloop.domain.deploy_options import parse_request
+from mloop.domain.deploy_request import parse_request, plan
 from mloop.domain.endpoint import (
+    CanaryPolicy,
     DeployedVersion,
     Deployment,
     EndpointState,
@@ -22,11 +24,11 @@ from mloop.domain.rollout import (
     Decision,
     advance,
     fail,
-    plan,
     promote,
     ready,
     rollback,
     tick,
+    wake_at,
 )
 from mloop.domain.traffic import Router
 from mloop.errors import Conflict, InvalidInput
@@ -313,3 +315,26 @@ def test_transitions_refuse_the_wrong_strategy_or_state() -> None:
     with pytest.raises(Conflict, match="has no traffic yet"):
         advance(deploy("canary", [V4], serving_v3()), PASS, 201.0)
     assert tick(serving_v3(), now=1e9) is None
+
+
+def test_wake_at_says_when_the_next_decision_is_due() -> None:
+    waiting = deploy("canary", [V4], serving_v3(), **FAST)  # created at 100, deadline 30s
+    assert wake_at(waiting) == 130.0
+    d = canary()  # ready at 200, interval 1s
+    assert wake_at(d) == 201.0
+    d = advance(d, PASS, now=201.5).deployment
+    assert wake_at(d) == 202.5
+    late = dataclasses.replace(d, updated=229.5)
+    assert wake_at(late) == 230.0  # the deadline comes before the next interval
+    bg = ready(deploy("blue_green", [V4], serving_v3(), keep="10m"), now=200.0).deployment
+    assert wake_at(bg) == 800.0
+    assert wake_at(deploy("ab", [V3, V4], serving_v3())) is None  # only people end an ab test
+    assert wake_at(serving_v3()) is None
+    assert wake_at(rollback(d, now=300.0, actor="ana").deployment) is None
+
+
+def test_a_canary_whose_only_step_is_100_is_promoted_once_ready() -> None:
+    d = deploy("canary", [V4], serving_v3(), steps="100")
+    assert d.policy == CanaryPolicy(steps=(100,))
+    up = ready(d, now=200.0)
+    assert up.action == "endpoint.promoted" and weights(up.deployment) == {"churn:4": 100}

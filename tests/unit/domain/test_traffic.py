@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-from mloop.domain.deploy_options import parse_request
+from mloop.domain.deploy_request import parse_request, plan
 from mloop.domain.endpoint import DeployedVersion, Role
 from mloop.domain.names import ModelRef
-from mloop.domain.rollout import plan, ready
+from mloop.domain.rollout import ready
 from mloop.domain.traffic import Router, mirror
 from mloop.errors import InvalidInput
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mloop.domain.deploy_options import (
+from mloop.domain.deploy_request import (
     parse_latency_bound,
     parse_request,
     parse_steps,
@@ -14,6 +14,7 @@ from mloop.domain.deploy_options import (
 )
 from mloop.domain.durations import format_duration, parse_duration
 from mloop.domain.endpoint import (
+    POLICIES,
     ABPolicy,
     BlueGreenPolicy,
     CanaryPolicy,
@@ -267,3 +268,13 @@ def test_a_deployment_round_trips_through_json_in_the_shape_status_shows(policy:
     ]
     assert plain["state"] == "progressing" and plain["strategy"] == "canary"
     assert from_plain(Deployment, plain) == deployment
+
+
+@pytest.mark.parametrize("strategy", list(Strategy))
+def test_a_stored_policy_is_read_back_by_its_strategy(strategy: Strategy) -> None:
+    models = [V3, V4] if strategy is Strategy.AB else [V4]
+    policy = parse_request("web", strategy, models, {}).policy
+    kind = POLICIES[strategy]
+    assert (policy is None) if kind is None else isinstance(policy, kind)
+    if kind is not None:
+        assert from_plain(kind, json.loads(json.dumps(to_plain(policy)))) == policy

@@ -5,12 +5,17 @@ says which options go with which strategy and how many models each takes; each r
 InvalidInput naming the option and the fix. Options are given by their names without the dashes
 (`{"steps": "10,50", "max-p99": "2x"}`) as the text the user typed.
 
+`plan` turns a checked request and the endpoint's current deployment into decisions (the
+rollout state machine's first, in `rollout.py`): a rollout in progress is refused, or with
+`force` aborted first.
+
 Canary steps must be whole percents from 1 to 100, strictly increasing; a last step below 100
 gets 100 added (`10,50` climbs 10, 50, then promotes), since every canary ends at all traffic.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -21,14 +26,20 @@ from mloop.domain.endpoint import (
     ABPolicy,
     BlueGreenPolicy,
     CanaryPolicy,
+    DeployedVersion,
+    Deployment,
+    EndpointState,
     LatencyBound,
     Policy,
+    Role,
     ShadowPolicy,
     StickyKey,
     Strategy,
 )
 from mloop.domain.names import ModelRef, check_name
-from mloop.errors import InvalidInput
+from mloop.domain.records import to_plain
+from mloop.domain.rollout import Decision, rollback
+from mloop.errors import Conflict, InvalidInput
 
 MAX_VARIANTS = 10
 OPTIONS: Mapping[Strategy, frozenset[str]] = {
@@ -255,3 +266,95 @@ def _number(
     return (
         parse_number(options[name], f"--{name}", low, high, above) if name in options else default
     )
+
+
+_ROLES = {  # the old version's role and the new one's, by strategy
+    Strategy.CANARY: (Role.STABLE, Role.CANARY),
+    Strategy.BLUE_GREEN: (Role.BLUE, Role.GREEN),
+    Strategy.SHADOW: (Role.STABLE, Role.SHADOW),
+}
+
+
+def plan(
+    request: DeployRequest, current: Deployment | None, *, actor: str, now: float
+) -> tuple[Decision, ...]:
+    """The decisions a deployment request makes: the new deployment, after the abort of the
+    one in progress when `request.force` (refused without it). `request.models` are exact.
+
+    Example:
+        >>> first = parse_request("web", "direct", [ModelRef("churn", 3)], {})
+        >>> [str(d.deployment.state) for d in plan(first, None, actor="ana", now=0.0)]
+        ['stable']
+    """
+    decisions: list[Decision] = []
+    sequence = 1 if current is None else current.sequence + 1
+    if current is not None and not current.state.settled:
+        if not request.force:
+            raise Conflict(
+                f"endpoint {request.endpoint!r} has a {current.strategy} rollout in progress "
+                f"(deployment {current.sequence}, {_shown(current)})",
+                f"wait for it, or `mloop endpoints promote|rollback {request.endpoint}`, "
+                "or deploy again with --force to abort it",
+            )
+        current = rollback(
+            current, now=now, actor=actor, reason=f"aborted by deployment {sequence}"
+        ).deployment
+        decisions.append(Decision(current, "endpoint.aborted", current.reason))
+    new = tuple(DeployedVersion(m, Role.STABLE) for m in request.models)  # exact, or refused
+    serving = _serving(current)
+    versions: tuple[DeployedVersion, ...]
+    if request.strategy is Strategy.DIRECT:
+        versions, state = (dataclasses.replace(new[0], weight=100),), EndpointState.STABLE
+    elif request.strategy is Strategy.AB:
+        versions = tuple(
+            DeployedVersion(v.model, Role.VARIANT, w)
+            for v, w in zip(new, request.weights, strict=True)
+        )
+        state = EndpointState.PROGRESSING
+    else:
+        if serving is None:
+            raise InvalidInput(
+                f"endpoint {request.endpoint!r} serves nothing yet: a {request.strategy} "
+                "deployment needs a version serving it to start from",
+                f"deploy one first: mloop deploy {request.endpoint} {request.models[0]} "
+                "--strategy direct",
+            )
+        if serving == new[0].model:
+            raise InvalidInput(
+                f"{serving} already serves endpoint {request.endpoint!r}", "deploy another version"
+            )
+        old_role, new_role = _ROLES[request.strategy]
+        versions = (
+            DeployedVersion(serving, old_role, 100),
+            DeployedVersion(new[0].model, new_role, 0),
+        )
+        state = EndpointState.PROGRESSING
+    waits = request.strategy in (Strategy.CANARY, Strategy.BLUE_GREEN)
+    reason = f"{request.strategy} deployment of {', '.join(map(str, request.models))}"
+    deployment = Deployment(
+        request.endpoint,
+        sequence,
+        request.strategy,
+        versions,
+        state,
+        actor,
+        now,
+        now,
+        request.policy,
+        reason,
+        started=None if waits else now,
+    )
+    details = {"policy": to_plain(request.policy), "strategy": str(request.strategy)}
+    return (*decisions, Decision(deployment, "endpoint.deployed", reason, details))
+
+
+def _serving(deployment: Deployment | None) -> ModelRef | None:
+    """The version serving the most traffic, that a new rollout starts from."""
+    if deployment is None:
+        return None
+    best = max(deployment.versions, key=lambda v: v.weight, default=None)
+    return None if best is None or best.weight <= 0 else best.model
+
+
+def _shown(deployment: Deployment) -> str:
+    return ", ".join(f"{model} at {weight}%" for model, weight in deployment.weights.items())
