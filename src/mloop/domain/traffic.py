@@ -6,9 +6,10 @@ Every request maps to a point in [0, 100): with a sticky key (a user id from a h
 payload field) the point is a keyed BLAKE2b hash of the key, so the same key always lands on the
 same version, in every server process and on every machine (Python's `hash()` is salted per
 process); without one, a uniform draw from the random source the caller passes (seeded in
-tests). The hash is keyed by the endpoint, so one user is not in the first 10% of every
-endpoint at once, and not by the deployment's sequence, so redeploying keeps users where
-they were as far as the weights allow.
+tests). The hash is keyed by the endpoint and the deployment's sequence, as A/B tools key it by
+the experiment: one user is not in the first 10% of every endpoint at once, and the variant a
+user had in the last test does not decide the one they get in the next (a carry-over that
+would bias it).
 
 Later versions take the top of the range: a canary at 10% takes [90, 100), at 25% [75, 100), so
 the keys that saw the canary at 10% still see it at 25%, and a rollback moves only those keys.
@@ -34,8 +35,8 @@ class Router:
     __slots__ = ("_bounds", "_hasher", "_total", "versions")
 
     def __init__(self, versions: Sequence[DeployedVersion], salt: str = "") -> None:
-        """`versions` with their weights (those at 0 never answer); `salt` keys the hash (the
-        endpoint's name, see the module's docstring)."""
+        """`versions` with their weights (those at 0 never answer); `salt` keys the hash
+        (`ENDPOINT/SEQUENCE` from `for_deployment`, see the module's docstring)."""
         self.versions = tuple(v for v in versions if v.weight > 0)
         if not self.versions:
             raise InvalidInput(
@@ -72,7 +73,7 @@ class Router:
                 for v in versions
                 if v.model in ready
             )
-        return cls(versions, salt=deployment.endpoint)
+        return cls(versions, salt=f"{deployment.endpoint}/{deployment.sequence}")
 
     def point(self, key: str | bytes) -> int:
         """Where a sticky key lands in [0, total): the same key, the same point, everywhere."""

@@ -14,7 +14,7 @@ import pytest
 from mloop.domain.deploy_request import parse_request, plan
 from mloop.domain.endpoint import DeployedVersion, Role
 from mloop.domain.names import ModelRef
-from mloop.domain.rollout import ready
+from mloop.domain.rollout import ready, rollback
 from mloop.domain.traffic import Router, mirror
 from mloop.errors import InvalidInput
 
@@ -158,3 +158,19 @@ def test_a_full_shadow_gets_every_request_and_none_gets_none() -> None:
     rng = random.Random(0)
     assert all(mirror(1.0, rng) for _ in range(1000))
     assert not any(mirror(0.0, rng) for _ in range(1000))
+
+
+def test_each_deployment_draws_its_own_assignment_and_every_server_the_same() -> None:
+    direct = parse_request("web", "direct", [STABLE], {})
+    test = parse_request("web", "ab", [STABLE, CANARY], {"sticky": "header:x-user"})
+    (first,) = plan(direct, None, actor="ana", now=0.0)
+    (second,) = plan(test, first.deployment, actor="ana", now=1.0)
+    (third,) = plan(
+        test, rollback(second.deployment, now=2.0, actor="ana").deployment, actor="ana", now=3.0
+    )
+    sample, rng = keys(1000), random.Random()
+    a, b = (Router.for_deployment(d.deployment) for d in (second, third))
+    again = Router.for_deployment(second.deployment)  # another server, same deployment
+    assert all(a.choose(k, rng) == again.choose(k, rng) for k in sample)
+    differ = sum(a.choose(k, rng).model != b.choose(k, rng).model for k in sample)
+    assert within_999(differ, 1000, 0.5)  # the next test is randomised afresh
