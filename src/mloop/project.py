@@ -244,8 +244,7 @@ class Project:
 
     @cached_property
     def scorer(self) -> BatchScorer:
-        from mloop.services.serving.endpoints import EndpointService
-    from mloop.services.serving.scorer import BatchScorer
+        from mloop.services.serving.scorer import BatchScorer
 
         return BatchScorer(self.models)
 

@@ -9,12 +9,11 @@ import threading
 
 import pytest
 
-from mloop.domain.analysis import VersionStats
+from mloop.domain.analysis import VersionStats, analyse
 from mloop.domain.deploy_request import parse_request, plan
 from mloop.domain.endpoint import CanaryPolicy, Deployment, EndpointState, Strategy
 from mloop.domain.names import ModelRef
 from mloop.domain.rollout import advance, ready, rollback
-from mloop.domain.analysis import analyse
 from mloop.errors import Conflict, NotFound
 from mloop.store.metadata.protocol import MetadataStore
 from tests.contract.records import T0
@@ -69,9 +68,7 @@ def test_a_forced_deployment_aborts_and_deploys_in_one_call(
     canary = _deploy(metadata_store, "canary", 2)
     request = parse_request("web", "direct", [ModelRef("churn", 3)], {}, force=True)
     decisions = plan(request, canary, actor="bob", now=T0 + 20)
-    metadata_store.endpoints.save(
-        [(d.deployment, d.event) for d in decisions], expected=canary
-    )
+    metadata_store.endpoints.save([(d.deployment, d.event) for d in decisions], expected=canary)
 
     aborted = metadata_store.endpoints.deployment("web", 2)
     assert aborted.state is EndpointState.ROLLED_BACK and "aborted" in aborted.reason

@@ -42,7 +42,12 @@ from mloop.services.registry.models import ModelService
 from mloop.store.metadata.protocol import MetadataStore
 
 LEASE_SECONDS = 10.0  # a decider that stops renewing is replaced after this long
-ANALYSIS_ACTIONS = ("endpoint.advanced", "endpoint.held", "endpoint.promoted", "endpoint.rolled_back")
+ANALYSIS_ACTIONS = (
+    "endpoint.advanced",
+    "endpoint.held",
+    "endpoint.promoted",
+    "endpoint.rolled_back",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,8 +102,12 @@ class SqlEndpointStore:
                         tx.execute(
                             "INSERT INTO endpoints (name, created, user_name, description, "
                             "current) VALUES (:n, :c, :u, '', :s)",
-                            {"n": name, "c": deployment.created, "u": deployment.actor,
-                             "s": deployment.sequence},
+                            {
+                                "n": name,
+                                "c": deployment.created,
+                                "u": deployment.actor,
+                                "s": deployment.sequence,
+                            },
                         )
                     tx.execute(_INSERT, row)
                     tx.execute(
@@ -232,6 +236,6 @@ class SqlEndpointStore:
                 "RETURNING holder",
                 {"e": name, "h": holder, "x": now + ttl, "now": now},
             )
-            return got == holder
+            return bool(got == holder)
 
         return self.db.write(work)
