@@ -251,8 +251,9 @@ def required_sample_size(
     rate from `baseline` by `mde` (absolute: 0.02 for 10% -> 12%) with `power`, at level `alpha`.
 
     The fixed-horizon answer, shown for reference: mloop decides by the mSPRT, which needs no
-    size fixed in advance, stops early on large effects and takes longer (about 1.5-2x this)
-    on effects just at the `mde`.
+    size fixed in advance and may be watched, at a price: in the issue's 10% -> 12% simulation
+    (horizon 10,000) half the tests stop by about 4,000 requests per variant and 80% by about
+    6,600, against the 3,841 below.
 
     Example:
         >>> required_sample_size(0.10, 0.02)
@@ -265,15 +266,40 @@ def required_sample_size(
             f"(got baseline {baseline}, mde {mde})",
             "give rates as fractions: baseline 0.10 and mde 0.02 for 10% -> 12%",
         )
-    if not (0 < alpha < 1 and 0 < power < 1):
-        raise InvalidInput(
-            f"alpha and power lie between 0 and 1 (got {alpha}, {power})", "e.g. 0.05, 0.8"
-        )
+    _check_levels(alpha, power)
     mean = (baseline + target) / 2
     z_alpha, z_power = _z_quantile(1 - alpha), _z_quantile(2 * power - 1)
     spread = z_alpha * math.sqrt(2 * mean * (1 - mean))
     spread += z_power * math.sqrt(baseline * (1 - baseline) + target * (1 - target))
     return math.ceil(spread * spread / (mde * mde))
+
+
+def required_sample_size_for_means(
+    sd: float, mde: float, alpha: float = 0.05, power: float = 0.8
+) -> int:
+    """Outcomes per variant a two-sided test of means needs to detect a change `mde` with
+    `power` at level `alpha`, the outcome's standard deviation being `sd` in both variants
+    (the normal approximation; Welch's df adds a few at small sizes).
+
+    Example:
+        >>> required_sample_size_for_means(12.0, 1.0)
+        2261
+    """
+    if not (sd > 0 and mde != 0 and math.isfinite(sd * mde)):
+        raise InvalidInput(
+            f"a sample size needs sd > 0 and mde != 0 (got sd {sd}, mde {mde})",
+            "give both in the outcome's unit: e.g. sd 12.0 and mde 1.0",
+        )
+    _check_levels(alpha, power)
+    spread = (_z_quantile(1 - alpha) + _z_quantile(2 * power - 1)) * sd / mde
+    return math.ceil(2 * spread * spread)
+
+
+def _check_levels(alpha: float, power: float) -> None:
+    if not (0 < alpha < 1 and 0 < power < 1):
+        raise InvalidInput(
+            f"alpha and power lie between 0 and 1 (got {alpha}, {power})", "e.g. 0.05, 0.8"
+        )
 
 
 def _empty(test: str, control: Sample, treatment: Sample, confidence: float) -> FixedHorizonTest:

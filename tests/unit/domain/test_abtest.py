@@ -14,6 +14,7 @@ from mloop.domain.abtest import (
     fixed_horizon_p_value,
     fixed_horizon_test,
     required_sample_size,
+    required_sample_size_for_means,
     two_proportion_test,
     welch_test,
 )
@@ -188,6 +189,21 @@ def test_the_required_sample_size_gives_the_asked_power_and_no_more() -> None:
     assert 0.77 < float(np.mean(np.abs(z) > stats.norm.ppf(0.975))) < 0.83
     assert required_sample_size(0.10, -0.02) == required_sample_size(0.08, 0.02)
     assert required_sample_size(0.10, 0.02, power=0.9) > n > required_sample_size(0.10, 0.04)
+
+
+def test_the_sample_size_for_means_gives_the_asked_power_and_no_more() -> None:
+    n = required_sample_size_for_means(12.0, 1.0, alpha=0.05, power=0.8)
+
+    def power(size: int) -> float:
+        return float(stats.norm.cdf(1.0 / (12.0 * math.sqrt(2 / size)) - stats.norm.ppf(0.975)))
+
+    assert power(n) >= 0.8 > power(n - 1)
+    assert (
+        required_sample_size_for_means(12.0, -2.0) < n < required_sample_size_for_means(24.0, 1.0)
+    )
+    for sd, mde in [(0.0, 1.0), (12.0, 0.0), (math.nan, 1.0), (-1.0, 1.0)]:
+        with pytest.raises(InvalidInput, match="sd > 0 and mde != 0"):
+            required_sample_size_for_means(sd, mde)
 
 
 @pytest.mark.parametrize(
