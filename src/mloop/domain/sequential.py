@@ -136,11 +136,15 @@ def update(
 
 
 class ABState(enum.StrEnum):
-    """`running` until one variant beats every other under the rule, then `winner` (kept: the
-    p-values only fall and the intervals only shrink). mSPRT here has no futility stop."""
+    """`running` until one variant beats every other under the rule (`winner`), or, when the
+    rule has an `mde`, until every always-valid interval between variants lies inside ±mde
+    (`no_difference`: no change worth having, so the test may stop). Both are kept once
+    reached, since the p-values only fall and the intervals only shrink; a winner found after
+    `no_difference` (an effect smaller than the mde) takes precedence."""
 
     RUNNING = "running"
     WINNER = "winner"
+    NO_DIFFERENCE = "no_difference"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +157,9 @@ class SequentialRule:
     approximation behind the mSPRT are poor on a handful (a guard on top of the rule, which
     is valid without it). `horizon`: the outcomes per variant by which an answer is wanted,
     which sets τ (`mixing_sd`). `higher_is_better`: False for outcomes such as errors.
-    `mde`: the smallest change worth finding (absolute, in the outcome's unit), given only to
-    report the sample a fixed-horizon test would need beside the decision.
+    `mde`: the smallest change worth finding (absolute, in the outcome's unit); with it the test
+    may end in `no_difference`, and the decision reports the sample a fixed-horizon test would
+    need.
     """
 
     alpha: float = 0.05
@@ -266,8 +271,11 @@ def decide(
         _result(names[i], samples[0], samples[i], comparisons[i - 1].evidence)
         for i in range(1, len(samples))
     ]
+    state = ABState.RUNNING if winner is None else ABState.WINNER
+    if winner is None and rule.mde and all(_within(c.evidence, abs(rule.mde)) for c in comparisons):
+        state = ABState.NO_DIFFERENCE
     return ABDecision(
-        state=ABState.RUNNING if winner is None else ABState.WINNER,
+        state=state,
         winner=None if winner is None else names[winner],
         winner_index=winner,
         outcome=kind,
@@ -276,7 +284,7 @@ def decide(
         min_samples=rule.min_samples,
         variants=tuple(results),
         comparisons=tuple(comparisons),
-        reason=_reason(names, samples, rule, winner, alpha),
+        reason=_reason(names, samples, rule, state, winner, alpha),
         reference_sample_size=_reference_size(samples[0], rule.mde, alpha),
     )
 
@@ -375,12 +383,25 @@ def _reference_size(control: Sample, mde: float | None, alpha: float) -> int | N
     return required_sample_size_for_means(math.sqrt(variance), mde, alpha)
 
 
+def _within(evidence: Evidence | None, margin: float) -> bool:
+    """Whether the interval rules out a difference of `margin` either way (an equivalence test:
+    the interval covers the true difference at every look, with chance 1 − alpha)."""
+    return evidence is not None and -margin < evidence.ci_low and evidence.ci_high < margin
+
+
 def _reason(
-    names: list[str], samples: list[Sample], rule: SequentialRule, winner: int | None, alpha: float
+    names: list[str],
+    samples: list[Sample],
+    rule: SequentialRule,
+    state: ABState,
+    winner: int | None,
+    alpha: float,
 ) -> str:
     fewest = min(range(len(samples)), key=lambda i: samples[i].n)
     if winner is not None:
         return f"{names[winner]} beats every other variant (always-valid, alpha {alpha:.3g} each)"
+    if state is ABState.NO_DIFFERENCE:
+        return f"no two variants differ by the mde ({rule.mde:g}) or more (always-valid)"
     if samples[fewest].n < rule.min_samples:
         short = f"{names[fewest]} has {samples[fewest].n}"
         return f"waiting for {rule.min_samples} outcomes per variant ({short})"

@@ -32,10 +32,16 @@ from mloop.domain.sequential import (
 from mloop.errors import InvalidInput
 
 STEP = 100  # a look after every 100 requests per variant, as the issue watches
+DEFAULT = SequentialRule()
 
 
 def watch_rates(
-    rates: Sequence[float], looks: int, sims: int, seed: int, steps: Sequence[int] = ()
+    rates: Sequence[float],
+    looks: int,
+    sims: int,
+    seed: int,
+    steps: Sequence[int] = (),
+    rule: SequentialRule = DEFAULT,
 ) -> tuple[list[str | None], np.ndarray]:
     """Simulated tests of binary outcomes with these rates, watched through `decide` after
     every `steps` requests per variant (STEP each unless given: unequal steps are unequal
@@ -48,26 +54,30 @@ def watch_rates(
         n = (look + 1) * per_look
         return [RateSample(int(k), int(s)) for k, s in zip(n, successes[sim, look], strict=True)]
 
-    return watch(samples_at, sims, looks), successes
+    return watch(samples_at, sims, looks, rule), successes
 
 
 def watch(
-    samples_at: Callable[[int, int], list[Sample]], sims: int, looks: int
+    samples_at: Callable[[int, int], list[Sample]],
+    sims: int,
+    looks: int,
+    rule: SequentialRule = DEFAULT,
 ) -> list[str | None]:
     """Each simulated test watched look by look through `decide`, handing back the last
-    decision as the caller would; the winner named at the first look that names one."""
-    winners: list[str | None] = []
+    decision as the caller would, until it stops: the winner named, "no_difference", or None
+    for a test still running at the last look."""
+    outcomes: list[str | None] = []
     for sim in range(sims):
         previous: ABDecision | None = None
-        named = None
+        outcome = None
         for look in range(looks):
-            samples = samples_at(sim, look)
-            previous = decide(dict(zip("ABCDEFG", samples, strict=False)), previous=previous)
-            if previous.state is ABState.WINNER:
-                named = previous.winner
+            variants = dict(zip("ABCDEFG", samples_at(sim, look), strict=False))
+            previous = decide(variants, rule, previous=previous)
+            if previous.state is not ABState.RUNNING:
+                outcome = previous.winner or previous.state.value
                 break
-        winners.append(named)
-    return winners
+        outcomes.append(outcome)
+    return outcomes
 
 
 def test_aa_tests_on_rates_watched_every_100_requests_name_a_winner_at_most_5_percent() -> None:
@@ -108,6 +118,16 @@ def test_aa_tests_on_means_watched_every_100_outcomes_name_a_winner_at_most_5_pe
 
     winners = watch(samples_at, sims, looks)
     assert sum(w is not None for w in winners) <= 0.05 * sims
+
+
+def test_with_an_mde_aa_tests_end_in_no_difference_and_real_lifts_almost_never_do() -> None:
+    rule = SequentialRule(mde=0.02)
+    same, _ = watch_rates([0.10, 0.10], 10_000 // STEP, 200, seed=11, rule=rule)
+    assert same.count("no_difference") >= 0.8 * 200
+    assert same.count("A") + same.count("B") <= 0.05 * 200
+    lift, _ = watch_rates([0.10, 0.12], 20_000 // STEP, 200, seed=12, rule=rule)
+    assert lift.count("no_difference") <= 0.05 * 200  # a lift of the mde itself: the boundary
+    assert lift.count("B") >= 0.8 * 200 and lift.count("A") == 0
 
 
 def test_aa_tests_with_unequal_weights_stay_under_5_percent() -> None:
