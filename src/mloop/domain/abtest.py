@@ -1,12 +1,13 @@
-"""A/B test statistics: per-variant sums, fixed-horizon tests, and the decision `decide` makes.
+"""A/B test statistics: per-variant sums and the fixed-horizon tests, shown for reference.
 
 Method: mloop *decides* by the mixture sequential probability ratio test (mSPRT, always-valid
 p-values; Johari, Koomen, Pekelis and Walsh, "Always valid inference: bringing sequential analysis
 to A/B testing", arXiv:1512.04922), because `endpoints status` may be watched at any time and a
-fixed-horizon p-value read at every look finds winners in A/A tests (`domain/sequential.py` says
-how it works and what its τ means). The fixed-horizon tests an analyst expects, a two-proportion
-z-test for rates and Welch's t-test for means, are reported beside it for reference, with the
-sample size a fixed-horizon test would need (`required_sample_size`); they never name a winner.
+fixed-horizon p-value read at every look finds winners in A/A tests: `domain/sequential.py` has
+`decide`, how the rule works and what its τ means. The fixed-horizon tests an analyst expects,
+a two-proportion z-test for rates and Welch's t-test for means, are reported beside it for
+reference, with the sample size a fixed-horizon test would need (`required_sample_size`); they
+never name a winner.
 
 Samples are sums (`RateSample(n, successes)`, `MeanSample(n, total, total_sq)`), so the reports of
 several server processes merge by addition. Everything here is pure: no I/O, no clock, standard

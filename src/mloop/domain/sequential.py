@@ -5,9 +5,10 @@ A z- or t-test's p-value holds at the one sample size fixed before the test star
 winner in far more than 5% of A/A tests (tests/unit/domain/test_sequential.py measures it: over
 a third of them in 100 looks). So mloop decides by the mixture sequential probability ratio
 test (mSPRT) of Johari, Koomen, Pekelis and Walsh, "Always valid inference: bringing sequential
-analysis to A/B testing" (arXiv:1512.04922; Operations Research 70(3), 2022), on Robbins' normal
-mixture (1970): its p-values and confidence intervals hold at every look at once, so the test can
-be watched continuously and stopped as soon as it says so.
+analysis to A/B testing" (arXiv:1512.04922; in Operations Research 70(3), 2022, as "Always valid
+inference: continuous monitoring of A/B tests"), on Robbins' normal mixture (1970): its p-values
+and confidence intervals hold at every look at once, so the test can be watched continuously
+and stopped as soon as it says so.
 
 The difference d between two variants is estimated as d̂ with variance V (d̂ is close to normal
 by the central limit theorem; V is plugged in from the samples). Against `d = d0`, the likelihood
@@ -24,8 +25,7 @@ interval, {d0 : Λ(d0) < 1/α}, is the running intersection of
 and excludes 0 exactly when the p-value is at most α.
 
 τ, the mixing standard deviation, is the size of effect the test is tuned to find: a large τ
-finds big effects early and small ones late, a small τ the reverse (the paper's section 4 shows
-power changes little within an order of magnitude of the best τ). mloop picks τ so that the
+finds big effects early and small ones late, a small τ the reverse. mloop picks τ so that the
 interval is narrowest at the *horizon*, the sample per variant by which an answer is wanted:
 for a fixed V the half-width is smallest at τ² = r·V with r the root of r = 2 log(1/α) + log(1 + r)
 (r ≈ 8.2 at α = 0.05), so τ² = r·V_h, V_h the variance the estimate will have at the horizon
@@ -109,19 +109,17 @@ def update(
     previous: Evidence | None, difference: float, variance: float, alpha: float, tau: float
 ) -> Evidence:
     """The evidence after one more look: this look's p-value and interval folded into the
-        running minimum and intersection. `tau` (> 0) is used only at the first look (`previous`
-    None); later looks keep the first one's.
+    running minimum and intersection. `tau` (> 0) counts at the first look (`previous` None);
+    later looks keep the first one's. An empty intersection (as rare as a false positive)
+    keeps this look's interval, so no winner is named until it excludes 0 again.
 
-        An empty intersection (the model makes it as rare as a false positive) keeps this look's
-        interval, so the interval never vanishes; until it excludes 0 again no winner is named.
-
-        Example:
-            >>> first = update(None, 0.02, 1e-5, 0.05, tau=0.01)
-            >>> first.p_value < 0.05 and first.ci_low > 0
-            True
-            >>> later = update(first, 0.0, 1e-5, 0.05, tau=1.0)  # tau is kept; p never rises
-            >>> later.tau, later.p_value == first.p_value
-            (0.01, True)
+    Example:
+        >>> first = update(None, 0.02, 1e-5, 0.05, tau=0.01)
+        >>> first.p_value < 0.05 and first.ci_low > 0
+        True
+        >>> later = update(first, 0.0, 1e-5, 0.05, tau=1.0)  # tau is kept; p never rises
+        >>> later.tau, later.p_value == first.p_value
+        (0.01, True)
     """
     if previous is not None:
         tau = previous.tau
@@ -236,13 +234,13 @@ def decide(
 ) -> ABDecision:
     """One look at an A/B test: the variants' samples in order, the control first.
 
-    Every pair of variants is compared by the mSPRT at alpha / (k − 1) for k variants, and a
-    winner is named only when its always-valid interval against every other variant lies on the
-    better side of 0. Why that split suffices: if the best variant is B, naming another one
-    needs that one's comparison with B to go the wrong way, one of k − 1 comparisons each
-    wrong with chance at most alpha / (k − 1); with all variants equal, naming any needs a
-    comparison with the control to reject, again k − 1 of them. So the chance of naming a
-    variant that is not the best stays at most alpha, at any look.
+    Every pair of variants is compared by the mSPRT at alpha / (k − 1) for k variants (the
+    Bonferroni split over the k − 1 comparisons with the control), and a winner is named only
+    when its always-valid interval against every other variant lies on the better side of 0.
+    Why that split suffices for all pairs: take B, a best variant. Naming a winner that is not
+    strictly better than every other needs one of the k − 1 intervals between B and another
+    variant to miss its true difference (each misses with chance at most alpha / (k − 1), at
+    all looks at once), so it happens with chance at most alpha, however the variants tie.
 
     Raises:
         InvalidInput: fewer than two variants, rates mixed with means, or a `previous` decision
