@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -224,3 +226,17 @@ def test_an_impossible_sample_size_question_is_refused(
     with pytest.raises(InvalidInput) as caught:
         required_sample_size(baseline, mde, alpha, power)
     assert caught.value.hint
+
+
+def test_the_statistics_need_neither_scipy_nor_numpy() -> None:
+    # scipy is not a dependency of mloop's model server: the t distribution is computed here
+    code = (
+        "import sys\n"
+        "from mloop.domain.abtest import MeanSample, welch_test\n"
+        "from mloop.domain.sequential import decide\n"
+        "a, b = MeanSample.of(range(200)), MeanSample.of(range(3, 203))\n"
+        "decide({'A': a, 'B': b}); welch_test(a, b)\n"
+        "print(sorted(m for m in ('scipy', 'numpy') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
