@@ -175,3 +175,27 @@ def test_unknown_endpoints_say_how_to_create_one(deployed: Callable[..., Any]) -
         err = deployed("endpoints", action, "nope", code=1)
         assert "no endpoint 'nope'" in err and "mloop deploy nope" in err
     assert deployed("endpoints", "list") == []
+
+
+def test_an_ab_test_names_a_winner_only_under_its_rule(deployed: Callable[..., Any]) -> None:
+    from mloop.domain.analysis import VersionStats
+    from mloop.project import Project
+
+    deployed("deploy", "shop", "churn:1", "churn:2", "--strategy", "ab", "--sticky", "field:id")
+    status = deployed("endpoints", "status", "shop")
+    assert status["ab"]["state"] == "running" and status["ab"]["winner"] is None
+    err = deployed("endpoints", "promote", "shop", code=1)
+    assert "no winner yet" in err and "--winner" in err
+
+    # what the servers report: outcomes from feedback, 10% against 13% over 6,000 each
+    endpoints = Project.open().endpoints
+    for model, right in (("churn:1", 600), ("churn:2", 780)):
+        endpoints.report("shop", 1, "host:1", {model: VersionStats(6000, 0, (), 6000, right)})
+    status = deployed("endpoints", "status", "shop")
+    ab = status["ab"]
+    assert (ab["state"], ab["winner"], ab["method"]) == ("winner", "churn:2", "msprt")
+    control, variant = ab["variants"]
+    assert (control["n"], variant["n"]) == (6000, 6000)
+    assert variant["ci_low"] > 0 and variant["p_value"] < 0.05
+    promoted = deployed("endpoints", "promote", "shop")
+    assert promoted["versions"] == [{"model": "churn:2", "role": "stable", "weight": 100}]

@@ -16,9 +16,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mloop.domain.abtest import RateSample
 from mloop.domain.analysis import VersionStats, analyse
 from mloop.domain.deploy_request import parse_request, plan
 from mloop.domain.endpoint import (
+    ABPolicy,
     CanaryPolicy,
     Deployment,
     EndpointState,
@@ -37,7 +39,8 @@ from mloop.domain.rollout import (
     tick,
     wake_at,
 )
-from mloop.errors import Conflict
+from mloop.domain.sequential import ABDecision, SequentialRule, decide
+from mloop.errors import Conflict, InvalidInput
 from mloop.services.registry.models import ModelService
 from mloop.store.metadata.protocol import MetadataStore
 
@@ -90,6 +93,7 @@ class EndpointStatus:
     actor: str
     updated: float
     next_decision: float | None = None
+    ab: ABDecision | None = None  # an ab test's look at its outcomes (see `ab_decision`)
 
 
 class EndpointService:
@@ -138,6 +142,16 @@ class EndpointService:
     ) -> Deployment:
         current = self.get(endpoint)
         chosen = None if winner is None else self._exact(winner)
+        if chosen is None and current.strategy is Strategy.AB:
+            look = self.ab_decision(current)
+            if look is None or look.winner is None:
+                raise InvalidInput(
+                    f"the ab test on endpoint {endpoint!r} has no winner yet"
+                    + (f": {look.reason}" if look else ""),
+                    f"wait (see `mloop endpoints status {endpoint}`), or choose yourself: "
+                    f"mloop endpoints promote {endpoint} --winner MODEL:V",
+                )
+            chosen = ModelRef.parse(look.winner)
         decision = promote(current, now=time.time(), actor=self.actor, winner=chosen)
         return self._save((decision,), current, reason)
 
@@ -166,7 +180,26 @@ class EndpointService:
             current.actor,
             current.updated,
             wake_at(current),
+            self.ab_decision(current, seen),
         )
+
+    def ab_decision(
+        self, deployment: Deployment, seen: Mapping[str, VersionStats] | None = None
+    ) -> ABDecision | None:
+        """An ab test's verdict on its variants' outcome rate (predictions whose feedback
+        agreed), by the mSPRT: valid however often anyone looks. None for other strategies."""
+        policy = deployment.policy
+        if deployment.strategy is not Strategy.AB or not isinstance(policy, ABPolicy):
+            return None
+        if seen is None:
+            seen = self.metadata.endpoints.stats(
+                deployment.endpoint, deployment.sequence, since=deployment.started
+            )
+        samples = {}
+        for version in deployment.versions:
+            stats = seen.get(str(version.model), VersionStats())
+            samples[str(version.model)] = RateSample(stats.labelled, stats.correct)
+        return decide(samples, SequentialRule(alpha=policy.alpha))
 
     # model servers --------------------------------------------------------------------------
     def mark_ready(self, endpoint: str, sequence: int) -> Deployment | None:
@@ -190,9 +223,16 @@ class EndpointService:
         return self._try((fail(current, now=time.time(), reason=reason),), current)
 
     def report(
-        self, endpoint: str, sequence: int, reporter: str, stats: Mapping[str, VersionStats]
+        self,
+        endpoint: str,
+        sequence: int,
+        reporter: str,
+        stats: Mapping[str, VersionStats],
+        at: float | None = None,
     ) -> None:
-        self.metadata.endpoints.report(endpoint, sequence, reporter, time.time(), stats)
+        """What `reporter` (a server process) served of each version up to `at` (now)."""
+        when = time.time() if at is None else at
+        self.metadata.endpoints.report(endpoint, sequence, reporter, when, stats)
 
     def decide(self, endpoint: str, holder: str, now: float | None = None) -> Decision | None:
         """The next due step of the endpoint's rollout, taken by the lease's holder only."""
