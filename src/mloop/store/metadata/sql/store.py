@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from mloop.store.metadata.sql.datasets import SqlDatasetStore
 from mloop.store.metadata.sql.db import Database
+from mloop.store.metadata.sql.endpoints import SqlEndpointStore
 from mloop.store.metadata.sql.environments import SqlEnvironmentStore
 from mloop.store.metadata.sql.events import SqlEventStore
 from mloop.store.metadata.sql.housekeeping import SqlHousekeepingStore
@@ -17,6 +18,7 @@ from mloop.store.metadata.sql.runs import SqlRunStore
 if TYPE_CHECKING:
     from mloop.store.metadata.protocol import (
         DatasetStore,
+        EndpointStore,
         EnvironmentStore,
         EventStore,
         HousekeepingStore,
@@ -36,6 +38,7 @@ class SqlMetadataStore:
         self.datasets: DatasetStore = SqlDatasetStore(self.db)
         self.models: ModelStore = SqlModelStore(self.db)
         self.events: EventStore = SqlEventStore(self.db)
+        self.endpoints: EndpointStore = SqlEndpointStore(self.db)
         self.housekeeping: HousekeepingStore = SqlHousekeepingStore(self.db)
 
     def close(self) -> None:
