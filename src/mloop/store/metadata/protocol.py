@@ -225,7 +225,9 @@ class MetadataStore(Protocol):
     datasets: DatasetStore
     models: ModelStore
     events: EventStore
-    endpoints: EndpointStore
     housekeeping: HousekeepingStore
+
+    @property
+    def endpoints(self) -> EndpointStore: ...  # a property: a store may build it on first use
 
     def close(self) -> None: ...

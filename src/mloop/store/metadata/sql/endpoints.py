@@ -15,6 +15,9 @@ from mloop.errors import Conflict, NotFound
 from mloop.store.metadata.sql import rows
 from mloop.store.metadata.sql.db import Database, Tx, check_limit
 
+ENDPOINT = rows.RowShape(Endpoint, {"user_name": "user"})
+DEPLOYMENT = rows.RowShape(Deployment)
+
 _INSERT = (
     "INSERT INTO deployments (endpoint, sequence, strategy, versions, state, actor, created, "
     "updated, policy, reason, step, failures, started) VALUES (:endpoint, :sequence, :strategy, "
@@ -50,7 +53,7 @@ def _deployment(row: Mapping[str, Any]) -> Deployment:
     """A deployment row; its policy is read as its strategy's (see `POLICIES`)."""
     data = dict(row)
     policy = data.pop("policy")
-    deployment = rows.DEPLOYMENT.read(data, policy=None)
+    deployment = DEPLOYMENT.read(data, policy=None)
     kind = POLICIES[Strategy(deployment.strategy)]
     if policy is None or kind is None:
         return deployment
@@ -127,7 +130,7 @@ class SqlEndpointStore:
         )
         if found is None:
             raise _missing(name)
-        return rows.ENDPOINT.read(found)
+        return ENDPOINT.read(found)
 
     def current(self, name: str) -> Deployment:
         found = self.db.read(lambda tx: _latest(tx, name))

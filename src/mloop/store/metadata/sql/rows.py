@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
 from mloop.domain.dataset import DatasetSummary, DatasetVersion
-from mloop.domain.endpoint import Deployment, Endpoint
 from mloop.domain.event import Event
 from mloop.domain.lineage import CodeVersion, Environment
 from mloop.domain.model import Model, ModelVersion
@@ -84,8 +83,6 @@ MODEL_VERSION = RowShape(
 MODEL = RowShape(Model)
 EVENT = RowShape(Event)
 ENVIRONMENT = RowShape(Environment)
-ENDPOINT = RowShape(Endpoint, {"user_name": "user"})
-DEPLOYMENT = RowShape(Deployment)
 
 
 def run_columns(status: str = "r.status") -> str:

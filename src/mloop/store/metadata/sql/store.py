@@ -3,11 +3,11 @@ over one shared Database (one connection pool, one schema check)."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from mloop.store.metadata.sql.datasets import SqlDatasetStore
 from mloop.store.metadata.sql.db import Database
-from mloop.store.metadata.sql.endpoints import SqlEndpointStore
 from mloop.store.metadata.sql.environments import SqlEnvironmentStore
 from mloop.store.metadata.sql.events import SqlEventStore
 from mloop.store.metadata.sql.housekeeping import SqlHousekeepingStore
@@ -38,8 +38,14 @@ class SqlMetadataStore:
         self.datasets: DatasetStore = SqlDatasetStore(self.db)
         self.models: ModelStore = SqlModelStore(self.db)
         self.events: EventStore = SqlEventStore(self.db)
-        self.endpoints: EndpointStore = SqlEndpointStore(self.db)
         self.housekeeping: HousekeepingStore = SqlHousekeepingStore(self.db)
+
+    @cached_property
+    def endpoints(self) -> EndpointStore:
+        # Built on first use: a command about runs or data does not import the rollout rules.
+        from mloop.store.metadata.sql.endpoints import SqlEndpointStore
+
+        return SqlEndpointStore(self.db)
 
     def close(self) -> None:
         self.db.close()
