@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from mloop.services.registry.models import ModelService
     from mloop.services.registry.promotion import Promoter
     from mloop.services.registry.reproduce import Reproducer
+    from mloop.services.serving.endpoints import EndpointService
     from mloop.services.serving.scorer import BatchScorer
     from mloop.services.storage.housekeeping import StorageService
     from mloop.services.tracking.lineage import LineageService
@@ -234,6 +235,12 @@ class Project:
         from mloop.services.registry.reproduce import Reproducer
 
         return Reproducer(self.models, self.root, self.child_environment(), lambda: self.pipelines)
+
+    @cached_property
+    def endpoints(self) -> EndpointService:
+        from mloop.services.serving.endpoints import EndpointService
+
+        return EndpointService(self.metadata, self.models, self.actor)
 
     @cached_property
     def scorer(self) -> BatchScorer:

@@ -12,6 +12,11 @@ import pytest
 from mloop.store.metadata.protocol import MetadataStore
 
 NOUNS = {name: hint for name, hint in get_type_hints(MetadataStore).items() if name != "uri"}
+NOUNS |= {  # nouns a store builds on first use are properties
+    name: get_type_hints(member.fget)["return"]
+    for name, member in vars(MetadataStore).items()
+    if isinstance(member, property)
+}
 
 
 @pytest.mark.parametrize("noun", sorted(NOUNS))

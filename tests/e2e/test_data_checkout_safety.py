@@ -56,11 +56,14 @@ def plant(database: Path, name: str, path: str, source: str) -> None:
 def fingerprint(*folders: Path) -> dict[str, str]:
     """Every file under the folders with a digest of its bytes (what "nothing written" means),
     less SQLite's own changes: the write-ahead log, and the machine-local stat cache, whose log
-    SQLite folds into the file whenever an earlier command's connection is closed."""
+    SQLite folds into the file whenever an earlier command's connection is closed; and less the
+    parsed copy of mloop.yaml, which any command writes once the file is a second old."""
     found = {}
     for folder in folders:
         for path in sorted(folder.rglob("*")):
-            if path.is_file() and not path.name.endswith(("-shm", "-wal", "state.db")):
+            if path.is_file() and not path.name.endswith(
+                ("-shm", "-wal", "state.db", "settings.json")
+            ):
                 found[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
     return found
 

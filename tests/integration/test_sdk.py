@@ -243,4 +243,4 @@ def test_runs_in_one_process_reuse_the_open_project(project: Path) -> None:
         pass
     with mloop.start_run("two") as second:
         pass
-    assert first._active._tracker is second._active._tracker
+    assert first._active._runs is second._active._runs

@@ -69,6 +69,12 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("models", "mloop.cli.models", "the model registry: versions, aliases, promotion"),
     ("serve", "mloop.cli.serve", "serve a model version over HTTP (MLflow and OIP APIs)"),
     (
+        "deploy",
+        "mloop.cli.endpoints",
+        "serve model versions on an endpoint: direct, blue_green, canary, ab or shadow",
+    ),
+    ("endpoints", "mloop.cli.endpoints", "list endpoints; status, history, promote, rollback"),
+    (
         "export",
         "mloop.cli.export",
         "write a model version's bundle, container build context or Kubernetes manifests",

@@ -1,8 +1,9 @@
 """What every metadata store does: one small store per noun, bundled as `MetadataStore`.
 
-`store.runs`, `store.environments`, `store.datasets`, `store.models` and `store.events` each
-hold one noun; `store.housekeeping` holds the few questions that read every noun's tables at
-once (which artifact objects the metadata names, purging what was removed).
+`store.runs`, `store.environments`, `store.datasets`, `store.models`, `store.events` and
+`store.endpoints` each hold one noun; `store.housekeeping` holds the few questions that read
+every noun's tables at once (which artifact objects the metadata names, purging what was
+removed).
 
 The transaction rule, for every method below: one call is one transaction. It does all it was
 asked or nothing, and no reader sees half of it. So what must change together is written by one
@@ -19,11 +20,13 @@ itself (an HTTP client) sends each call as one request that its server runs as o
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # annotations only: importing the store must stay cheap for the CLI
+    from mloop.domain.analysis import VersionStats
     from mloop.domain.dataset import DatasetSummary, DatasetVersion, FileEntry
+    from mloop.domain.endpoint import Deployment, Endpoint
     from mloop.domain.event import Event
     from mloop.domain.gate import GateRecord
     from mloop.domain.lineage import Environment
@@ -157,6 +160,48 @@ class EventStore(Protocol):
     def find(self, ref: str | None = None, limit: int = 100) -> list[Event]: ...
 
 
+class EndpointStore(Protocol):
+    """Endpoints, their deployments, what the servers saw, and who decides.
+
+    `save` is the one write of a deployment: it compares and sets. Several server processes may
+    decide for the same endpoint (the lease makes that rare, not impossible), so each write
+    names the deployment it was decided from (`expected`: its sequence and `updated`, None for
+    an endpoint's first) and is refused with `Conflict` if the endpoint moved on meanwhile.
+    """
+
+    def save(
+        self,
+        changes: Sequence[tuple[Deployment, Event]],
+        *,
+        expected: Deployment | None,
+    ) -> None: ...
+
+    def get(self, name: str) -> Endpoint: ...
+
+    def current(self, name: str) -> Deployment: ...
+
+    def deployment(self, name: str, sequence: int) -> Deployment: ...
+
+    def history(self, name: str, limit: int = 100) -> list[Deployment]: ...
+
+    def find(self) -> list[Deployment]: ...
+
+    def report(
+        self,
+        name: str,
+        sequence: int,
+        reporter: str,
+        at: float,
+        stats: Mapping[str, VersionStats],
+    ) -> None: ...
+
+    def stats(
+        self, name: str, sequence: int, since: float | None = None, until: float | None = None
+    ) -> dict[str, VersionStats]: ...
+
+    def lease(self, name: str, holder: str, now: float, ttl: float) -> bool: ...
+
+
 class HousekeepingStore(Protocol):
     """What reads every noun's tables at once: the digests the metadata names, for gc, fsck and
     `mloop lineage`, and the purge of what was removed (runs and dataset versions together, as
@@ -181,5 +226,8 @@ class MetadataStore(Protocol):
     models: ModelStore
     events: EventStore
     housekeeping: HousekeepingStore
+
+    @property
+    def endpoints(self) -> EndpointStore: ...  # a property: a store may build it on first use
 
     def close(self) -> None: ...

@@ -3,6 +3,7 @@ over one shared Database (one connection pool, one schema check)."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from mloop.store.metadata.sql.datasets import SqlDatasetStore
@@ -17,6 +18,7 @@ from mloop.store.metadata.sql.runs import SqlRunStore
 if TYPE_CHECKING:
     from mloop.store.metadata.protocol import (
         DatasetStore,
+        EndpointStore,
         EnvironmentStore,
         EventStore,
         HousekeepingStore,
@@ -37,6 +39,13 @@ class SqlMetadataStore:
         self.models: ModelStore = SqlModelStore(self.db)
         self.events: EventStore = SqlEventStore(self.db)
         self.housekeeping: HousekeepingStore = SqlHousekeepingStore(self.db)
+
+    @cached_property
+    def endpoints(self) -> EndpointStore:
+        # Built on first use: a command about runs or data does not import the rollout rules.
+        from mloop.store.metadata.sql.endpoints import SqlEndpointStore
+
+        return SqlEndpointStore(self.db)
 
     def close(self) -> None:
         self.db.close()

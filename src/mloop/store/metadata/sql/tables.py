@@ -209,3 +209,60 @@ model_aliases = sa.Table(
     sa.Column("alias", sa.String(63), primary_key=True),
     sa.Column("version", sa.Integer, nullable=False),
 )
+
+# An endpoint is created by its first deployment; each deployment is one row, changed in place
+# as the rollout decides (its history is the events of `endpoint/NAME`).
+endpoints = sa.Table(
+    "endpoints",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("user_name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("current", sa.Integer, nullable=False),
+)
+
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    sa.Column("endpoint", sa.String(63), sa.ForeignKey("endpoints.name"), primary_key=True),
+    sa.Column("sequence", sa.Integer, primary_key=True),
+    sa.Column("strategy", sa.String(16), nullable=False),
+    sa.Column("versions", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("updated", sa.Float, nullable=False),
+    sa.Column("policy", sa.Text),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("started", sa.Float),
+)
+
+# What each server process saw of each version over a few seconds; the analysis adds them up.
+endpoint_stats = sa.Table(
+    "endpoint_stats",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("endpoint", sa.String(63), nullable=False),
+    sa.Column("sequence", sa.Integer, nullable=False),
+    sa.Column("model", sa.String(100), nullable=False),
+    sa.Column("reporter", sa.String(300), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+    sa.Column("errors", sa.BigInteger, nullable=False),
+    sa.Column("latency", sa.Text, nullable=False),
+    sa.Column("labelled", sa.BigInteger, nullable=False),
+    sa.Column("correct", sa.BigInteger, nullable=False),
+    sa.Index("ix_endpoint_stats_endpoint_sequence_at", "endpoint", "sequence", "at"),
+)
+
+# Which process decides an endpoint's next analysis step, until `expires`.
+endpoint_leases = sa.Table(
+    "endpoint_leases",
+    metadata,
+    sa.Column("endpoint", sa.String(63), primary_key=True),
+    sa.Column("holder", sa.String(300), nullable=False),
+    sa.Column("expires", sa.Float, nullable=False),
+)
