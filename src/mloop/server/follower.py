@@ -54,6 +54,10 @@ class Follow:
     # store writer hands them to the store for the rollout analysis.
     report: Callable[[dict[str, Any]], None] | None = None
     report_every: float = 5.0
+    # Called (in a thread) after each plan was tried: with {} when it serves now, else with
+    # the versions that failed their readiness check (NAME:V -> why); where a rollout learns
+    # that its new version is ready here, or that it never will be.
+    applied: Callable[[ServingPlan, dict[str, str]], None] | None = None
 
 
 def warm(predictor: Predictor) -> None:
@@ -193,6 +197,7 @@ class DeploymentFollower:
         if failed:
             self.failed = failed
             self._refused = plan
+            await self._applied(plan, failed)
             return False
         self.loaded.update(fresh)
         table = make_table(plan, self.loaded, app.metrics.versions, app.intervals, app.table)
@@ -204,7 +209,17 @@ class DeploymentFollower:
             task = asyncio.get_running_loop().create_task(self._drain(retired))
             self._drains.add(task)
             task.add_done_callback(self._drains.discard)
+        await self._applied(plan, {})
         return True
+
+    async def _applied(self, plan: ServingPlan, failed: dict[str, str]) -> None:
+        hook = self.follow.applied
+        if hook is None:
+            return
+        try:
+            await asyncio.to_thread(hook, plan, failed)
+        except Exception as exc:  # the rollout hears of it at the next change; serving goes on
+            logger.warning("could not record how %s's new plan went: %s", self.app.name, exc)
 
     async def _drain(self, slots: list[Slot]) -> None:
         """Wait for the retired slots' requests (and shadow copies) to finish, bounded by the

@@ -15,23 +15,11 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
-# Latency bounds in seconds, fixed for every process and every version so histograms add up.
-BOUNDS = (
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
+from mloop.domain.analysis import LATENCY_BOUNDS
+
+# The analysis' latency bounds (`domain/analysis.py`): fixed for every process and version, so
+# histograms add up, and a report is a `VersionStats` as it stands.
+BOUNDS = LATENCY_BOUNDS
 
 
 @dataclass(slots=True)
