@@ -123,10 +123,13 @@ def test_per_version_metrics_add_up_across_workers(tmp_path: Path) -> None:
     assert sum(load.models.values()) == 600 and load.errors == []
 
 
-def test_sigterm_with_two_versions_finishes_both_slow_requests(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_with_two_versions_finishes_both_slow_requests(
+    tmp_path: Path, workers: str
+) -> None:
     plan = tmp_path / "plan.json"
     write_plan(plan, SPLIT, sticky="header:user")
-    served = Served("endpoint", "--plan", str(plan), "--delay", "2.0")
+    served = Served("endpoint", "--plan", str(plan), "--delay", "2.0", "--workers", workers)
     choose = weighted(tuple(ServedVersion(*version) for version in SPLIT))
     keys = {SPLIT[choose(f"u{i}".encode())][0]: f"u{i}" for i in range(50)}  # one per version
     rows, names, _ = data(1)

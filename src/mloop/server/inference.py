@@ -20,8 +20,6 @@ never saw is answered as usual, with an `mloop-warning` header naming them and a
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -35,8 +33,6 @@ from mloop.errors import (
     MethodNotAllowed,
     MloopError,
     ModelFailed,
-    ModelNotFound,
-    NotFound,
     Overloaded,
     PayloadTooLarge,
     RequestTimeout,
@@ -45,7 +41,7 @@ from mloop.errors import (
     UnsupportedMediaType,
 )
 from mloop.server import oip, routing
-from mloop.server.errors import error_body, from_error
+from mloop.server.errors import INTERNAL, Refusals, error_body, from_error, not_found
 from mloop.server.limits import (
     Admission,
     BodyBudget,
@@ -53,6 +49,7 @@ from mloop.server.limits import (
     OverBudget,
     Receive,
     TooLarge,
+    authorized,
     check_headers,
     read_body,
 )
@@ -118,24 +115,10 @@ class InferenceApp:
         self.text: Headers = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
         self.text += self.json[1:]
         self.inputs_hint = f"GET /v2/models/{name} lists the inputs, their types and nullability"
-        self.busy = error_body(
-            Overloaded,
-            f"{self.label} has {settings.max_concurrency} requests in flight and "
-            f"{settings.max_queue} waiting",
-            f"retry after {settings.retry_after} s, or start the server with more --workers",
-        )
+        refusals = Refusals(self.label, settings)
+        self.busy, self.busy_bodies = refusals.busy, refusals.busy_bodies
+        self.slow_body, self.unauthorized = refusals.slow_body, refusals.unauthorized
         self.busy_headers = [*self.json, (b"retry-after", str(settings.retry_after).encode())]
-        self.busy_bodies = error_body(
-            Overloaded,
-            f"{self.label} holds {settings.max_body_memory} bytes of request bodies already",
-            f"retry after {settings.retry_after} s, send smaller bodies, or start the server "
-            "with more --workers or a larger --max-body-memory",
-        )
-        self.slow_body = error_body(
-            RequestTimeout,
-            f"the body did not arrive within {min(settings.body_timeout, settings.timeout):g} s",
-            "send the body at once, or raise the server's --body-timeout",
-        )
         static = {
             "/healthz": {"status": "ok"},
             "/ping": {"status": "ok"},
@@ -179,11 +162,6 @@ class InferenceApp:
             f"/v2/models/{name}/ready",
             f"/v1/models/{name}",
         }
-        self.unauthorized = error_body(
-            Unauthorized,
-            "this server needs a bearer token",
-            "send the header Authorization: Bearer TOKEN (the server's MLOOP_SERVE_TOKEN)",
-        )
 
     def swap(self, table: Table) -> list[Slot]:
         """Serve `table` from now on; returns the slots it no longer holds (to drain)."""
@@ -213,13 +191,14 @@ class InferenceApp:
         if (
             self.settings.token_sha256 is not None
             and scope["path"] not in self.open_paths
-            and not self._authorized(scope["headers"])
+            and not authorized(scope["headers"], self.settings.token_sha256)
         ):
             endpoint = route[0] if route is not None else _E["other"]
             status, body = Unauthorized.http_status, self.unauthorized
             headers = [*self.json, (b"www-authenticate", b'Bearer realm="mloop"')]
         elif route is None:
-            endpoint, (status, body, headers) = _E["other"], self._not_found(scope["path"])
+            endpoint, headers = _E["other"], self.json
+            status, body = not_found(self.name, scope["path"])
         else:
             endpoint, methods = route
             handler = methods.get(scope["method"])
@@ -236,7 +215,7 @@ class InferenceApp:
                     return
                 except Exception:
                     logger.exception("error answering %s %s", scope["method"], scope["path"])
-                    status, body, headers = InternalError.http_status, self._internal, self.json
+                    status, body, headers = InternalError.http_status, INTERNAL, self.json
         if status >= 400 and scope["path"].startswith("/v2"):
             body = oip.error_body(body)
         await send(
@@ -255,23 +234,6 @@ class InferenceApp:
             copy = scope.get("mloop.mirror")
             if copy is not None:  # the answer is out: now the shadow may have its copy
                 self.mirror.offer(copy)
-
-    def _authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
-        expected = self.settings.token_sha256
-        for name, value in headers:
-            if name == b"authorization":
-                scheme, _, token = value.partition(b" ")
-                if scheme.lower() != b"bearer":
-                    return False
-                presented = hashlib.sha256(token.strip()).digest()
-                return expected is not None and hmac.compare_digest(presented, expected)
-        return False
-
-    _internal = error_body(
-        InternalError,
-        "the server failed to answer this request",
-        "this is a bug in mloop or in the model; the server's log has the traceback",
-    )
 
     # predict -------------------------------------------------------------------------------
     async def _invocations(self, scope: dict[str, Any], receive: Receive) -> Reply:
@@ -415,21 +377,6 @@ class InferenceApp:
 
     async def _metrics(self, scope: dict[str, Any], receive: Receive) -> Reply:
         return 200, self.metrics.render(), self.text
-
-    def _not_found(self, path: str) -> Reply:
-        name = self.name
-        if path.startswith("/v2/models/") and not path.startswith(f"/v2/models/{name}/"):
-            message = f"this server serves model {name!r}, not {path.split('/')[3]!r}"
-            hint = f"use /v2/models/{name}/infer"
-            return ModelNotFound.http_status, error_body(ModelNotFound, message, hint), self.json
-        if path.startswith("/v1/models/"):
-            asked = path.removeprefix("/v1/models/").split(":")[0]
-            message = f"this server serves model {name!r}, not {asked!r}"
-            hint = f"use /v1/models/{name}:predict"
-            return ModelNotFound.http_status, error_body(ModelNotFound, message, hint), self.json
-        message = f"no route {path}"
-        hint = "see /openapi.json for the routes; predict at /invocations or /v2/models/NAME/infer"
-        return NotFound.http_status, error_body(NotFound, message, hint), self.json
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
