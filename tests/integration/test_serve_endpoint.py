@@ -145,7 +145,10 @@ def test_a_canary_climbs_on_real_traffic_and_is_promoted(
             "10",
         )
         assert deployed.code == 0, deployed.err
-        wait_for(lambda: _state(cli)["state"] != "progressing", 120, "the canary to finish")
+        watched = cli("endpoints", "status", "web", "--watch", "--timeout", "120")
+        assert watched.code == 0, watched.out + watched.err
+        assert "ready" in watched.out and "advanced" in watched.out
+        assert watched.out.rstrip().endswith("endpoint web: promoted (churn:2 100%)")
         status = _state(cli)
         assert status["state"] == "promoted", status
         assert status["versions"] == [
@@ -192,7 +195,9 @@ def test_a_failing_canary_is_rolled_back_by_the_analysis(
             "2",
         )
         assert deployed.code == 0, deployed.err
-        wait_for(lambda: _state(cli)["state"] != "progressing", 120, "the rollback")
+        watched = cli("endpoints", "status", "web", "--watch", "--timeout", "120")
+        assert watched.code == 1, watched.out + watched.err
+        assert "rolled_back" in watched.out and "success_rate" in watched.out
         status = _state(cli)
         assert status["state"] == "rolled_back", status["reason"]
         assert "success_rate" in status["reason"]
