@@ -7,7 +7,7 @@ Rows of the CSV file (its label column dropped) are sent one per request as MLfl
 `dataframe_records`, over one kept-alive connection, each with a user id in the `x-user`
 header (for sticky A/B assignment). Every answer names the version that gave it in its
 `mloop-model` header; the counts per version and per status are printed at the end (and every
-`--every` seconds). Only the standard library is used.
+`--every` seconds, and when stopped with SIGTERM). Only the standard library is used.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import argparse
 import csv
 import http.client
 import json
+import signal
 import time
 import urllib.parse
 from collections import Counter
@@ -31,6 +32,8 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=500, help="distinct user ids (500)")
     parser.add_argument("--every", type=float, default=5.0, help="print counts this often (5 s)")
     args = parser.parse_args()
+    stopped = []
+    signal.signal(signal.SIGTERM, lambda *_: stopped.append(True))  # `kill`: print, then end
 
     with open(args.rows, newline="", encoding="utf-8") as f:
         rows = [{k: _value(v) for k, v in r.items() if k != args.label} for r in csv.DictReader(f)]
@@ -40,7 +43,11 @@ def main() -> int:
     statuses: Counter[int] = Counter()
     sent, failed = 0, 0
     start = last = time.monotonic()
-    while time.monotonic() - start < args.seconds and (not args.requests or sent < args.requests):
+    while (
+        not stopped
+        and time.monotonic() - start < args.seconds
+        and (not args.requests or sent < args.requests)
+    ):
         body = json.dumps({"dataframe_records": [rows[sent % len(rows)]]})
         headers = {"content-type": "application/json", "x-user": f"user-{sent % args.users}"}
         try:

@@ -323,7 +323,7 @@ class InferenceApp:
                 except Exception as exc:
                     failed = failure(slot.predictor, exc)
                     if isinstance(failed, ModelFailed):
-                        logger.error("%s failed to predict", slot.label, exc_info=exc)
+                        slot.loaded.failures.failed(exc)
                     raise failed from exc
                 if shadow is not None and table.mirror_this():
                     seconds = time.perf_counter() - began

@@ -20,7 +20,9 @@ the source function the follower polls; `weighted` is the stand-in chooser until
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -38,6 +40,7 @@ from mloop.services.serving.requests import RequestReader
 from mloop.services.serving.settings import ServeSettings
 from mloop.services.serving.versions import Labels, VersionBlocks, VersionMetrics
 
+logger = logging.getLogger("mloop.server")
 Headers = list[tuple[bytes, bytes]]
 Chooser = Callable[[bytes | None], int]
 STABLE = "stable"
@@ -117,6 +120,32 @@ def weighted(versions: tuple[ServedVersion, ...]) -> Chooser:
     return choose
 
 
+class FailureLog:
+    """A model's failures in the server's log: the first with its traceback, then one line
+    per `every` seconds counting the rest, so a version failing on every request (a canary
+    being rolled back) does not bury the log in identical tracebacks."""
+
+    def __init__(self, label: str, every: float = 10.0) -> None:
+        self.label = label
+        self.every = every
+        self.quiet_until = 0.0
+        self.unlogged = 0
+
+    def failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now < self.quiet_until:
+            self.unlogged += 1
+            return
+        if self.quiet_until == 0.0:
+            logger.error("%s failed to predict", self.label, exc_info=exc)
+        else:
+            more = f" (and {self.unlogged} more times in {self.every:g} s)" if self.unlogged else ""
+            logger.error(
+                "%s failed to predict%s: %s: %s", self.label, more, type(exc).__name__, exc
+            )
+        self.quiet_until, self.unlogged = now + self.every, 0
+
+
 class Loaded:
     """One loaded version: its predictor, reader and batcher, shared by its slots."""
 
@@ -135,6 +164,7 @@ class Loaded:
             observe=observe,
         )
         self.output = oip.output_name(predictor.signature)
+        self.failures = FailureLog(self.model)
 
 
 class Slot:
