@@ -110,6 +110,7 @@ def test_manifests_run_replicas_of_the_endpoint_server_and_pass_validation(
     assert security["runAsNonRoot"] and security["readOnlyRootFilesystem"]
     mounts = {m["mountPath"]: m for m in server["volumeMounts"]}
     assert set(mounts) == {"/tmp", "/etc/mloop"}  # model files are copied to /tmp to verify
+    assert mounts["/etc/mloop"]["readOnly"] is True
     assert server["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
     assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
     assert pod["metadata"]["labels"]["mloop.io/endpoint"] == "web"
@@ -211,6 +212,8 @@ S3 = ["--artifacts-uri", "s3://b/p"]
         (["--endpoint", "web", "OUT", "--store-secret", "Not_A", *S3], "invalid secret name"),
         (["--endpoint", "web", "OUT", "--store-secret-key", "a/b", *S3], "invalid secret key"),
         (["--endpoint", "web", "OUT", "--artifacts-uri", "s3://me:pw@h/b"], "holds a password"),
+        # refused while the image's context is made, after the manifests: nothing is kept
+        (["--endpoint", "web", "OUT", "--package", "no-such-dist", *S3], "no-such-dist==VERSION"),
     ],
     ids=[
         "unknown-endpoint",
@@ -223,6 +226,7 @@ S3 = ["--artifacts-uri", "s3://b/p"]
         "secret-name",
         "secret-key",
         "artifacts-password",
+        "unpinned-package",
     ],
 )
 def test_bad_input_is_one_clear_line_and_writes_nothing(

@@ -75,10 +75,15 @@ def register(commands: Any) -> None:
         metavar="ENDPOINT",
         help="serve this endpoint (instead of one version) from the shared store",
     )
-    k8s.add_argument("--image", help="the image to run (default: mloop-NAME:V)")
+    k8s.add_argument(
+        "--image", help="the image to run (mloop-NAME:V; mloop-serve:MLOOP_VERSION with --endpoint)"
+    )
     k8s.add_argument("--namespace", help="set on every object (default: kubectl's current)")
     k8s.add_argument(
-        "--replicas", type=integer(1, 2**31 - 1), default=2, help="and the autoscaler's minimum (2)"
+        "--replicas",
+        type=integer(1, 2**31 - 1),
+        default=2,
+        help="pods (2): the autoscaler's minimum for a version; at most 1000 for --endpoint",
     )
     k8s.add_argument(
         "--max-replicas",
@@ -232,8 +237,15 @@ def export_kubernetes(ctx: Context) -> None:
         output.line("  Prometheus: scrape /metrics with the token (authorization.credentials_file)")
 
 
-# What only one of `export k8s REF` and `export k8s --endpoint` takes.
-_ENDPOINT_ONLY = ("store_secret", "store_secret_key", "artifacts_uri", "port", "package")
+# What only one of `export k8s REF` and `export k8s --endpoint` takes (the option's dest, and
+# for the endpoint's, the exporter's keyword it becomes).
+_ENDPOINT_ONLY = {
+    "store_secret": "store_secret",
+    "store_secret_key": "store_secret_key",
+    "artifacts_uri": "artifacts_uri",
+    "port": "port",
+    "package": "packages",
+}
 _VERSION_ONLY = ("max_replicas",)
 
 
@@ -263,7 +275,7 @@ def export_endpoint(ctx: Context) -> None:
     from mloop.deploy.endpoint_k8s import export_endpoint as export
 
     args = ctx.args
-    given = {o: getattr(args, o) for o in _ENDPOINT_ONLY if getattr(args, o) is not None}
+    given = {k: getattr(args, o) for o, k in _ENDPOINT_ONLY.items() if getattr(args, o)}
     done = export(
         ctx.project,
         args.endpoint,
@@ -275,7 +287,7 @@ def export_endpoint(ctx: Context) -> None:
         memory=args.memory,
         token_secret=args.token_secret,
         force=args.force,
-        **{"packages" if o == "package" else o: v for o, v in given.items()},
+        **given,
     )
     deployment = done.deployment
     if ctx.json:
