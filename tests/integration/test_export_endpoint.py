@@ -128,6 +128,64 @@ def test_manifests_run_replicas_of_the_endpoint_server_and_pass_validation(
     assert "--from-literal=uri=" in (out / "README.md").read_text()
 
 
+def _as_in_the_pod(server: dict[str, Any], secrets: dict[tuple[str, str], str]) -> dict[str, str]:
+    """The container's environment as the kubelet makes it: values, Secret keys, the pod name."""
+    env: dict[str, str] = {}
+    for item in server["env"]:
+        source = item.get("valueFrom", {})
+        if "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            env[item["name"]] = secrets[ref["name"], ref["key"]]
+        elif "fieldRef" in source:
+            env[item["name"]] = "endpoint-web-7d9f-abcde"
+        else:
+            env[item["name"]] = item["value"]
+    return env
+
+
+@pytest.mark.postgres
+@pytest.mark.s3
+def test_the_pods_settings_reach_the_shared_store_and_its_endpoint(
+    shared: Path, cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    """The project folder the ConfigMap mounts, the Deployment's environment (the Secret's
+    value filled in as the kubelet does) and its arguments up to `serve`: the mloop they start
+    finds the project, opens the shared store and reads the endpoint the servers will serve."""
+    import os
+    import subprocess
+
+    from tests.conftest import MLOOP
+
+    out = tmp_path / "k8s"
+    assert cli("export", "k8s", "--endpoint", "web", str(out)).code == 0
+    docs = _docs(out)
+    server = _server(docs)
+    mounted = tmp_path / "etc-mloop"  # the ConfigMap's volume
+    mounted.mkdir()
+    for key, text in docs["configmap"]["data"].items():
+        (mounted / key).write_text(text)
+    secrets = {("mloop-store", "uri"): os.environ["MLOOP_STORE_URI"]}
+    pod_env = _as_in_the_pod(server, secrets)
+    pod_env["HOME"] = str(tmp_path / "home")  # the /tmp emptyDir
+    # The machine's other variables stay (S3's endpoint, PATH), the test's MLOOP_* do not.
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MLOOP_")}
+    args = [mounted if a == "/etc/mloop" else a for a in server["args"][:2]]
+    done = subprocess.run(
+        [*MLOOP, *map(str, args), "endpoints", "status", "web", "--json"],
+        env={**base, **pod_env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert (status["endpoint"], status["strategy"]) == ("web", "canary")
+    assert {v["model"] for v in status["versions"]} == {"churn:1", "churn:2"}
+    assert [p.name for p in mounted.iterdir()] == ["mloop.yaml"]  # nothing written beside it
+
+
 @pytest.mark.postgres
 @pytest.mark.s3
 def test_options_name_the_secret_port_image_and_one_replica_can_be_drained(
