@@ -195,7 +195,7 @@ def test_options_name_the_secret_port_image_and_one_replica_can_be_drained(
     args = ["export", "k8s", "--endpoint", "web", str(out), "--replicas", "1", "--port", "9000"]
     args += ["--store-secret", "ml-db", "--store-secret-key", "url", "--namespace", "ml"]
     args += ["--image", "reg.example/mloop-serve:1", "--artifacts-uri", "s3://models/prod"]
-    done = cli(*args)
+    done = cli(*args, "--token-secret", "web-token")
     assert done.code == 0, done.err
     assert "kubectl create secret generic ml-db --from-literal=url=" in done.out
     assert _validate(*sorted(out.glob("*.yaml"))).returncode == 0
@@ -204,6 +204,12 @@ def test_options_name_the_secret_port_image_and_one_replica_can_be_drained(
     env = {e["name"]: e for e in server["env"]}
     assert env["MLOOP_STORE_URI"]["valueFrom"]["secretKeyRef"] == {"name": "ml-db", "key": "url"}
     assert env["MLOOP_ARTIFACTS_URI"]["value"] == "s3://models/prod"
+    assert env["MLOOP_SERVE_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "web-token",
+        "key": "token",
+    }
+    annotations = docs["deployment"]["spec"]["template"]["metadata"]["annotations"]
+    assert "prometheus.io/scrape" not in annotations  # it cannot send the token
     assert server["image"] == "reg.example/mloop-serve:1"
     assert server["args"][-2:] == ["--port", "9000"]
     assert server["ports"][0]["containerPort"] == 9000
