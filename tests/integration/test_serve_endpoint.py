@@ -27,21 +27,9 @@ from tests.conftest import CliResult
 from tests.servers import wait_for
 
 ROWS = [[0.5, -1.0, 2.0]]
-REPO = Path(__file__).resolve().parents[2]
-
-
-class Flaky(mloop.PythonModel):
-    """Answers like a constant model, but fails one predict call in `every`."""
-
-    def __init__(self, every: int = 10) -> None:
-        self.every = every
-        self.calls = 0
-
-    def predict(self, batch: Any) -> Any:
-        self.calls += 1
-        if self.calls % self.every == 0:
-            raise RuntimeError("flaky on purpose")
-        return np.zeros(len(batch), dtype=int)
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
+sys.path.insert(0, str(EXAMPLES))
+from flaky_model import Flaky  # noqa: E402 - the tour's broken version, imported as users do
 
 
 @pytest.fixture
@@ -60,7 +48,6 @@ def serving(root: Path, *args: str) -> Iterator[str]:
     """`mloop serve --endpoint web` as its own process; its log goes to a file (a model that
     fails logs a traceback per request: an unread pipe would fill and stall the server)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPATH"] = str(REPO)  # the python model below is imported from this module
     command = [sys.executable, "-m", "mloop", "serve", "--endpoint", "web", "--port", "0", *args]
     log = root.parent / f"serve-{len(list(root.parent.glob('serve-*.log')))}.log"
     with log.open("w") as err:
