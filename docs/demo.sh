@@ -17,6 +17,7 @@ import sys
 text = open(sys.argv[1], encoding="utf-8").read()
 tour = text.split("## A tour", 1)[1].split("\n## ", 1)[0]
 print("set -euo pipefail")
+print("trap 'kill $(jobs -p) 2>/dev/null || true' EXIT")  # servers the tour started, if it stops early
 for block in re.findall(r"```sh\n(.*?)```", tour, flags=re.S):
     for line in block.splitlines():
         if not line.strip():

@@ -27,6 +27,7 @@ import httpx
 import numpy as np
 
 from mloop.domain.model import ColumnSpec, Signature
+from mloop.sdk.python_model import PythonModel
 from mloop.services.serving.predictor import LoadedModel
 from tests.servers import wait_for
 
@@ -128,6 +129,29 @@ class Pid(Recording):
         return np.full(len(batch), os.getpid())
 
 
+class Broken(PythonModel):
+    """A version whose every predict fails: it can never pass its readiness check."""
+
+    def predict(self, batch: Any) -> Any:
+        raise RuntimeError("the weights file is empty")
+
+
+class Gated(PythonModel):
+    """A challenger that says 0 for every row, but only while the file `gate` exists: a shadow
+    as slow as the test wants, without a clock. (A file, since a registered PythonModel is
+    loaded from its stored code, in a module of its own: no object of the test's reaches it.)"""
+
+    def __init__(self, gate: str) -> None:
+        self.gate = gate
+
+    def predict(self, batch: Any) -> Any:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(self.gate):
+            assert time.monotonic() < deadline, "the gate was never opened"
+            time.sleep(0.005)  # polls the gate: the model stands for one that takes its time
+        return np.zeros(len(batch), dtype=np.int64)
+
+
 @contextmanager
 def running(app: Any) -> Iterator[str]:
     """Serve `app` from a thread on 127.0.0.1; yields the base URL."""
@@ -162,19 +186,60 @@ def split_body(rows: np.ndarray, names: list[str]) -> dict[str, Any]:
 KINDS = {"cancer": cancer, "slow": Slow, "pid": Pid}
 
 
+def read_plan(path: str) -> Any:
+    """The deployment a test wrote to `path` (JSON: endpoint, versions as [model, role,
+    weight], sticky): the source an endpoint's workers poll; the test changes the file."""
+    import json
+
+    from mloop.server.slots import ServedVersion, ServingPlan
+
+    with open(path, encoding="utf-8") as file:
+        plan = json.load(file)
+    versions = tuple(ServedVersion(*version) for version in plan["versions"])
+    return ServingPlan(plan["endpoint"], versions, plan.get("sticky"))
+
+
+def write_plan(
+    path: Any, versions: list[tuple[str, str, float]], sticky: str | None = None
+) -> None:
+    """Write a plan for `read_plan` atomically (a rename), so a poll never reads half of it."""
+    import json
+
+    temporary = f"{path}.tmp"
+    with open(temporary, "w", encoding="utf-8") as file:
+        json.dump({"endpoint": "cancer", "versions": versions, "sticky": sticky}, file)
+    os.replace(temporary, path)
+
+
+def load_version(delay: float, ref: str) -> LoadedModel:
+    """The cancer model as version `ref` (NAME:V), slowed by `delay` seconds per predict."""
+    name, _, version = ref.partition(":")
+    loaded = cancer(name, int(version))
+    return Recording(loaded, delay) if delay else loaded  # type: ignore[return-value]
+
+
 def main() -> None:
     from mloop.server.inference import ServeSettings
     from mloop.server.workers import serve
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=sorted(KINDS))
+    parser.add_argument("kind", choices=[*sorted(KINDS), "endpoint"])
+    parser.add_argument("--plan", help="endpoint: the plan file the workers follow")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=60.0)
-    parser.add_argument("--delay", type=float, default=1.0)
+    parser.add_argument("--delay", type=float, help="seconds per predict (slow, pid: 1.0)")
     args = parser.parse_args()
-    make = KINDS[args.kind]
-    factory = functools.partial(make, args.delay) if args.kind != "cancer" else make
     settings = ServeSettings(timeout=args.timeout)
+    factory: Any
+    if args.kind == "endpoint":
+        from mloop.server.follower import Follow
+
+        load = functools.partial(load_version, args.delay or 0.0)
+        factory = Follow(functools.partial(read_plan, args.plan), load, poll=0.05)
+    else:
+        make = KINDS[args.kind]
+        delay = 1.0 if args.delay is None else args.delay
+        factory = functools.partial(make, delay) if args.kind != "cancer" else make
     serve(
         factory, "127.0.0.1", 0, args.workers, settings, on_ready=lambda url: print(url, flush=True)
     )

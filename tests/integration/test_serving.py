@@ -118,6 +118,9 @@ def test_every_answer_names_the_model_version(client: httpx.Client) -> None:
     ]
     assert [a.status_code for a in answers] == [200, 400, 200, 404, 405]
     assert {a.headers["mloop-model"] for a in answers} == {"cancer:3"}
+    # served on its own, a model is its own endpoint and its version the stable variant
+    assert {a.headers["mloop-endpoint"] for a in answers} == {"cancer"}
+    assert {a.headers["mloop-variant"] for a in answers} == {"stable"}
 
 
 # MLflow payloads ---------------------------------------------------------------------------

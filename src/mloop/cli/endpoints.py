@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mloop.cli import output
+from mloop.cli.args import number
 from mloop.cli.main import Context
+from mloop.domain.endpoint import EndpointState
 from mloop.domain.records import to_plain
 
 if TYPE_CHECKING:
@@ -76,6 +78,20 @@ def register(commands: Any) -> None:
             cmd.add_argument("--reason", help="why (recorded with the change)")
         if name == "history":
             cmd.add_argument("--limit", type=int, default=50, help="default: 50")
+        if name == "status":
+            cmd.add_argument(
+                "--watch",
+                action="store_true",
+                help="print each decision as it is made until the rollout settles; exits 0 "
+                "when the new version serves (promoted), 1 when it rolled back or failed",
+            )
+            cmd.add_argument(
+                "--timeout",
+                type=number(0, 86400, above=True),
+                default=600.0,
+                metavar="SECONDS",
+                help="with --watch: give up after this long (default 600), exit 1",
+            )
         cmd.add_argument("--json", action="store_true", help="print JSON")
         cmd.set_defaults(handler=handler)
 
@@ -127,11 +143,13 @@ def list_endpoints(ctx: Context) -> None:
     )
 
 
-def show_status(ctx: Context) -> None:
+def show_status(ctx: Context) -> int:
+    if ctx.args.watch:
+        return watch(ctx)
     status = ctx.project.endpoints.status(ctx.args.endpoint)
     if ctx.json:
         output.emit_json(status_json(status))
-        return
+        return 0
     output.fields(
         [
             ("endpoint", status.endpoint),
@@ -166,6 +184,39 @@ def show_status(ctx: Context) -> None:
             ],
             title="analysis",
         )
+    return 0
+
+
+def watch(ctx: Context) -> int:
+    """Follow the rollout as `kubectl argo rollouts get --watch` does: one line per decision
+    (with its numbers) until the state settles; the exit code says how it ended."""
+    import time
+
+    endpoints, name = ctx.project.endpoints, ctx.args.endpoint
+    deadline = time.monotonic() + ctx.args.timeout
+    shown = 0
+    while True:
+        status = endpoints.status(name)
+        for step in status.analysis[shown:]:
+            action = step.action.removeprefix("endpoint.")
+            if ctx.json:
+                output.emit_json(step)
+            else:
+                output.line(f"{output.when(step.at)}  {action:<11} {step.reason}")
+        shown = len(status.analysis)
+        if status.state is not EndpointState.PROGRESSING:
+            weights = ", ".join(f"{v.model} {v.weight}%" for v in status.versions)
+            if not ctx.json:
+                output.line(f"endpoint {name}: {status.state} ({weights})")
+            good = status.state in (EndpointState.PROMOTED, EndpointState.STABLE)
+            return 0 if good else 1
+        if time.monotonic() > deadline:
+            output.warn(
+                f"endpoint {name} is still {status.state} after {ctx.args.timeout:g} s; "
+                f"see `mloop endpoints status {name}`"
+            )
+            return 1
+        time.sleep(1.0)  # the servers decide about once a second
 
 
 def status_json(status: EndpointStatus) -> dict[str, Any]:

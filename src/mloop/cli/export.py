@@ -60,22 +60,35 @@ def register(commands: Any) -> None:
     k8s = _target(
         sub,
         "k8s",
+        optional_ref=True,
         aliases=["kubernetes"],
         help="Deployment, Service, HorizontalPodAutoscaler and PodDisruptionBudget",
         description="Write Kubernetes manifests running the image `mloop export docker` "
         "builds: probes, resources, a non-root read-only container, Prometheus scrape "
-        "annotations, a ClusterIP Service, CPU autoscaling and a disruption budget.",
+        "annotations, a ClusterIP Service, CPU autoscaling and a disruption budget. With "
+        "--endpoint ENDPOINT instead of a version: N replicas of `mloop serve --endpoint` on "
+        "the shared store (its URL from a Secret), which run the endpoint's rollouts "
+        "themselves, and the build context of the generic image they run.",
     )
-    k8s.add_argument("--image", help="the image to run (default: mloop-NAME:V)")
+    k8s.add_argument(
+        "--endpoint",
+        metavar="ENDPOINT",
+        help="serve this endpoint (instead of one version) from the shared store",
+    )
+    k8s.add_argument(
+        "--image", help="the image to run (mloop-NAME:V; mloop-serve:MLOOP_VERSION with --endpoint)"
+    )
     k8s.add_argument("--namespace", help="set on every object (default: kubectl's current)")
     k8s.add_argument(
-        "--replicas", type=integer(1, 2**31 - 1), default=2, help="and the autoscaler's minimum (2)"
+        "--replicas",
+        type=integer(1, 2**31 - 1),
+        default=2,
+        help="pods (2): the autoscaler's minimum for a version; at most 1000 for --endpoint",
     )
     k8s.add_argument(
         "--max-replicas",
         type=integer(1, 2**31 - 1),
-        default=10,
-        help="the autoscaler's maximum (10)",
+        help="the autoscaler's maximum (10; a version's manifests only)",
     )
     k8s.add_argument("--cpu", default="500m", help="CPU request; the limit is twice it (500m)")
     k8s.add_argument("--memory", default="1Gi", help="memory request and limit (1Gi)")
@@ -84,14 +97,34 @@ def register(commands: Any) -> None:
         metavar="SECRET",
         help="require a bearer token: the Secret's key `token` becomes MLOOP_SERVE_TOKEN",
     )
+    endpoint = k8s.add_argument_group("with --endpoint")
+    endpoint.add_argument(
+        "--store-secret",
+        metavar="SECRET",
+        help="the Secret holding the metadata store's URL (mloop-store)",
+    )
+    endpoint.add_argument("--store-secret-key", metavar="KEY", help="its key (uri)")
+    endpoint.add_argument(
+        "--artifacts-uri",
+        metavar="URL",
+        help="the artifact store the servers read (default: the project's, if a URL)",
+    )
+    endpoint.add_argument("--port", type=integer(1, 65535), help="the servers' port (8080)")
+    endpoint.add_argument(
+        "--package",
+        action="append",
+        metavar="NAME[==VERSION]",
+        help="another package the image needs, pinned as for `export docker` (repeatable)",
+    )
     k8s.set_defaults(handler=export_kubernetes)
 
 
-def _target(sub: Any, name: str, **kwargs: Any) -> Any:
+def _target(sub: Any, name: str, optional_ref: bool = False, **kwargs: Any) -> Any:
     """An export target's parser with what every target takes: the version, the folder to
-    write, --force and --json."""
+    write, --force and --json. With `optional_ref`, the version may be left out (the target
+    has another way to say what it exports)."""
     p = sub.add_parser(name, **kwargs)
-    p.add_argument("ref", metavar=REF)
+    p.add_argument("ref", metavar=REF, nargs="?" if optional_ref else None)
     p.add_argument("dest", type=Path, metavar="DIR", help="an empty (or new) folder")
     p.add_argument("--force", action="store_true", help="replace an earlier export in DIR")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -167,6 +200,10 @@ def export_kubernetes(ctx: Context) -> None:
     from mloop.deploy.kubernetes import export_kubernetes as export
 
     args = ctx.args
+    _one_source(args)
+    if args.endpoint is not None:
+        export_endpoint(ctx)
+        return
     done = export(
         ctx.project,
         args.ref,
@@ -174,7 +211,7 @@ def export_kubernetes(ctx: Context) -> None:
         image=args.image,
         namespace=args.namespace,
         replicas=args.replicas,
-        max_replicas=args.max_replicas,
+        max_replicas=10 if args.max_replicas is None else args.max_replicas,
         cpu=args.cpu,
         memory=args.memory,
         token_secret=args.token_secret,
@@ -198,3 +235,89 @@ def export_kubernetes(ctx: Context) -> None:
             f"  first: kubectl create secret generic {args.token_secret} --from-literal=token=..."
         )
         output.line("  Prometheus: scrape /metrics with the token (authorization.credentials_file)")
+
+
+# What only one of `export k8s REF` and `export k8s --endpoint` takes (the option's dest, and
+# for the endpoint's, the exporter's keyword it becomes).
+_ENDPOINT_ONLY = {
+    "store_secret": "store_secret",
+    "store_secret_key": "store_secret_key",
+    "artifacts_uri": "artifacts_uri",
+    "port": "port",
+    "package": "packages",
+}
+_VERSION_ONLY = ("max_replicas",)
+
+
+def _one_source(args: Any) -> None:
+    """A version or --endpoint, not both nor neither, and only the options that one takes."""
+    from mloop.errors import InvalidInput
+
+    if (args.ref is None) == (args.endpoint is None):
+        both = args.ref is not None
+        raise InvalidInput(
+            "export k8s takes a model version or --endpoint, "
+            + ("not both" if both else "and neither was given"),
+            f"mloop export k8s {REF} DIR, or mloop export k8s --endpoint ENDPOINT DIR",
+        )
+    wrong = _VERSION_ONLY if args.endpoint is not None else _ENDPOINT_ONLY
+    given = [o for o in wrong if getattr(args, o) is not None]
+    if given:
+        option = "--" + given[0].replace("_", "-")
+        source = "--endpoint" if args.endpoint is not None else f"a model version ({args.ref})"
+        raise InvalidInput(
+            f"{option} does not apply to the manifests of {source}",
+            "leave it out; see `mloop export k8s --help`",
+        )
+
+
+def export_endpoint(ctx: Context) -> None:
+    from mloop.deploy.endpoint_k8s import export_endpoint as export
+
+    args = ctx.args
+    given = {k: getattr(args, o) for o, k in _ENDPOINT_ONLY.items() if getattr(args, o)}
+    done = export(
+        ctx.project,
+        args.endpoint,
+        args.dest,
+        replicas=args.replicas,
+        image=args.image,
+        namespace=args.namespace,
+        cpu=args.cpu,
+        memory=args.memory,
+        token_secret=args.token_secret,
+        force=args.force,
+        **given,
+    )
+    deployment = done.deployment
+    if ctx.json:
+        output.emit_json(
+            {
+                "folder": str(done.folder),
+                "endpoint": deployment.endpoint,
+                "deployment": deployment.sequence,
+                "versions": sorted(deployment.weights),
+                "image": done.image,
+                "replicas": args.replicas,
+                "artifacts_uri": done.artifacts_uri,
+                "store_secret": {"name": done.store_secret, "key": done.store_secret_key},
+                "files": [str(f) for f in done.files],
+            }
+        )
+        return
+    names = ", ".join(f.name for f in done.files)
+    output.line(
+        f"wrote {names} and image/ for endpoint {deployment.endpoint} "
+        f"({args.replicas} replicas of image {done.image}) to {args.dest}"
+    )
+    output.line(f"  image: docker build -t {done.image} {args.dest / 'image'}")
+    output.line(
+        f"  first: kubectl create secret generic {done.store_secret} "
+        f"--from-literal={done.store_secret_key}=postgresql+psycopg://..."
+    )
+    output.line(f"  apply: kubectl apply -f {args.dest}")
+    if done.local_store:
+        output.warn(
+            "this project's metadata store is SQLite on this machine: the servers need a "
+            "shared PostgreSQL store holding the endpoint (set MLOOP_STORE_URI, deploy there)"
+        )

@@ -128,10 +128,18 @@ def register(commands: Any) -> None:
     )
     p.add_argument(
         "ref",
+        nargs="?",
         metavar="NAME[:V|@ALIAS]|BUNDLE",
         help="the model version to serve: a ref into the project's registry, or the path of a "
         "bundle `mloop export bundle` wrote, served with no project or store; a path has a '/' "
         "in it or starts with '.' (./churn, /app/model; model/NAME... is a ref)",
+    )
+    p.add_argument(
+        "--endpoint",
+        metavar="ENDPOINT",
+        help="serve what the endpoint's deployment says (`mloop deploy`), following each "
+        "change within a second: new versions are loaded and checked before they get "
+        "traffic; rollouts are analysed from every server's traffic",
     )
     p.add_argument(
         "--host",
@@ -285,6 +293,34 @@ def _resolve(ctx: Context) -> tuple[ModelVersion, str | None, Callable[[], Predi
     return version, reason, partial(load_predictor, str(project.root), version.ref, trust)
 
 
+def _follow(ctx: Context) -> tuple[Any, str, str]:
+    """How each worker follows the endpoint (an agent of its own, opened after the fork), and
+    how the endpoint is named in the start-up lines. The endpoint must exist now."""
+    from mloop.project import Project
+    from mloop.server.endpoint_agent import POLL, REPORT_EVERY, EndpointAgent
+    from mloop.server.follower import Follow
+
+    project = Project.open()  # closed before serving: forked workers open their own
+    try:
+        deployment = project.endpoints.get(ctx.args.endpoint)
+        root = str(project.root)
+    finally:
+        project.close()
+    # Opened on first use in each worker: forked after this, none shares a connection.
+    agent = EndpointAgent(root, deployment.endpoint, ctx.args.trust)
+    follow = Follow(
+        source=agent.plan,
+        load=agent.load,
+        poll=POLL,
+        report=agent.report,
+        report_every=REPORT_EVERY,
+        applied=agent.applied,
+    )
+    shown = f"endpoint {deployment.endpoint} (deployment {deployment.sequence}: "
+    shown += ", ".join(f"{m} {w}%" for m, w in deployment.weights.items()) + ")"
+    return follow, shown, deployment.endpoint
+
+
 def _maybe_bundle(exc: NotFound, ref: str) -> NotFound:
     """`exc`, with a hint to write `./REF` when a bundle lies in a folder of that name."""
     from mloop.services.registry.bundle import RECORD
@@ -303,9 +339,20 @@ def run_serve(ctx: Context) -> int:
             "raise --max-body-memory, or lower --max-body-size",
         )
     token = token_digest(args.token_file)  # a bad token fails before anything is opened
-    version, reason, factory = _resolve(ctx)
-    if reason is not None and not args.trust:
-        raise NeedsTrust.of(reason, version.ref)
+    if (args.ref is None) == (args.endpoint is None):
+        raise InvalidInput(
+            "serve either a model version or an endpoint"
+            + (", not both" if args.ref is not None else ""),
+            "mloop serve NAME:V, mloop serve ./BUNDLE, or mloop serve --endpoint ENDPOINT",
+        )
+    source: Any
+    if args.endpoint is not None:
+        source, shown, name = _follow(ctx)
+    else:
+        version, reason, source = _resolve(ctx)
+        if reason is not None and not args.trust:
+            raise NeedsTrust.of(reason, version.ref)
+        shown, name = version.ref, version.name
 
     from mloop.server.workers import serve
 
@@ -324,10 +371,10 @@ def run_serve(ctx: Context) -> int:
     def ready(url: str) -> None:
         if not ctx.quiet:
             workers = f"{args.workers} worker" + ("s" if args.workers > 1 else "")
-            output.line(f"serving {version.ref} at {url} ({workers}); Ctrl+C or SIGTERM stops")
-            output.line(f"  POST {url}/invocations  or  {url}/v2/models/{version.name}/infer")
+            output.line(f"serving {shown} at {url} ({workers}); Ctrl+C or SIGTERM stops")
+            output.line(f"  POST {url}/invocations  or  {url}/v2/models/{name}/infer")
             output.line(f"  GET  {url}/metrics  {url}/readyz  {url}/openapi.json")
             sys.stdout.flush()
 
-    serve(factory, args.host, args.port, args.workers, settings, on_ready=ready)
+    serve(source, args.host, args.port, args.workers, settings, on_ready=ready)
     return 0

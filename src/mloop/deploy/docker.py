@@ -111,17 +111,17 @@ def export_docker(
         from mloop.services.tracking.capture import installed_packages
 
         listing = installed_packages()
-    requirements = _pinned(version, listing, packages)
+    requirements = pinned(version, listing, packages)
     folder = prepare_folder(dest, force, WRITTEN, project.root)
-    mloop_line = _mloop_requirement(folder / "wheels")
+    mloop_line = mloop_requirement(folder / "wheels")
     write_bundle(project.models, version, folder / "model")
-    base = f"python:{_python_tag(environment)}-slim"
+    base = f"python:{python_tag(environment)}-slim"
     image = f"mloop-{version.name}:{version.version}"
     # 0.0.0.0: see the comment the Dockerfile carries above its ENTRYPOINT.
     serve = ["serve", BUNDLE, "--host", "0.0.0.0", "--port", str(PORT)]  # noqa: S104
     serve += ["--trust"] if trusting else []
     entrypoint = ("mloop", *serve)
-    _write_requirements(folder, version, environment, listing, [mloop_line, *requirements])
+    write_requirements(folder, version.ref, environment, listing, [mloop_line, *requirements])
     _write(folder / "MODEL_DIGEST", f"{version.ref} {version.digest}\n")
     _write(folder / "Dockerfile", _dockerfile(version, serves, base, image, entrypoint))
     _write(folder / ".dockerignore", DOCKERIGNORE)
@@ -130,7 +130,7 @@ def export_docker(
     return DockerContext(folder, version, serves, image, base, needed, entrypoint)
 
 
-def _python_tag(environment: Environment | None) -> str:
+def python_tag(environment: Environment | None) -> str:
     """`3.11` from `CPython 3.11.9 (linux)`: the image's Python is the one the model knew."""
     found = re.search(r"(\d+)\.(\d+)", environment.python) if environment else None
     if found is None:
@@ -138,7 +138,7 @@ def _python_tag(environment: Environment | None) -> str:
     return f"{found.group(1)}.{found.group(2)}"
 
 
-def _pinned(version: ModelVersion, listing: Sequence[str], extra: Sequence[str]) -> list[str]:
+def pinned(version: ModelVersion, listing: Sequence[str], extra: Sequence[str]) -> list[str]:
     """The flavor's libraries and the `extra` packages, each `name==version` from `listing`."""
     pins = {normalise(n): v for n, _, v in (line.partition("==") for line in listing)}
     wanted = [*FLAVOR_PACKAGES.get(version.flavor, ()), *extra]
@@ -161,7 +161,7 @@ def _pinned(version: ModelVersion, listing: Sequence[str], extra: Sequence[str])
     return lines
 
 
-def _mloop_requirement(wheels: Path) -> str:
+def mloop_requirement(wheels: Path, extras: str = "serve") -> str:
     """How the image installs mloop: the running mloop packed as a wheel into the context (as
     `mloop init` does for a project). mloop is on no package index, and a name on an index
     could be someone else's; the wheel is exactly the code that exported the image."""
@@ -170,16 +170,16 @@ def _mloop_requirement(wheels: Path) -> str:
     wheel = running_wheel()
     wheels.mkdir(parents=True, exist_ok=True)
     (wheels / wheel.filename).write_bytes(wheel.content)
-    return f"./wheels/{wheel.filename}[serve]"  # the model server's extra
+    return f"./wheels/{wheel.filename}[{extras}]"  # the model server's extra, and more
 
 
 def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def _write_requirements(
+def write_requirements(
     folder: Path,
-    version: ModelVersion,
+    subject: str,
     environment: Environment | None,
     listing: Sequence[str],
     needed: Sequence[str],
@@ -194,7 +194,7 @@ def _write_requirements(
     )
     _write(
         folder / "requirements.txt",
-        f"# What the server of {version.ref} needs. Install from this folder:\n"
+        f"# What the server of {subject} needs. Install from this folder:\n"
         "#   pip install -r requirements.txt\n"
         + source
         + "-c constraints.txt\n"
@@ -208,7 +208,7 @@ def _write_requirements(
     ]
     _write(
         folder / "constraints.txt",
-        f"# Every package of the environment {version.ref} was made in, pinned; read by\n"
+        f"# Every package of the environment {subject} was made in, pinned; read by\n"
         "# requirements.txt with -c, so only what the server needs is installed.\n"
         + source
         + "".join(f"{line}\n" for line in others),
@@ -238,6 +238,27 @@ DOCKERIGNORE = """\
 """
 
 
+def install(base: str) -> str:
+    """The Dockerfile's first steps, for every image mloop writes: the base, a non-root user,
+    and the pinned requirements (mloop from its wheel in `wheels/`)."""
+    return f"""\
+FROM {base}
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \\
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+
+# The server never needs root: it runs as this fixed, unprivileged user (Kubernetes'
+# runAsNonRoot checks the numeric id).
+RUN groupadd --gid {UID} app \\
+ && useradd --uid {UID} --gid app --create-home --shell /usr/sbin/nologin app
+
+WORKDIR /app
+COPY requirements.txt constraints.txt ./
+COPY wheels/ ./wheels/
+RUN pip install --no-cache-dir -r requirements.txt
+"""
+
+
 def _dockerfile(
     version: ModelVersion,
     serves: str,
@@ -253,21 +274,7 @@ def _dockerfile(
 # Generated by `mloop export docker {serves}` ({version.ref}, bundle {version.digest[:12]}).
 #   docker build -t {image} .
 #   docker run --rm -p {PORT}:{PORT} {image}
-FROM {base}
-
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \\
-    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
-
-# The server never needs root: it runs as this fixed, unprivileged user (Kubernetes'
-# runAsNonRoot checks the numeric id).
-RUN groupadd --gid {UID} app \\
- && useradd --uid {UID} --gid app --create-home --shell /usr/sbin/nologin app
-
-WORKDIR /app
-COPY requirements.txt constraints.txt ./
-COPY wheels/ ./wheels/
-RUN pip install --no-cache-dir -r requirements.txt
-
+{install(base)}
 # The model bundle of {version.ref}: its record and files; the server only reads it (no
 # project, no metadata store). Owned by the server's user, so a strict umask on the machine
 # that exported it cannot leave it unreadable.

@@ -20,8 +20,6 @@ never saw is answered as usual, with an `mloop-warning` header naming them and a
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -35,8 +33,6 @@ from mloop.errors import (
     MethodNotAllowed,
     MloopError,
     ModelFailed,
-    ModelNotFound,
-    NotFound,
     Overloaded,
     PayloadTooLarge,
     RequestTimeout,
@@ -44,8 +40,8 @@ from mloop.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from mloop.server import oip
-from mloop.server.errors import error_body, from_error
+from mloop.server import oip, routing
+from mloop.server.errors import INTERNAL, Refusals, error_body, from_error, not_found
 from mloop.server.limits import (
     Admission,
     BodyBudget,
@@ -53,23 +49,28 @@ from mloop.server.limits import (
     OverBudget,
     Receive,
     TooLarge,
+    authorized,
     check_headers,
     read_body,
 )
-from mloop.server.media import CSV, HINTS, INFER, INVOCATIONS, V1, Media, media_type
-from mloop.server.openapi import openapi_document
-from mloop.services.serving.batcher import MicroBatcher
+from mloop.server.media import HINTS, INFER, INVOCATIONS, V1, media_type
+from mloop.server.slots import (
+    Loaded,
+    ServedVersion,
+    ServingPlan,
+    Slot,
+    Table,
+    make_table,
+)
+from mloop.services.serving.intervals import Intervals
 from mloop.services.serving.metrics import ENDPOINTS, ServingMetrics
 from mloop.services.serving.predictor import Predictor, failure
 from mloop.services.serving.requests import (
     Batch,
-    RequestReader,
     describe_unknown,
-    mlflow_response,
-    parse_body,
 )
 from mloop.services.serving.settings import ServeSettings as ServeSettings  # where it is declared
-from mloop.services.serving.tables import read_csv
+from mloop.services.serving.shadow import Copy, Mirror
 
 logger = logging.getLogger("mloop.server")
 
@@ -81,69 +82,51 @@ _E = {name: i for i, name in enumerate(ENDPOINTS)}
 
 
 class InferenceApp:
-    """The ASGI app serving one `Predictor`; build it with `create_app`."""
+    """The ASGI app serving a routing `Table` of model versions; build it with `create_app`
+    (one version) or `endpoint_app` (a deployment, followed by `follower.DeploymentFollower`).
+
+    `table` is replaced whole by `swap`, one assignment: a request reads it once, with no
+    await between choosing its slot and counting itself in flight there.
+    """
 
     def __init__(
-        self, predictor: Predictor, settings: ServeSettings, metrics: ServingMetrics
+        self,
+        table: Table,
+        settings: ServeSettings,
+        metrics: ServingMetrics,
+        intervals: Intervals | None = None,
     ) -> None:
-        self.predictor = predictor
+        self.table = table
         self.settings = settings
         self.metrics = metrics
+        self.intervals = intervals or Intervals(table.name)
+        self.mirror = Mirror(settings.shadow_queue)
+        self.follower: Any = None  # a DeploymentFollower, started and stopped with the app
         self.ready = True
         self._last_client: Any = None
-        self.reader = RequestReader(
-            predictor.signature, predictor.wants_frame, predictor.categories
-        )
-        self.categories = {name: i for i, name in enumerate(self.reader.categories)}
-        metrics.watch_categories(list(self.categories))
-        self.batcher = MicroBatcher(
-            predictor.predict,
-            max_batch_size=settings.max_batch_size,
-            max_wait=settings.max_wait,
-            batching=settings.batching,
-            mode=settings.predict_mode,
-            observe=metrics.batch,
-        )
         self.admission = Admission(settings.max_concurrency, settings.max_queue)
         self.bodies = BodyBudget(settings.max_body_memory)
-        name, version = predictor.name, predictor.version
-        self.label = f"{name}:{version}"
-        model = (b"mloop-model", self.label.encode())
-        self.json: Headers = [(b"content-type", b"application/json"), model]
-        self.text: Headers = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8"), model]
-        self.binary: Headers = [(b"content-type", b"application/octet-stream"), model]
-        self.output = oip.output_name(predictor.signature)
+        self.name = name = table.name
+        primary = table.primary
+        self.categories = {n: i for i, n in enumerate(primary.reader.categories)}
+        metrics.watch_categories(list(self.categories))
+        self.label = primary.label if table.fixed else f"endpoint {name}"
+        self.json: Headers = table.json  # the same for every table of this app
+        self.text: Headers = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
+        self.text += self.json[1:]
         self.inputs_hint = f"GET /v2/models/{name} lists the inputs, their types and nullability"
-        self.busy = error_body(
-            Overloaded,
-            f"{self.label} has {settings.max_concurrency} requests in flight and "
-            f"{settings.max_queue} waiting",
-            f"retry after {settings.retry_after} s, or start the server with more --workers",
-        )
+        refusals = Refusals(self.label, settings)
+        self.busy, self.busy_bodies = refusals.busy, refusals.busy_bodies
+        self.slow_body, self.unauthorized = refusals.slow_body, refusals.unauthorized
         self.busy_headers = [*self.json, (b"retry-after", str(settings.retry_after).encode())]
-        self.busy_bodies = error_body(
-            Overloaded,
-            f"{self.label} holds {settings.max_body_memory} bytes of request bodies already",
-            f"retry after {settings.retry_after} s, send smaller bodies, or start the server "
-            "with more --workers or a larger --max-body-memory",
-        )
-        self.slow_body = error_body(
-            RequestTimeout,
-            f"the body did not arrive within {min(settings.body_timeout, settings.timeout):g} s",
-            "send the body at once, or raise the server's --body-timeout",
-        )
         static = {
             "/healthz": {"status": "ok"},
             "/ping": {"status": "ok"},
             "/v2/health/live": {"live": True},
             "/v2": {"name": "mloop", "version": __version__, "extensions": ["binary_tensor_data"]},
-            f"/v2/models/{name}": oip.metadata(name, version, predictor.signature),
-            f"/v2/models/{name}/versions/{version}": oip.metadata(
-                name, version, predictor.signature
-            ),
-            "/openapi.json": openapi_document(name, version, predictor.signature),
         }
         self.static = {path: orjson.dumps(value) for path, value in static.items()}
+        self.static["/health"] = self.static["/ping"]
         get: dict[str, Handler] = {"GET": self._static, "HEAD": self._static}
         ready: dict[str, Handler] = {"GET": self._ready, "HEAD": self._ready}
         infer: dict[str, Handler] = {"POST": self._infer}
@@ -152,9 +135,7 @@ class InferenceApp:
             f"/v1/models/{name}:predict": (_E["invocations"], {"POST": self._predict_v1}),
             f"/v1/models/{name}": (_E["health"], {"GET": self._ready_v1, "HEAD": self._ready_v1}),
             f"/v2/models/{name}/infer": (_E["infer"], infer),
-            f"/v2/models/{name}/versions/{version}/infer": (_E["infer"], infer),
             f"/v2/models/{name}": (_E["metadata"], get),
-            f"/v2/models/{name}/versions/{version}": (_E["metadata"], get),
             "/v2": (_E["metadata"], get),
             f"/v2/models/{name}/ready": (_E["health"], ready),
             "/v2/health/ready": (_E["health"], ready),
@@ -166,7 +147,10 @@ class InferenceApp:
             "/metrics": (_E["metrics"], {"GET": self._metrics, "HEAD": self._metrics}),
             "/openapi.json": (_E["openapi"], get),
         }
-        self.static["/health"] = self.static["/ping"]
+        if table.fixed:  # one version, named by its ref: its version routes too
+            version = primary.predictor.version
+            self.routes[f"/v2/models/{name}/versions/{version}/infer"] = (_E["infer"], infer)
+            self.routes[f"/v2/models/{name}/versions/{version}"] = (_E["metadata"], get)
         # Probes (kubelet, load balancers) carry no token: health and readiness stay open.
         self.open_paths = {
             "/healthz",
@@ -178,11 +162,24 @@ class InferenceApp:
             f"/v2/models/{name}/ready",
             f"/v1/models/{name}",
         }
-        self.unauthorized = error_body(
-            Unauthorized,
-            "this server needs a bearer token",
-            "send the header Authorization: Bearer TOKEN (the server's MLOOP_SERVE_TOKEN)",
-        )
+
+    def swap(self, table: Table) -> list[Slot]:
+        """Serve `table` from now on; returns the slots it no longer holds (to drain)."""
+        old = self.table
+        self.table = table
+        kept = set(map(id, table.by_index))
+        return [slot for slot in old.by_index if id(slot) not in kept]
+
+    def take_interval(self) -> dict[str, Any]:
+        """Per-version counts since the last call (this worker's), for the rollout analysis."""
+        return self.intervals.take()
+
+    def shadow_summary(self) -> dict[str, Any] | None:
+        """This worker's shadow numbers (agreement, drops, predict times), or None: no shadow."""
+        shadow = self.table.shadow
+        if shadow is None:
+            return None
+        return {"model": shadow.label, "primary": self.table.primary.label, **self.mirror.summary()}
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -194,13 +191,14 @@ class InferenceApp:
         if (
             self.settings.token_sha256 is not None
             and scope["path"] not in self.open_paths
-            and not self._authorized(scope["headers"])
+            and not authorized(scope["headers"], self.settings.token_sha256)
         ):
             endpoint = route[0] if route is not None else _E["other"]
             status, body = Unauthorized.http_status, self.unauthorized
             headers = [*self.json, (b"www-authenticate", b'Bearer realm="mloop"')]
         elif route is None:
-            endpoint, (status, body, headers) = _E["other"], self._not_found(scope["path"])
+            endpoint, headers = _E["other"], self.json
+            status, body = not_found(self.name, scope["path"])
         else:
             endpoint, methods = route
             handler = methods.get(scope["method"])
@@ -217,7 +215,7 @@ class InferenceApp:
                     return
                 except Exception:
                     logger.exception("error answering %s %s", scope["method"], scope["path"])
-                    status, body, headers = InternalError.http_status, self._internal, self.json
+                    status, body, headers = InternalError.http_status, INTERNAL, self.json
         if status >= 400 and scope["path"].startswith("/v2"):
             body = oip.error_body(body)
         await send(
@@ -228,24 +226,14 @@ class InferenceApp:
             }
         )
         await send({"type": "http.response.body", "body": body})
-        self.metrics.request(endpoint, status, time.perf_counter() - started)
-
-    def _authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
-        expected = self.settings.token_sha256
-        for name, value in headers:
-            if name == b"authorization":
-                scheme, _, token = value.partition(b" ")
-                if scheme.lower() != b"bearer":
-                    return False
-                presented = hashlib.sha256(token.strip()).digest()
-                return expected is not None and hmac.compare_digest(presented, expected)
-        return False
-
-    _internal = error_body(
-        InternalError,
-        "the server failed to answer this request",
-        "this is a bug in mloop or in the model; the server's log has the traceback",
-    )
+        seconds = time.perf_counter() - started
+        self.metrics.request(endpoint, status, seconds)
+        slot = scope.get("mloop.slot")
+        if slot is not None:
+            slot.record(status, seconds)
+            copy = scope.get("mloop.mirror")
+            if copy is not None:  # the answer is out: now the shadow may have its copy
+                self.mirror.offer(copy)
 
     # predict -------------------------------------------------------------------------------
     async def _invocations(self, scope: dict[str, Any], receive: Receive) -> Reply:
@@ -257,44 +245,18 @@ class InferenceApp:
         return await self._predict(scope, receive, V1)
 
     async def _ready_v1(self, scope: dict[str, Any], receive: Receive) -> Reply:
-        body = {"name": self.predictor.name, "ready": self.ready}
+        body = {"name": self.name, "ready": self.ready}
         return (200 if self.ready else 503), orjson.dumps(body), self.json
 
     async def _infer(self, scope: dict[str, Any], receive: Receive) -> Reply:
         return await self._predict(scope, receive, INFER)
 
-    def _read(self, route: str, media: Media, body: bytes) -> tuple[Batch, Any]:
-        """The batch a body holds, and what the answer needs to know of the request."""
-        if route == INFER:
-            request = oip.read_request(self.reader, body, media.header_length)
-            return request.batch, request
-        if media.kind == CSV:
-            frame = read_csv(body, self.predictor.signature, "the CSV body")
-            return self.reader.frame(frame, "the CSV body"), None
-        # no true/false in the text: no bool can hide among the numbers, none is looked for
-        return self.reader.mlflow(parse_body(body), b"true" in body or b"false" in body), None
-
-    def _write(self, result: Any, request: Any) -> tuple[bytes, Headers]:
-        if request is None:
-            return mlflow_response(result), self.json
-        predictor = self.predictor
-        body, length = oip.infer_response(
-            result,
-            predictor.name,
-            predictor.version,
-            request.id,
-            self.output,
-            request.binary_output,
-        )
-        if length is None:
-            return body, self.json
-        return body, [*self.binary, (b"inference-header-content-length", b"%d" % length)]
-
     def _warn(self, batch: Batch, headers: Headers) -> Headers:
         """Count the categories training never saw, and name them in a response header (as
         ASCII: values are shown with repr's escapes, so no client text breaks a header)."""
+        last = len(self.categories) - 1
         for found in batch.unknown:
-            self.metrics.unknown_categories(self.categories[found.column], found.count)
+            self.metrics.unknown_categories(self.categories.get(found.column, last), found.count)
         text = describe_unknown(batch.unknown).encode("ascii", "backslashreplace")
         return [*headers, (b"mloop-warning", text[:1024])]
 
@@ -321,6 +283,7 @@ class InferenceApp:
             return Overloaded.http_status, self.busy, self.busy_headers
         admitted = False
         held = 0  # bytes of this request's body taken from the worker's budget
+        slot: Slot | None = None
         self.metrics.enter()
         deadline = asyncio.get_running_loop().time() + settings.timeout
         try:
@@ -342,20 +305,37 @@ class InferenceApp:
                         return Overloaded.http_status, self.busy, self.busy_headers
                     await admission.wait()
                 admitted = True
-                batch, request = self._read(route, media, body)
+                # From reading the table to counting in flight there: no await.
+                table = self.table
+                if table.only is not None:
+                    slot = table.only
+                    slot.in_flight += 1
+                    scope["mloop.slot"] = slot
+                    batch, request = routing.read(slot, route, media, body)
+                else:
+                    slot, batch, request = routing.routed(table, scope, route, media, body)
+                    slot.in_flight += 1
+                    scope["mloop.slot"] = slot
+                shadow = table.shadow
+                began = time.perf_counter() if shadow is not None else 0.0
                 try:
-                    result = await self.batcher.predict(batch.data, batch.rows, lone)
+                    result = await slot.batcher.predict(batch.data, batch.rows, lone)
                 except Exception as exc:
-                    failed = failure(self.predictor, exc)
+                    failed = failure(slot.predictor, exc)
                     if isinstance(failed, ModelFailed):
-                        logger.error("%s failed to predict", self.label, exc_info=exc)
+                        slot.loaded.failures.failed(exc)
                     raise failed from exc
-                answer, headers = self._write(result, request)
+                if shadow is not None and table.mirror_this():
+                    seconds = time.perf_counter() - began
+                    copy = Copy(shadow, slot.metrics, batch.data, batch.rows, result, seconds)
+                    scope["mloop.mirror"] = copy
+                answer, headers = routing.write(slot, result, request)
                 return 200, answer, self._warn(batch, headers) if batch.unknown else headers
         except TimeoutError:
             message = f"no answer within the time-out of {settings.timeout:g} s"
             hint = "send fewer rows per request, or raise --timeout"
-            return Timeout.http_status, error_body(Timeout, message, hint), self.json
+            headers = slot.json if slot is not None else self.json
+            return Timeout.http_status, error_body(Timeout, message, hint), headers
         except TooLarge:
             message = f"the body is over the limit of {settings.max_body_bytes} bytes"
             hint = "send fewer rows per request, or raise --max-body-size"
@@ -363,52 +343,58 @@ class InferenceApp:
             return PayloadTooLarge.http_status, body, [*self.json, (b"connection", b"close")]
         except MloopError as exc:
             status, body = from_error(exc, self.inputs_hint)
-            return status, body, self.json
+            return status, body, slot.json if slot is not None else self.json
         finally:
             self.bodies.give(held)
             if admitted:
                 admission.leave()
+            if slot is not None:
+                slot.in_flight -= 1
             self.metrics.leave()
 
     # everything else -----------------------------------------------------------------------
     async def _static(self, scope: dict[str, Any], receive: Receive) -> Reply:
-        return 200, self.static[scope["path"]], self.json
+        path = scope["path"]
+        body = self.table.bodies.get(path)
+        return 200, body if body is not None else self.static[path], self.json
 
     async def _ready(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        table = self.table
+        if table.fixed:
+            body: dict[str, Any] = {"ready": self.ready, "model": self.label}
+        else:
+            body = {
+                "ready": self.ready,
+                "endpoint": self.name,
+                "versions": [{"model": s.label, "role": s.role} for s in table.by_index],
+            }
+        if self.follower is not None:
+            body.update(self.follower.detail())
         if self.ready:
-            body = {"ready": True, "model": self.label}
             return 200, orjson.dumps(body), self.json
-        body = {"ready": False, "model": self.label, "reason": "the server is stopping"}
+        body["reason"] = "the server is stopping"
         return 503, orjson.dumps(body), self.json
 
     async def _metrics(self, scope: dict[str, Any], receive: Receive) -> Reply:
         return 200, self.metrics.render(), self.text
 
-    def _not_found(self, path: str) -> Reply:
-        name = self.predictor.name
-        if path.startswith("/v2/models/") and not path.startswith(f"/v2/models/{name}/"):
-            message = f"this server serves model {name!r}, not {path.split('/')[3]!r}"
-            hint = f"use /v2/models/{name}/infer"
-            return ModelNotFound.http_status, error_body(ModelNotFound, message, hint), self.json
-        if path.startswith("/v1/models/"):
-            asked = path.removeprefix("/v1/models/").split(":")[0]
-            message = f"this server serves model {name!r}, not {asked!r}"
-            hint = f"use /v1/models/{name}:predict"
-            return ModelNotFound.http_status, error_body(ModelNotFound, message, hint), self.json
-        message = f"no route {path}"
-        hint = "see /openapi.json for the routes; predict at /invocations or /v2/models/NAME/infer"
-        return NotFound.http_status, error_body(NotFound, message, hint), self.json
-
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self.follower is not None:
+                    self.follower.start()
                 self.metrics.ready(True)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                # uvicorn sends this once the requests in flight are answered
                 self.ready = False
                 self.metrics.ready(False)
-                await self.batcher.aclose()
+                if self.follower is not None:
+                    await self.follower.stop()
+                await self.mirror.aclose()
+                for loaded in self.table.loaded():
+                    await loaded.batcher.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -424,5 +410,30 @@ def create_app(
         >>> app = create_app(LoadedModel("churn", 3, model, signature))  # doctest: +SKIP
         >>> uvicorn.run(app, loop="uvloop", http="httptools")  # doctest: +SKIP
     """
+    settings = settings or ServeSettings()
     metrics = metrics or ServingMetrics(model=predictor.name, version=predictor.version)
-    return InferenceApp(predictor, settings or ServeSettings(), metrics)
+    model = f"{predictor.name}:{predictor.version}"
+    plan = ServingPlan(predictor.name, (ServedVersion(model),))
+    return endpoint_app(plan, {model: predictor}, settings, metrics, fixed=True)
+
+
+def endpoint_app(
+    plan: ServingPlan,
+    predictors: dict[str, Predictor],
+    settings: ServeSettings | None = None,
+    metrics: ServingMetrics | None = None,
+    fixed: bool = False,
+) -> InferenceApp:
+    """The ASGI app serving `plan` with the `predictors` of its versions (by NAME:V), loaded
+    and warmed already; `DeploymentFollower` keeps it serving what the deployment says.
+
+    Example:
+        >>> plan = ServingPlan("churn", (ServedVersion("churn:3"),))  # doctest: +SKIP
+        >>> app = endpoint_app(plan, {"churn:3": predictor})  # doctest: +SKIP
+    """
+    settings = settings or ServeSettings()
+    metrics = metrics or ServingMetrics()
+    intervals = Intervals(plan.endpoint)
+    loaded = {ref: Loaded(p, settings, metrics.batch) for ref, p in predictors.items()}
+    table = make_table(plan, loaded, metrics.versions, intervals, fixed=fixed)
+    return InferenceApp(table, settings, metrics, intervals)

@@ -26,6 +26,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 from collections import deque
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
@@ -123,6 +125,24 @@ class Admission:
                 future.set_result(None)  # the slot passes on; `active` stays the same
                 return
         self.active -= 1
+
+
+def authorized(headers: list[tuple[bytes, bytes]], expected: bytes | None) -> bool:
+    """Whether the request carries `Authorization: Bearer TOKEN` whose SHA-256 is `expected`
+    (compared in constant time; only the digest is ever held).
+
+    Example:
+        >>> authorized([(b"authorization", b"Bearer x")], hashlib.sha256(b"x").digest())
+        True
+    """
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() != b"bearer":
+                return False
+            presented = hashlib.sha256(token.strip()).digest()
+            return expected is not None and hmac.compare_digest(presented, expected)
+    return False
 
 
 def check_headers(headers: list[tuple[bytes, bytes]], max_body: int) -> str | None:

@@ -32,12 +32,15 @@ from time import perf_counter
 from typing import Any, cast
 
 from mloop.errors import ConfigError, MloopError
-from mloop.server.inference import ServeSettings, create_app
+from mloop.server.follower import Follow, follow_app
+from mloop.server.inference import InferenceApp, ServeSettings, create_app
 from mloop.server.limits import GuardedHttpTools
 from mloop.services.serving.metrics import ServingMetrics, SharedCounters
 from mloop.services.serving.predictor import Predictor
 
 PredictorFactory = Callable[[], Predictor]
+# One version (`mloop serve REF`), or an endpoint's deployment followed as it changes.
+Source = PredictorFactory | Follow
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -109,12 +112,12 @@ def uvicorn_config(
 
 
 def run_worker(
-    factory: PredictorFactory,
+    factory: Source,
     sock: socket.socket,
     settings: ServeSettings,
     counters: SharedCounters,
     worker: int = 0,
-    on_loaded: Callable[[Predictor], None] | None = None,
+    on_loaded: Callable[[InferenceApp], None] | None = None,
 ) -> None:
     """Load the model, then serve `sock` until SIGTERM/SIGINT, finishing what is in flight.
 
@@ -125,12 +128,16 @@ def run_worker(
     import uvicorn
 
     started = perf_counter()
-    predictor = factory()
-    metrics = ServingMetrics(counters, worker, predictor.name, predictor.version)
+    if isinstance(factory, Follow):
+        app = follow_app(factory, settings, ServingMetrics(counters, worker))
+    else:
+        predictor = factory()
+        metrics = ServingMetrics(counters, worker, predictor.name, predictor.version)
+        app = create_app(predictor, settings, metrics)
+        if app.table.primary.reader.finite:  # one version for the process's life
+            _skip_finite_checks()
+    metrics = app.metrics
     metrics.loaded(perf_counter() - started)
-    app = create_app(predictor, settings, metrics)
-    if app.reader.finite:
-        _skip_finite_checks()
     gc.freeze()  # the model and the imports: never collected, never scanned again
     server = uvicorn.Server(uvicorn_config(app, settings, metrics.refused))
 
@@ -141,7 +148,7 @@ def run_worker(
 
     previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
     if on_loaded is not None:
-        on_loaded(predictor)
+        on_loaded(app)
     try:
         server.run(sockets=[sock])
     finally:
@@ -161,14 +168,15 @@ def _skip_finite_checks() -> None:
 
 
 def serve(
-    predictor_factory: PredictorFactory,
+    predictor_factory: Source,
     host: str = "127.0.0.1",
     port: int = 8080,
     workers: int = 1,
     settings: ServeSettings | None = None,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve the model `predictor_factory` loads at http://HOST:PORT until stopped.
+    """Serve the model `predictor_factory` loads (or the deployment a `Follow` reads, as it
+    changes) at http://HOST:PORT until stopped.
 
     `on_ready` gets the URL once the model is loaded (in every worker) and requests are
     answered; `port=0` picks a free port, which the URL shows.
@@ -185,7 +193,7 @@ def serve(
     url = f"http://[{host}]:{bound}" if ":" in host else f"http://{host}:{bound}"
     counters = SharedCounters(workers)
     if workers == 1:
-        announce = None if on_ready is None else lambda _predictor: on_ready(url)
+        announce = None if on_ready is None else lambda _app: on_ready(url)
         run_worker(predictor_factory, sock, settings, counters, 0, announce)
         return
     _supervise(
@@ -229,7 +237,7 @@ def fit_connections(settings: ServeSettings) -> ServeSettings:
 
 
 def _worker_main(
-    factory: PredictorFactory,
+    factory: Source,
     sock: socket.socket,
     settings: ServeSettings,
     counters: SharedCounters,
@@ -251,7 +259,7 @@ def _worker_main(
 
 
 def _supervise(
-    factory: PredictorFactory,
+    factory: Source,
     sock: socket.socket,
     settings: ServeSettings,
     counters: SharedCounters,

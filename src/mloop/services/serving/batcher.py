@@ -65,6 +65,14 @@ def join(parts: Sequence[Any]) -> Any:
     return np.concatenate([np.asarray(p) for p in parts])
 
 
+async def cancel(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a background task and wait until it has stopped."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 class MicroBatcher:
     """Queues predict requests and runs them in merged batches, one batch at a time."""
 
@@ -136,11 +144,8 @@ class MicroBatcher:
 
     async def aclose(self) -> None:
         """Stop the batch loop; requests still queued fail (the server drains them first)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         while self._queue:
             item = self._queue.popleft()
             if not item.future.done():

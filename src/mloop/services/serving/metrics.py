@@ -14,17 +14,22 @@ from __future__ import annotations
 import mmap
 import os
 import resource
-from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from mloop.services.serving import versions as v
+from mloop.services.serving.versions import (
+    SECONDS,
+    STATUSES,
+    VersionBlocks,
+    VersionCounters,
+)
+from mloop.services.serving.versions import observe as _observe
+
 ENDPOINTS = ("invocations", "infer", "metadata", "health", "metrics", "openapi", "other")
-# Answers by status; anything else counts as "other".
-STATUSES = (200, 400, 401, 404, 405, 408, 413, 415, 422, 431, 499, 500, 503, 504)
-SECONDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 # Text columns whose unknown categories are counted by name; any past these share the last.
 CATEGORY_COLUMNS = 32
@@ -62,6 +67,7 @@ class SharedCounters:
         self.workers = workers
         self._map = mmap.mmap(-1, workers * BLOCK * 8)  # MAP_SHARED | MAP_ANONYMOUS
         self.slots = memoryview(self._map).cast("d")
+        self.versions = VersionCounters(workers)  # per served version (`versions.py`)
 
     def block(self, worker: int) -> memoryview[float]:
         return self.slots[worker * BLOCK : (worker + 1) * BLOCK]
@@ -71,12 +77,6 @@ class SharedCounters:
 
     def ready(self, worker: int) -> bool:
         return self.block(worker)[_READY] == 1.0
-
-
-def _observe(block: memoryview[float], base: int, bounds: tuple[float, ...], value: float) -> None:
-    block[base + bisect_left(bounds, value)] += 1.0
-    block[base + len(bounds) + 1] += value
-    block[base + len(bounds) + 2] += 1.0
 
 
 class ServingMetrics:
@@ -103,6 +103,7 @@ class ServingMetrics:
         self._block[_PID] = os.getpid()
         self._block[_IN_FLIGHT] = 0.0  # a restarted worker starts with nothing in flight
         self.category_columns: list[str] = []
+        self.versions = VersionBlocks(self.counters.versions, worker)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
 
@@ -222,6 +223,7 @@ class _Collector(Collector):
         for i, column in enumerate(self.metrics.category_columns):
             unknown.add_metric([column], total[_UNKNOWN + i])
         yield unknown
+        yield from _version_families(counters.versions)
         loads = [b[_LOAD] for b in blocks] or [0.0]
         yield GaugeMetricFamily(
             "mloop_model_load_seconds", "Time the slowest worker took to load the model", max(loads)
@@ -229,7 +231,8 @@ class _Collector(Collector):
         info = GaugeMetricFamily(
             "mloop_model_info", "The model version served", labels=["name", "version"]
         )
-        info.add_metric([self.metrics.model, str(self.metrics.version)], 1.0)
+        if self.metrics.model:  # one version served (an endpoint's are in mloop_model_*)
+            info.add_metric([self.metrics.model, str(self.metrics.version)], 1.0)
         yield info
         yield GaugeMetricFamily(
             "mloop_workers", "Worker processes ready", sum(b[_READY] for b in blocks)
@@ -252,3 +255,57 @@ def _histogram(
         running += total[base + i]
         buckets.append(("+Inf" if bound == float("inf") else str(bound), running))
     return buckets, total[base + len(bounds) + 1]
+
+
+def _version_families(
+    counters: VersionCounters,
+) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
+    """The per-version series, labelled by endpoint, model version (NAME:V) and role."""
+    labels = ["endpoint", "model", "role"]
+    requests = CounterMetricFamily(
+        "mloop_model_requests",
+        "Predict requests answered by each served version, by status",
+        labels=[*labels, "status"],
+    )
+    errors = CounterMetricFamily(
+        "mloop_model_errors", "Predict requests a version answered with a 5xx", labels=labels
+    )
+    latency = HistogramMetricFamily(
+        "mloop_model_request_duration_seconds",
+        "Time for a version to answer a predict request",
+        labels=labels,
+    )
+    shadow = {
+        name: CounterMetricFamily(f"mloop_shadow_{name}", doc, labels=labels)
+        for name, doc in (
+            ("requests", "Copies of requests a shadow predicted"),
+            ("dropped", "Copies dropped because the shadow's queue was full"),
+            ("agreements", "Copies where the shadow's predictions matched the primary's"),
+            ("failures", "Copies the shadow failed to predict"),
+        )
+    }
+    mirrored = HistogramMetricFamily(
+        "mloop_shadow_predict_duration_seconds",
+        "Predict time on mirrored requests, of the primary and of the shadow (by role)",
+        labels=labels,
+    )
+    fields = {"requests": v.MIRRORED, "dropped": v.DROPPED}
+    fields |= {"agreements": v.AGREED, "failures": v.MIRROR_FAILED}
+    for found, total in counters.totals():
+        values = [found.endpoint, found.model, found.role]
+        for s, status in enumerate((*STATUSES, "other")):
+            if total[v.REQUESTS + s]:
+                requests.add_metric([*values, str(status)], total[v.REQUESTS + s])
+        errors.add_metric(values, total[v.ERRORS])
+        if total[v.LATENCY + _HS - 1]:
+            latency.add_metric(values, *_histogram(total, v.LATENCY, SECONDS))
+        if found.role == "shadow":
+            for name, family in shadow.items():
+                family.add_metric(values, total[fields[name]])
+        if total[v.MIRROR_LATENCY + _HS - 1]:
+            mirrored.add_metric(values, *_histogram(total, v.MIRROR_LATENCY, SECONDS))
+    yield requests
+    yield errors
+    yield latency
+    yield from shadow.values()
+    yield mirrored

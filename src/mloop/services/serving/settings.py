@@ -143,6 +143,7 @@ class ServeSettings:
         "from its first byte or its opening",
     )
     retry_after: int = 1
+    shadow_queue: int = 1000  # copies waiting for a shadow; past it they are dropped, counted
     keep_alive: float = 5.0
     # SHA-256 of the bearer token every request but health checks must carry; None: open.
     # Only the digest is kept, so the token itself is in no settings, log or core dump.

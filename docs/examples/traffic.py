@@ -1,0 +1,88 @@
+"""Send predict requests to an mloop server and count who answered: the tour's stand-in for an
+application's traffic.
+
+    python docs/examples/traffic.py http://127.0.0.1:8770 data/churn-holdout.csv --seconds 20
+
+Rows of the CSV file (its label column dropped) are sent one per request as MLflow's
+`dataframe_records`, over one kept-alive connection, each with a user id in the `x-user`
+header (for sticky A/B assignment). Every answer names the version that gave it in its
+`mloop-model` header; the counts per version and per status are printed at the end (and every
+`--every` seconds, and when stopped with SIGTERM). Only the standard library is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import http.client
+import json
+import signal
+import time
+import urllib.parse
+from collections import Counter
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("url", help="the server, e.g. http://127.0.0.1:8770")
+    parser.add_argument("rows", help="a CSV file of rows to send")
+    parser.add_argument("--label", default="churned", help="the column to drop (default churned)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long to send (10)")
+    parser.add_argument("--requests", type=int, default=0, help="stop after N requests (0: no)")
+    parser.add_argument("--users", type=int, default=500, help="distinct user ids (500)")
+    parser.add_argument("--every", type=float, default=5.0, help="print counts this often (5 s)")
+    args = parser.parse_args()
+    stopped = []
+    signal.signal(signal.SIGTERM, lambda *_: stopped.append(True))  # `kill`: print, then end
+
+    with open(args.rows, newline="", encoding="utf-8") as f:
+        rows = [{k: _value(v) for k, v in r.items() if k != args.label} for r in csv.DictReader(f)]
+    where = urllib.parse.urlsplit(args.url)
+    conn = http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port or 80, timeout=30)
+    answered: Counter[str] = Counter()
+    statuses: Counter[int] = Counter()
+    sent, failed = 0, 0
+    start = last = time.monotonic()
+    while (
+        not stopped
+        and time.monotonic() - start < args.seconds
+        and (not args.requests or sent < args.requests)
+    ):
+        body = json.dumps({"dataframe_records": [rows[sent % len(rows)]]})
+        headers = {"content-type": "application/json", "x-user": f"user-{sent % args.users}"}
+        try:
+            conn.request("POST", "/invocations", body, headers)
+            reply = conn.getresponse()
+            reply.read()
+        except (OSError, http.client.HTTPException):
+            failed += 1
+            conn.close()
+            continue
+        finally:
+            sent += 1
+        statuses[reply.status] += 1
+        answered[reply.getheader("mloop-model") or "?"] += 1
+        if time.monotonic() - last >= args.every:
+            last = time.monotonic()
+            print(_shown(sent, answered, statuses, failed), flush=True)
+    print(_shown(sent, answered, statuses, failed), flush=True)
+    return 0
+
+
+def _value(text: str) -> object:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _shown(sent: int, answered: Counter[str], statuses: Counter[int], failed: int) -> str:
+    models = ", ".join(f"{m}: {n}" for m, n in sorted(answered.items()))
+    codes = ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items()))
+    return f"{sent} requests; answered by {models}; status {codes}; connection errors {failed}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
