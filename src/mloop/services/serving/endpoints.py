@@ -40,7 +40,7 @@ from mloop.domain.rollout import (
     wake_at,
 )
 from mloop.domain.sequential import ABDecision, SequentialRule, decide
-from mloop.errors import Conflict, InvalidInput
+from mloop.errors import Conflict, InvalidInput, NotFound
 from mloop.services.registry.models import ModelService
 from mloop.store.metadata.protocol import MetadataStore
 
@@ -265,8 +265,10 @@ class EndpointService:
         return ModelRef(version.name, version.version)
 
     def _current_or_none(self, endpoint: str) -> Deployment | None:
-        found = [d for d in self.metadata.endpoints.find() if d.endpoint == endpoint]
-        return found[0] if found else None
+        try:
+            return self.metadata.endpoints.current(endpoint)
+        except NotFound:
+            return None  # its first deployment creates it
 
     def _save(
         self, decisions: Sequence[Decision], expected: Deployment | None, reason: str | None
