@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -140,6 +141,11 @@ class Server:
     def __exit__(self, *exc: object) -> None:
         stop(self.proc)
 
+    def cpu(self) -> float:
+        """CPU seconds (user + system) the server process has used so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def answered_by(self, body: bytes) -> str:
         request = urllib.request.Request(  # noqa: S310 - 127.0.0.1
             self.url + "/invocations", body, {"Content-Type": "application/json"}
@@ -163,10 +169,13 @@ def throughput(work: Path, ready: dict, endpoint: str, seconds: int) -> dict[str
     with Server(work, project, endpoint) as server:
         url = server.url + "/invocations"
         wrk(url, script, 1, 4, 3)  # warm-up
-        result: dict[str, object] = {
-            "c1": wrk(url, script, 1, 1, seconds),
-            "c32": wrk(url, script, 2, 32, seconds),
-        }
+        result: dict[str, object] = {}
+        for level, threads, conns in (("c1", 1, 1), ("c32", 2, 32)):
+            before = server.cpu()
+            figures = wrk(url, script, threads, conns, seconds)
+            # the server's own CPU per answer: steadier than req/s on a shared machine
+            figures["cpu_us"] = (server.cpu() - before) / (figures["rps"] * seconds) * 1e6
+            result[level] = figures
         seen = Counter(server.answered_by(body) for _ in range(40))
         expected = {"direct": {"bc:1"}, "shadow": {"bc:1"}, "ab": {"bc:1", "bc:2"}}
         wanted = expected.get(endpoint, {"bc:1", "bc:3"})
@@ -256,8 +265,9 @@ def run(rounds: int = 3, seconds: int = 10, window: int = 6) -> list[c.Result | 
                 )
             c1, c32 = result["c1"], result["c32"]
             print(
-                f"   round {r + 1} {name:<8} c1 {c1['rps']:7.0f} req/s p99 {c1['p99_ms']:6.2f} ms"
-                f" | c32 {c32['rps']:7.0f} req/s p99 {c32['p99_ms']:6.2f} ms{extra}"
+                f"   round {r + 1} {name:<8} c1 {c1['rps']:6.0f} req/s p99 {c1['p99_ms']:6.2f} ms"
+                f" cpu {c1['cpu_us']:4.0f} us/req | c32 {c32['rps']:6.0f} req/s"
+                f" p99 {c32['p99_ms']:6.2f} ms cpu {c32['cpu_us']:4.0f} us/req{extra}"
             )
         for level in ("c1", "c32") if r % 2 == 0 else ("c32", "c1"):
             switch_first = (r + (level == "c32")) % 2 == 1
@@ -304,6 +314,25 @@ def _results(figures: dict, switches: dict, rounds: int) -> list[c.Result | c.Sk
                     target,
                     text,
                     display=f"{c.median(kept):.2f}x, loss {lost:.0%} ({c.spread(kept, '{:.2f}')})",
+                )
+            )
+    for level in ("c1", "c32"):  # where the time goes: the server's CPU per answer
+        for name, case, _, _ in cases:
+            more = [
+                figures[name][i][level]["cpu_us"] / figures["direct"][i][level]["cpu_us"]
+                for i in range(rounds)
+            ]
+            results.append(
+                c.Result(
+                    NAME,
+                    f"{level}: server CPU per answer, {case.split(',')[0]}",
+                    f"{c.median([f[level]['cpu_us'] for f in figures[name]]):.0f} us",
+                    f"{c.median([f[level]['cpu_us'] for f in figures['direct']]):.0f} us",
+                    c.median(more),
+                    c.spread(more, "{:.2f}"),
+                    None,
+                    "info",
+                    display=f"{c.median(more):.2f}x direct's ({c.spread(more, '{:.2f}')})",
                 )
             )
     for level in ("c1", "c32"):
