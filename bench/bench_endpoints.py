@@ -228,6 +228,7 @@ def blue_green(
                 raise RuntimeError(f"{name}: green did not take traffic within the window")
             out["switch_p99_ms"] = figures["p99_ms"]
             out["switch_rps"] = figures["rps"]
+            out["switch_max_ms"] = figures["max_ms"]
             out["deploy_s"] = marks["deployed"] - marks["issued"]
             out["green_after_s"] = marks["green"] - marks["issued"]
             out["green_at_s"] = marks["green"] - started
@@ -236,6 +237,7 @@ def blue_green(
             figures = wrk(url, script, threads, conns, window)
             out["steady_p99_ms"] = figures["p99_ms"]
             out["steady_rps"] = figures["rps"]
+            out["steady_max_ms"] = figures["max_ms"]
 
         for step in (
             (switch_window, steady_window) if switch_first else (steady_window, switch_window)
@@ -275,13 +277,17 @@ def run(rounds: int = 3, seconds: int = 10, window: int = 6) -> list[c.Result | 
             switches[level].append(bg)
             print(
                 f"   round {r + 1} blue/green {level:<3} steady p99 {bg['steady_p99_ms']:6.2f} ms"
-                f" ({bg['steady_rps']:.0f} req/s) | switch p99 {bg['switch_p99_ms']:6.2f} ms"
+                f" max {bg['steady_max_ms']:.0f} ms ({bg['steady_rps']:.0f} req/s) | switch p99"
+                f" {bg['switch_p99_ms']:6.2f} ms max {bg['switch_max_ms']:.0f} ms"
                 f" ({bg['switch_rps']:.0f} req/s) | deploy {bg['deploy_s']:.2f} s, green answers"
                 f" {bg['green_after_s']:.2f} s after it was issued"
                 f" ({'switch' if switch_first else 'steady'} window first)"
             )
-    stop_note = f"{c.median([b['green_after_s'] for b in switches['c32']]):.1f} s"
-    print(f"   green took traffic a median {stop_note} after `mloop deploy` was issued (c32)")
+    after = [b["green_after_s"] for b in switches["c1"] + switches["c32"]]
+    print(
+        f"   green answered {c.median(after):.2f} s ({c.spread(after, '{:.2f}')}) after"
+        " `mloop deploy --strategy blue_green` was issued (median, every round and level)"
+    )
     return _results(figures, switches, rounds)
 
 
@@ -317,7 +323,7 @@ def _results(figures: dict, switches: dict, rounds: int) -> list[c.Result | c.Sk
                 )
             )
     for level in ("c1", "c32"):  # where the time goes: the server's CPU per answer
-        for name, case, _, _ in cases:
+        for name, *_ in cases:
             more = [
                 figures[name][i][level]["cpu_us"] / figures["direct"][i][level]["cpu_us"]
                 for i in range(rounds)
@@ -325,7 +331,7 @@ def _results(figures: dict, switches: dict, rounds: int) -> list[c.Result | c.Sk
             results.append(
                 c.Result(
                     NAME,
-                    f"{level}: server CPU per answer, {case.split(',')[0]}",
+                    f"{level}: server CPU per answer, {name} vs direct",
                     f"{c.median([f[level]['cpu_us'] for f in figures[name]]):.0f} us",
                     f"{c.median([f[level]['cpu_us'] for f in figures['direct']]):.0f} us",
                     c.median(more),
@@ -350,6 +356,20 @@ def _results(figures: dict, switches: dict, rounds: int) -> list[c.Result | c.Sk
                 0.5,
                 "<= 2x",
                 display=f"{c.median(ratios):.2f}x steady ({c.spread(ratios, '{:.2f}')})",
+            )
+        )
+        slowest = [b["switch_max_ms"] / b["steady_max_ms"] for b in found]
+        results.append(
+            c.Result(
+                NAME,
+                f"{level}: slowest answer, switch window vs steady",
+                f"{c.median([b['switch_max_ms'] for b in found]):.1f} ms",
+                f"{c.median([b['steady_max_ms'] for b in found]):.1f} ms",
+                c.median(slowest),
+                c.spread(slowest, "{:.2f}"),
+                None,
+                "info",
+                display=f"{c.median(slowest):.2f}x steady ({c.spread(slowest, '{:.2f}')})",
             )
         )
     return results
