@@ -166,10 +166,12 @@ def wrk(url: str, script: Path, threads: int, conns: int, seconds: int) -> dict[
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))  # type: ignore[union-attr]
+    # "Latency  avg  stdev  max  +/-stdev": the slowest answer of the run
+    slowest = _ms(re.search(r"Latency\s+\S+\s+\S+\s+([\d.]+\w+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         raise RuntimeError(f"{url}: {errors.group(1)} error responses under load")
-    return {"rps": rps, "p99_ms": p99}
+    return {"rps": rps, "p99_ms": p99, "max_ms": slowest}
 
 
 def _ms(text: str) -> float:

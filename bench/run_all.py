@@ -18,11 +18,12 @@ import traceback
 import _common as c
 import bench_cli
 import bench_data
+import bench_endpoints
 import bench_pipelines
 import bench_serving
 import bench_tracking
 
-BENCHES = ("cli", "tracking", "data", "pipelines", "serving")
+BENCHES = ("cli", "tracking", "data", "pipelines", "serving", "endpoints")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-rounds-big", type=int, default=3, help="rounds for the 1 GiB file")
     ap.add_argument("--serving-rounds", type=int, default=3, help="rounds for serving")
     ap.add_argument("--serving-seconds", type=int, default=10, help="wrk seconds per load level")
+    ap.add_argument("--endpoints-rounds", type=int, default=3, help="rounds for endpoints")
+    ap.add_argument(
+        "--endpoints-window", type=int, default=6, help="wrk seconds per blue/green window"
+    )
     ap.add_argument("--hyperfine", action="store_true", help="cli: also time with hyperfine")
     args = ap.parse_args(argv)
     only = [b for b in args.only.split(",") if b]
@@ -70,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
                 results += bench_pipelines.run(args.data_rounds)
             elif name == "serving":
                 results += bench_serving.run(args.serving_rounds, args.serving_seconds)
+            elif name == "endpoints":
+                results += bench_endpoints.run(
+                    args.endpoints_rounds, args.serving_seconds, args.endpoints_window
+                )
         except Exception as exc:  # one broken benchmark must not hide the others' figures
             traceback.print_exc()
             results.append(c.Skipped(name, "(whole benchmark)", f"FAILED: {exc}"[:80]))
