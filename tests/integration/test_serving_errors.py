@@ -11,7 +11,6 @@ import ast
 import logging
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from mloop.services.serving.batch import predict_frame
 from mloop.services.serving.predictor import LoadedModel
 from tests.integration.serving_helpers import Slow, running
 from tests.integration.test_serving import metric
+from tests.servers import wait_for
 
 SIGNATURE = Signature((ColumnSpec("x", "float64"), ColumnSpec("y", "float64")))
 JSON = {"content-type": "application/json"}
@@ -155,9 +155,7 @@ def _provoked() -> Iterator[tuple[int, str]]:
             target=httpx.post, args=(base + "/invocations",), kwargs={"json": wide, "timeout": 30}
         )
         holder.start()
-        deadline = time.monotonic() + 10
-        while not slow.sizes and time.monotonic() < deadline:  # until it holds the slot
-            time.sleep(0.01)
+        wait_for(lambda: bool(slow.sizes), 10, "the first request to hold the slot")
         yield _status_and_code(httpx.post(base + "/invocations", json=wide))
         holder.join()
     with running(create_app(Slow(0.5), ServeSettings(timeout=0.05))) as base:

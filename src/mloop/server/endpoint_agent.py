@@ -18,7 +18,6 @@ process boundary). The worker's `DeploymentFollower` calls it:
 from __future__ import annotations
 
 import os
-import random
 import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,8 +32,7 @@ from mloop.domain.endpoint import (
     Strategy,
     loaded,
 )
-from mloop.domain.traffic import Router
-from mloop.server.slots import ServedVersion, ServingPlan
+from mloop.server.slots import ServedVersion, ServingPlan, weighted
 
 if TYPE_CHECKING:
     from mloop.project import Project
@@ -46,7 +44,8 @@ POLL = 1.0  # seconds between looks at the deployment
 
 def plan_of(deployment: Deployment, *, starting: bool = False) -> ServingPlan:
     """The plan serving `deployment`: what it holds loaded (`domain.endpoint.loaded`), split
-    by its `Router`; with `starting`, without a new version that has no traffic yet."""
+    by the deployment's `Router` (keyed as `Router.for_deployment` keys it); with `starting`,
+    without a new version that has no traffic yet."""
     versions = loaded(deployment)
     if starting:
         versions = tuple(v for v in versions if v.weight > 0 or v.role is Role.SHADOW)
@@ -54,14 +53,7 @@ def plan_of(deployment: Deployment, *, starting: bool = False) -> ServingPlan:
     policy = deployment.policy
     sticky = str(policy.sticky) if isinstance(policy, ABPolicy) and policy.sticky else None
     fraction = policy.fraction if isinstance(policy, ShadowPolicy) else 1.0
-    router = Router.for_deployment(deployment)
-    index = {(str(v.model), str(v.role)): i for i, v in enumerate(versions)}
-    rng = random.Random()  # noqa: S311 - a traffic split, not a secret
-
-    def choose(key: bytes | None) -> int:
-        chosen = router.choose(key, rng)
-        return index[(str(chosen.model), str(chosen.role))]
-
+    choose = weighted(served, salt=f"{deployment.endpoint}/{deployment.sequence}")
     return ServingPlan(deployment.endpoint, served, sticky, fraction, choose)
 
 

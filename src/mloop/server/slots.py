@@ -14,18 +14,16 @@ slot nothing is chosen per request: the hot path costs what it did before slots.
 `ServingPlan` is what the server needs of a deployment: the versions (`NAME:V`, role, weight),
 the sticky key, the shadow fraction, and `choose(key) -> index into versions`. The deployment
 records (`domain/endpoint.py`) and the traffic `Router` (`domain/traffic.py`) become a plan in
-the source function the follower polls; `weighted` is the stand-in chooser until then.
+the source function the follower polls; `weighted` adapts the Router to a plan's versions.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import accumulate
 from typing import Any
 
 import orjson
@@ -87,35 +85,40 @@ class ServingPlan:
             )
 
 
-def weighted(versions: tuple[ServedVersion, ...]) -> Chooser:
-    """Pick a version by weight: by the key's hash when there is one (the same key, the same
-    version), at random when not. A stand-in for `domain/traffic.Router`.
+def weighted(versions: tuple[ServedVersion, ...], salt: str = "") -> Chooser:
+    """Pick a version by weight with the one split rule, `domain/traffic.Router` (keyed by
+    `salt`: an endpoint's `NAME/SEQUENCE`): the same key, the same version; at random without
+    one. Shadows never answer; with every weight 0 the answering versions share evenly.
 
     Example:
         >>> choose = weighted((ServedVersion("a:1", weight=50), ServedVersion("a:2", weight=50)))
         >>> choose(b"user-7") == choose(b"user-7")
         True
     """
-    serving = [(i, v.weight) for i, v in enumerate(versions) if v.role != SHADOW and v.weight > 0]
-    if not serving:  # every weight 0: share evenly rather than answer nobody
-        serving = [(i, 1.0) for i, v in enumerate(versions) if v.role != SHADOW]
+    from mloop.domain.endpoint import DeployedVersion, Role
+    from mloop.domain.names import ModelRef
+    from mloop.domain.traffic import Router
+
+    answering = [i for i, v in enumerate(versions) if v.role != SHADOW]
+    weights = {i: round(versions[i].weight) for i in answering}
+    if not any(weights.values()):  # every weight 0: share evenly rather than answer nobody
+        weights = dict.fromkeys(answering, 1)
+    serving = [i for i in answering if weights[i] > 0]
     if len(serving) == 1:
-        only = serving[0][0]
+        only = serving[0]
         return lambda key: only
-    indexes = [i for i, _ in serving]
-    bounds = list(accumulate(w for _, w in serving))
-    total = bounds[-1]
+    router = Router(
+        [
+            DeployedVersion(ModelRef.parse(versions[i].model), Role(versions[i].role), weights[i])
+            for i in serving
+        ],
+        salt=salt,
+    )
+    index = {id(v): i for v, i in zip(router.versions, serving, strict=True)}
+    rng = random.Random()  # noqa: S311 - a traffic split, not a secret
 
     def choose(key: bytes | None) -> int:
-        if key is None:
-            point = random.random() * total  # noqa: S311 (a traffic split, not a secret)
-        else:
-            digest = hashlib.blake2b(key, digest_size=8).digest()
-            point = int.from_bytes(digest) / 2**64 * total
-        for index, bound in zip(indexes, bounds, strict=True):
-            if point < bound:
-                return index
-        return indexes[-1]
+        return index[id(router.choose(key, rng))]
 
     return choose
 

@@ -11,11 +11,10 @@ too (a p99 is read from the sum, never averaged from per-process p99s).
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
-from mloop.domain.analysis import LATENCY_BOUNDS
+from mloop.domain.analysis import LATENCY_BOUNDS, bucket
 
 # The analysis' latency bounds (`domain/analysis.py`): fixed for every process and version, so
 # histograms add up, and a report is a `VersionStats` as it stands.
@@ -38,7 +37,7 @@ class IntervalCounts:
         if status >= 500:
             self.errors += 1
         self.seconds += seconds
-        self.buckets[bisect_left(BOUNDS, seconds)] += 1
+        self.buckets[bucket(seconds)] += 1
 
     def plain(self) -> dict[str, Any]:
         return {
