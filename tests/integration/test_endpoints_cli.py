@@ -187,10 +187,11 @@ def test_an_ab_test_names_a_winner_only_under_its_rule(deployed: Callable[..., A
     err = deployed("endpoints", "promote", "shop", code=1)
     assert "no winner yet" in err and "--winner" in err
 
-    # what the servers report: outcomes from feedback, 10% against 13% over 6,000 each
+    # what the servers report: outcomes posted to /feedback, 10% against 13% over 6,000 each
     endpoints = Project.open().endpoints
     for model, right in (("churn:1", 600), ("churn:2", 780)):
-        endpoints.report("shop", 1, "host:1", {model: VersionStats(6000, 0, (), 6000, right)})
+        seen = VersionStats(6000, outcomes=6000, outcome_sum=right, outcome_squares=right)
+        endpoints.report("shop", 1, "host:1", {model: seen})
     status = deployed("endpoints", "status", "shop")
     ab = status["ab"]
     assert (ab["state"], ab["winner"], ab["method"]) == ("winner", "churn:2", "msprt")

@@ -40,7 +40,7 @@ from mloop.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from mloop.server import oip, routing
+from mloop.server import feedback, oip, routing
 from mloop.server.errors import INTERNAL, Refusals, error_body, from_error, not_found
 from mloop.server.limits import (
     Admission,
@@ -79,6 +79,7 @@ Reply = tuple[int, bytes, Headers]
 Handler = Callable[[dict[str, Any], Receive], Coroutine[Any, Any, Reply]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 _E = {name: i for i, name in enumerate(ENDPOINTS)}
+CLOSE = (b"connection", b"close")
 
 
 class InferenceApp:
@@ -146,6 +147,7 @@ class InferenceApp:
             "/health": (_E["health"], get),
             "/metrics": (_E["metrics"], {"GET": self._metrics, "HEAD": self._metrics}),
             "/openapi.json": (_E["openapi"], get),
+            "/feedback": (_E["feedback"], {"POST": self._feedback}),
         }
         if table.fixed:  # one version, named by its ref: its version routes too
             version = primary.predictor.version
@@ -330,6 +332,9 @@ class InferenceApp:
                     copy = Copy(shadow, slot.metrics, batch.data, batch.rows, result, seconds)
                     scope["mloop.mirror"] = copy
                 answer, headers = routing.write(slot, result, request)
+                rid = scope.get("mloop.request_id")
+                if rid is not None:
+                    headers = [*headers, (routing.REQUEST_ID, rid)]
                 return 200, answer, self._warn(batch, headers) if batch.unknown else headers
         except TimeoutError:
             message = f"no answer within the time-out of {settings.timeout:g} s"
@@ -351,6 +356,32 @@ class InferenceApp:
             if slot is not None:
                 slot.in_flight -= 1
             self.metrics.leave()
+
+    async def _feedback(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        """Outcomes for earlier answers, counted for the versions that gave them
+        (`feedback.py`): the whole batch, or none of it with the first bad item named."""
+        settings = self.settings
+        held = 0
+        try:
+            async with asyncio.timeout(min(settings.body_timeout, settings.timeout)):
+                body = await read_body(receive, settings.max_body_bytes, self.bodies)
+            held = len(body)
+            table = self.table
+            counted = feedback.count(table, feedback.parse(body, table))
+            return 200, orjson.dumps(counted.plain()), self.json
+        except TimeoutError:
+            return RequestTimeout.http_status, self.slow_body, [*self.json, CLOSE]
+        except TooLarge:
+            message = f"the body is over the limit of {settings.max_body_bytes} bytes"
+            body = error_body(PayloadTooLarge, message, "send fewer outcomes per request")
+            return PayloadTooLarge.http_status, body, [*self.json, CLOSE]
+        except OverBudget:
+            return Overloaded.http_status, self.busy_bodies, [*self.busy_headers, CLOSE]
+        except MloopError as exc:
+            status, body = from_error(exc)
+            return status, body, self.json
+        finally:
+            self.bodies.give(held)
 
     # everything else -----------------------------------------------------------------------
     async def _static(self, scope: dict[str, Any], receive: Receive) -> Reply:

@@ -71,6 +71,7 @@ class ServingPlan:
     sticky: str | None = None
     fraction: float = 1.0
     choose: Chooser | None = field(default=None, compare=False)
+    outcome: str = "mean"  # what `POST /feedback` takes: "rate" (0 or 1) or "mean" (numbers)
 
     def __post_init__(self) -> None:
         if not any(v.role != SHADOW for v in self.versions):

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mloop.domain.abtest import RateSample
+from mloop.domain.abtest import MeanSample, OutcomeKind, RateSample, Sample
 from mloop.domain.analysis import VersionStats, analyse
 from mloop.domain.deploy_request import parse_request, plan
 from mloop.domain.endpoint import (
@@ -29,6 +29,7 @@ from mloop.domain.endpoint import (
 )
 from mloop.domain.event import Event
 from mloop.domain.names import ModelRef
+from mloop.domain.records import to_plain
 from mloop.domain.rollout import (
     Decision,
     advance,
@@ -60,10 +61,14 @@ class VersionStatus:
     model: str
     role: Role
     weight: int
-    requests: int = 0
+    requests: int = 0  # a shadow's: the copies it predicted
     errors: int = 0
     success_rate: float | None = None
     p99: float | None = None
+    outcomes: int = 0  # posted for its answers (`POST /feedback`)
+    outcome_mean: float | None = None  # a conversion rate when outcomes are 0 or 1
+    agreement_rate: float | None = None  # a shadow's copies predicted as the primary did
+    dropped: int = 0  # a shadow's copies turned away by a full queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,17 +147,24 @@ class EndpointService:
     ) -> Deployment:
         current = self.get(endpoint)
         chosen = None if winner is None else self._exact(winner)
-        if chosen is None and current.strategy is Strategy.AB:
-            look = self.ab_decision(current)
-            if look is None or look.winner is None:
+        look = self.ab_decision(current) if current.state is EndpointState.PROGRESSING else None
+        if chosen is None and look is not None:
+            if look.winner is None:
                 raise InvalidInput(
-                    f"the ab test on endpoint {endpoint!r} has no winner yet"
-                    + (f": {look.reason}" if look else ""),
+                    f"the ab test on endpoint {endpoint!r} has no winner yet: {look.reason}",
                     f"wait (see `mloop endpoints status {endpoint}`), or choose yourself: "
                     f"mloop endpoints promote {endpoint} --winner MODEL:V",
                 )
             chosen = ModelRef.parse(look.winner)
         decision = promote(current, now=time.time(), actor=self.actor, winner=chosen)
+        if look is not None:  # the test's numbers go with the Event, whoever chose
+            said = (
+                f"{chosen} won the ab test: {look.reason}"
+                if look.winner == str(chosen)
+                else f"{chosen} promoted by hand; the ab test says: {look.reason}"
+            )
+            details = {**decision.details, "ab": to_plain(look)}
+            decision = dataclasses.replace(decision, reason=said, details=details)
         return self._save((decision,), current, reason)
 
     def rollback(self, endpoint: str, reason: str | None = None) -> Deployment:
@@ -186,19 +198,26 @@ class EndpointService:
     def ab_decision(
         self, deployment: Deployment, seen: Mapping[str, VersionStats] | None = None
     ) -> ABDecision | None:
-        """An ab test's verdict on its variants' outcome rate (predictions whose feedback
-        agreed), by the mSPRT: valid however often anyone looks. None for other strategies."""
+        """An ab test's verdict on its variants' outcomes (posted with `POST /feedback`: a
+        rate of 0/1 outcomes or a mean of numbers, as the policy says), by the mSPRT: valid
+        however often anyone looks. None for other strategies."""
         policy = deployment.policy
         if deployment.strategy is not Strategy.AB or not isinstance(policy, ABPolicy):
+            return None
+        if len(deployment.versions) < 2:  # promoted: the test's last look is in its Event
             return None
         if seen is None:
             seen = self.metadata.endpoints.stats(
                 deployment.endpoint, deployment.sequence, since=deployment.started
             )
-        samples = {}
+        samples: dict[str, Sample] = {}
         for version in deployment.versions:
             stats = seen.get(str(version.model), VersionStats())
-            samples[str(version.model)] = RateSample(stats.labelled, stats.correct)
+            samples[str(version.model)] = (
+                RateSample(stats.outcomes, round(stats.outcome_sum))
+                if policy.outcome is OutcomeKind.RATE
+                else MeanSample(stats.outcomes, stats.outcome_sum, stats.outcome_squares)
+            )
         return decide(samples, SequentialRule(alpha=policy.alpha))
 
     # model servers --------------------------------------------------------------------------
@@ -302,8 +321,19 @@ def _version_status(
     stats = seen.get(str(model))
     if stats is None:
         return VersionStatus(str(model), role, weight)
+    shadow = role is Role.SHADOW
     return VersionStatus(
-        str(model), role, weight, stats.requests, stats.errors, stats.success_rate, stats.p99()
+        str(model),
+        role,
+        weight,
+        stats.requests,
+        stats.errors,
+        stats.success_rate,
+        stats.p99(),
+        stats.outcomes,
+        stats.outcome_mean,
+        stats.agreement_rate if shadow else None,
+        stats.dropped,
     )
 
 

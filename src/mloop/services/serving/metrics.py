@@ -29,7 +29,16 @@ from mloop.services.serving.versions import (
 )
 from mloop.services.serving.versions import observe as _observe
 
-ENDPOINTS = ("invocations", "infer", "metadata", "health", "metrics", "openapi", "other")
+ENDPOINTS = (
+    "invocations",
+    "infer",
+    "metadata",
+    "health",
+    "metrics",
+    "openapi",
+    "feedback",
+    "other",
+)
 ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 # Text columns whose unknown categories are counted by name; any past these share the last.
 CATEGORY_COLUMNS = 32

@@ -5,7 +5,8 @@ background task predicts the copies with the shadow, so the client never waits f
 however slow it is. When the queue is full the copy is dropped and counted: the shadow sees a
 sample then, never a backlog that grows without bound. Each shadow prediction is compared with
 the primary's (labels equal, numbers `np.isclose`), and both predict times are recorded, in
-the shared Prometheus counters (`versions.py`) and in a plain summary for the endpoint's stats.
+the shared Prometheus counters (`versions.py`), in the shadow's interval counts (reported to
+the store, where `endpoints status` reads its agreement and latency) and in a plain summary.
 
 The copy is the batch the primary's request reader made: the server never changes a batch in
 place, and the primary is done with it, so it is shared rather than copied (no cost on the
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from mloop.services.serving.batcher import cancel
+from mloop.services.serving.intervals import IntervalCounts
 from mloop.services.serving.versions import (
     AGREED,
     DROPPED,
@@ -43,6 +45,7 @@ class Target(Protocol):
     in_flight: int
     label: str
     metrics: VersionMetrics
+    counts: IntervalCounts
 
     async def predict_rows(self, data: Any, rows: int) -> Any: ...
 
@@ -104,6 +107,7 @@ class Mirror:
         except asyncio.QueueFull:
             self.dropped += 1
             copy.target.metrics.count(DROPPED)
+            copy.target.counts.dropped += 1
             return False
         copy.target.in_flight += 1  # a retired shadow drains its copies too
         if self._task is None or self._task.done():
@@ -136,6 +140,7 @@ class Mirror:
         except Exception as exc:  # the shadow's failure is counted, never a client's
             self.failed += 1
             target.metrics.count(MIRROR_FAILED)
+            target.counts.add(500, time.perf_counter() - started)
             logger.warning("shadow %s failed to predict: %s", target.label, exc)
         else:
             seconds = time.perf_counter() - started
@@ -145,7 +150,9 @@ class Mirror:
             target.metrics.count(MIRRORED)
             target.metrics.mirrored(seconds)
             copy.primary.mirrored(copy.primary_seconds)
-            if agree(copy.expected, result):
+            agreed = agree(copy.expected, result)
+            target.counts.mirrored(seconds, agreed)
+            if agreed:
                 self.agreed += 1
                 target.metrics.count(AGREED)
         finally:

@@ -192,16 +192,22 @@ class SqlEndpointStore:
                 "lat": json.dumps(list(seen.latency), separators=(",", ":")),
                 "lab": seen.labelled,
                 "cor": seen.correct,
+                "out": seen.outcomes,
+                "osum": seen.outcome_sum,
+                "osq": seen.outcome_squares,
+                "agr": seen.agreed,
+                "drop": seen.dropped,
             }
             for model, seen in stats.items()
-            if seen.requests or seen.labelled
+            if seen.requests or seen.labelled or seen.outcomes or seen.dropped
         ]
         if batch:
             self.db.write(
                 lambda tx: tx.executemany(
                     "INSERT INTO endpoint_stats (endpoint, sequence, model, reporter, at, "
-                    "requests, errors, latency, labelled, correct) VALUES (:e, :s, :m, :r, "
-                    ":at, :req, :err, :lat, :lab, :cor)",
+                    "requests, errors, latency, labelled, correct, outcomes, outcome_sum, "
+                    "outcome_squares, agreed, dropped) VALUES (:e, :s, :m, :r, :at, :req, "
+                    ":err, :lat, :lab, :cor, :out, :osum, :osq, :agr, :drop)",
                     batch,
                 )
             )
@@ -225,6 +231,11 @@ class SqlEndpointStore:
                 tuple(json.loads(row["latency"])),
                 int(row["labelled"]),
                 int(row["correct"]),
+                int(row["outcomes"]),
+                float(row["outcome_sum"]),
+                float(row["outcome_squares"]),
+                int(row["agreed"]),
+                int(row["dropped"]),
             )
             model = row["model"]
             totals[model] = totals[model] + seen if model in totals else seen

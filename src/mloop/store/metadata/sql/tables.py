@@ -255,6 +255,11 @@ endpoint_stats = sa.Table(
     sa.Column("latency", sa.Text, nullable=False),
     sa.Column("labelled", sa.BigInteger, nullable=False),
     sa.Column("correct", sa.BigInteger, nullable=False),
+    sa.Column("outcomes", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("agreed", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("dropped", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("outcome_sum", sa.Float, nullable=False, server_default="0"),
+    sa.Column("outcome_squares", sa.Float, nullable=False, server_default="0"),
     sa.Index("ix_endpoint_stats_endpoint_sequence_at", "endpoint", "sequence", "at"),
 )
 
