@@ -149,6 +149,8 @@ class InferenceApp:
             "/openapi.json": (_E["openapi"], get),
             "/feedback": (_E["feedback"], {"POST": self._feedback}),
         }
+        # an endpoint's versions by number, past the split (as KServe's versioned routes)
+        self.versions_prefix = "\0" if table.fixed else f"/v2/models/{name}/versions/"
         if table.fixed:  # one version, named by its ref: its version routes too
             version = primary.predictor.version
             self.routes[f"/v2/models/{name}/versions/{version}/infer"] = (_E["infer"], infer)
@@ -190,6 +192,8 @@ class InferenceApp:
             return
         started = time.perf_counter()
         route = self.routes.get(scope["path"])
+        if route is None and scope["path"].startswith(self.versions_prefix):
+            route = self._version_route(scope)
         if (
             self.settings.token_sha256 is not None
             and scope["path"] not in self.open_paths
@@ -236,6 +240,28 @@ class InferenceApp:
             copy = scope.get("mloop.mirror")
             if copy is not None:  # the answer is out: now the shadow may have its copy
                 self.mirror.offer(copy)
+
+    def _version_route(self, scope: dict[str, Any]) -> tuple[int, dict[str, Handler]] | None:
+        """`/v2/models/ENDPOINT/versions/V[/infer]`: that version's metadata, or a predict it
+        answers whatever the split says (`Table.version` finds it when the request runs)."""
+        rest = scope["path"][len(self.versions_prefix) :]
+        version, _, tail = rest.partition("/")
+        if not version or tail not in ("", "infer"):
+            return None
+        scope["mloop.version"] = version
+        if tail == "infer":
+            return _E["infer"], {"POST": self._infer}
+        return _E["metadata"], {"GET": self._version_metadata, "HEAD": self._version_metadata}
+
+    async def _version_metadata(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        try:
+            slot = self.table.version(scope["mloop.version"])
+        except MloopError as exc:
+            status, body = from_error(exc)
+            return status, body, self.json
+        predictor = slot.predictor
+        found = oip.metadata(self.name, predictor.version, predictor.signature)
+        return 200, orjson.dumps(found), slot.json
 
     # predict -------------------------------------------------------------------------------
     async def _invocations(self, scope: dict[str, Any], receive: Receive) -> Reply:
@@ -309,7 +335,13 @@ class InferenceApp:
                 admitted = True
                 # From reading the table to counting in flight there: no await.
                 table = self.table
-                if table.only is not None:
+                pinned = scope.get("mloop.version")
+                if pinned is not None:  # a request naming its version
+                    slot = table.version(pinned)
+                    slot.in_flight += 1
+                    scope["mloop.slot"] = slot
+                    batch, request = routing.read(slot, route, media, body)
+                elif table.only is not None:
                     slot = table.only
                     slot.in_flight += 1
                     scope["mloop.slot"] = slot
