@@ -88,6 +88,11 @@ def test_an_ab_test_names_its_winner_from_outcomes_posted_to_any_server(
             assert seen[model]["outcome_mean"] == converted[model] / answered[model]
         ab = status["ab"]
         assert ab["winner"] == "churn:2", ab
+        # one of the servers, holding the lease, kept the look that named it as an Event
+        history = Project.open(models).endpoints.history
+        named = lambda: [e for e in history("web") if e.action == "endpoint.ab_winner"]  # noqa: E731
+        wait_for(lambda: len(named()) == 1, 30, "the winner's Event")
+        assert named()[0].details["ab"]["winner"] == "churn:2"
         assert ab["method"] == "msprt" and ab["outcome"] == "rate"
         assert [v["n"] for v in ab["variants"]] == [answered["churn:1"], answered["churn:2"]]
         watched = cli("endpoints", "status", "web", "--watch", "--timeout", "30")

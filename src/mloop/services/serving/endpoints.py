@@ -29,8 +29,9 @@ from mloop.domain.endpoint import (
 )
 from mloop.domain.event import Event
 from mloop.domain.names import ModelRef
-from mloop.domain.records import to_plain
+from mloop.domain.records import from_plain, to_plain
 from mloop.domain.rollout import (
+    ROLLOUT_ACTOR,
     Decision,
     advance,
     fail,
@@ -46,6 +47,7 @@ from mloop.services.registry.models import ModelService
 from mloop.store.metadata.protocol import MetadataStore
 
 LEASE_SECONDS = 10.0  # a decider that stops renewing is replaced after this long
+AB_LOOK_EVERY = 5.0  # seconds between the looks an A/B test keeps (a status looks any time)
 ANALYSIS_ACTIONS = (
     "endpoint.advanced",
     "endpoint.held",
@@ -218,7 +220,50 @@ class EndpointService:
                 if policy.outcome is OutcomeKind.RATE
                 else MeanSample(stats.outcomes, stats.outcome_sum, stats.outcome_squares)
             )
-        return decide(samples, SequentialRule(alpha=policy.alpha))
+        rule = SequentialRule(alpha=policy.alpha)
+        previous = self._last_look(deployment)
+        try:
+            return decide(samples, rule, previous)
+        except InvalidInput:  # a kept look over other variants or outcomes: a new test
+            return decide(samples, rule)
+
+    def _last_look(self, deployment: Deployment) -> ABDecision | None:
+        """The A/B test's last kept look, which the next carries on (the mSPRT's mixing width
+        is fixed at the first look; its p-value is a running minimum, its interval a running
+        intersection): so a winner, once named, stays named."""
+        found = self.metadata.endpoints.look(deployment.endpoint, deployment.sequence)
+        if found is None:
+            return None
+        try:
+            return from_plain(ABDecision, found[1])
+        except (InvalidInput, KeyError, TypeError, ValueError):  # unreadable: start afresh
+            return None
+
+    def _keep_look(self, deployment: Deployment, holder: str, now: float) -> None:
+        """Every `AB_LOOK_EVERY` seconds the lease's holder takes the A/B test's look and keeps
+        it; the look that first names a winner is an Event with its numbers."""
+        endpoints = self.metadata.endpoints
+        kept = endpoints.look(deployment.endpoint, deployment.sequence)
+        if kept is not None and now - kept[0] < AB_LOOK_EVERY:
+            return
+        if not endpoints.lease(deployment.endpoint, holder, now, LEASE_SECONDS):
+            return
+        before = self._last_look(deployment)
+        look = self.ab_decision(deployment)
+        if look is None:
+            return
+        endpoints.save_look(deployment.endpoint, deployment.sequence, now, to_plain(look))
+        if look.winner is not None and (before is None or before.winner != look.winner):
+            self.metadata.events.append(
+                Event(
+                    now,
+                    ROLLOUT_ACTOR,
+                    "endpoint.ab_winner",
+                    f"endpoint/{deployment.endpoint}",
+                    f"{look.winner} wins the ab test: {look.reason}",
+                    {"deployment": deployment.sequence, "ab": to_plain(look)},
+                )
+            )
 
     # model servers --------------------------------------------------------------------------
     def mark_ready(self, endpoint: str, sequence: int) -> Deployment | None:
@@ -257,6 +302,9 @@ class EndpointService:
         """The next due step of the endpoint's rollout, taken by the lease's holder only."""
         now = time.time() if now is None else now
         current = self.get(endpoint)
+        if current.strategy is Strategy.AB and current.state is EndpointState.PROGRESSING:
+            self._keep_look(current, holder, now)
+            return None
         due = wake_at(current)
         if due is None or now < due:
             return None

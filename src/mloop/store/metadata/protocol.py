@@ -21,7 +21,7 @@ itself (an HTTP client) sends each call as one request that its server runs as o
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # annotations only: importing the store must stay cheap for the CLI
     from mloop.domain.analysis import VersionStats
@@ -200,6 +200,14 @@ class EndpointStore(Protocol):
     ) -> dict[str, VersionStats]: ...
 
     def lease(self, name: str, holder: str, now: float, ttl: float) -> bool: ...
+
+    def look(self, name: str, sequence: int) -> tuple[float, dict[str, Any]] | None:
+        """The last look of deployment `sequence`'s A/B test, and when it was taken."""
+        ...
+
+    def save_look(self, name: str, sequence: int, at: float, look: Mapping[str, Any]) -> None:
+        """Keep `look` as deployment `sequence`'s last (replacing the one before)."""
+        ...
 
 
 class HousekeepingStore(Protocol):

@@ -241,6 +241,25 @@ class SqlEndpointStore:
             totals[model] = totals[model] + seen if model in totals else seen
         return totals
 
+    def look(self, name: str, sequence: int) -> tuple[float, dict[str, Any]] | None:
+        found = self.db.read(
+            lambda tx: tx.named(
+                "SELECT at, look FROM endpoint_looks WHERE endpoint = :e AND sequence = :s",
+                {"e": name, "s": sequence},
+            )
+        )
+        return (float(found[0]["at"]), json.loads(found[0]["look"])) if found else None
+
+    def save_look(self, name: str, sequence: int, at: float, look: Mapping[str, Any]) -> None:
+        text = json.dumps(look, separators=(",", ":"))
+        self.db.write(
+            lambda tx: tx.execute(
+                "INSERT INTO endpoint_looks (endpoint, sequence, at, look) VALUES (:e, :s, :at, "
+                ":l) ON CONFLICT (endpoint, sequence) DO UPDATE SET at = :at, look = :l",
+                {"e": name, "s": sequence, "at": at, "l": text},
+            )
+        )
+
     def lease(self, name: str, holder: str, now: float, ttl: float) -> bool:
         def work(tx: Tx) -> bool:
             got = tx.scalar(

@@ -263,6 +263,16 @@ endpoint_stats = sa.Table(
     sa.Index("ix_endpoint_stats_endpoint_sequence_at", "endpoint", "sequence", "at"),
 )
 
+# An A/B test's last look per deployment (an ABDecision as JSON), which the next one carries on.
+endpoint_looks = sa.Table(
+    "endpoint_looks",
+    metadata,
+    sa.Column("endpoint", sa.String(63), primary_key=True),
+    sa.Column("sequence", sa.Integer, primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("look", sa.Text, nullable=False),
+)
+
 # Which process decides an endpoint's next analysis step, until `expires`.
 endpoint_leases = sa.Table(
     "endpoint_leases",
