@@ -17,6 +17,7 @@ import numpy as np
 from mloop.project import Project
 from tests.conftest import CliResult
 from tests.integration.test_serve_endpoint import models, serving  # noqa: F401 - a fixture
+from tests.integration.test_serving import metric
 from tests.servers import wait_for
 
 
@@ -142,6 +143,12 @@ def test_without_a_sticky_key_an_answers_request_id_finds_its_version(
         )
         assert posted.status_code == 200, posted.text
         assert posted.json()["versions"] == dict(Counter(ids.values()))
+        # /metrics counts them per version too, for a Grafana panel of the test
+        for model, value in (("churn:1", 1.0), ("churn:2", 2.5)):
+            labels = {"endpoint": "web", "model": model, "role": "variant"}
+            count = metric(url, "mloop_model_outcomes_total", **labels)
+            assert count == Counter(ids.values())[model]
+            assert metric(url, "mloop_model_outcome_value_total", **labels) == value * count
 
         def reported() -> bool:
             return sum(v["outcomes"] for v in _status(cli)["versions"]) == 200

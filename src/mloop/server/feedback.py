@@ -106,5 +106,6 @@ def count(table: Table, pairs: list[tuple[bytes, float]]) -> Counted:
     for key, value in pairs:
         slot: Slot = table.pick(key)
         slot.counts.outcome(value)
+        slot.metrics.outcome(value)
         versions[slot.label] = versions.get(slot.label, 0) + 1
     return Counted(len(pairs), versions)

@@ -293,6 +293,16 @@ def _version_families(
             ("failures", "Copies the shadow failed to predict"),
         )
     }
+    outcomes = CounterMetricFamily(
+        "mloop_model_outcomes",
+        "Outcomes posted to /feedback for a version's answers (an A/B test's conversions)",
+        labels=labels,
+    )
+    outcome_value = CounterMetricFamily(
+        "mloop_model_outcome_value",
+        "The sum of those outcomes: over mloop_model_outcomes_total, a conversion rate or mean",
+        labels=labels,
+    )
     mirrored = HistogramMetricFamily(
         "mloop_shadow_predict_duration_seconds",
         "Predict time on mirrored requests, of the primary and of the shadow (by role)",
@@ -313,8 +323,13 @@ def _version_families(
                 family.add_metric(values, total[fields[name]])
         if total[v.MIRROR_LATENCY + _HS - 1]:
             mirrored.add_metric(values, *_histogram(total, v.MIRROR_LATENCY, SECONDS))
+        if total[v.OUTCOMES]:
+            outcomes.add_metric(values, total[v.OUTCOMES])
+            outcome_value.add_metric(values, total[v.OUTCOME_TOTAL])
     yield requests
     yield errors
     yield latency
+    yield outcomes
+    yield outcome_value
     yield from shadow.values()
     yield mirrored
