@@ -125,13 +125,14 @@ def test_outcomes_and_a_shadows_copies_add_up_too(metadata_store: MetadataStore)
 
 
 def test_an_ab_tests_last_look_is_kept_per_deployment(metadata_store: MetadataStore) -> None:
-    looks = metadata_store.endpoints
-    assert looks.look("web", 1) is None
-    looks.save_look("web", 1, T0, {"state": "running", "p": [0.5, None]})
-    looks.save_look("web", 1, T0 + 5, {"state": "winner", "p": [0.01]})  # replaces
-    looks.save_look("web", 2, T0 + 6, {"state": "running"})
-    assert looks.look("web", 1) == (T0 + 5, {"state": "winner", "p": [0.01]})
-    assert looks.look("web", 2) == (T0 + 6, {"state": "running"})
+    assert metadata_store.endpoints.look("web", 1) is None
+    metadata_store.endpoints.save_look("web", 1, T0, {"state": "running", "p": [0.5, None]})
+    metadata_store.endpoints.save_look(
+        "web", 1, T0 + 5, {"state": "winner", "p": [0.01]}
+    )  # replaces
+    metadata_store.endpoints.save_look("web", 2, T0 + 6, {"state": "running"})
+    assert metadata_store.endpoints.look("web", 1) == (T0 + 5, {"state": "winner", "p": [0.01]})
+    assert metadata_store.endpoints.look("web", 2) == (T0 + 6, {"state": "running"})
 
 
 def test_one_holder_has_the_lease_until_it_expires(metadata_store: MetadataStore) -> None:
