@@ -154,8 +154,8 @@ class PredictionReader:
     def _nothing(self, endpoint: str, window: Window, missing: list[MissingBatch]) -> NotFound:
         if missing:
             return NotFound(
-                f"every file of {endpoint!r}'s prediction log in {window.describe()} is missing "
-                f"from {self.artifacts.uri} ({len(missing)} files)",
+                f"every file of the prediction log of endpoint {endpoint!r} in "
+                f"{window.describe()} is missing from {self.artifacts.uri} ({len(missing)} files)",
                 "`mloop fsck` lists what is missing; restore the artifact store from a backup",
             )
         if not self.metadata.predictions.find(endpoint, limit=1):
