@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from mloop.domain.names import ModelRef
 from mloop.domain.prediction import PredictionBatch
+from mloop.errors import MissingDependency
 
 if TYPE_CHECKING:
     from mloop.services.predictions.encode import Encoded
@@ -88,6 +89,10 @@ class PredictionLog:
     ) -> None:
         if not 0.0 <= sample_rate <= 1.0:
             raise ValueError(f"sample_rate must be from 0 to 1, not {sample_rate}")
+        try:  # the server learns at start, not at its first flush, that Parquet needs pyarrow
+            import mloop.services.predictions.encode  # noqa: F401
+        except ImportError as exc:
+            raise MissingDependency.for_import(exc) or exc from None
         self.metadata = metadata
         self.artifacts = artifacts
         self.sample_rate = sample_rate
@@ -100,7 +105,8 @@ class PredictionLog:
         # (a full buffer, or files given up while the stores were away); failed uploads.
         self.written = 0
         self.written_rows = 0
-        self.dropped = 0
+        self.turned_away = 0  # by `record`, on the server's loop: a full buffer
+        self.given_up = 0  # by the writer's thread: a long outage, an answer it cannot encode
         self.failures = 0
         self.recovered = 0
         self._threshold = int(sample_rate * 2**32)
@@ -136,12 +142,18 @@ class PredictionLog:
             return
         buffer = self._buffer
         if len(buffer) >= self.max_requests or self._closed:
-            self.dropped += 1
+            self.turned_away += 1
             return
         buffer.append((endpoint, model, role, request_id, data, result, at, names))
         if len(buffer) >= self.flush_requests and not self._woken:
             self._woken = True
             self._wake.set()
+
+    @property
+    def dropped(self) -> int:
+        """Requests answered but not logged. Two counters, each written by one thread only,
+        so no increment is lost to the other."""
+        return self.turned_away + self.given_up
 
     @property
     def waiting(self) -> int:
@@ -194,7 +206,7 @@ class PredictionLog:
                     endpoint,
                     model,
                 )
-                self.dropped += len(entries)
+                self.given_up += len(entries)
                 continue
             self._pending.append(_Pending(uuid.uuid4().hex, encoded))
         self._bound()
@@ -205,7 +217,7 @@ class PredictionLog:
         while self._pending and waiting > self.max_requests:
             oldest = self._pending.pop(0)
             waiting -= oldest.encoded.requests
-            self.dropped += oldest.encoded.requests
+            self.given_up += oldest.encoded.requests
             log.warning(
                 "prediction log: the stores were away too long; gave up %d requests of %s",
                 oldest.encoded.requests,
@@ -272,7 +284,7 @@ class PredictionLog:
         with self._flushing:
             for pending in list(self._pending):
                 if self.spool is None:
-                    self.dropped += pending.encoded.requests
+                    self.given_up += pending.encoded.requests
                 else:
                     try:
                         self.spool.mkdir(parents=True, exist_ok=True)
@@ -281,7 +293,7 @@ class PredictionLog:
                         os.replace(tmp, self.spool / f"{pending.id}{SPOOLED}")
                     except OSError:
                         log.exception("prediction log: could not spool %s", pending.id)
-                        self.dropped += pending.encoded.requests
+                        self.given_up += pending.encoded.requests
                 self._pending.remove(pending)
 
     def _recover(self) -> None:
