@@ -199,3 +199,15 @@ def test_a_spooled_file_claimed_by_a_dead_process_is_taken_up(
     wait_for(lambda: after.recovered == 5, 10, "the abandoned file's upload")
     after.close()
     assert len(_read(stores)) == 5
+
+
+def test_an_answer_that_cannot_be_stored_costs_only_itself(
+    stores: tuple[MetadataStore, ArtifactStore],
+) -> None:
+    plog = PredictionLog(*stores, **IDLE)
+    plog.record("web", "odd:1", "stable", "x", np.array([[1.0]]), object(), T0, ("a",))
+    _record(plog, 3)
+    plog.close()
+
+    assert (plog.written, plog.given_up, plog.dropped) == (3, 1, 1)
+    assert _read(stores)["model"].tolist() == ["churn:3"] * 3
