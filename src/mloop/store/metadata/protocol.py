@@ -1,9 +1,9 @@
 """What every metadata store does: one small store per noun, bundled as `MetadataStore`.
 
-`store.runs`, `store.environments`, `store.datasets`, `store.models`, `store.events` and
-`store.endpoints` each hold one noun; `store.housekeeping` holds the few questions that read
-every noun's tables at once (which artifact objects the metadata names, purging what was
-removed).
+`store.runs`, `store.environments`, `store.datasets`, `store.models`, `store.events`,
+`store.endpoints` and `store.predictions` each hold one noun; `store.housekeeping` holds the
+few questions that read every noun's tables at once (which artifact objects the metadata names,
+purging what was removed).
 
 The transaction rule, for every method below: one call is one transaction. It does all it was
 asked or nothing, and no reader sees half of it. So what must change together is written by one
@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # annotations only: importing the store must stay cheap for t
     from mloop.domain.gate import GateRecord
     from mloop.domain.lineage import Environment
     from mloop.domain.model import Model, ModelVersion
+    from mloop.domain.prediction import PredictionBatch
     from mloop.domain.query import Expr, SortKey
     from mloop.domain.run import Liveness, Metric, Run, RunInput, RunOutput, RunStatus
 
@@ -210,6 +211,30 @@ class EndpointStore(Protocol):
         ...
 
 
+class PredictionStore(Protocol):
+    """The index of the prediction log: one row per Parquet file a server wrote.
+
+    The rows themselves live in the artifact store; a reader asks `find` which files overlap
+    its window and opens only those. No Event per batch: the log is a recording, as a run's
+    metrics are, and a server adds a batch every few seconds.
+    """
+
+    def add(self, batch: PredictionBatch) -> None: ...
+
+    def find(
+        self,
+        endpoint: str,
+        since: float | None = None,
+        until: float | None = None,
+        model: str | None = None,
+        limit: int | None = None,
+    ) -> list[PredictionBatch]: ...
+
+    def expired(self, before: float) -> list[PredictionBatch]: ...
+
+    def remove(self, ids: Sequence[str]) -> int: ...
+
+
 class HousekeepingStore(Protocol):
     """What reads every noun's tables at once: the digests the metadata names, for gc, fsck and
     `mloop lineage`, and the purge of what was removed (runs and dataset versions together, as
@@ -237,5 +262,8 @@ class MetadataStore(Protocol):
 
     @property
     def endpoints(self) -> EndpointStore: ...  # a property: a store may build it on first use
+
+    @property
+    def predictions(self) -> PredictionStore: ...
 
     def close(self) -> None: ...

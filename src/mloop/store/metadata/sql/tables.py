@@ -281,3 +281,24 @@ endpoint_leases = sa.Table(
     sa.Column("holder", sa.String(300), nullable=False),
     sa.Column("expires", sa.Float, nullable=False),
 )
+
+# The prediction log's index: one row per Parquet file (`digest` in the artifact store) holding
+# the rows one server buffered for an endpoint, model version and role between first_at and
+# last_at. A window query reads the rows overlapping it; retention removes the oldest.
+prediction_batches = sa.Table(
+    "prediction_batches",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("endpoint", sa.String(63), nullable=False),
+    sa.Column("model", sa.String(100), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("first_at", sa.Float, nullable=False),
+    sa.Column("last_at", sa.Float, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Index("ix_prediction_batches_endpoint_last_at", "endpoint", "last_at"),
+    sa.Index("ix_prediction_batches_last_at", "last_at"),
+)
