@@ -51,6 +51,8 @@ def test_the_readme_tour_runs_start_to_end() -> None:
     assert "won the ab test" in out  # promoted with the test's numbers, in the history
     assert re.search(r"\d+ requests; answered by churn:\d+: \d+, churn:\d+: \d+", out)
     assert "connection errors 0" in out
+    assert re.search(r"wrote \d+ rows of \d+ requests to 'web'", out)  # the prediction log
+    assert '"request_id","row","at","endpoint","model","role"' in out  # its CSV header
 
 
 def test_train_example_logs_a_run_with_its_dataset(project: Path) -> None:

@@ -157,7 +157,8 @@ def test_a_canary_climbs_on_real_traffic_and_is_promoted(
 
 def _numbers(status: dict[str, Any], index: int) -> dict[str, Any]:
     """The traffic numbers of version `index`, whatever they are (they vary run to run)."""
-    keys = ("requests", "errors", "success_rate", "p99")
+    keys = ("requests", "errors", "success_rate", "p99", "outcomes", "outcome_mean")
+    keys += ("agreement_rate", "dropped")
     return {k: status["versions"][index][k] for k in keys}
 
 

@@ -86,6 +86,10 @@ class EndpointAgent:
         self._current = deployment
         return plan_of(deployment, starting=starting)
 
+    def prediction_log(self) -> Any:
+        """This worker's prediction-log writer, on the same project (opened after the fork)."""
+        return self.project.prediction_log()
+
     def load(self, ref: str) -> Predictor:
         return self.project.models.load_predictor(ref, trust=self.trust)
 

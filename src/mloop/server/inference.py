@@ -62,6 +62,7 @@ from mloop.server.slots import (
     Table,
     make_table,
 )
+from mloop.services.serving.batcher import cancel
 from mloop.services.serving.intervals import Intervals
 from mloop.services.serving.metrics import ENDPOINTS, ServingMetrics
 from mloop.services.serving.predictor import Predictor, failure
@@ -103,6 +104,11 @@ class InferenceApp:
         self.intervals = intervals or Intervals(table.name)
         self.mirror = Mirror(settings.shadow_queue)
         self.follower: Any = None  # a DeploymentFollower, started and stopped with the app
+        # The prediction log's writer (`services/predictions/log.PredictionLog`), or None:
+        # given by `workers.run_worker` after the fork; closed when the app stops.
+        self.recorder: Any = None  # set with `log_to`
+        self._publisher: asyncio.Task[None] | None = None
+        self._log_base = metrics.logging()  # a restarted worker's counts go on from here
         self.ready = True
         self._last_client: Any = None
         self.admission = Admission(settings.max_concurrency, settings.max_queue)
@@ -166,6 +172,11 @@ class InferenceApp:
             f"/v2/models/{name}/ready",
             f"/v1/models/{name}",
         }
+
+    def log_to(self, recorder: Any) -> None:
+        """Log every answer, and every shadow's copy beside it, with `recorder` (a
+        `PredictionLog`; made in the worker, after the fork)."""
+        self.recorder = self.mirror.recorder = recorder
 
     def swap(self, table: Table) -> list[Slot]:
         """Serve `table` from now on; returns the slots it no longer holds (to drain)."""
@@ -240,6 +251,11 @@ class InferenceApp:
             copy = scope.get("mloop.mirror")
             if copy is not None:  # the answer is out: now the shadow may have its copy
                 self.mirror.offer(copy)
+            logged = scope.get("mloop.logged")
+            if logged is not None:
+                self.recorder.record(
+                    self.name, slot.label, slot.role, *logged, time.time(), slot.reader.names
+                )
 
     def _version_route(self, scope: dict[str, Any]) -> tuple[int, dict[str, Handler]] | None:
         """`/v2/models/ENDPOINT/versions/V[/infer]`: that version's metadata, or a predict it
@@ -359,14 +375,19 @@ class InferenceApp:
                     if isinstance(failed, ModelFailed):
                         slot.loaded.failures.failed(exc)
                     raise failed from exc
+                rid = scope.get("mloop.request_id")
+                if rid is None and self.recorder is not None:
+                    rid = routing.request_id(scope["headers"])
+                text = None if rid is None else rid.decode("latin-1")
                 if shadow is not None and table.mirror_this():
                     seconds = time.perf_counter() - began
-                    copy = Copy(shadow, slot.metrics, batch.data, batch.rows, result, seconds)
+                    copy = Copy(shadow, slot.metrics, batch.data, batch.rows, result, seconds, text)
                     scope["mloop.mirror"] = copy
                 answer, headers = routing.write(slot, result, request)
-                rid = scope.get("mloop.request_id")
                 if rid is not None:
                     headers = [*headers, (routing.REQUEST_ID, rid)]
+                    if self.recorder is not None:  # logged once the answer is out
+                        scope["mloop.logged"] = (text, batch.data, result)
                 return 200, answer, self._warn(batch, headers) if batch.unknown else headers
         except TimeoutError:
             message = f"no answer within the time-out of {settings.timeout:g} s"
@@ -439,7 +460,21 @@ class InferenceApp:
         return 503, orjson.dumps(body), self.json
 
     async def _metrics(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        if self.recorder is not None:
+            self._publish_counts()
         return 200, self.metrics.render(), self.text
+
+    async def _publish(self) -> None:
+        """Every second, this worker's prediction-log counts into the shared metrics (so the
+        worker answering a scrape shows every worker's)."""
+        while True:
+            self._publish_counts()
+            await asyncio.sleep(1.0)
+
+    def _publish_counts(self) -> None:
+        recorder = self.recorder
+        written, dropped = self._log_base
+        self.metrics.logged(written + recorder.written, dropped + recorder.dropped)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -447,6 +482,8 @@ class InferenceApp:
             if message["type"] == "lifespan.startup":
                 if self.follower is not None:
                     self.follower.start()
+                if self.recorder is not None:
+                    self._publisher = asyncio.get_running_loop().create_task(self._publish())
                 self.metrics.ready(True)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -458,6 +495,10 @@ class InferenceApp:
                 await self.mirror.aclose()
                 for loaded in self.table.loaded():
                     await loaded.batcher.aclose()
+                if self.recorder is not None:  # every answer is out: store what it logged
+                    await cancel(self._publisher)
+                    await asyncio.to_thread(self.recorder.close)
+                    self._publish_counts()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

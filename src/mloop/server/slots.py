@@ -206,6 +206,11 @@ class Slot:
     def key(self) -> tuple[str, str]:
         return self.label, self.role
 
+    @property
+    def inputs(self) -> list[str]:
+        """The signature's input names: the columns of the arrays its reader makes."""
+        return self.reader.names
+
     def record(self, status: int, seconds: float) -> None:
         """Count one answer of this slot's (after it was sent)."""
         self.metrics.request(status, seconds)

@@ -59,7 +59,9 @@ _LOAD = _PREDICT + _HS
 _PID = _LOAD + 1
 _READY = _PID + 1
 _UNKNOWN = _READY + 1
-BLOCK = _UNKNOWN + CATEGORY_COLUMNS
+_LOGGED = _UNKNOWN + CATEGORY_COLUMNS  # requests the prediction log stored
+_LOG_DROPPED = _LOGGED + 1  # requests it answered but could not log
+BLOCK = _LOG_DROPPED + 1
 
 
 class SharedCounters:
@@ -159,6 +161,15 @@ class ServingMetrics:
     def ready(self, ready: bool = True) -> None:
         self._block[_READY] = 1.0 if ready else 0.0
 
+    def logging(self) -> tuple[float, float]:
+        """Where this worker's prediction-log counts stand now: a restarted worker counts on
+        from there (its writer starts at 0), so the counters never go back."""
+        return self._block[_LOGGED], self._block[_LOG_DROPPED]
+
+    def logged(self, written: float, dropped: float) -> None:
+        self._block[_LOGGED] = written
+        self._block[_LOG_DROPPED] = dropped
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -245,6 +256,16 @@ class _Collector(Collector):
         yield info
         yield GaugeMetricFamily(
             "mloop_workers", "Worker processes ready", sum(b[_READY] for b in blocks)
+        )
+        yield CounterMetricFamily(
+            "mloop_prediction_log_written",
+            "Answered requests stored in the prediction log",
+            total[_LOGGED],
+        )
+        yield CounterMetricFamily(
+            "mloop_prediction_log_dropped",
+            "Answered requests the prediction log could not keep (a full buffer, a long outage)",
+            total[_LOG_DROPPED],
         )
         memory, cpu = _process_stats(counters.pids())
         yield GaugeMetricFamily(

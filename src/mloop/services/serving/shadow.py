@@ -44,8 +44,12 @@ class Target(Protocol):
 
     in_flight: int
     label: str
+    endpoint: str
     metrics: VersionMetrics
     counts: IntervalCounts
+
+    @property
+    def inputs(self) -> list[str]: ...
 
     async def predict_rows(self, data: Any, rows: int) -> Any: ...
 
@@ -60,6 +64,7 @@ class Copy:
     rows: int
     expected: Any
     primary_seconds: float
+    request_id: str | None = None  # the primary's answer's: the prediction log pairs them
 
 
 def agree(primary: Any, shadow: Any) -> bool:
@@ -99,6 +104,7 @@ class Mirror:
         self.mirrored = self.dropped = self.agreed = self.failed = 0
         self.seconds = {"primary": 0.0, "shadow": 0.0}
         self.busy = False  # the shadow is predicting a copy right now
+        self.recorder: Any = None  # the prediction log (`PredictionLog`), where one is kept
 
     def offer(self, copy: Copy) -> bool:
         """Queue `copy` for the shadow, or drop and count it when the queue is full."""
@@ -150,6 +156,17 @@ class Mirror:
             target.metrics.count(MIRRORED)
             target.metrics.mirrored(seconds)
             copy.primary.mirrored(copy.primary_seconds)
+            if self.recorder is not None and copy.request_id is not None:
+                self.recorder.record(
+                    target.endpoint,
+                    target.label,
+                    "shadow",
+                    copy.request_id,
+                    copy.data,
+                    result,
+                    time.time(),
+                    target.inputs,
+                )
             agreed = agree(copy.expected, result)
             target.counts.mirrored(seconds, agreed)
             if agreed:
