@@ -110,6 +110,8 @@ def test_reports_add_up_per_version_within_a_window(metadata_store: MetadataStor
     verdicts = analyse(dataclasses.replace(canary.policy, min_requests=10), new, stable)
     assert "success_rate" in {g.gate for g in verdicts.failed}
     assert metadata_store.endpoints.stats("web", 3) == {}
+    every = metadata_store.endpoints.stats("web", None, since=T0 + 30)  # of every deployment
+    assert every["churn:1"] == fast and every["churn:2"] == slow
 
 
 def test_outcomes_and_a_shadows_copies_add_up_too(metadata_store: MetadataStore) -> None:

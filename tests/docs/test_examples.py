@@ -52,6 +52,7 @@ def test_the_readme_tour_runs_start_to_end() -> None:
     assert re.search(r"\d+ requests; answered by churn:\d+: \d+, churn:\d+: \d+", out)
     assert "connection errors 0" in out
     assert re.search(r"wrote \d+ rows of \d+ requests to 'web'", out)  # the prediction log
+    assert re.search(r"error rate: +\d+\.\d\d%", out)  # monitor status, from the reports
     assert '"request_id","row","at","endpoint","model","role"' in out  # its CSV header
 
 

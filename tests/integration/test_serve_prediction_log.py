@@ -5,6 +5,8 @@ was logged. On SQLite and PostgreSQL, with real server processes."""
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,9 +14,14 @@ import httpx
 import numpy as np
 import pyarrow.parquet as pq
 
+import mloop
 from mloop.project import Project
 from tests.conftest import CliResult
-from tests.integration.test_serve_endpoint import models, serving  # noqa: F401 - a fixture
+from tests.integration.test_serve_endpoint import (  # noqa: F401 - a fixture
+    Flaky,
+    models,
+    serving,
+)
 from tests.integration.test_serving import metric
 from tests.servers import wait_for
 
@@ -70,3 +77,33 @@ def test_metrics_count_what_the_log_stored(
         written = lambda: metric(url, "mloop_prediction_log_written_total")  # noqa: E731
         wait_for(lambda: written() == 5, 30, "the log's flush (every 10 s)")
         assert metric(url, "mloop_prediction_log_dropped_total") == 0
+
+
+def test_monitor_status_counts_requests_errors_and_latency_of_a_window(
+    models: Path,  # noqa: F811 - the fixture imported above
+    cli: Callable[..., CliResult],
+) -> None:
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    mloop.register_model(Flaky(every=4), "churn", input_example=x)  # churn:3: 1 call in 4 fails
+    assert cli("deploy", "web", "churn:3").code == 0
+    with serving(models, "--trust") as url, httpx.Client(base_url=url) as client:
+        statuses = Counter(
+            client.post("/invocations", json={"inputs": [[0.1, 0.2, 0.3]]}).status_code
+            for _ in range(40)
+        )
+    assert statuses == {200: 30, 500: 10}
+    done = cli("monitor", "status", "web", "--since", "1h", "--json")
+    assert done.code == 0, done.err
+    status = json.loads(done.out)
+    assert status["requests"] == 30  # answered and logged; the failures have no prediction
+    assert status["error_rate"] == 0.25  # from the servers' reports, the last one at the stop
+    assert status["latency"]["p99"] > 0 and status["latency"]["p50"] <= status["latency"]["p99"]
+    [version] = status["versions"]
+    assert (version["model"], version["role"], version["errors"]) == ("churn:3", "stable", 10)
+    assert (version["requests"], version["answered"]) == (30, 40)
+    last = json.loads(cli("monitor", "status", "web", "--last", "5", "--json").out)
+    assert last["requests"] == 5 and last["window"] == "the last 5 requests"
+    shown = cli("monitor", "status", "web")
+    assert "25.00%" in shown.out and "churn:3" in shown.out
+    empty = cli("monitor", "status", "web", "--until", "2001-01-01")
+    assert empty.code == 1 and "no request to endpoint 'web' was logged" in empty.err

@@ -197,8 +197,15 @@ class EndpointStore(Protocol):
     ) -> None: ...
 
     def stats(
-        self, name: str, sequence: int, since: float | None = None, until: float | None = None
-    ) -> dict[str, VersionStats]: ...
+        self,
+        name: str,
+        sequence: int | None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> dict[str, VersionStats]:
+        """What the servers reported of each version (NAME:V) from `since` to `until`, added
+        up; of deployment `sequence` only, or of every deployment (None)."""
+        ...
 
     def lease(self, name: str, holder: str, now: float, ttl: float) -> bool: ...
 

@@ -213,10 +213,17 @@ class SqlEndpointStore:
             )
 
     def stats(
-        self, name: str, sequence: int, since: float | None = None, until: float | None = None
+        self,
+        name: str,
+        sequence: int | None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> dict[str, VersionStats]:
-        sql = "SELECT * FROM endpoint_stats WHERE endpoint = :e AND sequence = :s"
-        params: dict[str, Any] = {"e": name, "s": sequence}
+        sql = "SELECT * FROM endpoint_stats WHERE endpoint = :e"
+        params: dict[str, Any] = {"e": name}
+        if sequence is not None:
+            sql += " AND sequence = :s"
+            params["s"] = sequence
         if since is not None:
             sql += " AND at > :since"
             params["since"] = since
