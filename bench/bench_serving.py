@@ -320,13 +320,15 @@ def servers(work: Path, ready: dict[str, object]) -> dict[str, dict[str, object]
                 "health": "/readyz",
                 "path": "/invocations",
                 "lua": "split.lua",
-                "env": env,
+                "env": {**env, **more},
             }
-            for label, extra in (
-                ("mloop", []),
-                ("mloop-2w", ["--workers", "2"]),
-                ("mloop-nb", ["--no-batching"]),
-                ("mloop-nb-2w", ["--no-batching", "--workers", "2"]),
+            for label, extra, more in (
+                ("mloop", [], {}),
+                ("mloop-2w", ["--workers", "2"], {}),
+                ("mloop-nb", ["--no-batching"], {}),
+                ("mloop-nb-2w", ["--no-batching", "--workers", "2"], {}),
+                # the prediction log off (it is on by default): what logging costs
+                ("mloop-nolog", [], {"MLOOP_PREDICTIONS_SAMPLE_RATE": "0"}),
             )
         },
     }
@@ -437,6 +439,20 @@ def _results(figures: dict, rounds: int) -> list[c.Result | c.Skipped]:
             display=f"{c.median(shown):.2f}x FastAPI's ({c.spread(shown, '{:.2f}')})",
         )
     )
+    for level in ("c1", "c32"):
+        ratios = _ratio(figures, "mloop", "mloop-nolog", level, "rps", rounds)
+        results.append(
+            c.Result(
+                NAME,
+                f"{level}: prediction log on vs off",
+                f"{med('mloop', level):.0f}/s",
+                f"{med('mloop-nolog', level):.0f}/s",
+                c.median(ratios),
+                c.spread(ratios, "{:.2f}"),
+                0.9,
+                ">= 0.9x",
+            )
+        )
     for two, one, case in (
         ("mloop-2w", "mloop", "c32: 2 workers vs 1"),
         ("mloop-nb-2w", "mloop-nb", "c32 no batching: 2 workers vs 1"),
