@@ -229,8 +229,11 @@ def s3_prefix(s3_server: str) -> str:
 
 # Prometheus ---------------------------------------------------------------------------------
 @contextlib.contextmanager
-def prometheus(targets: list[str], interval: str = "1s") -> Iterator[str]:
-    """A real Prometheus (the Debian package) scraping `targets` (base URLs); yields its URL.
+def prometheus(
+    targets: list[str], interval: str = "1s", rules: list[Path] | None = None
+) -> Iterator[str]:
+    """A real Prometheus (the Debian package) scraping `targets` (base URLs), evaluating the
+    rule files `rules`; yields its URL.
 
     Started per use on a free port with its own data folder, and stopped by its PID.
     """
@@ -243,6 +246,7 @@ def prometheus(targets: list[str], interval: str = "1s") -> Iterator[str]:
         f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
         "scrape_configs:\n  - job_name: mloop\n    static_configs:\n"
         f"      - targets: [{', '.join(repr(h) for h in hosts)}]\n"
+        + (f"rule_files: [{', '.join(repr(str(r)) for r in rules)}]\n" if rules else "")
     )
     port = free_port()
     with (folder / "prometheus.log").open("wb") as log:

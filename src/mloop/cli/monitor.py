@@ -12,6 +12,7 @@ from mloop.cli.args import integer
 from mloop.cli.main import Context
 from mloop.domain.prediction import Window
 from mloop.domain.records import to_plain
+from mloop.errors import InvalidInput
 
 WINDOW_HELP = "an ISO 8601 time (UTC unless it names a zone) or an age such as 2h or 7d"
 
@@ -24,22 +25,36 @@ def register(commands: Any) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", prog=p.prog)
     export = sub.add_parser(
         "export",
-        help="write an endpoint's logged requests and predictions to a Parquet or CSV file",
-        description="Write the requests an endpoint answered in a window (--since/--until, "
-        "--last N, or all that the retention kept), one row per predicted row: request_id, "
-        "row, at, endpoint, model, role, feature.NAME for each input, prediction.",
+        help="an endpoint's prediction log to a file; or Prometheus alert rules, a Grafana "
+        "dashboard",
+        description="`export ENDPOINT -o FILE`: the requests an endpoint answered in a window "
+        "(--since/--until, --last N, or all that the retention kept), one row per predicted "
+        "row: request_id, row, at, endpoint, model, role, feature.NAME for each input, "
+        "prediction. `export prometheus DIR`: alert rules (latency, error rate, drift, "
+        "accuracy, bias, server down, log drops) with a `promtool test rules` case for each, "
+        "and an example scrape config. `export grafana DIR`: a dashboard of these series.",
     )
     _window_arguments(export)
+    export.add_argument("dest", nargs="?", type=Path, metavar="DIR", help="for prometheus, grafana")
     export.add_argument(
-        "-o",
-        "--output",
-        metavar="FILE",
-        type=Path,
-        required=True,
-        help="the file to write: .parquet or .csv",
+        "-o", "--output", metavar="FILE", type=Path, help="the file to write: .parquet or .csv"
     )
     export.add_argument("--json", action="store_true", help="print a JSON summary")
-    export.set_defaults(handler=export_log)
+    rules = export.add_argument_group("with prometheus")
+    rules.add_argument("--job", default="mloop", help="the servers' scrape job (mloop)")
+    rules.add_argument(
+        "--max-error-rate", type=float, default=1.0, metavar="PERCENT", help="of 5xx answers (1)"
+    )
+    rules.add_argument("--max-p99", default="500ms", metavar="TIME", help="p99 latency (500ms)")
+    rules.add_argument(
+        "--accuracy-margin",
+        type=float,
+        default=0.05,
+        help="below the version's registered accuracy (0.05)",
+    )
+    rules.add_argument("--for", dest="hold", default="5m", help="how long before firing (5m)")
+    export.add_argument("--force", action="store_true", help="replace files written before")
+    export.set_defaults(handler=export_any)
     status = sub.add_parser(
         "status",
         help="an endpoint's live numbers over a window: requests, errors, latency",
@@ -108,6 +123,55 @@ def _percent(value: float | None) -> str:
 
 def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.1f}ms"
+
+
+EXPORTERS = ("prometheus", "grafana")
+
+
+def export_any(ctx: Context) -> None:
+    """`export ENDPOINT -o FILE` (the log), or `export prometheus|grafana DIR`."""
+    args = ctx.args
+    if args.endpoint in EXPORTERS and args.output is None:
+        export_monitoring(ctx)
+        return
+    if args.output is None or args.dest is not None:
+        raise InvalidInput(
+            f"export {args.endpoint} takes -o FILE (the endpoint's log)"
+            + (f", not a folder {args.dest}" if args.dest is not None else ""),
+            "mloop monitor export ENDPOINT -o FILE, or mloop monitor export prometheus|grafana DIR",
+        )
+    export_log(ctx)
+
+
+def export_monitoring(ctx: Context) -> None:
+    from mloop.deploy.monitoring import Thresholds, export_grafana, export_prometheus
+    from mloop.domain.durations import parse_duration
+
+    args = ctx.args
+    if args.dest is None:
+        raise InvalidInput(
+            f"export {args.endpoint} needs the folder to write",
+            f"mloop monitor export {args.endpoint} DIR",
+        )
+    if args.endpoint == "prometheus":
+        limits = Thresholds(
+            job=args.job,
+            max_error_rate=args.max_error_rate / 100,
+            max_p99=parse_duration(args.max_p99, "--max-p99"),
+            accuracy_margin=args.accuracy_margin,
+            hold=args.hold,
+        )
+        files = export_prometheus(args.dest, limits, force=args.force)
+        check = f"promtool check rules {files[0]} && (cd {args.dest} && promtool test rules "
+        check += f"{files[1].name})"
+    else:
+        files = export_grafana(args.dest, force=args.force)
+        check = "import it in Grafana (Dashboards > New > Import), with a Prometheus source"
+    if ctx.json:
+        output.emit_json({"folder": str(args.dest), "files": [str(f) for f in files]})
+        return
+    output.line(f"wrote {', '.join(f.name for f in files)} to {args.dest}")
+    output.line(f"  next: {check}")
 
 
 def export_log(ctx: Context) -> None:
