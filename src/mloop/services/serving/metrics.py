@@ -14,6 +14,7 @@ from __future__ import annotations
 import mmap
 import os
 import resource
+import time
 from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -61,7 +62,8 @@ _READY = _PID + 1
 _UNKNOWN = _READY + 1
 _LOGGED = _UNKNOWN + CATEGORY_COLUMNS  # requests the prediction log stored
 _LOG_DROPPED = _LOGGED + 1  # requests it answered but could not log
-BLOCK = _LOG_DROPPED + 1
+_STARTED = _LOG_DROPPED + 1  # when the worker process started (epoch seconds)
+BLOCK = _STARTED + 1
 
 
 class SharedCounters:
@@ -113,6 +115,7 @@ class ServingMetrics:
         self._block = self.counters.block(worker)
         self._block[_PID] = os.getpid()
         self._block[_IN_FLIGHT] = 0.0  # a restarted worker starts with nothing in flight
+        self._block[_STARTED] = time.time()
         self.category_columns: list[str] = []
         self.versions = VersionBlocks(self.counters.versions, worker)
         self.registry = CollectorRegistry(auto_describe=False)
@@ -256,6 +259,12 @@ class _Collector(Collector):
         yield info
         yield GaugeMetricFamily(
             "mloop_workers", "Worker processes ready", sum(b[_READY] for b in blocks)
+        )
+        started = [b[_STARTED] for b in blocks if b[_STARTED]]
+        yield GaugeMetricFamily(
+            "process_start_time_seconds",
+            "When the longest-running worker started (uptime: time() minus this)",
+            min(started) if started else 0.0,
         )
         yield CounterMetricFamily(
             "mloop_prediction_log_written",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -34,6 +35,7 @@ def test_requests_are_counted_by_endpoint_and_status() -> None:
     assert found[(bucket, (("endpoint", "invocations"), ("le", "+Inf")))] == 4
     assert found[("mloop_model_info", (("name", "churn"), ("version", "3")))] == 1
     assert found[("process_resident_memory_bytes", ())] > 0
+    assert 0 < time.time() - found[("process_start_time_seconds", ())] < 60  # uptime
 
 
 def test_batches_in_flight_and_load_time() -> None:
