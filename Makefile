@@ -17,9 +17,9 @@ $(STAMP): pyproject.toml requirements.lock
 
 # Debian packages the tests use: PostgreSQL 15 server binaries (initdb, pg_ctl), git, strace
 # (a test counts the sync system calls of the object store),
-# Chromium (driven by Playwright through executable_path) and Prometheus (started by the tests
-# themselves; the package's own service is stopped and disabled where systemd started it, so
-# nothing is left listening on 9090).
+# Chromium (driven by Playwright through executable_path), Prometheus and its Alertmanager
+# (started by the tests themselves; the packages' own services are stopped and disabled where
+# systemd started them, so nothing is left listening on 9090 and 9093).
 system:
 	@command -v git >/dev/null || (apt-get update -qq && apt-get install -y -qq git)
 	@command -v strace >/dev/null || (apt-get update -qq && apt-get install -y -qq strace)
@@ -28,6 +28,9 @@ system:
 	@command -v prometheus >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus && \
 		 (systemctl disable --now prometheus >/dev/null 2>&1 || true))
+	@command -v prometheus-alertmanager >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus-alertmanager && \
+		 (systemctl disable --now prometheus-alertmanager >/dev/null 2>&1 || true))
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		(apt-get update -qq && apt-get install -y -qq postgresql)
 
