@@ -45,11 +45,13 @@ MIRROR_LATENCY = MIRROR_FAILED + 1  # predict seconds on mirrored requests (eith
 VBLOCK = MIRROR_LATENCY + _HS
 
 
-def observe(block: memoryview[float], base: int, bounds: tuple[float, ...], value: float) -> None:
-    """One value into the histogram at `base` (buckets, +Inf, sum, count)."""
-    block[base + bisect_left(bounds, value)] += 1.0
-    block[base + len(bounds) + 1] += value
-    block[base + len(bounds) + 2] += 1.0
+def observe(
+    block: memoryview[float], base: int, bounds: tuple[float, ...], value: float, times: int = 1
+) -> None:
+    """One value (seen `times` times) into the histogram at `base` (buckets, +Inf, sum, count)."""
+    block[base + bisect_left(bounds, value)] += times
+    block[base + len(bounds) + 1] += value * times
+    block[base + len(bounds) + 2] += times
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,13 +138,14 @@ class VersionMetrics:
             block[ERRORS] += 1.0
         observe(block, LATENCY, SECONDS, seconds)
 
-    def mirrored(self, seconds: float) -> None:
-        """Predict seconds of a mirrored request (the primary's, or the shadow's)."""
-        observe(self.block, MIRROR_LATENCY, SECONDS, seconds)
+    def mirrored(self, seconds: float, copies: int = 1) -> None:
+        """Predict seconds of mirrored requests (the primary's, or the shadow's, whose copies
+        are predicted by group: each copy took the group's `seconds`)."""
+        observe(self.block, MIRROR_LATENCY, SECONDS, seconds, copies)
 
-    def count(self, field: int) -> None:
-        """One more of MIRRORED, DROPPED, AGREED or MIRROR_FAILED."""
-        self.block[field] += 1.0
+    def count(self, field: int, more: int = 1) -> None:
+        """`more` of MIRRORED, DROPPED, AGREED or MIRROR_FAILED."""
+        self.block[field] += more
 
 
 class VersionBlocks:
