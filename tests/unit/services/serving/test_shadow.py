@@ -94,6 +94,23 @@ def test_copies_are_predicted_compared_and_counted_by_group() -> None:
     assert mirror.summary()["agreement_rate"] == 0.8
 
 
+def test_copies_offered_one_by_one_wait_for_each_other_and_are_predicted_together() -> None:
+    shadow, primary = Shadow(metrics("shadow")), metrics("stable")
+
+    async def scenario() -> Mirror:
+        mirror = Mirror(size=5, linger=30.0)  # the group waits until the queue is full
+        for i in range(5):  # one answer at a time, as at one connection
+            mirror.offer(copy(shadow, primary, [float(i)], [float(i)]))
+            await asyncio.sleep(0.002)  # the loop turns between answers
+        await until(lambda: mirror.mirrored == 5, "the five copies")
+        await shadow.batcher.aclose()
+        return mirror
+
+    mirror = run(scenario())
+    assert shadow.calls == [5]  # one predict call, not one per answer
+    assert mirror.agreed == 5
+
+
 def test_a_copy_the_shadow_fails_on_fails_alone() -> None:
     shadow, primary = Shadow(metrics("shadow")), metrics("stable")
 
