@@ -35,8 +35,7 @@ def main() -> int:
     stopped = []
     signal.signal(signal.SIGTERM, lambda *_: stopped.append(True))  # `kill`: print, then end
 
-    with open(args.rows, newline="", encoding="utf-8") as f:
-        rows = [{k: _value(v) for k, v in r.items() if k != args.label} for r in csv.DictReader(f)]
+    rows = read_rows(args.rows, args.label)
     where = urllib.parse.urlsplit(args.url)
     conn = http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port or 80, timeout=30)
     answered: Counter[str] = Counter()
@@ -67,6 +66,13 @@ def main() -> int:
             print(_shown(sent, answered, statuses, failed), flush=True)
     print(_shown(sent, answered, statuses, failed), flush=True)
     return 0
+
+
+def read_rows(path: str, label: str) -> list[dict[str, object]]:
+    """The CSV file's rows without the `label` column, each cell as the JSON value it stands
+    for (a number where it reads as one)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{k: _value(v) for k, v in r.items() if k != label} for r in csv.DictReader(f)]
 
 
 def _value(text: str) -> object:

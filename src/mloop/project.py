@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mloop.config import MAX_USER_LENGTH, PROJECT_FILE, STATE_DIR, Settings, load_settings
 from mloop.errors import InvalidInput, InvalidPath, ProjectNotFound
@@ -23,8 +23,11 @@ from mloop.errors import InvalidInput, InvalidPath, ProjectNotFound
 if TYPE_CHECKING:
     from mloop.services.automation.ci import CIService
     from mloop.services.data.versioning import DataService
+    from mloop.services.monitoring.status import MonitorService
     from mloop.services.pipelines.catalog import PipelineService
     from mloop.services.pipelines.worker import Services
+    from mloop.services.predictions.log import PredictionLog
+    from mloop.services.predictions.reader import PredictionReader
     from mloop.services.registry.card import CardBuilder
     from mloop.services.registry.models import ModelService
     from mloop.services.registry.promotion import Promoter
@@ -252,7 +255,38 @@ class Project:
     def storage(self) -> StorageService:
         from mloop.services.storage.housekeeping import StorageService
 
-        return StorageService(self.metadata, self.artifacts, actor=self.actor)
+        return StorageService(
+            self.metadata,
+            self.artifacts,
+            actor=self.actor,
+            prediction_retention=self.settings.predictions_retention,
+        )
+
+    @cached_property
+    def predictions(self) -> PredictionReader:
+        from mloop.services.predictions.reader import PredictionReader
+
+        return PredictionReader(self.metadata, self.artifacts)
+
+    @cached_property
+    def monitoring(self) -> MonitorService:
+        from mloop.services.monitoring.status import MonitorService
+
+        return MonitorService(self.metadata, self.predictions)
+
+    def prediction_log(self, **tuning: Any) -> PredictionLog:
+        """A writer of the prediction log for one server process (its sampling rate from the
+        settings; `tuning`: flush_seconds, flush_requests, max_requests). Files it could not
+        store when it closed wait in `.mloop/predictions/` for the next one to upload."""
+        from mloop.services.predictions.log import PredictionLog
+
+        return PredictionLog(
+            self.metadata,
+            self.artifacts,
+            sample_rate=self.settings.predictions_sample_rate,
+            spool=self.settings.state_dir / "predictions",
+            **tuning,
+        )
 
     def close(self) -> None:
         if "metadata" in self.__dict__:

@@ -110,6 +110,31 @@ def test_reports_add_up_per_version_within_a_window(metadata_store: MetadataStor
     verdicts = analyse(dataclasses.replace(canary.policy, min_requests=10), new, stable)
     assert "success_rate" in {g.gate for g in verdicts.failed}
     assert metadata_store.endpoints.stats("web", 3) == {}
+    every = metadata_store.endpoints.stats("web", None, since=T0 + 30)  # of every deployment
+    assert every["churn:1"] == fast and every["churn:2"] == slow
+
+
+def test_outcomes_and_a_shadows_copies_add_up_too(metadata_store: MetadataStore) -> None:
+    _deploy(metadata_store, "direct", 1)
+    posted = VersionStats(10, outcomes=8, outcome_sum=3.5, outcome_squares=6.25)
+    copies = VersionStats(40, errors=1, agreed=30, dropped=2)
+    for at in (T0 + 1, T0 + 2):
+        metadata_store.endpoints.report("web", 1, "h:1", at, {"churn:1": posted, "churn:2": copies})
+    metadata_store.endpoints.report("web", 1, "h:2", T0 + 3, {"churn:2": VersionStats(dropped=5)})
+    seen = metadata_store.endpoints.stats("web", 1)
+    assert seen["churn:1"] == posted + posted
+    assert (seen["churn:2"].agreed, seen["churn:2"].dropped) == (60, 9)  # a drop alone counts
+
+
+def test_an_ab_tests_last_look_is_kept_per_deployment(metadata_store: MetadataStore) -> None:
+    assert metadata_store.endpoints.look("web", 1) is None
+    metadata_store.endpoints.save_look("web", 1, T0, {"state": "running", "p": [0.5, None]})
+    metadata_store.endpoints.save_look(
+        "web", 1, T0 + 5, {"state": "winner", "p": [0.01]}
+    )  # replaces
+    metadata_store.endpoints.save_look("web", 2, T0 + 6, {"state": "running"})
+    assert metadata_store.endpoints.look("web", 1) == (T0 + 5, {"state": "winner", "p": [0.01]})
+    assert metadata_store.endpoints.look("web", 2) == (T0 + 6, {"state": "running"})
 
 
 def test_one_holder_has_the_lease_until_it_expires(metadata_store: MetadataStore) -> None:

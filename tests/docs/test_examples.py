@@ -47,8 +47,13 @@ def test_the_readme_tour_runs_start_to_end() -> None:
     assert "digest:   match" in out
     assert "endpoint web: promoted" in out  # the canary climbed its steps on the tour's traffic
     assert "rolled back by the analysis, as it should be" in out  # the flaky version
+    assert re.search(r"endpoint web: churn:\d+ wins", out)  # the A/B test named its winner
+    assert "won the ab test" in out  # promoted with the test's numbers, in the history
     assert re.search(r"\d+ requests; answered by churn:\d+: \d+, churn:\d+: \d+", out)
     assert "connection errors 0" in out
+    assert re.search(r"wrote \d+ rows of \d+ requests to 'web'", out)  # the prediction log
+    assert re.search(r"error rate: +\d+\.\d\d%", out)  # monitor status, from the reports
+    assert '"request_id","row","at","endpoint","model","role"' in out  # its CSV header
 
 
 def test_train_example_logs_a_run_with_its_dataset(project: Path) -> None:

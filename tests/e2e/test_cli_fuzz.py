@@ -182,6 +182,10 @@ ENV_CASES = [
         ("MLOOP_UNKNOWN_SETTING", "1"),
         ("MLOOP_DEBUG", "yes"),
         ("MLOOP_RAY_ADDRESS", "not-an-address"),
+        ("MLOOP_PREDICTIONS_SAMPLE_RATE", "nan"),
+        ("MLOOP_PREDICTIONS_SAMPLE_RATE", "1.5"),
+        ("MLOOP_PREDICTIONS_RETENTION", "forever"),
+        ("MLOOP_PREDICTIONS_RETENTION", "0d"),
     ]
 ]
 
@@ -198,6 +202,11 @@ ARG_CASES = [
             "runs compare nosuch1 nosuch2",
             "lineage run/nosuch",
             "lineage dataset/churn:999",
+            "monitor export nosuch -o out.csv",
+            "monitor export nosuch --since 999999999999w -o out.csv",
+            "monitor export nosuch --since 2026-13-45 -o out.csv",
+            "monitor export nosuch --last 0 -o out.csv",
+            "monitor export nosuch -o out.xlsx",
             "lineage bogus",
             "lineage artifact/xyz",
             "models show churn:abc",

@@ -5,6 +5,7 @@ serving the last good deployment. Over SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -187,13 +188,29 @@ def test_an_ab_test_names_a_winner_only_under_its_rule(deployed: Callable[..., A
     err = deployed("endpoints", "promote", "shop", code=1)
     assert "no winner yet" in err and "--winner" in err
 
-    # what the servers report: outcomes from feedback, 10% against 13% over 6,000 each
+    # what the servers report: outcomes posted to /feedback, 10% against 13% over 6,000 each
     endpoints = Project.open().endpoints
     for model, right in (("churn:1", 600), ("churn:2", 780)):
-        endpoints.report("shop", 1, "host:1", {model: VersionStats(6000, 0, (), 6000, right)})
+        seen = VersionStats(6000, outcomes=6000, outcome_sum=right, outcome_squares=right)
+        endpoints.report("shop", 1, "host:1", {model: seen})
     status = deployed("endpoints", "status", "shop")
     ab = status["ab"]
     assert (ab["state"], ab["winner"], ab["method"]) == ("winner", "churn:2", "msprt")
+    # the servers' decider keeps a look every few seconds; the first naming a winner is an Event
+    now = time.time()
+    endpoints.decide("shop", "host:1", now)
+    kept = endpoints.metadata.endpoints.look("shop", 1)
+    assert kept is not None and kept[1]["winner"] == "churn:2"
+    endpoints.decide("shop", "host:1", now + 1)  # too soon: the same look stays
+    assert endpoints.metadata.endpoints.look("shop", 1) == kept
+    endpoints.decide("shop", "host:1", now + 6)
+    assert endpoints.metadata.endpoints.look("shop", 1)[0] == now + 6
+    named = [e for e in endpoints.history("shop") if e.action == "endpoint.ab_winner"]
+    assert len(named) == 1 and named[0].actor == "rollout"
+    assert named[0].reason.startswith("churn:2 wins the ab test")
+    tau = kept[1]["comparisons"][0]["evidence"]["tau"]
+    later = endpoints.status("shop").ab
+    assert later is not None and later.comparisons[0].evidence.tau == tau  # carried on
     control, variant = ab["variants"]
     assert (control["n"], variant["n"]) == (6000, 6000)
     assert variant["ci_low"] > 0 and variant["p_value"] < 0.05

@@ -195,7 +195,7 @@ def test_options_name_the_secret_port_image_and_one_replica_can_be_drained(
     args = ["export", "k8s", "--endpoint", "web", str(out), "--replicas", "1", "--port", "9000"]
     args += ["--store-secret", "ml-db", "--store-secret-key", "url", "--namespace", "ml"]
     args += ["--image", "reg.example/mloop-serve:1", "--artifacts-uri", "s3://models/prod"]
-    done = cli(*args, "--token-secret", "web-token")
+    done = cli(*args, "--token-secret", "web-token", "--trust")
     assert done.code == 0, done.err
     assert "kubectl create secret generic ml-db --from-literal=url=" in done.out
     assert _validate(*sorted(out.glob("*.yaml"))).returncode == 0
@@ -211,7 +211,7 @@ def test_options_name_the_secret_port_image_and_one_replica_can_be_drained(
     annotations = docs["deployment"]["spec"]["template"]["metadata"]["annotations"]
     assert "prometheus.io/scrape" not in annotations  # it cannot send the token
     assert server["image"] == "reg.example/mloop-serve:1"
-    assert server["args"][-2:] == ["--port", "9000"]
+    assert server["args"][-3:] == ["--port", "9000", "--trust"]  # python models load
     assert server["ports"][0]["containerPort"] == 9000
     assert all(d["metadata"]["namespace"] == "ml" for d in docs.values())
     assert docs["deployment"]["spec"]["replicas"] == 1
@@ -273,6 +273,7 @@ S3 = ["--artifacts-uri", "s3://b/p"]
         (["OUT", *S3], "neither"),
         (["--endpoint", "web", "OUT", "--max-replicas", "4", *S3], "--max-replicas does not"),
         (["churn:1", "OUT", "--store-secret", "db"], "--store-secret does not apply"),
+        (["churn:1", "OUT", "--trust"], "--trust does not apply"),
         (["--endpoint", "web", "OUT", "--store-secret", "Not_A", *S3], "invalid secret name"),
         (["--endpoint", "web", "OUT", "--store-secret-key", "a/b", *S3], "invalid secret key"),
         (["--endpoint", "web", "OUT", "--artifacts-uri", "s3://me:pw@h/b"], "holds a password"),
@@ -287,6 +288,7 @@ S3 = ["--artifacts-uri", "s3://b/p"]
         "neither",
         "autoscaler-option",
         "endpoint-option-with-ref",
+        "trust-with-ref",
         "secret-name",
         "secret-key",
         "artifacts-password",

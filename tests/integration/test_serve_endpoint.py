@@ -5,6 +5,7 @@ and every answer names the endpoint, version and variant that gave it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -156,55 +157,58 @@ def test_a_canary_climbs_on_real_traffic_and_is_promoted(
 
 def _numbers(status: dict[str, Any], index: int) -> dict[str, Any]:
     """The traffic numbers of version `index`, whatever they are (they vary run to run)."""
-    keys = ("requests", "errors", "success_rate", "p99")
+    keys = ("requests", "errors", "success_rate", "p99", "outcomes", "outcome_mean")
+    keys += ("agreement_rate", "dropped")
     return {k: status["versions"][index][k] for k in keys}
 
 
+@pytest.mark.parametrize(
+    ("broken", "gate"),
+    [(Flaky(every=20), "success_rate"), (Flaky(every=0, delay=0.6), "p99")],
+    ids=["5pct-5xx", "600ms-slower"],
+)
 def test_a_failing_canary_is_rolled_back_by_the_analysis(
-    models: Path, cli: Callable[..., CliResult]
+    models: Path, cli: Callable[..., CliResult], broken: Flaky, gate: str
 ) -> None:
+    """A canary answering 5xx on 5% of requests, or 600 ms late, ends at 0% with a rollback
+    naming the failed gate, within `threshold + 1` intervals of its first traffic."""
     x = np.random.default_rng(0).normal(size=(4, 3))
-    mloop.register_model(Flaky(every=5), "churn", input_example=x)  # churn:3
-    with (
-        serving(models, "--trust") as one,
-        serving(models, "--trust") as two,
-        Traffic(one, two) as traffic,
-    ):
-        wait_for(lambda: traffic.by_model["churn:1"] > 20, 60, "traffic to churn:1")
+    mloop.register_model(broken, "churn", input_example=x)  # churn:3
+    threshold = 2
+    with contextlib.ExitStack() as stack:
+        urls = [stack.enter_context(serving(models, "--trust")) for _ in range(2)]
+        # several clients: a slow canary holds each of them 0.6 s per answer it gives
+        clients = [stack.enter_context(Traffic(*urls)) for _ in range(8)]
+        wait_for(lambda: sum(t.by_model["churn:1"] for t in clients) > 40, 60, "churn:1 traffic")
         deployed = cli(
-            "deploy",
-            "web",
-            "churn:3",
-            "--strategy",
-            "canary",
-            "--steps",
-            "50",
-            "--interval",
-            "2s",
-            "--min-requests",
-            "10",
-            "--threshold",
-            "2",
-        )
+            "deploy", "web", "churn:3", "--strategy", "canary", "--steps", "50",
+            "--interval", "3s", "--min-requests", "5", "--threshold", str(threshold),
+        )  # fmt: skip
         assert deployed.code == 0, deployed.err
         watched = cli("endpoints", "status", "web", "--watch", "--timeout", "120")
         assert watched.code == 1, watched.out + watched.err
-        assert "rolled_back" in watched.out and "success_rate" in watched.out
+        assert "rolled_back" in watched.out and gate in watched.out
         status = _state(cli)
         assert status["state"] == "rolled_back", status["reason"]
-        assert "success_rate" in status["reason"]
+        assert f"{gate} failed {threshold} intervals in a row" in status["reason"]
         assert [(v["model"], v["weight"]) for v in status["versions"]] == [
             ("churn:1", 100),
             ("churn:3", 0),
         ]
-        assert traffic.by_model["churn:3"] > 0  # it did get its share before the rollback
+        analysed = [s for s in status["analysis"] if s["verdict"]]
+        assert threshold <= len(analysed) <= threshold + 1, analysed
+        assert sum(t.by_model["churn:3"] for t in clients) > 0  # it had its share before
         # every server follows the rollback within its poll: then churn:3 answers no more
-        wait_for(lambda: set(traffic.recent) == {"churn:1"}, 30, "the servers to follow")
-        after = Counter(traffic.by_model)
-        wait_for(lambda: traffic.by_model["churn:1"] > after["churn:1"] + 100, 60, "v1 again")
-        assert traffic.by_model["churn:3"] == after["churn:3"]
+        wait_for(
+            lambda: all(set(t.recent) == {"churn:1"} for t in clients), 30, "the servers to follow"
+        )
+        after = [Counter(t.by_model) for t in clients]
+        wait_for(lambda: clients[0].by_model["churn:1"] > after[0]["churn:1"] + 50, 60, "v1 again")
+        assert [t.by_model["churn:3"] for t in clients] == [a["churn:3"] for a in after]
+    assert all(t.errors == 0 for t in clients)
     event = Project.open().endpoints.history("web")[0]
     assert event.actor == "rollout" and event.action == "endpoint.rolled_back"
+    assert gate in event.reason and event.details["analysis"]["verdict"] == "fail"
 
 
 def test_a_version_that_cannot_load_fails_its_rollout_and_gets_no_request(

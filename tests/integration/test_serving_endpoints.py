@@ -183,6 +183,32 @@ def test_a_payload_field_is_the_same_sticky_key_in_every_protocol(endpoint: Endp
     assert set(seen) == {"cancer:1", "cancer:2"}
 
 
+def test_a_request_naming_its_version_is_answered_by_it_past_the_split(
+    endpoint: Endpoint,
+) -> None:
+    _, _, features, names = cancer_model()
+    endpoint.switch(plan(V1, ("cancer:2", "canary", 10)))
+    tensors = [
+        {"name": n, "shape": [1], "datatype": "FP64", "data": [float(v)]}
+        for n, v in zip(names, features[0], strict=True)
+    ]
+    base = endpoint.url + "/v2/models/cancer/versions"
+    for version in ("2", "cancer:1"):
+        answers = [
+            httpx.post(f"{base}/{version}/infer", json={"inputs": tensors}) for _ in range(20)
+        ]
+        want = f"cancer:{version[-1]}"
+        assert {(a.status_code, a.headers["mloop-model"]) for a in answers} == {(200, want)}
+        assert answers[0].json()["model_version"] == version[-1]
+    about = httpx.get(f"{base}/2")
+    assert about.status_code == 200 and about.json()["versions"] == ["2"]
+    missing = httpx.post(f"{base}/7/infer", json={"inputs": tensors})
+    assert missing.status_code == 404
+    assert "serves no single version '7'" in missing.json()["error"]
+    assert "cancer:1, cancer:2" in missing.json()["error"]
+    assert httpx.get(f"{base}/2/other").status_code == 404
+
+
 def test_per_version_intervals_are_reported_and_add_up_to_what_clients_saw(
     endpoint: Endpoint,
 ) -> None:

@@ -98,6 +98,8 @@ EXAMPLES: dict[str, tuple[str, str, object]] = {
     "gates": ("{train: [f1 > 0.5]}", "train=f1 > 0.5", {"train": (Gate("f1", ">", 0.5),)}),
     "max_workers": ("2", "2", 2),
     "ray_address": ("ray://h:1", "ray://h:1", "ray://h:1"),
+    "predictions_sample_rate": ("0.25", "0.25", 0.25),
+    "predictions_retention": ("7d", "7d", 7 * 86_400.0),
 }
 
 

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 from mloop.cli import output
 from mloop.cli.args import number
 from mloop.cli.main import Context
-from mloop.domain.endpoint import EndpointState
+from mloop.domain.endpoint import EndpointState, Role
 from mloop.domain.records import to_plain
 
 if TYPE_CHECKING:
     from mloop.domain.endpoint import Deployment
+    from mloop.domain.sequential import ABDecision
     from mloop.services.serving.endpoints import EndpointStatus
 
 STRATEGIES = "direct|blue_green|canary|ab|shadow"
@@ -37,6 +38,7 @@ OPTIONS = {
     "weights": "ab: one weight per model, summing to 100, e.g. 50,50",
     "sticky": "ab: header:NAME or field:NAME, so a user always gets the same variant",
     "alpha": "ab: the test's error rate (default 0.05)",
+    "outcome": "ab: rate (0/1 per answer, e.g. a conversion; default) or mean (a number)",
     "fraction": "shadow: share of requests copied to the shadow, e.g. 0.2",
 }
 
@@ -159,22 +161,32 @@ def show_status(ctx: Context) -> int:
             ("next decision", output.when(status.next_decision) if status.next_decision else "-"),
         ]
     )
-    output.table(
-        ["MODEL", "ROLE", "WEIGHT", "REQUESTS", "ERRORS", "SUCCESS", "P99"],
-        [
-            [
-                v.model,
-                v.role,
-                f"{v.weight}%",
-                v.requests,
-                v.errors,
-                "-" if v.success_rate is None else f"{v.success_rate:.2f}%",
-                "-" if v.p99 is None else f"{v.p99 * 1000:.0f}ms",
-            ]
-            for v in status.versions
-        ],
-        title="traffic since the rollout began",
-    )
+    shadow = any(v.role is Role.SHADOW for v in status.versions)
+    outcomes = any(v.outcomes for v in status.versions)
+    headers = ["MODEL", "ROLE", "WEIGHT", "REQUESTS", "ERRORS", "SUCCESS", "P99"]
+    headers += ["AGREEMENT", "DROPPED"] if shadow else []
+    headers += ["OUTCOMES", "MEAN OUTCOME"] if outcomes else []
+    rows = []
+    for v in status.versions:
+        row = [
+            v.model,
+            v.role,
+            f"{v.weight}%",
+            v.requests,
+            v.errors,
+            _percent(v.success_rate, 1),
+            "-" if v.p99 is None else f"{v.p99 * 1000:.1f}ms",
+        ]
+        if shadow:
+            mine = v.role is Role.SHADOW
+            row += [_percent(v.agreement_rate, 100), v.dropped if mine else "-"]
+        if outcomes:
+            row += [v.outcomes, _number(v.outcome_mean)]
+        rows.append(row)
+    title = "traffic since the rollout began"
+    output.table(headers, rows, title=title + (" (a shadow's: copies predicted)" if shadow else ""))
+    if status.ab is not None:
+        _show_ab(status.ab)
     if status.analysis:
         output.table(
             ["WHEN", "ACTION", "VERDICT", "DETAIL"],
@@ -189,12 +201,14 @@ def show_status(ctx: Context) -> int:
 
 def watch(ctx: Context) -> int:
     """Follow the rollout as `kubectl argo rollouts get --watch` does: one line per decision
-    (with its numbers) until the state settles; the exit code says how it ended."""
+    (with its numbers) until the state settles, or an A/B test names its winner (its numbers
+    every few seconds until then); the exit code says how it ended."""
     import time
 
     endpoints, name = ctx.project.endpoints, ctx.args.endpoint
     deadline = time.monotonic() + ctx.args.timeout
     shown = 0
+    next_look = 0.0  # an A/B test's numbers, every few seconds
     while True:
         status = endpoints.status(name)
         for step in status.analysis[shown:]:
@@ -204,6 +218,21 @@ def watch(ctx: Context) -> int:
             else:
                 output.line(f"{output.when(step.at)}  {action:<11} {step.reason}")
         shown = len(status.analysis)
+        ab = status.ab
+        if ab is not None and (ab.winner or time.monotonic() >= next_look):
+            next_look = time.monotonic() + 5.0
+            looks = ", ".join(f"{v.name} {v.n} outcomes {_number(v.value)}" for v in ab.variants)
+            if ctx.json:
+                output.emit_json(ab)
+            else:
+                output.line(f"{output.when(time.time())}  ab          {looks}: {ab.reason}")
+            if ab.winner:
+                if not ctx.json:
+                    output.line(
+                        f"endpoint {name}: {ab.winner} wins; make it the only version with "
+                        f"`mloop endpoints promote {name}`"
+                    )
+                return 0
         if status.state is not EndpointState.PROGRESSING:
             weights = ", ".join(f"{v.model} {v.weight}%" for v in status.versions)
             if not ctx.json:
@@ -217,6 +246,37 @@ def watch(ctx: Context) -> int:
             )
             return 1
         time.sleep(1.0)  # the servers decide about once a second
+
+
+def _percent(value: float | None, scale: float) -> str:
+    return "-" if value is None else f"{value * scale:.2f}%"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _show_ab(ab: ABDecision) -> None:
+    """The A/B test's look: each variant against the control, then the verdict."""
+    output.table(
+        ["VARIANT", "OUTCOMES", ab.outcome.upper(), "EFFECT", "ALWAYS-VALID CI", "P-VALUE"],
+        [
+            [
+                v.name,
+                v.n,
+                _number(v.value),
+                "(control)" if i == 0 else _number(v.effect),
+                "-"
+                if v.ci_low is None or v.ci_high is None
+                else f"[{_number(v.ci_low)}, {_number(v.ci_high)}]",
+                _number(v.p_value),
+            ]
+            for i, v in enumerate(ab.variants)
+        ],
+        title=f"A/B test ({ab.method}, alpha {ab.alpha:g}, valid however often you look)",
+    )
+    verdict = f"winner: {ab.winner}" if ab.winner else str(ab.state).replace("_", " ")
+    output.line(f"{verdict} - {ab.reason}")
 
 
 def status_json(status: EndpointStatus) -> dict[str, Any]:

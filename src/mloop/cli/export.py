@@ -111,6 +111,13 @@ def register(commands: Any) -> None:
     )
     endpoint.add_argument("--port", type=integer(1, 65535), help="the servers' port (8080)")
     endpoint.add_argument(
+        "--trust",
+        action="store_true",
+        default=None,  # None: not given (a version's manifests refuse it, as other options)
+        help="the servers load every version deployed on the endpoint with --trust (python "
+        "models, pickles): only when you trust whoever can deploy to it",
+    )
+    endpoint.add_argument(
         "--package",
         action="append",
         metavar="NAME[==VERSION]",
@@ -245,6 +252,7 @@ _ENDPOINT_ONLY = {
     "artifacts_uri": "artifacts_uri",
     "port": "port",
     "package": "packages",
+    "trust": "trust",
 }
 _VERSION_ONLY = ("max_replicas",)
 
@@ -299,6 +307,7 @@ def export_endpoint(ctx: Context) -> None:
                 "versions": sorted(deployment.weights),
                 "image": done.image,
                 "replicas": args.replicas,
+                "trust": bool(args.trust),
                 "artifacts_uri": done.artifacts_uri,
                 "store_secret": {"name": done.store_secret, "key": done.store_secret_key},
                 "files": [str(f) for f in done.files],

@@ -74,6 +74,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "serve model versions on an endpoint: direct, blue_green, canary, ab or shadow",
     ),
     ("endpoints", "mloop.cli.endpoints", "list endpoints; status, history, promote, rollback"),
+    ("monitor", "mloop.cli.monitor", "what model servers saw: export the prediction log"),
     (
         "export",
         "mloop.cli.export",

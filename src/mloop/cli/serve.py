@@ -264,9 +264,19 @@ def load_bundle_predictor(folder: str, trust: bool) -> Predictor:
     return open_bundle(Path(folder)).predictor(trust=trust)
 
 
-def _resolve(ctx: Context) -> tuple[ModelVersion, str | None, Callable[[], Predictor]]:
-    """The version `ref` names, why it needs trust, and how each worker loads it: from the
-    bundle at a path, or from the project's registry (resolved once, here)."""
+def prediction_log(root: str) -> Any:
+    """A worker's prediction-log writer, on the project at `root` (opened in the worker)."""
+    from mloop.project import Project
+
+    return Project.open(root).prediction_log()
+
+
+def _resolve(
+    ctx: Context,
+) -> tuple[ModelVersion, str | None, Callable[[], Predictor], Callable[[], Any] | None]:
+    """The version `ref` names, why it needs trust, how each worker loads it (from the bundle
+    at a path, or from the project's registry, resolved once here) and makes its prediction
+    log (a bundle has no store to log to; a sample rate of 0 logs nothing)."""
     from functools import partial
 
     from mloop.services.registry.bundle import names_a_bundle, open_bundle
@@ -275,7 +285,8 @@ def _resolve(ctx: Context) -> tuple[ModelVersion, str | None, Callable[[], Predi
     if names_a_bundle(ref):
         bundle = open_bundle(Path(ref))
         folder = str(bundle.folder.resolve())
-        return bundle.version, bundle.trust_reason, partial(load_bundle_predictor, folder, trust)
+        loader = partial(load_bundle_predictor, folder, trust)
+        return bundle.version, bundle.trust_reason, loader, None
     from mloop.project import Project
 
     try:
@@ -288,12 +299,15 @@ def _resolve(ctx: Context) -> tuple[ModelVersion, str | None, Callable[[], Predi
         except NotFound as exc:
             raise _maybe_bundle(exc, ref) from None
         reason = project.models.trust_reason(version)  # said once here, not once per worker
+        logs = project.settings.predictions_sample_rate > 0
     finally:
         project.close()
-    return version, reason, partial(load_predictor, str(project.root), version.ref, trust)
+    root = str(project.root)
+    recorder = partial(prediction_log, root) if logs else None
+    return version, reason, partial(load_predictor, root, version.ref, trust), recorder
 
 
-def _follow(ctx: Context) -> tuple[Any, str, str]:
+def _follow(ctx: Context) -> tuple[Any, str, str, Callable[[], Any] | None]:
     """How each worker follows the endpoint (an agent of its own, opened after the fork), and
     how the endpoint is named in the start-up lines. The endpoint must exist now."""
     from mloop.project import Project
@@ -304,6 +318,7 @@ def _follow(ctx: Context) -> tuple[Any, str, str]:
     try:
         deployment = project.endpoints.get(ctx.args.endpoint)
         root = str(project.root)
+        logs = project.settings.predictions_sample_rate > 0
     finally:
         project.close()
     # Opened on first use in each worker: forked after this, none shares a connection.
@@ -318,7 +333,7 @@ def _follow(ctx: Context) -> tuple[Any, str, str]:
     )
     shown = f"endpoint {deployment.endpoint} (deployment {deployment.sequence}: "
     shown += ", ".join(f"{m} {w}%" for m, w in deployment.weights.items()) + ")"
-    return follow, shown, deployment.endpoint
+    return follow, shown, deployment.endpoint, agent.prediction_log if logs else None
 
 
 def _maybe_bundle(exc: NotFound, ref: str) -> NotFound:
@@ -347,9 +362,9 @@ def run_serve(ctx: Context) -> int:
         )
     source: Any
     if args.endpoint is not None:
-        source, shown, name = _follow(ctx)
+        source, shown, name, recorder = _follow(ctx)
     else:
-        version, reason, source = _resolve(ctx)
+        version, reason, source, recorder = _resolve(ctx)
         if reason is not None and not args.trust:
             raise NeedsTrust.of(reason, version.ref)
         shown, name = version.ref, version.name
@@ -376,5 +391,5 @@ def run_serve(ctx: Context) -> int:
             output.line(f"  GET  {url}/metrics  {url}/readyz  {url}/openapi.json")
             sys.stdout.flush()
 
-    serve(source, args.host, args.port, args.workers, settings, on_ready=ready)
+    serve(source, args.host, args.port, args.workers, settings, on_ready=ready, recorder=recorder)
     return 0

@@ -144,6 +144,12 @@ def run_gc(ctx: Context) -> None:
             f"{'would purge' if report.dry_run else 'purged'} {len(report.purged_runs)} deleted "
             f"runs and {len(versions)} removed dataset versions" + (f" ({named})" if named else "")
         )
+    if report.expired_predictions:
+        output.line(
+            f"{'would expire' if report.dry_run else 'expired'} "
+            f"{len(report.expired_predictions)} prediction log files older than the "
+            "predictions_retention setting"
+        )
     if report.dry_run:
         for digest, size in report.removed:
             output.line(f"{verb} {digest[:12]}  {output.size(size)}")

@@ -159,6 +159,17 @@ class Settings:
     ray_address: str | None = setting(
         checks.text, "a Ray cluster to join (default: start Ray locally)"
     )
+    predictions_sample_rate: float = setting(
+        checks.fraction,
+        "the share of requests a model server logs, from 0 to 1 (requests kept by their id)",
+        1.0,
+    )
+    predictions_retention: float = setting(
+        checks.age,
+        "how long logged predictions are kept: `mloop gc` removes older ones (e.g. 30d, 12h)",
+        30 * 86_400.0,
+        plain=checks.plain_age,
+    )
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property

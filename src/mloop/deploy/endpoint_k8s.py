@@ -115,6 +115,7 @@ def export_endpoint(
     port: int = PORT,
     token_secret: str | None = None,
     packages: Sequence[str] = (),
+    trust: bool = False,
     force: bool = False,
 ) -> EndpointManifests:
     """Write manifests running `replicas` servers of `endpoint`, and the image's build context.
@@ -135,6 +136,8 @@ def export_endpoint(
         port: the servers' port in the pod.
         token_secret: a Secret whose key `token` the servers require as a bearer token.
         packages: more distributions the models import, pinned as `mloop export docker` does.
+        trust: the servers load versions with `--trust` (code runs when a python model or a
+            pickle loads): every version deployed on the endpoint later, too.
         force: replace what an earlier export wrote in `dest`.
 
     Example:
@@ -180,6 +183,7 @@ def export_endpoint(
     }
     serve = ["-C", PROJECT_DIR, "serve", "--endpoint", endpoint]
     serve += ["--host", "0.0.0.0", "--port", str(port)]  # noqa: S104 (the pod's network is the boundary)
+    serve += ["--trust"] if trust else []
     env = [
         _from_secret("MLOOP_STORE_URI", store_secret, store_secret_key),
         {"name": "MLOOP_ARTIFACTS_URI", "value": artifacts},

@@ -41,13 +41,25 @@ def bucket(seconds: float) -> int:
 @dataclass(frozen=True, slots=True)
 class VersionStats:
     """One version's traffic over an interval. `latency` holds the count per bucket (shorter
-    tuples mean zeros after); `labelled` and `correct` count predictions with feedback labels."""
+    tuples mean zeros after); `labelled` and `correct` count predictions with feedback labels.
+
+    `outcomes` counts the outcomes posted for the version's answers (`POST /feedback`, an A/B
+    test's conversions or values), kept as sums so reports add up: `outcome_sum` and
+    `outcome_squares`. A shadow's requests are the copies it predicted (its errors the copies it
+    failed), `agreed` those whose prediction matched the primary's, `dropped` the copies a full
+    queue turned away.
+    """
 
     requests: int = 0
     errors: int = 0  # answered with a 5xx
     latency: tuple[int, ...] = ()
     labelled: int = 0
     correct: int = 0
+    outcomes: int = 0
+    outcome_sum: float = 0.0
+    outcome_squares: float = 0.0
+    agreed: int = 0
+    dropped: int = 0
 
     @classmethod
     def measured(cls, latencies: Iterable[float], errors: int = 0) -> VersionStats:
@@ -72,6 +84,11 @@ class VersionStats:
             tuple(a + b for a, b in zip(mine, theirs, strict=True)),
             self.labelled + other.labelled,
             self.correct + other.correct,
+            self.outcomes + other.outcomes,
+            self.outcome_sum + other.outcome_sum,
+            self.outcome_squares + other.outcome_squares,
+            self.agreed + other.agreed,
+            self.dropped + other.dropped,
         )
 
     @property
@@ -84,6 +101,16 @@ class VersionStats:
     @property
     def accuracy(self) -> float | None:
         return None if self.labelled <= 0 else self.correct / self.labelled
+
+    @property
+    def outcome_mean(self) -> float | None:
+        """The mean posted outcome (a conversion rate for 0/1 outcomes); None without any."""
+        return None if self.outcomes <= 0 else self.outcome_sum / self.outcomes
+
+    @property
+    def agreement_rate(self) -> float | None:
+        """A shadow's share of copies predicted as the primary did; None before any."""
+        return None if self.requests <= 0 else self.agreed / self.requests
 
     def quantile(self, q: float) -> float | None:
         """The `q` quantile of latency in seconds, interpolated inside its bucket; None with no

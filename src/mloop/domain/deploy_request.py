@@ -21,6 +21,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from mloop.domain.abtest import OutcomeKind
 from mloop.domain.durations import parse_duration
 from mloop.domain.endpoint import (
     ABPolicy,
@@ -58,7 +59,7 @@ OPTIONS: Mapping[Strategy, frozenset[str]] = {
         }
     ),
     Strategy.BLUE_GREEN: frozenset({"keep"}),
-    Strategy.AB: frozenset({"weights", "sticky", "alpha"}),
+    Strategy.AB: frozenset({"weights", "sticky", "alpha", "outcome"}),
     Strategy.SHADOW: frozenset({"fraction"}),
 }
 STRATEGY_HINT = f"use --strategy {'|'.join(Strategy)}"
@@ -157,7 +158,16 @@ def _policy(kind: Strategy, options: Mapping[str, str]) -> Policy | None:
     if kind is Strategy.AB:
         sticky = options.get("sticky")
         alpha = _number(options, "alpha", ABPolicy().alpha, 0, 0.5, above=True)
-        return ABPolicy(None if sticky is None else StickyKey.parse(sticky), alpha)
+        outcome = options.get("outcome", str(OutcomeKind.RATE))
+        if outcome not in set(OutcomeKind):
+            raise InvalidInput(
+                f"--outcome {outcome!r} is not an outcome kind",
+                "use --outcome rate (0 or 1 per answer: a conversion) or --outcome mean "
+                "(a number per answer: revenue)",
+            )
+        return ABPolicy(
+            None if sticky is None else StickyKey.parse(sticky), alpha, OutcomeKind(outcome)
+        )
     if kind is Strategy.SHADOW:
         return ShadowPolicy(_number(options, "fraction", ShadowPolicy().fraction, 0, 1, above=True))
     return None

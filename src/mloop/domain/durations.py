@@ -29,16 +29,32 @@ def parse_duration(text: str, what: str = "duration") -> float:
         >>> parse_duration("500ms"), parse_duration("10m")
         (0.5, 600.0)
     """
+    return amount(text, what, _DURATION, UNITS, (MIN_SECONDS, MAX_SECONDS), DURATION_HINT)
+
+
+def amount(
+    text: str,
+    what: str,
+    pattern: re.Pattern[str],
+    units: dict[str, float],
+    bounds: tuple[float, float],
+    hint: str,
+) -> float:
+    """Seconds from a number and a unit matched by `pattern` (groups: number, unit), within
+    `bounds`: the one reading of durations (here) and ages (`prediction.parse_age`)."""
     raw = text.strip().lower()
-    found = _DURATION.fullmatch(raw) if raw.isascii() else None
+    found = pattern.fullmatch(raw) if raw.isascii() else None
     if found is None:
         shown = text if len(text) <= 40 else text[:40] + "…"
-        raise InvalidInput(f"{what} {shown!r} is not a duration", DURATION_HINT)
-    seconds = float(found[1]) * UNITS[found[2]]
-    if not MIN_SECONDS <= seconds <= MAX_SECONDS:
+        noun = "a duration" if units is UNITS else "an age"
+        raise InvalidInput(f"{what} {shown!r} is not {noun}", hint)
+    seconds = float(found[1]) * units[found[2]]
+    low, high = bounds
+    if not low <= seconds <= high:
+        shown_high = f"{high / 3600:g}h" if units is UNITS else f"{high / 86400 / 365:g} years"
+        shown_low = "1ms" if units is UNITS else "1s"
         raise InvalidInput(
-            f"{what} {text.strip()!r} is out of range: from 1ms to {MAX_SECONDS / 3600:g}h",
-            DURATION_HINT,
+            f"{what} {text.strip()!r} is out of range: from {shown_low} to {shown_high}", hint
         )
     return seconds
 

@@ -22,6 +22,7 @@ import enum
 import re
 from dataclasses import dataclass
 
+from mloop.domain.abtest import OutcomeKind
 from mloop.domain.durations import format_duration
 from mloop.domain.names import ModelRef
 from mloop.domain.records import textual
@@ -148,10 +149,13 @@ class BlueGreenPolicy:
 
 @dataclass(frozen=True, slots=True)
 class ABPolicy:
-    """The weights are the versions' own (one definition); `alpha` is the test's error rate."""
+    """The weights are the versions' own (one definition); `alpha` is the test's error rate;
+    `outcome` says what the posted outcomes are: `rate` (0 or 1 each: a conversion, a click)
+    or `mean` (any number: revenue, time on page), the test compared accordingly."""
 
     sticky: StickyKey | None = None
     alpha: float = 0.05
+    outcome: OutcomeKind = OutcomeKind.RATE
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,8 @@ def plan_of(deployment: Deployment, *, starting: bool = False) -> ServingPlan:
     sticky = str(policy.sticky) if isinstance(policy, ABPolicy) and policy.sticky else None
     fraction = policy.fraction if isinstance(policy, ShadowPolicy) else 1.0
     choose = weighted(served, salt=f"{deployment.endpoint}/{deployment.sequence}")
-    return ServingPlan(deployment.endpoint, served, sticky, fraction, choose)
+    outcome = str(policy.outcome) if isinstance(policy, ABPolicy) else "mean"
+    return ServingPlan(deployment.endpoint, served, sticky, fraction, choose, outcome)
 
 
 @dataclass
@@ -85,6 +86,10 @@ class EndpointAgent:
         self._current = deployment
         return plan_of(deployment, starting=starting)
 
+    def prediction_log(self) -> Any:
+        """This worker's prediction-log writer, on the same project (opened after the fork)."""
+        return self.project.prediction_log()
+
     def load(self, ref: str) -> Predictor:
         return self.project.models.load_predictor(ref, trust=self.trust)
 
@@ -109,7 +114,14 @@ class EndpointAgent:
         stats: dict[str, VersionStats] = {}
         for seen in record.get("versions", ()):
             counted = VersionStats(
-                int(seen["requests"]), int(seen["errors"]), tuple(seen["latency_buckets"])
+                int(seen["requests"]),
+                int(seen["errors"]),
+                tuple(seen["latency_buckets"]),
+                outcomes=int(seen.get("outcomes", 0)),
+                outcome_sum=float(seen.get("outcome_sum", 0.0)),
+                outcome_squares=float(seen.get("outcome_squares", 0.0)),
+                agreed=int(seen.get("agreed", 0)),
+                dropped=int(seen.get("dropped", 0)),
             )
             model = str(seen["model"])
             stats[model] = stats[model] + counted if model in stats else counted

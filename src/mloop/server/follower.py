@@ -140,6 +140,15 @@ class DeploymentFollower:
         serving = self.app.table.loaded()
         for loaded in {slot.loaded for slot in self._draining} - serving:
             await loaded.batcher.aclose()
+        if self.follow.report is not None:  # the last interval too: every answer is out
+            await self._report_once(self.follow.report)
+
+    async def _report_once(self, report: Callable[[dict[str, Any]], None]) -> None:
+        record = {**self.app.take_interval(), "shadow": self.app.shadow_summary()}
+        try:
+            await asyncio.to_thread(report, record)
+        except Exception as exc:  # the numbers of one interval are lost, never the serving
+            logger.warning("could not report the interval of %s: %s", self.app.name, exc)
 
     async def _run(self) -> None:
         while True:
@@ -152,11 +161,7 @@ class DeploymentFollower:
     async def _report(self, report: Callable[[dict[str, Any]], None]) -> None:
         while True:
             await asyncio.sleep(self.follow.report_every)
-            record = {**self.app.take_interval(), "shadow": self.app.shadow_summary()}
-            try:
-                await asyncio.to_thread(report, record)
-            except Exception as exc:  # the numbers of one interval are lost, never the serving
-                logger.warning("could not report the interval of %s: %s", self.app.name, exc)
+            await self._report_once(report)
 
     async def poll(self) -> None:
         """Look at the deployment once, and serve it if it changed."""

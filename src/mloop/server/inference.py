@@ -40,7 +40,7 @@ from mloop.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from mloop.server import oip, routing
+from mloop.server import feedback, oip, routing
 from mloop.server.errors import INTERNAL, Refusals, error_body, from_error, not_found
 from mloop.server.limits import (
     Admission,
@@ -62,6 +62,7 @@ from mloop.server.slots import (
     Table,
     make_table,
 )
+from mloop.services.serving.batcher import cancel
 from mloop.services.serving.intervals import Intervals
 from mloop.services.serving.metrics import ENDPOINTS, ServingMetrics
 from mloop.services.serving.predictor import Predictor, failure
@@ -79,6 +80,7 @@ Reply = tuple[int, bytes, Headers]
 Handler = Callable[[dict[str, Any], Receive], Coroutine[Any, Any, Reply]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 _E = {name: i for i, name in enumerate(ENDPOINTS)}
+CLOSE = (b"connection", b"close")
 
 
 class InferenceApp:
@@ -102,6 +104,11 @@ class InferenceApp:
         self.intervals = intervals or Intervals(table.name)
         self.mirror = Mirror(settings.shadow_queue)
         self.follower: Any = None  # a DeploymentFollower, started and stopped with the app
+        # The prediction log's writer (`services/predictions/log.PredictionLog`), or None:
+        # given by `workers.run_worker` after the fork; closed when the app stops.
+        self.recorder: Any = None  # set with `log_to`
+        self._publisher: asyncio.Task[None] | None = None
+        self._log_base = metrics.logging()  # a restarted worker's counts go on from here
         self.ready = True
         self._last_client: Any = None
         self.admission = Admission(settings.max_concurrency, settings.max_queue)
@@ -146,7 +153,10 @@ class InferenceApp:
             "/health": (_E["health"], get),
             "/metrics": (_E["metrics"], {"GET": self._metrics, "HEAD": self._metrics}),
             "/openapi.json": (_E["openapi"], get),
+            "/feedback": (_E["feedback"], {"POST": self._feedback}),
         }
+        # an endpoint's versions by number, past the split (as KServe's versioned routes)
+        self.versions_prefix = "\0" if table.fixed else f"/v2/models/{name}/versions/"
         if table.fixed:  # one version, named by its ref: its version routes too
             version = primary.predictor.version
             self.routes[f"/v2/models/{name}/versions/{version}/infer"] = (_E["infer"], infer)
@@ -162,6 +172,11 @@ class InferenceApp:
             f"/v2/models/{name}/ready",
             f"/v1/models/{name}",
         }
+
+    def log_to(self, recorder: Any) -> None:
+        """Log every answer, and every shadow's copy beside it, with `recorder` (a
+        `PredictionLog`; made in the worker, after the fork)."""
+        self.recorder = self.mirror.recorder = recorder
 
     def swap(self, table: Table) -> list[Slot]:
         """Serve `table` from now on; returns the slots it no longer holds (to drain)."""
@@ -188,6 +203,8 @@ class InferenceApp:
             return
         started = time.perf_counter()
         route = self.routes.get(scope["path"])
+        if route is None and scope["path"].startswith(self.versions_prefix):
+            route = self._version_route(scope)
         if (
             self.settings.token_sha256 is not None
             and scope["path"] not in self.open_paths
@@ -234,6 +251,33 @@ class InferenceApp:
             copy = scope.get("mloop.mirror")
             if copy is not None:  # the answer is out: now the shadow may have its copy
                 self.mirror.offer(copy)
+            logged = scope.get("mloop.logged")
+            if logged is not None:
+                self.recorder.record(
+                    self.name, slot.label, slot.role, *logged, time.time(), slot.reader.names
+                )
+
+    def _version_route(self, scope: dict[str, Any]) -> tuple[int, dict[str, Handler]] | None:
+        """`/v2/models/ENDPOINT/versions/V[/infer]`: that version's metadata, or a predict it
+        answers whatever the split says (`Table.version` finds it when the request runs)."""
+        rest = scope["path"][len(self.versions_prefix) :]
+        version, _, tail = rest.partition("/")
+        if not version or tail not in ("", "infer"):
+            return None
+        scope["mloop.version"] = version
+        if tail == "infer":
+            return _E["infer"], {"POST": self._infer}
+        return _E["metadata"], {"GET": self._version_metadata, "HEAD": self._version_metadata}
+
+    async def _version_metadata(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        try:
+            slot = self.table.version(scope["mloop.version"])
+        except MloopError as exc:
+            status, body = from_error(exc)
+            return status, body, self.json
+        predictor = slot.predictor
+        found = oip.metadata(self.name, predictor.version, predictor.signature)
+        return 200, orjson.dumps(found), slot.json
 
     # predict -------------------------------------------------------------------------------
     async def _invocations(self, scope: dict[str, Any], receive: Receive) -> Reply:
@@ -307,7 +351,13 @@ class InferenceApp:
                 admitted = True
                 # From reading the table to counting in flight there: no await.
                 table = self.table
-                if table.only is not None:
+                pinned = scope.get("mloop.version")
+                if pinned is not None:  # a request naming its version
+                    slot = table.version(pinned)
+                    slot.in_flight += 1
+                    scope["mloop.slot"] = slot
+                    batch, request = routing.read(slot, route, media, body)
+                elif table.only is not None:
                     slot = table.only
                     slot.in_flight += 1
                     scope["mloop.slot"] = slot
@@ -325,11 +375,19 @@ class InferenceApp:
                     if isinstance(failed, ModelFailed):
                         slot.loaded.failures.failed(exc)
                     raise failed from exc
+                rid = scope.get("mloop.request_id")
+                if rid is None and self.recorder is not None:
+                    rid = routing.request_id(scope["headers"])
+                text = None if rid is None else rid.decode("latin-1")
                 if shadow is not None and table.mirror_this():
                     seconds = time.perf_counter() - began
-                    copy = Copy(shadow, slot.metrics, batch.data, batch.rows, result, seconds)
+                    copy = Copy(shadow, slot.metrics, batch.data, batch.rows, result, seconds, text)
                     scope["mloop.mirror"] = copy
                 answer, headers = routing.write(slot, result, request)
+                if rid is not None:
+                    headers = [*headers, (routing.REQUEST_ID, rid)]
+                    if self.recorder is not None:  # logged once the answer is out
+                        scope["mloop.logged"] = (text, batch.data, result)
                 return 200, answer, self._warn(batch, headers) if batch.unknown else headers
         except TimeoutError:
             message = f"no answer within the time-out of {settings.timeout:g} s"
@@ -351,6 +409,32 @@ class InferenceApp:
             if slot is not None:
                 slot.in_flight -= 1
             self.metrics.leave()
+
+    async def _feedback(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        """Outcomes for earlier answers, counted for the versions that gave them
+        (`feedback.py`): the whole batch, or none of it with the first bad item named."""
+        settings = self.settings
+        held = 0
+        try:
+            async with asyncio.timeout(min(settings.body_timeout, settings.timeout)):
+                body = await read_body(receive, settings.max_body_bytes, self.bodies)
+            held = len(body)
+            table = self.table
+            counted = feedback.count(table, feedback.parse(body, table))
+            return 200, orjson.dumps(counted.plain()), self.json
+        except TimeoutError:
+            return RequestTimeout.http_status, self.slow_body, [*self.json, CLOSE]
+        except TooLarge:
+            message = f"the body is over the limit of {settings.max_body_bytes} bytes"
+            body = error_body(PayloadTooLarge, message, "send fewer outcomes per request")
+            return PayloadTooLarge.http_status, body, [*self.json, CLOSE]
+        except OverBudget:
+            return Overloaded.http_status, self.busy_bodies, [*self.busy_headers, CLOSE]
+        except MloopError as exc:
+            status, body = from_error(exc)
+            return status, body, self.json
+        finally:
+            self.bodies.give(held)
 
     # everything else -----------------------------------------------------------------------
     async def _static(self, scope: dict[str, Any], receive: Receive) -> Reply:
@@ -376,7 +460,21 @@ class InferenceApp:
         return 503, orjson.dumps(body), self.json
 
     async def _metrics(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        if self.recorder is not None:
+            self._publish_counts()
         return 200, self.metrics.render(), self.text
+
+    async def _publish(self) -> None:
+        """Every second, this worker's prediction-log counts into the shared metrics (so the
+        worker answering a scrape shows every worker's)."""
+        while True:
+            self._publish_counts()
+            await asyncio.sleep(1.0)
+
+    def _publish_counts(self) -> None:
+        recorder = self.recorder
+        written, dropped = self._log_base
+        self.metrics.logged(written + recorder.written, dropped + recorder.dropped)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -384,6 +482,8 @@ class InferenceApp:
             if message["type"] == "lifespan.startup":
                 if self.follower is not None:
                     self.follower.start()
+                if self.recorder is not None:
+                    self._publisher = asyncio.get_running_loop().create_task(self._publish())
                 self.metrics.ready(True)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -395,6 +495,10 @@ class InferenceApp:
                 await self.mirror.aclose()
                 for loaded in self.table.loaded():
                     await loaded.batcher.aclose()
+                if self.recorder is not None:  # every answer is out: store what it logged
+                    await cancel(self._publisher)
+                    await asyncio.to_thread(self.recorder.close)
+                    self._publish_counts()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -259,6 +259,16 @@ def openapi_document(name: str, version: int, signature: Signature | None) -> di
             "/ping": get("Liveness (MLflow)", status),
             "/metrics": get("Prometheus metrics", {"type": "string"}, "text/plain"),
             "/openapi.json": get("This document", status),
+            "/feedback": {
+                "post": {
+                    "summary": "Outcomes of earlier answers (an A/B test's conversions or values)",
+                    "requestBody": {"required": True, **_json(FEEDBACK, "outcomes by key")},
+                    "responses": {
+                        "200": _json(FEEDBACK_COUNTED, "outcomes counted per version"),
+                        **_errors(400, 413),
+                    },
+                }
+            },
         },
         "components": {
             "schemas": {
@@ -291,3 +301,37 @@ def openapi_document(name: str, version: int, signature: Signature | None) -> di
             }
         },
     }
+
+
+_ITEM = {
+    "type": "object",
+    "required": ["outcome"],
+    "properties": {
+        "key": {
+            "type": ["string", "number"],
+            "description": "the sticky key's value, or the answer's mloop-request-id",
+        },
+        "request_id": {"type": "string", "description": "the answer's mloop-request-id"},
+        "outcome": {
+            "type": ["number", "boolean"],
+            "description": "0 or 1 for a rate test, any number for a mean test",
+        },
+    },
+}
+FEEDBACK = {
+    "oneOf": [
+        {"type": "array", "items": _ITEM},
+        {
+            "type": "object",
+            "required": ["feedback"],
+            "properties": {"feedback": {"type": "array", "items": _ITEM}},
+        },
+    ]
+}
+FEEDBACK_COUNTED = {
+    "type": "object",
+    "properties": {
+        "accepted": {"type": "integer"},
+        "versions": {"type": "object", "additionalProperties": {"type": "integer"}},
+    },
+}

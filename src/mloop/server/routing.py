@@ -18,13 +18,15 @@ the same version. Where the field is found:
 - CSV: the header names the column; the first data row gives the value.
 
 A request without the field has no key and is routed by weight alone, like a client that sends
-no sticky header: routing never fails a request.
+no sticky header: routing never fails a request. With no sticky key at all, a request is routed
+by its request id (`request_id`), which its answer carries.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import secrets
 from typing import Any
 
 import orjson
@@ -35,6 +37,8 @@ from mloop.server.slots import Headers, Slot, Table
 from mloop.server.tensors import split_body
 from mloop.services.serving.requests import Batch, mlflow_response, parse_body
 from mloop.services.serving.tables import read_csv
+
+REQUEST_ID = b"mloop-request-id"
 
 
 def as_key(value: Any) -> bytes | None:
@@ -116,6 +120,21 @@ def csv_key(body: bytes, name: str) -> bytes | None:
     return rows[1][at].encode() if at < len(rows[1]) else None
 
 
+def request_id(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The request's id: the client's `mloop-request-id` header, or a new random one. With no
+    sticky key, a request is routed by its id, so an outcome posted later with that id finds
+    the version that answered (`feedback.py`) on any server.
+
+    Example:
+        >>> request_id([(b"mloop-request-id", b"order-17")]), len(request_id([]))
+        (b'order-17', 32)
+    """
+    for name, value in headers:
+        if name == REQUEST_ID:
+            return value
+    return secrets.token_hex(16).encode()
+
+
 def read(slot: Slot, route: str, media: Media, body: bytes) -> tuple[Batch, Any]:
     """The batch a body holds, and what the answer needs to know of the request."""
     if route == INFER:
@@ -136,7 +155,10 @@ def routed(
     it is parsed once)."""
     field = table.sticky_field
     if field is None:
-        key = table.header_key(scope["headers"]) if table.sticky_header else None
+        if table.sticky_header:
+            key = table.header_key(scope["headers"])
+        else:
+            key = scope["mloop.request_id"] = request_id(scope["headers"])
         slot = table.pick(key)
         return slot, *read(slot, route, media, body)
     bools = b"true" in body or b"false" in body

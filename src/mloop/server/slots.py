@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from mloop.errors import InvalidInput
+from mloop.errors import InvalidInput, ModelNotFound
 from mloop.server import oip
 from mloop.server.openapi import openapi_document
 from mloop.services.serving.batcher import MicroBatcher, Observer
@@ -71,6 +71,7 @@ class ServingPlan:
     sticky: str | None = None
     fraction: float = 1.0
     choose: Chooser | None = field(default=None, compare=False)
+    outcome: str = "mean"  # what `POST /feedback` takes: "rate" (0 or 1) or "mean" (numbers)
 
     def __post_init__(self) -> None:
         if not any(v.role != SHADOW for v in self.versions):
@@ -205,6 +206,11 @@ class Slot:
     def key(self) -> tuple[str, str]:
         return self.label, self.role
 
+    @property
+    def inputs(self) -> list[str]:
+        """The signature's input names: the columns of the arrays its reader makes."""
+        return self.reader.names
+
     def record(self, status: int, seconds: float) -> None:
         """Count one answer of this slot's (after it was sent)."""
         self.metrics.request(status, seconds)
@@ -263,6 +269,20 @@ class Table:
     def pick(self, key: bytes | None) -> Slot:
         slot = self.by_index[self.choose(key)]
         return slot if slot.role != SHADOW else self.primary
+
+    def version(self, version: str) -> Slot:
+        """The answering slot of model version `version` (its number, or NAME:V), for a
+        request that names it (`/v2/models/ENDPOINT/versions/V/infer`): past the split."""
+        found = [s for s in self.serving if version in (s.label, str(s.predictor.version))]
+        if len(found) != 1:
+            serving = ", ".join(s.label for s in self.serving)
+            raise ModelNotFound(
+                f"endpoint {self.name!r} serves no single version {version!r} (it serves "
+                f"{serving})",
+                f"use /v2/models/{self.name}/versions/V/infer with V one of its versions' "
+                f"numbers, or /v2/models/{self.name}/infer to let the endpoint choose",
+            )
+        return found[0]
 
     def mirror_this(self) -> bool:
         """Whether this request is copied to the shadow: `fraction` of them, evenly spread."""

@@ -41,6 +41,8 @@ from mloop.services.serving.predictor import Predictor
 PredictorFactory = Callable[[], Predictor]
 # One version (`mloop serve REF`), or an endpoint's deployment followed as it changes.
 Source = PredictorFactory | Follow
+# Makes one worker's prediction-log writer (a `services/predictions/log.PredictionLog`).
+Recorder = Callable[[], Any]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -118,8 +120,10 @@ def run_worker(
     counters: SharedCounters,
     worker: int = 0,
     on_loaded: Callable[[InferenceApp], None] | None = None,
+    recorder: Recorder | None = None,
 ) -> None:
     """Load the model, then serve `sock` until SIGTERM/SIGINT, finishing what is in flight.
+    `recorder` makes this worker's prediction-log writer (None: nothing is logged).
 
     Example:
         >>> sock, counters = bind_socket(), SharedCounters()  # doctest: +SKIP
@@ -138,6 +142,8 @@ def run_worker(
             _skip_finite_checks()
     metrics = app.metrics
     metrics.loaded(perf_counter() - started)
+    if recorder is not None:
+        app.log_to(recorder())  # its thread starts here, after the fork
     gc.freeze()  # the model and the imports: never collected, never scanned again
     server = uvicorn.Server(uvicorn_config(app, settings, metrics.refused))
 
@@ -174,9 +180,11 @@ def serve(
     workers: int = 1,
     settings: ServeSettings | None = None,
     on_ready: Callable[[str], None] | None = None,
+    recorder: Recorder | None = None,
 ) -> None:
     """Serve the model `predictor_factory` loads (or the deployment a `Follow` reads, as it
-    changes) at http://HOST:PORT until stopped.
+    changes) at http://HOST:PORT until stopped; `recorder` makes each worker's prediction-log
+    writer (called in the worker).
 
     `on_ready` gets the URL once the model is loaded (in every worker) and requests are
     answered; `port=0` picks a free port, which the URL shows.
@@ -194,10 +202,16 @@ def serve(
     counters = SharedCounters(workers)
     if workers == 1:
         announce = None if on_ready is None else lambda _app: on_ready(url)
-        run_worker(predictor_factory, sock, settings, counters, 0, announce)
+        run_worker(predictor_factory, sock, settings, counters, 0, announce, recorder)
         return
     _supervise(
-        predictor_factory, sock, settings, counters, workers, lambda: on_ready and on_ready(url)
+        predictor_factory,
+        sock,
+        settings,
+        counters,
+        workers,
+        lambda: on_ready and on_ready(url),
+        recorder,
     )
 
 
@@ -243,6 +257,7 @@ def _worker_main(
     counters: SharedCounters,
     worker: int,
     wakeup: tuple[int, int],
+    recorder: Recorder | None,
 ) -> None:
     signal.set_wakeup_fd(-1)  # the parent's wake-up pipe is not ours
     for fd in wakeup:
@@ -250,7 +265,7 @@ def _worker_main(
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)  # while loading, a stop signal just ends the worker
     try:
-        run_worker(factory, sock, settings, counters, worker)
+        run_worker(factory, sock, settings, counters, worker, None, recorder)
     except MloopError as exc:
         sys.stderr.write(f"error: worker {worker}: {exc.message}\n")
         if exc.hint:
@@ -265,6 +280,7 @@ def _supervise(
     counters: SharedCounters,
     workers: int,
     announce: Callable[[], object],
+    recorder: Recorder | None,
 ) -> None:
     context = multiprocessing.get_context("fork")
     read_end, write_end = os.pipe()
@@ -276,7 +292,7 @@ def _supervise(
     def start(worker: int) -> Any:
         process = context.Process(
             target=_worker_main,
-            args=(factory, sock, settings, counters, worker, (read_end, write_end)),
+            args=(factory, sock, settings, counters, worker, (read_end, write_end), recorder),
             name=f"mloop-serve-{worker}",
         )
         process.start()

@@ -52,6 +52,13 @@ def test_statistics_of_several_servers_merge_by_addition() -> None:
     assert merged.success_rate == 99.0
     labelled = VersionStats(labelled=10, correct=9) + VersionStats(labelled=10, correct=7)
     assert labelled.accuracy == 0.8
+    posted = VersionStats(outcomes=4, outcome_sum=3, outcome_squares=3) + VersionStats(
+        outcomes=6, outcome_sum=1, outcome_squares=1
+    )
+    assert (posted.outcomes, posted.outcome_mean, posted.outcome_squares) == (10, 0.4, 4)
+    shadow = VersionStats(requests=8, agreed=6, dropped=1) + VersionStats(requests=2, agreed=2)
+    assert (shadow.agreement_rate, shadow.dropped) == (0.8, 1)
+    assert VersionStats().outcome_mean is None and VersionStats().agreement_rate is None
 
 
 def test_a_healthy_canary_passes_every_gate_with_its_numbers() -> None:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from mloop.domain.abtest import OutcomeKind
 from mloop.domain.deploy_request import (
     parse_latency_bound,
     parse_request,
@@ -156,6 +157,11 @@ def test_other_strategies_read_their_options() -> None:
     assert ab.weights == (90, 10)
     assert ab.policy == ABPolicy(StickyKey(KeySource.HEADER, "x-user"), 0.05)
     assert parse_request("web", "ab", [V3, V4, V5], {}).weights == (34, 33, 33)
+    means = parse_request("web", "ab", [V3, V4], {"outcome": "mean", "alpha": "0.01"}).policy
+    assert means == ABPolicy(None, 0.01, OutcomeKind.MEAN)
+    with pytest.raises(InvalidInput, match="--outcome 'clicks' is not an outcome kind") as bad:
+        parse_request("web", "ab", [V3, V4], {"outcome": "clicks"})
+    assert "--outcome mean" in (bad.value.hint or "")
     direct = parse_request("web", "direct", [V3], {})
     assert direct.policy is None and direct.strategy is Strategy.DIRECT
 

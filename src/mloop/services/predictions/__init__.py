@@ -1,8 +1,8 @@
-"""Predictions (services, layer 2): the prediction log, a recording like runs. Not built yet.
+"""Predictions (services, bottom layer): the prediction log, a recording like runs.
 
-Serving will write one entry per answered request (which model version, inputs, outputs, when)
-and monitoring will read it back, joined with feedback, for drift and accuracy. The two are
-siblings in the import contract and may not import each other, so the log they share sits below
-both, beside tracking and data; the package exists now so that the contract names it as a
-checked layer rather than an optional one.
+Serving writes one entry per answered request (`log.PredictionLog`: which model version and
+role, the inputs, the answer, when) and monitoring reads windows of it back
+(`reader.PredictionReader`), joined with feedback, for drift and accuracy. The two are siblings
+in the import contract and may not import each other, so the log they share sits below both,
+beside tracking and data.
 """

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mloop.domain.abtest import RateSample
+from mloop.domain.abtest import MeanSample, OutcomeKind, RateSample, Sample
 from mloop.domain.analysis import VersionStats, analyse
 from mloop.domain.deploy_request import parse_request, plan
 from mloop.domain.endpoint import (
@@ -29,7 +29,9 @@ from mloop.domain.endpoint import (
 )
 from mloop.domain.event import Event
 from mloop.domain.names import ModelRef
+from mloop.domain.records import from_plain, to_plain
 from mloop.domain.rollout import (
+    ROLLOUT_ACTOR,
     Decision,
     advance,
     fail,
@@ -45,6 +47,7 @@ from mloop.services.registry.models import ModelService
 from mloop.store.metadata.protocol import MetadataStore
 
 LEASE_SECONDS = 10.0  # a decider that stops renewing is replaced after this long
+AB_LOOK_EVERY = 5.0  # seconds between the looks an A/B test keeps (a status looks any time)
 ANALYSIS_ACTIONS = (
     "endpoint.advanced",
     "endpoint.held",
@@ -60,10 +63,14 @@ class VersionStatus:
     model: str
     role: Role
     weight: int
-    requests: int = 0
+    requests: int = 0  # a shadow's: the copies it predicted
     errors: int = 0
     success_rate: float | None = None
     p99: float | None = None
+    outcomes: int = 0  # posted for its answers (`POST /feedback`)
+    outcome_mean: float | None = None  # a conversion rate when outcomes are 0 or 1
+    agreement_rate: float | None = None  # a shadow's copies predicted as the primary did
+    dropped: int = 0  # a shadow's copies turned away by a full queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,17 +149,24 @@ class EndpointService:
     ) -> Deployment:
         current = self.get(endpoint)
         chosen = None if winner is None else self._exact(winner)
-        if chosen is None and current.strategy is Strategy.AB:
-            look = self.ab_decision(current)
-            if look is None or look.winner is None:
+        look = self.ab_decision(current) if current.state is EndpointState.PROGRESSING else None
+        if chosen is None and look is not None:
+            if look.winner is None:
                 raise InvalidInput(
-                    f"the ab test on endpoint {endpoint!r} has no winner yet"
-                    + (f": {look.reason}" if look else ""),
+                    f"the ab test on endpoint {endpoint!r} has no winner yet: {look.reason}",
                     f"wait (see `mloop endpoints status {endpoint}`), or choose yourself: "
                     f"mloop endpoints promote {endpoint} --winner MODEL:V",
                 )
             chosen = ModelRef.parse(look.winner)
         decision = promote(current, now=time.time(), actor=self.actor, winner=chosen)
+        if look is not None:  # the test's numbers go with the Event, whoever chose
+            said = (
+                f"{chosen} won the ab test: {look.reason}"
+                if look.winner == str(chosen)
+                else f"{chosen} promoted by hand; the ab test says: {look.reason}"
+            )
+            details = {**decision.details, "ab": to_plain(look)}
+            decision = dataclasses.replace(decision, reason=said, details=details)
         return self._save((decision,), current, reason)
 
     def rollback(self, endpoint: str, reason: str | None = None) -> Deployment:
@@ -186,20 +200,70 @@ class EndpointService:
     def ab_decision(
         self, deployment: Deployment, seen: Mapping[str, VersionStats] | None = None
     ) -> ABDecision | None:
-        """An ab test's verdict on its variants' outcome rate (predictions whose feedback
-        agreed), by the mSPRT: valid however often anyone looks. None for other strategies."""
+        """An ab test's verdict on its variants' outcomes (posted with `POST /feedback`: a
+        rate of 0/1 outcomes or a mean of numbers, as the policy says), by the mSPRT: valid
+        however often anyone looks. None for other strategies."""
         policy = deployment.policy
         if deployment.strategy is not Strategy.AB or not isinstance(policy, ABPolicy):
+            return None
+        if len(deployment.versions) < 2:  # promoted: the test's last look is in its Event
             return None
         if seen is None:
             seen = self.metadata.endpoints.stats(
                 deployment.endpoint, deployment.sequence, since=deployment.started
             )
-        samples = {}
+        samples: dict[str, Sample] = {}
         for version in deployment.versions:
             stats = seen.get(str(version.model), VersionStats())
-            samples[str(version.model)] = RateSample(stats.labelled, stats.correct)
-        return decide(samples, SequentialRule(alpha=policy.alpha))
+            samples[str(version.model)] = (
+                RateSample(stats.outcomes, round(stats.outcome_sum))
+                if policy.outcome is OutcomeKind.RATE
+                else MeanSample(stats.outcomes, stats.outcome_sum, stats.outcome_squares)
+            )
+        rule = SequentialRule(alpha=policy.alpha)
+        previous = self._last_look(deployment)
+        try:
+            return decide(samples, rule, previous)
+        except InvalidInput:  # a kept look over other variants or outcomes: a new test
+            return decide(samples, rule)
+
+    def _last_look(self, deployment: Deployment) -> ABDecision | None:
+        """The A/B test's last kept look, which the next carries on (the mSPRT's mixing width
+        is fixed at the first look; its p-value is a running minimum, its interval a running
+        intersection): so a winner, once named, stays named."""
+        found = self.metadata.endpoints.look(deployment.endpoint, deployment.sequence)
+        if found is None:
+            return None
+        try:
+            return from_plain(ABDecision, found[1])
+        except (InvalidInput, KeyError, TypeError, ValueError):  # unreadable: start afresh
+            return None
+
+    def _keep_look(self, deployment: Deployment, holder: str, now: float) -> None:
+        """Every `AB_LOOK_EVERY` seconds the lease's holder takes the A/B test's look and keeps
+        it; the look that first names a winner is an Event with its numbers."""
+        endpoints = self.metadata.endpoints
+        kept = endpoints.look(deployment.endpoint, deployment.sequence)
+        if kept is not None and now - kept[0] < AB_LOOK_EVERY:
+            return
+        if not endpoints.lease(deployment.endpoint, holder, now, LEASE_SECONDS):
+            return
+        before = self._last_look(deployment)
+        look = self.ab_decision(deployment)
+        if look is None:
+            return
+        endpoints.save_look(deployment.endpoint, deployment.sequence, now, to_plain(look))
+        if look.winner is not None and (before is None or before.winner != look.winner):
+            self.metadata.events.append(
+                Event(
+                    now,
+                    ROLLOUT_ACTOR,
+                    "endpoint.ab_winner",
+                    f"endpoint/{deployment.endpoint}",
+                    f"{look.winner} wins the ab test: {look.reason}",
+                    {"deployment": deployment.sequence, "ab": to_plain(look)},
+                )
+            )
 
     # model servers --------------------------------------------------------------------------
     def mark_ready(self, endpoint: str, sequence: int) -> Deployment | None:
@@ -238,6 +302,9 @@ class EndpointService:
         """The next due step of the endpoint's rollout, taken by the lease's holder only."""
         now = time.time() if now is None else now
         current = self.get(endpoint)
+        if current.strategy is Strategy.AB and current.state is EndpointState.PROGRESSING:
+            self._keep_look(current, holder, now)
+            return None
         due = wake_at(current)
         if due is None or now < due:
             return None
@@ -302,8 +369,19 @@ def _version_status(
     stats = seen.get(str(model))
     if stats is None:
         return VersionStatus(str(model), role, weight)
+    shadow = role is Role.SHADOW
     return VersionStatus(
-        str(model), role, weight, stats.requests, stats.errors, stats.success_rate, stats.p99()
+        str(model),
+        role,
+        weight,
+        stats.requests,
+        stats.errors,
+        stats.success_rate,
+        stats.p99(),
+        stats.outcomes,
+        stats.outcome_mean,
+        stats.agreement_rate if shadow else None,
+        stats.dropped,
     )
 
 

@@ -23,7 +23,9 @@ BOUNDS = LATENCY_BOUNDS
 
 @dataclass(slots=True)
 class IntervalCounts:
-    """One version's numbers since the last `take`: what a slot adds to on each answer."""
+    """One version's numbers since the last `take`: what a slot adds to on each answer, the
+    outcomes posted for its answers, and, for a shadow, its copies (`analysis.VersionStats`
+    says what each field means)."""
 
     model: str
     role: str
@@ -31,6 +33,11 @@ class IntervalCounts:
     errors: int = 0
     seconds: float = 0.0
     buckets: list[int] = field(default_factory=lambda: [0] * (len(BOUNDS) + 1))
+    outcomes: int = 0
+    outcome_sum: float = 0.0
+    outcome_squares: float = 0.0
+    agreed: int = 0
+    dropped: int = 0
 
     def add(self, status: int, seconds: float) -> None:
         self.requests += 1
@@ -38,6 +45,21 @@ class IntervalCounts:
             self.errors += 1
         self.seconds += seconds
         self.buckets[bucket(seconds)] += 1
+
+    def outcome(self, value: float) -> None:
+        self.outcomes += 1
+        self.outcome_sum += value
+        self.outcome_squares += value * value
+
+    def mirrored(self, seconds: float, agreed: bool) -> None:
+        """A shadow predicted a copy in `seconds`, as the primary did or not."""
+        self.add(200, seconds)
+        self.agreed += agreed
+
+    def reset(self) -> None:
+        self.requests = self.errors = self.outcomes = self.agreed = self.dropped = 0
+        self.seconds = self.outcome_sum = self.outcome_squares = 0.0
+        self.buckets = [0] * (len(BOUNDS) + 1)
 
     def plain(self) -> dict[str, Any]:
         return {
@@ -47,6 +69,11 @@ class IntervalCounts:
             "errors": self.errors,
             "latency_sum": self.seconds,
             "latency_buckets": list(self.buckets),
+            "outcomes": self.outcomes,
+            "outcome_sum": self.outcome_sum,
+            "outcome_squares": self.outcome_squares,
+            "agreed": self.agreed,
+            "dropped": self.dropped,
         }
 
 
@@ -99,9 +126,6 @@ class Intervals:
             if key not in self._live:
                 del self._counts[key]
                 continue
-            counts = self._counts[key]
-            counts.requests = counts.errors = 0
-            counts.seconds = 0.0
-            counts.buckets = [0] * (len(BOUNDS) + 1)
+            self._counts[key].reset()
         self.started = now
         return record

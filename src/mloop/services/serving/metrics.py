@@ -29,7 +29,16 @@ from mloop.services.serving.versions import (
 )
 from mloop.services.serving.versions import observe as _observe
 
-ENDPOINTS = ("invocations", "infer", "metadata", "health", "metrics", "openapi", "other")
+ENDPOINTS = (
+    "invocations",
+    "infer",
+    "metadata",
+    "health",
+    "metrics",
+    "openapi",
+    "feedback",
+    "other",
+)
 ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 # Text columns whose unknown categories are counted by name; any past these share the last.
 CATEGORY_COLUMNS = 32
@@ -50,7 +59,9 @@ _LOAD = _PREDICT + _HS
 _PID = _LOAD + 1
 _READY = _PID + 1
 _UNKNOWN = _READY + 1
-BLOCK = _UNKNOWN + CATEGORY_COLUMNS
+_LOGGED = _UNKNOWN + CATEGORY_COLUMNS  # requests the prediction log stored
+_LOG_DROPPED = _LOGGED + 1  # requests it answered but could not log
+BLOCK = _LOG_DROPPED + 1
 
 
 class SharedCounters:
@@ -150,6 +161,15 @@ class ServingMetrics:
     def ready(self, ready: bool = True) -> None:
         self._block[_READY] = 1.0 if ready else 0.0
 
+    def logging(self) -> tuple[float, float]:
+        """Where this worker's prediction-log counts stand now: a restarted worker counts on
+        from there (its writer starts at 0), so the counters never go back."""
+        return self._block[_LOGGED], self._block[_LOG_DROPPED]
+
+    def logged(self, written: float, dropped: float) -> None:
+        self._block[_LOGGED] = written
+        self._block[_LOG_DROPPED] = dropped
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -237,6 +257,16 @@ class _Collector(Collector):
         yield GaugeMetricFamily(
             "mloop_workers", "Worker processes ready", sum(b[_READY] for b in blocks)
         )
+        yield CounterMetricFamily(
+            "mloop_prediction_log_written",
+            "Answered requests stored in the prediction log",
+            total[_LOGGED],
+        )
+        yield CounterMetricFamily(
+            "mloop_prediction_log_dropped",
+            "Answered requests the prediction log could not keep (a full buffer, a long outage)",
+            total[_LOG_DROPPED],
+        )
         memory, cpu = _process_stats(counters.pids())
         yield GaugeMetricFamily(
             "process_resident_memory_bytes", "Resident memory of the worker processes", memory
@@ -284,6 +314,16 @@ def _version_families(
             ("failures", "Copies the shadow failed to predict"),
         )
     }
+    outcomes = CounterMetricFamily(
+        "mloop_model_outcomes",
+        "Outcomes posted to /feedback for a version's answers (an A/B test's conversions)",
+        labels=labels,
+    )
+    outcome_value = CounterMetricFamily(
+        "mloop_model_outcome_value",
+        "The sum of those outcomes: over mloop_model_outcomes_total, a conversion rate or mean",
+        labels=labels,
+    )
     mirrored = HistogramMetricFamily(
         "mloop_shadow_predict_duration_seconds",
         "Predict time on mirrored requests, of the primary and of the shadow (by role)",
@@ -304,8 +344,13 @@ def _version_families(
                 family.add_metric(values, total[fields[name]])
         if total[v.MIRROR_LATENCY + _HS - 1]:
             mirrored.add_metric(values, *_histogram(total, v.MIRROR_LATENCY, SECONDS))
+        if total[v.OUTCOMES]:
+            outcomes.add_metric(values, total[v.OUTCOMES])
+            outcome_value.add_metric(values, total[v.OUTCOME_TOTAL])
     yield requests
     yield errors
     yield latency
+    yield outcomes
+    yield outcome_value
     yield from shadow.values()
     yield mirrored

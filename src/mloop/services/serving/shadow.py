@@ -5,7 +5,8 @@ background task predicts the copies with the shadow, so the client never waits f
 however slow it is. When the queue is full the copy is dropped and counted: the shadow sees a
 sample then, never a backlog that grows without bound. Each shadow prediction is compared with
 the primary's (labels equal, numbers `np.isclose`), and both predict times are recorded, in
-the shared Prometheus counters (`versions.py`) and in a plain summary for the endpoint's stats.
+the shared Prometheus counters (`versions.py`), in the shadow's interval counts (reported to
+the store, where `endpoints status` reads its agreement and latency) and in a plain summary.
 
 The work is done per group of copies, not per copy: nobody waits for a shadow's answer, so a
 copy may wait up to `linger` seconds for others (or until `GROUP` are queued), and the group is
@@ -32,6 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from mloop.services.serving.batcher import cancel, join, take
+from mloop.services.serving.intervals import IntervalCounts
 from mloop.services.serving.versions import (
     AGREED,
     DROPPED,
@@ -52,7 +54,12 @@ class Target(Protocol):
 
     in_flight: int
     label: str
+    endpoint: str
     metrics: VersionMetrics
+    counts: IntervalCounts
+
+    @property
+    def inputs(self) -> list[str]: ...
 
     async def predict_rows(self, data: Any, rows: int) -> Any: ...
 
@@ -67,6 +74,7 @@ class Copy:
     rows: int
     expected: Any
     primary_seconds: float
+    request_id: str | None = None  # the primary's answer's: the prediction log pairs them
 
 
 def _array(value: Any) -> np.ndarray[Any, Any]:
@@ -103,33 +111,33 @@ def agree(primary: Any, shadow: Any) -> bool:
     return same is not None and bool(same.all())
 
 
-def agreements(expected: Sequence[Any], predicted: Any, rows: Sequence[int]) -> int:
-    """How many copies the shadow agreed on: `expected` holds the primary's predictions of each
+def agreements(expected: Sequence[Any], predicted: Any, rows: Sequence[int]) -> list[bool]:
+    """Which copies the shadow agreed on: `expected` holds the primary's predictions of each
     copy (`rows` rows each), `predicted` the shadow's of all of them, concatenated. One
     comparison for the whole group; a copy agrees when every value of its rows matches.
 
     Example:
         >>> agreements([np.array([1, 0]), np.array([1])], np.array([1, 0, 0]), [2, 1])
-        1
+        [True, False]
     """
     b = _array(predicted)
     try:
         a = _array(join(expected)) if len(expected) > 1 else _array(expected[0])
     except (TypeError, ValueError):  # predictions of differing shapes: compare copy by copy
         a = None
+    ends = np.cumsum(rows)
     if a is None or a.ndim == 0 or a.shape != b.shape:
-        ends = np.cumsum(rows).tolist()
-        return sum(
+        return [
             agree(e, take(predicted, end - n, end))
-            for e, n, end in zip(expected, rows, ends, strict=True)
-        )
+            for e, n, end in zip(expected, rows, ends.tolist(), strict=True)
+        ]
     same = _matches(a, b)
     if same is None:
-        return 0
+        return [False] * len(rows)
     per_row = same.reshape(len(same), -1).all(axis=1) if same.ndim > 1 else same
     wrong = np.concatenate(([0], np.cumsum(~per_row)))  # wrong rows before each row
-    ends = np.cumsum(rows)
-    return int((wrong[ends] == wrong[ends - np.asarray(rows)]).sum())
+    agreed: list[bool] = (wrong[ends] == wrong[ends - np.asarray(rows)]).tolist()
+    return agreed
 
 
 class Mirror:
@@ -151,6 +159,7 @@ class Mirror:
         self.mirrored = self.dropped = self.agreed = self.failed = 0
         self.seconds = {"primary": 0.0, "shadow": 0.0}
         self.predicting = 0  # copies the shadow is predicting right now
+        self.recorder: Any = None  # the prediction log (`PredictionLog`), where one is kept
 
     @property
     def busy(self) -> bool:
@@ -163,6 +172,7 @@ class Mirror:
         if len(queue) >= self.size:
             self.dropped += 1
             copy.target.metrics.count(DROPPED)
+            copy.target.counts.dropped += 1
             return False
         queue.append(copy)
         copy.target.in_flight += 1  # a retired shadow drains its copies too
@@ -228,39 +238,69 @@ class Mirror:
             if len(copies) == 1:
                 result = await target.predict_rows(copies[0].data, copies[0].rows)
             else:
-                rows = sum(copy.rows for copy in copies)
-                result = await target.predict_rows(join([copy.data for copy in copies]), rows)
+                total = sum(copy.rows for copy in copies)
+                result = await target.predict_rows(join([copy.data for copy in copies]), total)
         except Exception as exc:  # the shadow's failure is counted, never a client's
             if len(copies) > 1:  # one copy the shadow cannot read must not fail the others
                 for copy in copies:
                     await self._predict([copy])
                 return
             logger.warning("shadow %s failed to predict: %s", target.label, exc)
-            self._record(target, copies, agreed=0, failed=True, seconds=0.0)
+            seconds = time.perf_counter() - started
+            self._record(target, copies, [], failed=True, seconds=seconds)
             return
         seconds = time.perf_counter() - started
-        expected = [copy.expected for copy in copies]
-        agreed = agreements(expected, result, [copy.rows for copy in copies])
+        rows = [copy.rows for copy in copies]
+        if self.recorder is not None:
+            self._log(target, copies, result)
+        agreed = agreements([copy.expected for copy in copies], result, rows)
         self._record(target, copies, agreed, failed=False, seconds=seconds)
 
+    def _log(self, target: Target, copies: list[Copy], result: Any) -> None:
+        """Each copy's shadow prediction into the prediction log, beside its primary's."""
+        end = 0
+        for copy in copies:
+            start, end = end, end + copy.rows
+            if copy.request_id is not None:
+                predicted = result if len(copies) == 1 else take(result, start, end)
+                self.recorder.record(
+                    target.endpoint,
+                    target.label,
+                    "shadow",
+                    copy.request_id,
+                    copy.data,
+                    predicted,
+                    time.time(),
+                    target.inputs,
+                )
+
     def _record(
-        self, target: Target, copies: list[Copy], agreed: int, failed: bool, seconds: float
+        self,
+        target: Target,
+        copies: list[Copy],
+        agreed: Sequence[bool],
+        failed: bool,
+        seconds: float,
     ) -> None:
         """The one place a group's outcome is counted: `copies` predicted by `target` (or all
-        `failed`), `agreed` of them matching the primary, in `seconds` for each copy (the
-        group's predict call)."""
-        metrics, done = target.metrics, len(copies)
+        `failed`), which of them `agreed` with the primary, in `seconds` each (the group's
+        predict call), in the Prometheus counters, the interval counts and the summary."""
+        metrics, counts, done = target.metrics, target.counts, len(copies)
         if failed:
             self.failed += done
             metrics.count(MIRROR_FAILED, done)
+            for _ in copies:
+                counts.add(500, seconds)
             return
+        matched = sum(agreed)
         self.mirrored += done
-        self.agreed += agreed
+        self.agreed += matched
         self.seconds["shadow"] += seconds * done
         metrics.count(MIRRORED, done)
-        metrics.count(AGREED, agreed)
+        metrics.count(AGREED, matched)
         metrics.mirrored(seconds, done)
-        for copy in copies:
+        for copy, same in zip(copies, agreed, strict=True):
+            counts.mirrored(seconds, same)
             self.seconds["primary"] += copy.primary_seconds
             copy.primary.mirrored(copy.primary_seconds)
 

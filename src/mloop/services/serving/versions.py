@@ -42,7 +42,9 @@ DROPPED = MIRRORED + 1  # shadow: copies dropped, the queue being full
 AGREED = DROPPED + 1  # shadow: copies whose every prediction matched the primary's
 MIRROR_FAILED = AGREED + 1  # shadow: copies the shadow failed to predict
 MIRROR_LATENCY = MIRROR_FAILED + 1  # predict seconds on mirrored requests (either role)
-VBLOCK = MIRROR_LATENCY + _HS
+OUTCOMES = MIRROR_LATENCY + _HS  # outcomes posted for the version's answers (POST /feedback)
+OUTCOME_TOTAL = OUTCOMES + 1  # their sum: a conversion rate is OUTCOME_TOTAL / OUTCOMES
+VBLOCK = OUTCOME_TOTAL + 1
 
 
 def observe(
@@ -142,6 +144,11 @@ class VersionMetrics:
         """Predict seconds of mirrored requests (the primary's, or the shadow's, whose copies
         are predicted by group: each copy took the group's `seconds`)."""
         observe(self.block, MIRROR_LATENCY, SECONDS, seconds, copies)
+
+    def outcome(self, value: float) -> None:
+        block = self.block
+        block[OUTCOMES] += 1.0
+        block[OUTCOME_TOTAL] += value
 
     def count(self, field: int, more: int = 1) -> None:
         """`more` of MIRRORED, DROPPED, AGREED or MIRROR_FAILED."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
 
 from mloop.domain.event import Event
+from mloop.domain.prediction import PredictionBatch
 from mloop.errors import InvalidInput, MloopError, NotFound
 from mloop.store.artifacts.cas import ArtifactStore, key_of
 from mloop.store.metadata.protocol import MetadataStore
@@ -100,7 +101,8 @@ class GcReport:
     write in progress whose metadata is not committed yet. `purged_runs` and
     `purged_datasets` are the records deleted (or removed) before the grace period that gc
     purged, or would purge: their objects are among `removed` unless something else refers
-    to them.
+    to them. `expired_predictions` are the prediction log's files older than its retention
+    (their batch ids), whose index rows gc removes.
     """
 
     dry_run: bool
@@ -113,6 +115,7 @@ class GcReport:
     kept_recent_bytes: int
     purged_runs: tuple[str, ...] = ()
     purged_datasets: tuple[str, ...] = ()
+    expired_predictions: tuple[str, ...] = ()
 
     @property
     def removed_bytes(self) -> int:
@@ -140,8 +143,10 @@ class StorageService:
         artifacts: ArtifactStore,
         workers: int = DEFAULT_WORKERS,
         actor: str = "mloop",
+        prediction_retention: float | None = None,
     ) -> None:
         self.actor = actor
+        self.prediction_retention = prediction_retention
         self.metadata = metadata
         self.artifacts = artifacts
         self.workers = max(1, workers)
@@ -251,8 +256,11 @@ class StorageService:
         cutoff = time.time() - grace
         listed = list(self.artifacts.iter_objects())
         runs, datasets = self.metadata.housekeeping.purge_removed(cutoff, dry_run=True)
+        expired = {_owner(b): b.id for b in self._expired()}
         referenced = {
-            d for d, _, _ in self.metadata.housekeeping.referenced_objects(purged_before=cutoff)
+            d
+            for d, _, owner in self.metadata.housekeeping.referenced_objects(purged_before=cutoff)
+            if owner not in expired
         }
         removable: list[tuple[str, int]] = []
         recent: list[int] = []
@@ -280,7 +288,14 @@ class StorageService:
             kept_recent_bytes=sum(recent),
             purged_runs=tuple(runs),
             purged_datasets=tuple(datasets),
+            expired_predictions=tuple(expired.values()),
         )
+
+    def _expired(self) -> list[PredictionBatch]:
+        """The prediction log's batches older than its retention (none without one)."""
+        if self.prediction_retention is None:
+            return []
+        return self.metadata.predictions.expired(time.time() - self.prediction_retention)
 
     def gc(
         self,
@@ -307,6 +322,15 @@ class StorageService:
             return plan
         event = Event(time.time(), self.actor, "purged", "", None, {"grace_seconds": plan.grace})
         runs, datasets = self.metadata.housekeeping.purge_removed(plan.cutoff, event=event)
+        if plan.expired_predictions:
+            self.metadata.predictions.remove(plan.expired_predictions)
+            details = {
+                "batches": len(plan.expired_predictions),
+                "retention_seconds": self.prediction_retention,
+            }
+            self.metadata.events.append(
+                Event(time.time(), self.actor, "predictions.expired", "predictions", None, details)
+            )
         referenced = {digest for digest, _, _ in self.metadata.housekeeping.referenced_objects()}
         candidates = [item for item in plan.removed if item[0] not in referenced]
 
@@ -335,6 +359,7 @@ class StorageService:
             kept_recent_bytes=plan.kept_recent_bytes,
             purged_runs=tuple(runs),
             purged_datasets=tuple(datasets),
+            expired_predictions=plan.expired_predictions,
         )
         if removed or temporary:  # deleting data is a change like any other: audit it
             details = {
@@ -375,6 +400,11 @@ def _collect(pending: dict[Future[R], int], results: dict[int, R], progress: Pro
     for future in done:
         results[pending.pop(future)] = future.result()
     progress(len(done))
+
+
+def _owner(batch: PredictionBatch) -> str:
+    """How `referenced_objects` names a prediction batch (sql/housekeeping.py REFERENCES)."""
+    return f"predictions/{batch.endpoint} {batch.model} batch {batch.id}"
 
 
 def _file_size(path: Path) -> int:

@@ -1,9 +1,9 @@
 """What every metadata store does: one small store per noun, bundled as `MetadataStore`.
 
-`store.runs`, `store.environments`, `store.datasets`, `store.models`, `store.events` and
-`store.endpoints` each hold one noun; `store.housekeeping` holds the few questions that read
-every noun's tables at once (which artifact objects the metadata names, purging what was
-removed).
+`store.runs`, `store.environments`, `store.datasets`, `store.models`, `store.events`,
+`store.endpoints` and `store.predictions` each hold one noun; `store.housekeeping` holds the
+few questions that read every noun's tables at once (which artifact objects the metadata names,
+purging what was removed).
 
 The transaction rule, for every method below: one call is one transaction. It does all it was
 asked or nothing, and no reader sees half of it. So what must change together is written by one
@@ -21,7 +21,7 @@ itself (an HTTP client) sends each call as one request that its server runs as o
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # annotations only: importing the store must stay cheap for the CLI
     from mloop.domain.analysis import VersionStats
@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # annotations only: importing the store must stay cheap for t
     from mloop.domain.gate import GateRecord
     from mloop.domain.lineage import Environment
     from mloop.domain.model import Model, ModelVersion
+    from mloop.domain.prediction import PredictionBatch
     from mloop.domain.query import Expr, SortKey
     from mloop.domain.run import Liveness, Metric, Run, RunInput, RunOutput, RunStatus
 
@@ -196,10 +197,49 @@ class EndpointStore(Protocol):
     ) -> None: ...
 
     def stats(
-        self, name: str, sequence: int, since: float | None = None, until: float | None = None
-    ) -> dict[str, VersionStats]: ...
+        self,
+        name: str,
+        sequence: int | None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> dict[str, VersionStats]:
+        """What the servers reported of each version (NAME:V) from `since` to `until`, added
+        up; of deployment `sequence` only, or of every deployment (None)."""
+        ...
 
     def lease(self, name: str, holder: str, now: float, ttl: float) -> bool: ...
+
+    def look(self, name: str, sequence: int) -> tuple[float, dict[str, Any]] | None:
+        """The last look of deployment `sequence`'s A/B test, and when it was taken."""
+        ...
+
+    def save_look(self, name: str, sequence: int, at: float, look: Mapping[str, Any]) -> None:
+        """Keep `look` as deployment `sequence`'s last (replacing the one before)."""
+        ...
+
+
+class PredictionStore(Protocol):
+    """The index of the prediction log: one row per Parquet file a server wrote.
+
+    The rows themselves live in the artifact store; a reader asks `find` which files overlap
+    its window and opens only those. No Event per batch: the log is a recording, as a run's
+    metrics are, and a server adds a batch every few seconds.
+    """
+
+    def add(self, batch: PredictionBatch) -> None: ...
+
+    def find(
+        self,
+        endpoint: str,
+        since: float | None = None,
+        until: float | None = None,
+        model: str | None = None,
+        limit: int | None = None,
+    ) -> list[PredictionBatch]: ...
+
+    def expired(self, before: float) -> list[PredictionBatch]: ...
+
+    def remove(self, ids: Sequence[str]) -> int: ...
 
 
 class HousekeepingStore(Protocol):
@@ -229,5 +269,8 @@ class MetadataStore(Protocol):
 
     @property
     def endpoints(self) -> EndpointStore: ...  # a property: a store may build it on first use
+
+    @property
+    def predictions(self) -> PredictionStore: ...
 
     def close(self) -> None: ...

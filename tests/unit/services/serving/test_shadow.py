@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from mloop.services.serving.batcher import MicroBatcher
+from mloop.services.serving.intervals import IntervalCounts
 from mloop.services.serving.shadow import Copy, Mirror, agreements
 from mloop.services.serving.versions import (
     AGREED,
@@ -35,7 +36,9 @@ class Shadow:
     def __init__(self, metrics: VersionMetrics) -> None:
         self.in_flight = 0
         self.label = "churn:2"
+        self.endpoint = "churn"
         self.metrics = metrics
+        self.counts = IntervalCounts("churn:2", "shadow")
         self.calls: list[int] = []
         self.batcher = MicroBatcher(self._predict, mode="inline")
 
@@ -45,6 +48,10 @@ class Shadow:
         if (values < 0).any():
             raise ValueError("negative values are not allowed")
         return values[:, 0].copy()
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["x", "y"]
 
     async def predict_rows(self, data: Any, rows: int) -> Any:
         return await self.batcher.predict(data, rows)
@@ -92,6 +99,8 @@ def test_copies_are_predicted_compared_and_counted_by_group() -> None:
     assert (block[MIRRORED], block[AGREED], block[COUNT]) == (10, 8, 10)
     assert primary.block[COUNT] == 10  # the primary's predict seconds, per copy
     assert mirror.summary()["agreement_rate"] == 0.8
+    counts = shadow.counts  # the interval's: copies predicted, agreed, each with its seconds
+    assert (counts.requests, counts.agreed, counts.errors, sum(counts.buckets)) == (10, 8, 0, 10)
 
 
 def test_copies_offered_one_by_one_wait_for_each_other_and_are_predicted_together() -> None:
@@ -126,6 +135,7 @@ def test_a_copy_the_shadow_fails_on_fails_alone() -> None:
     assert shadow.calls[0] == 3  # the group first, then each copy alone
     assert (mirror.mirrored, mirror.agreed, mirror.failed) == (2, 2, 1)
     assert shadow.metrics.block[MIRROR_FAILED] == 1 and shadow.in_flight == 0
+    assert (shadow.counts.requests, shadow.counts.errors, shadow.counts.agreed) == (3, 1, 2)
 
 
 def test_a_full_queue_drops_and_counts_and_a_full_group_does_not_wait() -> None:
@@ -143,21 +153,37 @@ def test_a_full_queue_drops_and_counts_and_a_full_group_does_not_wait() -> None:
     mirror = run(scenario())
     assert shadow.calls == [4]
     assert mirror.summary()["dropped"] == shadow.metrics.block[DROPPED] == 2
+    assert shadow.counts.dropped == 2
 
 
 @pytest.mark.parametrize(
     ("expected", "predicted", "rows", "agreed"),
     [
-        ([np.array([1.0, 2.0]), np.array([3.0])], np.array([1.0, 2.0 + 1e-12, 3.5]), [2, 1], 1),
-        ([np.array(["a"]), np.array(["b", "c"])], np.array(["a", "b", "x"]), [1, 2], 1),
-        ([np.zeros((1, 2)), np.ones((1, 2))], np.array([[0.0, 0.0], [1.0, 0.0]]), [1, 1], 1),
-        ([np.array([1]), np.zeros(0), np.array([2])], np.array([1, 5]), [1, 0, 1], 2),
-        ([np.array([1.0]), np.array([2.0])], np.array([[1.0], [2.0]]), [1, 1], 0),
-        ([pd.Series([1.0]), pd.Series([2.0])], np.array([1.0, 2.0]), [1, 1], 2),
+        (
+            [np.array([1.0, 2.0]), np.array([3.0])],
+            np.array([1.0, 2.0 + 1e-12, 3.5]),
+            [2, 1],
+            [True, False],
+        ),
+        ([np.array(["a"]), np.array(["b", "c"])], np.array(["a", "b", "x"]), [1, 2], [True, False]),
+        (
+            [np.zeros((1, 2)), np.ones((1, 2))],
+            np.array([[0.0, 0.0], [1.0, 0.0]]),
+            [1, 1],
+            [True, False],
+        ),
+        (
+            [np.array([1]), np.zeros(0), np.array([2])],
+            np.array([1, 5]),
+            [1, 0, 1],
+            [True, True, False],
+        ),
+        ([np.array([1.0]), np.array([2.0])], np.array([[1.0], [2.0]]), [1, 1], [False, False]),
+        ([pd.Series([1.0]), pd.Series([2.0])], np.array([1.0, 2.0]), [1, 1], [True, True]),
     ],
     ids=["numbers", "labels", "2-d", "an empty copy", "other shape", "series"],
 )
-def test_agreements_are_counted_per_copy_from_one_comparison(
-    expected: list[Any], predicted: Any, rows: list[int], agreed: int
+def test_agreements_are_found_per_copy_from_one_comparison(
+    expected: list[Any], predicted: Any, rows: list[int], agreed: list[bool]
 ) -> None:
     assert agreements(expected, predicted, rows) == agreed

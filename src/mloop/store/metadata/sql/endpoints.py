@@ -192,25 +192,38 @@ class SqlEndpointStore:
                 "lat": json.dumps(list(seen.latency), separators=(",", ":")),
                 "lab": seen.labelled,
                 "cor": seen.correct,
+                "out": seen.outcomes,
+                "osum": seen.outcome_sum,
+                "osq": seen.outcome_squares,
+                "agr": seen.agreed,
+                "drop": seen.dropped,
             }
             for model, seen in stats.items()
-            if seen.requests or seen.labelled
+            if seen.requests or seen.labelled or seen.outcomes or seen.dropped
         ]
         if batch:
             self.db.write(
                 lambda tx: tx.executemany(
                     "INSERT INTO endpoint_stats (endpoint, sequence, model, reporter, at, "
-                    "requests, errors, latency, labelled, correct) VALUES (:e, :s, :m, :r, "
-                    ":at, :req, :err, :lat, :lab, :cor)",
+                    "requests, errors, latency, labelled, correct, outcomes, outcome_sum, "
+                    "outcome_squares, agreed, dropped) VALUES (:e, :s, :m, :r, :at, :req, "
+                    ":err, :lat, :lab, :cor, :out, :osum, :osq, :agr, :drop)",
                     batch,
                 )
             )
 
     def stats(
-        self, name: str, sequence: int, since: float | None = None, until: float | None = None
+        self,
+        name: str,
+        sequence: int | None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> dict[str, VersionStats]:
-        sql = "SELECT * FROM endpoint_stats WHERE endpoint = :e AND sequence = :s"
-        params: dict[str, Any] = {"e": name, "s": sequence}
+        sql = "SELECT * FROM endpoint_stats WHERE endpoint = :e"
+        params: dict[str, Any] = {"e": name}
+        if sequence is not None:
+            sql += " AND sequence = :s"
+            params["s"] = sequence
         if since is not None:
             sql += " AND at > :since"
             params["since"] = since
@@ -225,10 +238,34 @@ class SqlEndpointStore:
                 tuple(json.loads(row["latency"])),
                 int(row["labelled"]),
                 int(row["correct"]),
+                int(row["outcomes"]),
+                float(row["outcome_sum"]),
+                float(row["outcome_squares"]),
+                int(row["agreed"]),
+                int(row["dropped"]),
             )
             model = row["model"]
             totals[model] = totals[model] + seen if model in totals else seen
         return totals
+
+    def look(self, name: str, sequence: int) -> tuple[float, dict[str, Any]] | None:
+        found = self.db.read(
+            lambda tx: tx.named(
+                "SELECT at, look FROM endpoint_looks WHERE endpoint = :e AND sequence = :s",
+                {"e": name, "s": sequence},
+            )
+        )
+        return (float(found[0]["at"]), json.loads(found[0]["look"])) if found else None
+
+    def save_look(self, name: str, sequence: int, at: float, look: Mapping[str, Any]) -> None:
+        text = json.dumps(look, separators=(",", ":"))
+        self.db.write(
+            lambda tx: tx.execute(
+                "INSERT INTO endpoint_looks (endpoint, sequence, at, look) VALUES (:e, :s, :at, "
+                ":l) ON CONFLICT (endpoint, sequence) DO UPDATE SET at = :at, look = :l",
+                {"e": name, "s": sequence, "at": at, "l": text},
+            )
+        )
 
     def lease(self, name: str, holder: str, now: float, ttl: float) -> bool:
         def work(tx: Tx) -> bool:

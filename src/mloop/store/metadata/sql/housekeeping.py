@@ -33,6 +33,8 @@ REFERENCES = (
     "FROM model_versions m",  # the manifest's own size is not recorded; its files' sizes are
     "SELECT f.digest, f.size, 'model/' || m.model || ':' || CAST(m.version AS VARCHAR(12)) "
     "|| ' ' || f.path FROM model_files f JOIN model_versions m ON m.id = f.version_id",
+    "SELECT p.digest, p.bytes, 'predictions/' || p.endpoint || ' ' || p.model || ' batch ' || p.id "
+    "FROM prediction_batches p",
 )
 DIGEST_COLUMNS = (
     ("dataset_files", "digest"),
@@ -41,6 +43,7 @@ DIGEST_COLUMNS = (
     ("environments", "packages_digest"),
     ("model_versions", "digest"),
     ("model_files", "digest"),
+    ("prediction_batches", "digest"),
 )
 HEX = re.compile(r"[0-9a-f]{1,64}")
 # What a purged run leaves in other tables, deleted with it.

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         EventStore,
         HousekeepingStore,
         ModelStore,
+        PredictionStore,
         RunStore,
     )
 
@@ -46,6 +47,12 @@ class SqlMetadataStore:
         from mloop.store.metadata.sql.endpoints import SqlEndpointStore
 
         return SqlEndpointStore(self.db)
+
+    @cached_property
+    def predictions(self) -> PredictionStore:
+        from mloop.store.metadata.sql.predictions import SqlPredictionStore
+
+        return SqlPredictionStore(self.db)
 
     def close(self) -> None:
         self.db.close()

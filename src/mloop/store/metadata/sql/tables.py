@@ -255,7 +255,22 @@ endpoint_stats = sa.Table(
     sa.Column("latency", sa.Text, nullable=False),
     sa.Column("labelled", sa.BigInteger, nullable=False),
     sa.Column("correct", sa.BigInteger, nullable=False),
+    sa.Column("outcomes", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("agreed", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("dropped", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("outcome_sum", sa.Float, nullable=False, server_default="0"),
+    sa.Column("outcome_squares", sa.Float, nullable=False, server_default="0"),
     sa.Index("ix_endpoint_stats_endpoint_sequence_at", "endpoint", "sequence", "at"),
+)
+
+# An A/B test's last look per deployment (an ABDecision as JSON), which the next one carries on.
+endpoint_looks = sa.Table(
+    "endpoint_looks",
+    metadata,
+    sa.Column("endpoint", sa.String(63), primary_key=True),
+    sa.Column("sequence", sa.Integer, primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("look", sa.Text, nullable=False),
 )
 
 # Which process decides an endpoint's next analysis step, until `expires`.
@@ -265,4 +280,25 @@ endpoint_leases = sa.Table(
     sa.Column("endpoint", sa.String(63), primary_key=True),
     sa.Column("holder", sa.String(300), nullable=False),
     sa.Column("expires", sa.Float, nullable=False),
+)
+
+# The prediction log's index: one row per Parquet file (`digest` in the artifact store) holding
+# the rows one server buffered for an endpoint, model version and role between first_at and
+# last_at. A window query reads the rows overlapping it; retention removes the oldest.
+prediction_batches = sa.Table(
+    "prediction_batches",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("endpoint", sa.String(63), nullable=False),
+    sa.Column("model", sa.String(100), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("first_at", sa.Float, nullable=False),
+    sa.Column("last_at", sa.Float, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Index("ix_prediction_batches_endpoint_last_at", "endpoint", "last_at"),
+    sa.Index("ix_prediction_batches_last_at", "last_at"),
 )

@@ -1,0 +1,129 @@
+"""What an endpoint's monitor shows for a window: its traffic, per version and in all.
+
+Two recordings meet here. The prediction log (`services/predictions`) holds every answered
+request that was logged (all of them at the default sample rate): the requests of the window,
+who answered them, what they asked and what they were told. The servers' reports to the
+rollout (`endpoint_stats`, every few seconds per process) hold what the log cannot: requests
+answered with an error and the latency of every answer, as histograms that add up across
+processes. Latency and the error rate come from the reports of the window (a server started as
+`mloop serve REF` makes none: then they are null, and say why), the requests from the log.
+
+A window is the log's (`domain/prediction.Window`); `--last N` is turned into the times its
+requests span, so the reports of the same stretch are read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow.compute as pc
+
+from mloop.domain.analysis import VersionStats
+from mloop.domain.prediction import Window
+from mloop.services.predictions.reader import PredictionReader
+from mloop.store.metadata.protocol import MetadataStore
+
+
+@dataclass(frozen=True, slots=True)
+class VersionTraffic:
+    """One version in one role over the window. `requests` counts logged requests; `answered`,
+    `errors`, `error_rate` and latency come from the servers' reports (None without any)."""
+
+    model: str
+    role: str
+    requests: int
+    answered: int | None = None
+    errors: int | None = None
+    error_rate: float | None = None
+    p50: float | None = None
+    p99: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorStatus:
+    """What `mloop monitor status --json` prints. `features` and `prediction` map to
+    `{"method", "score", "threshold", "drifted"}`, `accuracy` holds the metrics from feedback
+    with the count of labelled requests; each is None where it cannot be computed, and `notes`
+    says why."""
+
+    endpoint: str
+    window: str
+    since: float
+    until: float
+    requests: int
+    versions: tuple[VersionTraffic, ...]
+    error_rate: float | None
+    latency: dict[str, float | None]
+    features: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    accuracy: dict[str, Any] | None = None
+    bias: dict[str, Any] | None = None
+    notes: tuple[str, ...] = ()
+
+
+class MonitorService:
+    """The live numbers of an endpoint's window (`mloop monitor status`)."""
+
+    def __init__(self, metadata: MetadataStore, predictions: PredictionReader) -> None:
+        self.metadata = metadata
+        self.predictions = predictions
+
+    def status(self, endpoint: str, window: Window) -> MonitorStatus:
+        """Raises NotFound for an unknown endpoint or a window with no logged request."""
+        found = self.predictions.read(endpoint, window).table
+        at = found.column("at")
+        since, until = pc.min(at).as_py(), pc.max(at).as_py()
+        if window.last is None:
+            since = window.since if window.since is not None else since
+            until = window.until if window.until is not None else until
+        # a report comes after the answers it counts: an open window takes the latest too
+        reported = self.metadata.endpoints.stats(endpoint, None, since=since, until=window.until)
+        versions = []
+        keys = found.group_by(["model", "role"]).aggregate([("request_id", "count_distinct")])
+        for row in keys.to_pylist():
+            seen = reported.get(row["model"])
+            versions.append(
+                _traffic(row["model"], row["role"], row["request_id_count_distinct"], seen)
+            )
+        total = VersionStats()
+        for model, seen in reported.items():
+            if window.model is None or model == window.model:
+                total = total + seen
+        notes = []
+        if not reported:
+            notes.append(
+                "no server reported latency or errors in this window: servers started with "
+                f"`mloop serve --endpoint {endpoint}` do (every few seconds)"
+            )
+        requests = pc.count_distinct(found.column("request_id")).as_py()
+        return MonitorStatus(
+            endpoint=endpoint,
+            window=window.describe(),
+            since=since,
+            until=until,
+            requests=requests,
+            versions=tuple(versions),
+            error_rate=_error_rate(total),
+            latency={"p50": total.quantile(0.5), "p99": total.p99()},
+            notes=tuple(notes),
+        )
+
+
+def _error_rate(stats: VersionStats) -> float | None:
+    return None if stats.requests <= 0 else stats.errors / stats.requests
+
+
+def _traffic(model: str, role: str, requests: int, seen: VersionStats | None) -> VersionTraffic:
+    if seen is None:
+        return VersionTraffic(model, role, requests)
+    return VersionTraffic(
+        model,
+        role,
+        requests,
+        seen.requests,
+        seen.errors,
+        _error_rate(seen),
+        seen.quantile(0.5),
+        seen.p99(),
+    )

@@ -1,0 +1,226 @@
+"""Buffered requests to one Arrow table and a Parquet file: the writer's conversion, off the loop.
+
+A server hands the log what it already has: the request's inputs as its reader made them (a 2-D
+numpy array in the signature's order, or a DataFrame) and the model's answer (an array, a list,
+a Series or a DataFrame). Converting request by request would cost tens of microseconds each,
+so entries of the same shape (same kind, same feature names) are stacked into one array or
+frame first and converted once; shapes that differ (a model without a signature sent other
+columns) become tables of their own, concatenated with their types promoted.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mloop.domain.prediction import FEATURE, PREDICTION
+
+# Who wrote a file, in its Parquet key-value metadata: a spooled file names its batch by itself.
+META_ENDPOINT = b"mloop.endpoint"
+META_MODEL = b"mloop.model"
+META_ROLE = b"mloop.role"
+COMPRESSION = "zstd"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One answered request as `PredictionLog.record` buffered it (the key is the group's)."""
+
+    request_id: str
+    data: Any
+    result: Any
+    at: float
+    names: Sequence[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A group's rows as Parquet bytes, with what its index row records."""
+
+    endpoint: str
+    model: str
+    role: str
+    parquet: bytes
+    first_at: float
+    last_at: float
+    rows: int
+    requests: int
+
+
+def _rows(value: Any) -> int:
+    return len(value) if hasattr(value, "__len__") else 1
+
+
+def _is_frame(value: Any) -> bool:
+    return hasattr(value, "columns") and hasattr(value, "iloc")
+
+
+def _shape(entry: Entry) -> tuple[Any, ...]:
+    """Entries with the same shape stack into one array or frame."""
+    data, result = entry.data, entry.result
+    if _is_frame(data):
+        inputs: tuple[Any, ...] = ("frame", tuple(map(str, data.columns)))
+    else:
+        array = np.asarray(data)
+        width = array.shape[1] if array.ndim == 2 else 1
+        inputs = ("array", width, tuple(entry.names) if entry.names is not None else None)
+    if _is_frame(result):
+        outputs: tuple[Any, ...] = ("frame", tuple(map(str, result.columns)))
+    else:
+        array = np.asarray(result)
+        outputs = ("array", array.shape[1] if array.ndim == 2 else 1)
+    return inputs + outputs
+
+
+def _frame_columns(frames: list[Any], prefix: str) -> dict[str, pa.Array]:
+    import pandas as pd  # a frame came in, so pandas is here
+
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    return {prefix + str(n): table.column(i) for i, n in enumerate(frame.columns)}
+
+
+def _array_columns(arrays: list[Any], names: Sequence[str] | None, prefix: str) -> dict[str, Any]:
+    stacked = np.concatenate([np.asarray(a) for a in arrays]) if len(arrays) > 1 else arrays[0]
+    stacked = np.asarray(stacked)
+    if stacked.ndim == 1:
+        return {prefix + (names[0] if names else "0"): stacked}
+    stacked = stacked.reshape(len(stacked), -1)
+    labels = list(names) if names and len(names) == stacked.shape[1] else None
+    return {
+        prefix + (labels[i] if labels else str(i)): stacked[:, i] for i in range(stacked.shape[1])
+    }
+
+
+def _inputs(entries: list[Entry]) -> dict[str, Any]:
+    first = entries[0].data
+    if _is_frame(first):
+        return _frame_columns([e.data for e in entries], FEATURE)
+    return _array_columns([e.data for e in entries], entries[0].names, FEATURE)
+
+
+def _outputs(entries: list[Entry]) -> dict[str, Any]:
+    first = entries[0].result
+    if _is_frame(first):
+        found = _frame_columns([e.result for e in entries], PREDICTION + ".")
+    else:
+        found = _array_columns([e.result for e in entries], None, PREDICTION + ".")
+    if len(found) == 1:  # one answer per row: the column is `prediction`
+        return {PREDICTION: next(iter(found.values()))}
+    return found
+
+
+def _column(values: Any) -> pa.Array | pa.ChunkedArray:
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return values
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types (a model without a signature)
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+def table_of(endpoint: str, model: str, role: str, entries: Sequence[Entry]) -> pa.Table:
+    """The log rows of `entries`, which all belong to one endpoint, model version and role."""
+    groups: dict[tuple[Any, ...], list[Entry]] = {}
+    for entry in entries:
+        groups.setdefault(_shape(entry), []).append(entry)
+    return concat([_table(endpoint, model, role, same) for same in groups.values()])
+
+
+def concat(tables: Sequence[pa.Table]) -> pa.Table:
+    """One table of several whose columns may differ: a column missing from one is null
+    there, numbers widen (int to float), and a column whose types cannot merge (text in one
+    file, numbers in another: a model without a signature) is read as text in all of them."""
+    if len(tables) == 1:
+        return tables[0]
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        pass
+    types: dict[str, set[pa.DataType]] = {}
+    for table in tables:
+        for field in table.schema:
+            types.setdefault(field.name, set()).add(field.type)
+    mixed = {name for name, found in types.items() if len(found) > 1}
+    as_text = [
+        table.select(table.column_names).cast(
+            pa.schema(
+                [
+                    pa.field(f.name, pa.large_string()) if f.name in mixed else f
+                    for f in table.schema
+                ],
+                metadata=table.schema.metadata,
+            )
+        )
+        for table in tables
+    ]
+    return pa.concat_tables(as_text, promote_options="permissive")
+
+
+def _table(endpoint: str, model: str, role: str, entries: list[Entry]) -> pa.Table:
+    counts = np.fromiter((_rows(e.result) for e in entries), np.int64, len(entries))
+    total = int(counts.sum())
+    starts = np.cumsum(counts) - counts
+    ids = np.array([e.request_id for e in entries], dtype=object)
+    columns: dict[str, Any] = {
+        "request_id": pa.array(np.repeat(ids, counts), pa.string()),
+        "row": pa.array(np.arange(total) - np.repeat(starts, counts), pa.int32()),
+        "at": pa.array(np.repeat(np.array([e.at for e in entries], np.float64), counts)),
+        "endpoint": pa.array(np.full(total, endpoint, dtype=object), pa.string()),
+        "model": pa.array(np.full(total, model, dtype=object), pa.string()),
+        "role": pa.array(np.full(total, role, dtype=object), pa.string()),
+    }
+    for name, values in (_inputs(entries) | _outputs(entries)).items():
+        column = _column(values)
+        if len(column) != total:
+            raise ValueError(f"{name} has {len(column)} rows where the answers have {total}")
+        columns[name] = column
+    return pa.table(columns)
+
+
+def encode(endpoint: str, model: str, role: str, entries: Sequence[Entry]) -> Encoded:
+    """One Parquet file of `entries`, its writer named in the file's metadata."""
+    table = table_of(endpoint, model, role, entries)
+    meta = {META_ENDPOINT: endpoint.encode(), META_MODEL: model.encode(), META_ROLE: role.encode()}
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+    return _encoded(table, endpoint, model, role)
+
+
+def _encoded(table: pa.Table, endpoint: str, model: str, role: str) -> Encoded:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression=COMPRESSION)
+    at = table.column("at")
+    import pyarrow.compute as pc
+
+    bounds = pc.min_max(at)
+    return Encoded(
+        endpoint,
+        model,
+        role,
+        sink.getvalue(),
+        float(bounds["min"].as_py()),
+        float(bounds["max"].as_py()),
+        table.num_rows,
+        len(pc.unique(table.column("request_id"))),
+    )
+
+
+def decode(parquet: bytes) -> Encoded:
+    """A file `encode` wrote (a spooled one, read back at start), with its index facts."""
+    table = pq.read_table(pa.BufferReader(parquet), columns=["request_id", "at"])
+    meta = pq.read_schema(pa.BufferReader(parquet)).metadata or {}
+    try:
+        names = [meta[k].decode() for k in (META_ENDPOINT, META_MODEL, META_ROLE)]
+    except KeyError:
+        raise ValueError("not a prediction log file: it names no endpoint") from None
+    endpoint, model, role = names
+    found = _encoded(table, endpoint, model, role)
+    return Encoded(
+        endpoint, model, role, parquet, found.first_at, found.last_at, found.rows, found.requests
+    )
