@@ -47,11 +47,13 @@ OUTCOME_TOTAL = OUTCOMES + 1  # their sum: a conversion rate is OUTCOME_TOTAL / 
 VBLOCK = OUTCOME_TOTAL + 1
 
 
-def observe(block: memoryview[float], base: int, bounds: tuple[float, ...], value: float) -> None:
-    """One value into the histogram at `base` (buckets, +Inf, sum, count)."""
-    block[base + bisect_left(bounds, value)] += 1.0
-    block[base + len(bounds) + 1] += value
-    block[base + len(bounds) + 2] += 1.0
+def observe(
+    block: memoryview[float], base: int, bounds: tuple[float, ...], value: float, times: int = 1
+) -> None:
+    """One value (seen `times` times) into the histogram at `base` (buckets, +Inf, sum, count)."""
+    block[base + bisect_left(bounds, value)] += times
+    block[base + len(bounds) + 1] += value * times
+    block[base + len(bounds) + 2] += times
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,18 +140,19 @@ class VersionMetrics:
             block[ERRORS] += 1.0
         observe(block, LATENCY, SECONDS, seconds)
 
-    def mirrored(self, seconds: float) -> None:
-        """Predict seconds of a mirrored request (the primary's, or the shadow's)."""
-        observe(self.block, MIRROR_LATENCY, SECONDS, seconds)
+    def mirrored(self, seconds: float, copies: int = 1) -> None:
+        """Predict seconds of mirrored requests (the primary's, or the shadow's, whose copies
+        are predicted by group: each copy took the group's `seconds`)."""
+        observe(self.block, MIRROR_LATENCY, SECONDS, seconds, copies)
 
     def outcome(self, value: float) -> None:
         block = self.block
         block[OUTCOMES] += 1.0
         block[OUTCOME_TOTAL] += value
 
-    def count(self, field: int) -> None:
-        """One more of MIRRORED, DROPPED, AGREED or MIRROR_FAILED."""
-        self.block[field] += 1.0
+    def count(self, field: int, more: int = 1) -> None:
+        """`more` of MIRRORED, DROPPED, AGREED or MIRROR_FAILED."""
+        self.block[field] += more
 
 
 class VersionBlocks:
