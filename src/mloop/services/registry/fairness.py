@@ -26,9 +26,10 @@ def positive_class(classes: Iterable[Any]) -> Any:
         (1, 'yes')
     """
     values = sorted(set(classes))
-    if not values:
-        return 1
-    return 1 if 1 in values else values[-1]
+    ones = [v for v in values if v == 1]  # 1, or True: the class as the model names it
+    if ones:
+        return ones[0]
+    return values[-1] if values else 1
 
 
 def group_rates(
