@@ -240,6 +240,12 @@ def measure(joined: Joined, window: Window, bucket: float | None = None) -> Accu
     if not labelled.num_rows:
         where = f"endpoint {joined.endpoint!r} in {window.describe()}"
         notes.append(f"no prediction of {where} has a label yet")
+    reused = _reused(labelled)
+    if reused:
+        notes.append(
+            f"{reused} labelled request ids were answered more than once (a client reusing "
+            "mloop-request-id); their label counts for each answer"
+        )
     return AccuracyReport(
         joined.endpoint,
         window.describe(),
@@ -254,6 +260,17 @@ def measure(joined: Joined, window: Window, bucket: float | None = None) -> Accu
         step,
         tuple(notes),
     )
+
+
+def _reused(labelled: pa.Table) -> int:
+    """Labelled (request id, row) pairs a version answered more than once."""
+    import pyarrow.compute as pc
+
+    if not labelled.num_rows:
+        return 0
+    counts = labelled.group_by(["request_id", "row", "role"]).aggregate([("at", "count")])
+    twice = counts.filter(pc.greater(counts.column("at_count"), 1))
+    return len(pc.unique(twice.column("request_id")))
 
 
 def _versions(table: pa.Table) -> list[tuple[str, str]]:

@@ -156,6 +156,17 @@ def test_labels_for_requests_never_logged_are_counted_as_unknown(logged: Logged)
     assert unlogged(logged.metadata, logged.artifacts, "web", keys) == {("ghost-1", 0)}
 
 
+def test_a_reused_request_id_is_named(logged: Logged, tmp_path: Path) -> None:
+    plog = PredictionLog(logged.metadata, logged.artifacts, flush_seconds=3600.0)
+    frame = pd.DataFrame({"gender": ["f"], "x": [1.0]})
+    plog.record("web", "churn:1", "stable", "r000", frame, np.array([1]), T0 + 300)
+    plog.close()
+    report = _report(logged)
+
+    assert report.labelled == 226  # r000's label counts for both of its answers
+    assert "1 labelled request ids were answered more than once" in report.notes[-1]
+
+
 def test_a_window_without_labels_has_no_accuracy(logged: Logged) -> None:
     report = _report(logged, Window(since=T0 + 3, until=T0 + 3))  # r003: not labelled
 
