@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 from sklearn import metrics
 
+from mloop.domain.analysis import Verdict, VersionStats, analyse
+from mloop.domain.endpoint import CanaryPolicy
 from mloop.domain.feedback import Label
 from mloop.domain.gate import BiasGate
 from mloop.domain.policy import ModelPolicy
@@ -190,6 +192,26 @@ def test_the_canary_gate_gets_labelled_and_correct_counts_per_version(logged: Lo
         logged.metadata, logged.artifacts, "web", None, None, ["churn:2"]
     )
     assert set(only) == {"churn:2"}
+
+
+def test_the_counts_decide_the_canarys_accuracy_gate(logged: Logged) -> None:
+    """As the rollout will: the servers' reported stats plus the labelled counts, analysed."""
+    found = accuracy.labelled_stats(logged.metadata, logged.artifacts, "web", T0, None)
+    served = VersionStats.measured([0.01] * 200)
+    canary, stable = served + found["churn:2"], served + found["churn:1"]
+    accurate = canary.accuracy or 0.0
+    strict = CanaryPolicy(accuracy_margin=(stable.accuracy or 0.0) - accurate - 0.01, min_labels=50)
+    lenient = CanaryPolicy(accuracy_margin=1.0, min_labels=50)
+
+    gate = {g.gate: g for g in analyse(strict, canary, stable).gates}["accuracy"]
+    assert gate.verdict is Verdict.FAIL and gate.observed == pytest.approx(accurate)
+    assert {g.gate: g for g in analyse(lenient, canary, stable).gates}[
+        "accuracy"
+    ].verdict is Verdict.PASS
+    starved = CanaryPolicy(accuracy_margin=1.0, min_labels=found["churn:2"].labelled + 1)
+    assert {g.gate: g for g in analyse(starved, canary, stable).gates}[
+        "accuracy"
+    ].verdict is Verdict.NO_DATA
 
 
 def test_labels_of_the_wrong_type_are_refused_naming_the_endpoint(logged: Logged) -> None:
