@@ -23,14 +23,18 @@ from typing import TYPE_CHECKING, Any
 
 from mloop.domain.gate import OPERATORS, BiasGate
 from mloop.domain.names import ModelRef
-from mloop.domain.prediction import FEATURE, PREDICTION
-from mloop.services.monitoring.accuracy import SHADOW, Joined
+from mloop.domain.prediction import FEATURE, PREDICTION, Window
+from mloop.errors import InvalidInput
+from mloop.services.monitoring.accuracy import SHADOW, Joined, join
+from mloop.services.monitoring.accuracy import measure as accuracy_report
 from mloop.services.registry.fairness import MEASURES, difference, group_rates
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from mloop.domain.policy import ModelPolicy
+    from mloop.store.artifacts.cas import ArtifactStore
+    from mloop.store.metadata.protocol import MetadataStore
 
 MISSING = "(missing)"
 
@@ -232,3 +236,36 @@ def _gates(policies: Mapping[str, ModelPolicy], model: str, column: str) -> dict
     if policy is None:
         return {}
     return {g.measure: g for g in policy.gates if isinstance(g, BiasGate) and g.column == column}
+
+
+@dataclass(frozen=True, slots=True)
+class FromFeedback:
+    """`monitor status`'s `accuracy` and `bias` (None where there is nothing to show), and
+    `notes` saying why."""
+
+    accuracy: dict[str, Any] | None
+    bias: dict[str, Any] | None
+    notes: tuple[str, ...]
+
+
+def from_feedback(
+    metadata: MetadataStore,
+    artifacts: ArtifactStore,
+    endpoint: str,
+    window: Window,
+    logged: pa.Table,
+    bias_columns: Sequence[str],
+    policies: Mapping[str, ModelPolicy],
+) -> FromFeedback:
+    """Accuracy and bias of the window `logged` (as `PredictionReader.read` gave it), joined
+    once. Labels monitoring cannot use (of the wrong type, a model answering several values
+    per row) become a note, so the rest of the status still shows."""
+    try:
+        joined = join(metadata, artifacts, endpoint, window, logged)
+    except InvalidInput as exc:
+        return FromFeedback(None, None, (exc.message,))
+    report = accuracy_report(joined, window)
+    served = sorted(set(logged.column("model").to_pylist()))
+    measured = measure(joined, monitored_columns(bias_columns, policies, served), policies)
+    notes = tuple(report.notes) + (measured.notes if measured is not None else ())
+    return FromFeedback(report.status(), None if measured is None else measured.plain(), notes)

@@ -260,6 +260,23 @@ def test_bias_per_group_uses_the_model_gates_bounds(logged: Logged) -> None:
     assert bias.measure(joined, [], policies) is None
 
 
+def test_monitor_status_gets_accuracy_and_bias_in_one_call(logged: Logged) -> None:
+    window = Window(since=T0)
+    found = PredictionReader(logged.metadata, logged.artifacts).read("web", window).table
+    args = (logged.metadata, logged.artifacts, "web", window, found)
+    numbers = bias.from_feedback(*args, ["gender"], {})
+
+    assert numbers.accuracy == _report(logged).status()
+    assert numbers.bias is not None
+    assert [c["column"] for c in numbers.bias["columns"]] == ["gender"] * 3  # per version
+    assert numbers.bias["columns"][0]["demographic_parity"]["bound"] is None  # no gate
+    assert bias.from_feedback(*args, [], {}).bias is None  # no column: no bias
+    logged.metadata.feedback.add("web", [Label("r001", "churned", T0 + 600, "test")])
+    spoiled = bias.from_feedback(*args, ["gender"], {})
+    assert spoiled.accuracy is None and spoiled.bias is None
+    assert "hold text, but its model answers numbers" in spoiled.notes[0]
+
+
 def test_regression_gives_mae_and_rmse(tmp_path: Path) -> None:
     metadata = open_metadata_store(f"sqlite:///{tmp_path / 'mloop.db'}")
     artifacts = open_artifact_store(str(tmp_path / "objects"))
