@@ -100,6 +100,7 @@ EXAMPLES: dict[str, tuple[str, str, object]] = {
     "ray_address": ("ray://h:1", "ray://h:1", "ray://h:1"),
     "predictions_sample_rate": ("0.25", "0.25", 0.25),
     "predictions_retention": ("7d", "7d", 7 * 86_400.0),
+    "bias_columns": ("[gender, region, gender]", "gender, region", ("gender", "region")),
 }
 
 

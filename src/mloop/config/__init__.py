@@ -170,6 +170,13 @@ class Settings:
         30 * 86_400.0,
         plain=checks.plain_age,
     )
+    bias_columns: tuple[str, ...] = setting(
+        checks.columns,
+        "sensitive input columns whose groups monitoring compares on live traffic with "
+        "feedback (selection rate, accuracy; bounds from the models' bias gates): [gender]",
+        (),
+        plain=list,
+    )
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property

@@ -196,6 +196,22 @@ def plain_age(seconds: float) -> str:
     return format_age(seconds)
 
 
+def columns(value: Any) -> tuple[str, ...]:
+    """Column names: a YAML list, or one text with commas (`gender,region`, as an environment
+    variable gives them); each named once."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ValueError("must be a list of column names, e.g. [gender, region]")
+    found: list[str] = []
+    for item in items:
+        name = text(item).strip()
+        if not name:
+            raise ValueError("a column name is empty")
+        if name not in found:
+            found.append(name)
+    return tuple(found)
+
+
 def redacted(uri: str | None) -> str | None:
     from mloop.domain.uris import redact
 

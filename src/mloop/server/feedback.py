@@ -14,6 +14,13 @@ test runs, since a later deployment may split differently.
 any finite number when it compares means (`--outcome mean`). A batch is checked whole before any
 of it is counted: one bad item refuses the batch with its position, and nothing is half-counted.
 The counts go to the store with the next report, as the versions' requests do.
+
+The same body takes labels: items `{"request_id": "<mloop-request-id>", "label": "churned"}`
+(and `"row": N` for a request that sent several rows), the truth about an answer, which
+monitoring joins to the prediction log for accuracy and bias (`domain/feedback.py`). An item
+with `label` is a label, one with `outcome` an outcome, one with both is both. Labels go to the
+metadata store the server's prediction log writes to, before any outcome of the batch is
+counted: a store that refuses them refuses the batch, and nothing of it is counted.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from mloop.domain.feedback import Label, Stored, check_label, check_request_id, check_row
 from mloop.errors import InvalidInput
 from mloop.server.routing import as_key
 from mloop.server.slots import Slot, Table
@@ -31,6 +39,14 @@ from mloop.server.slots import Slot, Table
 MAX_ITEMS = 100_000
 _HINT = (
     'send {"feedback": [{"key": "<sticky key or mloop-request-id>", "outcome": 1}, ...]} as JSON'
+)
+_EITHER_HINT = (
+    'give "outcome" (what the user did: 1, 0 or a number) or "label" (the true answer, with '
+    '"request_id"), or both'
+)
+NO_LOG_HINT = (
+    "turn the prediction log on (predictions_sample_rate above 0 in mloop.yaml) and restart "
+    "the server, or store labels with `mloop feedback ENDPOINT FILE`"
 )
 
 
@@ -40,17 +56,30 @@ class Counted:
 
     accepted: int
     versions: dict[str, int]
+    labels: Stored | None = None  # None: the batch held no label
 
     def plain(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "versions": self.versions}
+        found: dict[str, Any] = {"accepted": self.accepted, "versions": self.versions}
+        if self.labels is not None:
+            found["labels"] = {"stored": self.labels.stored, "replaced": self.labels.replaced}
+        return found
 
 
-def parse(body: bytes, table: Table) -> list[tuple[bytes, float]]:
-    """The (routing key, outcome) pairs of a feedback body, or InvalidInput naming the first
-    bad item.
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """A checked feedback body: (routing key, outcome) pairs and labels, in the body's order."""
+
+    items: int
+    outcomes: list[tuple[bytes, float]]
+    labels: list[Label]
+
+
+def parse(body: bytes, table: Table, at: float = 0.0) -> Feedback:
+    """The outcomes and labels of a feedback body (labels received `at`), or InvalidInput
+    naming the first bad item.
 
     Example:
-        >>> parse(b'[{"key": "u7", "outcome": true}]', table)  # doctest: +SKIP
+        >>> parse(b'[{"key": "u7", "outcome": true}]', table).outcomes  # doctest: +SKIP
         [(b'u7', 1.0)]
     """
     try:
@@ -68,25 +97,37 @@ def parse(body: bytes, table: Table) -> list[tuple[bytes, float]]:
     rate = table.plan.outcome == "rate"
     sticky = table.plan.sticky
     pairs = []
-    for at, item in enumerate(items):
-        where = f"feedback item {at}"
+    labels = []
+    for place, item in enumerate(items):
+        where = f"feedback item {place}"
         if not isinstance(item, dict):
             raise InvalidInput(f"{where} is {type(item).__name__}, not an object", _HINT)
-        raw = item.get("key", item.get("request_id"))
-        if "request_id" in item and "key" not in item and sticky is not None:
-            raise InvalidInput(
-                f"{where} names a request id, but endpoint {table.name!r} assigns variants "
-                f"by {sticky}",
-                f'send the {sticky} value of the request as "key"',
-            )
-        key = as_key(raw)
-        if key is None or isinstance(raw, (dict, list)):
-            raise InvalidInput(f"{where} has no key (a text or number)", _HINT)
-        pairs.append((key, _outcome(item.get("outcome"), rate, where)))
-    return pairs
+        if "outcome" not in item and "label" not in item:
+            raise InvalidInput(f"{where} has neither an outcome nor a label", _EITHER_HINT)
+        if "label" in item:
+            rid = check_request_id(item.get("request_id"), where)
+            row = check_row(item.get("row"), where)
+            labels.append(Label(rid, check_label(item["label"], where), at, "http", row))
+        if "outcome" in item:
+            pairs.append((_key(item, sticky, table.name, where), _outcome(item, rate, where)))
+    return Feedback(len(items), pairs, labels)
 
 
-def _outcome(value: Any, rate: bool, where: str) -> float:
+def _key(item: dict[str, Any], sticky: str | None, endpoint: str, where: str) -> bytes:
+    raw = item.get("key", item.get("request_id"))
+    if "request_id" in item and "key" not in item and sticky is not None:
+        raise InvalidInput(
+            f"{where} names a request id, but endpoint {endpoint!r} assigns variants by {sticky}",
+            f'send the {sticky} value of the request as "key"',
+        )
+    key = as_key(raw)
+    if key is None or isinstance(raw, (dict, list)):
+        raise InvalidInput(f"{where} has no key (a text or number)", _HINT)
+    return key
+
+
+def _outcome(item: dict[str, Any], rate: bool, where: str) -> float:
+    value = item["outcome"]
     if isinstance(value, bool):
         return float(value)
     if not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -100,12 +141,27 @@ def _outcome(value: Any, rate: bool, where: str) -> float:
     return float(value)
 
 
-def count(table: Table, pairs: list[tuple[bytes, float]]) -> Counted:
-    """Add each outcome to the version its key routes to (the one that answered it)."""
+def store(recorder: Any, endpoint: str, labels: list[Label]) -> Stored:
+    """Write `labels` to the metadata store the server's prediction log writes to (`recorder`,
+    a `PredictionLog`, or None when this server logs nothing). Blocking: call it in a thread.
+    """
+    if recorder is None:
+        raise InvalidInput(
+            f"endpoint {endpoint!r} keeps no prediction log on this server, so labels would "
+            "join nothing",
+            NO_LOG_HINT,
+        )
+    stored: Stored = recorder.metadata.feedback.add(endpoint, labels)
+    return stored
+
+
+def count(table: Table, parsed: Feedback, labels: Stored | None = None) -> Counted:
+    """Add each outcome to the version its key routes to (the one that answered it); `labels`
+    is what storing the batch's labels did."""
     versions: dict[str, int] = {}
-    for key, value in pairs:
+    for key, value in parsed.outcomes:
         slot: Slot = table.pick(key)
         slot.counts.outcome(value)
         slot.metrics.outcome(value)
         versions[slot.label] = versions.get(slot.label, 0) + 1
-    return Counted(len(pairs), versions)
+    return Counted(parsed.items, versions, labels)

@@ -411,8 +411,9 @@ class InferenceApp:
             self.metrics.leave()
 
     async def _feedback(self, scope: dict[str, Any], receive: Receive) -> Reply:
-        """Outcomes for earlier answers, counted for the versions that gave them
-        (`feedback.py`): the whole batch, or none of it with the first bad item named."""
+        """Outcomes for earlier answers, counted for the versions that gave them, and labels,
+        stored for monitoring (`feedback.py`): the whole batch, or none of it with the first bad
+        item named. Labels are written in a thread: the store never blocks the event loop."""
         settings = self.settings
         held = 0
         try:
@@ -420,7 +421,12 @@ class InferenceApp:
                 body = await read_body(receive, settings.max_body_bytes, self.bodies)
             held = len(body)
             table = self.table
-            counted = feedback.count(table, feedback.parse(body, table))
+            parsed = feedback.parse(body, table, time.time())
+            stored = None
+            if parsed.labels:
+                write = feedback.store
+                stored = await asyncio.to_thread(write, self.recorder, self.name, parsed.labels)
+            counted = feedback.count(table, parsed, stored)
             return 200, orjson.dumps(counted.plain()), self.json
         except TimeoutError:
             return RequestTimeout.http_status, self.slow_body, [*self.json, CLOSE]

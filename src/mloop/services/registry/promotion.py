@@ -31,6 +31,7 @@ from mloop.domain.model import ModelVersion
 from mloop.domain.policy import ModelPolicy
 from mloop.errors import GateFailed, InvalidInput, MloopError, NeedsTrust
 from mloop.services.data.versioning import DataService, parse_version_ref
+from mloop.services.registry.fairness import difference, group_rates, positive_class
 from mloop.services.registry.models import ModelService
 
 
@@ -231,23 +232,9 @@ class _Holdout:
         return float(scorer(truth, predicted))
 
     def bias(self, version: ModelVersion, gate: BiasGate) -> float:
-        import numpy as np
-
         frame, truth, predicted = self.predictions(version)
         if gate.column not in frame.columns:
             raise InvalidInput(f"the holdout {self.ref} has no column {gate.column!r}")
         groups = frame[gate.column].to_numpy()
-        positive = _positive(truth)
-        rates = []
-        for group in np.unique(groups):
-            mask = groups == group
-            if gate.measure == "equal_opportunity":
-                mask = mask & (truth == positive)
-            if mask.sum():
-                rates.append(float(np.mean(predicted[mask] == positive)))
-        return max(rates) - min(rates) if rates else 0.0
-
-
-def _positive(truth: Any) -> Any:
-    values = sorted(set(truth.tolist()))
-    return 1 if 1 in values else values[-1]
+        positive = positive_class(truth.tolist())
+        return difference(group_rates(gate.measure, predicted, groups, positive, truth))

@@ -1,9 +1,9 @@
 """What every metadata store does: one small store per noun, bundled as `MetadataStore`.
 
 `store.runs`, `store.environments`, `store.datasets`, `store.models`, `store.events`,
-`store.endpoints` and `store.predictions` each hold one noun; `store.housekeeping` holds the
-few questions that read every noun's tables at once (which artifact objects the metadata names,
-purging what was removed).
+`store.endpoints`, `store.predictions` and `store.feedback` each hold one noun;
+`store.housekeeping` holds the few questions that read every noun's tables at once (which
+artifact objects the metadata names, purging what was removed).
 
 The transaction rule, for every method below: one call is one transaction. It does all it was
 asked or nothing, and no reader sees half of it. So what must change together is written by one
@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # annotations only: importing the store must stay cheap for t
     from mloop.domain.dataset import DatasetSummary, DatasetVersion, FileEntry
     from mloop.domain.endpoint import Deployment, Endpoint
     from mloop.domain.event import Event
+    from mloop.domain.feedback import Label, Stored
     from mloop.domain.gate import GateRecord
     from mloop.domain.lineage import Environment
     from mloop.domain.model import Model, ModelVersion
@@ -242,6 +243,23 @@ class PredictionStore(Protocol):
     def remove(self, ids: Sequence[str]) -> int: ...
 
 
+class FeedbackStore(Protocol):
+    """Labels for answered requests, by endpoint, request id and row: what monitoring joins
+    to the prediction log. No Event per label: labels arrive by the thousand, as log rows do.
+
+    `add` stores a batch in one call, each label replacing an earlier one for its request and
+    row, and says how many it replaced. Labels for requests the log does not hold are kept.
+    """
+
+    def add(self, endpoint: str, labels: Sequence[Label]) -> Stored: ...
+
+    def find(self, endpoint: str, request_ids: Sequence[str]) -> list[Label]: ...
+
+    def received(
+        self, endpoint: str, since: float | None = None, until: float | None = None
+    ) -> list[Label]: ...
+
+
 class HousekeepingStore(Protocol):
     """What reads every noun's tables at once: the digests the metadata names, for gc, fsck and
     `mloop lineage`, and the purge of what was removed (runs and dataset versions together, as
@@ -272,5 +290,8 @@ class MetadataStore(Protocol):
 
     @property
     def predictions(self) -> PredictionStore: ...
+
+    @property
+    def feedback(self) -> FeedbackStore: ...
 
     def close(self) -> None: ...

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         EndpointStore,
         EnvironmentStore,
         EventStore,
+        FeedbackStore,
         HousekeepingStore,
         ModelStore,
         PredictionStore,
@@ -53,6 +54,12 @@ class SqlMetadataStore:
         from mloop.store.metadata.sql.predictions import SqlPredictionStore
 
         return SqlPredictionStore(self.db)
+
+    @cached_property
+    def feedback(self) -> FeedbackStore:
+        from mloop.store.metadata.sql.feedback import SqlFeedbackStore
+
+        return SqlFeedbackStore(self.db)
 
     def close(self) -> None:
         self.db.close()

@@ -302,3 +302,18 @@ prediction_batches = sa.Table(
     sa.Index("ix_prediction_batches_endpoint_last_at", "endpoint", "last_at"),
     sa.Index("ix_prediction_batches_last_at", "last_at"),
 )
+
+# Labels for answered requests (`POST /feedback`, `mloop feedback`), joined to the prediction log
+# on (request_id, row); `label` is JSON text, so a class (text, a whole number, true/false) and
+# a number both fit. `at` is when the label arrived, not when the request was answered.
+feedback_labels = sa.Table(
+    "feedback_labels",
+    metadata,
+    sa.Column("endpoint", sa.String(63), primary_key=True),
+    sa.Column("request_id", sa.Text, primary_key=True),
+    sa.Column("row", sa.Integer, primary_key=True),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Index("ix_feedback_labels_endpoint_at", "endpoint", "at"),
+)
