@@ -243,7 +243,14 @@ class Project:
     def endpoints(self) -> EndpointService:
         from mloop.services.serving.endpoints import EndpointService
 
-        return EndpointService(self.metadata, self.models, self.actor)
+        def labelled(*interval: Any) -> Any:
+            # serving and monitoring are siblings: the rollout gets accuracy from feedback as
+            # a function (labels joined to the prediction log), imported when first called
+            from mloop.services.monitoring.accuracy import labelled_stats
+
+            return labelled_stats(self.metadata, self.artifacts, *interval)
+
+        return EndpointService(self.metadata, self.models, self.actor, labelled)
 
     @cached_property
     def scorer(self) -> BatchScorer:
@@ -272,7 +279,10 @@ class Project:
     def monitoring(self) -> MonitorService:
         from mloop.services.monitoring.status import MonitorService
 
-        return MonitorService(self.metadata, self.predictions)
+        settings = self.settings
+        return MonitorService(
+            self.metadata, self.predictions, settings.bias_columns, settings.models
+        )
 
     def prediction_log(self, **tuning: Any) -> PredictionLog:
         """A writer of the prediction log for one server process (its sampling rate from the

@@ -53,6 +53,8 @@ def test_the_readme_tour_runs_start_to_end() -> None:
     assert "connection errors 0" in out
     assert re.search(r"wrote \d+ rows of \d+ requests to 'web'", out)  # the prediction log
     assert re.search(r"error rate: +\d+\.\d\d%", out)  # monitor status, from the reports
+    assert re.search(r"stored \d+ labels for endpoint .web. from labels.csv", out)  # mloop feedback
+    assert re.search(r"classification from feedback: \d+ labelled", out)  # accuracy per version
     assert '"request_id","row","at","endpoint","model","role"' in out  # its CSV header
 
 

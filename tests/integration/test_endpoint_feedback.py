@@ -185,3 +185,38 @@ def test_a_shadow_shows_its_agreement_with_the_primary_and_both_latencies(
     assert seen["churn:2"]["p99"] > 0
     shown = cli("endpoints", "status", "web")
     assert "AGREEMENT" in shown.out and f"{100 * agreeing / len(rows):.2f}%" in shown.out
+
+
+def test_a_canary_less_accurate_on_its_labels_is_rolled_back_by_the_accuracy_gate(
+    models: Path,  # noqa: F811 - the fixture imported above
+    cli: Callable[..., CliResult],
+) -> None:
+    """churn:1 learned the truth (x0 > 0), churn:2 another column: labels posted for the
+    answers' request ids show the canary right about half as often, and it is rolled back."""
+    deployed = cli(
+        "deploy", "web", "churn:2", "--strategy", "canary", "--steps", "50",
+        "--interval", "3s", "--min-requests", "5", "--accuracy-margin", "0.05",
+        "--min-labels", "20", "--threshold", "1",
+    )  # fmt: skip
+    assert deployed.code == 0, deployed.err
+    rng = np.random.default_rng(11)
+    with serving(models) as url, httpx.Client(base_url=url, timeout=30) as client:
+
+        def traffic_with_labels() -> bool:
+            labels = []
+            for row in rng.normal(size=(40, 3)):
+                answer = client.post("/invocations", json={"inputs": [row.tolist()]})
+                assert answer.status_code == 200, answer.text
+                rid = answer.headers["mloop-request-id"]
+                labels.append({"request_id": rid, "label": bool(row[0] > 0)})
+            stored = client.post("/feedback", json={"feedback": labels})
+            assert stored.status_code == 200, stored.text
+            assert stored.json()["labels"]["stored"] == 40
+            return _status(cli)["state"] != "progressing"
+
+        wait_for(traffic_with_labels, 120, "the canary's rollout to end")
+    status = _status(cli)
+    assert status["state"] == "rolled_back", status
+    assert "accuracy failed 1 intervals in a row" in status["reason"]
+    checks = [g for s in status["analysis"] for g in s["gates"] if g["gate"] == "accuracy"]
+    assert checks[-1]["verdict"] == "fail" and checks[-1]["observed"] < 0.8

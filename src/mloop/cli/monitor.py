@@ -113,8 +113,52 @@ def show_status(ctx: Context) -> None:
         ],
         title="per version (requests: logged; errors and latency: the servers' reports)",
     )
+    accuracy = status.accuracy
+    if accuracy is not None:
+        names = list(accuracy["metrics"])
+        output.table(
+            ["MODEL", "ROLE", "LABELLED", *(n.upper() for n in names)],
+            [
+                [
+                    v["model"],
+                    v["role"],
+                    v["labelled"],
+                    *(_number(v["metrics"].get(n)) for n in names),
+                ]
+                for v in accuracy["versions"]
+            ],
+            title=f"{accuracy['task']} from feedback: {accuracy['labelled']} labelled of "
+            f"{accuracy['requests']} requests ({accuracy['unknown']} labels for unknown ids)",
+        )
+    bias = status.bias
+    if bias is not None:
+        output.table(
+            ["COLUMN", "MODEL", "ROLE", "DEMOGRAPHIC PARITY", "EQUAL OPPORTUNITY"],
+            [
+                [
+                    c["column"],
+                    c["model"],
+                    c["role"],
+                    _bounded(c["demographic_parity"]),
+                    _bounded(c["equal_opportunity"]),
+                ]
+                for c in bias["columns"]
+            ],
+            title="bias: difference between groups (bound from the model's gates)",
+        )
     for note in status.notes:
         output.line(f"note: {note}")
+
+
+def _number(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _bounded(measure: dict[str, Any]) -> str:
+    shown = _number(measure.get("difference"))
+    if measure.get("bound"):
+        shown += f" ({measure['bound']}: {'ok' if measure.get('within') else 'OUT'})"
+    return shown
 
 
 def _percent(value: float | None) -> str:

@@ -14,13 +14,16 @@ requests span, so the reports of the same stretch are read.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow.compute as pc
 
 from mloop.domain.analysis import VersionStats
+from mloop.domain.policy import ModelPolicy
 from mloop.domain.prediction import Window
+from mloop.services.monitoring.bias import from_feedback
 from mloop.services.predictions.reader import PredictionReader
 from mloop.store.metadata.protocol import MetadataStore
 
@@ -65,9 +68,17 @@ class MonitorStatus:
 class MonitorService:
     """The live numbers of an endpoint's window (`mloop monitor status`)."""
 
-    def __init__(self, metadata: MetadataStore, predictions: PredictionReader) -> None:
+    def __init__(
+        self,
+        metadata: MetadataStore,
+        predictions: PredictionReader,
+        bias_columns: Sequence[str] = (),
+        policies: Mapping[str, ModelPolicy] | None = None,
+    ) -> None:
         self.metadata = metadata
         self.predictions = predictions
+        self.bias_columns = tuple(bias_columns)
+        self.policies = dict(policies or {})
 
     def status(self, endpoint: str, window: Window) -> MonitorStatus:
         """Raises NotFound for an unknown endpoint or a window with no logged request."""
@@ -97,6 +108,16 @@ class MonitorService:
                 f"`mloop serve --endpoint {endpoint}` do (every few seconds)"
             )
         requests = pc.count_distinct(found.column("request_id")).as_py()
+        labelled = from_feedback(
+            self.metadata,
+            self.predictions.artifacts,
+            endpoint,
+            window,
+            found,
+            self.bias_columns,
+            self.policies,
+        )
+        notes.extend(labelled.notes)
         return MonitorStatus(
             endpoint=endpoint,
             window=window.describe(),
@@ -106,6 +127,8 @@ class MonitorService:
             versions=tuple(versions),
             error_rate=_error_rate(total),
             latency={"p50": total.quantile(0.5), "p99": total.p99()},
+            accuracy=labelled.accuracy,
+            bias=labelled.bias,
             notes=tuple(notes),
         )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,11 +103,23 @@ class EndpointStatus:
     ab: ABDecision | None = None  # an ab test's look at its outcomes (see `ab_decision`)
 
 
+# (endpoint, since, until, models) -> per version (NAME:V) the labelled predictions of requests
+# answered in that interval and how many were right (monitoring's `labelled_stats`)
+Labelled = Callable[[str, float | None, float | None, Sequence[str]], Mapping[str, VersionStats]]
+
+
 class EndpointService:
-    def __init__(self, metadata: MetadataStore, models: ModelService, actor: str) -> None:
+    def __init__(
+        self,
+        metadata: MetadataStore,
+        models: ModelService,
+        actor: str,
+        labelled: Labelled | None = None,
+    ) -> None:
         self.metadata = metadata
         self.models = models
         self.actor = actor
+        self.labelled = labelled  # feedback for the canary's accuracy gate, where labels exist
 
     # people ---------------------------------------------------------------------------------
     def deploy(
@@ -317,6 +329,13 @@ class EndpointService:
                 endpoint, current.sequence, since=current.updated, until=now
             )
             canary, stable = _by_role(current, Role.CANARY), _by_role(current, Role.STABLE)
+            if policy.accuracy_margin is not None and self.labelled is not None:
+                # labels arrive late: count them over the whole canary, not this interval
+                extra = self.labelled(endpoint, current.started, now, (canary, stable))
+                seen = {
+                    m: seen.get(m, VersionStats()) + extra.get(m, VersionStats())
+                    for m in {*seen, *extra}
+                }
             decision = advance(
                 current,
                 analyse(policy, seen.get(canary, VersionStats()), seen.get(stable, VersionStats())),
