@@ -23,6 +23,7 @@ from mloop.errors import InvalidInput, InvalidPath, ProjectNotFound
 if TYPE_CHECKING:
     from mloop.services.automation.ci import CIService
     from mloop.services.data.versioning import DataService
+    from mloop.services.monitoring.drift import DriftMonitor
     from mloop.services.pipelines.catalog import PipelineService
     from mloop.services.pipelines.worker import Services
     from mloop.services.predictions.log import PredictionLog
@@ -266,6 +267,20 @@ class Project:
         from mloop.services.predictions.reader import PredictionReader
 
         return PredictionReader(self.metadata, self.artifacts)
+
+    @cached_property
+    def drift(self) -> DriftMonitor:
+        """Drift of an endpoint's logged requests from its reference (`monitor status`)."""
+        from mloop.services.monitoring.drift import DriftMonitor
+
+        return DriftMonitor(
+            self.models,
+            self.data,
+            self.predictions,
+            self.settings.state_dir / "monitoring",
+            reference=self.settings.monitoring_reference,
+            thresholds=self.settings.drift_thresholds,
+        )
 
     def prediction_log(self, **tuning: Any) -> PredictionLog:
         """A writer of the prediction log for one server process (its sampling rate from the

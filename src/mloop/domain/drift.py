@@ -80,6 +80,45 @@ CATEGORY_METHODS = frozenset({Method.PSI, Method.CHI_SQUARE, Method.JENSEN_SHANN
 
 
 @dataclass(frozen=True, slots=True)
+class DriftRule:
+    """A threshold set for one feature (mloop.yaml's `drift_thresholds`), and the method it is
+    for; without a method it is the size-of-shift default's, and small windows keep their test.
+    """
+
+    threshold: float
+    method: Method | None = None
+
+    @classmethod
+    def parse(cls, value: Any) -> DriftRule:
+        """`0.2`, or `{method: psi, threshold: 0.25}`.
+
+        Example:
+            >>> DriftRule.parse({"method": "psi", "threshold": 0.25})
+            DriftRule(threshold=0.25, method=<Method.PSI: 'psi'>)
+        """
+        if isinstance(value, dict):
+            unknown = set(value) - {"method", "threshold"}
+            if unknown or "threshold" not in value:
+                raise ValueError("give a number, or {method: psi, threshold: 0.2}")
+            method = value.get("method")
+            try:
+                chosen = None if method is None else Method(str(method))
+            except ValueError:
+                raise ValueError(f"unknown method {method!r}; one of {', '.join(Method)}") from None
+            return cls(_threshold(value["threshold"]), chosen)
+        return cls(_threshold(value))
+
+
+def _threshold(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("a threshold is a number")
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError("a threshold is a number of 0 or more")
+    return number
+
+
+@dataclass(frozen=True, slots=True)
 class DriftResult:
     method: Method
     score: float
