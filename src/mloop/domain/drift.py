@@ -175,7 +175,7 @@ class FeatureSummary:
                 labels=tuple(merged),
                 missing=self.missing + other.missing,
             )
-        if not np.array_equal(self.edges, other.edges):
+        if self.edges is not other.edges and not np.array_equal(self.edges, other.edges):
             raise ValueError("numeric summaries add up only over the same bins")
         return FeatureSummary(
             NUMERIC,
@@ -302,27 +302,46 @@ def bin_of(x: Floats, edges: Floats) -> Ints:
     then stepped over, one vectorised pass each. Quantile edges of a very skewed column crowd
     into a few cells; there the binary search is the better deal and is used.
     """
+    grid = _grid(edges)
+    if grid is None:
+        return _searched(x, edges)
+    first, padded, scale, steps = grid
     k = len(edges) - 1
     lo, hi = float(edges[0]), float(edges[-1])
-    cells = 4 * k
-    if k < 2 or not np.isfinite(hi - lo) or hi <= lo:
-        return _searched(x, edges)
-    scale = cells / (hi - lo)
-    starts = lo + np.arange(cells + 1) / scale
-    first = np.searchsorted(edges, starts, side="right")  # the bin each cell starts in
-    steps = int(np.max(first[1:] - first[:-1])) + 1
-    if steps > 4:
-        return _searched(x, edges)
     cell = ((x - lo) * scale).astype(np.int64)
-    np.clip(cell, 0, cells - 1, out=cell)
+    np.clip(cell, 0, len(first) - 2, out=cell)
     where = first[cell]
-    padded = np.concatenate(([-np.inf], edges, [np.inf]))
     where -= x < padded[where]  # rounding may start one bin too far
     for _ in range(steps):
         where += x >= padded[where + 1]
     where[x == hi] = k
     where[x < lo] = 0
     return where
+
+
+_GRIDS: dict[int, tuple[Floats, tuple[Ints, Floats, float, int] | None]] = {}
+
+
+def _grid(edges: Floats) -> tuple[Ints, Floats, float, int] | None:
+    """The grid of `bin_of` for `edges`, made once per edges array (a window's summaries share
+    their reference's), so a 1,000-row update does not pay for it each time."""
+    held = _GRIDS.get(id(edges))
+    if held is not None and held[0] is edges:
+        return held[1]
+    k = len(edges) - 1
+    lo, hi = float(edges[0]), float(edges[-1])
+    grid = None
+    if k >= 2 and np.isfinite(hi - lo) and hi > lo:
+        cells = 4 * k
+        scale = cells / (hi - lo)
+        first = np.searchsorted(edges, lo + np.arange(cells + 1) / scale, side="right")
+        steps = int(np.max(first[1:] - first[:-1])) + 1
+        padded = np.concatenate(([-np.inf], edges, [np.inf]))
+        grid = (first, padded, scale, steps) if steps <= 4 else None
+    if len(_GRIDS) > 4096:  # edges of references no longer used
+        _GRIDS.clear()
+    _GRIDS[id(edges)] = (edges, grid)
+    return grid
 
 
 def _searched(x: Floats, edges: Floats) -> Ints:
@@ -428,7 +447,9 @@ def _aligned(reference: FeatureSummary, current: FeatureSummary) -> tuple[Ints, 
 
 
 def _same_bins(reference: FeatureSummary, current: FeatureSummary) -> None:
-    if current.kind != NUMERIC or not np.array_equal(reference.edges, current.edges):
+    if current.kind != NUMERIC or (
+        reference.edges is not current.edges and not np.array_equal(reference.edges, current.edges)
+    ):
         raise ValueError("the current summary must be counted in the reference's bins")
 
 
