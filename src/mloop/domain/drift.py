@@ -277,7 +277,8 @@ def summarise(
     else:
         where = bin_of(x, edges)
         counts = np.bincount(where, minlength=k + 2).astype(np.int64)
-        low, high = x[where == 0], x[where == k + 1]
+        low = x[where == 0] if counts[0] else x[:0]
+        high = x[where == k + 1] if counts[-1] else x[:0]
     centre = float(edges[k // 2])
     shifted = x - centre
     # np.square, not np.dot: BLAS's threads spin on a busy machine (8 ms instead of 0.1)
@@ -306,16 +307,12 @@ def bin_of(x: Floats, edges: Floats) -> Ints:
     if grid is None:
         return _searched(x, edges)
     first, padded, scale, steps = grid
-    k = len(edges) - 1
-    lo, hi = float(edges[0]), float(edges[-1])
-    cell = ((x - lo) * scale).astype(np.int64)
-    np.clip(cell, 0, len(first) - 2, out=cell)
+    # clipped as floats: a huge value cast to int64 first would wrap around
+    cell = np.clip((x - padded[1]) * scale, 0, len(first) - 2).astype(np.int64)
     where = first[cell]
-    where -= x < padded[where]  # rounding may start one bin too far
+    where -= x < padded[where]  # below the range, or rounding started one bin too far
     for _ in range(steps):
         where += x >= padded[where + 1]
-    where[x == hi] = k
-    where[x < lo] = 0
     return where
 
 
@@ -336,7 +333,10 @@ def _grid(edges: Floats) -> tuple[Ints, Floats, float, int] | None:
         scale = cells / (hi - lo)
         first = np.searchsorted(edges, lo + np.arange(cells + 1) / scale, side="right")
         steps = int(np.max(first[1:] - first[:-1])) + 1
+        # padded[b] is bin b's lower edge; the last bin also holds `hi`, so its upper edge is
+        # the next float above it
         padded = np.concatenate(([-np.inf], edges, [np.inf]))
+        padded[k + 1] = np.nextafter(hi, np.inf)
         grid = (first, padded, scale, steps) if steps <= 4 else None
     if len(_GRIDS) > 4096:  # edges of references no longer used
         _GRIDS.clear()

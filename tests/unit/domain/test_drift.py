@@ -102,7 +102,8 @@ def test_the_fast_binning_agrees_with_a_binary_search(rng: np.random.Generator) 
         rng.uniform(size=30_000),
     ):
         edges = d.reference_summary(reference).edges
-        values = np.concatenate((reference[:5000] * 1.3, edges, [edges[0] - 1, edges[-1] + 1]))
+        outside = [edges[0] - 1, edges[-1] + 1, -1e300, 1e300, np.nextafter(edges[-1], 0)]
+        values = np.concatenate((reference[:5000] * 1.3, edges, outside))
         assert np.array_equal(d.bin_of(values, edges), d._searched(values, edges))
 
 

@@ -153,24 +153,30 @@ class DriftMonitor:
         if isinstance(configured, Mapping):
             configured = configured.get(endpoint)
         if configured is not None:
-            ref = DatasetRef.parse(configured)
+            refs: tuple[DatasetRef, ...] = (DatasetRef.parse(configured),)
             where = f"monitoring_reference {configured}"
         elif version.datasets:
-            ref = version.datasets[0]
-            where = f"{version.ref}'s training data {ref}"
+            refs = version.datasets
+            where = f"{version.ref}'s training data ({', '.join(map(str, refs))})"
         else:
             raise InvalidInput(
                 f"{version.ref} names no training dataset version to compare its traffic with",
                 "register it from a run that read a dataset (mloop.data.get), or set "
                 "`monitoring_reference: NAME:VERSION` in mloop.yaml",
             )
-        dataset = self.data.get(str(ref), files=True)
-        if not dataset.tables:
-            raise InvalidInput(f"{where} has no profiled table to compare with", PROFILE_HINT)
         inputs = set(version.signature.names) if version.signature else set()
-        table = max(dataset.tables, key=lambda t: len(inputs & {c.name for c in t.columns}))
-        digest = next(f.digest for f in dataset.files if f.path == table.path)
-        return Reference(dataset, table, digest)
+        best: Reference | None = None
+        held = -1
+        for ref in refs:  # the table holding most of the model's inputs; the first on a tie
+            dataset = self.data.get(str(ref), files=True)
+            for table in dataset.tables:
+                matched = len(inputs & {c.name for c in table.columns})
+                if matched > held:
+                    digest = next(f.digest for f in dataset.files if f.path == table.path)
+                    best, held = Reference(dataset, table, digest), matched
+        if best is None:
+            raise InvalidInput(f"{where} has no profiled table to compare with", PROFILE_HINT)
+        return best
 
     def _feature_summaries(self, ref: Reference, notes: list[str]) -> dict[str, d.FeatureSummary]:
         path = self.cache / f"reference-{ref.digest[:40]}-{d.BINS}-{CACHE_FORMAT}.json"
