@@ -309,7 +309,7 @@ def bin_of(x: Floats, edges: Floats) -> Ints:
     first, padded, scale, steps = grid
     # clipped as floats: a huge value cast to int64 first would wrap around
     cell = np.clip((x - padded[1]) * scale, 0, len(first) - 2).astype(np.int64)
-    where = first[cell]
+    where: Ints = first[cell]
     where -= x < padded[where]  # below the range, or rounding started one bin too far
     for _ in range(steps):
         where += x >= padded[where + 1]
