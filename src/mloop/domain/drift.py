@@ -145,11 +145,10 @@ class FeatureSummary:
     above: float = 0.0
     moments: tuple[float, float, float] = (0.0, 0.0, 0.0)
     missing: int = 0
+    rows: int = field(init=False)  # values counted (missing ones left out), asked for often
 
-    @property
-    def rows(self) -> int:
-        """Values counted (missing ones left out)."""
-        return int(self.counts.sum())
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rows", int(self.counts.sum()))
 
     @property
     def std(self) -> float:
