@@ -20,7 +20,7 @@ from mloop.domain.prediction import Window
 from mloop.errors import InvalidInput, NotFound
 from mloop.project import Project
 
-NAMES = ("age", "income", "plan")
+NAMES = ("age", "income", "plan", "trial")
 PLANS = np.array(["basic", "plus", "pro"])
 
 
@@ -31,6 +31,7 @@ def frame(rng: np.random.Generator, n: int, shift: float = 0.0, pro: float = 0.2
             "age": rng.normal(40 + 10 * shift, 10, n),
             "income": rng.lognormal(10, 0.5, n),
             "plan": rng.choice(PLANS, n, p=shares),
+            "trial": rng.random(n) < 0.3,
         }
     )
     data["spend"] = 0.002 * data.income + data.age + 20 * (data.plan == "pro") + rng.normal(0, 5, n)
@@ -45,7 +46,9 @@ def trained(project: Path) -> Project:
     mloop.data.add("train", "data/train.csv")
     with mloop.start_run("fit"):
         data = mloop.data.get("train").to_pandas()
-        encode = make_column_transformer((OneHotEncoder(), ["plan"]), remainder="passthrough")
+        encode = make_column_transformer(
+            (OneHotEncoder(), ["plan", "trial"]), remainder="passthrough"
+        )
         model = make_pipeline(encode, LinearRegression()).fit(data[list(NAMES)], data["spend"])
         mloop.register_model(model, "spend", input_example=data[list(NAMES)].head())
     return Project.open(project)
@@ -78,6 +81,7 @@ def test_unchanged_traffic_is_quiet_and_shifted_traffic_is_flagged(trained: Proj
     assert quiet.features.keys() == set(NAMES)  # the model's inputs, not its label
     assert quiet.features["age"].method == "wasserstein"
     assert quiet.features["plan"].method == "jensenshannon"
+    assert quiet.features["trial"].method == "jensenshannon"  # booleans: true/false both sides
     assert quiet.drifted == [] and quiet.prediction is not None
     assert quiet.prediction.drifted is False and quiet.prediction.method == "wasserstein"
     assert any("summarised once" in note for note in quiet.notes)  # the first time only

@@ -193,7 +193,11 @@ class DriftMonitor:
                     values = frame[column.name].to_numpy(dtype=np.float64, na_value=np.nan)
                     out[column.name] = d.reference_summary(values)
                 elif column.kind == "categorical" and column.count:
-                    counted = frame[column.name].dropna().astype(str).value_counts(sort=False)
+                    present = frame[column.name].dropna()
+                    text = present.astype(str)
+                    if present.dtype == bool:  # as Arrow writes the logged ones: true, false
+                        text = text.str.lower()
+                    counted = text.value_counts(sort=False)
                     out[column.name] = d.count_categories(
                         counted.index.tolist(),
                         counted.tolist(),
