@@ -19,7 +19,15 @@ counts:
   under the 0.04 that decides p < 0.05 on a 1,000-row window. The p-value is scipy's asymptotic
   one (`kstwo`, as `ks_2samp(method="asymp")`), measured in the tests;
 - Wasserstein: the area between the two cumulative shares, taken as straight lines within each
-  bin, divided by the reference's standard deviation (as Evidently normalises it);
+  bin, divided by the reference's standard deviation (as Evidently normalises it). Within 0.003
+  of scipy's on the raw values in the tests, 0.002 of Evidently's in bench_drift: the decision
+  is at 0.1.
+
+Why 1,000 bins: with 100, a bin holds 1% of the reference and KS could be off by 0.01, a quarter
+of the margin that decides a 1,000-row window; with 1,000 a summary is 16 KB and counting 1,000
+new rows into it plus comparing costs ~100 µs a column. The exact reference quantiles are kept
+as the edges (one sort when the reference is summarised), so nothing but the within-bin
+positions is lost.
 
 Categories are counted by value: chi-square (a two-sample test of homogeneity), Jensen-Shannon
 distance (natural log, as scipy) and PSI, over the reference's values plus any new ones.
@@ -28,8 +36,11 @@ Defaults (`default_method`): a p-value answers "could this be chance?", and with
 every harmless wiggle is not chance; so windows above `SMALL_WINDOW` rows (1,000, Evidently's
 line) are judged by the size of the shift (normalised Wasserstein >= 0.1 for numbers,
 Jensen-Shannon >= 0.1 for categories), and only smaller ones, where a distance is mostly
-sampling noise, by a test (KS or chi-square, p < 0.05). Numbers with at most
-`FEW_VALUES` distinct values in the reference are compared as categories, as Evidently does.
+sampling noise, by a test (KS or chi-square, p < 0.05). Evidently draws the line on the
+reference's size; here it is the window's, since the window is what varies from check to check
+and a 200-row window's Wasserstein distance is noise whatever the reference holds. Numbers with
+at most `FEW_VALUES` distinct values in the reference are compared as categories, as Evidently
+does. The two p-values use scipy (imported when a small window needs one).
 """
 
 from __future__ import annotations
