@@ -114,6 +114,9 @@ def test_a_configured_reference_and_thresholds(trained: Project, project: Path) 
     assert report.features["income"].threshold == 0.0 and report.features["income"].drifted
     age = report.features["age"]
     assert (age.method, age.threshold, age.drifted) == ("psi", 0.5, False)
+    small = Project.open(project).drift.status("web", Window(last=20)).features  # 200 rows
+    assert (small["income"].method, small["income"].threshold) == ("ks", 0.05)  # not 0.0
+    assert (small["age"].method, small["age"].threshold) == ("psi", 0.5)  # its method is set
 
 
 def test_bad_input_says_what_to_do(trained: Project, project: Path) -> None:
