@@ -10,6 +10,7 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from mloop.domain import drift as d
+from mloop.domain import feature_summary
 from mloop.domain.drift import Method
 
 
@@ -104,7 +105,7 @@ def test_the_fast_binning_agrees_with_a_binary_search(rng: np.random.Generator) 
         edges = d.reference_summary(reference).edges
         outside = [edges[0] - 1, edges[-1] + 1, -1e300, 1e300, np.nextafter(edges[-1], 0)]
         values = np.concatenate((reference[:5000] * 1.3, edges, outside))
-        assert np.array_equal(d.bin_of(values, edges), d._searched(values, edges))
+        assert np.array_equal(d.bin_of(values, edges), feature_summary._searched(values, edges))
 
 
 def test_an_unchanged_feature_is_not_flagged_at_a_million_rows(
