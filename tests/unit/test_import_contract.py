@@ -63,8 +63,6 @@ def test_the_contract_is_read() -> None:
     named = dict(named_modules())
     assert "mloop.services.serving" in named and "mloop.domain" in named
     assert named["mloop.services.monitoring"] is False  # built: no longer optional
-    synthetic = {"layers": ["a | (b)"], "containers": ["mloop.services"]}
-    assert layer_entries(synthetic) == [("mloop.services.a", False), ("mloop.services.b", True)]
 
 
 @pytest.mark.parametrize(("module", "optional"), named_modules(), ids=lambda v: str(v))

@@ -1,6 +1,2 @@
-"""Monitoring (services, beside serving): what live traffic did to a deployed model.
-
-It reads the prediction log (`services.predictions`) a window at a time and compares it with
-what the model was trained on: `drift.DriftMonitor` per feature and on the predictions.
-Serving writes the log and monitoring reads it; the two are siblings and never import each other.
-"""
+"""Monitoring (services, layer 2): what an endpoint's traffic shows. It reads the prediction log
+and the servers' reports (`status.py`); serving, its sibling, writes them."""
