@@ -252,6 +252,20 @@ class Project:
         return BatchScorer(self.models)
 
     @cached_property
+    def drift(self) -> DriftMonitor:
+        """Drift of an endpoint's logged requests from its reference (`monitor status`)."""
+        from mloop.services.monitoring.drift import DriftMonitor
+
+        return DriftMonitor(
+            self.models,
+            self.data,
+            self.predictions,
+            self.settings.state_dir / "monitoring",
+            reference=self.settings.monitoring_reference,
+            thresholds=self.settings.drift_thresholds,
+        )
+
+    @cached_property
     def storage(self) -> StorageService:
         from mloop.services.storage.housekeeping import StorageService
 
@@ -267,20 +281,6 @@ class Project:
         from mloop.services.predictions.reader import PredictionReader
 
         return PredictionReader(self.metadata, self.artifacts)
-
-    @cached_property
-    def drift(self) -> DriftMonitor:
-        """Drift of an endpoint's logged requests from its reference (`monitor status`)."""
-        from mloop.services.monitoring.drift import DriftMonitor
-
-        return DriftMonitor(
-            self.models,
-            self.data,
-            self.predictions,
-            self.settings.state_dir / "monitoring",
-            reference=self.settings.monitoring_reference,
-            thresholds=self.settings.drift_thresholds,
-        )
 
     def prediction_log(self, **tuning: Any) -> PredictionLog:
         """A writer of the prediction log for one server process (its sampling rate from the

@@ -160,17 +160,6 @@ class Settings:
     ray_address: str | None = setting(
         checks.text, "a Ray cluster to join (default: start Ray locally)"
     )
-    predictions_sample_rate: float = setting(
-        checks.fraction,
-        "the share of requests a model server logs, from 0 to 1 (requests kept by their id)",
-        1.0,
-    )
-    predictions_retention: float = setting(
-        checks.age,
-        "how long logged predictions are kept: `mloop gc` removes older ones (e.g. 30d, 12h)",
-        30 * 86_400.0,
-        plain=checks.plain_age,
-    )
     monitoring_reference: str | Mapping[str, str] | None = setting(
         checks.monitoring_reference,
         "the dataset version live traffic is compared with for drift: NAME:VERSION, or "
@@ -182,6 +171,17 @@ class Settings:
         "{age: {method: psi, threshold: 0.25}}",
         {},
         plain=checks.plain_drift_thresholds,
+    )
+    predictions_sample_rate: float = setting(
+        checks.fraction,
+        "the share of requests a model server logs, from 0 to 1 (requests kept by their id)",
+        1.0,
+    )
+    predictions_retention: float = setting(
+        checks.age,
+        "how long logged predictions are kept: `mloop gc` removes older ones (e.g. 30d, 12h)",
+        30 * 86_400.0,
+        plain=checks.plain_age,
     )
     sources: Mapping[str, str] = field(default_factory=dict)
 

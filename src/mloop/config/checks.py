@@ -174,29 +174,6 @@ def plain_models(value: dict[str, ModelPolicy]) -> dict[str, dict[str, object]]:
     return {name: policy.to_plain() for name, policy in value.items()}
 
 
-def fraction(value: Any) -> float:
-    """A share from 0 to 1 (`0.1` keeps one request in ten)."""
-    if isinstance(value, bool):
-        raise ValueError("must be a number from 0 to 1")
-    number = float(value)
-    if not 0.0 <= number <= 1.0:
-        raise ValueError("must be a number from 0 to 1")
-    return number
-
-
-def age(value: Any) -> float:
-    """An age as people write it (`30d`, `12h`, `2w`), in seconds."""
-    from mloop.domain.prediction import parse_age
-
-    return parse_age(text(value), "retention")
-
-
-def plain_age(seconds: float) -> str:
-    from mloop.domain.prediction import format_age
-
-    return format_age(seconds)
-
-
 def monitoring_reference(value: Any) -> str | dict[str, str]:
     """`NAME:VERSION` for every endpoint, or `{endpoint: NAME:VERSION}` (env: `web=train:3,…`)."""
     from mloop.domain.names import DatasetRef
@@ -235,6 +212,29 @@ def plain_drift_thresholds(rules: dict[str, DriftRule]) -> dict[str, Any]:
         else {"method": str(rule.method), "threshold": rule.threshold}
         for name, rule in rules.items()
     }
+
+
+def fraction(value: Any) -> float:
+    """A share from 0 to 1 (`0.1` keeps one request in ten)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number from 0 to 1")
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError("must be a number from 0 to 1")
+    return number
+
+
+def age(value: Any) -> float:
+    """An age as people write it (`30d`, `12h`, `2w`), in seconds."""
+    from mloop.domain.prediction import parse_age
+
+    return parse_age(text(value), "retention")
+
+
+def plain_age(seconds: float) -> str:
+    from mloop.domain.prediction import format_age
+
+    return format_age(seconds)
 
 
 def redacted(uri: str | None) -> str | None:

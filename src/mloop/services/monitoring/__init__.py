@@ -1,2 +1,7 @@
-"""Monitoring (services, layer 2): what an endpoint's traffic shows. It reads the prediction log
-and the servers' reports (`status.py`); serving, its sibling, writes them."""
+"""Monitoring (services, beside serving): what an endpoint's traffic says about its models.
+The live numbers of a window (`status.py`: requests from the prediction log, errors and latency
+from the servers' reports); accuracy and bias from labels joined to the logged answers
+(`accuracy.py`, `bias.py`, labels from files in `labels.py`); drift of the inputs and
+predictions against a reference. It reads what serving records (`services/predictions`, below
+both) and never imports serving.
+"""
