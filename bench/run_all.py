@@ -18,12 +18,13 @@ import traceback
 import _common as c
 import bench_cli
 import bench_data
+import bench_drift
 import bench_endpoints
 import bench_pipelines
 import bench_serving
 import bench_tracking
 
-BENCHES = ("cli", "tracking", "data", "pipelines", "serving", "endpoints")
+BENCHES = ("cli", "tracking", "data", "pipelines", "serving", "endpoints", "drift")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--endpoints-window", type=int, default=6, help="wrk seconds per blue/green window"
     )
+    ap.add_argument("--drift-rounds", type=int, default=3, help="rounds for drift")
     ap.add_argument("--hyperfine", action="store_true", help="cli: also time with hyperfine")
     args = ap.parse_args(argv)
     only = [b for b in args.only.split(",") if b]
@@ -79,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                 results += bench_endpoints.run(
                     args.endpoints_rounds, args.serving_seconds, args.endpoints_window
                 )
+            elif name == "drift":
+                results += bench_drift.run(args.drift_rounds)
         except Exception as exc:  # one broken benchmark must not hide the others' figures
             traceback.print_exc()
             results.append(c.Skipped(name, "(whole benchmark)", f"FAILED: {exc}"[:80]))

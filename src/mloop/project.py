@@ -23,6 +23,7 @@ from mloop.errors import InvalidInput, InvalidPath, ProjectNotFound
 if TYPE_CHECKING:
     from mloop.services.automation.ci import CIService
     from mloop.services.data.versioning import DataService
+    from mloop.services.monitoring.drift import DriftMonitor
     from mloop.services.monitoring.status import MonitorService
     from mloop.services.pipelines.catalog import PipelineService
     from mloop.services.pipelines.worker import Services
@@ -257,6 +258,20 @@ class Project:
         from mloop.services.serving.scorer import BatchScorer
 
         return BatchScorer(self.models)
+
+    @cached_property
+    def drift(self) -> DriftMonitor:
+        """Drift of an endpoint's logged requests from its reference (`monitor status`)."""
+        from mloop.services.monitoring.drift import DriftMonitor
+
+        return DriftMonitor(
+            self.models,
+            self.data,
+            self.predictions,
+            self.settings.state_dir / "monitoring",
+            reference=self.settings.monitoring_reference,
+            thresholds=self.settings.drift_thresholds,
+        )
 
     @cached_property
     def storage(self) -> StorageService:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from mloop.config import BY_KEY, MAX_USER_LENGTH, SETTINGS, Settings, load_settings
+from mloop.domain.drift import DriftRule, Method
 from mloop.domain.gate import Gate
 from mloop.domain.names import NAME_RULE
 from mloop.errors import ConfigError
@@ -98,6 +100,12 @@ EXAMPLES: dict[str, tuple[str, str, object]] = {
     "gates": ("{train: [f1 > 0.5]}", "train=f1 > 0.5", {"train": (Gate("f1", ">", 0.5),)}),
     "max_workers": ("2", "2", 2),
     "ray_address": ("ray://h:1", "ray://h:1", "ray://h:1"),
+    "monitoring_reference": ("dataset/train:3", "train:3", "train:3"),
+    "drift_thresholds": (
+        "{age: 0.2, prediction: 0.15}",
+        "age=0.2,prediction=0.15",
+        {"age": DriftRule(0.2), "prediction": DriftRule(0.15)},
+    ),
     "predictions_sample_rate": ("0.25", "0.25", 0.25),
     "predictions_retention": ("7d", "7d", 7 * 86_400.0),
     "bias_columns": ("[gender, region, gender]", "gender, region", ("gender", "region")),
@@ -246,3 +254,23 @@ def test_uris_with_unknown_schemes_are_refused_listing_the_known(
 def test_uris_with_known_schemes_are_accepted(tmp_path: Path, name: str, uri: str) -> None:
     settings = load_settings(project_file(tmp_path, ""), environ={name: uri})
     assert settings.sources[name.removeprefix("MLOOP_").lower()] == f"environment ({name})"
+
+
+def test_monitoring_settings_take_their_longer_forms_and_refuse_nonsense(tmp_path: Path) -> None:
+    text = (
+        "monitoring_reference: {web: train:3, api: other:1}\n"
+        "drift_thresholds: {city: {method: psi, threshold: 0.25}}\n"
+    )
+    settings = load_settings(project_file(tmp_path, text), environ={})
+    assert settings.monitoring_reference == {"web": "train:3", "api": "other:1"}
+    assert settings.drift_thresholds == {"city": DriftRule(0.25, Method.PSI)}
+    assert settings.values["drift_thresholds"] == {"city": {"method": "psi", "threshold": 0.25}}
+    bad = {
+        "monitoring_reference: train": "name the version, e.g. train:1",
+        "drift_thresholds: {age: -1}": "age: a threshold is a number of 0 or more",
+        "drift_thresholds: {age: {method: nope, threshold: 1}}": "unknown method 'nope'",
+        "drift_thresholds: {age: {threshold: 1, bins: 3}}": "{method: psi, threshold: 0.2}",
+    }
+    for line, message in bad.items():
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_settings(project_file(tmp_path, line + "\n"), environ={})

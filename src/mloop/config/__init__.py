@@ -27,6 +27,7 @@ from mloop.config.project_file import PROJECT_FILE, STATE_DIR, read_project_file
 from mloop.errors import ConfigError, InvalidInput
 
 if TYPE_CHECKING:
+    from mloop.domain.drift import DriftRule
     from mloop.domain.gate import Gate
     from mloop.domain.policy import ModelPolicy
 
@@ -158,6 +159,18 @@ class Settings:
     )
     ray_address: str | None = setting(
         checks.text, "a Ray cluster to join (default: start Ray locally)"
+    )
+    monitoring_reference: str | Mapping[str, str] | None = setting(
+        checks.monitoring_reference,
+        "the dataset version live traffic is compared with for drift: NAME:VERSION, or "
+        "{endpoint: NAME:VERSION} (default: the serving model's training data)",
+    )
+    drift_thresholds: Mapping[str, DriftRule] = setting(
+        checks.drift_thresholds,
+        "drift thresholds per feature (`prediction` for the predictions): {age: 0.2} or "
+        "{age: {method: psi, threshold: 0.25}}",
+        {},
+        plain=checks.plain_drift_thresholds,
     )
     predictions_sample_rate: float = setting(
         checks.fraction,

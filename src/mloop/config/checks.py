@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from mloop.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from mloop.domain.drift import DriftRule
     from mloop.domain.gate import Gate
     from mloop.domain.policy import ModelPolicy
 
@@ -171,6 +172,46 @@ def plain_gates(value: dict[str, tuple[Gate, ...]]) -> dict[str, list[str]]:
 
 def plain_models(value: dict[str, ModelPolicy]) -> dict[str, dict[str, object]]:
     return {name: policy.to_plain() for name, policy in value.items()}
+
+
+def monitoring_reference(value: Any) -> str | dict[str, str]:
+    """`NAME:VERSION` for every endpoint, or `{endpoint: NAME:VERSION}` (env: `web=train:3,…`)."""
+    from mloop.domain.names import DatasetRef
+
+    def one(given: Any) -> str:
+        ref = DatasetRef.parse(text(given))
+        if ref.version is None:
+            raise ValueError(f"{given!r}: name the version, e.g. {ref.name}:1")
+        return str(ref)
+
+    if isinstance(value, str) and "=" not in value:
+        return one(value)
+    found = _named(value, "NAME:VERSION", "web=train:3", words=True)
+    return {str(endpoint): one(ref) for endpoint, ref in found.items()}
+
+
+def drift_thresholds(value: Any) -> dict[str, DriftRule]:
+    """`{feature: 0.2}` or `{feature: {method: psi, threshold: 0.25}}`; `prediction` for the
+    predictions (env: `age=0.2,income=0.3`)."""
+    from mloop.domain.drift import DriftRule
+
+    found = _named(value, "THRESHOLD", "age=0.2,prediction=0.15", words=True)
+    rules = {}
+    for name, rule in found.items():
+        try:
+            rules[str(name)] = DriftRule.parse(rule)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    return rules
+
+
+def plain_drift_thresholds(rules: dict[str, DriftRule]) -> dict[str, Any]:
+    return {
+        name: rule.threshold
+        if rule.method is None
+        else {"method": str(rule.method), "threshold": rule.threshold}
+        for name, rule in rules.items()
+    }
 
 
 def fraction(value: Any) -> float:

@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     Series: TypeAlias = pd.Series[Any]
 
 MAX_ROWS_SHOWN = 5
-MIN_BIN_SHARE = 0.1
-PSI_EPSILON = 1e-4  # the share an empty bin stands for, so PSI stays finite
 
 
 @dataclass(frozen=True, slots=True)

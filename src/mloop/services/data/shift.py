@@ -4,7 +4,8 @@ PSI over the reference histogram (bins merged to hold at least `MIN_BIN_SHARE` e
 twenty sparse bins make PSI mostly sampling noise, plus a bin below min and one above max) and
 the share of values outside the reference range; PSI over the reference's top categories plus
 "other"; and the change in the share of nulls. A column with fewer than `min_values` values on
-either side skips PSI, with a note in the report.
+either side skips PSI, with a note in the report. PSI and the bin merging are monitoring's too,
+so they live in `mloop.domain.drift`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from mloop.domain.dataset import ColumnProfile, TableProfile
+from mloop.domain.drift import merge_bins, population_stability_index
 from mloop.services.data.checks import (
-    MIN_BIN_SHARE,
-    PSI_EPSILON,
     CheckFailure,
     Thresholds,
     as_floats,
@@ -32,64 +32,6 @@ if TYPE_CHECKING:
     from typing import TypeAlias
 
     Series: TypeAlias = pd.Series[Any]
-
-
-def population_stability_index(
-    expected: npt.ArrayLike, actual: npt.ArrayLike, *, epsilon: float = PSI_EPSILON
-) -> float:
-    """PSI = sum((a - e) * ln(a / e)) over the bins' shares; an empty bin counts as `epsilon`.
-
-    Below 0.1 is usually read as no shift, 0.1 to 0.2 as moderate, above 0.2 as a real one.
-
-    Args:
-        expected: Counts (or shares) per bin in the reference.
-        actual: Counts (or shares) per bin in the data checked, for the same bins.
-        epsilon: The share an empty bin stands for, which keeps the logarithm finite.
-
-    Returns:
-        The index; 0 for identical shares.
-
-    Raises:
-        ValueError: The inputs differ in length, are negative, or one sums to zero.
-
-    Example:
-        >>> round(population_stability_index([50, 50], [90, 10]), 4)
-        0.8789
-    """
-    e = np.asarray(expected, dtype=np.float64)
-    a = np.asarray(actual, dtype=np.float64)
-    if e.shape != a.shape or e.ndim != 1 or (e < 0).any() or (a < 0).any():
-        raise ValueError("expected and actual must be equally long lists of non-negative counts")
-    if e.sum() <= 0 or a.sum() <= 0:
-        raise ValueError("expected and actual must each count at least one value")
-    p = np.maximum(e / e.sum(), epsilon)
-    q = np.maximum(a / a.sum(), epsilon)
-    return float(np.sum((q - p) * np.log(q / p)))
-
-
-def merge_bins(
-    edges: npt.ArrayLike, counts: npt.ArrayLike, min_share: float = MIN_BIN_SHARE
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-    """Merge adjacent histogram bins until each holds at least `min_share` of the values.
-
-    A short loop over the (at most a few dozen) bins, not the values; a last bin short of the
-    share joins the one before it.
-
-    Example:
-        >>> merge_bins([0, 1, 2, 3, 4], [5, 10, 80, 5], 0.1)
-        (array([0., 2., 4.]), array([15, 85]))
-    """
-    e = np.asarray(edges, dtype=np.float64)
-    c = np.asarray(counts, dtype=np.int64)
-    need, cuts, held = min_share * c.sum(), [0], 0
-    for i, count in enumerate(c[:-1].tolist(), start=1):
-        held += count
-        if held >= need and held > 0:
-            cuts.append(i)
-            held = 0
-    if len(cuts) > 1 and c[cuts[-1] :].sum() < need:
-        cuts.pop()
-    return e[[*cuts, len(c)]], np.add.reduceat(c, cuts)
 
 
 def interval(lo: float, hi: float, *, closed: bool, whole: bool = False) -> str:

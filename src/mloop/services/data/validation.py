@@ -37,6 +37,7 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from mloop.domain.dataset import ColumnProfile, DatasetVersion, TableProfile, is_table_path
+from mloop.domain.drift import merge_bins, population_stability_index
 from mloop.errors import InvalidInput
 from mloop.services.data.checks import (
     CheckFailure,
@@ -48,11 +49,7 @@ from mloop.services.data.checks import (
     reference_family,
     select_columns,
 )
-from mloop.services.data.shift import (
-    distribution_failures,
-    merge_bins,
-    population_stability_index,
-)
+from mloop.services.data.shift import distribution_failures
 
 __all__ = [
     "CheckFailure",
