@@ -296,7 +296,7 @@ class Project:
 
         settings = self.settings
         return MonitorService(
-            self.metadata, self.predictions, settings.bias_columns, settings.models
+            self.metadata, self.predictions, settings.bias_columns, settings.models, self.drift
         )
 
     def prediction_log(self, **tuning: Any) -> PredictionLog:

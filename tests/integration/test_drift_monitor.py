@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import mloop
 from mloop.domain.prediction import Window
 from mloop.errors import InvalidInput, NotFound
 from mloop.project import Project
+from tests.conftest import CliResult
 
 NAMES = ("age", "income", "plan", "trial")
 PLANS = np.array(["basic", "plus", "pro"])
@@ -146,3 +148,30 @@ def serve_rows(opened: Project, data: pd.DataFrame, at: float, names: tuple[str,
     request = data[list(names)]
     plog.record("web", "spend:1", "stable", f"m{at}", request, np.zeros(len(data)), at, names)
     plog.close()
+
+
+def test_monitor_status_shows_which_features_moved(
+    trained: Project, project: Path, cli: Callable[..., CliResult]
+) -> None:
+    rng = np.random.default_rng(9)
+    serve(trained, frame(rng, 3000, shift=1.0, pro=0.6), time.time() - 60)
+    done = cli("monitor", "status", "web", "--since", "10m", "--json")
+    assert done.code == 0, done.err
+    status = json.loads(done.out)
+    assert status["requests"] == 300 and status["reference"] == "train:1 data/train.csv"
+    drifted = sorted(name for name, found in status["features"].items() if found["drifted"])
+    assert drifted == ["age", "plan"]
+    assert {"method", "score", "threshold", "drifted"} <= set(status["features"]["income"])
+    assert status["prediction"]["drifted"] is True
+    assert status["accuracy"] is None  # no labels yet
+    shown = cli("monitor", "status", "web", "--since", "10m")
+    assert "drift against train:1 data/train.csv" in shown.out and "DRIFTED" in shown.out
+    # no reference to compare with: the rest of the status still shows, and says why
+    (project / "mloop.yaml").write_text(
+        (project / "mloop.yaml").read_text() + "monitoring_reference: nosuch:1\n"
+    )
+    other = cli("monitor", "status", "web", "--since", "10m", "--json")
+    assert other.code == 0, other.err
+    plain = json.loads(other.out)
+    assert plain["features"] is None and plain["requests"] == 300
+    assert any(note.startswith("no drift:") for note in plain["notes"]), plain["notes"]

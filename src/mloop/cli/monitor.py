@@ -113,6 +113,26 @@ def show_status(ctx: Context) -> None:
         ],
         title="per version (requests: logged; errors and latency: the servers' reports)",
     )
+    if status.features is not None:
+        rows = [(name, found) for name, found in status.features.items()]
+        if status.prediction is not None:
+            rows.append(("(prediction)", status.prediction))
+        output.table(
+            ["FEATURE", "METHOD", "SCORE", "THRESHOLD", "DRIFTED"],
+            [
+                [
+                    name,
+                    found.get("method") or "-",
+                    _number(found.get("score")),
+                    _number(found.get("threshold")),
+                    {True: "DRIFTED", False: "no"}.get(
+                        found.get("drifted"), found.get("note") or "-"
+                    ),
+                ]
+                for name, found in rows
+            ],
+            title=f"drift against {status.reference}",
+        )
     accuracy = status.accuracy
     if accuracy is not None:
         names = list(accuracy["metrics"])

@@ -119,9 +119,13 @@ class DriftMonitor:
             NotFound: no such endpoint, or no request logged in the window.
             InvalidInput: no reference with a profile can be found.
         """
+        return self.compare(endpoint, window, self.predictions.read(endpoint, window).table)
+
+    def compare(self, endpoint: str, window: Window, table: Any) -> DriftReport:
+        """Drift of the logged rows `table` (the window's, as `PredictionReader.read` gave
+        them) from the endpoint's reference; `monitor status` reads the window once for all."""
         import pyarrow.compute as pc
 
-        table = self.predictions.read(endpoint, window).table
         answered = table.filter(pc.not_equal(table.column("role"), SHADOW))
         if answered.num_rows:
             table = answered

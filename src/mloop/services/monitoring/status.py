@@ -23,7 +23,9 @@ import pyarrow.compute as pc
 from mloop.domain.analysis import VersionStats
 from mloop.domain.policy import ModelPolicy
 from mloop.domain.prediction import Window
+from mloop.errors import InvalidInput, NotFound
 from mloop.services.monitoring.bias import from_feedback
+from mloop.services.monitoring.drift import DriftMonitor
 from mloop.services.predictions.reader import PredictionReader
 from mloop.store.metadata.protocol import MetadataStore
 
@@ -60,6 +62,7 @@ class MonitorStatus:
     latency: dict[str, float | None]
     features: dict[str, Any] | None = None
     prediction: dict[str, Any] | None = None
+    reference: str | None = None  # what the drift is measured against (dataset and table)
     accuracy: dict[str, Any] | None = None
     bias: dict[str, Any] | None = None
     notes: tuple[str, ...] = ()
@@ -74,9 +77,11 @@ class MonitorService:
         predictions: PredictionReader,
         bias_columns: Sequence[str] = (),
         policies: Mapping[str, ModelPolicy] | None = None,
+        drift: DriftMonitor | None = None,
     ) -> None:
         self.metadata = metadata
         self.predictions = predictions
+        self.drift = drift
         self.bias_columns = tuple(bias_columns)
         self.policies = dict(policies or {})
 
@@ -118,6 +123,7 @@ class MonitorService:
             self.policies,
         )
         notes.extend(labelled.notes)
+        drifted = self._drift(endpoint, window, found, notes)
         return MonitorStatus(
             endpoint=endpoint,
             window=window.describe(),
@@ -127,10 +133,29 @@ class MonitorService:
             versions=tuple(versions),
             error_rate=_error_rate(total),
             latency={"p50": total.quantile(0.5), "p99": total.p99()},
+            features=None if drifted is None else drifted["features"],
+            prediction=None if drifted is None else drifted["prediction"],
+            reference=None if drifted is None else drifted["reference"],
             accuracy=labelled.accuracy,
             bias=labelled.bias,
             notes=tuple(notes),
         )
+
+    def _drift(
+        self, endpoint: str, window: Window, found: Any, notes: list[str]
+    ) -> dict[str, Any] | None:
+        """The window's drift as plain data; without a usable reference, a note instead (the
+        rest of the status still shows)."""
+        if self.drift is None:
+            return None
+        try:
+            report = self.drift.compare(endpoint, window, found)
+        except (InvalidInput, NotFound) as exc:  # no reference to compare with
+            notes.append(f"no drift: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
+            return None
+        plain = report.to_plain()
+        notes.extend(plain.get("notes") or ())
+        return plain
 
 
 def _error_rate(stats: VersionStats) -> float | None:
