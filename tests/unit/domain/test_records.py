@@ -21,7 +21,7 @@ from typing import Any, NewType
 import pytest
 
 import mloop.domain
-from mloop.domain import query
+from mloop.domain import feature_summary, query
 from mloop.domain.model import ModelVersion
 from mloop.domain.names import DatasetRef, ModelRef
 from mloop.domain.records import _TEXTUAL, from_plain, structured_fields, to_plain
@@ -51,7 +51,11 @@ def domain_records() -> list[type]:
     return sorted(set(found), key=lambda c: (c.__module__, c.__name__))
 
 
-RECORDS = [c for c in domain_records() if c not in REFUSED]
+# Drift's per-feature summary holds numpy arrays (1,000 bins) and converts itself
+# (`FeatureSummary.to_plain`/`from_plain`, round-tripped in tests/unit/domain/test_drift.py):
+# a cache of numbers, not a record the stores keep.
+SELF_CONVERTING = {feature_summary.FeatureSummary}
+RECORDS = [c for c in domain_records() if c not in REFUSED | SELF_CONVERTING]
 
 
 def _name(rng: random.Random) -> str:
