@@ -174,14 +174,14 @@ def show_status(ctx: Context) -> int:
             f"{v.weight}%",
             v.requests,
             v.errors,
-            _percent(v.success_rate, 1),
-            "-" if v.p99 is None else f"{v.p99 * 1000:.1f}ms",
+            output.percent(v.success_rate, 1),
+            output.milliseconds(v.p99),
         ]
         if shadow:
             mine = v.role is Role.SHADOW
-            row += [_percent(v.agreement_rate, 100), v.dropped if mine else "-"]
+            row += [output.percent(v.agreement_rate), v.dropped if mine else "-"]
         if outcomes:
-            row += [v.outcomes, _number(v.outcome_mean)]
+            row += [v.outcomes, output.number(v.outcome_mean, 4)]
         rows.append(row)
     title = "traffic since the rollout began"
     output.table(headers, rows, title=title + (" (a shadow's: copies predicted)" if shadow else ""))
@@ -221,7 +221,9 @@ def watch(ctx: Context) -> int:
         ab = status.ab
         if ab is not None and (ab.winner or time.monotonic() >= next_look):
             next_look = time.monotonic() + 5.0
-            looks = ", ".join(f"{v.name} {v.n} outcomes {_number(v.value)}" for v in ab.variants)
+            looks = ", ".join(
+                f"{v.name} {v.n} outcomes {output.number(v.value, 4)}" for v in ab.variants
+            )
             if ctx.json:
                 output.emit_json(ab)
             else:
@@ -248,14 +250,6 @@ def watch(ctx: Context) -> int:
         time.sleep(1.0)  # the servers decide about once a second
 
 
-def _percent(value: float | None, scale: float) -> str:
-    return "-" if value is None else f"{value * scale:.2f}%"
-
-
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
-
-
 def _show_ab(ab: ABDecision) -> None:
     """The A/B test's look: each variant against the control, then the verdict."""
     output.table(
@@ -264,12 +258,12 @@ def _show_ab(ab: ABDecision) -> None:
             [
                 v.name,
                 v.n,
-                _number(v.value),
-                "(control)" if i == 0 else _number(v.effect),
+                output.number(v.value, 4),
+                "(control)" if i == 0 else output.number(v.effect, 4),
                 "-"
                 if v.ci_low is None or v.ci_high is None
-                else f"[{_number(v.ci_low)}, {_number(v.ci_high)}]",
-                _number(v.p_value),
+                else f"[{output.number(v.ci_low, 4)}, {output.number(v.ci_high, 4)}]",
+                output.number(v.p_value, 4),
             ]
             for i, v in enumerate(ab.variants)
         ],

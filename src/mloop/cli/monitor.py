@@ -93,8 +93,12 @@ def show_status(ctx: Context) -> None:
                 f"{status.window} ({output.when(status.since)} to {output.when(status.until)})",
             ),
             ("requests", status.requests),
-            ("error rate", _percent(status.error_rate)),
-            ("latency", f"p50 {_ms(status.latency['p50'])}, p99 {_ms(status.latency['p99'])}"),
+            ("error rate", output.percent(status.error_rate)),
+            (
+                "latency",
+                f"p50 {output.milliseconds(status.latency['p50'])}, "
+                f"p99 {output.milliseconds(status.latency['p99'])}",
+            ),
         ]
     )
     output.table(
@@ -105,9 +109,9 @@ def show_status(ctx: Context) -> None:
                 v.role,
                 v.requests,
                 "-" if v.errors is None else v.errors,
-                _percent(v.error_rate),
-                _ms(v.p50),
-                _ms(v.p99),
+                output.percent(v.error_rate),
+                output.milliseconds(v.p50),
+                output.milliseconds(v.p99),
             ]
             for v in status.versions
         ],
@@ -123,8 +127,8 @@ def show_status(ctx: Context) -> None:
                 [
                     name,
                     found.get("method") or "-",
-                    _number(found.get("score")),
-                    _number(found.get("threshold")),
+                    output.number(found.get("score"), 4),
+                    output.number(found.get("threshold"), 4),
                     {True: "DRIFTED", False: "no"}.get(
                         found.get("drifted"), found.get("note") or "-"
                     ),
@@ -143,7 +147,7 @@ def show_status(ctx: Context) -> None:
                     v["model"],
                     v["role"],
                     v["labelled"],
-                    *(_number(v["metrics"].get(n)) for n in names),
+                    *(output.number(v["metrics"].get(n), 4) for n in names),
                 ]
                 for v in accuracy["versions"]
             ],
@@ -170,23 +174,11 @@ def show_status(ctx: Context) -> None:
         output.line(f"note: {note}")
 
 
-def _number(value: Any) -> str:
-    return "-" if value is None else f"{value:.4g}"
-
-
 def _bounded(measure: dict[str, Any]) -> str:
-    shown = _number(measure.get("difference"))
+    shown = output.number(measure.get("difference"), 4)
     if measure.get("bound"):
         shown += f" ({measure['bound']}: {'ok' if measure.get('within') else 'OUT'})"
     return shown
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
-
-
-def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1000:.1f}ms"
 
 
 EXPORTERS = ("prometheus", "grafana")

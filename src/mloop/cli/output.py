@@ -51,12 +51,21 @@ def size(n: int | None) -> str:
     return "-" if n is None else human_size(n)
 
 
-def number(value: float | None) -> str:
+def number(value: float | None, digits: int = 6) -> str:
     if value is None:
         return "-"
     if value != value:
         return "nan"
-    return f"{value:.6g}"
+    return f"{value:.{digits}g}"
+
+
+def percent(value: float | None, scale: float = 100.0) -> str:
+    """`value` (a fraction; with `scale` 1, already a percent) as `12.34%`."""
+    return "-" if value is None else f"{value * scale:.2f}%"
+
+
+def milliseconds(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f}ms"
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:

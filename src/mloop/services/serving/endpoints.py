@@ -233,23 +233,11 @@ class EndpointService:
                 else MeanSample(stats.outcomes, stats.outcome_sum, stats.outcome_squares)
             )
         rule = SequentialRule(alpha=policy.alpha)
-        previous = self._last_look(deployment)
+        previous = _as_look(self.metadata.endpoints.look(deployment.endpoint, deployment.sequence))
         try:
             return decide(samples, rule, previous)
         except InvalidInput:  # a kept look over other variants or outcomes: a new test
             return decide(samples, rule)
-
-    def _last_look(self, deployment: Deployment) -> ABDecision | None:
-        """The A/B test's last kept look, which the next carries on (the mSPRT's mixing width
-        is fixed at the first look; its p-value is a running minimum, its interval a running
-        intersection): so a winner, once named, stays named."""
-        found = self.metadata.endpoints.look(deployment.endpoint, deployment.sequence)
-        if found is None:
-            return None
-        try:
-            return from_plain(ABDecision, found[1])
-        except (InvalidInput, KeyError, TypeError, ValueError):  # unreadable: start afresh
-            return None
 
     def _keep_look(self, deployment: Deployment, holder: str, now: float) -> None:
         """Every `AB_LOOK_EVERY` seconds the lease's holder takes the A/B test's look and keeps
@@ -260,7 +248,7 @@ class EndpointService:
             return
         if not endpoints.lease(deployment.endpoint, holder, now, LEASE_SECONDS):
             return
-        before = self._last_look(deployment)
+        before = _as_look(kept)
         look = self.ab_decision(deployment)
         if look is None:
             return
@@ -375,6 +363,18 @@ class EndpointService:
             return self._save(decisions, expected, None)
         except Conflict:
             return None
+
+
+def _as_look(kept: tuple[float, Mapping[str, Any]] | None) -> ABDecision | None:
+    """An A/B test's kept look, which the next carries on (the mSPRT's mixing width is fixed
+    at the first look; its p-value is a running minimum, its interval a running
+    intersection): so a winner, once named, stays named. Unreadable: start afresh."""
+    if kept is None:
+        return None
+    try:
+        return from_plain(ABDecision, kept[1])
+    except (InvalidInput, KeyError, TypeError, ValueError):
+        return None
 
 
 def _by_role(deployment: Deployment, role: Role) -> str:
