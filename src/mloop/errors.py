@@ -278,6 +278,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "nbformat": ("nbformat", "notebooks"),
     "onnx": ("onnx", "onnx"),
     "onnxruntime": ("onnxruntime", "onnx"),
+    "plotly": ("plotly", "report"),
 }
 
 
