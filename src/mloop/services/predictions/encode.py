@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -28,9 +28,10 @@ META_ROLE = b"mloop.role"
 COMPRESSION = "zstd"
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One answered request as `PredictionLog.record` buffered it (the key is the group's)."""
+class Entry(NamedTuple):
+    """One answered request as `PredictionLog.record` buffered it (the key is the group's).
+    A tuple, not a frozen dataclass: the writer makes one per request, and a tuple is made in
+    a third of the time."""
 
     request_id: str
     data: Any
@@ -54,6 +55,8 @@ class Encoded:
 
 
 def _rows(value: Any) -> int:
+    if type(value) is np.ndarray:
+        return value.shape[0] if value.ndim else 1
     return len(value) if hasattr(value, "__len__") else 1
 
 
@@ -61,21 +64,24 @@ def _is_frame(value: Any) -> bool:
     return hasattr(value, "columns") and hasattr(value, "iloc")
 
 
+def _width(value: Any) -> tuple[Any, ...]:
+    """An array's kind and columns (an ndarray, as a server's reader makes, is read as is)."""
+    array = value if type(value) is np.ndarray else np.asarray(value)
+    return ("array", array.shape[1] if array.ndim == 2 else 1)
+
+
 def _shape(entry: Entry) -> tuple[Any, ...]:
-    """Entries with the same shape stack into one array or frame."""
-    data, result = entry.data, entry.result
-    if _is_frame(data):
+    """Entries with the same shape stack into one array or frame. Called once per logged
+    request, so the ndarray case is checked first and cheaply."""
+    data, result, names = entry.data, entry.result, entry.names
+    if type(data) is not np.ndarray and _is_frame(data):
         inputs: tuple[Any, ...] = ("frame", tuple(map(str, data.columns)))
     else:
-        array = np.asarray(data)
-        width = array.shape[1] if array.ndim == 2 else 1
-        inputs = ("array", width, tuple(entry.names) if entry.names is not None else None)
-    if _is_frame(result):
-        outputs: tuple[Any, ...] = ("frame", tuple(map(str, result.columns)))
-    else:
-        array = np.asarray(result)
-        outputs = ("array", array.shape[1] if array.ndim == 2 else 1)
-    return inputs + outputs
+        names = names if names is None or type(names) is tuple else tuple(names)
+        inputs = (*_width(data), names)
+    if type(result) is not np.ndarray and _is_frame(result):
+        return (*inputs, "frame", tuple(map(str, result.columns)))
+    return inputs + _width(result)
 
 
 def _frame_columns(frames: list[Any], prefix: str) -> dict[str, pa.Array]:
@@ -192,9 +198,17 @@ def encode(endpoint: str, model: str, role: str, entries: Sequence[Entry]) -> En
     return _encoded(table, endpoint, model, role)
 
 
+def _dictionary_columns(table: pa.Table) -> list[str]:
+    """Columns worth a dictionary: text, whole numbers, categories, the constant endpoint,
+    model and role. Measured features (floats) almost never repeat, so a dictionary for them
+    is built, found too large and dropped for every page: that tripled the time to write a
+    flush's file (10,000 requests of 30 floats: 25 ms against 9 ms) and made it larger."""
+    return [f.name for f in table.schema if not pa.types.is_floating(f.type)]
+
+
 def _encoded(table: pa.Table, endpoint: str, model: str, role: str) -> Encoded:
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression=COMPRESSION)
+    pq.write_table(table, sink, compression=COMPRESSION, use_dictionary=_dictionary_columns(table))
     at = table.column("at")
     import pyarrow.compute as pc
 

@@ -4,11 +4,13 @@ read from payloads."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from mloop.errors import InvalidInput, MloopError
-from mloop.server.routing import csv_key, mlflow_key, oip_key
+from mloop.server.routing import csv_key, mlflow_key, oip_key, request_id
 from mloop.server.slots import ServedVersion, ServingPlan, weighted
 from mloop.services.serving.intervals import Intervals
 from mloop.services.serving.shadow import agree
@@ -97,3 +99,21 @@ def test_a_plan_needs_a_version_that_answers_and_a_known_sticky_kind() -> None:
         ServingPlan("e", (ServedVersion("m:1", "shadow", 0),))
     with pytest.raises(InvalidInput, match="neither header:NAME nor field:NAME"):
         ServingPlan("e", (ServedVersion("m:1"),), sticky="cookie:id")
+
+
+def test_a_forked_worker_makes_request_ids_of_its_own() -> None:
+    """Workers are forked from the server: a child that kept its parent's id prefix and counter
+    would hand out the parent's next ids, and labels would join to the wrong requests."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first ids, then out without running pytest's teardown
+        os.write(write, b",".join(request_id([]) for _ in range(3)))
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        child = pipe.read().split(b",")
+    os.waitpid(pid, 0)
+    ours = [request_id([]) for _ in range(3)]
+    assert len(set(child)) == 3 and not set(child) & set(ours)
+    assert {len(i) for i in child + ours} == {32}
+    assert {i[:16] for i in child} != {i[:16] for i in ours}
