@@ -7,7 +7,9 @@ Rows of the CSV file (its label column dropped) are sent one per request as MLfl
 `dataframe_records`, over one kept-alive connection, each with a user id in the `x-user`
 header (for sticky A/B assignment). Every answer names the version that gave it in its
 `mloop-model` header; the counts per version and per status are printed at the end (and every
-`--every` seconds, and when stopped with SIGTERM). Only the standard library is used.
+`--every` seconds, and when stopped with SIGTERM). `--scale COLUMN=FACTOR` multiplies a
+numeric column first: the world changing under the model (prices went up), for drift to see.
+Only the standard library is used.
 """
 
 from __future__ import annotations
@@ -31,11 +33,22 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=0, help="stop after N requests (0: no)")
     parser.add_argument("--users", type=int, default=500, help="distinct user ids (500)")
     parser.add_argument("--every", type=float, default=5.0, help="print counts this often (5 s)")
+    parser.add_argument(
+        "--scale",
+        action="append",
+        default=[],
+        metavar="COLUMN=FACTOR",
+        help="multiply a numeric column's values (repeatable), e.g. monthly_charges=1.6",
+    )
     args = parser.parse_args()
     stopped = []
     signal.signal(signal.SIGTERM, lambda *_: stopped.append(True))  # `kill`: print, then end
 
     rows = read_rows(args.rows, args.label)
+    for column, factor in (_scaling(text, parser) for text in args.scale):
+        for row in rows:
+            if isinstance(row.get(column), int | float):
+                row[column] = round(row[column] * factor, 4)  # type: ignore[operator]
     where = urllib.parse.urlsplit(args.url)
     conn = http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port or 80, timeout=30)
     answered: Counter[str] = Counter()
@@ -82,6 +95,14 @@ def _value(text: str) -> object:
         except ValueError:
             pass
     return text
+
+
+def _scaling(text: str, parser: argparse.ArgumentParser) -> tuple[str, float]:
+    column, _, factor = text.partition("=")
+    try:
+        return column, float(factor)
+    except ValueError:
+        parser.error(f"--scale takes COLUMN=FACTOR, such as monthly_charges=1.6, not {text!r}")
 
 
 def _shown(sent: int, answered: Counter[str], statuses: Counter[int], failed: int) -> str:

@@ -56,6 +56,11 @@ def test_the_readme_tour_runs_start_to_end() -> None:
     assert re.search(r"stored \d+ labels for endpoint .web. from labels.csv", out)  # mloop feedback
     assert re.search(r"classification from feedback: \d+ labelled", out)  # accuracy per version
     assert '"request_id","row","at","endpoint","model","role"' in out  # its CSV header
+    # the drifted batch: monthly_charges moved, the inputs the tour left alone did not
+    drifted = out.split("monitor status web --last 1500", 1)[1]
+    assert re.search(r"monthly_charges +wasserstein +[\d.]+ +0\.1 +DRIFTED", drifted)
+    assert re.search(r"tenure_months +wasserstein +[\d.e-]+ +0\.1 +no", drifted)
+    assert re.search(r"contract +jensenshannon +[\d.e-]+ +0\.1 +no", drifted)
 
 
 def test_train_example_logs_a_run_with_its_dataset(project: Path) -> None:

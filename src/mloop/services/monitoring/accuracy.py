@@ -236,7 +236,7 @@ def measure(joined: Joined, window: Window, bucket: float | None = None) -> Accu
         for start in sorted(set(starts.to_pylist())):
             inside = mine.filter(pc.equal(starts, start))
             over_time.append(Line(model, role, inside.num_rows, _metrics(joined, inside), start))
-    notes = [NO_SCORES] if joined.task == "classification" else []
+    notes = [NO_SCORES] if joined.task == "classification" and labelled.num_rows else []
     if not labelled.num_rows:
         where = f"endpoint {joined.endpoint!r} in {window.describe()}"
         notes.append(f"no prediction of {where} has a label yet")

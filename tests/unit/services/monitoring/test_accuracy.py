@@ -174,6 +174,7 @@ def test_a_window_without_labels_has_no_accuracy(logged: Logged) -> None:
 
     assert report.labelled == 0 and report.metrics is None and report.status() is None
     assert "has a label yet" in report.notes[-1]
+    assert accuracy.NO_SCORES not in report.notes  # no ROC AUC to miss without labels
 
 
 def test_the_canary_gate_gets_labelled_and_correct_counts_per_version(logged: Logged) -> None:
