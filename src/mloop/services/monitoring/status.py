@@ -87,7 +87,11 @@ class MonitorService:
 
     def status(self, endpoint: str, window: Window) -> MonitorStatus:
         """Raises NotFound for an unknown endpoint or a window with no logged request."""
-        found = self.predictions.read(endpoint, window).table
+        return self.status_of(endpoint, window, self.predictions.read(endpoint, window).table)
+
+    def status_of(self, endpoint: str, window: Window, found: Any) -> MonitorStatus:
+        """The status of the window's logged rows `found` (as `PredictionReader.read` gave
+        them): `monitor report` reads the window once for the status and its series."""
         at = found.column("at")
         since, until = pc.min(at).as_py(), pc.max(at).as_py()
         if window.last is None:
