@@ -105,7 +105,7 @@ def traffic(project: Path, cli: Callable[..., CliResult]) -> Traffic:
             )
             if i % 10 == 0:  # what the servers report every few seconds
                 took = [0.002 + 0.001 * k for k in range(10)] if hour else [0.001] * 10
-                seen = {model: VersionStats.measured(took, errors=hour)}
+                seen = {m: VersionStats.measured(took, errors=hour) for m in loaded}
                 opened.metadata.endpoints.report("web", 1, "host:1", at + 1.0, seen)
     plog.close()
     assert plog.dropped == 0
@@ -184,7 +184,7 @@ def test_the_report_renders_offline_in_chromium_with_every_section(
                 name: page.locator(f"figure.histogram >> nth={n} >> figcaption").inner_text()
                 for n, name in enumerate(order)
             }
-            titles = page.locator(".js-plotly-plot .gtitle").all_text_contents()
+            titles = page.locator(".js-plotly-plot .xtitle").all_text_contents()
             bold = page.locator("main b").count()
             body = page.inner_text("body")
             accuracy = {

@@ -105,6 +105,16 @@ def histogram(
 ) -> Histogram:
     if reference.kind == d.CATEGORICAL:
         return _categories(name, verdict, reference, current)
+    if reference.few_values:  # compared as categories: one bar per value
+        values = [f"{v:g}" for v in _distinct(reference.edges)]
+        labels = ("below", *values, "above")
+        return _categories(
+            name,
+            verdict,
+            d.count_categories(labels, reference.counts.tolist()),
+            d.count_categories(labels, current.counts.tolist(), current.missing),
+            by_share=False,
+        )
     inner = reference.counts[1:-1]
     cuts = d.bin_cuts(inner, SHARE_PER_BAR)
     edges = reference.edges[[*cuts, len(inner)]]
@@ -136,16 +146,38 @@ def histogram(
     )
 
 
+def _distinct(edges: Any) -> list[float]:
+    """The values of a few-valued reference, from its edges (the first and last values, and
+    the middles between neighbours).
+
+    Example:
+        >>> _distinct(np.array([0.0, 0.5, 1.5, 2.0]))
+        [0.0, 1.0, 2.0]
+    """
+    values = [float(edges[0])]
+    for middle in edges[1:-1]:
+        values.append(2 * float(middle) - values[-1])
+    return [*values[:-1], float(edges[-1])]  # the last exactly
+
+
 def _categories(
-    name: str, verdict: dict[str, Any], reference: d.FeatureSummary, current: d.FeatureSummary
+    name: str,
+    verdict: dict[str, Any],
+    reference: d.FeatureSummary,
+    current: d.FeatureSummary,
+    by_share: bool = True,
 ) -> Histogram:
+    """One bar per value: the most common on either side first (or in the summaries' order,
+    for the values of a number), the rest as one."""
     shares: dict[str, list[float]] = {}
     for side, summary in enumerate((reference, current)):
         total = max(summary.rows, 1)
         for label, count in zip(summary.labels, summary.counts.tolist(), strict=True):
-            shares.setdefault(label, [0.0, 0.0])[side] += count / total
-    # the values most common on either side, the reference's first
-    kept = sorted(shares, key=lambda label: (-max(shares[label]), -shares[label][0], label))
+            if count:
+                shares.setdefault(label, [0.0, 0.0])[side] += count / total
+    kept = list(shares)
+    if by_share:
+        kept.sort(key=lambda label: (-max(shares[label]), -shares[label][0], label))
     rest = kept[MOST_CATEGORIES:]
     bars = [(label, shares[label]) for label in kept[:MOST_CATEGORIES]]
     if rest:

@@ -24,7 +24,7 @@ REFERENCE_COLOUR = "#7f7f7f"
 CURRENT_COLOUR = "#d62728"
 LAYOUT = {
     "template": "plotly_white",
-    "margin": {"l": 60, "r": 20, "t": 40, "b": 50},
+    "margin": {"l": 60, "r": 20, "t": 20, "b": 50},
     "legend": {"orientation": "h", "y": -0.2},
     "barmode": "overlay",
 }
@@ -79,7 +79,7 @@ def histogram_figure(found: Histogram) -> Any:
     title = "the model's answers" if found.name == PREDICTION else escaped(found.name)
     figure.update_layout(
         LAYOUT,
-        title={"text": title},
+        xaxis_title=title,
         yaxis_title="share of rows per unit" if numeric else "share of rows",
         xaxis_type=None if numeric else "category",
     )
