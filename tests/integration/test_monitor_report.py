@@ -32,7 +32,7 @@ from tests.conftest import CliResult
 from tests.integration.test_model_card import CHROMIUM, CHROMIUM_ARGS
 
 HOSTILE = "<b>x</b>"  # a feature name with markup in it: shown as written, never as bold
-NAMES = ("age", "plan", HOSTILE, "group")
+NAMES = ("plan", HOSTILE, "age", "group")  # the drifted one not first
 CONFIG = """
 bias_columns: [group]
 models:
@@ -237,12 +237,19 @@ def test_the_report_renders_offline_in_chromium_with_every_section(
         assert f"demographic parity difference {gap:.4g} (<= 0.5: pass)" in caption
 
 
-def test_a_window_without_requests_a_missing_plotly_and_a_missing_folder(
+def test_no_requests_no_labels_no_plotly_no_folder(
     project: Path, traffic: Traffic, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     empty = cli("monitor", "report", "web", "--until", "2001-01-01", "--html", "empty.html")
     assert empty.code == 1 and "no request to endpoint 'web' was logged in" in empty.err
     assert "Traceback" not in empty.err and not (project / "empty.html").exists()
+    # the newest request has no label yet: the page says how to send some
+    last = cli("monitor", "report", "web", "--last", "1", "--html", "last.html", "--json")
+    assert last.code == 0, last.err
+    assert json.loads(last.out)["labelled"] is None and json.loads(last.out)["requests"] == 1
+    page = (project / "last.html").read_text()
+    assert "No feedback yet" in page and "mloop feedback web labels.csv --id-column" in page
+    assert 'id="accuracy-table"' not in page
     folder = cli("monitor", "report", "web", "--html", "no/such/report.html")
     assert folder.code == 1 and "no folder 'no/such'" in folder.err
     for name in [m for m in sys.modules if m == "plotly" or m.startswith("plotly.")]:
@@ -293,5 +300,9 @@ def test_each_bucket_scores_as_compare_on_its_rows(project: Path, traffic: Traff
         # the servers' reports of each bucket: the second hour answered slower, with errors
         assert all(b.error_rate == 0 for b in quiet) and all(b.error_rate > 0 for b in moved)
         assert max(b.p99 for b in quiet) < min(b.p99 for b in moved)
+        # `--model churn` takes all its versions: their reports too, as their logged requests
+        named = opened.monitoring.status("web", Window(model="churn"))
+        assert named.requests == status.requests
+        assert named.error_rate == status.error_rate and status.error_rate is not None
     finally:
         opened.close()

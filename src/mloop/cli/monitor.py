@@ -1,5 +1,6 @@
 """`mloop monitor`: what the model servers saw. `export` writes a window of an endpoint's
-prediction log to a Parquet or CSV file (for a notebook, a labelling job or retraining)."""
+prediction log to a Parquet or CSV file (for a notebook, a labelling job or retraining);
+`status` prints a window's numbers, `report` draws them on one HTML page a person reads."""
 
 from __future__ import annotations
 

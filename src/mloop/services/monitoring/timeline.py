@@ -24,6 +24,7 @@ from mloop.domain.prediction import PREDICTION, Window
 from mloop.errors import InvalidInput, NotFound
 from mloop.services.monitoring.accuracy import BUCKETS, NICE_BUCKETS, SHADOW
 from mloop.services.monitoring.drift import DriftMonitor
+from mloop.services.monitoring.status import reported_total
 
 if TYPE_CHECKING:
     from mloop.store.metadata.protocol import MetadataStore
@@ -175,11 +176,7 @@ def _reported(
 ) -> VersionStats | None:
     """What the servers reported from `since` to `until`, of every version (or the window's);
     None when nothing was reported."""
-    seen = metadata.endpoints.stats(endpoint, None, since=since, until=until)
-    total = VersionStats()
-    for model, stats in seen.items():
-        if window.model is None or model == window.model:
-            total = total + stats
+    total = reported_total(metadata.endpoints.stats(endpoint, None, since, until), window)
     return total if total.requests else None
 
 
