@@ -12,7 +12,7 @@ from mloop.cli import output
 from mloop.cli.args import integer
 from mloop.cli.main import Context
 from mloop.domain.prediction import Window
-from mloop.domain.records import to_plain
+from mloop.domain.records import human_size, to_plain
 from mloop.errors import InvalidInput
 
 WINDOW_HELP = "an ISO 8601 time (UTC unless it names a zone) or an age such as 2h or 7d"
@@ -231,7 +231,7 @@ def write_report(ctx: Context) -> None:
     )
     output.line(
         f"wrote the report of {status.requests} requests to {status.endpoint!r} ({moved}) "
-        f"to {dest} ({len(page) // 1024} KB)"
+        f"to {dest} ({human_size(len(page))}; it opens without internet)"
     )
 
 

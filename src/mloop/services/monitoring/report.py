@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mloop.domain import drift as d
-from mloop.domain.prediction import PREDICTION, Window
+from mloop.domain.prediction import PREDICTION, Window, format_age
 from mloop.services.monitoring.status import MonitorService, MonitorStatus
 from mloop.services.monitoring.timeline import Timeline, pinned_rules, timeline
 from mloop.services.registry.card import STYLE, page_templates, stamp
@@ -208,7 +208,9 @@ def to_html(report: MonitorReport) -> str:
     accuracy_plot = made.add(plots.accuracy_figure(status.accuracy))
     latency_plot = made.add(plots.latency_figure(report.timeline))
     environment = page_templates("mloop.services.monitoring")
-    environment.filters.update(number=_number, percent=_percent, ms=_milliseconds, when=stamp)
+    environment.filters.update(
+        number=_number, percent=_percent, ms=_milliseconds, when=stamp, age=format_age
+    )
     template = environment.get_template("report.html.j2")
     return template.render(
         status=status,
