@@ -109,6 +109,8 @@ EXAMPLES: dict[str, tuple[str, str, object]] = {
     "predictions_sample_rate": ("0.25", "0.25", 0.25),
     "predictions_retention": ("7d", "7d", 7 * 86_400.0),
     "bias_columns": ("[gender, region, gender]", "gender, region", ("gender", "region")),
+    "monitoring_interval": ("90s", "90s", 90.0),
+    "monitoring_window": ("30m", "30m", 1800.0),
 }
 
 

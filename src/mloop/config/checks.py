@@ -231,6 +231,26 @@ def age(value: Any) -> float:
     return parse_age(text(value), "retention")
 
 
+def window(value: Any) -> float:
+    """How far back a window reaches (`1h`, `30m`, `1d`), in seconds."""
+    from mloop.domain.prediction import parse_age
+
+    return parse_age(text(value), "window")
+
+
+def interval(value: Any) -> float:
+    """How often something repeats (`60s`, `5m`, `500ms`), in seconds: a unit is required."""
+    from mloop.domain.durations import parse_duration
+
+    return parse_duration(text(value), "interval")
+
+
+def plain_interval(seconds: float) -> str:
+    from mloop.domain.durations import format_duration
+
+    return format_duration(seconds)
+
+
 def plain_age(seconds: float) -> str:
     from mloop.domain.prediction import format_age
 
