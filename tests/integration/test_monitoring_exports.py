@@ -49,7 +49,7 @@ def test_the_rules_pass_promtool_and_their_own_tests(
         assert f"alert: Mloop{alert}" in rules
     assert 'up{job="servers"} == 0' in rules
     # the tests do test: a rule that never fires fails them
-    _edit_drift_rule(out, lambda expr: f"mloop_drift_score < 0 and {expr}")
+    _edit_drift_rule(out, lambda expr: f"mloop_drift_score < 0 and ({expr})")
     assert _promtool("test", "rules", "mloop-rules.test.yml", cwd=out).returncode != 0
     # ...and so does one that two replicas of an endpoint, exporting the same gauges, break
     # (many-to-many matching): the cases give every monitor gauge from instances a and b

@@ -11,6 +11,13 @@ registered `mloop_accuracy_reference` (label `metric`), `mloop_bias` against `ml
 with a `promtool test rules` case that fires it, so `promtool test rules` proves the rules do
 what their names say before anyone relies on them.
 
+Every replica of an endpoint runs its own monitor over the same shared log, so each exports the
+same monitor series under its own `instance`: the rules aggregate them first (`max by`, `min
+by` for accuracy), since matching two series per side is an error in PromQL, and the cases give
+every such series from two instances. A drift score is a distance (drifted at or above its
+threshold) except for the tests a small window is judged by, KS and chi-square, whose score is
+a p-value (drifted below it); the drift rule reads both.
+
 Thresholds are the rollout's defaults (Flagger's): a 1% error rate, a 500 ms p99; an accuracy
 more than 0.05 below the version's registered one. Each is an option.
 """
@@ -95,8 +102,7 @@ def alert_rules(limits: Thresholds) -> dict[str, Any]:
         ),
         _alert(
             "MloopFeatureDrift",
-            f"max by ({DRIFT}) (mloop_drift_score) > on({DRIFT}) "
-            f"max by ({DRIFT}) (mloop_drift_threshold)",
+            _drifted(),
             limits.hold,
             "warning",
             "{{ $labels.feature }} drifted on {{ $labels.endpoint }} ({{ $labels.model }}, "
@@ -133,6 +139,20 @@ def alert_rules(limits: Thresholds) -> dict[str, Any]:
         ),
     ]
     return {"groups": [{"name": "mloop", "rules": rules}]}
+
+
+def _drifted() -> str:
+    """A feature drifted: a distance at or above its threshold, or a test's p-value below its
+    own (KS and chi-square are the tests: `domain.drift.Method.tests`), taken over the replicas
+    of the endpoint, which export the same series."""
+    tests = 'method=~"ks|chisquare"'
+    distances = 'method!~"ks|chisquare"'
+    return (
+        f"(max by ({DRIFT}) (mloop_drift_score{{{distances}}}) >= on({DRIFT}) "
+        f"max by ({DRIFT}) (mloop_drift_threshold{{{distances}}})) or "
+        f"(min by ({DRIFT}) (mloop_drift_score{{{tests}}}) < on({DRIFT}) "
+        f"max by ({DRIFT}) (mloop_drift_threshold{{{tests}}}))"
+    )
 
 
 def _alert(
@@ -198,6 +218,10 @@ def rule_tests(limits: Thresholds) -> dict[str, Any]:
             {"series": _drift(at_replica, "age", "threshold"), "values": "0.1x60"},
             {"series": _drift(at_replica, "income"), "values": "0.02x60"},
             {"series": _drift(at_replica, "income", "threshold"), "values": "0.1x60"},
+            {"series": _drift(at_replica, "plan", method="ks"), "values": "0.001x60"},
+            {"series": _drift(at_replica, "plan", "threshold", "ks"), "values": "0.05x60"},
+            {"series": _drift(at_replica, "region", method="ks"), "values": "0.6x60"},
+            {"series": _drift(at_replica, "region", "threshold", "ks"), "values": "0.05x60"},
             {
                 "series": f'mloop_accuracy{{{role},instance="{replica}",metric="accuracy"}}',
                 "values": f"{accuracy:g}x60",
@@ -222,7 +246,10 @@ def rule_tests(limits: Thresholds) -> dict[str, Any]:
         ("MloopHighLatency", [{**about, "severity": "warning"}], at),
         (
             "MloopFeatureDrift",
-            [{**about, "feature": "age", "method": "wasserstein", "severity": "warning"}],
+            [
+                {**about, "feature": "age", "method": "wasserstein", "severity": "warning"},
+                {**about, "feature": "plan", "method": "ks", "severity": "warning"},
+            ],
             at,
         ),
         (
@@ -269,8 +296,8 @@ def _rendered(templates: dict[str, str], labels: dict[str, str]) -> dict[str, st
     }
 
 
-def _drift(version: str, feature: str, kind: str = "score") -> str:
-    return f'mloop_drift_{kind}{{{version},feature="{feature}",method="wasserstein"}}'
+def _drift(version: str, feature: str, kind: str = "score", method: str = "wasserstein") -> str:
+    return f'mloop_drift_{kind}{{{version},feature="{feature}",method="{method}"}}'
 
 
 def _bias(version: str, kind: str = "") -> str:

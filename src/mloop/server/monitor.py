@@ -75,11 +75,11 @@ class MonitorThread:
             measured = self._measure(self.endpoint)
         except Exception as exc:  # any failure keeps the server serving
             self.gauges.failed()
-            self._say(_reason(exc))
+            self._say(_reason(exc), _kind(exc))
             return False
-        problems = tuple(measured.problems)
+        problems = "; ".join(measured.problems)
         self.gauges.publish(measured.families, time.perf_counter() - started, bool(problems))
-        self._say("; ".join(problems))
+        self._say(problems, problems)
         return True
 
     def _run(self) -> None:
@@ -87,15 +87,21 @@ class MonitorThread:
             self.run_once()
             self._stop.wait(self.interval)
 
-    def _say(self, reason: str) -> None:
-        """Log a pass's problem once, and once more when it is gone or another comes."""
-        if reason == self._said:
+    def _say(self, reason: str, kind: str) -> None:
+        """Log a pass's problem once, and once more when it is gone or another kind comes
+        (a message naming the window's start differs every pass; its kind does not)."""
+        if kind == self._said:
             return
         if reason:
             log.warning("monitor of endpoint %s: %s", self.endpoint, reason)
         else:
             log.warning("monitor of endpoint %s: measuring again", self.endpoint)
-        self._said = reason
+        self._said = kind
+
+
+def _kind(exc: Exception) -> str:
+    """What tells one failure from another, whatever times its message names."""
+    return f"{type(exc).__name__}: {exc.hint if isinstance(exc, MloopError) else exc}"
 
 
 def _reason(exc: Exception) -> str:

@@ -8,8 +8,8 @@ shows its last result. The series are those the alert rules and the dashboard re
 - `mloop_drift_score` and `mloop_drift_threshold` {endpoint, model, feature, method}: per
   version, each input and the predictions (feature `prediction`) against the reference;
 - `mloop_accuracy` {endpoint, model, role, metric} from feedback, `mloop_accuracy_labelled`
-  {endpoint, model, role} the labelled predictions it counts, and the version's registered
-  metric of the same name as `mloop_accuracy_reference` {endpoint, model, metric};
+  {endpoint, model, role} the labelled predictions it counts; each served version's registered
+  metric of those names (from its run) as `mloop_accuracy_reference` {endpoint, model, metric};
 - `mloop_bias` {endpoint, model, role, column, measure}: the gap between groups, and
   `mloop_bias_bound` {endpoint, model, column, measure} where a promotion gate bounds it;
 - `mloop_monitor_window_requests` {endpoint}: the logged requests the pass read.
@@ -37,6 +37,12 @@ DRIFT = ("endpoint", "model", "feature", "method")
 VERSION = ("endpoint", "model", "role")
 BIAS = ("endpoint", "model", "role", "column", "measure")
 BOUND = ("endpoint", "model", "column", "measure")
+# What feedback measures (`accuracy.classification_metrics`, `regression_metrics`): a version's
+# registered metric of one of these names is its reference.
+ACCURACY_METRICS = frozenset(
+    {"accuracy", "precision", "recall", "f1", "precision_macro", "recall_macro", "f1_macro"}
+    | {"roc_auc", "mae", "rmse"}
+)
 
 
 class GaugeFamily(NamedTuple):
@@ -81,7 +87,9 @@ class GaugeMonitor:
         problems: list[str] = []
         requests = len(set(table.column("request_id").to_pylist()))
         families["mloop_monitor_window_requests"].samples.append(((endpoint,), float(requests)))
-        self._drift(endpoint, window, table, families, problems)
+        served = sorted(set(table.column("model").to_pylist()))
+        self._drift(endpoint, window, table, served, families, problems)
+        self._references(endpoint, served, families)
         try:
             joined = accuracy.join(
                 monitoring.metadata, monitoring.predictions.artifacts, endpoint, window, table
@@ -90,7 +98,6 @@ class GaugeMonitor:
             problems.append(exc.message)
         else:
             self._accuracy(endpoint, accuracy.measure(joined, window), families)
-            served = sorted(set(table.column("model").to_pylist()))
             policies = monitoring.policies
             columns = bias.monitored_columns(monitoring.bias_columns, policies, served)
             measured = bias.measure(joined, columns, policies)
@@ -103,6 +110,7 @@ class GaugeMonitor:
         endpoint: str,
         window: Window,
         table: Any,
+        served: list[str],
         families: dict[str, GaugeFamily],
         problems: list[str],
     ) -> None:
@@ -111,7 +119,7 @@ class GaugeMonitor:
         drift = self.monitoring.drift
         if drift is None:
             return
-        for model in sorted(set(table.column("model").to_pylist())):
+        for model in served:
             mine = table.filter(pc.equal(table.column("model"), model))
             try:
                 report = drift.compare(endpoint, window, mine)
@@ -132,23 +140,25 @@ class GaugeMonitor:
     def _accuracy(
         self, endpoint: str, report: accuracy.AccuracyReport, families: dict[str, GaugeFamily]
     ) -> None:
-        referenced: set[tuple[str, str]] = set()
         for line in report.versions:
             if not line.labelled or line.metrics is None:
                 continue
             version = (endpoint, line.model, line.role)
             families["mloop_accuracy_labelled"].samples.append((version, float(line.labelled)))
-            registered = self._metrics_of(line.model)
             for metric, value in line.metrics.items():
-                if value is None:
-                    continue
-                families["mloop_accuracy"].samples.append(((*version, metric), value))
-                if metric in registered and (line.model, metric) not in referenced:
-                    referenced.add((line.model, metric))
-                    labels = (endpoint, line.model, metric)
-                    families["mloop_accuracy_reference"].samples.append(
-                        (labels, registered[metric])
-                    )
+                if value is not None:
+                    families["mloop_accuracy"].samples.append(((*version, metric), value))
+
+    def _references(
+        self, endpoint: str, served: list[str], families: dict[str, GaugeFamily]
+    ) -> None:
+        """Each served version's registered accuracy metrics (from its run), feedback or not:
+        what `MloopAccuracyDrop` compares the live ones with."""
+        for model in served:
+            for metric, value in self._metrics_of(model).items():
+                if metric in ACCURACY_METRICS:
+                    labels = (endpoint, model, metric)
+                    families["mloop_accuracy_reference"].samples.append((labels, value))
 
     def _metrics_of(self, model: str) -> dict[str, float]:
         if model not in self._registered:
