@@ -185,7 +185,8 @@ def test_a_monitor_that_cannot_measure_counts_it_and_feedback_brings_accuracy_an
     rng = np.random.default_rng(5)
     rows = rng.normal(size=(120, 3))
     rows[:, 2] = rng.integers(0, 2, 120)  # the sensitive column: two groups
-    with serving(models) as url, httpx.Client(base_url=url, timeout=30) as client:
+    # two workers: one monitor (in worker 0) for both, its gauges on whichever answers
+    with serving(models, "--workers", "2") as url, httpx.Client(base_url=url, timeout=30) as client:
         # nothing logged yet: every pass fails (counted), and serving goes on untouched
         wait_for(lambda: _metrics(client)["mloop_monitor_errors_total"] >= 2, 30, "failed passes")
         assert _metrics(client)["mloop_monitor_last_run_timestamp_seconds"] == 0
@@ -223,3 +224,7 @@ def test_a_monitor_that_cannot_measure_counts_it_and_feedback_brings_accuracy_an
         assert after["mloop_monitor_errors_total"] == after["mloop_monitor_passes_total"]
         assert "mloop_drift_score" not in after
         assert client.post("/invocations", json={"inputs": [rows[0].tolist()]}).is_success
+    # one monitor, which said each kind of problem once
+    said = (models.parent / "serve-0.log").read_text().splitlines()
+    assert len([line for line in said if "was logged in since" in line]) == 1, said
+    assert len([line for line in said if "no training dataset version" in line]) == 1, said
