@@ -8,8 +8,9 @@ replacement workers and a fork copies whatever lock another thread held.
 Every `interval` seconds the thread calls what `factory` made (in this thread: its own store
 connections) with the endpoint's name and publishes the families it returns into the shared
 region every worker reads on /metrics. A pass that fails, whatever the reason (no request in
-the window, the stores unreachable, the log's folder gone), keeps the last result, counts the
-failure and logs its reason once until the reason changes: serving goes on untouched.
+the window, the stores unreachable, the log's folder gone), keeps the last result and counts
+the failure; serving goes on untouched. Its reason goes to the server's log once until another
+comes, except an empty window: every server starts with one, and the counter says it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mloop.errors import MloopError
+from mloop.errors import MloopError, NotFound
 from mloop.services.serving.shared_gauges import SharedGauges
 
 log = logging.getLogger("mloop.monitor")
@@ -73,7 +74,10 @@ class MonitorThread:
             if self._measure is None:
                 self._measure = self.factory()
             measured = self._measure(self.endpoint)
-        except Exception as exc:  # any failure keeps the server serving
+        except NotFound:  # nothing logged in the window yet (or ever): counted, not said
+            self.gauges.failed()
+            return False
+        except Exception as exc:  # any other failure is said, and keeps the server serving
             self.gauges.failed()
             self._say(_reason(exc), _kind(exc))
             return False
