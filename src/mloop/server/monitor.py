@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mloop.errors import MloopError, NotFound
+from mloop.errors import MissingDependency, MloopError, NotFound
 from mloop.services.serving.shared_gauges import SharedGauges
 
 log = logging.getLogger("mloop.monitor")
@@ -78,6 +78,8 @@ class MonitorThread:
             self.gauges.failed()
             return False
         except Exception as exc:  # any other failure is said, and keeps the server serving
+            if isinstance(exc, ImportError):  # an optional library: say which extra brings it
+                exc = MissingDependency.for_import(exc) or exc
             self.gauges.failed()
             self._say(_reason(exc), _kind(exc))
             return False

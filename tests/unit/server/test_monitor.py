@@ -61,6 +61,7 @@ def test_failed_passes_are_counted_and_keep_the_last_result(
             NotFound("no request of endpoint web was logged in the window"),
             _drift(0.4),
             RuntimeError("the log's folder vanished"),
+            ModuleNotFoundError("No module named 'pandas'", name="pandas"),
             Measured([], ("no drift for churn:1: no reference",)),
         ],
     )
@@ -74,17 +75,20 @@ def test_failed_passes_are_counted_and_keep_the_last_result(
     published = gauges.read()
     assert published.families[0][3] == ((("age",), 0.4),) and published.last_run > 0
     assert not monitor.run_once()  # anything at all: counted, the last result kept
+    assert not monitor.run_once()  # an optional library missing: said with its extra
     kept = gauges.read()
     assert kept.families == published.families and kept.last_run == published.last_run
-    assert kept.errors == 3.0 and kept.passes == 4.0
+    assert kept.errors == 4.0 and kept.passes == 5.0
     assert monitor.run_once()  # measured, with a problem: published and counted
-    assert gauges.read().errors == 4.0 and gauges.read().families == ()
-    assert script.opened == 2 and script.asked == ["web"] * 4
+    assert gauges.read().errors == 5.0 and gauges.read().families == ()
+    assert script.opened == 2 and script.asked == ["web"] * 5
     said = [r.getMessage().removeprefix("monitor of endpoint web: ") for r in caplog.records]
     assert said == [
         "cannot reach the metadata store (start it)",
         "measuring again",  # the empty window before was counted, not said
         "RuntimeError: the log's folder vanished",
+        "this needs pandas (mloop's data extra), which is not installed "
+        "(pip install 'mloop[data]')",
         "no drift for churn:1: no reference",
     ]
 
