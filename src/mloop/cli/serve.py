@@ -24,6 +24,8 @@ from mloop.services.serving.settings import LIMITS, Limit, ServeSettings, Unit
 
 if TYPE_CHECKING:
     from mloop.domain.model import ModelVersion
+    from mloop.project import Project
+    from mloop.server.monitor import Monitoring
     from mloop.services.serving.predictor import Predictor
 
 TOKEN_VARIABLE = "MLOOP_SERVE_TOKEN"  # noqa: S105 (the name of the variable, not a token)
@@ -278,7 +280,7 @@ def gauge_monitor(root: str) -> Callable[[str], Any]:
     return Project.open(root).gauges.measure
 
 
-def _monitoring(project: Any) -> Any:
+def _monitoring(project: Project) -> Monitoring | None:
     """A server that logs its predictions watches them too (`server/monitor.py`)."""
     from functools import partial
 
@@ -293,7 +295,9 @@ def _monitoring(project: Any) -> Any:
 
 def _resolve(
     ctx: Context,
-) -> tuple[ModelVersion, str | None, Callable[[], Predictor], Callable[[], Any] | None, Any]:
+) -> tuple[
+    ModelVersion, str | None, Callable[[], Predictor], Callable[[], Any] | None, Monitoring | None
+]:
     """The version `ref` names, why it needs trust, how each worker loads it (from the bundle
     at a path, or from the project's registry, resolved once here) and makes its prediction
     log (a bundle has no store to log to; a sample rate of 0 logs nothing)."""
@@ -328,7 +332,9 @@ def _resolve(
     return version, reason, partial(load_predictor, root, version.ref, trust), recorder, monitoring
 
 
-def _follow(ctx: Context) -> tuple[Any, str, str, Callable[[], Any] | None, Any]:
+def _follow(
+    ctx: Context,
+) -> tuple[Any, str, str, Callable[[], Any] | None, Monitoring | None]:
     """How each worker follows the endpoint (an agent of its own, opened after the fork), and
     how the endpoint is named in the start-up lines. The endpoint must exist now."""
     from mloop.project import Project

@@ -239,10 +239,14 @@ def window(value: Any) -> float:
 
 
 def interval(value: Any) -> float:
-    """How often something repeats (`60s`, `5m`, `500ms`), in seconds: a unit is required."""
+    """How often something repeats (`60s`, `5m`), in seconds: a unit is required, and at
+    least a second (the monitor that repeats shares worker 0's time with its requests)."""
     from mloop.domain.durations import parse_duration
 
-    return parse_duration(text(value), "interval")
+    seconds = parse_duration(text(value), "interval")
+    if seconds < 1.0:
+        raise ValueError("must be at least 1s")
+    return seconds
 
 
 def plain_interval(seconds: float) -> str:
