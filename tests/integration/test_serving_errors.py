@@ -170,7 +170,9 @@ def _error_classes_the_server_names() -> set[type[MloopError]]:
     those of the MloopErrors the services raise, which pass through `from_error`)."""
     named: set[type[MloopError]] = set()
     for path in Path(mloop.server.__file__).parent.glob("*.py"):
-        if path.name == "workers.py":  # starts servers: its errors stop `mloop serve`, no answer
+        # workers.py starts servers: its errors stop `mloop serve`; monitor.py's thread logs
+        # its errors and answers no request
+        if path.name in ("workers.py", "monitor.py"):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             found = getattr(mloop.errors, node.id, None) if isinstance(node, ast.Name) else None
