@@ -1,0 +1,292 @@
+"""Trigger checks a controller calls in its loop: each returns a record and never raises for
+what the world does (a folder gone, a bucket refusing, a file half-written), so a loop keeps
+running and says why; and `land`, what a fired `new_data` trigger does to its dataset.
+
+A `new_data` check lists the watched path, reads only files that are new or changed since the
+last check (what it saw is kept in the metadata store, `store.watched`, so a restarted
+controller or the next lease holder does not re-read 10,000 old files), and counts the rows of
+files whose content no version of the dataset holds. A file is new by its content, not its
+name: a file that was landed before, or copied in under another name, is not new data.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from mloop.domain.dataset import DatasetVersion, FileEntry
+from mloop.domain.event import Event
+from mloop.domain.landing import (
+    CheckStatus,
+    NewDataCheck,
+    NewFile,
+    SkippedFile,
+    WatchedFile,
+    plan_reads,
+)
+from mloop.domain.trigger import NewData, Trigger
+from mloop.errors import InvalidInput, NotFound
+from mloop.services.automation.landing import (
+    NotATable,
+    Unreachable,
+    is_url,
+    list_landed,
+    open_landed,
+    read_landed,
+)
+
+if TYPE_CHECKING:
+    from mloop.domain.dataset import TableProfile
+    from mloop.services.data.versioning import AddResult, DataService
+    from mloop.store.metadata.protocol import MetadataStore
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    versions: tuple[int, ...]
+    digests: frozenset[str]
+
+
+class TriggerService:
+    """Checks of `new_data` triggers and the landing of what they found."""
+
+    def __init__(
+        self,
+        metadata: MetadataStore,
+        data: DataService,
+        *,
+        root: Path,
+        actor: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.metadata = metadata
+        self.data = data
+        self.root = root
+        self.actor = actor
+        self.clock = clock
+        self._held: dict[str, _Held] = {}  # per dataset: its versions' file digests, as read
+
+    # checking ----------------------------------------------------------------------------
+    def check_new_data(self, trigger: Trigger) -> NewDataCheck:
+        """Count the rows in files under the trigger's path that no version of its dataset
+        holds; `fired` when they reach the threshold. Reads only new or changed files that
+        have settled; remembers what it saw for the next check.
+
+        Example:
+            >>> trigger = project.settings.triggers["train"][0]  # doctest: +SKIP
+            >>> project.triggers.check_new_data(trigger).new_rows  # doctest: +SKIP
+            1500
+        """
+        spec = _new_data(trigger)
+        now = self.clock()
+        try:
+            listing = list_landed(spec.path, self.root)
+        except Unreachable as exc:
+            return NewDataCheck(
+                trigger.key, spec.dataset, CheckStatus.UNREACHABLE, (), 0, spec.rows, False,
+                error=str(exc), checked_at=now,
+            )  # fmt: skip
+        remembered = self.metadata.watched.files(trigger.key)
+        plan = plan_reads(listing.files, remembered, now, spec.settle)
+        skipped = [*listing.skipped, *plan.skipped]
+        skipped += [SkippedFile(f.path, "still being written") for f in plan.pending]
+        read: list[WatchedFile] = []
+        for f in plan.to_read:
+            try:
+                found = read_landed(f.path)
+            except (OSError, NotATable) as exc:
+                skipped.append(SkippedFile(f.path, _reason(exc)))
+                continue
+            read.append(replace(f, digest=found.digest, rows=found.rows))
+        changed = [*read, *(f for f in plan.pending if remembered.get(f.path) != f)]
+        if changed or plan.gone:
+            self.metadata.watched.save(trigger.key, changed, plan.gone)
+        held = self._digests(spec.dataset)
+        new: dict[str, NewFile] = {}
+        for f in sorted([*plan.known, *read], key=lambda f: f.path):
+            if f.digest not in held and f.digest not in new:  # two copies count once
+                new[f.digest] = NewFile(f.path, f.rows, f.digest)
+        rows = sum(f.rows for f in new.values())
+        return NewDataCheck(
+            trigger.key, spec.dataset, CheckStatus.OK, tuple(new.values()), rows, spec.rows,
+            rows >= spec.rows, tuple(skipped), checked_at=now,
+        )  # fmt: skip
+
+    def _digests(self, dataset: str) -> frozenset[str]:
+        """Digests of every file of every version of `dataset`; only versions not read before
+        are fetched (a version's files never change)."""
+        try:
+            versions = tuple(v.version for v in self.metadata.datasets.list_versions(dataset))
+        except NotFound:
+            return frozenset()
+        known = self._held.get(dataset)
+        if known is not None and known.versions == versions:
+            return known.digests
+        digests = set(known.digests) if known is not None else set()
+        before = set(known.versions) if known is not None else set()
+        if known is not None and not before <= set(versions):  # a version removed: start over
+            digests, before = set(), set()
+        for number in versions:
+            if number not in before:
+                version = self.metadata.datasets.get_version(dataset, number, files=True)
+                digests.update(f.digest for f in version.files)
+        self._held[dataset] = _Held(versions, frozenset(digests))
+        return self._held[dataset].digests
+
+    # landing -----------------------------------------------------------------------------
+    def land(self, trigger: Trigger, check: NewDataCheck) -> AddResult:
+        """Make the files a check found the dataset's next version: the latest version's
+        files plus the landed ones (`LANDING_FOLDER/relative path`). Idempotent: files some
+        version already holds are left out, and with none left the latest version is returned
+        with `created` False. A file whose content changed since the check is left for the
+        next check.
+        """
+        from mloop.services.data.versioning import AddResult
+
+        spec = _new_data(trigger)
+        if check.trigger != trigger.key:
+            raise InvalidInput(f"{check.trigger} is not {trigger.key}", "land a check of it")
+        self._held.pop(spec.dataset, None)  # read the versions afresh: another may have landed
+        held = self._digests(spec.dataset)
+        landing = [f for f in check.new_files if f.digest not in held]
+        previous = self._latest(spec.dataset)
+        if not landing:
+            if previous is None:
+                raise InvalidInput(
+                    f"no new files for dataset {spec.dataset!r}", "land a check that fired"
+                )
+            return AddResult(previous, False, 0, 0)
+        taken = {f.path for f in previous.files} if previous is not None else set()
+        entries: list[FileEntry] = []
+        tables: list[TableProfile] = []
+        warnings: list[str] = []
+        new_objects = new_bytes = 0
+        with tempfile.TemporaryDirectory(prefix="mloop-landing-") as scratch:
+            for f in landing:
+                name = _entry_path(spec.path, f, self.root, taken)
+                local = _local_copy(f.path, Path(scratch))
+                digest, size, stored = self.data.artifacts.put_path(local)
+                if digest != f.digest:
+                    warnings.append(f"{f.path}: changed since the check; left for the next one")
+                    continue
+                taken.add(name)
+                entries.append(FileEntry(name, digest, size))
+                new_objects += stored
+                new_bytes += size if stored else 0
+                tables += self._profile(local, name, warnings)
+        if not entries:
+            if previous is None:
+                raise InvalidInput(f"every landed file changed since the check of {trigger.key}")
+            return AddResult(previous, False, 0, 0, tuple(warnings))
+        self.data.artifacts.sync()
+        version = self._create(spec, trigger, previous, entries, tables, new_objects, check)
+        return AddResult(version, True, new_objects, new_bytes, tuple(warnings))
+
+    def _latest(self, dataset: str) -> DatasetVersion | None:
+        try:
+            return self.metadata.datasets.get_version(dataset, files=True)
+        except NotFound:
+            return None
+
+    def _profile(self, local: Path, name: str, warnings: list[str]) -> list[TableProfile]:
+        from mloop.services.data.profile import profile_table
+
+        try:
+            return [profile_table(local, name)]
+        except InvalidInput as exc:
+            warnings.append(f"{name}: not profiled: {exc.message}")
+            return []
+
+    def _create(
+        self,
+        spec: NewData,
+        trigger: Trigger,
+        previous: DatasetVersion | None,
+        entries: Sequence[FileEntry],
+        tables: Sequence[TableProfile],
+        new_objects: int,
+        check: NewDataCheck,
+    ) -> DatasetVersion:
+        rows = sum(f.rows for f in check.new_files if f.digest in {e.digest for e in entries})
+        message = f"{len(entries)} landed files ({rows} rows) from {spec.path} by {trigger.key}"
+        old_files = previous.files if previous is not None else ()
+        files = tuple(sorted([*old_files, *entries], key=lambda e: e.path))
+        draft = DatasetVersion(
+            name=spec.dataset,
+            version=0,
+            created=self.clock(),
+            user=self.actor,
+            message=message,
+            file_count=len(files),
+            total_size=sum(e.size for e in files),
+            sources=previous.sources if previous is not None else (),
+            tables=tuple(sorted([*(previous.tables if previous else ()), *tables], key=_path)),
+            files=files,
+        )
+        event = Event(
+            draft.created,
+            self.actor,
+            "dataset.version_created",
+            f"dataset/{spec.dataset}",
+            message,
+            {
+                "files": draft.file_count,
+                "bytes": draft.total_size,
+                "new_objects": new_objects,
+                "trigger": trigger.key,
+                "landed": len(entries),
+                "rows": rows,
+            },
+        )
+        return self.metadata.datasets.create_version(draft, event)
+
+
+def _path(table: TableProfile) -> str:
+    return table.path
+
+
+def _new_data(trigger: Trigger) -> NewData:
+    if not isinstance(trigger.spec, NewData):
+        raise InvalidInput(f"{trigger.key} is not a new_data trigger", "pass a new_data trigger")
+    return trigger.spec
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "gone since it was listed"
+    if isinstance(exc, OSError):
+        return f"cannot be read: {exc.strerror or exc}"
+    return str(exc)
+
+
+def _entry_path(watched: str, f: NewFile, root: Path, taken: set[str]) -> str:
+    """The landed file's path in the dataset: under the watched folder's name, as `mloop data
+    add landing/` would name it; a name the version already uses gets the digest's start."""
+    base = watched.rstrip("/")
+    prefix = base if not is_url(base) else f.path[: len(base)]
+    folder = PurePosixPath(base.split("://", 1)[-1]).name or "landing"
+    if is_url(base):
+        rel = f.path[len(prefix) :].lstrip("/")
+    else:
+        rel = Path(f.path).relative_to(root / base).as_posix()
+    name = f"{folder}/{rel}"
+    if name in taken:
+        path = PurePosixPath(name)
+        name = str(path.with_name(f"{path.stem}.{f.digest[:12]}{path.suffix}"))
+    return name
+
+
+def _local_copy(path: str, scratch: Path) -> Path:
+    """A local file to store and profile: the file itself, or a copy of a remote object."""
+    if not is_url(path) or path.startswith("file://"):
+        return Path(path.removeprefix("file://"))
+    target = scratch / f"{len(os.listdir(scratch))}{PurePosixPath(path).suffix}"
+    with open_landed(path) as src, open(target, "wb") as dst:
+        while chunk := src.read(1 << 20):
+            dst.write(chunk)
+    return target
