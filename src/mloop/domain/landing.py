@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,15 @@ class WatchedFile:
     digest: str = ""
     rows: int = 0
     first_seen: float = 0.0
+
+
+class Listed(NamedTuple):
+    """A file as a listing found it (a tuple: a listing of 10,000 files builds 10,000)."""
+
+    path: str
+    size: int
+    stamp: str
+    modified: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +52,7 @@ class ReadPlan:
 
 
 def plan_reads(
-    listed: Sequence[WatchedFile],
+    listed: Sequence[Listed],
     remembered: Mapping[str, WatchedFile],
     now: float,
     settle: float,
@@ -51,7 +61,7 @@ def plan_reads(
     new or changed and have settled: a file still being written is neither read nor counted.
 
     Example:
-        >>> f = WatchedFile("in/a.csv", 10, "1", modified=0.0)
+        >>> f = Listed("in/a.csv", 10, "1", modified=0.0)
         >>> len(plan_reads([f], {}, now=100.0, settle=5.0).to_read)
         1
     """
@@ -61,22 +71,26 @@ def plan_reads(
     to_read: list[WatchedFile] = []
     pending: list[WatchedFile] = []
     skipped: list[SkippedFile] = []
-    for f in listed:
-        if not is_table_path(f.path):
-            skipped.append(SkippedFile(f.path, "not CSV or Parquet"))
-            continue
-        old = remembered.get(f.path)
-        if old is not None and old.digest and (old.size, old.stamp) == (f.size, f.stamp):
+    matched = 0  # remembered paths listed again
+    for path, size, stamp, modified in listed:
+        old = remembered.get(path)
+        matched += old is not None
+        if old is not None and old.digest and old.size == size and old.stamp == stamp:
             known.append(old)
             continue
-        first = f.first_seen if old is None else old.first_seen
-        seen = WatchedFile(f.path, f.size, f.stamp, f.modified, first_seen=first or now)
-        if now - f.modified < settle or (old is not None and old.size != f.size):
+        if not is_table_path(path):
+            skipped.append(SkippedFile(path, "not CSV or Parquet"))
+            continue
+        first = now if old is None else old.first_seen
+        seen = WatchedFile(path, size, stamp, modified, first_seen=first)
+        if now - modified < settle or (old is not None and old.size != size):
             pending.append(seen)
         else:
             to_read.append(seen)
-    listed_paths = {f.path for f in listed}
-    gone = tuple(p for p in remembered if p not in listed_paths)
+    gone: tuple[str, ...] = ()
+    if matched < len(remembered):  # some were not listed: find which (not on every check)
+        listed_paths = {f[0] for f in listed}
+        gone = tuple(p for p in remembered if p not in listed_paths)
     return ReadPlan(tuple(known), tuple(to_read), tuple(pending), tuple(skipped), gone)
 
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from mloop.config import load_settings
-from mloop.domain.landing import WatchedFile, plan_reads
+from mloop.domain.landing import Listed, WatchedFile, plan_reads
 from mloop.domain.trigger import (
     Accuracy,
     Alertmanager,
@@ -235,8 +235,8 @@ def test_an_expression_that_never_matches_has_no_next_fire() -> None:
 
 
 # new_data's plan ---------------------------------------------------------------------------
-def listed(path: str, size: int = 10, stamp: str = "1", modified: float = 0.0) -> WatchedFile:
-    return WatchedFile(path, size, stamp, modified)
+def listed(path: str, size: int = 10, stamp: str = "1", modified: float = 0.0) -> Listed:
+    return Listed(path, size, stamp, modified)
 
 
 def test_a_plan_reads_only_new_or_changed_settled_table_files() -> None:

@@ -16,11 +16,12 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISDIR, S_ISLNK, S_ISREG
 from typing import IO, Any
 
 import blake3
 
-from mloop.domain.landing import SkippedFile, WatchedFile
+from mloop.domain.landing import Listed, SkippedFile
 
 CHUNK = 1 << 20
 _SLOW_MARKS = (b'"', b"\n\n", b"\n\r\n")
@@ -32,7 +33,7 @@ class Unreachable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    files: list[WatchedFile]
+    files: list[Listed]
     skipped: list[SkippedFile]
 
 
@@ -49,7 +50,7 @@ def list_landed(path: str, root: Path) -> Listing:
     if is_url(path) and not path.startswith("file://"):
         return _list_fsspec(path)
     top = root / path.removeprefix("file://")
-    files: list[WatchedFile] = []
+    files: list[Listed] = []
     skipped: list[SkippedFile] = []
     try:
         _walk(str(top), files, skipped)
@@ -59,16 +60,16 @@ def list_landed(path: str, root: Path) -> Listing:
     return Listing(files, skipped)
 
 
-def _walk(folder: str, files: list[WatchedFile], skipped: list[SkippedFile]) -> None:
+def _walk(folder: str, files: list[Listed], skipped: list[SkippedFile]) -> None:
     with os.scandir(folder) as entries:
         for entry in entries:
-            if entry.is_symlink():
-                skipped.append(SkippedFile(entry.path, "a symbolic link (not followed)"))
-            elif entry.is_dir(follow_symlinks=False):
+            st = entry.stat(follow_symlinks=False)  # one call: the listing's whole cost
+            if S_ISREG(st.st_mode):
+                files.append(Listed(entry.path, st.st_size, str(st.st_mtime_ns), st.st_mtime))
+            elif S_ISDIR(st.st_mode):
                 _walk(entry.path, files, skipped)
-            elif entry.is_file(follow_symlinks=False):
-                st = entry.stat(follow_symlinks=False)
-                files.append(WatchedFile(entry.path, st.st_size, str(st.st_mtime_ns), st.st_mtime))
+            elif S_ISLNK(st.st_mode):
+                skipped.append(SkippedFile(entry.path, "a symbolic link (not followed)"))
             else:
                 skipped.append(SkippedFile(entry.path, "not a regular file"))
 
@@ -96,12 +97,12 @@ def _list_fsspec(url: str) -> Listing:
     except OSError as exc:
         kind = "does not exist" if isinstance(exc, FileNotFoundError) else str(exc) or repr(exc)
         raise Unreachable(f"{url}: {kind}") from None
-    files: list[WatchedFile] = []
+    files: list[Listed] = []
     for key, info in sorted(found.items()):
         if info.get("type", "file") != "file":
             continue
         stamp = str(info.get("ETag") or info.get("etag") or info.get("mtime") or "")
-        files.append(WatchedFile(f"{protocol}://{key}", int(info["size"]), stamp, _modified(info)))
+        files.append(Listed(f"{protocol}://{key}", int(info["size"]), stamp, _modified(info)))
     return Listing(files, [])
 
 

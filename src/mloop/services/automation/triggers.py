@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class _Held:
-    versions: tuple[int, ...]
+    latest: int  # the dataset's latest version when `digests` were read
     digests: frozenset[str]
 
 
@@ -70,6 +70,10 @@ class TriggerService:
         self.actor = actor
         self.clock = clock
         self._held: dict[str, _Held] = {}  # per dataset: its versions' file digests, as read
+        # Per trigger, the store's watched files as this service last read or wrote them: a
+        # loop's later checks skip reading 10,000 rows back. Only a cache: a stale entry (the
+        # lease was held elsewhere meanwhile) has another size or stamp, so its file is read.
+        self._seen: dict[str, dict[str, WatchedFile]] = {}
 
     # checking ----------------------------------------------------------------------------
     def check_new_data(self, trigger: Trigger) -> NewDataCheck:
@@ -91,7 +95,9 @@ class TriggerService:
                 trigger.key, spec.dataset, CheckStatus.UNREACHABLE, (), 0, spec.rows, False,
                 error=str(exc), checked_at=now,
             )  # fmt: skip
-        remembered = self.metadata.watched.files(trigger.key)
+        remembered = self._seen.get(trigger.key)
+        if remembered is None:
+            remembered = self._seen[trigger.key] = self.metadata.watched.files(trigger.key)
         plan = plan_reads(listing.files, remembered, now, spec.settle)
         skipped = [*listing.skipped, *plan.skipped]
         skipped += [SkippedFile(f.path, "still being written") for f in plan.pending]
@@ -105,11 +111,19 @@ class TriggerService:
             read.append(replace(f, digest=found.digest, rows=found.rows))
         changed = [*read, *(f for f in plan.pending if remembered.get(f.path) != f)]
         if changed or plan.gone:
-            self.metadata.watched.save(trigger.key, changed, plan.gone)
+            try:
+                self.metadata.watched.save(trigger.key, changed, plan.gone)
+            except BaseException:
+                self._seen.pop(trigger.key, None)  # unsure what was saved: read it next time
+                raise
+            remembered.update((f.path, f) for f in changed)
+            for path in plan.gone:
+                del remembered[path]
         held = self._digests(spec.dataset)
         new: dict[str, NewFile] = {}
-        for f in sorted([*plan.known, *read], key=lambda f: f.path):
-            if f.digest not in held and f.digest not in new:  # two copies count once
+        fresh = [f for f in (*plan.known, *read) if f.digest not in held]
+        for f in sorted(fresh, key=lambda f: f.path):
+            if f.digest not in new:  # two copies count once
                 new[f.digest] = NewFile(f.path, f.rows, f.digest)
         rows = sum(f.rows for f in new.values())
         return NewDataCheck(
@@ -118,24 +132,23 @@ class TriggerService:
         )  # fmt: skip
 
     def _digests(self, dataset: str) -> frozenset[str]:
-        """Digests of every file of every version of `dataset`; only versions not read before
-        are fetched (a version's files never change)."""
-        try:
-            versions = tuple(v.version for v in self.metadata.datasets.list_versions(dataset))
-        except NotFound:
-            return frozenset()
+        """Digests of every file of every version of `dataset`. A version's files never
+        change, so only versions made since the last call are read (one summary query when
+        none was). A version removed after it was read still counts until the next process:
+        its files were the dataset's, and landing them again would make a duplicate version."""
+        latest = next((d.latest for d in self.metadata.datasets.all() if d.name == dataset), 0)
         known = self._held.get(dataset)
-        if known is not None and known.versions == versions:
+        if known is not None and known.latest == latest:
             return known.digests
-        digests = set(known.digests) if known is not None else set()
-        before = set(known.versions) if known is not None else set()
-        if known is not None and not before <= set(versions):  # a version removed: start over
-            digests, before = set(), set()
-        for number in versions:
-            if number not in before:
+        digests = set(known.digests) if known is not None and known.latest < latest else set()
+        start = known.latest + 1 if known is not None and known.latest < latest else 1
+        for number in range(start, latest + 1):
+            try:
                 version = self.metadata.datasets.get_version(dataset, number, files=True)
-                digests.update(f.digest for f in version.files)
-        self._held[dataset] = _Held(versions, frozenset(digests))
+            except NotFound:
+                continue  # removed
+            digests.update(f.digest for f in version.files)
+        self._held[dataset] = _Held(latest, frozenset(digests))
         return self._held[dataset].digests
 
     # landing -----------------------------------------------------------------------------
