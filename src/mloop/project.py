@@ -221,7 +221,14 @@ class Project:
     def triggers(self) -> TriggerService:
         from mloop.services.automation.triggers import TriggerService
 
-        return TriggerService(self.metadata, self.data, root=self.root, actor=self.actor)
+        return TriggerService(
+            self.metadata,
+            self.data,
+            root=self.root,
+            actor=self.actor,
+            triggers=self.settings.triggers,
+            pipelines=list(self.settings.pipelines),
+        )
 
     @cached_property
     def models(self) -> ModelService:

@@ -4,8 +4,10 @@ remembered state sparing re-reads across restarts, and landing idempotent."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from mloop.domain.landing import CheckStatus
 from mloop.domain.trigger import Trigger, parse_triggers
 from mloop.project import Project
 from mloop.services.automation.landing import read_landed
+from tests.conftest import CliResult
 
 OLD = time.time() - 3600  # an hour ago: long settled
 
@@ -232,3 +235,45 @@ def test_check_results_are_plain_records(churn: Project, project: Path) -> None:
     write(project / "landing/a.csv", csv_rows(3))
     check = churn.triggers.check_new_data(new_data())
     assert from_plain(NewDataCheck, to_plain(check)) == check
+
+
+# the CLI ------------------------------------------------------------------------------------
+def test_triggers_check_shows_each_trigger_without_acting(
+    churn: Project, project: Path, cli: Callable[..., CliResult]
+) -> None:
+    with (project / "mloop.yaml").open("a") as fh:
+        fh.write(
+            "pipelines: {train: 'pipeline:train'}\n"
+            "triggers:\n  train:\n"
+            "    - new_data: {path: landing/, rows: 500, dataset: churn}\n"
+            "    - schedule: {cron: '0 3 * * *', timezone: Europe/Paris}\n"
+            "    - drift: {endpoint: churn}\n"
+        )
+    write(project / "landing/a.csv", csv_rows(600, start=1000))
+    write(project / "landing/notes.txt", "x")
+
+    shown = cli("triggers", "check")
+    assert shown.code == 0, shown.err
+    assert "600 new rows in 1 files (threshold 500): fires" in shown.out
+    assert "triggers.train[1].schedule" in shown.out and "UTC" in shown.out
+    assert "checked by the controller" in shown.out
+    assert "skipped" in shown.err and "notes.txt: not CSV or Parquet" in shown.err
+    as_json = json.loads(cli("triggers", "check", "--json").out)
+    assert [c["trigger"]["kind"] for c in as_json] == ["new_data", "schedule", "drift"]
+    assert as_json[0]["new_data"]["new_rows"] == 600
+    assert as_json[1]["schedule"]["next_fire"].endswith("+00:00")
+    assert [v.version for v in churn.data.versions("churn")] == [1]  # nothing acted on
+
+
+def test_triggers_of_an_undeclared_pipeline_are_one_line_with_the_fix(
+    project: Path, cli: Callable[..., CliResult]
+) -> None:
+    with (project / "mloop.yaml").open("a") as fh:
+        fh.write(
+            "pipelines: {train: 'pipeline:train'}\ntriggers: {trian: [{schedule: '0 3 * * *'}]}\n"
+        )
+    shown = cli("triggers", "check")
+    assert shown.code == 1
+    assert "triggers.trian: no pipeline 'trian' in mloop.yaml" in shown.err
+    assert "did you mean 'train'?" in shown.err
+    assert "Traceback" not in shown.err

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mloop.domain.durations import format_duration, parse_duration
+from mloop.domain.landing import NewDataCheck
 from mloop.errors import InvalidInput
 
 HOUR = 3600.0
@@ -343,6 +344,17 @@ class ScheduleCheck:
     due: bool
     next_fire: datetime | None
     fire_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerCheck:
+    """One trigger's state as `mloop triggers check` shows it: a schedule's next time, a
+    new_data check's count; `note` says why there is neither (a kind the controller checks)."""
+
+    trigger: Trigger
+    schedule: ScheduleCheck | None = None
+    new_data: NewDataCheck | None = None
+    note: str | None = None
 
 
 def _cron(spec: Schedule, where: str) -> Any:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -29,7 +29,14 @@ from mloop.domain.landing import (
     WatchedFile,
     plan_reads,
 )
-from mloop.domain.trigger import NewData, Trigger
+from mloop.domain.trigger import (
+    NewData,
+    Schedule,
+    Trigger,
+    TriggerCheck,
+    check_pipelines,
+    schedule_due,
+)
 from mloop.errors import InvalidInput, NotFound
 from mloop.services.automation.landing import (
     NotATable,
@@ -62,9 +69,15 @@ class TriggerService:
         *,
         root: Path,
         actor: str,
+        triggers: Mapping[str, Sequence[Trigger]] | None = None,
+        pipelines: Sequence[str] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`triggers`: the project's (`settings.triggers`), checked against `pipelines` (the
+        names under `pipelines:`) when all of them are checked."""
         self.metadata = metadata
+        self.triggers = dict(triggers or {})
+        self.pipelines = tuple(pipelines)
         self.data = data
         self.root = root
         self.actor = actor
@@ -76,6 +89,27 @@ class TriggerService:
         self._seen: dict[str, dict[str, WatchedFile]] = {}
 
     # checking ----------------------------------------------------------------------------
+    def check_all(self) -> list[TriggerCheck]:
+        """Every trigger's state, acting on none: a schedule's next time (from now: when it
+        last fired is the controller's to know), a new_data trigger's count.
+
+        Raises:
+            InvalidInput: a trigger names a pipeline the project does not declare.
+        """
+        from datetime import UTC, datetime
+
+        check_pipelines(self.triggers, self.pipelines)
+        found: list[TriggerCheck] = []
+        for trigger in (t for items in self.triggers.values() for t in items):
+            if isinstance(trigger.spec, Schedule):
+                now = datetime.fromtimestamp(self.clock(), UTC)
+                found.append(TriggerCheck(trigger, schedule_due(trigger.spec, None, now)))
+            elif isinstance(trigger.spec, NewData):
+                found.append(TriggerCheck(trigger, new_data=self.check_new_data(trigger)))
+            else:
+                found.append(TriggerCheck(trigger, note="checked by the controller"))
+        return found
+
     def check_new_data(self, trigger: Trigger) -> NewDataCheck:
         """Count the rows in files under the trigger's path that no version of its dataset
         holds; `fired` when they reach the threshold. Reads only new or changed files that
