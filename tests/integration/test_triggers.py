@@ -223,6 +223,9 @@ def test_a_bucket_is_watched_and_landed_like_a_folder(churn: Project, s3_prefix:
     assert landed.created
     assert churn.triggers.check_new_data(trigger).new_rows == 0
 
+    # a prefix nothing has landed under yet is no files, not an error
+    empty = churn.triggers.check_new_data(new_data(f"s3://{bucket}/nothing-yet/"))
+    assert (empty.status, empty.new_rows) == (CheckStatus.OK, 0)
     gone = churn.triggers.check_new_data(new_data("s3://no-such-bucket-here/landing/"))
     assert gone.status is CheckStatus.UNREACHABLE
     assert gone.error is not None and "no-such-bucket-here" in gone.error
@@ -277,3 +280,29 @@ def test_triggers_of_an_undeclared_pipeline_are_one_line_with_the_fix(
     assert "triggers.trian: no pipeline 'trian' in mloop.yaml" in shown.err
     assert "did you mean 'train'?" in shown.err
     assert "Traceback" not in shown.err
+
+
+def test_a_bucket_that_answers_errors_is_the_checks_status(
+    project: Path, mloop_process: Callable[..., CliResult]
+) -> None:
+    """A real process whose S3 endpoint refuses connections: botocore's own errors must come
+    out as the check's status, not a traceback (a controller would die on one)."""
+    from tests.servers import free_port
+
+    with (project / "mloop.yaml").open("a") as fh:
+        fh.write(
+            "pipelines: {train: 'pipeline:train'}\n"
+            "triggers: {train: [{new_data: {path: 's3://b/landing/', rows: 1, dataset: d}}]}\n"
+        )
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        "AWS_MAX_ATTEMPTS": "1",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "y",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    shown = mloop_process("triggers", "check", "--json", cwd=project, env=env)
+    assert shown.code == 0, shown.err
+    (found,) = json.loads(shown.out)
+    assert found["new_data"]["status"] == "unreachable"
+    assert "Could not connect" in found["new_data"]["error"]

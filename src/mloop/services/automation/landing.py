@@ -24,6 +24,7 @@ import blake3
 from mloop.domain.landing import Listed, SkippedFile
 
 CHUNK = 1 << 20
+OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs"})
 _SLOW_MARKS = (b'"', b"\n\n", b"\n\r\n")
 
 
@@ -92,9 +93,12 @@ def _list_fsspec(url: str) -> Listing:
     protocol = url.split("://", 1)[0]
     try:
         found = fs.find(top, detail=True)
-        if not found and not fs.isdir(top):
-            raise FileNotFoundError(top)
-    except OSError as exc:
+        # An object store has no folders: an empty prefix is no files yet, and only a missing
+        # bucket is a missing folder. Elsewhere the folder itself must be there.
+        where = top.strip("/").split("/", 1)[0] if protocol in OBJECT_STORES else top
+        if not found and not fs.isdir(where):
+            raise FileNotFoundError(where)
+    except Exception as exc:  # a client's own errors too (botocore, aiohttp)
         kind = "does not exist" if isinstance(exc, FileNotFoundError) else str(exc) or repr(exc)
         raise Unreachable(f"{url}: {kind}") from None
     files: list[Listed] = []
@@ -135,6 +139,19 @@ class NotATable(Exception):
 
 
 def read_landed(path: str) -> Reading:
+    """The file's BLAKE3 digest and rows (`_read`); a remote client's own errors (botocore,
+    aiohttp) come out as OSError, so one bad object is skipped, not the loop stopped."""
+    if not is_url(path) or path.startswith("file://"):
+        return _read(path)
+    try:
+        return _read(path)
+    except (OSError, NotATable):
+        raise
+    except Exception as exc:  # see above
+        raise OSError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _read(path: str) -> Reading:
     """The file's BLAKE3 digest (the one its dataset entry would have) and its rows, reading
     it once (twice for a CSV with quotes or blank lines).
 
