@@ -196,6 +196,11 @@ def test_landing_makes_the_next_version_once(churn: Project, project: Path) -> N
     # the landed files are now the dataset's: nothing new
     after = churn.triggers.check_new_data(trigger)
     assert (after.new_rows, after.fired) == (0, False)
+    # the landing folder is one of the version's sources: status finds the landed files where
+    # they are, and names only what the version lacks (here the copy of a file it holds)
+    assert v2.sources == ("data/churn.csv", "landing")
+    (status,) = churn.data.status("churn")
+    assert (status.added, status.modified, status.deleted) == (("landing/copy-of-v1.csv",), (), ())
     # and the version's files check out as landed
     assert churn.data.checkout("churn:2", Path("out")).written >= 3
     assert (project / "out/landing/day2/b.csv").read_text() == csv_rows(600, start=2000)

@@ -209,13 +209,14 @@ class TriggerService:
                 )
             return AddResult(previous, False, 0, 0)
         taken = {f.path for f in previous.files} if previous is not None else set()
+        source = self._source(spec.path)
         entries: list[FileEntry] = []
         tables: list[TableProfile] = []
         warnings: list[str] = []
         new_objects = new_bytes = 0
         with tempfile.TemporaryDirectory(prefix="mloop-landing-") as scratch:
             for f in landing:
-                name = _entry_path(spec.path, f, self.root, taken)
+                name = _entry_path(spec.path, f, source, self.root, taken)
                 local = _local_copy(f.path, Path(scratch))
                 digest, size, stored = self.data.artifacts.put_path(local)
                 if digest != f.digest:
@@ -231,8 +232,21 @@ class TriggerService:
                 raise InvalidInput(f"every landed file changed since the check of {trigger.key}")
             return AddResult(previous, False, 0, 0, tuple(warnings))
         self.data.artifacts.sync()
-        version = self._create(spec, trigger, previous, entries, tables, new_objects, check)
+        version = self._create(spec, trigger, previous, entries, tables, new_objects, check, source)
         return AddResult(version, True, new_objects, new_bytes, tuple(warnings))
+
+    def _source(self, watched: str) -> str | None:
+        """The watched folder as a dataset source (project-relative), when it is a folder in
+        the project: `mloop data status` then finds the landed files where the version says."""
+        from mloop.errors import InvalidPath
+        from mloop.services.data.scan import source_of
+
+        if is_url(watched):
+            return None
+        try:
+            return source_of(self.data.boundary, self.root / watched)
+        except InvalidPath:  # outside the project: the version names its files by the folder
+            return None
 
     def _latest(self, dataset: str) -> DatasetVersion | None:
         try:
@@ -258,6 +272,7 @@ class TriggerService:
         tables: Sequence[TableProfile],
         new_objects: int,
         check: NewDataCheck,
+        source: str | None,
     ) -> DatasetVersion:
         rows = sum(f.rows for f in check.new_files if f.digest in {e.digest for e in entries})
         message = f"{len(entries)} landed files ({rows} rows) from {spec.path} by {trigger.key}"
@@ -271,7 +286,7 @@ class TriggerService:
             message=message,
             file_count=len(files),
             total_size=sum(e.size for e in files),
-            sources=previous.sources if previous is not None else (),
+            sources=_sources(previous, source),
             tables=tuple(sorted([*(previous.tables if previous else ()), *tables], key=_path)),
             files=files,
         )
@@ -293,6 +308,11 @@ class TriggerService:
         return self.metadata.datasets.create_version(draft, event)
 
 
+def _sources(previous: DatasetVersion | None, landing: str | None) -> tuple[str, ...]:
+    before = previous.sources if previous is not None else ()
+    return before if landing is None else tuple(sorted({*before, landing}))
+
+
 def _path(table: TableProfile) -> str:
     return table.path
 
@@ -311,17 +331,18 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
-def _entry_path(watched: str, f: NewFile, root: Path, taken: set[str]) -> str:
-    """The landed file's path in the dataset: under the watched folder's name, as `mloop data
-    add landing/` would name it; a name the version already uses gets the digest's start."""
+def _entry_path(watched: str, f: NewFile, source: str | None, root: Path, taken: set[str]) -> str:
+    """The landed file's path in the dataset: its project-relative path when the watched
+    folder is in the project (as `mloop data add` names it), else under the folder's name
+    (`landing/a.csv` from s3://bucket/landing/a.csv); a name the version already uses for
+    other content gets the digest's start (`landing/a.0123456789ab.csv`)."""
     base = watched.rstrip("/")
-    prefix = base if not is_url(base) else f.path[: len(base)]
-    folder = PurePosixPath(base.split("://", 1)[-1]).name or "landing"
-    if is_url(base):
-        rel = f.path[len(prefix) :].lstrip("/")
+    if source is not None:
+        name = Path(f.path).resolve().relative_to(root.resolve()).as_posix()
     else:
-        rel = Path(f.path).relative_to(root / base).as_posix()
-    name = f"{folder}/{rel}"
+        folder = PurePosixPath(base.split("://", 1)[-1]).name or "landing"
+        start = len(base) if is_url(base) else len(str(root / base))
+        name = f"{folder}/{f.path[start:].lstrip('/')}"
     if name in taken:
         path = PurePosixPath(name)
         name = str(path.with_name(f"{path.stem}.{f.digest[:12]}{path.suffix}"))
