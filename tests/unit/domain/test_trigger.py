@@ -68,6 +68,9 @@ def test_cooldown_and_max_per_day_sit_beside_the_kind_and_read_back() -> None:
         "max_per_day": 2,
     }
     assert parse_triggers({"train": [plain]})["train"][0] == trigger
+    # `max_per_day: null` written out is no limit; left out, the kind's default (4)
+    unlimited = {"drift": {"endpoint": "churn"}, "max_per_day": None}
+    assert parse_triggers({"train": [unlimited]})["train"][0].max_per_day is None
 
 
 @pytest.mark.parametrize(
