@@ -198,8 +198,7 @@ class TriggerService:
         spec = _new_data(trigger)
         if check.trigger != trigger.key:
             raise InvalidInput(f"{check.trigger} is not {trigger.key}", "land a check of it")
-        self._held.pop(spec.dataset, None)  # read the versions afresh: another may have landed
-        held = self._digests(spec.dataset)
+        held = self._digests(spec.dataset)  # with any version made since the check
         landing = [f for f in check.new_files if f.digest not in held]
         previous = self._latest(spec.dataset)
         if not landing:
