@@ -9,7 +9,9 @@
   a fresh bucket.
 
 - `prometheus(targets)`: the Debian package's Prometheus scraping the given servers, for as
-  long as the `with` block lasts.
+  long as the `with` block lasts (sending its alerts to an Alertmanager when given one).
+- `alertmanager(webhook)`: the Debian package's Alertmanager, routing every alert at once to
+  the `webhook` URL (a small HTTP server of the test's own).
 
 Tests using them carry `pytest.mark.postgres` / `pytest.mark.s3` (declared in pyproject.toml).
 """
@@ -230,42 +232,86 @@ def s3_prefix(s3_server: str) -> str:
 # Prometheus ---------------------------------------------------------------------------------
 @contextlib.contextmanager
 def prometheus(
-    targets: list[str], interval: str = "1s", rules: list[Path] | None = None
+    targets: list[str],
+    interval: str = "1s",
+    rules: list[Path] | None = None,
+    alertmanager: str | None = None,
 ) -> Iterator[str]:
     """A real Prometheus (the Debian package) scraping `targets` (base URLs), evaluating the
-    rule files `rules`; yields its URL.
+    rule files `rules` and sending what fires to `alertmanager` (a base URL); yields its URL.
 
     Started per use on a free port with its own data folder, and stopped by its PID.
     """
-    binary = shutil.which("prometheus")
-    if binary is None:
-        raise RuntimeError("prometheus is not installed: `make system` installs it")
-    folder = Path(tempfile.mkdtemp(prefix="mloop-prometheus-"))
     hosts = [urlsplit(t).netloc for t in targets]
-    (folder / "prometheus.yml").write_text(
+    config = (
         f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
         "scrape_configs:\n  - job_name: mloop\n    static_configs:\n"
         f"      - targets: [{', '.join(repr(h) for h in hosts)}]\n"
         + (f"rule_files: [{', '.join(repr(str(r)) for r in rules)}]\n" if rules else "")
     )
+    if alertmanager is not None:
+        config += (
+            "alerting:\n  alertmanagers:\n    - static_configs:\n"
+            f"        - targets: [{urlsplit(alertmanager).netloc!r}]\n"
+        )
+    with _daemon(
+        "prometheus",
+        config,
+        lambda folder, port: [
+            f"--config.file={folder / 'config.yml'}",
+            f"--storage.tsdb.path={folder / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+    ) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def alertmanager(webhook: str, wait: str = "1s") -> Iterator[str]:
+    """A real Alertmanager (the Debian package) sending every alert to `webhook` (a URL that
+    takes its JSON posts), grouped by alert and feature, after `wait`; yields its URL.
+
+    Clustering is off (it would listen on every interface), and it is stopped by its PID.
+    """
+    config = (
+        "route:\n  receiver: test\n  group_by: [alertname, feature]\n"
+        f"  group_wait: {wait}\n  group_interval: {wait}\n  repeat_interval: 1h\n"
+        "receivers:\n  - name: test\n    webhook_configs:\n"
+        f"      - url: {webhook!r}\n        send_resolved: false\n"
+    )
+    with _daemon(
+        "prometheus-alertmanager",
+        config,
+        lambda folder, port: [
+            f"--config.file={folder / 'config.yml'}",
+            f"--storage.path={folder / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+    ) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _daemon(name: str, config: str, arguments: Callable[[Path, int], list[str]]) -> Iterator[str]:
+    """Run the Debian package's `name` with `config` in a folder of its own on a free port,
+    until it answers /-/ready; yield its URL; stop it by its PID."""
+    binary = shutil.which(name)
+    if binary is None:
+        raise RuntimeError(f"{name} is not installed: `make system` installs it")
+    folder = Path(tempfile.mkdtemp(prefix=f"mloop-{name}-"))
+    (folder / "config.yml").write_text(config)
     port = free_port()
-    with (folder / "prometheus.log").open("wb") as log:
+    with (folder / "daemon.log").open("wb") as log:
         process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={folder / 'prometheus.yml'}",
-                f"--storage.tsdb.path={folder / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            [binary, *arguments(folder, port)], stdout=log, stderr=subprocess.STDOUT
         )
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
         if process.poll() is not None:
-            log_text = (folder / "prometheus.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"prometheus exited with {process.returncode}:\n{log_text}")
+            log_text = (folder / "daemon.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{log_text}")
         import httpx
 
         try:
@@ -274,7 +320,7 @@ def prometheus(
             return False
 
     try:
-        wait_for(ready, STARTUP_TIMEOUT, f"prometheus on port {port}")
+        wait_for(ready, STARTUP_TIMEOUT, f"{name} on port {port}")
         yield url
     finally:
         process.terminate()

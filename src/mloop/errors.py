@@ -266,6 +266,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "pandas": ("pandas", "data"),
     "pyarrow": ("pyarrow", "data"),
     "pandera": ("pandera", "data"),
+    "scipy": ("scipy", "data"),
     "uvicorn": ("uvicorn", "serve"),
     "httptools": ("httptools", "serve"),
     "uvloop": ("uvloop", "serve"),

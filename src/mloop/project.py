@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from mloop.services.automation.triggers import TriggerService
     from mloop.services.data.versioning import DataService
     from mloop.services.monitoring.drift import DriftMonitor
+    from mloop.services.monitoring.gauges import GaugeMonitor
     from mloop.services.monitoring.status import MonitorService
     from mloop.services.pipelines.catalog import PipelineService
     from mloop.services.pipelines.worker import Services
@@ -312,6 +313,13 @@ class Project:
         return MonitorService(
             self.metadata, self.predictions, settings.bias_columns, settings.models, self.drift
         )
+
+    @cached_property
+    def gauges(self) -> GaugeMonitor:
+        """What a model server's monitor computes for /metrics every `monitoring_interval`."""
+        from mloop.services.monitoring.gauges import GaugeMonitor
+
+        return GaugeMonitor(self.monitoring, self.settings.monitoring_window)
 
     def prediction_log(self, **tuning: Any) -> PredictionLog:
         """A writer of the prediction log for one server process (its sampling rate from the

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from mloop.deploy.monitoring import PANELS
 from tests.conftest import CliResult
@@ -48,9 +49,23 @@ def test_the_rules_pass_promtool_and_their_own_tests(
         assert f"alert: Mloop{alert}" in rules
     assert 'up{job="servers"} == 0' in rules
     # the tests do test: a rule that never fires fails them
-    broken = rules.replace("mloop_drift_score >", "mloop_drift_score < 0 and mloop_drift_score >")
-    (out / "mloop-rules.yml").write_text(broken)
+    _edit_drift_rule(out, lambda expr: f"mloop_drift_score < 0 and ({expr})")
     assert _promtool("test", "rules", "mloop-rules.test.yml", cwd=out).returncode != 0
+    # ...and so does one that two replicas of an endpoint, exporting the same gauges, break
+    # (many-to-many matching): the cases give every monitor gauge from instances a and b
+    per_series = "mloop_drift_score > on(endpoint, model, feature, method) mloop_drift_threshold"
+    _edit_drift_rule(out, lambda expr: per_series)
+    many = _promtool("test", "rules", "mloop-rules.test.yml", cwd=out)
+    assert many.returncode != 0 and "many-to-many" in many.stdout + many.stderr, many.stdout
+
+
+def _edit_drift_rule(folder: Path, edit: Callable[[str], str]) -> None:
+    """Rewrite MloopFeatureDrift's expression in the rule file (as generated) with `edit`."""
+    path = folder / "mloop-rules.yml"
+    rules = yaml.safe_load(path.read_text())
+    (drift,) = [r for r in rules["groups"][0]["rules"] if r["alert"] == "MloopFeatureDrift"]
+    drift["expr"] = edit(drift["expr"])
+    path.write_text(yaml.safe_dump(rules))
 
 
 def test_bad_input_is_one_line_and_overwrites_nothing(

@@ -58,6 +58,9 @@ def test_relative_sqlite_paths_are_relative_to_the_project(tmp_path: Path) -> No
         ("project: [1\n", {}, "is not valid YAML at line", "fix the file"),
         ("- a\n- b\n", {}, "must be a mapping", "key: value"),
         ("project: x\n", {"MLOOP_STORE_UIR": "x"}, "unknown setting 'store_uir'", "store_uri"),
+        ("monitoring_interval: 60\n", {}, "interval '60' is not a duration", "60s, 10m"),
+        ("monitoring_interval: 100ms\n", {}, "must be at least 1s", "how often a model server"),
+        ("project: x\n", {"MLOOP_MONITORING_WINDOW": "1x"}, "window '1x' is not an age", "2h"),
     ],
     ids=[
         "typo-key",
@@ -68,6 +71,9 @@ def test_relative_sqlite_paths_are_relative_to_the_project(tmp_path: Path) -> No
         "bad-yaml",
         "not-a-mapping",
         "env-typo",
+        "interval-without-unit",
+        "interval-too-short",
+        "window-not-an-age",
     ],
 )
 def test_bad_settings_name_the_key_and_the_fix(
@@ -115,6 +121,8 @@ EXAMPLES: dict[str, tuple[str, str, object]] = {
         '{"train": [{"schedule": "0 3 * * *", "max_per_day": 1}]}',
         {"train": (Trigger("train", 0, TriggerKind.SCHEDULE, Schedule("0 3 * * *"), 0.0, 1),)},
     ),
+    "monitoring_interval": ("90s", "90s", 90.0),
+    "monitoring_window": ("30m", "30m", 1800.0),
 }
 
 

@@ -1,5 +1,6 @@
 """`mloop monitor`: what the model servers saw. `export` writes a window of an endpoint's
-prediction log to a Parquet or CSV file (for a notebook, a labelling job or retraining)."""
+prediction log to a Parquet or CSV file (for a notebook, a labelling job or retraining);
+`status` prints a window's numbers, `report` draws them on one HTML page a person reads."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from mloop.cli import output
 from mloop.cli.args import integer
 from mloop.cli.main import Context
 from mloop.domain.prediction import Window
-from mloop.domain.records import to_plain
+from mloop.domain.records import human_size, to_plain
 from mloop.errors import InvalidInput
 
 WINDOW_HELP = "an ISO 8601 time (UTC unless it names a zone) or an age such as 2h or 7d"
@@ -65,6 +66,21 @@ def register(commands: Any) -> None:
     _window_arguments(status)
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=show_status)
+    report = sub.add_parser(
+        "report",
+        help="an endpoint's window as an HTML page: drift, accuracy, bias, latency, as plots",
+        description="One standalone HTML page (it opens without internet) of what `status` "
+        "shows for a window (--since/--until, --last N, --model): per-feature histograms of "
+        "the reference and the window, drift scores, accuracy from feedback, latency and "
+        "errors over time, the bias table.",
+    )
+    _window_arguments(report)
+    report.add_argument(
+        "--html", metavar="FILE", type=Path, required=True, help="the page to write"
+    )
+    report.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    report.add_argument("--json", action="store_true", help="print a JSON summary")
+    report.set_defaults(handler=write_report)
 
 
 def _window_arguments(p: Any) -> None:
@@ -172,6 +188,51 @@ def show_status(ctx: Context) -> None:
         )
     for note in status.notes:
         output.line(f"note: {note}")
+
+
+def write_report(ctx: Context) -> None:
+    from mloop.services.monitoring.report import build, to_html
+
+    args = ctx.args
+    dest: Path = args.html
+    if dest.exists() and not args.force:
+        raise InvalidInput(
+            f"{dest} already exists",
+            f"pass --force to replace it, or give another file: "
+            f"mloop monitor report {args.endpoint} --html OTHER.html",
+        )
+    if not dest.parent.is_dir():
+        raise InvalidInput(
+            f"no folder {str(dest.parent)!r} to write {dest.name} into", "make it first"
+        )
+    made = build(ctx.project.monitoring, args.endpoint, _window(args), time.time())
+    page = to_html(made).encode("utf-8")
+    partial = dest.with_name(f".{dest.name}.partial")
+    partial.write_bytes(page)
+    partial.replace(dest)
+    status = made.status
+    drifted = [name for name, found in (status.features or {}).items() if found.get("drifted")]
+    if ctx.json:
+        output.emit_json(
+            {
+                "endpoint": status.endpoint,
+                "file": str(dest),
+                "bytes": len(page),
+                "requests": status.requests,
+                "drifted": drifted,
+                "labelled": None if status.accuracy is None else status.accuracy["labelled"],
+            }
+        )
+        return
+    moved = (
+        f"{len(drifted)} of {len(status.features)} features drifted"
+        if status.features
+        else "no drift measured"
+    )
+    output.line(
+        f"wrote the report of {status.requests} requests to {status.endpoint!r} ({moved}) "
+        f"to {dest} ({human_size(len(page))}; it opens without internet)"
+    )
 
 
 def _bounded(measure: dict[str, Any]) -> str:

@@ -24,6 +24,8 @@ from mloop.services.serving.settings import LIMITS, Limit, ServeSettings, Unit
 
 if TYPE_CHECKING:
     from mloop.domain.model import ModelVersion
+    from mloop.project import Project
+    from mloop.server.monitor import Monitoring
     from mloop.services.serving.predictor import Predictor
 
 TOKEN_VARIABLE = "MLOOP_SERVE_TOKEN"  # noqa: S105 (the name of the variable, not a token)
@@ -271,9 +273,31 @@ def prediction_log(root: str) -> Any:
     return Project.open(root).prediction_log()
 
 
+def gauge_monitor(root: str) -> Callable[[str], Any]:
+    """The server's monitor's measure, on the project at `root` (opened in its thread)."""
+    from mloop.project import Project
+
+    return Project.open(root).gauges.measure
+
+
+def _monitoring(project: Project) -> Monitoring | None:
+    """A server that logs its predictions watches them too (`server/monitor.py`)."""
+    from functools import partial
+
+    from mloop.server.monitor import Monitoring
+
+    if project.settings.predictions_sample_rate <= 0:
+        return None
+    return Monitoring(
+        partial(gauge_monitor, str(project.root)), project.settings.monitoring_interval
+    )
+
+
 def _resolve(
     ctx: Context,
-) -> tuple[ModelVersion, str | None, Callable[[], Predictor], Callable[[], Any] | None]:
+) -> tuple[
+    ModelVersion, str | None, Callable[[], Predictor], Callable[[], Any] | None, Monitoring | None
+]:
     """The version `ref` names, why it needs trust, how each worker loads it (from the bundle
     at a path, or from the project's registry, resolved once here) and makes its prediction
     log (a bundle has no store to log to; a sample rate of 0 logs nothing)."""
@@ -286,7 +310,7 @@ def _resolve(
         bundle = open_bundle(Path(ref))
         folder = str(bundle.folder.resolve())
         loader = partial(load_bundle_predictor, folder, trust)
-        return bundle.version, bundle.trust_reason, loader, None
+        return bundle.version, bundle.trust_reason, loader, None, None
     from mloop.project import Project
 
     try:
@@ -300,14 +324,17 @@ def _resolve(
             raise _maybe_bundle(exc, ref) from None
         reason = project.models.trust_reason(version)  # said once here, not once per worker
         logs = project.settings.predictions_sample_rate > 0
+        monitoring = _monitoring(project)
     finally:
         project.close()
     root = str(project.root)
     recorder = partial(prediction_log, root) if logs else None
-    return version, reason, partial(load_predictor, root, version.ref, trust), recorder
+    return version, reason, partial(load_predictor, root, version.ref, trust), recorder, monitoring
 
 
-def _follow(ctx: Context) -> tuple[Any, str, str, Callable[[], Any] | None]:
+def _follow(
+    ctx: Context,
+) -> tuple[Any, str, str, Callable[[], Any] | None, Monitoring | None]:
     """How each worker follows the endpoint (an agent of its own, opened after the fork), and
     how the endpoint is named in the start-up lines. The endpoint must exist now."""
     from mloop.project import Project
@@ -319,6 +346,7 @@ def _follow(ctx: Context) -> tuple[Any, str, str, Callable[[], Any] | None]:
         deployment = project.endpoints.get(ctx.args.endpoint)
         root = str(project.root)
         logs = project.settings.predictions_sample_rate > 0
+        monitoring = _monitoring(project)
     finally:
         project.close()
     # Opened on first use in each worker: forked after this, none shares a connection.
@@ -333,7 +361,8 @@ def _follow(ctx: Context) -> tuple[Any, str, str, Callable[[], Any] | None]:
     )
     shown = f"endpoint {deployment.endpoint} (deployment {deployment.sequence}: "
     shown += ", ".join(f"{m} {w}%" for m, w in deployment.weights.items()) + ")"
-    return follow, shown, deployment.endpoint, agent.prediction_log if logs else None
+    recorder = agent.prediction_log if logs else None
+    return follow, shown, deployment.endpoint, recorder, monitoring
 
 
 def _maybe_bundle(exc: NotFound, ref: str) -> NotFound:
@@ -362,9 +391,9 @@ def run_serve(ctx: Context) -> int:
         )
     source: Any
     if args.endpoint is not None:
-        source, shown, name, recorder = _follow(ctx)
+        source, shown, name, recorder, monitoring = _follow(ctx)
     else:
-        version, reason, source, recorder = _resolve(ctx)
+        version, reason, source, recorder, monitoring = _resolve(ctx)
         if reason is not None and not args.trust:
             raise NeedsTrust.of(reason, version.ref)
         shown, name = version.ref, version.name
@@ -391,5 +420,14 @@ def run_serve(ctx: Context) -> int:
             output.line(f"  GET  {url}/metrics  {url}/readyz  {url}/openapi.json")
             sys.stdout.flush()
 
-    serve(source, args.host, args.port, args.workers, settings, on_ready=ready, recorder=recorder)
+    serve(
+        source,
+        args.host,
+        args.port,
+        args.workers,
+        settings,
+        on_ready=ready,
+        recorder=recorder,
+        monitoring=monitoring,
+    )
     return 0

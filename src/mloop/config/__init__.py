@@ -198,6 +198,19 @@ class Settings:
         (),
         plain=list,
     )
+    monitoring_interval: float = setting(
+        checks.interval,
+        "how often a model server recomputes its monitoring gauges on /metrics (drift, accuracy, "
+        "bias): 60s, 5m",
+        60.0,
+        plain=checks.plain_interval,
+    )
+    monitoring_window: float = setting(
+        checks.window,
+        "how far back those gauges look: the requests of the last 1h, 30m, 1d",
+        3600.0,
+        plain=checks.plain_age,
+    )
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property

@@ -253,6 +253,30 @@ def age(value: Any) -> float:
     return parse_age(text(value), "retention")
 
 
+def window(value: Any) -> float:
+    """How far back a window reaches (`1h`, `30m`, `1d`), in seconds."""
+    from mloop.domain.prediction import parse_age
+
+    return parse_age(text(value), "window")
+
+
+def interval(value: Any) -> float:
+    """How often something repeats (`60s`, `5m`), in seconds: a unit is required, and at
+    least a second (the monitor that repeats shares worker 0's time with its requests)."""
+    from mloop.domain.durations import parse_duration
+
+    seconds = parse_duration(text(value), "interval")
+    if seconds < 1.0:
+        raise ValueError("must be at least 1s")
+    return seconds
+
+
+def plain_interval(seconds: float) -> str:
+    from mloop.domain.durations import format_duration
+
+    return format_duration(seconds)
+
+
 def plain_age(seconds: float) -> str:
     from mloop.domain.prediction import format_age
 

@@ -11,6 +11,13 @@ registered `mloop_accuracy_reference` (label `metric`), `mloop_bias` against `ml
 with a `promtool test rules` case that fires it, so `promtool test rules` proves the rules do
 what their names say before anyone relies on them.
 
+Every replica of an endpoint runs its own monitor over the same shared log, so each exports the
+same monitor series under its own `instance`: the rules aggregate them first (`max by`, `min
+by` for accuracy), since matching two series per side is an error in PromQL, and the cases give
+every such series from two instances. A drift score is a distance (drifted at or above its
+threshold) except for the tests a small window is judged by, KS and chi-square, whose score is
+a p-value (drifted below it); the drift rule reads both.
+
 Thresholds are the rollout's defaults (Flagger's): a 1% error rate, a 500 ms p99; an accuracy
 more than 0.05 below the version's registered one. Each is an option.
 """
@@ -31,6 +38,8 @@ RULE_TESTS = "mloop-rules.test.yml"
 PROMETHEUS_EXAMPLE = "prometheus.yml.example"
 DASHBOARD = "mloop-dashboard.json"
 VERSION = "endpoint, model"  # what an alert is about: one version on one endpoint
+DRIFT = f"{VERSION}, feature, method"
+BIAS = f"{VERSION}, column, measure"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +102,7 @@ def alert_rules(limits: Thresholds) -> dict[str, Any]:
         ),
         _alert(
             "MloopFeatureDrift",
-            "mloop_drift_score > on(endpoint, model, feature, method) mloop_drift_threshold",
+            _drifted(),
             limits.hold,
             "warning",
             "{{ $labels.feature }} drifted on {{ $labels.endpoint }} ({{ $labels.model }}, "
@@ -102,8 +111,9 @@ def alert_rules(limits: Thresholds) -> dict[str, Any]:
         ),
         _alert(
             "MloopAccuracyDrop",
-            'mloop_accuracy{metric="accuracy"} < on(endpoint, model, metric) group_left() '
-            f"(mloop_accuracy_reference - {limits.accuracy_margin:g})",
+            f'min by ({VERSION}, role, metric) (mloop_accuracy{{metric="accuracy"}}) '
+            f"< on({VERSION}, metric) group_left() "
+            f"(max by ({VERSION}, metric) (mloop_accuracy_reference) - {limits.accuracy_margin:g})",
             limits.hold,
             "warning",
             "{{ $labels.model }} on {{ $labels.endpoint }} is right less often than its "
@@ -112,7 +122,7 @@ def alert_rules(limits: Thresholds) -> dict[str, Any]:
         ),
         _alert(
             "MloopBias",
-            "abs(mloop_bias) > on(endpoint, model, column, measure) mloop_bias_bound",
+            f"max by ({BIAS}) (abs(mloop_bias)) > on({BIAS}) max by ({BIAS}) (mloop_bias_bound)",
             limits.hold,
             "warning",
             "{{ $labels.measure }} over {{ $labels.column }} is out of bounds for "
@@ -129,6 +139,20 @@ def alert_rules(limits: Thresholds) -> dict[str, Any]:
         ),
     ]
     return {"groups": [{"name": "mloop", "rules": rules}]}
+
+
+def _drifted() -> str:
+    """A feature drifted: a distance at or above its threshold, or a test's p-value below its
+    own (KS and chi-square are the tests: `domain.drift.Method.tests`), taken over the replicas
+    of the endpoint, which export the same series."""
+    tests = 'method=~"ks|chisquare"'
+    distances = 'method!~"ks|chisquare"'
+    return (
+        f"(max by ({DRIFT}) (mloop_drift_score{{{distances}}}) >= on({DRIFT}) "
+        f"max by ({DRIFT}) (mloop_drift_threshold{{{distances}}})) or "
+        f"(min by ({DRIFT}) (mloop_drift_score{{{tests}}}) < on({DRIFT}) "
+        f"max by ({DRIFT}) (mloop_drift_threshold{{{tests}}}))"
+    )
 
 
 def _alert(
@@ -183,17 +207,33 @@ def rule_tests(limits: Thresholds) -> dict[str, Any]:
             "series": f'mloop_model_request_duration_seconds_bucket{{{role},le="+Inf"}}',
             "values": counter(60),
         },
-        {"series": _drift(version, "age"), "values": "0.4x60"},
-        {"series": _drift(version, "age", "threshold"), "values": "0.1x60"},
-        {"series": _drift(version, "income"), "values": "0.02x60"},
-        {"series": _drift(version, "income", "threshold"), "values": "0.1x60"},
-        {
-            "series": f'mloop_accuracy{{{role},metric="accuracy"}}',
-            "values": f"{max(0.0, 0.9 - limits.accuracy_margin - 0.1):g}x60",
-        },
-        {"series": f'mloop_accuracy_reference{{{version},metric="accuracy"}}', "values": "0.9x60"},
-        {"series": _bias(version), "values": "0.3x60"},
-        {"series": _bias(version, "bound"), "values": "0.1x60"},
+    ]
+    # The monitor's gauges as every replica of the endpoint exports them (each computes the
+    # same numbers from the shared log): the rules must not meet two series per side.
+    accuracy = max(0.0, 0.9 - limits.accuracy_margin - 0.1)
+    for replica, drifted in (("a:8080", 0.4), ("b:8080", 0.35)):
+        at_replica = f'{version},instance="{replica}"'
+        series += [
+            {"series": _drift(at_replica, "age"), "values": f"{drifted:g}x60"},
+            {"series": _drift(at_replica, "age", "threshold"), "values": "0.1x60"},
+            {"series": _drift(at_replica, "income"), "values": "0.02x60"},
+            {"series": _drift(at_replica, "income", "threshold"), "values": "0.1x60"},
+            {"series": _drift(at_replica, "plan", method="ks"), "values": "0.001x60"},
+            {"series": _drift(at_replica, "plan", "threshold", "ks"), "values": "0.05x60"},
+            {"series": _drift(at_replica, "region", method="ks"), "values": "0.6x60"},
+            {"series": _drift(at_replica, "region", "threshold", "ks"), "values": "0.05x60"},
+            {
+                "series": f'mloop_accuracy{{{role},instance="{replica}",metric="accuracy"}}',
+                "values": f"{accuracy:g}x60",
+            },
+            {
+                "series": f'mloop_accuracy_reference{{{at_replica},metric="accuracy"}}',
+                "values": "0.9x60",
+            },
+            {"series": _bias(f'{role},instance="{replica}"'), "values": "0.3x60"},
+            {"series": _bias(at_replica, "bound"), "values": "0.1x60"},
+        ]
+    series += [
         {"series": 'mloop_prediction_log_dropped_total{instance="a:8080"}', "values": "0x10 5x50"},
     ]
     at = {"eval_time": late}
@@ -206,7 +246,10 @@ def rule_tests(limits: Thresholds) -> dict[str, Any]:
         ("MloopHighLatency", [{**about, "severity": "warning"}], at),
         (
             "MloopFeatureDrift",
-            [{**about, "feature": "age", "method": "wasserstein", "severity": "warning"}],
+            [
+                {**about, "feature": "age", "method": "wasserstein", "severity": "warning"},
+                {**about, "feature": "plan", "method": "ks", "severity": "warning"},
+            ],
             at,
         ),
         (
@@ -253,8 +296,8 @@ def _rendered(templates: dict[str, str], labels: dict[str, str]) -> dict[str, st
     }
 
 
-def _drift(version: str, feature: str, kind: str = "score") -> str:
-    return f'mloop_drift_{kind}{{{version},feature="{feature}",method="wasserstein"}}'
+def _drift(version: str, feature: str, kind: str = "score", method: str = "wasserstein") -> str:
+    return f'mloop_drift_{kind}{{{version},feature="{feature}",method="{method}"}}'
 
 
 def _bias(version: str, kind: str = "") -> str:
@@ -316,8 +359,8 @@ PANELS: tuple[tuple[str, str, str, str], ...] = (
     ),
     (
         "Feature drift (score against its threshold)",
-        'mloop_drift_score{endpoint=~"$endpoint"} / '
-        'on(endpoint, model, feature, method) mloop_drift_threshold{endpoint=~"$endpoint"}',
+        f'max by ({DRIFT}) (mloop_drift_score{{endpoint=~"$endpoint"}}) / on({DRIFT}) '
+        f'max by ({DRIFT}) (mloop_drift_threshold{{endpoint=~"$endpoint"}})',
         "{{feature}} ({{method}}) {{model}}",
         "none",
     ),

@@ -126,11 +126,7 @@ class DriftMonitor:
         them) from the endpoint's reference; `monitor status` reads the window once for all."""
         import pyarrow.compute as pc
 
-        answered = table.filter(pc.not_equal(table.column("role"), SHADOW))
-        if answered.num_rows:
-            table = answered
-        served = _most_rows(table.column("model"))
-        version = self.models.get(served)
+        table, served, version = self._answered(table)
         reference = self._reference(endpoint, version)
         notes: list[str] = []
         summaries = self._feature_summaries(reference, notes)
@@ -149,6 +145,42 @@ class DriftMonitor:
             prediction,
             tuple(notes),
         )
+
+    def summaries(
+        self, endpoint: str, table: Any
+    ) -> dict[str, tuple[d.FeatureSummary, d.FeatureSummary]]:
+        """Each input's (and, as `prediction`, the answers') reference and window summaries:
+        the counts `compare` judges the same rows by, which `monitor report` draws. Those it
+        cannot compare are left out (`compare` says why)."""
+        import pyarrow.compute as pc
+
+        table, served, version = self._answered(table)
+        reference = self._reference(endpoint, version)
+        found = self._feature_summaries(reference, [])
+        pairs = {}
+        for name, summary in found.items():
+            if FEATURE + name in table.column_names:
+                current = _window_summary(summary, table.column(FEATURE + name))
+                if current is not None and current.rows:
+                    pairs[name] = (summary, current)
+        rows = table.filter(pc.equal(table.column("model"), served))
+        answers = self._prediction_reference(version, reference, [])
+        if answers is not None and PREDICTION in rows.column_names:
+            current = _window_summary(answers, rows.column(PREDICTION))
+            if current is not None and current.rows:
+                pairs[PREDICTION] = (answers, current)
+        return pairs
+
+    def _answered(self, table: Any) -> tuple[Any, str, ModelVersion]:
+        """The rows clients were answered with (a shadow's copies repeat them), the version
+        that answered most of them, and its record."""
+        import pyarrow.compute as pc
+
+        answered = table.filter(pc.not_equal(table.column("role"), SHADOW))
+        if answered.num_rows:
+            table = answered
+        served = _most_rows(table.column("model"))
+        return table, served, self.models.get(served)
 
     # --- the reference -----------------------------------------------------------------------
 
@@ -243,6 +275,16 @@ class DriftMonitor:
         if PREDICTION not in rows.column_names:
             notes.append(f"{version.ref} answers several values per row: no prediction drift")
             return None
+        reference = self._prediction_reference(version, ref, notes)
+        if reference is None:
+            return None
+        return self._compare(PREDICTION, reference, rows.column(PREDICTION))
+
+    def _prediction_reference(
+        self, version: ModelVersion, ref: Reference, notes: list[str]
+    ) -> d.FeatureSummary | None:
+        """The model's own answers on its reference, summarised once (None, and a note, when
+        the model cannot be run on it)."""
         path = self.cache / (
             f"predictions-{version.digest[:24]}-{ref.digest[:24]}-{d.BINS}-{CACHE_FORMAT}.json"
         )
@@ -256,14 +298,12 @@ class DriftMonitor:
             return {PREDICTION: _summary_of(np.asarray(answers).reshape(len(frame), -1)[:, 0])}
 
         try:
-            reference = _cached(path, build)[PREDICTION]
+            return _cached(path, build)[PREDICTION]
         except MloopError as exc:  # a model that needs trust to load
             notes.append(f"no prediction drift: {version.ref} on {ref.name}: {exc.message}")
-            return None
         except (ValueError, TypeError, KeyError) as exc:  # the model refused its own data
             notes.append(f"no prediction drift: {version.ref} failed on {ref.name}: {exc}")
-            return None
-        return self._compare(PREDICTION, reference, rows.column(PREDICTION))
+        return None
 
     def _compare(self, name: str, reference: d.FeatureSummary, column: Any) -> FeatureDrift:
         current = _window_summary(reference, column)

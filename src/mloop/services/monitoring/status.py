@@ -87,7 +87,11 @@ class MonitorService:
 
     def status(self, endpoint: str, window: Window) -> MonitorStatus:
         """Raises NotFound for an unknown endpoint or a window with no logged request."""
-        found = self.predictions.read(endpoint, window).table
+        return self.status_of(endpoint, window, self.predictions.read(endpoint, window).table)
+
+    def status_of(self, endpoint: str, window: Window, found: Any) -> MonitorStatus:
+        """The status of the window's logged rows `found` (as `PredictionReader.read` gave
+        them): `monitor report` reads the window once for the status and its series."""
         at = found.column("at")
         since, until = pc.min(at).as_py(), pc.max(at).as_py()
         if window.last is None:
@@ -102,10 +106,7 @@ class MonitorService:
             versions.append(
                 _traffic(row["model"], row["role"], row["request_id_count_distinct"], seen)
             )
-        total = VersionStats()
-        for model, seen in reported.items():
-            if window.model is None or model == window.model:
-                total = total + seen
+        total = reported_total(reported, window)
         notes = []
         if not reported:
             notes.append(
@@ -156,6 +157,16 @@ class MonitorService:
         plain = report.to_plain()
         notes.extend(plain.get("notes") or ())
         return plain
+
+
+def reported_total(reported: Mapping[str, VersionStats], window: Window) -> VersionStats:
+    """What the servers reported of the versions the window takes (`--model NAME:V`, or
+    `NAME` for all its versions, as the log reads them), added up."""
+    total = VersionStats()
+    for model, seen in reported.items():
+        if window.model is None or window.model in (model, model.partition(":")[0]):
+            total = total + seen
+    return total
 
 
 def _error_rate(stats: VersionStats) -> float | None:

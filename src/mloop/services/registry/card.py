@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from markupsafe import Markup
 
@@ -29,6 +30,9 @@ from mloop.domain.records import human_size
 from mloop.domain.run import Run
 from mloop.errors import MloopError, NotFound
 from mloop.services.registry.models import ModelService
+
+if TYPE_CHECKING:
+    import jinja2
 
 DOCS_FILE = Path("docs") / "model_card.md"
 INTENDED_USE = "Intended use"
@@ -363,6 +367,21 @@ def _prose_blocks(text: str) -> list[tuple[str, list[Markup]]]:
     return blocks
 
 
+def page_templates(package: str) -> jinja2.Environment:
+    """The Jinja2 templates in `package`'s `templates/` folder, for a standalone page: every
+    value autoescaped, an unknown name an error rather than blank text."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    return Environment(
+        loader=PackageLoader(package),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
 def to_html(card: ModelCard) -> str:
     """The card as one standalone HTML page (`templates/card.html.j2`, autoescaped): inline
     style, no scripts, every value escaped.
@@ -371,17 +390,7 @@ def to_html(card: ModelCard) -> str:
         >>> "<!DOCTYPE html>" in to_html(ModelCard("churn:3", 0.0, ()))
         True
     """
-    from jinja2 import Environment, PackageLoader, StrictUndefined
-
-    environment = Environment(
-        loader=PackageLoader("mloop.services.registry"),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    template = environment.get_template("card.html.j2")
+    template = page_templates("mloop.services.registry").get_template("card.html.j2")
     return template.render(
         card=card, generated=stamp(card.generated), style=STYLE, prose=_prose_blocks
     )

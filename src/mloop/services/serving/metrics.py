@@ -6,7 +6,8 @@ imported. Here every number lives in one anonymous shared memory map made before
 are forked: each worker writes only its own block (one writer, no locks), and whichever worker
 answers `/metrics` adds all blocks up. A request costs a handful of float additions, so metrics
 stay on without showing in the latency. Process memory and CPU are read from /proc for every
-worker's pid, so they too describe the whole server.
+worker's pid, so they too describe the whole server. The monitor's gauges (drift, accuracy,
+bias) are computed elsewhere on an interval and only copied out here (`shared_gauges.py`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from mloop.services.serving import versions as v
+from mloop.services.serving.shared_gauges import SharedGauges
 from mloop.services.serving.versions import (
     SECONDS,
     STATUSES,
@@ -81,6 +83,8 @@ class SharedCounters:
         self._map = mmap.mmap(-1, workers * BLOCK * 8)  # MAP_SHARED | MAP_ANONYMOUS
         self.slots = memoryview(self._map).cast("d")
         self.versions = VersionCounters(workers)  # per served version (`versions.py`)
+        self.gauges = SharedGauges()  # the monitor's last result (`shared_gauges.py`)
+        self.monitored = False  # whether a monitor publishes there (set before the fork)
 
     def block(self, worker: int) -> memoryview[float]:
         return self.slots[worker * BLOCK : (worker + 1) * BLOCK]
@@ -247,6 +251,8 @@ class _Collector(Collector):
             unknown.add_metric([column], total[_UNKNOWN + i])
         yield unknown
         yield from _version_families(counters.versions)
+        if counters.monitored:
+            yield from _monitor_families(counters.gauges)
         loads = [b[_LOAD] for b in blocks] or [0.0]
         yield GaugeMetricFamily(
             "mloop_model_load_seconds", "Time the slowest worker took to load the model", max(loads)
@@ -294,6 +300,37 @@ def _histogram(
         running += total[base + i]
         buckets.append(("+Inf" if bound == float("inf") else str(bound), running))
     return buckets, total[base + len(bounds) + 1]
+
+
+def _monitor_families(gauges: SharedGauges) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """The monitor's last result as it published it, and how the monitor itself is doing."""
+    found = gauges.read()
+    for name, text, labels, samples in found.families:
+        family = GaugeMetricFamily(name, text, labels=list(labels))
+        for values, value in samples:
+            family.add_metric(list(values), value)
+        yield family
+    yield CounterMetricFamily(
+        "mloop_monitor_passes", "Monitor passes run (drift, accuracy, bias)", found.passes
+    )
+    yield CounterMetricFamily(
+        "mloop_monitor_errors",
+        "Monitor passes that failed or left something out (the server's log says why)",
+        found.errors,
+    )
+    yield GaugeMetricFamily(
+        "mloop_monitor_last_run_timestamp_seconds",
+        "When the monitor last published its gauges (0: not yet)",
+        found.last_run,
+    )
+    yield GaugeMetricFamily(
+        "mloop_monitor_duration_seconds", "What the last published pass took", found.duration
+    )
+    yield GaugeMetricFamily(
+        "mloop_monitor_series_dropped",
+        "Gauge samples the last pass had no room for in the shared region",
+        found.dropped,
+    )
 
 
 def _version_families(

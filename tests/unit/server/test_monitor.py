@@ -1,0 +1,106 @@
+"""The server's monitor thread: a failing pass (stores unreachable when opened, no request in
+the window, any exception) is counted and keeps the last result; a pass with a problem
+publishes what it measured and counts the problem; the thread runs on its interval."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from mloop.errors import NotFound, StoreUnavailable
+from mloop.server.monitor import MonitorThread
+from mloop.services.serving.shared_gauges import SharedGauges
+from tests.servers import wait_for
+
+
+@dataclass
+class Measured:
+    families: list[Any]
+    problems: tuple[str, ...] = ()
+
+
+@dataclass
+class Script:
+    """Opening fails with each of `refusals` in turn; then each pass gets the next of `answers`
+    (raised when an exception, else returned; the last one repeats)."""
+
+    refusals: list[Exception]
+    answers: list[Any]
+    opened: int = 0
+    asked: list[str] = field(default_factory=list)
+
+    def factory(self) -> Callable[[str], Any]:
+        self.opened += 1
+        if self.refusals:
+            raise self.refusals.pop(0)
+        return self.measure
+
+    def measure(self, endpoint: str) -> Any:
+        self.asked.append(endpoint)
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def _drift(score: float) -> Measured:
+    family = ("mloop_drift_score", "Drift", ["feature"], [(["age"], score)])
+    return Measured([family])
+
+
+def test_failed_passes_are_counted_and_keep_the_last_result(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    script = Script(
+        [StoreUnavailable("cannot reach the metadata store", "start it")],
+        [
+            NotFound("no request of endpoint web was logged in the window"),
+            _drift(0.4),
+            RuntimeError("the log's folder vanished"),
+            ModuleNotFoundError("No module named 'pandas'", name="pandas"),
+            Measured([], ("no drift for churn:1: no reference",)),
+        ],
+    )
+    gauges = SharedGauges(4096)
+    monitor = MonitorThread(script.factory, "web", gauges, 60.0)
+    caplog.set_level(logging.WARNING, "mloop.monitor")
+    assert not monitor.run_once()  # the stores could not be opened: tried again next time
+    assert not monitor.run_once()  # opened now; no request in the window
+    assert gauges.read().errors == 2.0 and gauges.read().families == ()
+    assert monitor.run_once()
+    published = gauges.read()
+    assert published.families[0][3] == ((("age",), 0.4),) and published.last_run > 0
+    assert not monitor.run_once()  # anything at all: counted, the last result kept
+    assert not monitor.run_once()  # an optional library missing: said with its extra
+    kept = gauges.read()
+    assert kept.families == published.families and kept.last_run == published.last_run
+    assert kept.errors == 4.0 and kept.passes == 5.0
+    assert monitor.run_once()  # measured, with a problem: published and counted
+    assert gauges.read().errors == 5.0 and gauges.read().families == ()
+    assert script.opened == 2 and script.asked == ["web"] * 5
+    said = [r.getMessage().removeprefix("monitor of endpoint web: ") for r in caplog.records]
+    assert said == [
+        "cannot reach the metadata store (start it)",
+        "measuring again",  # the empty window before was counted, not said
+        "RuntimeError: the log's folder vanished",
+        "this needs pandas (mloop's data extra), which is not installed "
+        "(pip install 'mloop[data]')",
+        "no drift for churn:1: no reference",
+    ]
+
+
+def test_the_thread_measures_on_its_interval_until_stopped() -> None:
+    script = Script([], [_drift(0.1)])
+    gauges = SharedGauges(4096)
+    monitor = MonitorThread(script.factory, "web", gauges, 0.01)
+    monitor.start()
+    try:
+        wait_for(lambda: gauges.read().passes >= 3, 10, "three monitor passes")
+    finally:
+        monitor.stop()
+    stopped = gauges.read().passes
+    assert not monitor._thread.is_alive() and gauges.read().passes == stopped
