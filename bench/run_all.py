@@ -23,14 +23,15 @@ import bench_endpoints
 import bench_pipelines
 import bench_serving
 import bench_tracking
+import bench_triggers
 
-BENCHES = ("cli", "tracking", "data", "pipelines", "serving", "endpoints", "drift")
+BENCHES = ("cli", "tracking", "data", "pipelines", "serving", "endpoints", "drift", "triggers")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(BENCHES), help="comma-separated subset")
-    ap.add_argument("--rounds", type=int, default=7, help="rounds for cli and tracking")
+    ap.add_argument("--rounds", type=int, default=7, help="rounds for cli, tracking and triggers")
     ap.add_argument("--data-rounds", type=int, default=5, help="rounds for 10k files and status")
     ap.add_argument("--data-rounds-big", type=int, default=3, help="rounds for the 1 GiB file")
     ap.add_argument("--serving-rounds", type=int, default=3, help="rounds for serving")
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             elif name == "drift":
                 results += bench_drift.run(args.drift_rounds)
+            elif name == "triggers":
+                results += bench_triggers.run(args.rounds)
         except Exception as exc:  # one broken benchmark must not hide the others' figures
             traceback.print_exc()
             results.append(c.Skipped(name, "(whole benchmark)", f"FAILED: {exc}"[:80]))

@@ -22,6 +22,7 @@ from mloop.errors import InvalidInput, InvalidPath, ProjectNotFound
 
 if TYPE_CHECKING:
     from mloop.services.automation.ci import CIService
+    from mloop.services.automation.triggers import TriggerService
     from mloop.services.data.versioning import DataService
     from mloop.services.monitoring.drift import DriftMonitor
     from mloop.services.monitoring.gauges import GaugeMonitor
@@ -215,6 +216,19 @@ class Project:
             self.root,
             self.settings.gates,
             report=self.settings.state_dir / "ci-report.md",
+        )
+
+    @cached_property
+    def triggers(self) -> TriggerService:
+        from mloop.services.automation.triggers import TriggerService
+
+        return TriggerService(
+            self.metadata,
+            self.data,
+            root=self.root,
+            actor=self.actor,
+            triggers=self.settings.triggers,
+            pipelines=list(self.settings.pipelines),
         )
 
     @cached_property

@@ -14,6 +14,7 @@ from mloop.config import BY_KEY, MAX_USER_LENGTH, SETTINGS, Settings, load_setti
 from mloop.domain.drift import DriftRule, Method
 from mloop.domain.gate import Gate
 from mloop.domain.names import NAME_RULE
+from mloop.domain.trigger import Schedule, Trigger, TriggerKind
 from mloop.errors import ConfigError
 
 
@@ -115,6 +116,11 @@ EXAMPLES: dict[str, tuple[str, str, object]] = {
     "predictions_sample_rate": ("0.25", "0.25", 0.25),
     "predictions_retention": ("7d", "7d", 7 * 86_400.0),
     "bias_columns": ("[gender, region, gender]", "gender, region", ("gender", "region")),
+    "triggers": (
+        "{train: [{schedule: '0 3 * * *', max_per_day: 1}]}",
+        '{"train": [{"schedule": "0 3 * * *", "max_per_day": 1}]}',
+        {"train": (Trigger("train", 0, TriggerKind.SCHEDULE, Schedule("0 3 * * *"), 0.0, 1),)},
+    ),
     "monitoring_interval": ("90s", "90s", 90.0),
     "monitoring_window": ("30m", "30m", 1800.0),
 }

@@ -76,6 +76,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("endpoints", "mloop.cli.endpoints", "list endpoints; status, history, promote, rollback"),
     ("monitor", "mloop.cli.monitor", "what model servers saw: export the prediction log"),
     ("feedback", "mloop.cli.feedback", "store labels for answered requests, from a file"),
+    ("triggers", "mloop.cli.triggers", "what would start each pipeline by itself, checked now"),
     (
         "export",
         "mloop.cli.export",

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from mloop.domain.drift import DriftRule
     from mloop.domain.gate import Gate
     from mloop.domain.policy import ModelPolicy
+    from mloop.domain.trigger import Trigger
 
 __all__ = [
     "BY_KEY",
@@ -146,6 +147,13 @@ class Settings:
         "per model: promotion gates (one gate or a list, as under `gates:`), holdout and label",
         {},
         plain=checks.plain_models,
+    )
+    triggers: Mapping[str, tuple[Trigger, ...]] = setting(
+        checks.triggers,
+        "what runs a pipeline by itself, per pipeline: schedule (cron), new_data (rows landed "
+        "in a folder), drift, accuracy, alertmanager; each with cooldown and max_per_day",
+        {},
+        plain=checks.plain_triggers,
     )
     executor: str = setting(checks.executor, "where steps run: local, process or ray", "local")
     gates: Mapping[str, tuple[Gate, ...]] = setting(
@@ -303,6 +311,8 @@ def _parse(s: Setting, raw: Any, where: str) -> Any:
     try:
         return s.parse(raw)
     except InvalidInput as exc:  # a rule with its own message and hint (a name, a scheme)
+        if exc.message.startswith((f"{s.key}.", f"{s.key}[")):  # it names the key path itself
+            where = where.rpartition(": ")[0] or where
         raise ConfigError(f"{where}: {exc.message}", exc.hint or s.help) from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: invalid value {_show(raw)}: {exc}", s.help) from None

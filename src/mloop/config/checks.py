@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from mloop.domain.drift import DriftRule
     from mloop.domain.gate import Gate
     from mloop.domain.policy import ModelPolicy
+    from mloop.domain.trigger import Trigger
 
 # Who a run or an Event is recorded as: shown in tables and sent in HTTP headers, so one line.
 MAX_USER_LENGTH = 100
@@ -212,6 +213,27 @@ def plain_drift_thresholds(rules: dict[str, DriftRule]) -> dict[str, Any]:
         else {"method": str(rule.method), "threshold": rule.threshold}
         for name, rule in rules.items()
     }
+
+
+def triggers(value: Any) -> dict[str, tuple[Trigger, ...]]:
+    """`{pipeline: [trigger, ...]}` (`domain.trigger.parse_triggers`); from the environment,
+    the same as JSON text. Errors name the key path (`triggers.train[1].schedule`)."""
+    from mloop.domain.trigger import parse_triggers
+
+    if isinstance(value, str):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError("write triggers in mloop.yaml, or as JSON text") from None
+    return parse_triggers(value)
+
+
+def plain_triggers(value: dict[str, tuple[Trigger, ...]]) -> dict[str, list[dict[str, Any]]]:
+    from mloop.domain.trigger import plain_trigger
+
+    return {name: [plain_trigger(t) for t in items] for name, items in value.items()}
 
 
 def fraction(value: Any) -> float:

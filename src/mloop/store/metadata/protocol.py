@@ -1,7 +1,7 @@
 """What every metadata store does: one small store per noun, bundled as `MetadataStore`.
 
 `store.runs`, `store.environments`, `store.datasets`, `store.models`, `store.events`,
-`store.endpoints`, `store.predictions` and `store.feedback` each hold one noun;
+`store.endpoints`, `store.predictions`, `store.feedback` and `store.watched` each hold one noun;
 `store.housekeeping` holds the few questions that read every noun's tables at once (which
 artifact objects the metadata names, purging what was removed).
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # annotations only: importing the store must stay cheap for t
     from mloop.domain.event import Event
     from mloop.domain.feedback import Label, Stored
     from mloop.domain.gate import GateRecord
+    from mloop.domain.landing import WatchedFile
     from mloop.domain.lineage import Environment
     from mloop.domain.model import Model, ModelVersion
     from mloop.domain.prediction import PredictionBatch
@@ -260,6 +261,16 @@ class FeedbackStore(Protocol):
     ) -> list[Label]: ...
 
 
+class WatchedFileStore(Protocol):
+    """Files under each `new_data` trigger's path as its last check saw them, so a check reads
+    only files that changed, whichever controller makes it (state kept in the store survives a
+    restart and a change of lease holder)."""
+
+    def files(self, trigger: str) -> dict[str, WatchedFile]: ...
+
+    def save(self, trigger: str, seen: Sequence[WatchedFile], gone: Sequence[str] = ()) -> None: ...
+
+
 class HousekeepingStore(Protocol):
     """What reads every noun's tables at once: the digests the metadata names, for gc, fsck and
     `mloop lineage`, and the purge of what was removed (runs and dataset versions together, as
@@ -293,5 +304,8 @@ class MetadataStore(Protocol):
 
     @property
     def feedback(self) -> FeedbackStore: ...
+
+    @property
+    def watched(self) -> WatchedFileStore: ...
 
     def close(self) -> None: ...

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         ModelStore,
         PredictionStore,
         RunStore,
+        WatchedFileStore,
     )
 
 
@@ -60,6 +61,12 @@ class SqlMetadataStore:
         from mloop.store.metadata.sql.feedback import SqlFeedbackStore
 
         return SqlFeedbackStore(self.db)
+
+    @cached_property
+    def watched(self) -> WatchedFileStore:
+        from mloop.store.metadata.sql.watched import SqlWatchedFileStore
+
+        return SqlWatchedFileStore(self.db)
 
     def close(self) -> None:
         self.db.close()

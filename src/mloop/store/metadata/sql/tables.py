@@ -317,3 +317,20 @@ feedback_labels = sa.Table(
     sa.Column("source", sa.Text, nullable=False),
     sa.Index("ix_feedback_labels_endpoint_at", "endpoint", "at"),
 )
+
+# Files under a `new_data` trigger's path as its last check saw them (`domain.landing`), kept per
+# trigger (`triggers.train[0].new_data`) so that a controller restarted, or another one taking
+# over the lease, re-reads only files that changed. `stamp` is the mtime (ns) or the ETag;
+# `digest` is "" for a file still being written. Not artifact objects: nothing for gc here.
+watched_files = sa.Table(
+    "watched_files",
+    metadata,
+    sa.Column("trigger_key", sa.String(255), primary_key=True),
+    sa.Column("path", sa.Text, primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("stamp", sa.Text, nullable=False),
+    sa.Column("modified", sa.Float, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("first_seen", sa.Float, nullable=False),
+)
