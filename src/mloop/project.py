@@ -319,7 +319,10 @@ class Project:
         """What a model server's monitor computes for /metrics every `monitoring_interval`."""
         from mloop.services.monitoring.gauges import GaugeMonitor
 
-        return GaugeMonitor(self.monitoring, self.settings.monitoring_window)
+        settings = self.settings
+        return GaugeMonitor(
+            self.monitoring, settings.monitoring_window, settings.monitoring_max_requests
+        )
 
     def prediction_log(self, **tuning: Any) -> PredictionLog:
         """A writer of the prediction log for one server process (its sampling rate from the

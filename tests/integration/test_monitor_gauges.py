@@ -19,7 +19,7 @@ from sklearn.preprocessing import OneHotEncoder
 import mloop
 from mloop.errors import NotFound
 from mloop.project import Project
-from mloop.services.monitoring.gauges import Measured
+from mloop.services.monitoring.gauges import GaugeMonitor, Measured
 from tests.integration.test_drift_monitor import NAMES, frame, trained  # noqa: F401 - a fixture
 
 
@@ -85,3 +85,7 @@ def test_each_version_is_measured_against_its_own_reference(
 
     with pytest.raises(NotFound, match="no request to endpoint 'web' was logged"):
         monitor.measure("web", now + 7200)  # nothing in the last hour: said, not zeros
+    # a busy endpoint: only the window's latest `monitoring_max_requests` are read and measured
+    capped = GaugeMonitor(monitor.monitoring, monitor.window, max_requests=150)
+    latest = capped.measure("web", now)
+    assert _samples(latest, "mloop_monitor_window_requests") == {("web",): 150.0}

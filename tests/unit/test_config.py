@@ -123,6 +123,7 @@ EXAMPLES: dict[str, tuple[str, str, object]] = {
     ),
     "monitoring_interval": ("90s", "90s", 90.0),
     "monitoring_window": ("30m", "30m", 1800.0),
+    "monitoring_max_requests": ("5000", "5000", 5000),
 }
 
 

@@ -211,6 +211,12 @@ class Settings:
         3600.0,
         plain=checks.plain_age,
     )
+    monitoring_max_requests: int = setting(
+        checks.count(10_000_000),
+        "at most this many of the window's latest requests are measured for those gauges: a "
+        "busy endpoint's hour is millions, and 100,000 rows tell drift as surely",
+        100_000,
+    )
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property

@@ -26,7 +26,8 @@ _COMMON_FILE_SCHEMES = frozenset({"", "file", "s3", "s3a", "gs", "gcs", "az", "a
 
 
 def count(high: int) -> Callable[[Any], int]:
-    """A whole number from 1 to `high`: each of these is a connection or a process to open."""
+    """A whole number from 1 to `high`: each of these is a connection or a process to open,
+    or a bound on work."""
 
     def parse(value: Any) -> int:
         number = int(value)
