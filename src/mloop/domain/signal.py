@@ -21,7 +21,7 @@ from mloop.errors import InvalidInput
 
 MAX_ALERTS = 1000  # Alertmanager's `max_alerts` is unlimited by default; a group is rarely big
 ALERT_STATUSES = ("firing", "resolved")
-_HINT = (
+ALERTS_HINT = (
     "point an Alertmanager webhook_config at this receiver: it posts "
     '{"version": "4", "alerts": [{"status", "labels", "startsAt", "fingerprint", ...}]}'
 )
@@ -44,7 +44,8 @@ class SignalCheck:
 @dataclass(frozen=True, slots=True)
 class Alert:
     """One alert of a webhook post. The same alert repeated by Alertmanager (its
-    `repeat_interval`) has the same `fingerprint` and `starts_at`: `identity`."""
+    `repeat_interval`) has the same `fingerprint` (a hash of its labels) and `starts_at`:
+    `identity`. The same alert firing again after it resolved starts at another time."""
 
     status: str
     labels: dict[str, str]
@@ -73,15 +74,17 @@ def parse_alerts(payload: Any) -> tuple[Alert, ...]:
         'ab@2026-12-01T10:00:00Z'
     """
     if not isinstance(payload, Mapping):
-        raise InvalidInput(f"the body is {_kind(payload)}, not an Alertmanager payload", _HINT)
+        raise InvalidInput(
+            f"the body is {_kind(payload)}, not an Alertmanager payload", ALERTS_HINT
+        )
     version = payload.get("version")
     if version is not None and str(version) != "4":
         raise InvalidInput(
-            f"webhook payload version {version!r}: this receiver reads version 4", _HINT
+            f"webhook payload version {version!r}: this receiver reads version 4", ALERTS_HINT
         )
     alerts = payload.get("alerts")
     if not isinstance(alerts, list):
-        raise InvalidInput("the body holds no list `alerts`", _HINT)
+        raise InvalidInput("the body holds no list `alerts`", ALERTS_HINT)
     if len(alerts) > MAX_ALERTS:
         raise InvalidInput(
             f"the body holds {len(alerts)} alerts, over the limit of {MAX_ALERTS}",
@@ -92,17 +95,19 @@ def parse_alerts(payload: Any) -> tuple[Alert, ...]:
 
 def _alert(item: Any, where: str) -> Alert:
     if not isinstance(item, Mapping):
-        raise InvalidInput(f"{where} is {_kind(item)}, not an alert", _HINT)
+        raise InvalidInput(f"{where} is {_kind(item)}, not an alert", ALERTS_HINT)
     status = item.get("status")
     if status not in ALERT_STATUSES:
-        raise InvalidInput(f"{where}.status is {status!r}, not firing or resolved", _HINT)
+        raise InvalidInput(f"{where}.status is {status!r}, not firing or resolved", ALERTS_HINT)
     labels = _texts(item.get("labels"), f"{where}.labels")
     if not labels.get("alertname"):
-        raise InvalidInput(f"{where}.labels has no alertname", _HINT)
-    fingerprint, starts_at = item.get("fingerprint"), item.get("startsAt")
-    for key, value in (("fingerprint", fingerprint), ("startsAt", starts_at)):
-        if not isinstance(value, str) or not value:
-            raise InvalidInput(f"{where}.{key} is missing", _HINT)
+        raise InvalidInput(f"{where}.labels has no alertname", ALERTS_HINT)
+    starts_at = item.get("startsAt")
+    if not isinstance(starts_at, str) or not starts_at:
+        raise InvalidInput(f"{where}.startsAt is missing", ALERTS_HINT)
+    fingerprint = item.get("fingerprint") or _fingerprint(labels)  # before Alertmanager 0.19
+    if not isinstance(fingerprint, str):
+        raise InvalidInput(f"{where}.fingerprint is {_kind(fingerprint)}, not text", ALERTS_HINT)
     ends_at = item.get("endsAt") or ""
     return Alert(
         str(status),
@@ -118,8 +123,17 @@ def _texts(value: Any, where: str) -> dict[str, str]:
     if not isinstance(value, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
-        raise InvalidInput(f"{where} must map names to text", _HINT)
+        raise InvalidInput(f"{where} must map names to text", ALERTS_HINT)
     return dict(value)
+
+
+def _fingerprint(labels: Mapping[str, str]) -> str:
+    """What stands for Alertmanager's fingerprint when a post has none: it is a hash of the
+    alert's labels too (another hash, so the two never compare equal)."""
+    import hashlib
+
+    text = "\n".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return "labels:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _kind(value: Any) -> str:
