@@ -200,3 +200,18 @@ def test_triggers_check_shows_drift_and_accuracy_states(
     as_json = json.loads(cli("triggers", "check", "--json").out)
     assert [c["signal"]["fired"] for c in as_json] == [True, False]
     assert as_json[0]["signal"]["numbers"]["labelled"] == 250
+
+
+def test_after_a_promotion_the_new_champion_is_judged_not_the_window_s_majority(
+    classifier: Project, cli: Callable[..., CliResult]
+) -> None:
+    """The window still holds mostly churn:1's answers (it served until churn:2 was deployed):
+    its poor accuracy is not the model now serving, so it must not retrain again."""
+    assert cli("deploy", "web", "churn:2").code == 0
+    answer(classifier, "churn:1", "stable", 300, wrong=0.4, labelled=250)
+    answer(classifier, "churn:2", "stable", 80, wrong=0.0, labelled=80)
+    check = classifier.signals.check_accuracy(
+        trigger("accuracy", endpoint="web", below=0.8, min_labels=50)
+    )
+    assert check.numbers["model"] == "churn:2", check.numbers
+    assert not check.fired and check.numbers["value"] == 1.0

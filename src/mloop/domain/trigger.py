@@ -5,9 +5,9 @@ triggers:
   train:                                   # the pipeline to run
     - new_data: {path: landing/, rows: 1000, dataset: churn}
     - schedule: "0 3 * * *"                # or {cron: "0 3 * * *", timezone: Europe/Paris}
-    - drift: {endpoint: churn, window: 1h}
+    - drift: {endpoint: churn, window: 1h}  # features: [tenure, prediction], min_requests: 500
     - accuracy: {endpoint: churn, metric: accuracy, below: 0.8, min_labels: 200}
-    - alertmanager: {token_env: MLOOP_ALERTMANAGER_TOKEN}
+    - alertmanager: {token_env: MLOOP_ALERTMANAGER_TOKEN, alertname: MloopFeatureDrift}
 ```
 
 Each item names one kind and its options; `cooldown` and `max_per_day` sit beside the kind's own
