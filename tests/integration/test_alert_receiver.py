@@ -17,7 +17,7 @@ import pytest
 from mloop.errors import ConfigError
 from mloop.project import Project
 from mloop.server.alerts import RunningReceiver, start
-from mloop.services.automation.signals import UNMATCHED_REF, alert_ref
+from mloop.services.automation.alerts import UNMATCHED_REF, alert_ref
 from tests.conftest import CliResult
 
 TOKEN = "a-long-random-token"
@@ -104,7 +104,7 @@ def test_only_alertmanagers_token_is_let_in_and_a_refusal_records_nothing(
     assert basic.status_code == 401
     assert recorded(opened) == []
     (trigger,) = opened.settings.triggers["train"]
-    assert not opened.signals.check_alertmanager(trigger).fired
+    assert not opened.signals.alerts.check(trigger).fired
 
 
 @pytest.mark.parametrize(
@@ -150,7 +150,7 @@ def test_each_alert_fires_once_repeats_and_resolved_never_again(
     assert event.action == "trigger.alert_received" and event.ref == alert_ref(trigger)
     assert event.details["labels"]["feature"] == "tenure"
     assert event.details["starts_at"] == "2026-12-01T10:00:00Z" and event.details["fingerprint"]
-    check = signals.check_alertmanager(trigger)
+    check = signals.alerts.check(trigger)
     assert check.fired and check.numbers["alerts"] == 1
     assert check.reason == "1 firing alert from Alertmanager: MloopFeatureDrift"
     assert check.numbers["fired_by"][0]["labels"]["endpoint"] == "web"
@@ -159,15 +159,15 @@ def test_each_alert_fires_once_repeats_and_resolved_never_again(
     # Alertmanager's repeat_interval sends the same alert again: recorded, fires nothing new
     again = post(receiver.url, payload(alert()))
     assert again.json()["repeats"] == 1 and again.json()["fired"] == {}
-    assert signals.check_alertmanager(trigger).numbers["alerts"] == 1  # still the one
-    after = signals.check_alertmanager(trigger, since=consumed)
+    assert signals.alerts.check(trigger).numbers["alerts"] == 1  # still the one
+    after = signals.alerts.check(trigger, since=consumed)
     assert not after.fired and after.reason == (
         "no new firing alert from Alertmanager since the last consumption"
     )
     # resolved: recorded, never fires; another alertname or endpoint: not this trigger's
     post(receiver.url, payload(alert("resolved"), alert(alertname="MloopAccuracyDrop")))
     post(receiver.url, payload(alert(endpoint="other")))
-    quiet = signals.check_alertmanager(trigger, since=consumed)
+    quiet = signals.alerts.check(trigger, since=consumed)
     assert not quiet.fired and "(1 resolved: they never fire)" in quiet.reason
     assert [e.details["labels"].get("alertname") for e in unmatched(opened)] == [
         "MloopFeatureDrift",  # endpoint=other
@@ -176,7 +176,7 @@ def test_each_alert_fires_once_repeats_and_resolved_never_again(
     # the same alert firing again later starts at another time: a new cause, fires once more
     later = post(receiver.url, payload(alert(starts="2026-12-01T12:00:00Z")))
     assert later.json()["fired"] == {trigger.key: 1}
-    fired = signals.check_alertmanager(trigger, since=consumed)
+    fired = signals.alerts.check(trigger, since=consumed)
     assert fired.fired and fired.numbers["alerts"] == 1
     assert fired.numbers["fired_by"][0]["starts_at"] == "2026-12-01T12:00:00Z"
     assert len(recorded(opened)) == 6  # every alert received is on record

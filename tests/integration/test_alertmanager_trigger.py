@@ -14,7 +14,7 @@ import numpy as np
 
 from mloop.project import Project
 from mloop.server.alerts import start
-from mloop.services.automation.signals import alert_ref
+from mloop.services.automation.alerts import alert_ref
 from tests.conftest import CliResult
 from tests.integration.test_monitoring_alerts import FLUSHED, _frame, _send, trained  # noqa: F401
 from tests.integration.test_serve_endpoint import serving
@@ -48,8 +48,8 @@ def test_drift_alert_through_alertmanager_fires_the_trigger_once(
             httpx.Client(base_url=url, timeout=30) as client,
         ):
             _send(client, _frame(np.random.default_rng(6), 2000, shift=4.0), "shifted")
-            wait_for(lambda: signals.check_alertmanager(trigger).fired, FLUSHED + 30, "a firing")
-            check = signals.check_alertmanager(trigger)
+            wait_for(lambda: signals.alerts.check(trigger).fired, FLUSHED + 30, "a firing")
+            check = signals.alerts.check(trigger)
             assert check.numbers["alerts"] == 1, check.numbers
             (cause,) = check.numbers["fired_by"]
             assert cause["labels"]["feature"] == "tenure" and cause["labels"]["model"] == "churn:1"
@@ -60,9 +60,9 @@ def test_drift_alert_through_alertmanager_fires_the_trigger_once(
                 return sum(bool(e.details["repeat"]) for e in events)
 
             wait_for(lambda: repeats() >= 2, 30, "Alertmanager's repeats")
-            assert signals.check_alertmanager(trigger).numbers["alerts"] == 1
+            assert signals.alerts.check(trigger).numbers["alerts"] == 1
             since = check.numbers["received_at"]
-            assert not signals.check_alertmanager(trigger, since=since).fired
+            assert not signals.alerts.check(trigger, since=since).fired
 
             # anyone else is refused, and leaves nothing behind
             before = len(opened.metadata.events.find(alert_ref(trigger), limit=1000))

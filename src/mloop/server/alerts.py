@@ -54,7 +54,7 @@ from mloop.server.limits import (
 if TYPE_CHECKING:
     from mloop.domain.trigger import Trigger
     from mloop.project import Project
-    from mloop.services.automation.signals import SignalService
+    from mloop.services.automation.alerts import AlertInbox
 
 logger = logging.getLogger(__name__)
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -71,12 +71,12 @@ class AlertReceiver:
 
     def __init__(
         self,
-        signals: SignalService,
+        inbox: AlertInbox,
         tokens: Mapping[bytes, Sequence[Trigger]],
         max_body: int = MAX_BODY,
     ) -> None:
-        """`tokens`: `SignalService.alert_tokens()`, a token's digest -> the triggers it opens."""
-        self.signals = signals
+        """`tokens`: `AlertInbox.tokens()`, a token's digest -> the triggers it opens."""
+        self.inbox = inbox
         self.tokens = dict(tokens)
         self.max_body = max_body
         self.bodies = BodyBudget(4 * max_body)
@@ -151,7 +151,7 @@ class AlertReceiver:
             except orjson.JSONDecodeError as exc:
                 raise InvalidInput(f"the body is not JSON: {exc}", ALERTS_HINT) from None
             alerts = parse_alerts(payload)
-            received = await asyncio.to_thread(self.signals.receive, alerts, triggers)
+            received = await asyncio.to_thread(self.inbox.receive, alerts, triggers)
         except MloopError as exc:  # a bad payload (400) or a store that is down (503)
             return from_error(exc)
         finally:
@@ -188,8 +188,8 @@ def receiver(project: Project, environ: Mapping[str, str] | None = None) -> Aler
     Raises:
         ConfigError: no alertmanager trigger, or a trigger's token variable unset.
     """
-    signals = project.signals
-    return AlertReceiver(signals, signals.alert_tokens(environ))
+    inbox = project.signals.alerts
+    return AlertReceiver(inbox, inbox.tokens(environ))
 
 
 def start(
