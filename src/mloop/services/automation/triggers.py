@@ -96,7 +96,8 @@ class TriggerService:
     # checking ----------------------------------------------------------------------------
     def check_all(self) -> list[TriggerCheck]:
         """Every trigger's state, acting on none: a schedule's next time (from now: when it
-        last fired is the controller's to know), a new_data trigger's count.
+        last fired is the controller's to know), a new_data trigger's count, the verdict of
+        a drift, accuracy or alertmanager check (every alert received, consumed or not).
 
         Raises:
             InvalidInput: a trigger names a pipeline the project does not declare.
