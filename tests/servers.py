@@ -267,18 +267,23 @@ def prometheus(
 
 
 @contextlib.contextmanager
-def alertmanager(webhook: str, wait: str = "1s") -> Iterator[str]:
+def alertmanager(
+    webhook: str, wait: str = "1s", repeat: str = "1h", token: str | None = None
+) -> Iterator[str]:
     """A real Alertmanager (the Debian package) sending every alert to `webhook` (a URL that
-    takes its JSON posts), grouped by alert and feature, after `wait`; yields its URL.
+    takes its JSON posts), grouped by alert and feature, after `wait`, again every `repeat`
+    while it fires, with `Authorization: Bearer TOKEN` when given one; yields its URL.
 
     Clustering is off (it would listen on every interface), and it is stopped by its PID.
     """
     config = (
         "route:\n  receiver: test\n  group_by: [alertname, feature]\n"
-        f"  group_wait: {wait}\n  group_interval: {wait}\n  repeat_interval: 1h\n"
+        f"  group_wait: {wait}\n  group_interval: {wait}\n  repeat_interval: {repeat}\n"
         "receivers:\n  - name: test\n    webhook_configs:\n"
         f"      - url: {webhook!r}\n        send_resolved: false\n"
     )
+    if token is not None:
+        config += f"        http_config: {{authorization: {{credentials: {token!r}}}}}\n"
     with _daemon(
         "prometheus-alertmanager",
         config,

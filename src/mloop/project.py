@@ -22,6 +22,7 @@ from mloop.errors import InvalidInput, InvalidPath, ProjectNotFound
 
 if TYPE_CHECKING:
     from mloop.services.automation.ci import CIService
+    from mloop.services.automation.signals import SignalService
     from mloop.services.automation.triggers import TriggerService
     from mloop.services.data.versioning import DataService
     from mloop.services.monitoring.drift import DriftMonitor
@@ -229,6 +230,16 @@ class Project:
             actor=self.actor,
             triggers=self.settings.triggers,
             pipelines=list(self.settings.pipelines),
+            signals=self.signals.checks(),
+        )
+
+    @cached_property
+    def signals(self) -> SignalService:
+        """Drift, accuracy and alertmanager checks, and the alerts Alertmanager posts."""
+        from mloop.services.automation.signals import SignalService
+
+        return SignalService(
+            self.metadata, self.monitoring, actor=self.actor, triggers=self.settings.triggers
         )
 
     @cached_property

@@ -1,5 +1,6 @@
 """`mloop triggers check`: each trigger of mloop.yaml's `triggers:` as it stands now, without
-acting on any (the controller acts): a schedule's next time, a new_data trigger's new rows."""
+acting on any (the controller acts): a schedule's next time, a new_data trigger's new rows, and
+whether a drift, accuracy or alertmanager trigger would fire, with why."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ def register(commands: Any) -> None:
         help="check every trigger now, acting on none",
         description="Check every trigger now without starting anything: a schedule's next "
         "time, the new rows a new_data trigger counts (files being written and files that "
-        "are not CSV or Parquet are listed as skipped). Drift, accuracy and Alertmanager "
-        "triggers are checked by the controller.",
+        "are not CSV or Parquet are listed as skipped), whether drift or accuracy is past its "
+        "bound over the window, and the firing alerts received from Alertmanager (all of "
+        "them: the controller takes only those since it last acted).",
     )
     check.add_argument("--json", action="store_true", help="print the checks as JSON")
     check.set_defaults(handler=check_triggers)
@@ -44,6 +46,8 @@ def check_triggers(ctx: Context) -> None:
         state = c.note or ""
         if c.schedule is not None:
             state = _next(c.schedule.next_fire, c.trigger.spec)
+        elif c.signal is not None:
+            state = f"{'fires' if c.signal.fired else 'waits'}: {c.signal.reason}"
         elif c.new_data is not None:
             found = c.new_data
             if found.error:

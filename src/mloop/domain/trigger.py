@@ -5,9 +5,9 @@ triggers:
   train:                                   # the pipeline to run
     - new_data: {path: landing/, rows: 1000, dataset: churn}
     - schedule: "0 3 * * *"                # or {cron: "0 3 * * *", timezone: Europe/Paris}
-    - drift: {endpoint: churn, window: 1h}
+    - drift: {endpoint: churn, window: 1h}  # features: [tenure, prediction], min_requests: 500
     - accuracy: {endpoint: churn, metric: accuracy, below: 0.8, min_labels: 200}
-    - alertmanager: {token_env: MLOOP_ALERTMANAGER_TOKEN}
+    - alertmanager: {token_env: MLOOP_ALERTMANAGER_TOKEN, alertname: MloopFeatureDrift}
 ```
 
 Each item names one kind and its options; `cooldown` and `max_per_day` sit beside the kind's own
@@ -28,11 +28,14 @@ from typing import Any
 
 from mloop.domain.durations import format_duration, parse_duration
 from mloop.domain.landing import NewDataCheck
+from mloop.domain.signal import SignalCheck
 from mloop.errors import InvalidInput
 
 HOUR = 3600.0
 _SECOND = timedelta(seconds=1)
 DEFAULT_SETTLE = 5.0  # seconds a landed file must be left alone before it counts
+# Under this many requests a window's drift scores swing with chance more than with the data.
+DEFAULT_MIN_REQUESTS = 500
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,99}")
 _NEW_DATA = "{new_data: {path: landing/, rows: 1000, dataset: churn}}"
 _EXAMPLE = f'triggers: {{train: [{_NEW_DATA}, {{schedule: "0 3 * * *"}}]}}'
@@ -67,8 +70,14 @@ class NewData:
 
 @dataclass(frozen=True, slots=True)
 class Drift:
+    """Drift of `endpoint`'s champion over the last `window` seconds: of the inputs named in
+    `features` (and `prediction` when named), or of every input and the prediction (empty);
+    a window of fewer than `min_requests` requests is not judged."""
+
     endpoint: str
     window: float = HOUR
+    features: tuple[str, ...] = ()
+    min_requests: int = DEFAULT_MIN_REQUESTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +97,7 @@ class Alertmanager:
 
     token_env: str = "MLOOP_ALERTMANAGER_TOKEN"  # noqa: S105 - a variable's name, not a secret
     alertname: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()  # each must be the alert's label, exactly
 
 
 Spec = Schedule | NewData | Drift | Accuracy | Alertmanager
@@ -169,6 +179,8 @@ def plain_trigger(trigger: Trigger) -> dict[str, Any]:
     for key in ("settle", "window"):
         if key in spec:
             spec[key] = "0" if spec[key] == 0 else format_duration(spec[key])
+    if "labels" in spec:
+        spec["labels"] = dict(spec["labels"])
     cooldown = "0" if trigger.cooldown == 0 else format_duration(trigger.cooldown)
     return {str(trigger.kind): spec, "cooldown": cooldown, "max_per_day": trigger.max_per_day}
 
@@ -284,12 +296,32 @@ def _endpoint(where: str, given: Mapping[str, Any]) -> str:
 
 
 def _drift(where: str, raw: Any) -> Drift:
-    given = _options(where, raw, ("endpoint", "window"), ("endpoint",))
+    allowed = ("endpoint", "window", "features", "min_requests")
+    given = _options(where, raw, allowed, ("endpoint",))
     window = given.get("window")
+    features = given.get("features") or []
+    if isinstance(features, str):
+        features = [features]
+    if not isinstance(features, list) or not all(isinstance(f, str) and f for f in features):
+        raise InvalidInput(
+            f"{where}: features must be a list of input names, not {features!r}",
+            "e.g. features: [tenure, spend, prediction] (prediction: the model's answers)",
+        )
     return Drift(
         _endpoint(where, given),
         HOUR if window is None else parse_duration(str(window), f"{where}: window"),
+        tuple(dict.fromkeys(features)),
+        _count(where, "min_requests", given.get("min_requests", DEFAULT_MIN_REQUESTS)),
     )
+
+
+def _count(where: str, key: str, raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise InvalidInput(
+            f"{where}: {key} must be a whole number of at least 1, not {raw!r}",
+            f"e.g. {key}: 200",
+        )
+    return raw
 
 
 def _accuracy(where: str, raw: Any) -> Accuracy:
@@ -298,12 +330,7 @@ def _accuracy(where: str, raw: Any) -> Accuracy:
     below = given["below"]
     if isinstance(below, bool) or not isinstance(below, int | float):
         raise InvalidInput(f"{where}: below must be a number, not {below!r}", "e.g. below: 0.8")
-    min_labels = given.get("min_labels", 100)
-    if isinstance(min_labels, bool) or not isinstance(min_labels, int) or min_labels < 1:
-        raise InvalidInput(
-            f"{where}: min_labels must be a whole number of at least 1, not {min_labels!r}",
-            "e.g. min_labels: 200",
-        )
+    min_labels = _count(where, "min_labels", given.get("min_labels", 100))
     window = given.get("window")
     return Accuracy(
         _endpoint(where, given),
@@ -315,7 +342,8 @@ def _accuracy(where: str, raw: Any) -> Accuracy:
 
 
 def _alertmanager(where: str, raw: Any) -> Alertmanager:
-    given = _options(where, {} if raw is None else raw, ("token_env", "alertname"), ())
+    allowed = ("token_env", "alertname", "labels")
+    given = _options(where, {} if raw is None else raw, allowed, ())
     token_env = str(given.get("token_env") or _TOKEN_ENV)
     if not _ENV_NAME.fullmatch(token_env):
         raise InvalidInput(
@@ -323,7 +351,16 @@ def _alertmanager(where: str, raw: Any) -> Alertmanager:
             "e.g. token_env: MLOOP_ALERTMANAGER_TOKEN (the token itself never goes in mloop.yaml)",
         )
     alertname = given.get("alertname")
-    return Alertmanager(token_env, None if alertname is None else str(alertname))
+    labels = given.get("labels") or {}
+    if not isinstance(labels, Mapping) or not all(
+        isinstance(v, str | int | float) and not isinstance(v, bool) for v in labels.values()
+    ):
+        raise InvalidInput(
+            f"{where}: labels must map label names to values, not {labels!r}",
+            "e.g. labels: {endpoint: churn} (the alert must carry each, exactly)",
+        )
+    pairs = tuple(sorted((str(k), str(v)) for k, v in labels.items()))
+    return Alertmanager(token_env, None if alertname is None else str(alertname), pairs)
 
 
 _SPEC_PARSERS: dict[TriggerKind, Callable[[str, Any], Spec]] = {
@@ -349,12 +386,14 @@ class ScheduleCheck:
 @dataclass(frozen=True, slots=True)
 class TriggerCheck:
     """One trigger's state as `mloop triggers check` shows it: a schedule's next time, a
-    new_data check's count; `note` says why there is neither (a kind the controller checks)."""
+    new_data check's count, a drift, accuracy or alertmanager check's verdict (`signal`);
+    `note` says why there is none of them."""
 
     trigger: Trigger
     schedule: ScheduleCheck | None = None
     new_data: NewDataCheck | None = None
     note: str | None = None
+    signal: SignalCheck | None = None
 
 
 def _cron(spec: Schedule, where: str) -> Any:

@@ -63,7 +63,7 @@ def test_cooldown_and_max_per_day_sit_beside_the_kind_and_read_back() -> None:
     assert (trigger.cooldown, trigger.max_per_day) == (7200.0, 2)
     plain = plain_trigger(trigger)
     assert plain == {
-        "drift": {"endpoint": "churn", "window": "1h"},
+        "drift": {"endpoint": "churn", "window": "1h", "features": [], "min_requests": 500},
         "cooldown": "2h",
         "max_per_day": 2,
     }

@@ -29,11 +29,13 @@ from mloop.domain.landing import (
     WatchedFile,
     plan_reads,
 )
+from mloop.domain.signal import SignalCheck
 from mloop.domain.trigger import (
     NewData,
     Schedule,
     Trigger,
     TriggerCheck,
+    TriggerKind,
     check_pipelines,
     schedule_due,
 )
@@ -72,9 +74,12 @@ class TriggerService:
         triggers: Mapping[str, Sequence[Trigger]] | None = None,
         pipelines: Sequence[str] = (),
         clock: Callable[[], float] = time.time,
+        signals: Mapping[TriggerKind, Callable[[Trigger], SignalCheck]] | None = None,
     ) -> None:
         """`triggers`: the project's (`settings.triggers`), checked against `pipelines` (the
-        names under `pipelines:`) when all of them are checked."""
+        names under `pipelines:`) when all of them are checked; `signals`: the checks of the
+        kinds that watch serving (`SignalService.checks`)."""
+        self.signals = dict(signals or {})
         self.metadata = metadata
         self.triggers = dict(triggers or {})
         self.pipelines = tuple(pipelines)
@@ -91,7 +96,8 @@ class TriggerService:
     # checking ----------------------------------------------------------------------------
     def check_all(self) -> list[TriggerCheck]:
         """Every trigger's state, acting on none: a schedule's next time (from now: when it
-        last fired is the controller's to know), a new_data trigger's count.
+        last fired is the controller's to know), a new_data trigger's count, the verdict of
+        a drift, accuracy or alertmanager check (every alert received, consumed or not).
 
         Raises:
             InvalidInput: a trigger names a pipeline the project does not declare.
@@ -106,6 +112,8 @@ class TriggerService:
                 found.append(TriggerCheck(trigger, schedule_due(trigger.spec, None, now)))
             elif isinstance(trigger.spec, NewData):
                 found.append(TriggerCheck(trigger, new_data=self.check_new_data(trigger)))
+            elif trigger.kind in self.signals:
+                found.append(TriggerCheck(trigger, signal=self.signals[trigger.kind](trigger)))
             else:
                 found.append(TriggerCheck(trigger, note="checked by the controller"))
         return found
