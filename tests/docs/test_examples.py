@@ -62,6 +62,7 @@ def test_the_readme_tour_runs_start_to_end() -> None:
     assert re.search(r"tenure_months +wasserstein +[\d.e-]+ +0\.1 +no", drifted)
     assert re.search(r"contract +jensenshannon +[\d.e-]+ +0\.1 +no", drifted)
     assert re.search(r"wrote the report of \d+ requests to 'web' \(\d of 5 features drifted\)", out)
+    assert "triggers.train[0].new_data  250 new rows in 1 file (threshold 200): fires" in out
 
 
 def test_train_example_logs_a_run_with_its_dataset(project: Path) -> None:

@@ -262,7 +262,7 @@ def test_triggers_check_shows_each_trigger_without_acting(
 
     shown = cli("triggers", "check")
     assert shown.code == 0, shown.err
-    assert "600 new rows in 1 files (threshold 500): fires" in shown.out
+    assert "600 new rows in 1 file (threshold 500): fires" in shown.out
     assert "triggers.train[1].schedule" in shown.out and "UTC" in shown.out
     assert "drift     waits: no endpoint 'churn' (create it with" in shown.out  # no traffic yet
     assert "skipped" in shown.err and "notes.txt: not CSV or Parquet" in shown.err

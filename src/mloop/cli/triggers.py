@@ -55,7 +55,8 @@ def check_triggers(ctx: Context) -> None:
             else:
                 verdict = "fires" if found.fired else "waits"
                 state = (
-                    f"{found.new_rows:,} new rows in {len(found.new_files)} files "
+                    f"{found.new_rows:,} new rows in {len(found.new_files)} "
+                    f"file{'' if len(found.new_files) == 1 else 's'} "
                     f"(threshold {found.threshold:,}): {verdict}"
                 )
         rows.append([c.trigger.key, state])
