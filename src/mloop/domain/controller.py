@@ -194,6 +194,17 @@ def parse_loop_policies(value: Any) -> dict[str, LoopPolicy]:
     return found
 
 
+def check_loop_pipelines(policies: Mapping[str, LoopPolicy], pipelines: Sequence[str]) -> None:
+    """Refuse `controller.NAME` for a pipeline the project does not declare."""
+    import difflib
+
+    for name in policies:
+        if name not in pipelines:
+            close = difflib.get_close_matches(name, list(pipelines), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "declare it under `pipelines:`"
+            raise InvalidInput(f"controller.{name}: no pipeline {name!r} in mloop.yaml", hint)
+
+
 def plain_loop_policies(value: Mapping[str, LoopPolicy]) -> dict[str, Any]:
     from mloop.domain.records import to_plain
 
