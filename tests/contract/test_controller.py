@@ -106,3 +106,7 @@ def test_a_lease_has_one_holder_until_it_expires_or_is_released(
     assert store.holder("controller", T0 + 52) is None
     assert store.lease("controller", "host-a:1", T0 + 53, ttl=30)
     assert store.lease("other", "host-b:2", T0 + 53, ttl=30)  # leases are per name
+    # a holder known to be dead is replaced before its lease runs out, and only that one
+    assert not store.lease("controller", "host-c:3", T0 + 54, ttl=30, replacing="host-b:2")
+    assert store.lease("controller", "host-c:3", T0 + 54, ttl=30, replacing="host-a:1")
+    assert store.holder("controller", T0 + 54) == "host-c:3"

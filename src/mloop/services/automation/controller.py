@@ -44,6 +44,16 @@ if TYPE_CHECKING:
     from mloop.store.metadata.protocol import MetadataStore
 
 LEASE_SECONDS = 60.0  # a controller that stops renewing is replaced after this long
+HOST = os.uname().nodename
+
+
+def _dead_here(holder: str) -> bool:
+    """Whether `holder` (HOST:PID:NONCE) names a process of this host that is gone."""
+    from mloop.services.tracking.heartbeat import process_alive
+
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    return host == HOST and pid.isdigit() and not process_alive(int(pid))
 
 
 class Signal(Protocol):
@@ -137,7 +147,7 @@ class Controller:
             TriggerKind.NEW_DATA: self._new_data,
             **(checks or {}),
         }
-        self.holder = holder or f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.holder = holder or f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.clock = clock
         self.lease_seconds = lease_seconds
         self.stop = threading.Event()
@@ -145,7 +155,16 @@ class Controller:
 
     # the lease ---------------------------------------------------------------------------------
     def renew(self) -> bool:
-        held = self.store.lease(CONTROLLER_LEASE, self.holder, self.clock(), self.lease_seconds)
+        now = self.clock()
+        held = self.store.lease(CONTROLLER_LEASE, self.holder, now, self.lease_seconds)
+        if not held:
+            # A holder on this host whose process is gone (killed) is replaced at once rather
+            # than after its lease runs out, as a run whose process died is seen lost at once.
+            current = self.store.holder(CONTROLLER_LEASE, now)
+            if current is not None and _dead_here(current):
+                held = self.store.lease(
+                    CONTROLLER_LEASE, self.holder, now, self.lease_seconds, replacing=current
+                )
         if not held:
             self._lost.set()
         return held

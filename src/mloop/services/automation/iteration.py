@@ -163,6 +163,11 @@ class Steps:
         last = runs[-1] if runs else None
         if last is not None and last.status is RunStatus.RUNNING:
             return it  # another process's run, alive: look again at the next tick
+        if last is not None and last.status is RunStatus.LOST:
+            made = self._registered(last)
+            if made is not None:  # it died after registering: that version is the challenger
+                self.pipelines.runner.runs.fail(last.id, "lost with the controller that ran it")
+                return self._challenger(it, last, made, f"lost run {last.id[:12]}")
         if last is None or last.status is RunStatus.LOST:
             from mloop.services.pipelines.working import WorkingData
 
@@ -173,6 +178,8 @@ class Steps:
                 working_data=WorkingData.LATEST,  # the store's data, not this folder's files
                 tags={ITERATION_TAG: it.id},
             )
+            if last is not None:  # resumed: the lost run is over
+                self.pipelines.runner.runs.fail(last.id, f"lost; resumed by {result.run_id[:12]}")
             last = self.pipelines.runner.runs.get(result.run_id)
         if last.status is not RunStatus.FINISHED:
             error = last.error or f"the run ended {last.status}"
@@ -181,7 +188,6 @@ class Steps:
                 error=error, run_id=last.id,
             )  # fmt: skip
         made = self._registered(last)
-        metrics = {k: m.value for k, m in last.metrics.items()}
         if made is None:
             return self._end(
                 it, Outcome.NO_CHALLENGER,
@@ -189,9 +195,13 @@ class Steps:
                 "or the pipeline has no register step)",
                 run_id=last.id,
             )  # fmt: skip
-        said = f"run {last.id[:12]} registered {made.ref}"
-        event = ("controller.retrained", said, {"run": last.id, "model": made.ref, **metrics})
-        return self._move(it, S.REGISTERED, event, run_id=last.id, model=made.ref)
+        return self._challenger(it, last, made, f"run {last.id[:12]}")
+
+    def _challenger(self, it: Iteration, run: Run, made: ModelVersion, by: str) -> Iteration:
+        metrics = dict(made.metrics)
+        said = f"{by} registered {made.ref}"
+        event = ("controller.retrained", said, {"run": run.id, "model": made.ref, **metrics})
+        return self._move(it, S.REGISTERED, event, run_id=run.id, model=made.ref)
 
     def _registered(self, run: Run) -> ModelVersion | None:
         runs = [run, *self.metadata.runs.children(run.id)]

@@ -180,16 +180,19 @@ class SqlControllerStore:
         self.db.write(work)
 
     # leases --------------------------------------------------------------------------------
-    def lease(self, name: str, holder: str, now: float, ttl: float) -> bool:
+    def lease(
+        self, name: str, holder: str, now: float, ttl: float, *, replacing: str | None = None
+    ) -> bool:
         """Take or renew lease `name` for `ttl` seconds: True if `holder` has it now (it was
-        free, expired, or already `holder`'s)."""
+        free, expired, already `holder`'s, or `replacing`'s: a holder known to be dead)."""
 
         def work(tx: Tx) -> bool:
             got = tx.scalar(
                 "INSERT INTO leases (name, holder, expires) VALUES (:n, :h, :x) "
                 "ON CONFLICT (name) DO UPDATE SET holder = :h, expires = :x "
-                "WHERE leases.holder = :h OR leases.expires < :now RETURNING holder",
-                {"n": name, "h": holder, "x": now + ttl, "now": now},
+                "WHERE leases.holder = :h OR leases.expires < :now OR leases.holder = :dead "
+                "RETURNING holder",
+                {"n": name, "h": holder, "x": now + ttl, "now": now, "dead": replacing or ""},
             )
             return bool(got == holder)
 
