@@ -3,8 +3,8 @@ linear model and registers it, and a `landing/` folder watched by a new_data tri
 
 The steps can be held at a point (`CONTROLLER_TEST_HOLD=FOLDER`: a step waits there until the
 file named after it exists), so a test can kill the controller in the middle of a run; the
-train step can be broken (`CONTROLLER_TEST_BREAK=1`) and counts its real executions in
-`trained.txt`, so a test can tell a retrain from a reused step.
+train step can be broken (`CONTROLLER_TEST_BREAK=1`) and counts the executions that got past
+its hold in `trained.txt`, so a test can tell a retrain from a reused step.
 """
 
 from __future__ import annotations
@@ -46,12 +46,12 @@ def ingest(raw) -> pd.DataFrame:
 
 @mloop.step
 def train(frame: pd.DataFrame) -> LinearRegression:
+    _hold("train")
     if os.environ.get("CONTROLLER_TEST_BREAK") == "1":
         raise RuntimeError("broken on purpose")
     with Path(__file__).with_name("trained.txt").open("a") as counter:
         counter.write(f"{len(frame)}\\n")
     mloop.log_metric("rows", len(frame))
-    _hold("train")
     return LinearRegression().fit(frame[["x"]], frame["y"])
 
 
