@@ -20,6 +20,7 @@ from tests.integration.controller_project import (
     write_yaml,
 )
 
+DAY_SECONDS = 86_400.0
 STORES = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
@@ -221,3 +222,32 @@ def test_status_json_names_triggers_iterations_and_failures(
     assert found["triggers"][0]["trigger"] == "triggers.train[0].new_data"
     assert found["recent"][0]["outcome"] == "passed"
     assert os.environ.get("CONTROLLER_TEST_BREAK") is None
+
+
+def test_a_schedule_fires_once_per_fire_time_and_unchanged_data_registers_nothing(
+    loop: Path,
+) -> None:
+    from datetime import UTC, datetime
+
+    text = (loop / "mloop.yaml").read_text()
+    text = text.replace("    - new_data:", '    - schedule: "0 3 * * *"\n    - new_data:')
+    (loop / "mloop.yaml").write_text(text)
+    project = _open(loop)
+    controller = project.controller()
+    now = [datetime(2026, 12, 1, 2, 0, tzinfo=UTC).timestamp()]
+    controller.clock = lambda: now[0]
+    assert controller.tick().begun == ()  # first seen: waits for 03:00, does not fire now
+    shown = controller.status().triggers[0]
+    assert shown.next_check == datetime(2026, 12, 1, 3, 0, tzinfo=UTC).timestamp()
+    now[0] += 3600 + 30  # 03:00:30
+    (it,) = controller.tick().begun
+    assert it.trigger == "triggers.train[0].schedule" and "03:00" in it.reason
+    assert project.metadata.controller.get(it.id).outcome is Outcome.PASSED
+    now[0] += 60
+    assert controller.tick().begun == ()  # the same fire time does not fire twice
+    now[0] += DAY_SECONDS
+    (again,) = controller.tick().begun
+    ended = project.metadata.controller.get(again.id)
+    assert ended.outcome is Outcome.NO_CHALLENGER  # nothing changed: every step was reused
+    assert trained(loop) == 1
+    project.close()
