@@ -251,3 +251,47 @@ def test_a_schedule_fires_once_per_fire_time_and_unchanged_data_registers_nothin
     assert ended.outcome is Outcome.NO_CHALLENGER  # nothing changed: every step was reused
     assert trained(loop) == 1
     project.close()
+
+
+def test_a_plugged_in_check_starts_an_iteration_on_the_data_as_it_is(loop: Path) -> None:
+    """Drift, accuracy and Alertmanager are checked by functions handed to the controller
+    (services/automation/signals.py, written beside this branch): here one that fires once
+    with its numbers, and one that raises, which is recorded and backed off."""
+    from dataclasses import dataclass, field
+    from typing import Any
+
+    from mloop.domain.trigger import Trigger, TriggerKind
+
+    @dataclass(frozen=True)
+    class Found:
+        fired: bool
+        reason: str
+        numbers: dict[str, Any] = field(default_factory=dict)
+
+    text = (loop / "mloop.yaml").read_text()
+    text = text.replace(
+        "    - new_data:",
+        "    - accuracy: {endpoint: web, below: 0.8}\n"
+        "    - drift: {endpoint: web}\n"
+        "    - new_data:",
+    )
+    (loop / "mloop.yaml").write_text(text)
+    answers = [Found(True, "psi 0.31 > 0.2 on x", {"psi": 0.31})]
+
+    def drift(trigger: Trigger) -> Found:
+        return answers.pop() if answers else Found(False, "psi 0.01")
+
+    def accuracy(trigger: Trigger) -> Found:
+        raise RuntimeError("no labels table")
+
+    project = _open(loop)
+    controller = project.controller({TriggerKind.DRIFT: drift, TriggerKind.ACCURACY: accuracy})
+    (it,) = controller.tick().begun
+    ended = project.metadata.controller.get(it.id)
+    assert ended.kind == "drift" and ended.numbers["psi"] == 0.31
+    assert ended.dataset is None and ended.outcome is Outcome.PASSED  # trained on sales:1
+    assert project.models.get("sales:1").datasets[0].version == 1
+    failing = controller.status().triggers[0]
+    assert failing.failures == 1 and failing.error == "RuntimeError: no labels table"
+    assert "controller.check_failed" in _actions(project)
+    project.close()

@@ -83,7 +83,9 @@ def run_controller(ctx: Context) -> int:
 def _said(tick: Tick, quiet: bool) -> None:
     if quiet:
         return
-    if not tick.leader:
+    if tick.error is not None:
+        output.warn(f"this evaluation stopped: {tick.error} (tried again at the next)")
+    elif not tick.leader:
         holder = tick.holder or "nobody (the store did not answer)"
         output.line(f"standing by: the lease is held by {holder}")
     for it in tick.begun:

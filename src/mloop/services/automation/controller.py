@@ -36,7 +36,7 @@ from mloop.domain.controller import (
 )
 from mloop.domain.event import Event
 from mloop.domain.trigger import NewData, Schedule, Trigger, TriggerKind, schedule_due
-from mloop.errors import Conflict, StoreUnavailable
+from mloop.errors import Conflict, MloopError, StoreUnavailable
 from mloop.services.automation.iteration import Retry, Steps
 
 if TYPE_CHECKING:
@@ -91,6 +91,7 @@ class Tick:
     holder: str | None
     begun: tuple[Iteration, ...] = ()
     moved: tuple[Iteration, ...] = ()
+    error: str | None = None  # the tick could not finish (the store unreachable, a bug)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,8 +299,9 @@ class Controller:
             return Checked(False, said), state.mark, None
         try:
             return check(trigger), state.mark, now + interval
-        except (OSError, StoreUnavailable) as exc:
-            return Checked(False, "the check failed", error=str(exc)), state.mark, None
+        except Exception as exc:  # a failed check is retried; the loop goes on
+            error = exc.message if isinstance(exc, MloopError) else f"{type(exc).__name__}: {exc}"
+            return Checked(False, "the check failed", error=error), state.mark, None
 
     def _schedule(
         self, spec: Schedule, state: TriggerState, now: float
@@ -366,8 +368,10 @@ class Controller:
             while not self.stop.is_set():
                 try:
                     result = self.tick(interval)
-                except StoreUnavailable:
-                    result = Tick(False, None)  # the store is back at a later tick
+                except StoreUnavailable as exc:  # the store is back at a later tick
+                    result = Tick(False, None, error=exc.message)
+                except Exception as exc:  # said, and tried again next tick
+                    result = Tick(False, None, error=f"{type(exc).__name__}: {exc}")
                 if on_tick is not None:
                     on_tick(result)
                 self.stop.wait(interval)
