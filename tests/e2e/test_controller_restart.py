@@ -11,12 +11,14 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from mloop.domain.controller import ITERATION_TAG, IterationState, Outcome
 from mloop.project import Project
 from tests.conftest import MLOOP, run_mloop
 from tests.integration.controller_project import forget, land, trained, write_loop_project
+from tests.servers import free_port, wait_for
 
 ENDPOINT = "controller:\n  train: {endpoint: web}\n"
 
@@ -29,9 +31,9 @@ def loop(make_project: Callable[..., Path]) -> Iterator[Path]:
     forget(root)
 
 
-def _start(root: Path, **env: str) -> subprocess.Popen[str]:
+def _start(root: Path, *args: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [*MLOOP, "controller", "--interval", "0.2s"],
+        [*MLOOP, "controller", "--interval", "0.2s", *args],
         cwd=root,
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
@@ -40,19 +42,12 @@ def _start(root: Path, **env: str) -> subprocess.Popen[str]:
     )
 
 
-def _wait_for(what: Callable[[], bool], timeout: float = 60.0, why: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not what():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {why or what}")
-        time.sleep(0.01)
-
-
-def _state(root: Path) -> IterationState | None:
+def _state(root: Path, of: int = 1) -> IterationState | None:
+    """The state of the `of`th iteration (None before it begins)."""
     project = Project.open(root)
     try:
-        found = project.metadata.controller.recent(1)
-        return found[0].state if found else None
+        found = project.metadata.controller.recent()
+        return found[-of].state if len(found) >= of else None
     finally:
         project.close()
 
@@ -97,17 +92,16 @@ def test_killed_at_each_step_and_restarted_it_ends_as_an_uninterrupted_run(
     process = _start(loop, **env)
     try:
         if kind == "hold":
-            _wait_for(lambda: (holds / f"at-{where}").exists(), why=f"the run to reach {where}")
+            wait_for(lambda: (holds / f"at-{where}").exists(), 60, f"the run to reach {where}")
         else:
             order = list(IterationState)
-            _wait_for(
-                lambda: (
-                    (s := _state(loop)) is not None
-                    and s is not IterationState.DONE
-                    and order.index(s) >= order.index(IterationState(str(where)))
-                ),
-                why=f"the iteration to reach {where}",
-            )
+            target = order.index(IterationState(str(where)))
+            deadline = time.monotonic() + 60
+            # Polled without backing off (unlike tests.servers.wait_for): the states after
+            # this one are milliseconds apart, and the kill should land as near as it can.
+            while (s := _state(loop, of=2)) is None or order.index(s) < target:
+                assert time.monotonic() < deadline, f"the iteration never reached {where}"
+            assert s is not IterationState.DONE  # killed on the way (see KILL_POINTS)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
@@ -138,12 +132,18 @@ def test_killed_at_each_step_and_restarted_it_ends_as_an_uninterrupted_run(
 
 def test_two_controllers_on_one_store_one_acts_and_sigterm_stops_both(loop: Path) -> None:
     land(loop, "a.csv", 6)
-    a, b = _start(loop), _start(loop)
+    port = free_port()
+    a, b = _start(loop, "--metrics-port", str(port)), _start(loop)
     try:
-        _wait_for(lambda: _state(loop) is IterationState.DONE, why="the iteration to end")
+        wait_for(lambda: _state(loop) is IterationState.DONE, 60, "the iteration to end")
         project = Project.open(loop)
         holder = project.metadata.controller.holder("controller", time.time())
         project.close()
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert 'mloop_controller_iterations_total{outcome="promoted"} 1.0' in metrics
+        assert 'mloop_controller_iterations_total{outcome="failed"} 0.0' in metrics
+        leads = holder is not None and holder.split(":")[1] == str(a.pid)
+        assert f"mloop_controller_leader {1.0 if leads else 0.0}" in metrics
     finally:
         for p in (a, b):
             p.send_signal(signal.SIGTERM)

@@ -14,7 +14,7 @@ from mloop.cli.main import Context
 
 if TYPE_CHECKING:
     from mloop.domain.controller import Iteration
-    from mloop.services.automation.controller import ControllerStatus, Tick
+    from mloop.services.automation.controller import Controller, ControllerStatus, Tick
 
 
 def register(commands: Any) -> None:
@@ -36,6 +36,12 @@ def register(commands: Any) -> None:
         "to the rollout's start (a later run watches it), then exit",
     )
     p.add_argument("--interval", default="30s", help="time between evaluations (default 30s)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (iterations by outcome, "
+        "the lease, failing checks)",
+    )
     p.set_defaults(handler=run_controller)
     sub = p.add_subparsers(dest="verb", metavar="VERB")
     status = sub.add_parser(
@@ -59,6 +65,8 @@ def run_controller(ctx: Context) -> int:
         output.warn("stopping after the current step")
         controller.stop.set()
 
+    if ctx.args.metrics_port is not None:
+        _serve_metrics(controller, ctx.args.metrics_port)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     if ctx.args.once:
@@ -78,6 +86,16 @@ def run_controller(ctx: Context) -> int:
     if not ctx.quiet:
         output.line("controller stopped")
     return 0
+
+
+def _serve_metrics(controller: Controller, port: int) -> None:
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from mloop.services.automation.metrics import ControllerCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ControllerCollector(controller))
+    start_http_server(port, addr="127.0.0.1", registry=registry)  # a daemon thread
 
 
 def _said(tick: Tick, quiet: bool) -> None:
