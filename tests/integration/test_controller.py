@@ -295,3 +295,29 @@ def test_a_plugged_in_check_starts_an_iteration_on_the_data_as_it_is(loop: Path)
     assert failing.failures == 1 and failing.error == "RuntimeError: no labels table"
     assert "controller.check_failed" in _actions(project)
     project.close()
+
+
+@pytest.mark.parametrize(
+    ("yaml", "message", "hint"),
+    [
+        ("project: x\n", "no triggers in mloop.yaml", "schedule: '0 3 * * *'"),
+        (
+            "project: x\npipelines: {train: pipeline:train_pipeline}\n"
+            "triggers: {train: [{schedule: '0 3 * * *'}]}\ncontroller: {trian: {}}\n",
+            "controller.trian: no pipeline 'trian'",
+            "did you mean 'train'?",
+        ),
+        ("project: x\n", "--interval 'soon' is not a duration", "60s, 10m"),
+    ],
+    ids=["no-triggers", "unknown-pipeline", "bad-interval"],
+)
+def test_the_controller_refuses_what_it_cannot_run_with_one_line(
+    project: Path, cli: Callable[..., object], yaml: str, message: str, hint: str
+) -> None:
+    (project / "mloop.yaml").write_text(yaml)
+    args = ["controller", "--once"] + (["--interval", "soon"] if "soon" in message else [])
+    done = cli(*args)
+    assert done.code == 1  # type: ignore[attr-defined]
+    err = done.err  # type: ignore[attr-defined]
+    assert err.startswith("error: ") and message in err and "hint: " in err and hint in err
+    assert "Traceback" not in err

@@ -60,6 +60,13 @@ def run_controller(ctx: Context) -> int:
 
     interval = parse_duration(ctx.args.interval, "--interval")
     controller = ctx.project.controller()
+    if not controller.triggers.triggers:
+        from mloop.errors import ConfigError
+
+        raise ConfigError(
+            "no triggers in mloop.yaml: the controller would never start anything",
+            "declare them per pipeline, e.g. triggers: {train: [{schedule: '0 3 * * *'}]}",
+        )
 
     def stop(signum: int, frame: Any) -> None:
         output.warn("stopping after the current step")
