@@ -1,7 +1,8 @@
 """The whole loop with real parts: new rows land, the controller (its own process) retrains,
 gates and starts a canary on endpoint `web`; `mloop serve --endpoint web` (its own process)
 serves real traffic, analyses the canary and promotes it; the controller reads the verdict and
-moves the champion alias."""
+moves the champion alias. A broken challenger (it registers, then fails every prediction) fails
+the servers' check before it gets any traffic: the rollout fails, the champion serves on."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def _outcome(root: Path) -> Outcome | None:
         project.close()
 
 
-def test_a_healthy_challenger_is_promoted_by_the_endpoints_servers(loop: Path) -> None:
+@pytest.mark.parametrize("broken", [False, True], ids=["healthy", "broken"])
+def test_the_endpoints_servers_decide_the_challengers_rollout(loop: Path, broken: bool) -> None:
     land(loop, "a.csv", 6)
     _once(loop)  # sales:1 now serves web (nothing served it: deployed direct)
     seen: Counter[str] = Counter()
@@ -62,7 +64,7 @@ def test_a_healthy_challenger_is_promoted_by_the_endpoints_servers(loop: Path) -
         sender = threading.Thread(target=_traffic, args=(url, stop, seen), daemon=True)
         sender.start()
         land(loop, "b.csv", 6, start=30)
-        controller = _start(loop)
+        controller = _start(loop, **({"CONTROLLER_TEST_BROKEN_MODEL": "1"} if broken else {}))
         try:
             wait_for(lambda: _outcome(loop) is not None, 120, "the rollout's verdict")
         finally:
@@ -71,16 +73,33 @@ def test_a_healthy_challenger_is_promoted_by_the_endpoints_servers(loop: Path) -
             controller.send_signal(signal.SIGTERM)
             controller.communicate(timeout=60)
     assert controller.returncode == 0
-    assert _outcome(loop) is Outcome.PROMOTED
-    assert seen["200 sales:1"] > 0 and seen["200 sales:2"] > 0  # both answered real traffic
-    assert not [k for k in seen if not k.startswith("200 ")]
+    assert seen["200 sales:1"] > 0
     project = Project.open(loop)
     try:
-        assert project.models.get("sales@champion").version == 2
-        assert project.endpoints.get("web").weights == {"sales:2": 100}
         actions = [e.action for e in reversed(project.metadata.events.find("pipeline/train"))]
-        assert actions[-3:] == ["controller.approved", "controller.deployed", "controller.promoted"]
-        decided = {e.action: e.actor for e in project.metadata.events.find("endpoint/web")}
-        assert decided["endpoint.promoted"] == ROLLOUT_ACTOR  # the servers', not the controller
+        decided = {e.action: e for e in project.metadata.events.find("endpoint/web")}
+        if broken:  # the servers' check of the new version failed: it never got traffic
+            assert _outcome(loop) is Outcome.FAILED
+            assert not [k for k in seen if "sales:2" in k]
+            assert project.models.get("sales@champion").version == 1
+            assert project.endpoints.get("web").weights["sales:1"] == 100
+            assert actions[-3:] == [
+                "controller.approved",
+                "controller.deployed",
+                "controller.failed",
+            ]
+            failed = project.metadata.events.find("pipeline/train")[0]
+            assert decided["endpoint.failed"].reason in (failed.reason or "")
+        else:
+            assert _outcome(loop) is Outcome.PROMOTED
+            assert seen["200 sales:2"] > 0 and not [k for k in seen if not k.startswith("200 ")]
+            assert project.models.get("sales@champion").version == 2
+            assert project.endpoints.get("web").weights == {"sales:2": 100}
+            assert actions[-3:] == [
+                "controller.approved",
+                "controller.deployed",
+                "controller.promoted",
+            ]
+            assert decided["endpoint.promoted"].actor == ROLLOUT_ACTOR  # the servers' analysis
     finally:
         project.close()

@@ -3,7 +3,8 @@ linear model and registers it, and a `landing/` folder watched by a new_data tri
 
 The steps can be held at a point (`CONTROLLER_TEST_HOLD=FOLDER`: a step waits there until the
 file named after it exists), so a test can kill the controller in the middle of a run; the
-train step can be broken (`CONTROLLER_TEST_BREAK=1`) and counts the executions that got past
+train step can be broken (`CONTROLLER_TEST_BREAK=1`), or make a model that registers and then
+fails every prediction (`CONTROLLER_TEST_BROKEN_MODEL=1`), and counts the executions that got past
 its hold in `trained.txt`, so a test can tell a retrain from a reused step.
 """
 
@@ -52,7 +53,10 @@ def train(frame: pd.DataFrame) -> LinearRegression:
     with Path(__file__).with_name("trained.txt").open("a") as counter:
         counter.write(f"{len(frame)}\\n")
     mloop.log_metric("rows", len(frame))
-    return LinearRegression().fit(frame[["x"]], frame["y"])
+    model = LinearRegression().fit(frame[["x"]], frame["y"])
+    if os.environ.get("CONTROLLER_TEST_BROKEN_MODEL") == "1":
+        model.coef_ = model.coef_.repeat(2)  # registers, and fails every prediction
+    return model
 
 
 @mloop.step
