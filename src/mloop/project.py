@@ -21,7 +21,11 @@ from mloop.config import MAX_USER_LENGTH, PROJECT_FILE, STATE_DIR, Settings, loa
 from mloop.errors import InvalidInput, InvalidPath, ProjectNotFound
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from mloop.domain.trigger import TriggerKind
     from mloop.services.automation.ci import CIService
+    from mloop.services.automation.controller import Check, Controller
     from mloop.services.automation.signals import SignalService
     from mloop.services.automation.triggers import TriggerService
     from mloop.services.data.versioning import DataService
@@ -240,6 +244,31 @@ class Project:
 
         return SignalService(
             self.metadata, self.monitoring, actor=self.actor, triggers=self.settings.triggers
+        )
+
+    def controller(
+        self, checks: Mapping[TriggerKind, Check] | None = None, holder: str | None = None
+    ) -> Controller:
+        """The controller of this project's triggers (`mloop controller`); `checks` add the
+        checks of trigger kinds it does not make itself (drift, accuracy, alertmanager)."""
+        from mloop.domain.controller import check_loop_pipelines
+        from mloop.domain.trigger import check_pipelines
+        from mloop.services.automation.controller import Controller
+        from mloop.services.automation.iteration import Steps
+
+        check_pipelines(self.settings.triggers, list(self.settings.pipelines))
+        check_loop_pipelines(self.settings.controller, list(self.settings.pipelines))
+        steps = Steps(
+            self.metadata,
+            self.triggers,
+            self.pipelines,
+            self.promoter,
+            self.endpoints,
+            policies=self.settings.controller,
+            actor=self.actor,
+        )
+        return Controller(
+            self.metadata, self.triggers, steps, actor=self.actor, checks=checks, holder=holder
         )
 
     @cached_property

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mloop.config import BY_KEY, MAX_USER_LENGTH, SETTINGS, Settings, load_settings
+from mloop.domain.controller import LoopPolicy
 from mloop.domain.drift import DriftRule, Method
 from mloop.domain.gate import Gate
 from mloop.domain.names import NAME_RULE
@@ -61,6 +62,15 @@ def test_relative_sqlite_paths_are_relative_to_the_project(tmp_path: Path) -> No
         ("monitoring_interval: 60\n", {}, "interval '60' is not a duration", "60s, 10m"),
         ("monitoring_interval: 100ms\n", {}, "must be at least 1s", "how often a model server"),
         ("project: x\n", {"MLOOP_MONITORING_WINDOW": "1x"}, "window '1x' is not an age", "2h"),
+        ("controller: [web]\n", {}, "controller must map pipeline names", "endpoint: churn"),
+        ("controller: {train: {endpont: web}}\n", {}, "unknown option 'endpont'", "endpoint,"),
+        ("controller: {train: {strategy: ab}}\n", {}, "controller.train: strategy 'ab'", "canary"),
+        (
+            "controller: {train: {endpoint: Web_1}}\n",
+            {},
+            "controller.train: invalid endpoint name",
+            "try 'web-1'",
+        ),
     ],
     ids=[
         "typo-key",
@@ -74,6 +84,10 @@ def test_relative_sqlite_paths_are_relative_to_the_project(tmp_path: Path) -> No
         "interval-without-unit",
         "interval-too-short",
         "window-not-an-age",
+        "controller-not-a-mapping",
+        "controller-unknown-option",
+        "controller-ab-strategy",
+        "controller-bad-endpoint-name",
     ],
 )
 def test_bad_settings_name_the_key_and_the_fix(
@@ -120,6 +134,11 @@ EXAMPLES: dict[str, tuple[str, str, object]] = {
         "{train: [{schedule: '0 3 * * *', max_per_day: 1}]}",
         '{"train": [{"schedule": "0 3 * * *", "max_per_day": 1}]}',
         {"train": (Trigger("train", 0, TriggerKind.SCHEDULE, Schedule("0 3 * * *"), 0.0, 1),)},
+    ),
+    "controller": (
+        "{train: {endpoint: web, options: {steps: '10,50'}}}",
+        '{"train": {"endpoint": "web", "options": {"steps": "10,50"}}}',
+        {"train": LoopPolicy("web", "canary", {"steps": "10,50"}, "champion")},
     ),
     "monitoring_interval": ("90s", "90s", 90.0),
     "monitoring_window": ("30m", "30m", 1800.0),

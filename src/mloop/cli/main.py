@@ -78,6 +78,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("feedback", "mloop.cli.feedback", "store labels for answered requests, from a file"),
     ("triggers", "mloop.cli.triggers", "what would start each pipeline by itself, checked now"),
     (
+        "controller",
+        "mloop.cli.controller",
+        "retrain, gate and roll out by itself when a trigger fires",
+    ),
+    (
         "export",
         "mloop.cli.export",
         "write a model version's bundle, container build context or Kubernetes manifests",

@@ -27,6 +27,7 @@ from mloop.config.project_file import PROJECT_FILE, STATE_DIR, read_project_file
 from mloop.errors import ConfigError, InvalidInput
 
 if TYPE_CHECKING:
+    from mloop.domain.controller import LoopPolicy
     from mloop.domain.drift import DriftRule
     from mloop.domain.gate import Gate
     from mloop.domain.policy import ModelPolicy
@@ -154,6 +155,13 @@ class Settings:
         "in a folder), drift, accuracy, alertmanager; each with cooldown and max_per_day",
         {},
         plain=checks.plain_triggers,
+    )
+    controller: Mapping[str, LoopPolicy] = setting(
+        checks.controller,
+        "where the controller sends each pipeline's challengers: endpoint, strategy (canary, "
+        "blue_green, direct), options (as `mloop deploy` takes them), alias (champion)",
+        {},
+        plain=checks.plain_controller,
     )
     executor: str = setting(checks.executor, "where steps run: local, process or ray", "local")
     gates: Mapping[str, tuple[Gate, ...]] = setting(

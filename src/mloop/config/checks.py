@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from mloop.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from mloop.domain.controller import LoopPolicy
     from mloop.domain.drift import DriftRule
     from mloop.domain.gate import Gate
     from mloop.domain.policy import ModelPolicy
@@ -235,6 +236,27 @@ def plain_triggers(value: dict[str, tuple[Trigger, ...]]) -> dict[str, list[dict
     from mloop.domain.trigger import plain_trigger
 
     return {name: [plain_trigger(t) for t in items] for name, items in value.items()}
+
+
+def controller(value: Any) -> dict[str, LoopPolicy]:
+    """`{pipeline: LoopPolicy}` (`domain.controller.parse_loop_policies`); from the environment,
+    the same as JSON text."""
+    from mloop.domain.controller import parse_loop_policies
+
+    if isinstance(value, str):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError("write controller in mloop.yaml, or as JSON text") from None
+    return parse_loop_policies(value)
+
+
+def plain_controller(value: dict[str, LoopPolicy]) -> dict[str, Any]:
+    from mloop.domain.controller import plain_loop_policies
+
+    return plain_loop_policies(value)
 
 
 def fraction(value: Any) -> float:

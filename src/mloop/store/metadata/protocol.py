@@ -1,7 +1,8 @@
 """What every metadata store does: one small store per noun, bundled as `MetadataStore`.
 
 `store.runs`, `store.environments`, `store.datasets`, `store.models`, `store.events`,
-`store.endpoints`, `store.predictions`, `store.feedback` and `store.watched` each hold one noun;
+`store.endpoints`, `store.predictions`, `store.feedback`, `store.watched` and
+`store.controller` each hold one noun;
 `store.housekeeping` holds the few questions that read every noun's tables at once (which
 artifact objects the metadata names, purging what was removed).
 
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # annotations only: importing the store must stay cheap for the CLI
     from mloop.domain.analysis import VersionStats
+    from mloop.domain.controller import Iteration, IterationState, TriggerState
     from mloop.domain.dataset import DatasetSummary, DatasetVersion, FileEntry
     from mloop.domain.endpoint import Deployment, Endpoint
     from mloop.domain.event import Event
@@ -271,6 +273,40 @@ class WatchedFileStore(Protocol):
     def save(self, trigger: str, seen: Sequence[WatchedFile], gone: Sequence[str] = ()) -> None: ...
 
 
+class ControllerStore(Protocol):
+    """The controller's progress (`domain/controller.py`): its iterations, each written by
+    compare-and-set on its state with its Event; what it last saw of each trigger; and named
+    leases with expiry, so that of several controllers on one store one acts."""
+
+    def begin(self, iteration: Iteration, event: Event, trigger: TriggerState) -> None: ...
+
+    def advance(
+        self, iteration: Iteration, expected: IterationState, event: Event | None = None
+    ) -> None: ...
+
+    def get(self, iteration_id: str) -> Iteration: ...
+
+    def current(self, pipeline: str) -> Iteration | None: ...
+
+    def recent(self, limit: int = 20) -> list[Iteration]: ...
+
+    def fires(self, trigger: str, since: float) -> list[float]: ...
+
+    def outcomes(self) -> dict[str, int]: ...
+
+    def trigger_states(self) -> dict[str, TriggerState]: ...
+
+    def save_trigger(self, state: TriggerState, event: Event | None = None) -> None: ...
+
+    def lease(
+        self, name: str, holder: str, now: float, ttl: float, *, replacing: str | None = None
+    ) -> bool: ...
+
+    def release(self, name: str, holder: str) -> None: ...
+
+    def holder(self, name: str, now: float) -> str | None: ...
+
+
 class HousekeepingStore(Protocol):
     """What reads every noun's tables at once: the digests the metadata names, for gc, fsck and
     `mloop lineage`, and the purge of what was removed (runs and dataset versions together, as
@@ -307,5 +343,8 @@ class MetadataStore(Protocol):
 
     @property
     def watched(self) -> WatchedFileStore: ...
+
+    @property
+    def controller(self) -> ControllerStore: ...
 
     def close(self) -> None: ...

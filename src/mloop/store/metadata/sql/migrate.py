@@ -14,8 +14,8 @@ from typing import Any
 from mloop.errors import StoreUnavailable
 from mloop.store.metadata.sql.db import Database, Tx
 
-HEAD = "0010"
-KNOWN = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010")
+HEAD = "0011"
+KNOWN = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011")
 MIGRATIONS = Path(__file__).parent / "migrations"
 PG_LOCK_KEY = 7_263_540_117
 

@@ -17,6 +17,7 @@ from mloop.store.metadata.sql.runs import SqlRunStore
 
 if TYPE_CHECKING:
     from mloop.store.metadata.protocol import (
+        ControllerStore,
         DatasetStore,
         EndpointStore,
         EnvironmentStore,
@@ -67,6 +68,12 @@ class SqlMetadataStore:
         from mloop.store.metadata.sql.watched import SqlWatchedFileStore
 
         return SqlWatchedFileStore(self.db)
+
+    @cached_property
+    def controller(self) -> ControllerStore:
+        from mloop.store.metadata.sql.controller import SqlControllerStore
+
+        return SqlControllerStore(self.db)
 
     def close(self) -> None:
         self.db.close()

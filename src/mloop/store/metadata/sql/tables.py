@@ -334,3 +334,51 @@ watched_files = sa.Table(
     sa.Column("rows", sa.BigInteger, nullable=False),
     sa.Column("first_seen", sa.Float, nullable=False),
 )
+
+# The controller's loop (domain/controller.py): one row per iteration; `open_pipeline` holds the
+# pipeline's name while the iteration is open (unique: one at a time per pipeline), NULL after.
+controller_iterations = sa.Table(
+    "controller_iterations",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("pipeline", sa.String(63), nullable=False),
+    sa.Column("trigger", sa.String(255), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("numbers", sa.Text, nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("updated", sa.Float, nullable=False),
+    sa.Column("dataset", sa.String(255)),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("model", sa.String(255)),
+    sa.Column("endpoint", sa.String(63)),
+    sa.Column("deployment", sa.Integer),
+    sa.Column("outcome", sa.String(32)),
+    sa.Column("error", sa.Text),
+    sa.Column("open_pipeline", sa.String(63), unique=True),
+    sa.Index("ix_controller_iterations_trigger", "trigger", "created"),
+    sa.Index("ix_controller_iterations_created", "created"),
+)
+
+# What the controller last saw of each trigger (TriggerState), by the trigger's key.
+trigger_states = sa.Table(
+    "trigger_states",
+    metadata,
+    sa.Column("trigger", sa.String(255), primary_key=True),
+    sa.Column("checked", sa.Float),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("fired", sa.Float),
+    sa.Column("mark", sa.Float),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text),
+)
+
+# Leases by name ("controller"): one holder at a time, taken over once `expires` has passed.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("holder", sa.String(300), nullable=False),
+    sa.Column("expires", sa.Float, nullable=False),
+)

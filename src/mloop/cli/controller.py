@@ -1,0 +1,191 @@
+"""`mloop controller`: the loop that retrains, gates and rolls out by itself when a trigger
+fires; `mloop controller status`: its triggers, the iteration in progress and the story so far.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from mloop.cli import output
+from mloop.cli.main import Context
+
+if TYPE_CHECKING:
+    from mloop.domain.controller import Iteration
+    from mloop.services.automation.controller import Controller, ControllerStatus, Tick
+
+
+def register(commands: Any) -> None:
+    p = commands.add_parser(
+        "controller",
+        help="retrain, gate and roll out by itself when a trigger fires",
+        description="Evaluate the triggers of mloop.yaml every --interval; when one fires (and "
+        "its cooldown and max_per_day allow), land new data as a dataset version, run the "
+        "pipeline, check the challenger against the registry's gates and roll it out on the "
+        "endpoint under `controller: {PIPELINE: {endpoint: ...}}` (canary by default); the "
+        "endpoint's servers promote or roll back. Progress is kept in the store: killed and "
+        "started again, it continues the same iteration. Of several controllers on one store, "
+        "one acts (a lease). SIGTERM or Ctrl+C stops it between steps.",
+    )
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="one evaluation: take an open iteration on, or start one if a trigger fires, up "
+        "to the rollout's start (a later run watches it), then exit",
+    )
+    p.add_argument("--interval", default="30s", help="time between evaluations (default 30s)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (iterations by outcome, "
+        "the lease, failing checks)",
+    )
+    p.set_defaults(handler=run_controller)
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+    status = sub.add_parser(
+        "status",
+        help="triggers, the iteration in progress and the latest ones",
+        description="Each trigger with its last value, last fire and next check; the "
+        "iteration in progress; the latest iterations with their outcome.",
+    )
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.add_argument("--limit", type=int, default=10, help="iterations shown (default 10)")
+    status.set_defaults(handler=show_status)
+
+
+def run_controller(ctx: Context) -> int:
+    from mloop.domain.durations import parse_duration
+
+    interval = parse_duration(ctx.args.interval, "--interval")
+    controller = ctx.project.controller()
+    if not controller.triggers.triggers:
+        from mloop.errors import ConfigError
+
+        raise ConfigError(
+            "no triggers in mloop.yaml: the controller would never start anything",
+            "declare them per pipeline, e.g. triggers: {train: [{schedule: '0 3 * * *'}]}",
+        )
+
+    def stop(signum: int, frame: Any) -> None:
+        output.warn("stopping after the current step")
+        controller.stop.set()
+
+    if ctx.args.metrics_port is not None:
+        _serve_metrics(controller, ctx.args.metrics_port)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if ctx.args.once:
+        try:
+            result = controller.tick(interval)
+        finally:
+            controller.release()
+        _said(result, ctx.quiet)
+        return 0
+    if not ctx.quiet:
+        output.line(
+            f"controller {controller.holder}: checking triggers every {ctx.args.interval}; "
+            "SIGTERM stops it"
+        )
+        sys.stdout.flush()
+    controller.run(interval, on_tick=lambda t: _said(t, ctx.quiet))
+    if not ctx.quiet:
+        output.line("controller stopped")
+    return 0
+
+
+def _serve_metrics(controller: Controller, port: int) -> None:
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from mloop.services.automation.metrics import ControllerCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ControllerCollector(controller))
+    start_http_server(port, addr="127.0.0.1", registry=registry)  # a daemon thread
+
+
+def _said(tick: Tick, quiet: bool) -> None:
+    if quiet:
+        return
+    if tick.error is not None:
+        output.warn(f"this evaluation stopped: {tick.error} (tried again at the next)")
+    elif not tick.leader:
+        holder = tick.holder or "nobody (the store did not answer)"
+        output.line(f"standing by: the lease is held by {holder}")
+    for it in tick.begun:
+        output.line(f"{it.pipeline} iteration {it.id[:8]}: {it.state} by {it.trigger}: {it.reason}")
+    for it in tick.moved:
+        output.line(_step(it))
+    sys.stdout.flush()
+
+
+def _step(it: Iteration) -> str:
+    what = f"{it.pipeline} iteration {it.id[:8]}: {it.state}"
+    if it.outcome is not None:
+        what += f", {it.outcome}"
+    extra = [
+        f"{name} {value}"
+        for name, value in (
+            ("dataset", it.dataset),
+            ("run", None if it.run_id is None else it.run_id[:12]),
+            ("model", it.model),
+            ("endpoint", it.endpoint),
+            ("deployment", it.deployment),
+        )
+        if value is not None
+    ]
+    if extra:
+        what += f" ({', '.join(extra)})"
+    if it.error:
+        what += f": {it.error}"
+    return what
+
+
+def show_status(ctx: Context) -> None:
+    found = ctx.project.controller().status(limit=ctx.args.limit)
+    if ctx.json:
+        from mloop.domain.records import to_plain
+
+        plain = to_plain(found)
+        plain["failed"] = found.failed
+        output.emit_json(plain)
+        return
+    _print_status(found)
+
+
+def _print_status(found: ControllerStatus) -> None:
+    output.line(f"lease: {found.holder or 'free (no controller running)'}")
+    if not found.triggers:
+        output.line("no triggers: declare them per pipeline under `triggers:` in mloop.yaml")
+    rows = []
+    for t in found.triggers:
+        value = t.error or str(t.value.get("reason") or "-")
+        if t.value.get("held"):
+            value += f" (held: {t.value['held']})"
+        rows.append(
+            [t.trigger, value, output.when(t.checked), output.when(t.fired), _next(t.next_check)]
+        )
+    if rows:
+        output.table(["trigger", "last value", "checked", "last fired", "next check"], rows)
+    for it in found.current:
+        output.line(f"in progress: {_step(it)}")
+    if found.recent:
+        columns = ["iteration", "pipeline", "trigger", "state", "outcome", "model", "reason"]
+        rows = [
+            [i.id[:8], i.pipeline, i.trigger, i.state, i.outcome or "-", i.model or "-", why]
+            for i in found.recent
+            for why in [i.error or i.reason]
+        ]
+        output.table(columns, rows, title="latest iterations")
+    failed = found.failed
+    if failed:
+        output.line(f"{failed} iterations failed so far (`mloop events` says why)")
+
+
+def _next(at: float | None) -> str:
+    if at is None:
+        return "-"
+    if at <= time.time():
+        return "at the next tick"
+    return output.when(at)
