@@ -267,6 +267,8 @@ class Project:
             policies=self.settings.controller,
             actor=self.actor,
         )
+        if checks is None:  # drift, accuracy and alertmanager: the signals' checks
+            checks = self.signals.checks()
         return Controller(
             self.metadata, self.triggers, steps, actor=self.actor, checks=checks, holder=holder
         )

@@ -42,6 +42,18 @@ def register(commands: Any) -> None:
         help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (iterations by outcome, "
         "the lease, failing checks)",
     )
+    p.add_argument(
+        "--alerts-port",
+        type=int,
+        default=9095,
+        help="with an alertmanager trigger: where Alertmanager's webhook posts, "
+        "http://HOST:PORT/alerts (default 9095)",
+    )
+    p.add_argument(
+        "--alerts-host",
+        default="127.0.0.1",
+        help="the address the alert receiver listens on (default 127.0.0.1)",
+    )
     p.set_defaults(handler=run_controller)
     sub = p.add_subparsers(dest="verb", metavar="VERB")
     status = sub.add_parser(
@@ -74,8 +86,34 @@ def run_controller(ctx: Context) -> int:
 
     if ctx.args.metrics_port is not None:
         _serve_metrics(controller, ctx.args.metrics_port)
+    receiver = None if ctx.args.once else _receive_alerts(ctx, controller)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    try:
+        return _loop(ctx, controller, interval)
+    finally:
+        if receiver is not None:
+            receiver.stop()
+
+
+def _receive_alerts(ctx: Context, controller: Controller) -> Any:
+    """Alertmanager posts its alerts: with an alertmanager trigger declared, a long-lived
+    controller listens for them (`--once` does not; its checks read what a running receiver
+    recorded)."""
+    from mloop.domain.trigger import TriggerKind
+
+    declared = controller.triggers.triggers.values()
+    if not any(t.kind is TriggerKind.ALERTMANAGER for items in declared for t in items):
+        return None
+    from mloop.server.alerts import start
+
+    running = start(ctx.project, ctx.args.alerts_host, ctx.args.alerts_port)
+    if not ctx.quiet:
+        output.line(f"receiving Alertmanager's webhook at {running.url}")
+    return running
+
+
+def _loop(ctx: Context, controller: Controller, interval: float) -> int:
     if ctx.args.once:
         try:
             result = controller.tick(interval)

@@ -273,8 +273,9 @@ SETTINGS: tuple[Setting, ...] = tuple(
 )
 BY_KEY = {s.key: s for s in SETTINGS}
 # Variables for one process, never project settings (a secret has no place in mloop.yaml):
-# MLOOP_DEBUG prints tracebacks; MLOOP_SERVE_TOKEN is the bearer token `mloop serve` requires.
-PROCESS_ENV = frozenset({"MLOOP_DEBUG", "MLOOP_SERVE_TOKEN"})
+# MLOOP_DEBUG prints tracebacks; MLOOP_SERVE_TOKEN is the bearer token `mloop serve` requires;
+# MLOOP_ALERTMANAGER_TOKEN the one an alertmanager trigger's receiver requires by default.
+PROCESS_ENV = frozenset({"MLOOP_DEBUG", "MLOOP_SERVE_TOKEN", "MLOOP_ALERTMANAGER_TOKEN"})
 
 
 def _unknown_key(key: str, where: str) -> ConfigError:

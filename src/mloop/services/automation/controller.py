@@ -69,7 +69,8 @@ class Signal(Protocol):
     def numbers(self) -> Mapping[str, Any]: ...
 
 
-Check = Callable[[Trigger], Signal]
+# A trigger -> its signal; an alertmanager check also takes when its trigger last fired.
+Check = Callable[..., Signal]
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +299,10 @@ class Controller:
             said = f"no {trigger.kind} check is wired into this controller"
             return Checked(False, said), state.mark, None
         try:
+            if trigger.kind is TriggerKind.ALERTMANAGER:
+                # alerts are pushed and kept: only those received since this trigger last
+                # began an iteration are new (one held by a cool-down stays new until then)
+                return check(trigger, state.fired), state.mark, now + interval
             return check(trigger), state.mark, now + interval
         except Exception as exc:  # a failed check is retried; the loop goes on
             error = exc.message if isinstance(exc, MloopError) else f"{type(exc).__name__}: {exc}"
