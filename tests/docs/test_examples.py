@@ -63,6 +63,10 @@ def test_the_readme_tour_runs_start_to_end() -> None:
     assert re.search(r"contract +jensenshannon +[\d.e-]+ +0\.1 +no", drifted)
     assert re.search(r"wrote the report of \d+ requests to 'web' \(\d of 5 features drifted\)", out)
     assert "triggers.train[0].new_data  250 new rows in 1 file (threshold 200): fires" in out
+    # the controller acts on it: one iteration, from the landed rows to the gates' verdict
+    assert re.search(r"train iteration \w+: snapshotted \(dataset churn:\d+\)", out)
+    assert re.search(r"train iteration \w+: done, (held|passed) \(dataset churn:\d+", out)
+    assert "controller.triggered" in out and "controller.retrained" in out
 
 
 def test_train_example_logs_a_run_with_its_dataset(project: Path) -> None:
