@@ -142,6 +142,7 @@ def test_one_replica_of_the_controller_on_the_shared_store(
         assert b"s3cret-pw" not in path.read_bytes(), path
     readme = (out / "README.md").read_text()
     assert "--from-literal=uri=" in readme and "carries the project" in readme
+    assert "mloop-alertmanager" not in readme  # no receiver, no token to create
 
     # A change of the project's code names a new image, so applying it rolls it out.
     tag = controller["image"]

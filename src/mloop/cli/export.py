@@ -68,7 +68,9 @@ def register(commands: Any) -> None:
         "annotations, a ClusterIP Service, CPU autoscaling and a disruption budget. With "
         "--endpoint ENDPOINT instead of a version: N replicas of `mloop serve --endpoint` on "
         "the shared store (its URL from a Secret), which run the endpoint's rollouts "
-        "themselves, and the build context of the generic image they run.",
+        "themselves, and the build context of the generic image they run. With --controller: "
+        "`mloop controller` as a Deployment of one replica (or, with --once --schedule CRON, "
+        "a CronJob), and the build context of an image carrying the project's code.",
     )
     k8s.add_argument(
         "--endpoint",

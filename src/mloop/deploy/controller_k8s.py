@@ -198,8 +198,9 @@ def export_controller(
             body = service(alerts_meta, labels, port=ALERTS_PORT, target="alerts")
             texts["alerts-service.yaml"] = first + dump_yaml(body)
     texts[SECRET_TEMPLATE] = secret_template(namespace, store_secret, store_secret_key)
-    texts["README.md"] = _readme(project, dest, image, store_secret, store_secret_key, namespace)
-    texts["README.md"] += _alerts_readme(name, namespace, token_envs) if token_envs else ""
+    alerts = _alerts_readme(name, namespace, token_envs) if token_envs else ""
+    readme = _readme(project, dest, image, store_secret, store_secret_key, namespace, alerts)
+    texts["README.md"] = readme
     folder = write_atomically(
         dest,
         project.root,
@@ -394,7 +395,13 @@ CMD {json.dumps(["-C", BAKED, "controller", "status"])}
 
 
 def _readme(
-    project: Project, dest: Path, image: str, secret: str, key: str, namespace: str | None
+    project: Project,
+    dest: Path,
+    image: str,
+    secret: str,
+    key: str,
+    namespace: str | None,
+    alerts: str,
 ) -> str:
     return f"""\
 # The controller of {project.settings.project} on Kubernetes
@@ -406,8 +413,8 @@ the endpoint's servers promote or roll back. Its progress is in the shared store
 killed mid-iteration is replaced and the next one continues where it stopped. One replica
 is enough: of several controllers on one store, one holds the lease and the rest stand by.
 
-1. The image carries the project (its code, mloop.yaml and requirements.txt, copied into
-   `image/project/` now). The generic `mloop-serve` image holds no project code, so it
+1. The image carries the project (its code, mloop.yaml and any requirements.txt, copied
+   into `image/project/` now). The generic `mloop-serve` image holds no project code, so it
    cannot run a pipeline. Build again, and export again, whenever the code changes:
 
        docker build -t REGISTRY/{image} {dest}/image
@@ -418,7 +425,7 @@ is enough: of several controllers on one store, one holds the lease and the rest
 2. {secret_step(secret, key, namespace, "the manifest")} A `new_data` trigger's
    path must be one the pod reads (an s3:// URL, not a folder on your machine).
 
-3. The controller:
+{alerts}{4 if alerts else 3}. The controller:
 
        kubectl apply -f {dest}
        mloop controller status        # from any machine that reaches the store
@@ -431,9 +438,10 @@ progress (terminationGracePeriodSeconds; raise it if a step takes longer).
 def _alerts_readme(name: str, namespace: str | None, token_envs: tuple[str, ...]) -> str:
     ns = f" -n {namespace}" if namespace else ""
     literals = " ".join(f"--from-literal={v}=$(openssl rand -hex 32)" for v in token_envs)
-    return f"""
-4. Alertmanager's webhook: the controller receives it on port {ALERTS_PORT}, behind the
-   Service {name}-alerts. Its bearer token, from the Secret {ALERTS_SECRET}:
+    return f"""\
+3. Alertmanager's webhook: the controller receives it on port {ALERTS_PORT}, behind the
+   Service {name}-alerts. Its bearer token, from the Secret {ALERTS_SECRET} (the pod does
+   not start without it):
 
        kubectl{ns} create secret generic {ALERTS_SECRET} {literals}
 
@@ -442,4 +450,5 @@ def _alerts_readme(name: str, namespace: str | None, token_envs: tuple[str, ...]
        webhook_configs:
          - url: http://{name}-alerts:{ALERTS_PORT}/alerts
            http_config: {{authorization: {{credentials: <the same token>}}}}
+
 """
