@@ -214,7 +214,8 @@ def test_once_is_a_cronjob_of_one_evaluation_never_two_at_a_time(
         (["--once", "--schedule", "99 3 * * *"], None, "is not a cron expression"),
         ([], "", "no triggers in mloop.yaml"),
         (["--once", "--schedule", "0 3 * * *"], ALERTS, "needs a receiver running"),
-        (["--replicas", "3", "--max-replicas", "4"], None, "does not apply to the controller"),
+        (["--replicas", "3"], None, "--replicas does not apply to the controller"),
+        (["--trust"], None, "--trust does not apply to the controller"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_writes_nothing(

@@ -84,7 +84,6 @@ def register(commands: Any) -> None:
     k8s.add_argument(
         "--replicas",
         type=integer(1, 2**31 - 1),
-        default=2,
         help="pods (2): the autoscaler's minimum for a version; at most 1000 for --endpoint",
     )
     k8s.add_argument(
@@ -99,7 +98,7 @@ def register(commands: Any) -> None:
         metavar="SECRET",
         help="require a bearer token: the Secret's key `token` becomes MLOOP_SERVE_TOKEN",
     )
-    endpoint = k8s.add_argument_group("with --endpoint")
+    endpoint = k8s.add_argument_group("with --endpoint (the first three with --controller too)")
     endpoint.add_argument(
         "--store-secret",
         metavar="SECRET",
@@ -225,7 +224,8 @@ def export_kubernetes(ctx: Context) -> None:
     from mloop.deploy.kubernetes import export_kubernetes as export
 
     args = ctx.args
-    _one_source(args)
+    _one_source(args)  # before --replicas defaults: the controller refuses it, given
+    args.replicas = 2 if args.replicas is None else args.replicas
     if args.controller:
         export_controller(ctx)
         return
@@ -300,7 +300,7 @@ def _one_source(args: Any) -> None:
                 "export k8s --controller takes no model version nor --endpoint",
                 "mloop export k8s --controller DIR",
             )
-        others = (*_ENDPOINT_ONLY, *_VERSION_ONLY, "token_secret")
+        others = (*_ENDPOINT_ONLY, *_VERSION_ONLY, "token_secret", "replicas")
         stray = [o for o in others if o not in _FOR_CONTROLLER and getattr(args, o) is not None]
         if stray:
             option = "--" + stray[0].replace("_", "-")
