@@ -133,6 +133,7 @@ def test_one_replica_of_the_controller_on_the_shared_store(
     carried = sorted(str(p.relative_to(image / "project")) for p in image.rglob("project/**/*"))
     assert {"mloop.yaml", "pipeline.py", "data/sales.csv"} <= set(carried)
     assert not any(part.startswith(".") for p in carried for part in Path(p).parts)
+    assert "!project/" in (image / ".dockerignore").read_text()  # sent to the builder
     dockerfile = (image / "Dockerfile").read_text()
     assert "COPY project/ /app/project/" in dockerfile and "USER app" in dockerfile
     wheel = [r for r in (image / "requirements.txt").read_text().splitlines() if "wheels/" in r]

@@ -37,7 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mloop.deploy.docker import install, mloop_requirement, python_tag, write_requirements
+from mloop.deploy.docker import (
+    dockerignore,
+    install,
+    mloop_requirement,
+    python_tag,
+    write_requirements,
+)
 from mloop.deploy.endpoint_k8s import (
     SECRET_TEMPLATE,
     check_secret,
@@ -367,15 +373,7 @@ def _project_requirements(path: Path) -> list[str]:
     ]
 
 
-DOCKERIGNORE = """\
-# Only what the Dockerfile copies is sent to the builder.
-*
-!requirements.txt
-!constraints.txt
-!wheels/
-!project/
-**/__pycache__
-"""
+DOCKERIGNORE = dockerignore("requirements.txt", "constraints.txt", "wheels/", "project/")
 
 
 def _dockerfile(base: str) -> str:

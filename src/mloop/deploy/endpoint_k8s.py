@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from mloop.deploy import prepare_folder
 from mloop.deploy.docker import (
     PORT,
+    dockerignore,
     install,
     mloop_requirement,
     pinned,
@@ -348,13 +349,7 @@ def _build_context(
     (folder / ".dockerignore").write_text(DOCKERIGNORE, encoding="utf-8")
 
 
-DOCKERIGNORE = """\
-# Only what the Dockerfile copies is sent to the builder.
-*
-!requirements.txt
-!constraints.txt
-!wheels/
-"""
+DOCKERIGNORE = dockerignore("requirements.txt", "constraints.txt", "wheels/")
 
 
 def _dockerfile(base: str, port: int) -> str:
