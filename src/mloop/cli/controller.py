@@ -39,8 +39,14 @@ def register(commands: Any) -> None:
     p.add_argument(
         "--metrics-port",
         type=int,
-        help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (iterations by outcome, "
+        help="serve Prometheus metrics on --metrics-host:PORT/metrics (iterations by outcome, "
         "the lease, failing checks)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="the address the metrics listen on (default 127.0.0.1; 0.0.0.0 in a pod, for "
+        "Prometheus and the kubelet's probe)",
     )
     p.add_argument(
         "--alerts-port",
@@ -85,7 +91,7 @@ def run_controller(ctx: Context) -> int:
         controller.stop.set()
 
     if ctx.args.metrics_port is not None:
-        _serve_metrics(controller, ctx.args.metrics_port)
+        _serve_metrics(controller, ctx.args.metrics_host, ctx.args.metrics_port)
     receiver = None if ctx.args.once else _receive_alerts(ctx, controller)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -133,14 +139,14 @@ def _loop(ctx: Context, controller: Controller, interval: float) -> int:
     return 0
 
 
-def _serve_metrics(controller: Controller, port: int) -> None:
+def _serve_metrics(controller: Controller, host: str, port: int) -> None:
     from prometheus_client import CollectorRegistry, start_http_server
 
     from mloop.services.automation.metrics import ControllerCollector
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ControllerCollector(controller))
-    start_http_server(port, addr="127.0.0.1", registry=registry)  # a daemon thread
+    start_http_server(port, addr=host, registry=registry)  # a daemon thread
 
 
 def _said(tick: Tick, quiet: bool) -> None:

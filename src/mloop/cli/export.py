@@ -68,7 +68,9 @@ def register(commands: Any) -> None:
         "annotations, a ClusterIP Service, CPU autoscaling and a disruption budget. With "
         "--endpoint ENDPOINT instead of a version: N replicas of `mloop serve --endpoint` on "
         "the shared store (its URL from a Secret), which run the endpoint's rollouts "
-        "themselves, and the build context of the generic image they run.",
+        "themselves, and the build context of the generic image they run. With --controller: "
+        "`mloop controller` as a Deployment of one replica (or, with --once --schedule CRON, "
+        "a CronJob), and the build context of an image carrying the project's code.",
     )
     k8s.add_argument(
         "--endpoint",
@@ -82,7 +84,6 @@ def register(commands: Any) -> None:
     k8s.add_argument(
         "--replicas",
         type=integer(1, 2**31 - 1),
-        default=2,
         help="pods (2): the autoscaler's minimum for a version; at most 1000 for --endpoint",
     )
     k8s.add_argument(
@@ -97,7 +98,7 @@ def register(commands: Any) -> None:
         metavar="SECRET",
         help="require a bearer token: the Secret's key `token` becomes MLOOP_SERVE_TOKEN",
     )
-    endpoint = k8s.add_argument_group("with --endpoint")
+    endpoint = k8s.add_argument_group("with --endpoint (the first three with --controller too)")
     endpoint.add_argument(
         "--store-secret",
         metavar="SECRET",
@@ -123,6 +124,22 @@ def register(commands: Any) -> None:
         metavar="NAME[==VERSION]",
         help="another package the image needs, pinned as for `export docker` (repeatable)",
     )
+    controller = k8s.add_argument_group("with --controller")
+    controller.add_argument(
+        "--controller",
+        action="store_true",
+        default=None,
+        help="run the project's `mloop controller` (a Deployment of one replica) and write "
+        "the build context of its image, which carries the project's code",
+    )
+    controller.add_argument(
+        "--once",
+        action="store_true",
+        default=None,
+        help="a CronJob of `mloop controller --once` instead (needs --schedule)",
+    )
+    controller.add_argument("--schedule", metavar="CRON", help='the CronJob\'s, e.g. "*/5 * * * *"')
+    controller.add_argument("--interval", help="the Deployment's time between evaluations (30s)")
     k8s.set_defaults(handler=export_kubernetes)
 
 
@@ -207,7 +224,11 @@ def export_kubernetes(ctx: Context) -> None:
     from mloop.deploy.kubernetes import export_kubernetes as export
 
     args = ctx.args
-    _one_source(args)
+    _one_source(args)  # before --replicas defaults: the controller refuses it, given
+    args.replicas = 2 if args.replicas is None else args.replicas
+    if args.controller:
+        export_controller(ctx)
+        return
     if args.endpoint is not None:
         export_endpoint(ctx)
         return
@@ -255,12 +276,45 @@ _ENDPOINT_ONLY = {
     "trust": "trust",
 }
 _VERSION_ONLY = ("max_replicas",)
+_CONTROLLER_ONLY = ("once", "schedule", "interval")
+# What the controller's manifests take (the option's dest and the exporter's keyword).
+_FOR_CONTROLLER = {
+    "store_secret": "store_secret",
+    "store_secret_key": "store_secret_key",
+    "artifacts_uri": "artifacts_uri",
+    "once": "once",
+    "schedule": "schedule",
+    "interval": "interval",
+    "image": "image",
+    "namespace": "namespace",
+}
 
 
 def _one_source(args: Any) -> None:
-    """A version or --endpoint, not both nor neither, and only the options that one takes."""
+    """A version, --endpoint or --controller (one of them), and only the options it takes."""
     from mloop.errors import InvalidInput
 
+    if args.controller:
+        if args.ref is not None or args.endpoint is not None:
+            raise InvalidInput(
+                "export k8s --controller takes no model version nor --endpoint",
+                "mloop export k8s --controller DIR",
+            )
+        others = (*_ENDPOINT_ONLY, *_VERSION_ONLY, "token_secret", "replicas")
+        stray = [o for o in others if o not in _FOR_CONTROLLER and getattr(args, o) is not None]
+        if stray:
+            option = "--" + stray[0].replace("_", "-")
+            raise InvalidInput(
+                f"{option} does not apply to the controller's manifests",
+                "leave it out; see `mloop export k8s --help`",
+            )
+        return
+    given_controller = [o for o in _CONTROLLER_ONLY if getattr(args, o) is not None]
+    if given_controller:
+        raise InvalidInput(
+            f"--{given_controller[0]} applies to the controller's manifests only",
+            "add --controller, or leave it out",
+        )
     if (args.ref is None) == (args.endpoint is None):
         both = args.ref is not None
         raise InvalidInput(
@@ -329,4 +383,36 @@ def export_endpoint(ctx: Context) -> None:
         output.warn(
             "this project's metadata store is SQLite on this machine: the servers need a "
             "shared PostgreSQL store holding the endpoint (set MLOOP_STORE_URI, deploy there)"
+        )
+
+
+def export_controller(ctx: Context) -> None:
+    from mloop.deploy.controller_k8s import export_controller as export
+
+    args = ctx.args
+    given = {k: getattr(args, o) for o, k in _FOR_CONTROLLER.items() if getattr(args, o)}
+    done = export(
+        ctx.project, args.dest, cpu=args.cpu, memory=args.memory, force=args.force, **given
+    )
+    if ctx.json:
+        output.emit_json(
+            {
+                "folder": str(done.folder),
+                "image": done.image,
+                "once": done.once,
+                "alert_tokens": list(done.token_envs),
+                "files": [str(f) for f in done.files],
+            }
+        )
+        return
+    names = ", ".join(f.name for f in done.files)
+    output.line(f"wrote {names} and image/ for the controller (image {done.image}) to {args.dest}")
+    output.line(f"  image: docker build -t {done.image} {args.dest / 'image'}")
+    output.line(
+        f"  then:  see {args.dest / 'README.md'} (the Secrets), kubectl apply -f {args.dest}"
+    )
+    if done.local_store:
+        output.warn(
+            "this project's metadata store is SQLite on this machine: the controller needs a "
+            "shared PostgreSQL store (set MLOOP_STORE_URI)"
         )

@@ -226,16 +226,16 @@ VERIFY = (
     "else print(f'verified {ref}: bundle {digest[:12]} and every file in it match their digests')"
 )
 
-DOCKERIGNORE = """\
-# Only what the Dockerfile copies is sent to the builder.
-*
-!requirements.txt
-!constraints.txt
-!wheels/
-!model/
-!MODEL_DIGEST
-**/__pycache__
-"""
+
+def dockerignore(*kept: str) -> str:
+    """A .dockerignore sending the builder only what the Dockerfile copies (`kept`)."""
+    lines = ["# Only what the Dockerfile copies is sent to the builder.", "*"]
+    return "\n".join([*lines, *(f"!{k}" for k in kept), "**/__pycache__", ""])
+
+
+DOCKERIGNORE = dockerignore(
+    "requirements.txt", "constraints.txt", "wheels/", "model/", "MODEL_DIGEST"
+)
 
 
 def install(base: str) -> str:

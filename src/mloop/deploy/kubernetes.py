@@ -181,7 +181,26 @@ def server_container(
     port: int = PORT,
     args: list[str] | None = None,
 ) -> dict[str, Any]:
-    """`mloop serve` in a non-root container with a read-only root filesystem: /tmp (an
+    """`mloop serve` in a hardened container (`container`), its probes on /healthz and
+    /readyz."""
+    server = container("model-server", image, env, cpu, memory, args)
+    server["ports"] = [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+    # Loading a large model can take a while: the startup probe holds the others off.
+    server["startupProbe"] = _probe("/healthz", period=2, failures=60)
+    server["readinessProbe"] = _probe("/readyz", period=5, failures=3)
+    server["livenessProbe"] = _probe("/healthz", period=10, failures=3)
+    return server
+
+
+def container(
+    name: str,
+    image: str,
+    env: list[dict[str, Any]],
+    cpu: str,
+    memory: str,
+    args: list[str] | None = None,
+) -> dict[str, Any]:
+    """An mloop command in a non-root container with a read-only root filesystem: /tmp (an
     emptyDir, `HOME` too) is the one place it writes."""
     hardened = {
         "runAsNonRoot": True,
@@ -192,11 +211,10 @@ def server_container(
         "capabilities": {"drop": ["ALL"]},
     }
     return {
-        "name": "model-server",
+        "name": name,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         **({"args": args} if args else {}),
-        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "env": [
             {"name": "HOME", "value": "/tmp"},  # noqa: S108 (an emptyDir of its own)
             *env,
@@ -205,10 +223,6 @@ def server_container(
             "requests": {"cpu": cpu, "memory": memory},
             "limits": {"cpu": _double(cpu), "memory": memory},
         },
-        # Loading a large model can take a while: the startup probe holds the others off.
-        "startupProbe": _probe("/healthz", period=2, failures=60),
-        "readinessProbe": _probe("/readyz", period=5, failures=3),
-        "livenessProbe": _probe("/healthz", period=10, failures=3),
         "securityContext": hardened,
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (a private emptyDir)
@@ -261,22 +275,31 @@ def deployment(
         },
         "template": {
             "metadata": {"labels": pod_labels, "annotations": annotations},
-            "spec": {
-                "automountServiceAccountToken": False,
-                "securityContext": {
-                    "runAsNonRoot": True,
-                    "runAsUser": UID,
-                    "runAsGroup": UID,
-                    "fsGroup": UID,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
-                "terminationGracePeriodSeconds": GRACE_SECONDS,
-                "containers": [server],
-                "volumes": [{"name": "tmp", "emptyDir": {}}, *volumes],
-            },
+            "spec": pod_spec([server], volumes, GRACE_SECONDS),
         },
     }
     return body
+
+
+def pod_spec(
+    containers: Sequence[dict[str, Any]], volumes: Sequence[dict[str, Any]], grace: int
+) -> dict[str, Any]:
+    """A pod of non-root containers with no service-account token (mloop never calls the
+    Kubernetes API), the runtime's seccomp profile, /tmp as an emptyDir, and `grace` seconds
+    between SIGTERM and SIGKILL."""
+    return {
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": UID,
+            "runAsGroup": UID,
+            "fsGroup": UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "terminationGracePeriodSeconds": grace,
+        "containers": list(containers),
+        "volumes": [{"name": "tmp", "emptyDir": {}}, *volumes],
+    }
 
 
 def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
@@ -302,12 +325,15 @@ def _double(quantity: str) -> str:
     return str(twice // 1000) if twice % 1000 == 0 else f"{twice}m"
 
 
-def service(meta: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
+def service(
+    meta: dict[str, Any], labels: dict[str, str], port: int = 80, target: str = "http"
+) -> dict[str, Any]:
+    """A ClusterIP Service: `port` -> the pods' port named `target`."""
     body = k8s_object("Service", "v1", meta, labels)
     body["spec"] = {
         "type": "ClusterIP",
         "selector": {"app.kubernetes.io/name": labels["app.kubernetes.io/name"]},
-        "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        "ports": [{"name": target, "port": port, "targetPort": target, "protocol": "TCP"}],
     }
     return body
 
