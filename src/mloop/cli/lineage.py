@@ -65,7 +65,8 @@ def register(commands: Any) -> None:
         "ref",
         nargs="?",
         metavar="REF",
-        help="only events about REF: run/ID, dataset/NAME (every version) or dataset/NAME:V",
+        help="only events about REF: run/ID, dataset/NAME (every version), dataset/NAME:V, "
+        "model/NAME, endpoint/NAME, or pipeline/NAME (the controller's decisions)",
     )
     ev.add_argument(
         "--limit",

@@ -143,7 +143,7 @@ class Promoter:
                 continue  # a first version has nothing to be checked against
             for path, report in DataValidator(self.data).validate(str(ref)):
                 if not report.ok:
-                    problems.append(f"{ref} {path}: {len(report.failures)} failed checks")
+                    problems.append(f"{ref} {path}: {_checks(len(report.failures))} failed")
         if problems:
             return GateRecord("data_validation", False, reason="; ".join(problems))
         return GateRecord(
@@ -238,3 +238,7 @@ class _Holdout:
         groups = frame[gate.column].to_numpy()
         positive = positive_class(truth.tolist())
         return difference(group_rates(gate.measure, predicted, groups, positive, truth))
+
+
+def _checks(n: int) -> str:
+    return f"{n} check" if n == 1 else f"{n} checks"
