@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 SHADOW = "shadow"
 NICE_BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 10_800.0, 21_600.0, 43_200.0, 86_400.0)
 BUCKETS = 12  # about this many points "over time", whatever the window's span
+WEEK = 7 * 86_400.0  # the bucket of spans too long for NICE_BUCKETS
 NO_SCORES = "the prediction log holds no class scores, so ROC AUC cannot be measured"
 Metrics = dict[str, float | None]
 
@@ -282,11 +283,20 @@ def _bucket(table: pa.Table) -> float:
     import pyarrow.compute as pc
 
     bounds = pc.min_max(table.column("at")).as_py()
-    span = (bounds["max"] or 0.0) - (bounds["min"] or 0.0)
-    for step in NICE_BUCKETS:
-        if span / step <= BUCKETS:
-            return step
-    return 7 * 86_400.0
+    return bucket_step(bounds["min"] or 0.0, bounds["max"] or 0.0)
+
+
+def bucket_step(first: float, last: float) -> float:
+    """The length of the buckets over requests answered from `first` to `last`: the shortest
+    of `NICE_BUCKETS` that makes at most `BUCKETS` of them (a week beyond). Accuracy over time
+    and the report's timeline share it, so their points fall on the same times.
+
+    Example:
+        >>> bucket_step(0.0, 3600.0), bucket_step(0.0, 30.0)
+        (300.0, 60.0)
+    """
+    span = last - first
+    return next((step for step in NICE_BUCKETS if span / step <= BUCKETS), WEEK)
 
 
 def _metrics(joined: Joined, rows: pa.Table) -> Metrics | None:

@@ -22,14 +22,12 @@ from mloop.domain import drift as d
 from mloop.domain.analysis import VersionStats
 from mloop.domain.prediction import PREDICTION, Window
 from mloop.errors import InvalidInput, NotFound
-from mloop.services.monitoring.accuracy import BUCKETS, NICE_BUCKETS, SHADOW
+from mloop.services.monitoring.accuracy import SHADOW, bucket_step
 from mloop.services.monitoring.drift import DriftMonitor
 from mloop.services.monitoring.status import reported_total
 
 if TYPE_CHECKING:
     from mloop.store.metadata.protocol import MetadataStore
-
-WEEK = 7 * 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,18 +56,6 @@ class Timeline:
     buckets: tuple[Bucket, ...]
     rules: dict[str, d.DriftRule]
     reported: bool
-
-
-def bucket_step(first: float, last: float) -> float:
-    """The length of the buckets over requests answered from `first` to `last`: the shortest
-    of `NICE_BUCKETS` that makes at most `BUCKETS` of them (a week beyond).
-
-    Example:
-        >>> bucket_step(0.0, 3600.0), bucket_step(0.0, 30.0)
-        (300.0, 60.0)
-    """
-    span = last - first
-    return next((step for step in NICE_BUCKETS if span / step <= BUCKETS), WEEK)
 
 
 def bucket_starts(first: float, last: float, step: float) -> list[float]:
