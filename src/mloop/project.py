@@ -376,6 +376,7 @@ class Project:
             self.metadata,
             self.artifacts,
             sample_rate=self.settings.predictions_sample_rate,
+            scores=self.settings.predictions_scores,
             spool=self.settings.state_dir / "predictions",
             **tuning,
         )

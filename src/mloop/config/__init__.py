@@ -193,6 +193,12 @@ class Settings:
         "the share of requests a model server logs, from 0 to 1 (requests kept by their id)",
         1.0,
     )
+    predictions_scores: bool = setting(
+        checks.switch,
+        "whether a model server logs each prediction's class scores (predict_proba), computed "
+        "when the log is written, off the request path: true or false",
+        True,
+    )
     predictions_retention: float = setting(
         checks.age,
         "how long logged predictions are kept: `mloop gc` removes older ones (e.g. 30d, 12h)",

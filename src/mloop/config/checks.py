@@ -269,6 +269,21 @@ def fraction(value: Any) -> float:
     return number
 
 
+SWITCH = {"true": True, "yes": True, "on": True, "1": True}
+SWITCH |= {"false": False, "no": False, "off": False, "0": False}
+
+
+def switch(value: Any) -> bool:
+    """On or off: YAML's true/false, or as an environment variable spells it (true, 1, yes,
+    on; false, 0, no, off)."""
+    if isinstance(value, bool):
+        return value
+    found = SWITCH.get(str(value).strip().lower()) if isinstance(value, str | int) else None
+    if found is None:
+        raise ValueError("must be true or false")
+    return found
+
+
 def age(value: Any) -> float:
     """An age as people write it (`30d`, `12h`, `2w`), in seconds."""
     from mloop.domain.prediction import parse_age

@@ -13,7 +13,10 @@ A log row's columns (`COLUMNS`, then the request's features, then its prediction
 - `endpoint`, `model` (`NAME:VERSION`), `role` (`stable`, `canary`, `variant`, `shadow`, ...);
 - `feature.NAME`: one column per input, named as the model's signature names it;
 - `prediction`: one value per row; a model answering several outputs per row gets
-  `prediction.NAME` (a frame's columns) or `prediction.0`, `prediction.1`, ... (an array's).
+  `prediction.NAME` (a frame's columns) or `prediction.0`, `prediction.1`, ... (an array's);
+- `score.CLASS` (float64): a classifier's score for each of its classes (`predict_proba`),
+  named by `score_column`; computed when the writer flushes, not while the client waits, so a
+  file written before scores existed, or a model without them, simply has no such column.
 
 Features are flat columns, not one struct: Parquet keeps statistics and pages per leaf either
 way, but pyarrow's filters, DuckDB's `SELECT "feature.age"`, pandas and CSV (which cannot hold a
@@ -32,6 +35,7 @@ from mloop.errors import InvalidInput
 
 FEATURE = "feature."
 PREDICTION = "prediction"
+SCORE = "score."
 COLUMNS = ("request_id", "row", "at", "endpoint", "model", "role")
 DAY = 86_400.0
 MAX_AGE = 100 * 365 * DAY
@@ -77,6 +81,31 @@ def parse_age(text: str, what: str = "age") -> float:
         (7200.0, 2592000.0)
     """
     return amount(text, what, _AGE, AGE_UNITS, (1.0, MAX_AGE), AGE_HINT)
+
+
+def class_name(value: object) -> str:
+    """A class as a log column names it: JSON's spelling for true and false, numpy scalars as
+    the Python values they hold, so `score.1` is found from a label 1 whichever side made it.
+
+    Example:
+        >>> class_name(True), class_name(1), class_name("yes"), class_name(2.0)
+        ('true', '1', 'yes', '2.0')
+    """
+    item = getattr(value, "item", None)
+    plain = item() if callable(item) and not isinstance(value, str) else value
+    if isinstance(plain, bool):
+        return "true" if plain else "false"
+    return str(plain)
+
+
+def score_column(value: object) -> str:
+    """The log's column holding the score of class `value`.
+
+    Example:
+        >>> score_column(True), score_column("churned")
+        ('score.true', 'score.churned')
+    """
+    return SCORE + class_name(value)
 
 
 def format_age(seconds: float) -> str:

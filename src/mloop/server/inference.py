@@ -254,7 +254,13 @@ class InferenceApp:
             logged = scope.get("mloop.logged")
             if logged is not None:
                 self.recorder.record(
-                    self.name, slot.label, slot.role, *logged, time.time(), slot.reader.names
+                    self.name,
+                    slot.label,
+                    slot.role,
+                    *logged,
+                    time.time(),
+                    slot.reader.names,
+                    slot.scores,
                 )
 
     def _version_route(self, scope: dict[str, Any]) -> tuple[int, dict[str, Handler]] | None:

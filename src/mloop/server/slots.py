@@ -169,6 +169,9 @@ class Loaded:
         )
         self.output = oip.output_name(predictor.signature)
         self.failures = FailureLog(self.model)
+        # what the prediction log scores this version's rows with when it flushes (None: the
+        # model has no class scores, or is no `LoadedModel`)
+        self.scores: Any = getattr(predictor, "scores", None)
 
 
 class Slot:
@@ -187,6 +190,7 @@ class Slot:
         self.reader = loaded.reader
         self.batcher = loaded.batcher
         self.output = loaded.output
+        self.scores = loaded.scores
         self.label = loaded.model
         self.endpoint = endpoint
         self.role = role

@@ -9,8 +9,9 @@ or whole numbers) mean classification; floating-point numbers mean regression, u
 prediction is a whole number and every label a whole number (a classifier whose classes were
 logged as floats). Classification gives accuracy, precision, recall and F1 (of the positive
 class when there are two classes, `positive_class`'s rule, and macro-averaged over every class
-seen, as scikit-learn's `average="macro"`, `zero_division=0`); ROC AUC needs class scores, which
-the prediction log does not hold yet, so it is null. Regression gives MAE and RMSE.
+seen, as scikit-learn's `average="macro"`, `zero_division=0`) and ROC AUC from the class scores
+the log holds (`roc.py`: null, with a note saying why, where no labelled row has scores or the
+labels hold one class). Regression gives MAE and RMSE.
 
 A shadow's rows are labelled too (its copy carries its primary's id): it gets its own line per
 version, but the endpoint's overall numbers count only the answers clients were given.
@@ -25,8 +26,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mloop.domain.analysis import VersionStats
-from mloop.domain.prediction import PREDICTION, Window
+from mloop.domain.prediction import PREDICTION, SCORE, Window
 from mloop.errors import InvalidInput, NotFound
+from mloop.services.monitoring import roc
 from mloop.services.monitoring.labels import unlogged
 from mloop.services.predictions.reader import PredictionReader
 from mloop.services.registry.fairness import positive_class
@@ -41,7 +43,10 @@ SHADOW = "shadow"
 NICE_BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 10_800.0, 21_600.0, 43_200.0, 86_400.0)
 BUCKETS = 12  # about this many points "over time", whatever the window's span
 WEEK = 7 * 86_400.0  # the bucket of spans too long for NICE_BUCKETS
-NO_SCORES = "the prediction log holds no class scores, so ROC AUC cannot be measured"
+NO_SCORES = (
+    "the prediction log holds no class scores for the labelled predictions, so ROC AUC cannot "
+    "be measured (models without predict_proba, or logged with predictions_scores: false)"
+)
 Metrics = dict[str, float | None]
 
 
@@ -227,17 +232,20 @@ def measure(joined: Joined, window: Window, bucket: float | None = None) -> Accu
     step = bucket or _bucket(joined.logged)
     versions = []
     over_time = []
+    notes: list[str] = []
     for model, role in _versions(joined.logged):
         same = pc.and_(
             pc.equal(labelled.column("model"), model), pc.equal(labelled.column("role"), role)
         )
         mine = labelled.filter(same)
         versions.append(Line(model, role, mine.num_rows, _metrics(joined, mine)))
+        notes += _auc_notes(joined, mine, f"{model} ({role})")
         starts = pc.multiply(pc.floor(pc.divide(mine.column("at"), step)), step)
         for start in sorted(set(starts.to_pylist())):
             inside = mine.filter(pc.equal(starts, start))
             over_time.append(Line(model, role, inside.num_rows, _metrics(joined, inside), start))
-    notes = [NO_SCORES] if joined.task == "classification" and labelled.num_rows else []
+    if notes and all(n.endswith(roc.NO_SCORES) for n in notes):
+        notes = [NO_SCORES]  # said once for the window rather than once per version
     if not labelled.num_rows:
         where = f"endpoint {joined.endpoint!r} in {window.describe()}"
         notes.append(f"no prediction of {where} has a label yet")
@@ -306,12 +314,40 @@ def _metrics(joined: Joined, rows: pa.Table) -> Metrics | None:
     predicted = rows.column(PREDICTION).to_numpy(zero_copy_only=False)
     if joined.task == "regression":
         return regression_metrics(truth, predicted)
-    return classification_metrics(truth, predicted, joined.positive)
+    return classification_metrics(truth, predicted, joined.positive, _class_scores(rows))
 
 
-def classification_metrics(truth: Any, predicted: Any, positive: Any) -> Metrics:
+def _class_scores(rows: pa.Table) -> dict[str, Any]:
+    """The rows' score columns by class name, NaN where a row has none (an older file's)."""
+    return {
+        name.removeprefix(SCORE): rows.column(name).to_numpy(zero_copy_only=False)
+        for name in rows.column_names
+        if name.startswith(SCORE)
+    }
+
+
+def _auc_notes(joined: Joined, rows: pa.Table, version: str) -> list[str]:
+    """Why a version's ROC AUC is null, or that it counts only part of its labelled rows."""
+    if joined.task != "classification" or not rows.num_rows:
+        return []
+    truth = rows.column("label").to_numpy(zero_copy_only=False)
+    auc = roc.roc_auc(truth, _class_scores(rows), joined.positive)
+    if auc.reason is not None:
+        return [f"{version}: no ROC AUC, {auc.reason}"]
+    if auc.counted < rows.num_rows:
+        return [
+            f"{version}: ROC AUC counts {auc.counted} of {rows.num_rows} labelled predictions; "
+            "the others were logged without class scores"
+        ]
+    return []
+
+
+def classification_metrics(
+    truth: Any, predicted: Any, positive: Any, scores: dict[str, Any] | None = None
+) -> Metrics:
     """Accuracy, precision, recall and F1 (of `positive` with two classes, else None; and
-    macro-averaged), as scikit-learn computes them with `zero_division=0`; ROC AUC: None.
+    macro-averaged), as scikit-learn computes them with `zero_division=0`; ROC AUC from
+    `scores` (class name -> each row's score, `roc.roc_auc`), None without.
 
     Example:
         >>> import numpy as np
@@ -332,7 +368,7 @@ def classification_metrics(truth: Any, predicted: Any, positive: Any) -> Metrics
     }
     for n, name in enumerate(("precision_macro", "recall_macro", "f1_macro")):
         found[name] = float(np.mean([s[n] for s in per_class]))
-    found["roc_auc"] = None
+    found["roc_auc"] = roc.roc_auc(truth, scores or {}, positive).value
     return found
 
 

@@ -11,7 +11,7 @@ columns) become tables of their own, concatenated with their types promoted.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -26,6 +26,9 @@ META_ENDPOINT = b"mloop.endpoint"
 META_MODEL = b"mloop.model"
 META_ROLE = b"mloop.role"
 COMPRESSION = "zstd"
+# (a batch of inputs as the model takes them, its rows) -> log column -> one score per row;
+# {} when the batch gets none. Given by the writer, which keeps a model's failure to itself.
+Score = Callable[[Any, int], dict[str, Any]]
 
 
 class Entry(NamedTuple):
@@ -84,16 +87,22 @@ def _shape(entry: Entry) -> tuple[Any, ...]:
     return inputs + _width(result)
 
 
-def _frame_columns(frames: list[Any], prefix: str) -> dict[str, pa.Array]:
-    import pandas as pd  # a frame came in, so pandas is here
+def _stack(values: list[Any]) -> Any:
+    """Several requests' inputs (or answers) of one shape as one batch: frames concatenated,
+    arrays stacked. The inputs' batch is also what the scores are computed from."""
+    if _is_frame(values[0]):
+        import pandas as pd  # a frame came in, so pandas is here
 
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        return pd.concat(values, ignore_index=True) if len(values) > 1 else values[0]
+    return np.concatenate([np.asarray(a) for a in values]) if len(values) > 1 else values[0]
+
+
+def _frame_columns(frame: Any, prefix: str) -> dict[str, pa.Array]:
     table = pa.Table.from_pandas(frame, preserve_index=False)
     return {prefix + str(n): table.column(i) for i, n in enumerate(frame.columns)}
 
 
-def _array_columns(arrays: list[Any], names: Sequence[str] | None, prefix: str) -> dict[str, Any]:
-    stacked = np.concatenate([np.asarray(a) for a in arrays]) if len(arrays) > 1 else arrays[0]
+def _array_columns(stacked: Any, names: Sequence[str] | None, prefix: str) -> dict[str, Any]:
     stacked = np.asarray(stacked)
     if stacked.ndim == 1:
         return {prefix + (names[0] if names else "0"): stacked}
@@ -104,19 +113,18 @@ def _array_columns(arrays: list[Any], names: Sequence[str] | None, prefix: str) 
     }
 
 
-def _inputs(entries: list[Entry]) -> dict[str, Any]:
-    first = entries[0].data
-    if _is_frame(first):
-        return _frame_columns([e.data for e in entries], FEATURE)
-    return _array_columns([e.data for e in entries], entries[0].names, FEATURE)
+def _inputs(data: Any, names: Sequence[str] | None) -> dict[str, Any]:
+    if _is_frame(data):
+        return _frame_columns(data, FEATURE)
+    return _array_columns(data, names, FEATURE)
 
 
 def _outputs(entries: list[Entry]) -> dict[str, Any]:
-    first = entries[0].result
-    if _is_frame(first):
-        found = _frame_columns([e.result for e in entries], PREDICTION + ".")
+    answers = _stack([e.result for e in entries])
+    if _is_frame(answers):
+        found = _frame_columns(answers, PREDICTION + ".")
     else:
-        found = _array_columns([e.result for e in entries], None, PREDICTION + ".")
+        found = _array_columns(answers, None, PREDICTION + ".")
     if len(found) == 1:  # one answer per row: the column is `prediction`
         return {PREDICTION: next(iter(found.values()))}
     return found
@@ -131,12 +139,15 @@ def _column(values: Any) -> pa.Array | pa.ChunkedArray:
         return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
-def table_of(endpoint: str, model: str, role: str, entries: Sequence[Entry]) -> pa.Table:
-    """The log rows of `entries`, which all belong to one endpoint, model version and role."""
+def table_of(
+    endpoint: str, model: str, role: str, entries: Sequence[Entry], score: Score | None = None
+) -> pa.Table:
+    """The log rows of `entries`, which all belong to one endpoint, model version and role;
+    `score` adds each row's class scores (once per shape, over the stacked inputs)."""
     groups: dict[tuple[Any, ...], list[Entry]] = {}
     for entry in entries:
         groups.setdefault(_shape(entry), []).append(entry)
-    return concat([_table(endpoint, model, role, same) for same in groups.values()])
+    return concat([_table(endpoint, model, role, same, score) for same in groups.values()])
 
 
 def concat(tables: Sequence[pa.Table]) -> pa.Table:
@@ -169,7 +180,9 @@ def concat(tables: Sequence[pa.Table]) -> pa.Table:
     return pa.concat_tables(as_text, promote_options="permissive")
 
 
-def _table(endpoint: str, model: str, role: str, entries: list[Entry]) -> pa.Table:
+def _table(
+    endpoint: str, model: str, role: str, entries: list[Entry], score: Score | None
+) -> pa.Table:
     counts = np.fromiter((_rows(e.result) for e in entries), np.int64, len(entries))
     total = int(counts.sum())
     starts = np.cumsum(counts) - counts
@@ -182,7 +195,11 @@ def _table(endpoint: str, model: str, role: str, entries: list[Entry]) -> pa.Tab
         "model": pa.array(np.full(total, model, dtype=object), pa.string()),
         "role": pa.array(np.full(total, role, dtype=object), pa.string()),
     }
-    for name, values in (_inputs(entries) | _outputs(entries)).items():
+    data = _stack([e.data for e in entries])
+    found = _inputs(data, entries[0].names) | _outputs(entries)
+    if score is not None:  # the rows' scores, or none (the writer says why, once)
+        found |= score(data, total)
+    for name, values in found.items():
         column = _column(values)
         if len(column) != total:
             raise ValueError(f"{name} has {len(column)} rows where the answers have {total}")
@@ -190,9 +207,11 @@ def _table(endpoint: str, model: str, role: str, entries: list[Entry]) -> pa.Tab
     return pa.table(columns)
 
 
-def encode(endpoint: str, model: str, role: str, entries: Sequence[Entry]) -> Encoded:
+def encode(
+    endpoint: str, model: str, role: str, entries: Sequence[Entry], score: Score | None = None
+) -> Encoded:
     """One Parquet file of `entries`, its writer named in the file's metadata."""
-    table = table_of(endpoint, model, role, entries)
+    table = table_of(endpoint, model, role, entries, score)
     meta = {META_ENDPOINT: endpoint.encode(), META_MODEL: model.encode(), META_ROLE: role.encode()}
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
     return _encoded(table, endpoint, model, role)

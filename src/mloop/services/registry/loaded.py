@@ -27,6 +27,9 @@ class LoadedModel:
         self.signature = signature
         self.wants_frame = wants_frame
         self.categories: Mapping[str, frozenset[str]] = dict(categories or {})
+        # The model's class scores, for the prediction log, which asks for them when it
+        # flushes (never while a client waits): None for a model that has none.
+        self.scores = self._scores if _has_scores(model) else None
 
     @classmethod
     def of(
@@ -46,6 +49,30 @@ class LoadedModel:
         import numpy as np
 
         return np.asarray(self.model.predict(batch))
+
+    def _scores(self, batch: Any) -> tuple[list[Any], Any]:
+        """Each row's score per class (`predict_proba`), and the classes the columns are: the
+        model's `classes_` (scikit-learn's, a pipeline's last step's), else 0, 1, ... (an ONNX
+        classifier's probabilities come in the order of its label indexes)."""
+        import numpy as np
+
+        scores = np.asarray(self.model.predict_proba(batch), dtype=np.float64)
+        if scores.ndim != 2:
+            raise ValueError(f"predict_proba answered {scores.ndim} dimensions, not 2")
+        classes = getattr(self.model, "classes_", None)
+        if classes is None or len(classes) != scores.shape[1]:
+            return list(range(scores.shape[1])), scores
+        return list(classes), scores
+
+
+def _has_scores(model: Any) -> bool:
+    """Whether `model` answers class scores: scikit-learn hides `predict_proba` where it
+    cannot (a pipeline whose last step lacks it, an SVC without `probability=True`), and an
+    ONNX model without a probabilities output raises AttributeError, so looking is asking."""
+    try:
+        return callable(getattr(model, "predict_proba", None))
+    except Exception:  # a model's own property failing: no scores, never a failed load
+        return False
 
 
 def training_categories(

@@ -57,6 +57,7 @@ class Target(Protocol):
     endpoint: str
     metrics: VersionMetrics
     counts: IntervalCounts
+    scores: Any  # the model's class scores, for the prediction log (None: it has none)
 
     @property
     def inputs(self) -> list[str]: ...
@@ -272,6 +273,7 @@ class Mirror:
                     predicted,
                     time.time(),
                     target.inputs,
+                    target.scores,
                 )
 
     def _record(

@@ -39,6 +39,7 @@ class Shadow:
         self.endpoint = "churn"
         self.metrics = metrics
         self.counts = IntervalCounts("churn:2", "shadow")
+        self.scores = None  # no class scores for the prediction log
         self.calls: list[int] = []
         self.batcher = MicroBatcher(self._predict, mode="inline")
 
