@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mloop.domain.analysis import VersionStats
-from mloop.domain.prediction import PREDICTION, SCORE, Window
+from mloop.domain.prediction import PREDICTION, Window
 from mloop.errors import InvalidInput, NotFound
 from mloop.services.monitoring import roc
 from mloop.services.monitoring.labels import unlogged
@@ -314,16 +314,7 @@ def _metrics(joined: Joined, rows: pa.Table) -> Metrics | None:
     predicted = rows.column(PREDICTION).to_numpy(zero_copy_only=False)
     if joined.task == "regression":
         return regression_metrics(truth, predicted)
-    return classification_metrics(truth, predicted, joined.positive, _class_scores(rows))
-
-
-def _class_scores(rows: pa.Table) -> dict[str, Any]:
-    """The rows' score columns by class name, NaN where a row has none (an older file's)."""
-    return {
-        name.removeprefix(SCORE): rows.column(name).to_numpy(zero_copy_only=False)
-        for name in rows.column_names
-        if name.startswith(SCORE)
-    }
+    return classification_metrics(truth, predicted, joined.positive, roc.class_scores(rows))
 
 
 def _auc_notes(joined: Joined, rows: pa.Table, version: str) -> list[str]:
@@ -331,15 +322,8 @@ def _auc_notes(joined: Joined, rows: pa.Table, version: str) -> list[str]:
     if joined.task != "classification" or not rows.num_rows:
         return []
     truth = rows.column("label").to_numpy(zero_copy_only=False)
-    auc = roc.roc_auc(truth, _class_scores(rows), joined.positive)
-    if auc.reason is not None:
-        return [f"{version}: no ROC AUC, {auc.reason}"]
-    if auc.counted < rows.num_rows:
-        return [
-            f"{version}: ROC AUC counts {auc.counted} of {rows.num_rows} labelled predictions; "
-            "the others were logged without class scores"
-        ]
-    return []
+    said = roc.note(roc.roc_auc(truth, roc.class_scores(rows), joined.positive), rows.num_rows)
+    return [f"{version}: {said}"] if said else []
 
 
 def classification_metrics(

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mloop.domain.prediction import class_name
+from mloop.domain.prediction import SCORE, class_name
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 NO_SCORES = "no labelled prediction was logged with class scores"
 ONE_CLASS = "the labels hold one class only"
@@ -87,3 +90,26 @@ def roc_auc(truth: Any, scores: Mapping[str, Any], positive: Any) -> Auc:
         return Auc(binary_auc(truth == positive, columns[0][kept]), counted)
     per_class = [binary_auc(truth == c, col[kept]) for c, col in zip(classes, columns, strict=True)]
     return Auc(float(np.mean(per_class)), counted)
+
+
+def class_scores(rows: pa.Table) -> dict[str, Any]:
+    """The score columns of log rows by class name, NaN where a row has none (an older file's,
+    or a version's without scores beside one with)."""
+    return {
+        name.removeprefix(SCORE): rows.column(name).to_numpy(zero_copy_only=False)
+        for name in rows.column_names
+        if name.startswith(SCORE)
+    }
+
+
+def note(auc: Auc, labelled: int) -> str | None:
+    """What to say of a version's ROC AUC over `labelled` rows: why it is null, or how many
+    rows it counts when not all (None: nothing to say)."""
+    if auc.reason is not None:
+        return f"no ROC AUC, {auc.reason}"
+    if auc.counted < labelled:
+        return (
+            f"ROC AUC counts {auc.counted} of {labelled} labelled predictions; the others were "
+            "logged without class scores"
+        )
+    return None

@@ -20,16 +20,8 @@ A crash (SIGKILL, OOM) loses what was buffered since the last flush, at most `fl
 requests: spooling every request to disk as it is answered would cost a write per request on
 the loop, which is what the buffer is there to avoid.
 
-Class scores are computed here too, off the request path: the server hands `record` the
-model's `scores` function (None for a model without `predict_proba`), and the writer calls it
-once per flush over the rows of each version, stacked, the model being loaded in this process
-already. Asking on the request path would add a second model call to every answer (and
-deriving the answer from the scores would change it: an SVC's Platt-scaled probabilities do
-not always agree with its `predict`). Scoring is bounded so it never holds the log back:
-`score_seconds` per flush at most (half the flush interval by default), in chunks of
-`SCORE_CHUNK` rows that let the server's loop run between them; rows past the budget, and
-rows of a model whose scoring raised (said once per model in the server's log), are logged
-without scores and counted in `unscored`.
+Class scores are computed when the writer flushes, not while a client waits, within a budget
+per flush (`scoring.py`): a model's failure to score costs its rows their scores, never the rows.
 
 Sampling keeps `sample_rate` of the requests, chosen by a hash of the request id rather than a
 counter: a shadow's copy carries its primary's id, so both are kept or neither (a counter would
@@ -53,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from mloop.domain.names import ModelRef
 from mloop.domain.prediction import PredictionBatch
 from mloop.errors import MissingDependency
+from mloop.services.predictions.scoring import Scoring
 
 if TYPE_CHECKING:
     from mloop.services.predictions.encode import Encoded
@@ -63,7 +56,6 @@ log = logging.getLogger("mloop.predictions")
 FLUSH_SECONDS = 10.0
 FLUSH_REQUESTS = 10_000
 MAX_REQUESTS = 100_000
-SCORE_CHUNK = 4096  # rows scored per model call: the loop runs between two calls
 SPOOLED = ".parquet"
 CLAIMED = ".claimed"
 
@@ -116,7 +108,7 @@ class PredictionLog:
         self.spool = spool
         self.clock = clock
         self.scores = scores
-        self.score_seconds = flush_seconds / 2 if score_seconds is None else score_seconds
+        self.scoring = Scoring(flush_seconds / 2 if score_seconds is None else score_seconds)
         # Counters a server exposes in /metrics: requests logged, and requests not logged
         # (a full buffer, or files given up while the stores were away); failed uploads.
         self.written = 0
@@ -125,9 +117,6 @@ class PredictionLog:
         self.given_up = 0  # by the writer's thread: a long outage, an answer it cannot encode
         self.failures = 0
         self.recovered = 0
-        self.unscored = 0  # rows of models with scores logged without them (by the thread)
-        self._score_left = 0.0
-        self._score_failed: set[str] = set()  # models whose failure to score was said
         self._threshold = int(sample_rate * 2**32)
         self._buffer: deque[tuple[Any, ...]] = deque()
         self._pending: list[_Pending] = []
@@ -178,6 +167,11 @@ class PredictionLog:
         return self.turned_away + self.given_up
 
     @property
+    def unscored(self) -> int:
+        """Rows of models with class scores that were logged without them."""
+        return self.scoring.unscored
+
+    @property
     def waiting(self) -> int:
         """Requests buffered or encoded but not stored yet."""
         return len(self._buffer) + sum(p.encoded.requests for p in list(self._pending))
@@ -222,10 +216,10 @@ class PredictionLog:
             groups.setdefault(key, []).append(entry)
             if scores is not None:
                 scorers.setdefault(key, scores)  # one model version: one way to score it
-        self._score_left = self.score_seconds
+        self.scoring.start()
         for (endpoint, model, role), entries in groups.items():
             scorer = scorers.get((endpoint, model, role)) if self.scores else None
-            score = None if scorer is None else self._scoring(model, scorer)
+            score = None if scorer is None else self.scoring.of(model, scorer)
             try:
                 encoded = encode(endpoint, model, role, entries, score)
             except Exception:  # what the model answered cannot be stored: say so, keep going
@@ -239,57 +233,6 @@ class PredictionLog:
                 continue
             self._pending.append(_Pending(uuid.uuid4().hex, encoded))
         self._bound()
-
-    def _scoring(self, model: str, scorer: Any) -> Callable[[Any, int], dict[str, Any]]:
-        """`encode`'s `score` for `model`: its rows' scores by chunk while this flush's budget
-        lasts (rows past it get none: null); a model that fails is said once, its rows kept."""
-        import numpy as np
-
-        from mloop.domain.prediction import score_column
-
-        def score(data: Any, rows: int) -> dict[str, Any]:
-            columns: dict[str, Any] = {}
-            done = 0
-            while done < rows and self._score_left > 0:
-                end = min(done + SCORE_CHUNK, rows)
-                chunk = data if (done, end) == (0, rows) else _slice(data, done, end)
-                started = time.perf_counter()
-                try:
-                    classes, values = scorer(chunk)
-                    if values.shape != (end - done, len(classes)):
-                        raise ValueError(
-                            f"{values.shape[0]} rows of scores for {end - done} rows of inputs"
-                        )
-                except Exception:
-                    self._said_failed(model)
-                    break
-                finally:
-                    self._score_left -= time.perf_counter() - started
-                for n, name in enumerate(map(score_column, classes)):
-                    if name not in columns:
-                        columns[name] = np.full(rows, np.nan)
-                    columns[name][done:end] = values[:, n]
-                done = end
-                time.sleep(0)  # the server's loop takes its turn between two chunks
-            self.unscored += rows - done
-            if not done:
-                return {}
-            if done < rows:  # the rows past the budget (or a failure) hold no score: null
-                import pyarrow as pa
-
-                return {n: pa.array(v, from_pandas=True) for n, v in columns.items()}
-            return columns
-
-        return score
-
-    def _said_failed(self, model: str) -> None:
-        if model not in self._score_failed:
-            self._score_failed.add(model)
-            log.exception(
-                "prediction log: %s failed to give class scores; its rows are logged without "
-                "them (said once)",
-                model,
-            )
 
     def _bound(self) -> None:
         """Give up the oldest files once more than `max_requests` requests wait in them."""
@@ -405,11 +348,6 @@ class PredictionLog:
                     return
             claimed.unlink(missing_ok=True)
             self.recovered += encoded.requests
-
-
-def _slice(data: Any, start: int, end: int) -> Any:
-    """Rows `start` to `end` of a batch as the model takes it (a DataFrame or an array)."""
-    return data.iloc[start:end] if hasattr(data, "iloc") else data[start:end]
 
 
 def _abandoned(path: Path) -> bool:

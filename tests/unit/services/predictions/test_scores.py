@@ -24,6 +24,7 @@ from sklearn.svm import SVC
 from mloop.domain.feedback import Label
 from mloop.domain.prediction import Window
 from mloop.services.monitoring import accuracy, roc
+from mloop.services.predictions import scoring
 from mloop.services.predictions.log import PredictionLog
 from mloop.services.predictions.reader import PredictionReader
 from mloop.services.registry.loaded import LoadedModel
@@ -143,9 +144,7 @@ def test_a_model_that_fails_to_score_is_logged_without_scores_and_said_once(
 def test_a_flush_stops_scoring_when_its_budget_is_spent(
     stores: tuple[MetadataStore, ArtifactStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mloop.services.predictions.log as log_module
-
-    monkeypatch.setattr(log_module, "SCORE_CHUNK", 10)
+    monkeypatch.setattr(scoring, "CHUNK", 10)
     model = LogisticRegression().fit(X, X[:, 0] > 0)
     loaded = _loaded(model)
     calls: list[int] = []
@@ -153,7 +152,7 @@ def test_a_flush_stops_scoring_when_its_budget_is_spent(
     def slow(batch: Any) -> Any:  # each chunk's call spends the whole budget
         calls.append(len(batch))
         found = loaded._scores(batch)
-        plog._score_left = 0.0
+        plog.scoring.spend(60.0)
         return found
 
     plog = PredictionLog(*stores, **IDLE, score_seconds=60.0)
