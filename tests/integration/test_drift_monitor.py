@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.compose import make_column_transformer
-from sklearn.linear_model import LinearRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
@@ -99,6 +99,27 @@ def test_unchanged_traffic_is_quiet_and_shifted_traffic_is_flagged(trained: Proj
     small = monitor.status("web", Window(since=now - 3600, last=20))  # 200 rows: a test
     assert small.features["age"].method == "ks" and small.features["age"].drifted
     assert small.features["income"].method == "ks" and small.features["income"].score > 0.001
+
+
+def test_true_false_answers_drift_as_classes(trained: Project) -> None:
+    with mloop.start_run("classify"):  # big:1, a classifier from a run that read the same data
+        data = mloop.data.get("train").to_pandas()
+        encode = make_column_transformer(
+            (OneHotEncoder(), ["plan", "trial"]), remainder="passthrough"
+        )
+        big = data["spend"] > data["spend"].median()
+        model = make_pipeline(encode, LogisticRegression(max_iter=1000)).fit(data[list(NAMES)], big)
+        mloop.register_model(model, "big", input_example=data[list(NAMES)].head())
+    rng = np.random.default_rng(12)
+    now = time.time()
+    serve(trained, frame(rng, 3000), now - 7200, "big:1")
+    serve(trained, frame(rng, 3000, shift=1.0, pro=0.6), now - 600, "big:1")
+
+    quiet = trained.drift.status("web", Window(until=now - 3600)).prediction
+    assert quiet is not None and quiet.note is None
+    assert (quiet.method, quiet.drifted) == ("jensenshannon", False)  # true/false: classes
+    moved = trained.drift.status("web", Window(since=now - 3600)).prediction
+    assert moved is not None and moved.method == "jensenshannon" and moved.drifted
 
 
 def test_a_configured_reference_and_thresholds(trained: Project, project: Path) -> None:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from mloop.services.predictions.reader import PredictionReader
     from mloop.services.registry.models import ModelService
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: true/false answers are categories (1 kept them as numbers 0 and 1)
 SHADOW = "shadow"
 PROFILE_HINT = (
     "`mloop data add NAME FILE` records a profile of each CSV or Parquet file; or name a "
@@ -344,8 +344,9 @@ def _window_summary(reference: d.FeatureSummary, column: Any) -> d.FeatureSummar
 
     if reference.kind == d.NUMERIC:
         kind = column.type
-        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)):
-            return None
+        numbers = pa.types.is_integer(kind) or pa.types.is_floating(kind)
+        if not (numbers or pa.types.is_boolean(kind) or pa.types.is_null(kind)):
+            return None  # true/false against 0/1 numbers: compared as 0 and 1
         values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
         return d.summarise(values, reference.edges)
     if pa.types.is_dictionary(column.type):
@@ -360,10 +361,15 @@ def _window_summary(reference: d.FeatureSummary, column: Any) -> d.FeatureSummar
 
 
 def _summary_of(values: Any) -> d.FeatureSummary:
-    """The reference summary of a model's answers: numbers, or labels as categories."""
-    if np.issubdtype(values.dtype, np.number) or values.dtype == bool:
+    """The reference summary of a model's answers: numbers, or labels as categories. True and
+    false are classes, spelt as Arrow writes the logged ones (true, false), as a true/false
+    input is: the log holds them as booleans, which `_window_summary` counts as text."""
+    if np.issubdtype(values.dtype, np.number):
         return d.reference_summary(values.astype(np.float64))
-    found, counts = np.unique(values.astype(str), return_counts=True)
+    text = values.astype(str)
+    if values.dtype == bool:
+        text = np.char.lower(text)
+    found, counts = np.unique(text, return_counts=True)
     return d.count_categories(found.tolist(), counts.tolist())
 
 
