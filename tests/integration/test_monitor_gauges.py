@@ -5,7 +5,9 @@ while the rest is measured, and an empty window refused rather than measured as 
 
 from __future__ import annotations
 
+import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 import mloop
+from mloop.cli.serve import ProjectMonitor
 from mloop.errors import NotFound
 from mloop.project import Project
+from mloop.server.monitor import MonitorThread
 from mloop.services.monitoring.gauges import GaugeMonitor, Measured
+from mloop.services.serving.shared_gauges import SharedGauges
 from tests.integration.test_drift_monitor import NAMES, frame, trained  # noqa: F401 - a fixture
+from tests.servers import wait_for
 
 
 def _samples(measured: Measured, name: str) -> dict[tuple[str, ...], float]:
@@ -89,3 +95,27 @@ def test_each_version_is_measured_against_its_own_reference(
     capped = GaugeMonitor(monitor.monitoring, monitor.window, max_requests=150)
     latest = capped.measure("web", now)
     assert _samples(latest, "mloop_monitor_window_requests") == {("web",): 150.0}
+
+
+def _open_files(path: Path) -> int:
+    """How many of this process's file descriptors are open on `path`."""
+    fds = Path("/proc/self/fd")
+    found = 0
+    for fd in fds.iterdir():
+        try:
+            found += Path(os.readlink(fd)) == path
+        except OSError:
+            continue  # closed since it was listed
+    return found
+
+
+def test_the_servers_monitor_closes_its_own_project_when_it_stops(project: Path) -> None:
+    database = (project / ".mloop" / "mloop.db").resolve()
+    before = _open_files(database)
+    gauges = SharedGauges(4096)
+    monitor = MonitorThread(partial(ProjectMonitor, str(project)), "web", gauges, 3600.0)
+    monitor.start()
+    wait_for(lambda: gauges.read().passes >= 1, 30, "a monitor pass")  # nothing logged yet
+    assert _open_files(database) > before  # its own connection, opened in its thread
+    monitor.stop()
+    assert _open_files(database) == before

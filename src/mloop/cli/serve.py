@@ -273,11 +273,20 @@ def prediction_log(root: str) -> Any:
     return Project.open(root).prediction_log()
 
 
-def gauge_monitor(root: str) -> Callable[[str], Any]:
-    """The server's monitor's measure, on the project at `root` (opened in its thread)."""
-    from mloop.project import Project
+class ProjectMonitor:
+    """The server's monitor's measure on its own `Project` (opened in the monitor's thread,
+    closed there when the server stops: `MonitorThread` calls `close`)."""
 
-    return Project.open(root).gauges.measure
+    def __init__(self, root: str) -> None:
+        from mloop.project import Project
+
+        self.project = Project.open(root)
+
+    def __call__(self, endpoint: str) -> Any:
+        return self.project.gauges.measure(endpoint)
+
+    def close(self) -> None:
+        self.project.close()
 
 
 def _monitoring(project: Project) -> Monitoring | None:
@@ -289,7 +298,7 @@ def _monitoring(project: Project) -> Monitoring | None:
     if project.settings.predictions_sample_rate <= 0:
         return None
     return Monitoring(
-        partial(gauge_monitor, str(project.root)), project.settings.monitoring_interval
+        partial(ProjectMonitor, str(project.root)), project.settings.monitoring_interval
     )
 
 

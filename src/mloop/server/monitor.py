@@ -27,7 +27,8 @@ from mloop.services.serving.shared_gauges import SharedGauges
 
 log = logging.getLogger("mloop.monitor")
 # Made in worker 0's monitor thread: endpoint -> an object with `families` and `problems`
-# (`services/monitoring/gauges.GaugeMonitor.measure`).
+# (`services/monitoring/gauges.GaugeMonitor.measure`); its `close()`, if it has one, is
+# called in that thread when the monitor stops (the stores it opened).
 MonitorFactory = Callable[[], Callable[[str], Any]]
 
 
@@ -89,9 +90,19 @@ class MonitorThread:
         return True
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            self.run_once()
-            self._stop.wait(self.interval)
+        try:
+            while not self._stop.is_set():
+                self.run_once()
+                self._stop.wait(self.interval)
+        finally:  # the connections this thread opened are closed by it, once it is done
+            close = getattr(self._measure, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    log.exception(
+                        "monitor of endpoint %s: closing its stores failed", self.endpoint
+                    )
 
     def _say(self, reason: str, kind: str) -> None:
         """Log a pass's problem once, and once more when it is gone or another kind comes

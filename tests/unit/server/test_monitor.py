@@ -5,6 +5,7 @@ publishes what it measured and counts the problem; the thread runs on its interv
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,3 +105,33 @@ def test_the_thread_measures_on_its_interval_until_stopped() -> None:
         monitor.stop()
     stopped = gauges.read().passes
     assert not monitor._thread.is_alive() and gauges.read().passes == stopped
+
+
+class Closing(Script):
+    """A measure holding its own stores, as the server's does (`cli.serve.ProjectMonitor`)."""
+
+    closed_in: str | None = None
+
+    def factory(self) -> Callable[[str], Any]:
+        measure = super().factory()
+        script = self
+
+        class Measure:
+            def __call__(self, endpoint: str) -> Any:
+                return measure(endpoint)
+
+            def close(self) -> None:
+                script.closed_in = threading.current_thread().name
+
+        return Measure()
+
+
+def test_the_measures_stores_are_closed_by_its_thread_when_stopped() -> None:
+    script = Closing([], [_drift(0.1)])
+    gauges = SharedGauges(4096)
+    monitor = MonitorThread(script.factory, "web", gauges, 3600.0)
+    monitor.start()
+    wait_for(lambda: gauges.read().passes >= 1, 10, "a monitor pass")
+    assert script.closed_in is None  # open while the server serves
+    monitor.stop()
+    assert script.closed_in == "mloop-monitor"
