@@ -318,6 +318,18 @@ class OnnxModel:
             raise AttributeError("this ONNX model has one output, so no predict_proba")
         return lambda batch: _rows(self.run([outputs[1].name], self._feed(batch))[0])
 
+    @property
+    def classes_(self) -> Any:
+        """The class of each `predict_proba` column, as a converted classifier's ONNX-ML node
+        lists them (`classlabels_strings` or `classlabels_int64s`, on ZipMap or the classifier
+        itself); AttributeError when no node does, as scikit-learn's regressors have none."""
+        found = self.__dict__.get("_classes")
+        if found is None:
+            found = self._classes = _class_labels(_onnx().load_model_from_string(self.data))
+        if not len(found):
+            raise AttributeError("this ONNX model names no classes")
+        return found
+
 
 _ONNX_DTYPES = {
     "tensor(float)": "float32",
@@ -339,6 +351,19 @@ def _as(array: Any, node: Any) -> Any:
         name = kind[len("tensor(") : -1]
         return array.astype(_ORT_DTYPES.get(name, name), copy=False)
     return array
+
+
+def _class_labels(model: Any) -> Any:
+    """The first `classlabels_*` list of the graph's ONNX-ML nodes (empty: none)."""
+    import numpy as np
+
+    for node in model.graph.node:
+        for attribute in node.attribute:
+            if attribute.name == "classlabels_strings" and attribute.strings:
+                return np.array([value.decode() for value in attribute.strings], dtype=object)
+            if attribute.name in ("classlabels_int64s", "classlabels_ints") and attribute.ints:
+                return np.array(list(attribute.ints), dtype=np.int64)
+    return np.array([])
 
 
 def _rows(output: Any) -> np.ndarray:

@@ -241,3 +241,21 @@ def test_onnxruntime_errors_become_invalid_input() -> None:
     broken.graph.node[0].op_type = "NoSuchOperator"
     with pytest.raises(InvalidInput, match="onnxruntime cannot load the ONNX model"):
         OnnxModel.from_proto(broken).predict(np.ones((1, 3)))
+
+
+@pytest.mark.parametrize("zipmap", [True, False], ids=["zipmap", "tensor"])
+def test_a_converted_classifier_names_its_classes_for_its_scores(zipmap: bool) -> None:
+    from mloop.services.registry.loaded import LoadedModel
+
+    x, y = xy()
+    labels = np.where(y == 1, "churned", "stayed")
+    model = LogisticRegression().fit(x, labels)
+    proto = to_onnx(model, x[:1].astype(np.float32), options={id(model): {"zipmap": zipmap}})
+    back = OnnxModel.from_proto(proto)
+    assert back.classes_.tolist() == model.classes_.tolist() == ["churned", "stayed"]
+    loaded = LoadedModel("churn", 1, back)
+    assert loaded.scores is not None
+    classes, scores = loaded.scores(x)
+    assert classes == ["churned", "stayed"]
+    np.testing.assert_allclose(scores, model.predict_proba(x), atol=1e-5)
+    assert not hasattr(OnnxModel.from_proto(scorer()), "classes_")  # no ONNX-ML node
