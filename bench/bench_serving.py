@@ -8,9 +8,11 @@ feature on: Prometheus metrics, signature checks, limits, micro-batching.
 
 Targets (the issue's): at c1 and c32, >= 10x MLflow's req/s and >= 3x BentoML's; at c32 with
 micro-batching >= 1.5x the FastAPI app; p99 at c1 <= 1.5x the FastAPI app's; `--workers 2` at
-c32 >= 1.7x one worker.
+c32 >= 1.7x one worker. The prediction log (on by default) costs <= 10% of req/s against the log
+off, and its class scores (computed by its writer at each flush) <= 5% against scores off;
+`--scores` measures those three set-ups of mloop alone, without the competitors.
 
-    .venv/bin/python bench/bench_serving.py [--rounds 3] [--seconds 10]
+    .venv/bin/python bench/bench_serving.py [--rounds 3] [--seconds 10] [--scores]
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 import _common as c
 
 NAME = "serving"
+SCORES = ("mloop", "mloop-noscores", "mloop-nolog")  # `--scores`: the log's parts
 SKLEARN = "scikit-learn==1.9.1"
 SKOPS = "skops==0.16.0"
 BENTOML_PIN = "bentoml==1.4.40"
@@ -179,29 +182,12 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def prepare(work: Path) -> dict[str, object]:
-    c.fresh_dir(work)
-    mlflow = c.ensure_venv("mlflow-serve", [c.MLFLOW_PIN, SKLEARN, SKOPS])
-    bento = c.ensure_venv("bentoml", [BENTOML_PIN, SKLEARN, SKOPS])
-    fast = c.ensure_venv("fastapi", [*FASTAPI_PINS, SKLEARN, SKOPS, "numpy"])
+def mloop_project(work: Path) -> tuple[Path, dict[str, object], Path]:
+    """The model trained and registered in a fresh mloop project, and the body wrk sends:
+    (the skops file, what TRAIN wrote of the data, the project)."""
     model, meta_path = work / "model.skops", work / "meta.json"
     subprocess.run([str(c.project_python()), "-c", TRAIN, model, meta_path], check=True)
     meta = json.loads(meta_path.read_text())
-    subprocess.run(
-        [str(mlflow / "bin/python"), "-c", MLFLOW_SAVE, model, work / "mlflow-model"],
-        check=True,
-        env=c.bench_env(),
-        capture_output=True,
-    )
-    env = c.bench_env(BENTOML_HOME=str(work / "bentoml"), BENTOML_DO_NOT_TRACK="true")
-    subprocess.run(
-        [str(bento / "bin/python"), "-c", BENTO_IMPORT, model],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
-    (work / "bento_service.py").write_text(BENTO_SERVICE)
-    (work / "fastapi_app.py").write_text(FASTAPI_APP)
     project = work / "mloop"
     mloop = c.mloop_exe()
     subprocess.run(
@@ -228,13 +214,36 @@ def prepare(work: Path) -> dict[str, object]:
     )
     split = {"dataframe_split": {"columns": meta["columns"], "data": [meta["row"]]}}
     (work / "split.lua").write_text(LUA.replace("BODY", json.dumps(split)))
+    return model, meta, project
+
+
+def prepare(work: Path) -> dict[str, object]:
+    c.fresh_dir(work)
+    mlflow = c.ensure_venv("mlflow-serve", [c.MLFLOW_PIN, SKLEARN, SKOPS])
+    bento = c.ensure_venv("bentoml", [BENTOML_PIN, SKLEARN, SKOPS])
+    fast = c.ensure_venv("fastapi", [*FASTAPI_PINS, SKLEARN, SKOPS, "numpy"])
+    model, meta, project = mloop_project(work)
+    subprocess.run(
+        [str(mlflow / "bin/python"), "-c", MLFLOW_SAVE, model, work / "mlflow-model"],
+        check=True,
+        env=c.bench_env(),
+        capture_output=True,
+    )
+    env = c.bench_env(BENTOML_HOME=str(work / "bentoml"), BENTOML_DO_NOT_TRACK="true")
+    subprocess.run(
+        [str(bento / "bin/python"), "-c", BENTO_IMPORT, model],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    (work / "bento_service.py").write_text(BENTO_SERVICE)
+    (work / "fastapi_app.py").write_text(FASTAPI_APP)
     (work / "bento.lua").write_text(LUA.replace("BODY", json.dumps({"data": [meta["row"]]})))
     return {"mlflow": mlflow, "bento": bento, "fast": fast, "project": project, "meta": meta}
 
 
 def servers(work: Path, ready: dict[str, object]) -> dict[str, dict[str, object]]:
     """name -> how to start it, where to poll, where to send load, which body."""
-    mloop = c.mloop_exe()
     env = c.bench_env(
         BENTOML_HOME=str(work / "bentoml"),
         BENTOML_DO_NOT_TRACK="true",
@@ -303,34 +312,42 @@ def servers(work: Path, ready: dict[str, object]) -> dict[str, dict[str, object]
             "lua": "split.lua",
             "env": with_bin(ready["fast"]),
         },
-        **{
-            label: {
-                "cmd": lambda p, extra=extra: [
-                    mloop,
-                    "-C",
-                    ready["project"],
-                    "serve",
-                    "bc:1",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(p),
-                    *extra,
-                ],
-                "health": "/readyz",
-                "path": "/invocations",
-                "lua": "split.lua",
-                "env": {**env, **more},
-            }
-            for label, extra, more in (
-                ("mloop", [], {}),
-                ("mloop-2w", ["--workers", "2"], {}),
-                ("mloop-nb", ["--no-batching"], {}),
-                ("mloop-nb-2w", ["--no-batching", "--workers", "2"], {}),
-                # the prediction log off (it is on by default): what logging costs
-                ("mloop-nolog", [], {"MLOOP_PREDICTIONS_SAMPLE_RATE": "0"}),
-            )
-        },
+        **mloop_servers(Path(str(ready["project"])), env),
+    }
+
+
+def mloop_servers(project: Path, env: dict[str, str]) -> dict[str, dict[str, object]]:
+    """mloop's set-ups: one worker or two, batching or not, the prediction log's parts off."""
+    mloop = c.mloop_exe()
+    return {
+        label: {
+            "cmd": lambda p, extra=extra: [
+                mloop,
+                "-C",
+                project,
+                "serve",
+                "bc:1",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(p),
+                *extra,
+            ],
+            "health": "/readyz",
+            "path": "/invocations",
+            "lua": "split.lua",
+            "env": {**env, **more},
+        }
+        for label, extra, more in (
+            ("mloop", [], {}),
+            ("mloop-2w", ["--workers", "2"], {}),
+            ("mloop-nb", ["--no-batching"], {}),
+            ("mloop-nb-2w", ["--no-batching", "--workers", "2"], {}),
+            # the prediction log off (it is on by default): what logging costs
+            ("mloop-nolog", [], {"MLOOP_PREDICTIONS_SAMPLE_RATE": "0"}),
+            # the log without class scores (on by default): what scoring at each flush costs
+            ("mloop-noscores", [], {"MLOOP_PREDICTIONS_SCORES": "false"}),
+        )
     }
 
 
@@ -366,11 +383,16 @@ def measure(
         stop(proc)
 
 
-def run(rounds: int = 3, seconds: int = 10) -> list[c.Result | c.Skipped]:
+def run(rounds: int = 3, seconds: int = 10, scores: bool = False) -> list[c.Result | c.Skipped]:
     work = c.WORK / "serving"
-    print("-- serving: preparing the model and the competitors' venvs")
-    ready = prepare(work)
-    specs = servers(work, ready)
+    if scores:  # the prediction log's parts only: no competitor, more rounds worth it
+        print("-- serving: the prediction log with class scores, without, and off")
+        c.fresh_dir(work)
+        specs = mloop_servers(mloop_project(work)[2], c.bench_env())
+        specs = {n: specs[n] for n in SCORES}
+    else:
+        print("-- serving: preparing the model and the competitors' venvs")
+        specs = servers(work, prepare(work))
     names = list(specs)
     figures: dict[str, list[dict[str, dict[str, float]]]] = {n: [] for n in names}
     for r in range(rounds):
@@ -379,11 +401,11 @@ def run(rounds: int = 3, seconds: int = 10) -> list[c.Result | c.Skipped]:
             result = measure(work, name, specs[name], seconds)
             figures[name].append(result)
             print(
-                f"   round {r + 1} {name:<11} c1 {result['c1']['rps']:8.0f} req/s "
+                f"   round {r + 1} {name:<14} c1 {result['c1']['rps']:8.0f} req/s "
                 f"p99 {result['c1']['p99_ms']:7.2f} ms | c32 {result['c32']['rps']:8.0f} req/s "
-                f"p99 {result['c32']['p99_ms']:7.2f} ms"
+                f"p99 {result['c32']['p99_ms']:7.2f} ms | load {os.getloadavg()[0]:.2f}"
             )
-    return _results(figures, rounds)
+    return _log_results(figures, rounds) if scores else _results(figures, rounds)
 
 
 def _ratio(figures: dict, a: str, b: str, level: str, key: str, rounds: int) -> list[float]:
@@ -439,20 +461,7 @@ def _results(figures: dict, rounds: int) -> list[c.Result | c.Skipped]:
             display=f"{c.median(shown):.2f}x FastAPI's ({c.spread(shown, '{:.2f}')})",
         )
     )
-    for level in ("c1", "c32"):
-        ratios = _ratio(figures, "mloop", "mloop-nolog", level, "rps", rounds)
-        results.append(
-            c.Result(
-                NAME,
-                f"{level}: prediction log on vs off",
-                f"{med('mloop', level):.0f}/s",
-                f"{med('mloop-nolog', level):.0f}/s",
-                c.median(ratios),
-                c.spread(ratios, "{:.2f}"),
-                0.9,
-                ">= 0.9x",
-            )
-        )
+    results += _log_results(figures, rounds)
     for two, one, case in (
         ("mloop-2w", "mloop", "c32: 2 workers vs 1"),
         ("mloop-nb-2w", "mloop-nb", "c32 no batching: 2 workers vs 1"),
@@ -473,14 +482,43 @@ def _results(figures: dict, rounds: int) -> list[c.Result | c.Skipped]:
     return results
 
 
+def _log_results(figures: dict, rounds: int) -> list[c.Result | c.Skipped]:
+    """What the prediction log costs (scores included), and what its class scores add."""
+    results: list[c.Result | c.Skipped] = []
+    for level, on, off, case, target in (
+        ("c1", "mloop", "mloop-nolog", "prediction log on vs off", 0.9),
+        ("c32", "mloop", "mloop-nolog", "prediction log on vs off", 0.9),
+        ("c32", "mloop", "mloop-noscores", "class scores on vs off", 0.95),
+    ):
+        ratios = _ratio(figures, on, off, level, "rps", rounds)
+        results.append(
+            c.Result(
+                NAME,
+                f"{level}: {case}",
+                f"{c.median([f[level]['rps'] for f in figures[on]]):.0f}/s",
+                f"{c.median([f[level]['rps'] for f in figures[off]]):.0f}/s",
+                c.median(ratios),
+                c.spread(ratios, "{:.3f}"),
+                target,
+                f">= {target:g}x",
+            )
+        )
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument(
+        "--scores",
+        action="store_true",
+        help="only what the prediction log and its class scores cost (mloop alone)",
+    )
     args = ap.parse_args(argv)
     c.header(NAME, {"wrk": c.tool_version(["wrk", "--version"])})
     started = time.perf_counter()
-    results = run(args.rounds, args.seconds)
+    results = run(args.rounds, args.seconds, args.scores)
     print()
     bad = c.print_results(results)
     print(f"# {NAME}: {time.perf_counter() - started:.0f} s")

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn import metrics
 
+import mloop
 from mloop.project import Project
 from tests.conftest import CliResult
 from tests.integration.test_serve_endpoint import models, serving  # noqa: F401 - a fixture
@@ -116,3 +117,28 @@ def test_with_scores_off_nothing_is_scored_and_roc_auc_is_null_with_a_note(
     assert status["accuracy"]["labelled"] == len(ROWS)
     assert status["accuracy"]["metrics"]["roc_auc"] is None
     assert any("holds no class scores" in n for n in status["notes"])
+
+
+def test_a_model_whose_scores_fail_answers_and_is_logged_without_them(
+    models: Path,  # noqa: F811 - the fixture imported above
+    cli: Callable[..., CliResult],
+) -> None:
+    from tests.integration.scoreless_model import BrokenScores
+
+    with pytest.warns(UserWarning, match="needs trust to load"):
+        mloop.register_model(BrokenScores(), "churn", input_example=ROWS[:2])  # churn:3
+    assert cli("deploy", "web", "churn:3").code == 0
+    with serving(models, "--trust") as url, httpx.Client(base_url=url, timeout=30) as client:
+        for row in ROWS[:30]:
+            got = client.post("/invocations", json={"inputs": [row.tolist()]})
+            assert got.status_code == 200 and got.json() == {"predictions": [bool(row[0] > 0)]}
+        unscored = lambda: metric(url, "mloop_prediction_log_unscored_total")  # noqa: E731
+        wait_for(lambda: unscored() == 30, 30, "the log's flush (every 10 s)")
+        assert metric(url, "mloop_prediction_log_dropped_total") == 0
+    said = "".join(path.read_text() for path in models.parent.glob("serve-*.log"))
+    assert said.count("churn:3 failed to give class scores") == 1  # said once, not per flush
+    done = cli("monitor", "export", "web", "--since", "1h", "-o", "log.csv")
+    assert done.code == 0, done.err
+    header = (models / "log.csv").read_text().splitlines()[0]
+    assert '"prediction"' in header and "score." not in header
+    assert len((models / "log.csv").read_text().splitlines()) == 31  # every answer, logged

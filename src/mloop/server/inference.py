@@ -485,8 +485,10 @@ class InferenceApp:
 
     def _publish_counts(self) -> None:
         recorder = self.recorder
-        written, dropped = self._log_base
-        self.metrics.logged(written + recorder.written, dropped + recorder.dropped)
+        written, dropped, unscored = self._log_base
+        self.metrics.logged(
+            written + recorder.written, dropped + recorder.dropped, unscored + recorder.unscored
+        )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

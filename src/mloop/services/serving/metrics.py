@@ -64,7 +64,8 @@ _READY = _PID + 1
 _UNKNOWN = _READY + 1
 _LOGGED = _UNKNOWN + CATEGORY_COLUMNS  # requests the prediction log stored
 _LOG_DROPPED = _LOGGED + 1  # requests it answered but could not log
-_STARTED = _LOG_DROPPED + 1  # when the worker process started (epoch seconds)
+_LOG_UNSCORED = _LOG_DROPPED + 1  # rows it logged without the class scores their model has
+_STARTED = _LOG_UNSCORED + 1  # when the worker process started (epoch seconds)
 BLOCK = _STARTED + 1
 
 
@@ -168,14 +169,16 @@ class ServingMetrics:
     def ready(self, ready: bool = True) -> None:
         self._block[_READY] = 1.0 if ready else 0.0
 
-    def logging(self) -> tuple[float, float]:
+    def logging(self) -> tuple[float, float, float]:
         """Where this worker's prediction-log counts stand now: a restarted worker counts on
         from there (its writer starts at 0), so the counters never go back."""
-        return self._block[_LOGGED], self._block[_LOG_DROPPED]
+        block = self._block
+        return block[_LOGGED], block[_LOG_DROPPED], block[_LOG_UNSCORED]
 
-    def logged(self, written: float, dropped: float) -> None:
+    def logged(self, written: float, dropped: float, unscored: float = 0.0) -> None:
         self._block[_LOGGED] = written
         self._block[_LOG_DROPPED] = dropped
+        self._block[_LOG_UNSCORED] = unscored
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -281,6 +284,12 @@ class _Collector(Collector):
             "mloop_prediction_log_dropped",
             "Answered requests the prediction log could not keep (a full buffer, a long outage)",
             total[_LOG_DROPPED],
+        )
+        yield CounterMetricFamily(
+            "mloop_prediction_log_unscored",
+            "Logged rows without the class scores their model has (its predict_proba failed, "
+            "or a flush's scoring budget ran out)",
+            total[_LOG_UNSCORED],
         )
         memory, cpu = _process_stats(counters.pids())
         yield GaugeMetricFamily(
