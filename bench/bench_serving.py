@@ -335,6 +335,7 @@ def mloop_servers(project: Path, env: dict[str, str]) -> dict[str, dict[str, obj
             ],
             "health": "/readyz",
             "path": "/invocations",
+            "metrics": "/metrics",
             "lua": "split.lua",
             "env": {**env, **more},
         }
@@ -375,12 +376,30 @@ def measure(
         script = work / str(spec["lua"])
         url = base + str(spec["path"])
         wrk(url, script, 1, 4, 3)  # warm-up
-        return {
-            "c1": wrk(url, script, 1, 1, seconds),
-            "c32": wrk(url, script, 2, 32, seconds),
-        }
+        c1 = wrk(url, script, 1, 1, seconds)
+        if "metrics" not in spec:
+            return {"c1": c1, "c32": wrk(url, script, 2, 32, seconds)}
+        before = _server_counts(base + str(spec["metrics"]))
+        c32 = wrk(url, script, 2, 32, seconds)
+        after = _server_counts(base + str(spec["metrics"]))
+        cpu, answers = (a - b for a, b in zip(after, before, strict=True))
+        return {"c1": c1, "c32": {**c32, "cpu_us": 1e6 * cpu / answers}}
     finally:
         stop(proc)
+
+
+def _server_counts(url: str) -> tuple[float, float]:
+    """The server's CPU seconds (every thread: the log's writer too) and its answers so far,
+    from its /metrics: CPU per answer holds still where req/s moves with the machine's load."""
+    with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 - 127.0.0.1
+        text = answer.read().decode()
+    cpu = answers = 0.0
+    for line in text.splitlines():
+        if line.startswith("process_cpu_seconds_total "):
+            cpu = float(line.split()[-1])
+        elif line.startswith("mloop_requests_total{") and 'status="200"' in line:
+            answers += float(line.split()[-1])
+    return cpu, answers
 
 
 def run(rounds: int = 3, seconds: int = 10, scores: bool = False) -> list[c.Result | c.Skipped]:
@@ -501,6 +520,25 @@ def _log_results(figures: dict, rounds: int) -> list[c.Result | c.Skipped]:
                 c.spread(ratios, "{:.3f}"),
                 target,
                 f">= {target:g}x",
+            )
+        )
+    for on, off, case in (
+        ("mloop", "mloop-nolog", "prediction log on vs off"),
+        ("mloop", "mloop-noscores", "class scores on vs off"),
+    ):
+        spent = [f["c32"]["cpu_us"] for f in figures[on]]
+        base = [f["c32"]["cpu_us"] for f in figures[off]]
+        ratios = [b / a for a, b in zip(spent, base, strict=True)]  # higher = on costs less
+        results.append(
+            c.Result(
+                NAME,
+                f"c32: {case}, server CPU per answer",
+                f"{c.median(spent):.0f} µs",
+                f"{c.median(base):.0f} µs",
+                c.median(ratios),
+                c.spread(ratios, "{:.3f}"),
+                None,
+                "info",
             )
         )
     return results
