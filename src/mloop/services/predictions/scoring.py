@@ -60,9 +60,6 @@ class Scoring:
         def score(data: Any, rows: int) -> dict[str, Any]:
             columns: dict[str, Any] = {}
             done = 0
-            if len(data) != rows:  # answers not one per input row: nothing to pair scores with
-                self.unscored += rows
-                return {}
             while done < rows and self._left > 0:
                 end = min(done + CHUNK, rows)
                 chunk = data if (done, end) == (0, rows) else _slice(data, done, end)

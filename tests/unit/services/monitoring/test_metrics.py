@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics
 
+from mloop.domain.prediction import class_name
 from mloop.services.monitoring.accuracy import classification_metrics, regression_metrics
 from mloop.services.registry.fairness import difference, group_rates, positive_class
 
@@ -54,7 +55,17 @@ def test_classification_metrics_are_scikit_learns(truth: np.ndarray, predicted: 
         assert found[name] == pytest.approx(value, abs=1e-12), name
     if "precision" not in expected:  # more than two classes: no binary numbers
         assert found["precision"] is found["recall"] is found["f1"] is None
-    assert found["roc_auc"] is None  # the log holds no scores
+    assert found["roc_auc"] is None  # no scores given
+    classes = np.unique(truth)
+    raw = np.random.default_rng(len(truth)).random((len(truth), len(classes)))
+    proba = raw / raw.sum(axis=1, keepdims=True)
+    scores = {class_name(c): proba[:, n] for n, c in enumerate(classes)}
+    scored = classification_metrics(truth, predicted, positive, scores)["roc_auc"]
+    if len(classes) == 2:
+        column = list(classes).index(positive)
+        assert scored == pytest.approx(metrics.roc_auc_score(truth == positive, proba[:, column]))
+    else:
+        assert scored == pytest.approx(metrics.roc_auc_score(truth, proba, multi_class="ovr"))
 
 
 def test_regression_metrics_are_scikit_learns() -> None:
