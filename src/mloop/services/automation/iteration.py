@@ -104,7 +104,7 @@ class Steps:
 
     def _end(
         self, it: Iteration, outcome: Outcome, reason: str, *, error: str | None = None,
-        **changes: Any,
+        details: Mapping[str, Any] | None = None, **changes: Any,
     ) -> Iteration:  # fmt: skip
         action = {
             Outcome.FAILED: "controller.failed",
@@ -114,7 +114,11 @@ class Steps:
             Outcome.ROLLED_BACK: "controller.rolled_back",
             Outcome.NO_CHALLENGER: "controller.no_challenger",
         }[outcome]
-        details = {"outcome": str(outcome), **({"error": error} if error else {})}
+        details = {
+            "outcome": str(outcome),
+            **({"error": error} if error else {}),
+            **(details or {}),
+        }
         return self._move(
             it, S.DONE, (action, reason, details), outcome=outcome, error=error, **changes
         )
@@ -290,14 +294,28 @@ class Steps:
         d = self.metadata.endpoints.deployment(it.endpoint, it.deployment)
         if d.state is EndpointState.PROGRESSING:
             return it
+        numbers = self._verdict(it.endpoint, it.deployment)
         if d.state in (EndpointState.PROMOTED, EndpointState.STABLE):
             said = f"endpoint {it.endpoint} promoted {it.model}: {d.reason}"
-            return self._promote_alias(it, Outcome.PROMOTED, said)
+            return self._promote_alias(it, Outcome.PROMOTED, said, numbers)
         if d.state is EndpointState.ROLLED_BACK:
-            return self._end(it, Outcome.ROLLED_BACK, f"endpoint {it.endpoint}: {d.reason}")
-        return self._end(it, Outcome.FAILED, f"endpoint {it.endpoint}: {d.reason}", error=d.reason)
+            said = f"endpoint {it.endpoint}: {d.reason}"
+            return self._end(it, Outcome.ROLLED_BACK, said, details=numbers)
+        said = f"endpoint {it.endpoint}: {d.reason}"
+        return self._end(it, Outcome.FAILED, said, error=d.reason, details=numbers)
 
-    def _promote_alias(self, it: Iteration, outcome: Outcome, reason: str) -> Iteration:
+    def _verdict(self, endpoint: str, sequence: int) -> dict[str, Any]:
+        """The numbers behind the servers' decision on the deployment (the analysis of its last
+        interval, the weight it had), from the endpoint's Event, for the controller's own."""
+        for event in self.metadata.events.find(f"endpoint/{endpoint}", limit=20):
+            if event.details.get("deployment") == sequence:
+                keys = ("deployment", "weight", "analysis")
+                return {k: event.details[k] for k in keys if k in event.details}
+        return {"deployment": sequence}
+
+    def _promote_alias(
+        self, it: Iteration, outcome: Outcome, reason: str, numbers: Mapping[str, Any] | None = None
+    ) -> Iteration:
         """Move the alias to the challenger (once: a restart finds it moved) and end."""
         assert it.model is not None
         version = self.promoter.models.get(it.model)
@@ -308,7 +326,7 @@ class Steps:
             holder = None
         if holder != version.version:
             self.promoter.models.set_alias(version.name, version.version, alias, reason=reason)
-        return self._end(it, outcome, reason)
+        return self._end(it, outcome, reason, details=numbers)
 
 
 class Retry(Exception):
