@@ -165,12 +165,17 @@ class Steps:
         steps are reused and nothing is registered twice; else a run starts."""
         runs = self._runs_of(it)
         last = runs[-1] if runs else None
+        orphaned = last is not None and _orphaned(last)
+        if last is not None and orphaned:
+            last = dataclasses.replace(last, status=RunStatus.LOST)
         if last is not None and last.status is RunStatus.RUNNING:
             return it  # another process's run, alive: look again at the next tick
         if last is not None and last.status is RunStatus.LOST:
             made = self._registered(last)
             if made is not None:  # it died after registering: that version is the challenger
-                self.pipelines.runner.runs.fail(last.id, "lost with the controller that ran it")
+                self.pipelines.runner.runs.fail(
+                    last.id, "lost with the controller that ran it", force=orphaned
+                )
                 return self._challenger(it, last, made, f"lost run {last.id[:12]}")
         if last is None or last.status is RunStatus.LOST:
             from mloop.services.pipelines.working import WorkingData
@@ -183,7 +188,9 @@ class Steps:
                 tags={ITERATION_TAG: it.id},
             )
             if last is not None:  # resumed: the lost run is over
-                self.pipelines.runner.runs.fail(last.id, f"lost; resumed by {result.run_id[:12]}")
+                self.pipelines.runner.runs.fail(
+                    last.id, f"lost; resumed by {result.run_id[:12]}", force=orphaned
+                )
             last = self.pipelines.runner.runs.get(result.run_id)
         if last.status is not RunStatus.FINISHED:
             error = last.error or f"the run ended {last.status}"
@@ -332,6 +339,19 @@ class Steps:
 class Retry(Exception):
     """A step that cannot be taken now (a watched folder unreachable) and is tried again at
     the next tick; the iteration stays where it is."""
+
+
+def _orphaned(run: Run) -> bool:
+    """A run recorded as running in this very process, which runs one step at a time and is
+    not running it now: its run_graph ended without closing it (the store went away under it).
+    Nothing else would call it lost while this process lives; it is resumed like a lost one."""
+    import os
+
+    from mloop.services.tracking.heartbeat import HEARTBEATS, HOST
+
+    if run.status is not RunStatus.RUNNING or (run.host, run.pid) != (HOST, os.getpid()):
+        return False
+    return all(run.id not in ids for ids in HEARTBEATS.open_runs().values())
 
 
 def _with(it: Iteration, gates: list[Any]) -> dict[str, Any]:
