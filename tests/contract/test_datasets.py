@@ -123,8 +123,8 @@ def test_file_digests_of_a_datasets_versions(metadata_store: MetadataStore) -> N
     for files in ((a,), (a, b), (c,)):
         metadata_store.datasets.create_version(version_of("sales", *files), created("sales"))
     metadata_store.datasets.create_version(version_of("iris", c), created("iris"))
+    assert metadata_store.datasets.file_digests("sales") == {a.digest, b.digest, c.digest}
     digests = metadata_store.datasets.file_digests
-    assert digests("sales") == {a.digest, b.digest, c.digest}
     assert digests("sales", after=1) == {a.digest, b.digest, c.digest}
     assert digests("sales", after=2) == {c.digest} == digests("iris")
     assert digests("sales", after=3) == frozenset() == digests("nothing")
