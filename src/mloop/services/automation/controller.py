@@ -55,6 +55,10 @@ def retry_after(failures: int, interval: float) -> float:
     return float(min(interval * 2 ** max(failures - 1, 0), max(interval, STORE_RETRY_MAX)))
 
 
+def _said(exc: Exception) -> str:
+    return exc.message if isinstance(exc, MloopError) else f"{type(exc).__name__}: {exc}"
+
+
 def _dead_here(holder: str) -> bool:
     """Whether `holder` (HOST:PID:NONCE) names a process of this host that is gone."""
     from mloop.services.tracking.heartbeat import process_alive
@@ -315,8 +319,7 @@ class Controller:
                 return check(trigger, state.fired), state.mark, now + interval
             return check(trigger), state.mark, now + interval
         except Exception as exc:  # a failed check is retried; the loop goes on
-            error = exc.message if isinstance(exc, MloopError) else f"{type(exc).__name__}: {exc}"
-            return Checked(False, "the check failed", error=error), state.mark, None
+            return Checked(False, "the check failed", error=_said(exc)), state.mark, None
 
     def _schedule(
         self, spec: Schedule, state: TriggerState, now: float
@@ -386,13 +389,8 @@ class Controller:
                     self.failures = 0
                 except Exception as exc:  # the store unreachable, a bug: said, tried again
                     self.failures += 1
-                    said = (
-                        exc.message
-                        if isinstance(exc, MloopError)
-                        else f"{type(exc).__name__}: {exc}"
-                    )
                     wait = retry_after(self.failures, interval)
-                    result = Tick(False, None, error=said, retry_in=wait)
+                    result = Tick(False, None, error=_said(exc), retry_in=wait)
                 if on_tick is not None:
                     on_tick(result)
                 self.stop.wait(interval if result.retry_in is None else result.retry_in)
