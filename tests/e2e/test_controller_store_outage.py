@@ -124,3 +124,20 @@ def test_a_store_outage_in_the_middle_of_a_retrain(loop: Path, postgres_server: 
         ]
     finally:
         project.close()
+
+
+def test_a_connection_lost_in_a_transaction_is_the_store_unavailable(postgres_db: str) -> None:
+    """The server ends the session under an open transaction (as a restart does): the caller
+    gets StoreUnavailable, what the loop retries, not the driver's error; the next read, on a
+    new connection, works."""
+    from mloop.errors import StoreUnavailable
+    from mloop.store.metadata.sql.db import Database
+
+    db = Database(postgres_db)
+    try:
+        with pytest.raises(StoreUnavailable, match="lost the connection to") as caught:
+            db.read(lambda tx: tx.all("SELECT pg_terminate_backend(pg_backend_pid())"))
+        assert "check that the server is running" in (caught.value.hint or "")
+        assert db.read(lambda tx: tx.all("SELECT 1")) == [(1,)]
+    finally:
+        db.close()
