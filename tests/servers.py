@@ -136,8 +136,31 @@ def _start_postgres(folder: Path) -> str:
                 log.unlink(missing_ok=True)
                 continue
             raise
+        _CLUSTERS[uri] = (folder, options)
         return uri
     raise AssertionError("unreachable")
+
+
+_CLUSTERS: dict[str, tuple[Path, str]] = {}  # a running server's URI -> its folder, options
+
+
+@contextlib.contextmanager
+def postgres_outage(server_uri: str) -> Iterator[None]:
+    """The session's PostgreSQL server stopped (its clients disconnected) for the `with` block,
+    then started again on the same port, for a test of what a client does meanwhile."""
+    folder, options = _CLUSTERS[server_uri]
+    data, log = folder / "data", folder / "server.log"
+    stopped = _pg(folder, "pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
+    if stopped.returncode != 0:
+        raise RuntimeError(f"pg_ctl stop failed: {stopped.stderr}")
+    try:
+        yield
+    finally:
+        started = _pg(
+            folder, "pg_ctl", "-D", str(data), "-l", str(log), "-o", options, "-w", "start"
+        )
+        if started.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed: {started.stderr}")
 
 
 @pytest.fixture(scope="session")

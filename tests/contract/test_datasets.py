@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from mloop.domain.dataset import ColumnProfile, DatasetSummary, FileEntry, Histogram, TableProfile
+from mloop.domain.event import Event
 from mloop.errors import NotFound
 from mloop.store.metadata.protocol import MetadataStore
 from tests.contract.records import HUGE, T0, TOO_BIG, add_run, created, digest, version_of
@@ -115,6 +116,21 @@ def test_dataset_versions_by_file_and_by_run(metadata_store: MetadataStore) -> N
     assert [v.ref for v in metadata_store.datasets.versions_with_file(only.digest)] == ["sales:2"]
     assert [v.ref for v in metadata_store.datasets.versions_of_run(run.id)] == ["sales:2"]
     assert metadata_store.datasets.versions_of_run("f" * 32) == []
+
+
+def test_file_digests_of_a_datasets_versions(metadata_store: MetadataStore) -> None:
+    a, b, c = (FileEntry(f"{n}.csv", digest(n), 1) for n in "abc")
+    for files in ((a,), (a, b), (c,)):
+        metadata_store.datasets.create_version(version_of("sales", *files), created("sales"))
+    metadata_store.datasets.create_version(version_of("iris", c), created("iris"))
+    assert metadata_store.datasets.file_digests("sales") == {a.digest, b.digest, c.digest}
+    digests = metadata_store.datasets.file_digests
+    assert digests("sales", after=1) == {a.digest, b.digest, c.digest}
+    assert digests("sales", after=2) == {c.digest} == digests("iris")
+    assert digests("sales", after=3) == frozenset() == digests("nothing")
+    removed = Event(T0 + 1, "ada", "dataset.versions_removed", "dataset/sales", "", {})
+    metadata_store.datasets.remove_versions("sales", 3, T0 + 1, removed)
+    assert digests("sales", after=1) == {a.digest, b.digest}  # a removed version's left out
 
 
 @pytest.mark.parametrize("number", [TOO_BIG, HUGE, -TOO_BIG - 1], ids=["2^63", "10^20", "-2^63-1"])

@@ -4,8 +4,11 @@ linear model and registers it, and a `landing/` folder watched by a new_data tri
 The steps can be held at a point (`CONTROLLER_TEST_HOLD=FOLDER`: a step waits there until the
 file named after it exists), so a test can kill the controller in the middle of a run; the
 train step can be broken (`CONTROLLER_TEST_BREAK=1`), or make a model that registers and then
-fails every prediction (`CONTROLLER_TEST_BROKEN_MODEL=1`), and counts the executions that got past
-its hold in `trained.txt`, so a test can tell a retrain from a reused step.
+fails every prediction (`CONTROLLER_TEST_BROKEN_MODEL=1`), or register instead the tour's flaky
+model, which passes the gates and the servers' check and fails one predict in N on traffic
+(`CONTROLLER_TEST_FLAKY_EVERY=N`: docs/examples/flaky_model.py, served with --trust), and counts
+the executions that got past its hold in `trained.txt`, so a test can tell a retrain from a
+reused step.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import pandas as pd
 from sklearn.linear_model import LinearRegression
 
 import mloop
+
+EXAMPLES = __EXAMPLES__
 
 
 def _hold(name: str) -> None:
@@ -63,6 +68,15 @@ def train(frame: pd.DataFrame) -> LinearRegression:
 def register(model: LinearRegression) -> str:
     if mloop.active_run() is None:
         return ""
+    every = int(os.environ.get("CONTROLLER_TEST_FLAKY_EVERY", "0"))
+    if every:
+        import sys
+
+        sys.path.insert(0, EXAMPLES)
+        from flaky_model import Flaky
+
+        example = pd.DataFrame({"x": [1.0]})
+        return mloop.register_model(Flaky(every=every), "sales", input_example=example).ref
     ref = mloop.register_model(model, "sales").ref
     _hold("register")
     return ref
@@ -90,7 +104,10 @@ def write_loop_project(
     root: Path, *, cooldown: str = "1h", gate: str = "rows >= 2", extra: str = ""
 ) -> None:
     """The project in `root` with its first dataset version (3 rows)."""
-    (root / "pipeline.py").write_text(textwrap.dedent(PIPELINE))
+    examples = str(Path(__file__).resolve().parents[2] / "docs" / "examples")
+    (root / "pipeline.py").write_text(
+        textwrap.dedent(PIPELINE.replace("__EXAMPLES__", repr(examples)))
+    )
     write_yaml(root, cooldown=cooldown, gate=gate, extra=extra)
     (root / "data").mkdir(exist_ok=True)
     (root / "landing").mkdir(exist_ok=True)

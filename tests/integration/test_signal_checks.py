@@ -167,9 +167,41 @@ def test_accuracy_with_too_few_labels_waits_saying_how_many(classifier: Project)
         "120 labelled predictions of churn:1 in the window, fewer than min_labels 200"
     )
     unknown = classifier.signals.check_accuracy(
-        trigger("accuracy", endpoint="web", metric="rmse", below=1.0, min_labels=10)
+        trigger("accuracy", endpoint="web", metric="rmse", above=1.0, min_labels=10)
     )
     assert not unknown.fired and unknown.reason.startswith("churn:1 has no rmse from feedback")
+
+
+def test_an_error_metric_fires_above_its_bound(project: Path) -> None:
+    """rmse is an error: `above: 1.5` fires when the champion's rmse from feedback is over it
+    (2.0 here: every label 2 away from what it said), and not with `above: 2.5`."""
+    from sklearn.linear_model import LinearRegression
+
+    x = pd.DataFrame({"x": np.arange(50.0)})
+    mloop.register_model(LinearRegression().fit(x, 2 * x.x), "price", input_example=x.head())
+    opened = Project.open(project)
+    loaded = opened.models.load_predictor("price:1")
+    plog = opened.prediction_log(flush_seconds=3600.0, flush_requests=1000)
+    now = time.time()
+    labels = []
+    for i in range(60):
+        request = x.iloc[i % 50 : i % 50 + 1]
+        out = loaded.predict(request)
+        said = float(np.asarray(out)[0])
+        plog.record("web", "price:1", "stable", f"r{i}", request, out, now - 60 + i / 100)
+        labels.append(Label(f"r{i}", said + (2.0 if i % 2 else -2.0), now, "t"))
+    plog.close()
+    opened.metadata.feedback.add("web", labels)
+    fired = opened.signals.check_accuracy(
+        trigger("accuracy", endpoint="web", metric="rmse", above=1.5, min_labels=50)
+    )
+    assert fired.fired, fired.reason
+    assert fired.numbers["value"] == pytest.approx(2.0) and fired.numbers["above"] == 1.5
+    assert fired.reason == "rmse of price:1 is 2 over 60 labelled predictions, above 1.5"
+    held = opened.signals.check_accuracy(
+        trigger("accuracy", endpoint="web", metric="rmse", above=2.5, min_labels=50)
+    )
+    assert not held.fired and held.reason.endswith("not above 2.5")
 
 
 def test_accuracy_judges_the_champion_not_a_canary(classifier: Project) -> None:

@@ -227,6 +227,11 @@ def test_a_bucket_is_watched_and_landed_like_a_folder(churn: Project, s3_prefix:
     ]
     assert landed.created
     assert churn.triggers.check_new_data(trigger).new_rows == 0
+    # the landed object was never in the working tree: `mloop data status` does not call it
+    # deleted, first from the manifest, then from the snapshot that check saved
+    for _ in range(2):
+        (status,) = churn.data.status("churn")
+        assert (status.version, status.deleted, status.clean) == (2, (), True)
 
     # a prefix nothing has landed under yet is no files, not an error
     empty = churn.triggers.check_new_data(new_data(f"s3://{bucket}/nothing-yet/"))

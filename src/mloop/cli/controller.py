@@ -153,7 +153,10 @@ def _said(tick: Tick, quiet: bool) -> None:
     if quiet:
         return
     if tick.error is not None:
-        output.warn(f"this evaluation stopped: {tick.error} (tried again at the next)")
+        from mloop.domain.durations import format_duration
+
+        again = "at the next" if tick.retry_in is None else f"in {format_duration(tick.retry_in)}"
+        output.warn(f"this evaluation stopped: {tick.error} (tried again {again})")
     elif not tick.leader:
         holder = tick.holder or "nobody (the store did not answer)"
         output.line(f"standing by: the lease is held by {holder}")

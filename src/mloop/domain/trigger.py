@@ -82,11 +82,32 @@ class Drift:
 
 @dataclass(frozen=True, slots=True)
 class Accuracy:
+    """Fires when the champion's `metric` from feedback is under `below` (a score: accuracy,
+    f1...) or over `above` (an error: mae, rmse); exactly one bound is set."""
+
     endpoint: str
-    below: float
+    below: float | None
     metric: str = "accuracy"
     min_labels: int = 100
     window: float = 24 * HOUR
+    above: float | None = None
+
+    @property
+    def bound(self) -> tuple[str, float]:
+        """("below", 0.8) or ("above", 3.5): the side that fires, and the number."""
+        if self.above is not None:
+            return "above", self.above
+        assert self.below is not None  # parsing sets exactly one
+        return "below", self.below
+
+    def crossed(self, value: float) -> bool:
+        side, bound = self.bound
+        return value > bound if side == "above" else value < bound
+
+
+# The metrics feedback measures where lower is better (`regression_metrics`): their trigger
+# bound is `above`, and `below` would retrain while the model is good.
+ERROR_METRICS = frozenset({"mae", "rmse"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,19 +346,38 @@ def _count(where: str, key: str, raw: Any) -> int:
 
 
 def _accuracy(where: str, raw: Any) -> Accuracy:
-    allowed = ("endpoint", "metric", "below", "min_labels", "window")
-    given = _options(where, raw, allowed, ("endpoint", "below"))
-    below = given["below"]
-    if isinstance(below, bool) or not isinstance(below, int | float):
-        raise InvalidInput(f"{where}: below must be a number, not {below!r}", "e.g. below: 0.8")
+    allowed = ("endpoint", "metric", "below", "above", "min_labels", "window")
+    given = _options(where, raw, allowed, ("endpoint",))
+    metric = str(given.get("metric") or "accuracy")
+    error = metric in ERROR_METRICS
+    bounds = [k for k in ("below", "above") if given.get(k) is not None]
+    if len(bounds) != 1:
+        said = "both below and above" if bounds else "no bound"
+        example = "above: 3.5 (an error metric fires over it)" if error else "below: 0.8"
+        raise InvalidInput(
+            f"{where}: {said}; give exactly one", f"e.g. metric: {metric}, {example}"
+        )
+    side = bounds[0]
+    number = given[side]
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        raise InvalidInput(f"{where}: {side} must be a number, not {number!r}", f"e.g. {side}: 0.8")
+    if error != (side == "above"):
+        # Backwards, the trigger would retrain while the model is good, every cool-down.
+        kind = "an error (lower is better)" if error else "a score (higher is better)"
+        other = "above" if side == "below" else "below"
+        raise InvalidInput(
+            f"{where}: {metric} is {kind}, so {side}: {number:g} would fire while it is good",
+            f"write {other}: N, the {'worst error' if error else 'lowest score'} to accept",
+        )
     min_labels = _count(where, "min_labels", given.get("min_labels", 100))
     window = given.get("window")
     return Accuracy(
         _endpoint(where, given),
-        float(below),
-        str(given.get("metric") or "accuracy"),
+        float(number) if side == "below" else None,
+        metric,
         min_labels,
         24 * HOUR if window is None else parse_duration(str(window), f"{where}: window"),
+        float(number) if side == "above" else None,
     )
 
 

@@ -57,6 +57,16 @@ def test_the_issues_example_parses_with_each_kinds_defaults() -> None:
     ]
 
 
+def test_an_error_metric_takes_an_above_bound() -> None:
+    (found,) = parse_triggers(
+        {"train": [{"accuracy": {"endpoint": "web", "metric": "rmse", "above": 3.5}}]}
+    )["train"]
+    assert found.spec == Accuracy("web", None, "rmse", above=3.5)
+    assert found.spec.bound == ("above", 3.5)
+    assert found.spec.crossed(3.6) and not found.spec.crossed(3.5)
+    assert plain_trigger(found)["accuracy"]["above"] == 3.5
+
+
 def test_cooldown_and_max_per_day_sit_beside_the_kind_and_read_back() -> None:
     given = {"train": [{"drift": {"endpoint": "churn"}, "cooldown": "2h", "max_per_day": 2}]}
     (trigger,) = parse_triggers(given)["train"]
@@ -115,6 +125,27 @@ def test_cooldown_and_max_per_day_sit_beside_the_kind_and_read_back() -> None:
             "max_per_day: 4",
         ),
         (
+            {"train": [{"accuracy": {"endpoint": "churn", "metric": "rmse", "below": 3.5}}]},
+            "triggers.train[0].accuracy: rmse is an error (lower is better), so below: 3.5 "
+            "would fire while it is good",
+            "write above: N, the worst error to accept",
+        ),
+        (
+            {"train": [{"accuracy": {"endpoint": "churn", "above": 0.9}}]},
+            "triggers.train[0].accuracy: accuracy is a score (higher is better), so above: 0.9",
+            "write below: N, the lowest score to accept",
+        ),
+        (
+            {"train": [{"accuracy": {"endpoint": "churn", "below": 0.8, "above": 0.9}}]},
+            "triggers.train[0].accuracy: both below and above; give exactly one",
+            "e.g. metric: accuracy, below: 0.8",
+        ),
+        (
+            {"train": [{"accuracy": {"endpoint": "churn", "metric": "mae"}}]},
+            "triggers.train[0].accuracy: no bound; give exactly one",
+            "e.g. metric: mae, above: 3.5",
+        ),
+        (
             {"train": [{"alertmanager": {"token_env": "my token"}}]},
             "triggers.train[0].alertmanager: token_env 'my token'",
             "never goes in mloop.yaml",
@@ -137,6 +168,10 @@ def test_cooldown_and_max_per_day_sit_beside_the_kind_and_read_back() -> None:
         "unknown-option",
         "cooldown-unit",
         "max-per-day",
+        "rmse-below",
+        "accuracy-above",
+        "both-bounds",
+        "no-bound",
         "token-env",
         "two-kinds",
         "empty-list",

@@ -45,6 +45,18 @@ if TYPE_CHECKING:
 
 LEASE_SECONDS = 60.0  # a controller that stops renewing is replaced after this long
 HOST = os.uname().nodename
+STORE_RETRY_MAX = 60.0  # the longest wait between evaluations while the store is unreachable
+
+
+def retry_after(failures: int, interval: float) -> float:
+    """Seconds before the next evaluation after `failures` in a row that could not finish: the
+    interval, doubled at each failure, up to a minute (or the interval if longer), so a store
+    that is down is not hammered and one that is back is found again soon."""
+    return float(min(interval * 2 ** max(failures - 1, 0), max(interval, STORE_RETRY_MAX)))
+
+
+def _said(exc: Exception) -> str:
+    return exc.message if isinstance(exc, MloopError) else f"{type(exc).__name__}: {exc}"
 
 
 def _dead_here(holder: str) -> bool:
@@ -93,6 +105,7 @@ class Tick:
     begun: tuple[Iteration, ...] = ()
     moved: tuple[Iteration, ...] = ()
     error: str | None = None  # the tick could not finish (the store unreachable, a bug)
+    retry_in: float | None = None  # after an error: seconds before the next try
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +167,7 @@ class Controller:
         self.lease_seconds = lease_seconds
         self.stop = threading.Event()
         self._lost = threading.Event()
+        self.failures = 0  # evaluations in a row that could not finish (the store unreachable)
 
     # the lease ---------------------------------------------------------------------------------
     def renew(self) -> bool:
@@ -305,8 +319,7 @@ class Controller:
                 return check(trigger, state.fired), state.mark, now + interval
             return check(trigger), state.mark, now + interval
         except Exception as exc:  # a failed check is retried; the loop goes on
-            error = exc.message if isinstance(exc, MloopError) else f"{type(exc).__name__}: {exc}"
-            return Checked(False, "the check failed", error=error), state.mark, None
+            return Checked(False, "the check failed", error=_said(exc)), state.mark, None
 
     def _schedule(
         self, spec: Schedule, state: TriggerState, now: float
@@ -373,13 +386,14 @@ class Controller:
             while not self.stop.is_set():
                 try:
                     result = self.tick(interval)
-                except StoreUnavailable as exc:  # the store is back at a later tick
-                    result = Tick(False, None, error=exc.message)
-                except Exception as exc:  # said, and tried again next tick
-                    result = Tick(False, None, error=f"{type(exc).__name__}: {exc}")
+                    self.failures = 0
+                except Exception as exc:  # the store unreachable, a bug: said, tried again
+                    self.failures += 1
+                    wait = retry_after(self.failures, interval)
+                    result = Tick(False, None, error=_said(exc), retry_in=wait)
                 if on_tick is not None:
                     on_tick(result)
-                self.stop.wait(interval)
+                self.stop.wait(interval if result.retry_in is None else result.retry_in)
         finally:
             with contextlib.suppress(StoreUnavailable):
                 self.release()

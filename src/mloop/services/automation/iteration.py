@@ -104,7 +104,7 @@ class Steps:
 
     def _end(
         self, it: Iteration, outcome: Outcome, reason: str, *, error: str | None = None,
-        **changes: Any,
+        details: Mapping[str, Any] | None = None, **changes: Any,
     ) -> Iteration:  # fmt: skip
         action = {
             Outcome.FAILED: "controller.failed",
@@ -114,7 +114,11 @@ class Steps:
             Outcome.ROLLED_BACK: "controller.rolled_back",
             Outcome.NO_CHALLENGER: "controller.no_challenger",
         }[outcome]
-        details = {"outcome": str(outcome), **({"error": error} if error else {})}
+        details = {
+            "outcome": str(outcome),
+            **({"error": error} if error else {}),
+            **(details or {}),
+        }
         return self._move(
             it, S.DONE, (action, reason, details), outcome=outcome, error=error, **changes
         )
@@ -161,12 +165,17 @@ class Steps:
         steps are reused and nothing is registered twice; else a run starts."""
         runs = self._runs_of(it)
         last = runs[-1] if runs else None
+        orphaned = last is not None and _orphaned(last)
+        if last is not None and orphaned:
+            last = dataclasses.replace(last, status=RunStatus.LOST)
         if last is not None and last.status is RunStatus.RUNNING:
             return it  # another process's run, alive: look again at the next tick
         if last is not None and last.status is RunStatus.LOST:
             made = self._registered(last)
             if made is not None:  # it died after registering: that version is the challenger
-                self.pipelines.runner.runs.fail(last.id, "lost with the controller that ran it")
+                self.pipelines.runner.runs.fail(
+                    last.id, "lost with the controller that ran it", force=orphaned
+                )
                 return self._challenger(it, last, made, f"lost run {last.id[:12]}")
         if last is None or last.status is RunStatus.LOST:
             from mloop.services.pipelines.working import WorkingData
@@ -179,7 +188,9 @@ class Steps:
                 tags={ITERATION_TAG: it.id},
             )
             if last is not None:  # resumed: the lost run is over
-                self.pipelines.runner.runs.fail(last.id, f"lost; resumed by {result.run_id[:12]}")
+                self.pipelines.runner.runs.fail(
+                    last.id, f"lost; resumed by {result.run_id[:12]}", force=orphaned
+                )
             last = self.pipelines.runner.runs.get(result.run_id)
         if last.status is not RunStatus.FINISHED:
             error = last.error or f"the run ended {last.status}"
@@ -290,14 +301,28 @@ class Steps:
         d = self.metadata.endpoints.deployment(it.endpoint, it.deployment)
         if d.state is EndpointState.PROGRESSING:
             return it
+        numbers = self._verdict(it.endpoint, it.deployment)
         if d.state in (EndpointState.PROMOTED, EndpointState.STABLE):
             said = f"endpoint {it.endpoint} promoted {it.model}: {d.reason}"
-            return self._promote_alias(it, Outcome.PROMOTED, said)
+            return self._promote_alias(it, Outcome.PROMOTED, said, numbers)
         if d.state is EndpointState.ROLLED_BACK:
-            return self._end(it, Outcome.ROLLED_BACK, f"endpoint {it.endpoint}: {d.reason}")
-        return self._end(it, Outcome.FAILED, f"endpoint {it.endpoint}: {d.reason}", error=d.reason)
+            said = f"endpoint {it.endpoint}: {d.reason}"
+            return self._end(it, Outcome.ROLLED_BACK, said, details=numbers)
+        said = f"endpoint {it.endpoint}: {d.reason}"
+        return self._end(it, Outcome.FAILED, said, error=d.reason, details=numbers)
 
-    def _promote_alias(self, it: Iteration, outcome: Outcome, reason: str) -> Iteration:
+    def _verdict(self, endpoint: str, sequence: int) -> dict[str, Any]:
+        """The numbers behind the servers' decision on the deployment (the analysis of its last
+        interval, the weight it had), from the endpoint's Event, for the controller's own."""
+        for event in self.metadata.events.find(f"endpoint/{endpoint}", limit=20):
+            if event.details.get("deployment") == sequence:
+                keys = ("deployment", "weight", "analysis")
+                return {k: event.details[k] for k in keys if k in event.details}
+        return {"deployment": sequence}
+
+    def _promote_alias(
+        self, it: Iteration, outcome: Outcome, reason: str, numbers: Mapping[str, Any] | None = None
+    ) -> Iteration:
         """Move the alias to the challenger (once: a restart finds it moved) and end."""
         assert it.model is not None
         version = self.promoter.models.get(it.model)
@@ -308,12 +333,25 @@ class Steps:
             holder = None
         if holder != version.version:
             self.promoter.models.set_alias(version.name, version.version, alias, reason=reason)
-        return self._end(it, outcome, reason)
+        return self._end(it, outcome, reason, details=numbers)
 
 
 class Retry(Exception):
     """A step that cannot be taken now (a watched folder unreachable) and is tried again at
     the next tick; the iteration stays where it is."""
+
+
+def _orphaned(run: Run) -> bool:
+    """A run recorded as running in this very process, which runs one step at a time and is
+    not running it now: its run_graph ended without closing it (the store went away under it).
+    Nothing else would call it lost while this process lives; it is resumed like a lost one."""
+    import os
+
+    from mloop.services.tracking.heartbeat import HEARTBEATS, HOST
+
+    if run.status is not RunStatus.RUNNING or (run.host, run.pid) != (HOST, os.getpid()):
+        return False
+    return all(run.id not in ids for ids in HEARTBEATS.open_runs().values())
 
 
 def _with(it: Iteration, gates: list[Any]) -> dict[str, Any]:

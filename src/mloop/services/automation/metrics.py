@@ -1,6 +1,7 @@
 """The controller's metrics for Prometheus, read from the store at each scrape: iterations by
 outcome (an alert on `mloop_controller_iterations_total{outcome="failed"}` sees a retrain that
-failed), whether this process holds the lease, and each trigger's failed checks in a row."""
+failed), whether this process holds the lease, each trigger's failed checks in a row, and the
+evaluations in a row that could not finish (kept in the process: the store may be down)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ class ControllerCollector(Collector):
         self.controller = controller
 
     def collect(self) -> Iterator[Metric]:
+        failed = GaugeMetricFamily(
+            "mloop_controller_evaluation_failures",
+            "evaluations in a row that could not finish (the store unreachable); 0 once one does",
+        )
+        failed.add_metric([], float(self.controller.failures))
+        yield failed
         up = GaugeMetricFamily(
             "mloop_controller_store_up", "1 if the controller's last look at the store worked"
         )

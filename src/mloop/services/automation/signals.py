@@ -128,8 +128,9 @@ class SignalService:
 
     # accuracy ----------------------------------------------------------------------------
     def check_accuracy(self, trigger: Trigger) -> SignalCheck:
-        """Fired when the champion's metric from feedback over the window is below the bound,
-        with at least `min_labels` labelled predictions."""
+        """Fired when the champion's metric from feedback over the window crosses its bound
+        (under `below`, over `above` for an error), with at least `min_labels` labelled
+        predictions."""
         from mloop.services.monitoring.accuracy import join, measure
 
         spec = _spec(trigger, Accuracy)
@@ -164,12 +165,13 @@ class SignalService:
                 numbers,
                 now,
             )
-        numbers |= {"metric": spec.metric, "value": value, "below": spec.below}
-        fired = value < spec.below
-        verdict = "below" if fired else "not below"
+        side, bound = spec.bound
+        numbers |= {"metric": spec.metric, "value": value, side: bound}
+        fired = spec.crossed(value)
+        verdict = side if fired else f"not {side}"
         reason = (
             f"{spec.metric} of {champion} is {value:.4g} over {report.labelled} labelled "
-            f"predictions, {verdict} {spec.below:g}"
+            f"predictions, {verdict} {bound:g}"
         )
         return SignalCheck(trigger.key, str(trigger.kind), fired, reason, numbers, now)
 

@@ -176,21 +176,20 @@ class TriggerService:
     def _digests(self, dataset: str) -> frozenset[str]:
         """Digests of every file of every version of `dataset`. A version's files never
         change, so only versions made since the last call are read (one summary query when
-        none was). A version removed after it was read still counts until the next process:
-        its files were the dataset's, and landing them again would make a duplicate version."""
+        none was), and only their file digests, never their records (a version's profiles can
+        be megabytes). A version removed after it was read still counts until the next
+        process: its files were the dataset's, and landing them again would make a duplicate
+        version."""
         latest = next((d.latest for d in self.metadata.datasets.all() if d.name == dataset), 0)
         known = self._held.get(dataset)
         if known is not None and known.latest == latest:
             return known.digests
-        digests = set(known.digests) if known is not None and known.latest < latest else set()
-        start = known.latest + 1 if known is not None and known.latest < latest else 1
-        for number in range(start, latest + 1):
-            try:
-                version = self.metadata.datasets.get_version(dataset, number, files=True)
-            except NotFound:
-                continue  # removed
-            digests.update(f.digest for f in version.files)
-        self._held[dataset] = _Held(latest, frozenset(digests))
+        kept = known is not None and known.latest < latest
+        after = known.latest if known is not None and kept else 0
+        digests = self.metadata.datasets.file_digests(dataset, after)
+        if known is not None and kept:
+            digests |= known.digests
+        self._held[dataset] = _Held(latest, digests)
         return self._held[dataset].digests
 
     # landing -----------------------------------------------------------------------------

@@ -75,7 +75,9 @@ class StatusCheck:
         """Compare every working file with the manifest, hashing only what `known` cannot vouch
         for; then record the verified state for next time."""
         working = seen.files()
-        manifest = {f.path: f for f in version.files}
+        # Files outside every source (landed from a bucket by a new_data trigger) were never
+        # in the working tree: not there is not deleted.
+        manifest = {f.path: f for f in version.files if _in_sources(f.path, version.sources)}
         added: list[str] = []
         modified: list[str] = []
         verified: list[tuple[str, int, int, int, str]] = []
@@ -119,3 +121,8 @@ class StatusCheck:
             version.sources,
             gone,
         )
+
+
+def _in_sources(path: str, sources: tuple[str, ...]) -> bool:
+    """Whether the version's file `path` lies in one of its (project-relative) sources."""
+    return any(path == src or path.startswith(src.rstrip("/") + "/") for src in sources)

@@ -134,6 +134,8 @@ class DatasetStore(Protocol):
 
     def versions_of_run(self, run_id: str) -> list[DatasetVersion]: ...
 
+    def file_digests(self, name: str, after: int = 0) -> frozenset[str]: ...
+
 
 class ModelStore(Protocol):
     def create_version(

@@ -171,6 +171,20 @@ class SqlDatasetStore(DatasetRemoval):
         )
         return [rows.DATASET_VERSION.read(r) for r in found]
 
+    def file_digests(self, name: str, after: int = 0) -> frozenset[str]:
+        """The digests of the files of `name`'s versions numbered above `after` (removed ones
+        left out): what a new_data check compares landed files with, in one query that reads
+        no version record (a version's profiles can be megabytes)."""
+        found = self.db.read(
+            lambda tx: tx.all(
+                "SELECT DISTINCT f.digest FROM dataset_files f "
+                "JOIN dataset_versions v ON v.id = f.version_id "
+                "WHERE v.dataset = :n AND v.version > :a AND v.removed IS NULL",
+                {"n": name, "a": after},
+            )
+        )
+        return frozenset(str(r[0]) for r in found)
+
     def versions_of_run(self, run_id: str) -> list[DatasetVersion]:
         found = self.db.read(
             lambda tx: tx.named(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -225,13 +225,30 @@ class Database:
                 raise
             conn.execute("COMMIT")
             return result
+        import psycopg
+
         with self._pg() as raw:
             try:
                 result = fn(Tx(raw, "postgresql"))
+                raw.commit()
+            except psycopg.OperationalError as exc:
+                # The server went away under an open connection (stopped, restarted, the
+                # network): the same answer as failing to connect, not a crash of the caller.
+                if raw.closed or raw.broken:
+                    with suppress(Exception):
+                        raw.invalidate()  # not back into the pool
+                    raise StoreUnavailable(
+                        f"lost the connection to {redact(self.uri)}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                        "check that the server is running; the work is tried again",
+                    ) from None
+                with suppress(Exception):
+                    raw.rollback()
+                raise  # a conflict (retried by `write`), a cancelled statement
             except BaseException:
-                raw.rollback()
+                with suppress(Exception):  # a connection already gone cannot roll back
+                    raw.rollback()
                 raise
-            raw.commit()
             return result
 
     def read(self, fn: Callable[[Tx], T]) -> T:
