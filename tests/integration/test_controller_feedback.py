@@ -1,0 +1,244 @@
+"""Labelled production rows joining the dataset an iteration trains on: a real `mloop serve
+--endpoint web` logs requests, feedback labels a known subset, a schedule fires, and the
+controller adds exactly the labelled rows as the dataset's next version (once: a restart after
+the version was written finds it), trains on it, and says so in its Events."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mloop.domain.controller import Iteration, IterationState, Outcome, TriggerState
+from mloop.domain.event import Event
+from mloop.domain.feedback import Label
+from mloop.project import Project
+from mloop.services.automation.controller import Controller
+from mloop.services.automation.feedback_snapshot import SETTLE
+from tests.conftest import CliResult
+from tests.integration.controller_project import forget, land, trained, write_loop_project
+from tests.integration.test_serve_endpoint import serving
+
+FEEDBACK = (
+    "controller:\n  train:\n    endpoint: web\n    strategy: direct\n"
+    "    feedback: {dataset: sales, label: y, since: 1h}\n"
+)
+SCHEDULE = '    - schedule: "0 3 * * *"\n      cooldown: "0"\n'
+DAY = 86_400.0
+LABELLED = {f"r-{i}": 100 + i for i in range(0, 10, 2)}  # y for the even requests
+
+
+@pytest.fixture
+def loop(make_project: Callable[..., Path]) -> Iterator[Path]:
+    """sales:1 (3 rows) and sales:2 (6 landed rows) trained into sales:1, which serves web;
+    a schedule (checked before new_data) is the trigger the tests fire."""
+    root = make_project("loop")
+    write_loop_project(root, cooldown="0", extra=FEEDBACK)
+    text = (root / "mloop.yaml").read_text()
+    (root / "mloop.yaml").write_text(text.replace("    - new_data:", SCHEDULE + "    - new_data:"))
+    land(root, "a.csv", 6)
+    project = Project.open(root)
+    try:
+        controller = _controller(project, [_at(2)])
+        controller.tick()  # the schedule is first seen; new_data fires
+        (first,) = project.metadata.controller.recent()
+        assert first.outcome is Outcome.PROMOTED and first.dataset == "sales:2"
+    finally:
+        project.close()
+    yield root
+    forget(root)
+
+
+def _at(hour: int, day: int = 1) -> float:
+    return datetime(2026, 12, day, hour, 0, tzinfo=UTC).timestamp()
+
+
+def _controller(project: Project, now: list[float]) -> Controller:
+    """The controller on the schedule's clock `now[0]`; the snapshot on the real clock (the
+    labels' times are the server's), moved on by SETTLE: labels posted before a tick are its."""
+    controller = project.controller()
+    controller.clock = lambda: now[0]
+    controller.steps.feedback.clock = lambda: time.time() + SETTLE
+    return controller
+
+
+def _traffic(root: Path, labelled: dict[str, int]) -> None:
+    """Ten requests r-0..r-9 (x = 1000 + i) to the served sales:1, and labels for `labelled`;
+    the server is stopped before returning, so its log is stored."""
+    with serving(root) as url, httpx.Client(base_url=url, timeout=30) as client:
+        for i in range(10):
+            answer = client.post(
+                "/invocations",
+                json={"dataframe_records": [{"x": 1000.0 + i}]},
+                headers={"mloop-request-id": f"r-{i}"},
+            )
+            assert answer.status_code == 200, answer.text
+        items = [{"request_id": rid, "label": y} for rid, y in labelled.items()]
+        posted = client.post("/feedback", json={"feedback": items})
+        assert posted.status_code == 200, posted.text
+
+
+def _snapshotted(project: Project) -> Event:
+    """The latest iteration's snapshot Event."""
+    found = project.metadata.events.find("pipeline/train")
+    return next(e for e in found if e.action == "controller.snapshotted")
+
+
+def _feedback_rows(project: Project, ref: str) -> list[tuple[float, int]]:
+    """(x, y) of the version's feedback files, as the pipeline reads them."""
+    version = project.data.get(ref, files=True)
+    (extra,) = [f for f in version.files if "/feedback/" in f.path]
+    frame = project.data.open("sales", version.version).to_pandas(extra.path)
+    assert list(frame.columns) == ["x", "y"]  # the dataset's columns, in its order
+    return sorted(zip(frame["x"].tolist(), frame["y"].tolist(), strict=True))
+
+
+def test_a_fired_schedule_adds_exactly_the_labelled_rows_and_trains_on_them(
+    loop: Path, cli: Callable[..., CliResult]
+) -> None:
+    _traffic(loop, LABELLED)
+    project = Project.open(loop)
+    try:
+        now = [_at(3, 1) + 30]
+        controller = _controller(project, now)
+        (it,) = controller.tick().begun
+        ended = project.metadata.controller.get(it.id)
+        assert ended.kind == "schedule" and ended.dataset == "sales:3"
+        assert ended.outcome is Outcome.PROMOTED and ended.model == "sales:2"
+        taken = ended.numbers["feedback"]
+        assert taken["rows"] == 5 and taken["labels"] == 5 and taken["endpoint"] == "web"
+        assert _feedback_rows(project, "sales:3") == [
+            (1000.0 + i, 100 + i) for i in range(0, 10, 2)
+        ]
+        assert project.data.get("sales:3").file_count == 3  # sales.csv, a.csv, the rows
+        assert trained(loop) == 2  # 3 + 6 rows, then 3 + 6 + 5
+        assert (loop / "trained.txt").read_text().splitlines() == ["9", "14"]
+        assert project.models.get("sales:2").datasets[0].version == 3
+        said = _snapshotted(project)
+        assert said.reason == "sales:3 adds 5 labelled rows from endpoint web"
+        assert said.details["dataset"] == "sales:3" and said.details["feedback"]["rows"] == 5
+
+        # The next fire time, no label since: nothing added, said, trained on sales:3 as it is.
+        now[0] += DAY
+        (again,) = controller.tick().begun
+        second = project.metadata.controller.get(again.id)
+        assert second.dataset is None and second.numbers["feedback"]["rows"] == 0
+        assert project.data.get("sales").version == 3
+        said = _snapshotted(project)
+        assert said.reason == (
+            "no labelled rows from endpoint web new since the last snapshot: "
+            "trains on sales:3 as it is"
+        )
+        assert second.outcome is Outcome.NO_CHALLENGER  # the same data: every step reused
+
+        # Labels for the odd requests arrive (a labelling job's file): only they are added.
+        odd = "\n".join(f"r-{i},{200 + i}" for i in range(1, 10, 2))
+        (loop / "labels.csv").write_text("id,truth\n" + odd + "\nghost,7\n")
+        stored = cli(
+            "feedback", "web", "labels.csv", "--id-column", "id", "--label-column", "truth"
+        )
+        assert stored.code == 0, stored.err
+        now[0] += DAY
+        (third,) = controller.tick().begun
+        last = project.metadata.controller.get(third.id)
+        assert last.dataset == "sales:4" and last.numbers["feedback"]["unlogged"] == 1
+        version = project.data.get("sales:4", files=True)
+        new = [f.path for f in version.files if "/feedback/" in f.path]
+        assert len(new) == 2 and all(p.startswith("data/feedback/web-") for p in new)
+        frame = project.data.open("sales", 4).to_pandas(max(new))
+        rows = sorted(zip(frame["x"].tolist(), frame["y"].tolist(), strict=True))
+        assert rows == [(1000.0 + i, 200 + i) for i in range(1, 10, 2)]
+        assert len(project.data.open("sales", 4).to_pandas()) == 3 + 6 + 5 + 5
+        assert "1 labels name requests not in the log" in (_snapshotted(project).reason or "")
+    finally:
+        project.close()
+
+
+def test_a_snapshot_written_before_a_crash_is_found_again_not_made_twice(loop: Path) -> None:
+    """The store as a controller killed between writing the version and moving the iteration
+    on leaves it: the iteration `triggered`, the version made. Restarted, it makes none."""
+    _traffic(loop, LABELLED)
+    project = Project.open(loop)
+    try:
+        now = _at(3, 1) + 30
+        it = Iteration(
+            "crashed", "train", "triggers.train[0].schedule", "schedule", "due",
+            IterationState.TRIGGERED, now, now,
+        )  # fmt: skip
+        begun = Event(now, "test", "controller.triggered", "pipeline/train", "due")
+        state = TriggerState("triggers.train[0].schedule", checked=now, fired=now, mark=now)
+        project.metadata.controller.begin(it, begun, state)
+        controller = _controller(project, [now])
+        policy = project.settings.controller["train"].feedback
+        assert policy is not None
+        made = controller.steps.feedback.take(policy, it.id, "controller.train.feedback")
+        assert made.created and made.version.ref == "sales:3" and made.rows == 5
+        # labels arriving meanwhile are the next snapshot's, not a second one of this
+        more = [Label(f"r-{i}", 0, time.time(), "test") for i in range(1, 10, 2)]
+        project.metadata.feedback.add("web", more)
+
+        controller.tick()  # restarted: continues the same iteration
+        ended = project.metadata.controller.get("crashed")
+        assert ended.dataset == "sales:3" and ended.state is IterationState.DONE
+        assert project.data.get("sales").version == 3  # one version, not two
+        versions = [
+            e for e in project.metadata.events.find("dataset/sales") if e.details.get("feedback")
+        ]
+        assert len(versions) == 1
+        assert "made before the controller restarted" in (_snapshotted(project).reason or "")
+        assert (loop / "trained.txt").read_text().splitlines()[-1] == "14"
+    finally:
+        project.close()
+
+
+@pytest.mark.parametrize(
+    ("feedback", "message", "hint"),
+    [
+        ("{label: y}", "controller.train.feedback.dataset is missing", "feedback: {dataset:"),
+        (
+            "{dataset: sales, label: y, since: soon}",
+            "controller.train.feedback: since 'soon'",
+            "30d",
+        ),
+        (
+            "{dataset: sales, lable: y}",
+            "controller.train.feedback: unknown option 'lable'",
+            "label",
+        ),
+        ("[sales]", "controller.train.feedback must be a mapping", "feedback: {dataset:"),
+    ],
+    ids=["no-dataset", "bad-since", "typo", "not-a-mapping"],
+)
+def test_a_bad_feedback_setting_is_one_line(
+    loop: Path, cli: Callable[..., CliResult], feedback: str, message: str, hint: str
+) -> None:
+    text = (loop / "mloop.yaml").read_text()
+    text = text.replace("feedback: {dataset: sales, label: y, since: 1h}", f"feedback: {feedback}")
+    (loop / "mloop.yaml").write_text(text)
+    done = cli("controller", "--once")
+    assert done.code == 1
+    assert done.err.startswith("error: ") and message in done.err, done.err
+    assert "hint: " in done.err and hint in done.err and "Traceback" not in done.err
+    assert len(done.err.strip().splitlines()) == 2  # the error and its hint
+
+
+def test_a_label_column_the_dataset_lacks_fails_the_iteration_and_names_it(loop: Path) -> None:
+    text = (loop / "mloop.yaml").read_text().replace("label: y", "label: churned")
+    (loop / "mloop.yaml").write_text(text)
+    _traffic(loop, LABELLED)
+    project = Project.open(loop)
+    try:
+        (it,) = _controller(project, [_at(3, 1) + 30]).tick().begun
+        ended = project.metadata.controller.get(it.id)
+        assert ended.outcome is Outcome.FAILED and ended.state is IterationState.DONE
+        assert ended.error == (
+            "controller.train.feedback.label: dataset sales:2 has no column 'churned' "
+            "(it has: x, y)"
+        )
+        assert project.data.get("sales").version == 2
+    finally:
+        project.close()
