@@ -6,7 +6,7 @@ the version was written finds it), trains on it, and says so in its Events."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -66,7 +66,7 @@ def _controller(project: Project, now: list[float]) -> Controller:
     return controller
 
 
-def _traffic(root: Path, labelled: dict[str, int]) -> None:
+def _traffic(root: Path, labelled: Mapping[str, object]) -> None:
     """Ten requests r-0..r-9 (x = 1000 + i) to the served sales:1, and labels for `labelled`;
     the server is stopped before returning, so its log is stored."""
     with serving(root) as url, httpx.Client(base_url=url, timeout=30) as client:
@@ -121,6 +121,11 @@ def test_a_fired_schedule_adds_exactly_the_labelled_rows_and_trains_on_them(
         said = _snapshotted(project)
         assert said.reason == "sales:3 adds 5 labelled rows from endpoint web"
         assert said.details["dataset"] == "sales:3" and said.details["feedback"]["rows"] == 5
+        landed = project.metadata.events.find("pipeline/train")[-2]  # the fixture's iteration
+        assert landed.reason == (
+            "sales:2 holds the landed files; no labelled rows from endpoint web yet: "
+            "trains on sales:2 as it is"
+        )
 
         # The next fire time, no label since: nothing added, said, trained on sales:3 as it is.
         now[0] += DAY
@@ -153,9 +158,18 @@ def test_a_fired_schedule_adds_exactly_the_labelled_rows_and_trains_on_them(
         rows = sorted(zip(frame["x"].tolist(), frame["y"].tolist(), strict=True))
         assert rows == [(1000.0 + i, 200 + i) for i in range(1, 10, 2)]
         assert len(project.data.open("sales", 4).to_pandas()) == 3 + 6 + 5 + 5
-        assert "1 labels name requests not in the log" in (_snapshotted(project).reason or "")
+        assert _snapshotted(project).reason == (
+            "sales:4 adds 5 labelled rows from endpoint web "
+            "(1 label names a request not in the log's window)"
+        )
     finally:
         project.close()
+    shown = cli("controller", "status")
+    assert shown.code == 0, shown.err
+    assert "sales:4 (+5 rows from endpoint web)" in shown.out
+    assert "sales:3 (+0 rows from endpoint web)" in shown.out  # the iteration that added none
+    events = cli("events", "pipeline/train")
+    assert "sales:3 adds 5 labelled rows from endpoint web" in events.out
 
 
 def test_a_snapshot_written_before_a_crash_is_found_again_not_made_twice(loop: Path) -> None:
@@ -176,7 +190,7 @@ def test_a_snapshot_written_before_a_crash_is_found_again_not_made_twice(loop: P
         policy = project.settings.controller["train"].feedback
         assert policy is not None
         made = controller.steps.feedback.take(policy, it.id, "controller.train.feedback")
-        assert made.created and made.version.ref == "sales:3" and made.rows == 5
+        assert made.version.ref == "sales:3" and made.taken.rows == 5
         # labels arriving meanwhile are the next snapshot's, not a second one of this
         more = [Label(f"r-{i}", 0, time.time(), "test") for i in range(1, 10, 2)]
         project.metadata.feedback.add("web", more)
@@ -240,5 +254,24 @@ def test_a_label_column_the_dataset_lacks_fails_the_iteration_and_names_it(loop:
             "(it has: x, y)"
         )
         assert project.data.get("sales").version == 2
+    finally:
+        project.close()
+
+
+def test_labels_of_a_type_the_column_cannot_hold_fail_the_iteration_and_add_nothing(
+    loop: Path,
+) -> None:
+    _traffic(loop, {"r-0": "high", "r-1": "low"})  # text, for the numbers of column y
+    project = Project.open(loop)
+    try:
+        (it,) = _controller(project, [_at(3, 1) + 30]).tick().begun
+        ended = project.metadata.controller.get(it.id)
+        assert ended.outcome is Outcome.FAILED
+        assert ended.error == (
+            "controller.train.feedback: labelled rows do not fit sales:2: column 'y' holds "
+            "string values where the dataset holds integer"
+        )
+        assert project.data.get("sales").version == 2
+        assert project.models.get("sales@champion").version == 1  # the champion serves on
     finally:
         project.close()

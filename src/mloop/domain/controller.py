@@ -242,7 +242,7 @@ def parse_feedback(value: Any, where: str, endpoint: str | None) -> FeedbackPoli
     if source is None:
         raise InvalidInput(
             f"{where}: no endpoint to read labelled requests from",
-            f"give {where}.endpoint, or the loop's endpoint ({where.rsplit('.', 1)[0]}.endpoint)",
+            f"give {where}.endpoint, or {where.rsplit('.', 1)[0]}.endpoint (the loop's)",
         )
     label = given["label"]
     if not isinstance(label, str):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from mloop.domain.dataset import DatasetVersion, FileEntry, TableProfile, next_version
 from mloop.domain.event import Event
 from mloop.domain.prediction import FEATURE, Window, parse_age
+from mloop.domain.records import from_plain, to_plain
 from mloop.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -46,41 +47,48 @@ _SEARCHED = 1000  # the dataset's events read back for the last snapshot
 
 
 @dataclass(frozen=True, slots=True)
-class Snapshot:
-    """What a snapshot did: the version the iteration trains on (made now, made before a
-    crash, or the latest as it is), the rows added, the labels received after `after` up to
-    `until`, and of them those whose request the window's log does not hold."""
+class Taken:
+    """The labels a snapshot took, as its version's Event records them (`feedback`): those of
+    `endpoint` received after `after` up to `until`, the rows they made, and how many name a
+    request the window's log does not hold; `iteration`: the iteration it was taken for."""
 
-    version: DatasetVersion
-    created: bool
-    rows: int
-    labels: int
-    unlogged: int
     endpoint: str
+    iteration: str
     after: float | None
     until: float
+    labels: int = 0
+    rows: int = 0
+    unlogged: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The version an iteration trains on (made now, made before a restart, or the latest as
+    it is) and what was taken into it."""
+
+    version: DatasetVersion
+    taken: Taken
     notes: tuple[str, ...] = ()
 
     def numbers(self) -> dict[str, Any]:
-        return {
-            "dataset": self.version.ref,
-            "endpoint": self.endpoint,
-            "rows": self.rows,
-            "labels": self.labels,
-            "unlogged": self.unlogged,
-            "after": self.after,
-            "until": self.until,
-        }
+        """The iteration's record of it (`numbers.feedback`, shown by `controller status`)."""
+        plain: dict[str, Any] = to_plain(self.taken)
+        del plain["iteration"]
+        return {"dataset": self.version.ref, **plain}
 
     def describe(self) -> str:
-        source = f"endpoint {self.endpoint}"
-        if self.rows:
-            said = f"{self.version.ref} adds {self.rows} labelled rows from {source}"
+        taken = self.taken
+        source = f"endpoint {taken.endpoint}"
+        if taken.rows:
+            said = f"{self.version.ref} adds {taken.rows} labelled rows from {source}"
         else:
-            said = f"no labelled rows from {source} new since the last snapshot"
+            since = "yet" if taken.after is None else "new since the last snapshot"
+            said = f"no labelled rows from {source} {since}"
             said += f": trains on {self.version.ref} as it is"
-        if self.unlogged:
-            said += f" ({self.unlogged} labels name requests not in the log's window)"
+        if taken.unlogged == 1:
+            said += " (1 label names a request not in the log's window)"
+        elif taken.unlogged:
+            said += f" ({taken.unlogged} labels name requests not in the log's window)"
         return "; ".join([said, *self.notes])
 
 
@@ -114,35 +122,26 @@ class FeedbackSnapshots:
         if made is not None:
             return made
         until = self.clock() - SETTLE
-        empty = Snapshot(previous, False, 0, 0, 0, policy.endpoint, after, until)
+        nothing = Snapshot(previous, Taken(policy.endpoint, iteration, after, until))
         if after is not None and until <= after:
-            return empty
+            return nothing
         labels = [
             x
             for x in self.metadata.feedback.received(policy.endpoint, after, until)
             if after is None or x.at > after
         ]
         if not labels:
-            return empty
+            return nothing
         reference = _reference(previous, policy, where)
         since = until - parse_age(policy.since, f"{where}.since")
-        logged = self._logged(policy.endpoint, Window(since, until))
-        joined = _join(logged, labels)
-        unlogged = len(labels) - (0 if joined is None else joined.num_rows)
-        if joined is None or not joined.num_rows:
-            return Snapshot(
-                previous, False, 0, len(labels), unlogged, policy.endpoint, after, until
-            )
+        joined = _join(self._logged(policy.endpoint, Window(since, until)), labels)
+        rows = 0 if joined is None else joined.num_rows
+        taken = replace(nothing.taken, labels=len(labels), rows=rows, unlogged=len(labels) - rows)
+        if joined is None or not rows:
+            return replace(nothing, taken=taken)
         table, notes = _rows(joined, reference, policy)
-        snapshot = Snapshot(
-            previous, True, table.num_rows, len(labels), unlogged, policy.endpoint, after,
-            until, tuple(notes),
-        )  # fmt: skip
-        version = self._commit(table, reference, previous, snapshot, iteration, where)
-        return Snapshot(
-            version, True, table.num_rows, len(labels), unlogged, policy.endpoint, after,
-            until, tuple(notes),
-        )  # fmt: skip
+        version = self._commit(table, reference, previous, taken, where)
+        return Snapshot(version, taken, tuple(notes))
 
     # reading ---------------------------------------------------------------------------------
     def _latest(self, policy: FeedbackPolicy, where: str) -> DatasetVersion:
@@ -170,15 +169,10 @@ class FeedbackSnapshots:
                 )
             except NotFound:
                 continue  # removed: its rows are not the dataset's any more
-            if found.get("iteration") == iteration:
-                after = found.get("after")
-                return Snapshot(
-                    version, False, int(found["rows"]), int(found["labels"]),
-                    int(found["unlogged"]), policy.endpoint,
-                    None if after is None else float(after), float(found["until"]),
-                    ("made before the controller restarted",),
-                ), None  # fmt: skip
-            return None, float(found["until"])
+            taken = from_plain(Taken, found)
+            if taken.iteration == iteration:
+                return Snapshot(version, taken, ("made before the controller restarted",)), None
+            return None, taken.until
         return None, None
 
     def _logged(self, endpoint: str, window: Window) -> pa.Table | None:
@@ -195,14 +189,14 @@ class FeedbackSnapshots:
         table: pa.Table,
         reference: TableProfile,
         previous: DatasetVersion,
-        snapshot: Snapshot,
-        iteration: str,
+        taken: Taken,
         where: str,
     ) -> DatasetVersion:
         from mloop.services.data.profile import profile_table
 
-        taken = {f.path for f in previous.files}
-        name = _entry_path(reference.path, snapshot.endpoint, snapshot.until, taken)
+        name = _entry_path(
+            reference.path, taken.endpoint, taken.until, {f.path for f in previous.files}
+        )
         with tempfile.TemporaryDirectory(prefix="mloop-feedback-") as scratch:
             local = Path(scratch) / PurePosixPath(name).name
             _write(table, local)
@@ -210,17 +204,15 @@ class FeedbackSnapshots:
             _check_types(profile, reference, previous.ref, where)
             digest, size, stored = self.data.artifacts.put_path(local)
         self.data.artifacts.sync()
-        message = f"{snapshot.rows} labelled rows from endpoint {snapshot.endpoint}"
+        message = f"{taken.rows} labelled rows from endpoint {taken.endpoint}"
         draft = next_version(
             previous.name, previous, [FileEntry(name, digest, size)], [profile],
             created=self.clock(), user=self.actor, message=message, sources=previous.sources,
         )  # fmt: skip
-        details = {**snapshot.numbers(), "iteration": iteration}
-        del details["dataset"]
         event = Event(
             draft.created, self.actor, CREATED, f"dataset/{previous.name}", message,
             {"files": draft.file_count, "bytes": draft.total_size, "new_objects": int(stored),
-             "rows": snapshot.rows, "feedback": details},
+             "rows": taken.rows, "feedback": to_plain(taken)},
         )  # fmt: skip
         return self.metadata.datasets.create_version(draft, event)
 

@@ -147,12 +147,12 @@ class Steps:
             details["dataset"] = changes["dataset"] = ref
         feedback = self.policy(it.pipeline).feedback
         if feedback is not None:
-            taken = self.feedback.take(feedback, it.id, f"controller.{it.pipeline}.feedback")
-            said.append(taken.describe())
-            details["feedback"] = taken.numbers()
-            changes["numbers"] = {**it.numbers, "feedback": taken.numbers()}
-            if taken.rows:
-                details["dataset"] = changes["dataset"] = taken.version.ref
+            snapshot = self.feedback.take(feedback, it.id, f"controller.{it.pipeline}.feedback")
+            said.append(snapshot.describe())
+            details["feedback"] = snapshot.numbers()
+            changes["numbers"] = {**it.numbers, "feedback": snapshot.numbers()}
+            if snapshot.taken.rows:
+                details["dataset"] = changes["dataset"] = snapshot.version.ref
         if not said:
             return self._move(it, S.SNAPSHOTTED)
         event = ("controller.snapshotted", "; ".join(said), details)
