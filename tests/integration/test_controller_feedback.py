@@ -32,11 +32,17 @@ DAY = 86_400.0
 LABELLED = {f"r-{i}": 100 + i for i in range(0, 10, 2)}  # y for the even requests
 
 
+STORES = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+
+
 @pytest.fixture
-def loop(make_project: Callable[..., Path]) -> Iterator[Path]:
+def loop(make_project: Callable[..., Path], request: pytest.FixtureRequest) -> Iterator[Path]:
     """sales:1 (3 rows) and sales:2 (6 landed rows) trained into sales:1, which serves web;
     a schedule (checked before new_data) is the trigger the tests fire."""
-    root = make_project("loop")
+    root = make_project("loop", store=getattr(request, "param", "sqlite"))
     write_loop_project(root, cooldown="0", extra=FEEDBACK)
     text = (root / "mloop.yaml").read_text()
     (root / "mloop.yaml").write_text(text.replace("    - new_data:", SCHEDULE + "    - new_data:"))
@@ -97,6 +103,7 @@ def _feedback_rows(project: Project, ref: str) -> list[tuple[float, int]]:
     return sorted(zip(frame["x"].tolist(), frame["y"].tolist(), strict=True))
 
 
+@pytest.mark.parametrize("loop", STORES, indirect=True)
 def test_a_fired_schedule_adds_exactly_the_labelled_rows_and_trains_on_them(
     loop: Path, cli: Callable[..., CliResult]
 ) -> None:
@@ -172,6 +179,7 @@ def test_a_fired_schedule_adds_exactly_the_labelled_rows_and_trains_on_them(
     assert "sales:3 adds 5 labelled rows from endpoint web" in events.out
 
 
+@pytest.mark.parametrize("loop", STORES, indirect=True)
 def test_a_snapshot_written_before_a_crash_is_found_again_not_made_twice(loop: Path) -> None:
     """The store as a controller killed between writing the version and moving the iteration
     on leaves it: the iteration `triggered`, the version made. Restarted, it makes none."""
