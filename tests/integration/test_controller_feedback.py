@@ -13,9 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mloop.domain.controller import Iteration, IterationState, Outcome, TriggerState
+from mloop.domain.controller import FeedbackPolicy, Iteration, IterationState, Outcome, TriggerState
 from mloop.domain.event import Event
 from mloop.domain.feedback import Label
+from mloop.errors import InvalidInput
 from mloop.project import Project
 from mloop.services.automation.controller import Controller
 from mloop.services.automation.feedback_snapshot import SETTLE
@@ -281,5 +282,34 @@ def test_labels_of_a_type_the_column_cannot_hold_fail_the_iteration_and_add_noth
         )
         assert project.data.get("sales").version == 2
         assert project.models.get("sales@champion").version == 1  # the champion serves on
+    finally:
+        project.close()
+
+
+def test_the_datasets_columns_decide_the_rows_shape(loop: Path) -> None:
+    """A column the log lacks is left empty and named; a dataset none of whose columns the
+    endpoint logs is refused rather than filled with empty rows."""
+    import mloop
+
+    (loop / "wide").mkdir()
+    (loop / "wide" / "t.csv").write_text("z,x,y\na,1,2\nb,2,4\n")
+    mloop.data.add("wide", loop / "wide" / "t.csv", project=loop)
+    (loop / "other").mkdir()
+    (loop / "other" / "t.csv").write_text("a,y\n1,2\n")
+    mloop.data.add("other", loop / "other" / "t.csv", project=loop)
+    _traffic(loop, {"r-3": 7})
+    project = Project.open(loop)
+    try:
+        snapshots = _controller(project, [0.0]).steps.feedback
+        made = snapshots.take(FeedbackPolicy("wide", "y", "web"), "i-1", "feedback")
+        assert made.version.ref == "wide:2" and made.notes == ("not logged, left empty: z",)
+        (extra,) = [f.path for f in made.version.files if f.path != "wide/t.csv"]
+        assert extra.startswith("wide/feedback/web-") and extra.endswith(".csv")
+        frame = project.data.open("wide", 2).to_pandas()  # one schema: the tables concatenate
+        assert frame.to_dict("list") == {"z": [None, "a", "b"], "x": [1003, 1, 2], "y": [7, 2, 4]}
+        with pytest.raises(InvalidInput, match="endpoint web logs none of the columns") as caught:
+            snapshots.take(FeedbackPolicy("other", "y", "web"), "i-2", "feedback")
+        assert "other/t.csv (a); it logs x" in caught.value.message
+        assert project.data.get("other").version == 1
     finally:
         project.close()

@@ -139,7 +139,7 @@ class FeedbackSnapshots:
         taken = replace(nothing.taken, labels=len(labels), rows=rows, unlogged=len(labels) - rows)
         if joined is None or not rows:
             return replace(nothing, taken=taken)
-        table, notes = _rows(joined, reference, policy)
+        table, notes = _rows(joined, reference, policy, where)
         version = self._commit(table, reference, previous, taken, where)
         return Snapshot(version, taken, tuple(notes))
 
@@ -243,21 +243,14 @@ def _join(logged: pa.Table | None, labels: Sequence[Label]) -> pa.Table | None:
     ids = pa.array(sorted({x.request_id for x in labels}), pa.string())
     served = served.filter(pc.is_in(served.column("request_id").cast(pa.string()), ids))
     value = {(x.request_id, x.row): x.value for x in labels}
-    latest: dict[tuple[str, int], int] = {}
-    keys = zip(
-        served.column("request_id").to_pylist(), served.column("row").to_pylist(), strict=True
-    )
-    ats = served.column("at").to_pylist()
-    for n, key in enumerate(keys):
-        if key in value and (key not in latest or ats[latest[key]] <= ats[n]):
+    rids, rows = served.column("request_id").to_pylist(), served.column("row").to_pylist()
+    latest: dict[tuple[str, int], int] = {}  # rows are in time order: the last answer wins
+    for n, key in enumerate(zip(rids, rows, strict=True)):
+        if key in value:
             latest[key] = n
-    chosen = served.take(pa.array(sorted(latest.values()), pa.int64()))
-    found = [
-        value[k]
-        for k in zip(
-            chosen.column("request_id").to_pylist(), chosen.column("row").to_pylist(), strict=True
-        )
-    ]
+    order = sorted(latest.items(), key=lambda item: item[1])
+    chosen = served.take(pa.array([n for _, n in order], pa.int64()))
+    found = [value[key] for key, _ in order]
     return chosen.append_column("label", _array(found))
 
 
@@ -271,9 +264,10 @@ def _array(values: list[Any]) -> pa.Array:
 
 
 def _rows(
-    joined: pa.Table, reference: TableProfile, policy: FeedbackPolicy
+    joined: pa.Table, reference: TableProfile, policy: FeedbackPolicy, where: str
 ) -> tuple[pa.Table, list[str]]:
-    """The joined rows in the reference table's columns and order."""
+    """The joined rows in the reference table's columns and order; a column the log lacks is
+    left empty and named, but with none at all the endpoint is not this dataset's."""
     import pyarrow as pa
 
     columns: dict[str, Any] = {}
@@ -286,33 +280,29 @@ def _rows(
         else:
             columns[column.name] = pa.nulls(joined.num_rows)
             empty.append(column.name)
-    notes = []
-    if empty:
-        notes.append(f"not logged, left empty: {', '.join(empty)}")
+    if len(empty) == len(reference.columns) - 1:  # not one input of the model is a column
+        logged = [c.removeprefix(FEATURE) for c in joined.column_names if c.startswith(FEATURE)]
+        raise InvalidInput(
+            f"{where}: endpoint {policy.endpoint} logs none of the columns of {reference.path} "
+            f"({', '.join(empty[:10])}); it logs {', '.join(logged[:10]) or 'no inputs'}",
+            "take rows from the endpoint serving models of this dataset, or another dataset",
+        )
+    notes = [f"not logged, left empty: {', '.join(empty)}"] if empty else []
     return pa.table(columns), notes
-
-
-_FITS = {  # a reference column's family -> the families its new rows may have
-    "integer": {"integer", "floating"},
-    "floating": {"integer", "floating"},
-    "boolean": {"boolean"},
-    "string": {"string", "integer", "boolean"},
-    "datetime": {"datetime"},
-}
 
 
 def _check_types(profile: TableProfile, reference: TableProfile, ref: str, where: str) -> None:
     """Refuse rows whose column types the dataset's cannot take (text labels for a numeric
     column): the schema check `mloop data validate` makes first. Ranges and distributions are
     not checked: production data that drifted is what the iteration retrains on."""
-    from mloop.services.data.checks import reference_family
+    from mloop.services.data.checks import ACCEPTS, reference_family
 
     for column in profile.columns:
         before = reference.column(column.name)
-        if before is None or column.count == column.nulls:
+        if before is None or column.count == 0:  # left empty: any type takes it
             continue
         family, now = reference_family(before.dtype), reference_family(column.dtype)
-        if now not in _FITS.get(family, {now}):
+        if now not in ACCEPTS.get(family, {now}):
             raise InvalidInput(
                 f"{where}: labelled rows do not fit {ref}: column {column.name!r} holds "
                 f"{now} values where the dataset holds {family}",
