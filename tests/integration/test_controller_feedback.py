@@ -52,6 +52,7 @@ def loop(make_project: Callable[..., Path], request: pytest.FixtureRequest) -> I
     try:
         controller = _controller(project, [_at(2)])
         controller.tick()  # the schedule is first seen; new_data fires
+        controller.release()  # as `--once` does: a controller process may take over at once
         (first,) = project.metadata.controller.recent()
         assert first.outcome is Outcome.PROMOTED and first.dataset == "sales:2"
     finally:
@@ -73,7 +74,7 @@ def _controller(project: Project, now: list[float]) -> Controller:
     return controller
 
 
-def _traffic(root: Path, labelled: Mapping[str, object]) -> None:
+def traffic(root: Path, labelled: Mapping[str, object]) -> None:
     """Ten requests r-0..r-9 (x = 1000 + i) to the served sales:1, and labels for `labelled`;
     the server is stopped before returning, so its log is stored."""
     with serving(root) as url, httpx.Client(base_url=url, timeout=30) as client:
@@ -89,7 +90,19 @@ def _traffic(root: Path, labelled: Mapping[str, object]) -> None:
         assert posted.status_code == 200, posted.text
 
 
-def _snapshotted(project: Project) -> Event:
+def begin_iteration(project: Project, iteration: str, now: float) -> Iteration:
+    """An iteration of the schedule, begun and not yet moved on (as `Controller` begins one)."""
+    it = Iteration(
+        iteration, "train", "triggers.train[0].schedule", "schedule", "due",
+        IterationState.TRIGGERED, now, now,
+    )  # fmt: skip
+    begun = Event(now, "test", "controller.triggered", "pipeline/train", "due")
+    state = TriggerState("triggers.train[0].schedule", checked=now, fired=now, mark=now)
+    project.metadata.controller.begin(it, begun, state)
+    return it
+
+
+def snapshotted(project: Project) -> Event:
     """The latest iteration's snapshot Event."""
     found = project.metadata.events.find("pipeline/train")
     return next(e for e in found if e.action == "controller.snapshotted")
@@ -108,7 +121,7 @@ def _feedback_rows(project: Project, ref: str) -> list[tuple[float, int]]:
 def test_a_fired_schedule_adds_exactly_the_labelled_rows_and_trains_on_them(
     loop: Path, cli: Callable[..., CliResult]
 ) -> None:
-    _traffic(loop, LABELLED)
+    traffic(loop, LABELLED)
     project = Project.open(loop)
     try:
         now = [_at(3, 1) + 30]
@@ -126,7 +139,7 @@ def test_a_fired_schedule_adds_exactly_the_labelled_rows_and_trains_on_them(
         assert trained(loop) == 2  # 3 + 6 rows, then 3 + 6 + 5
         assert (loop / "trained.txt").read_text().splitlines() == ["9", "14"]
         assert project.models.get("sales:2").datasets[0].version == 3
-        said = _snapshotted(project)
+        said = snapshotted(project)
         assert said.reason == "sales:3 adds 5 labelled rows from endpoint web"
         assert said.details["dataset"] == "sales:3" and said.details["feedback"]["rows"] == 5
         landed = project.metadata.events.find("pipeline/train")[-2]  # the fixture's iteration
@@ -141,7 +154,7 @@ def test_a_fired_schedule_adds_exactly_the_labelled_rows_and_trains_on_them(
         second = project.metadata.controller.get(again.id)
         assert second.dataset is None and second.numbers["feedback"]["rows"] == 0
         assert project.data.get("sales").version == 3
-        said = _snapshotted(project)
+        said = snapshotted(project)
         assert said.reason == (
             "no labelled rows from endpoint web new since the last snapshot: "
             "trains on sales:3 as it is"
@@ -166,7 +179,7 @@ def test_a_fired_schedule_adds_exactly_the_labelled_rows_and_trains_on_them(
         rows = sorted(zip(frame["x"].tolist(), frame["y"].tolist(), strict=True))
         assert rows == [(1000.0 + i, 200 + i) for i in range(1, 10, 2)]
         assert len(project.data.open("sales", 4).to_pandas()) == 3 + 6 + 5 + 5
-        assert _snapshotted(project).reason == (
+        assert snapshotted(project).reason == (
             "sales:4 adds 5 labelled rows from endpoint web "
             "(1 label names a request not in the log's window)"
         )
@@ -184,17 +197,11 @@ def test_a_fired_schedule_adds_exactly_the_labelled_rows_and_trains_on_them(
 def test_a_snapshot_written_before_a_crash_is_found_again_not_made_twice(loop: Path) -> None:
     """The store as a controller killed between writing the version and moving the iteration
     on leaves it: the iteration `triggered`, the version made. Restarted, it makes none."""
-    _traffic(loop, LABELLED)
+    traffic(loop, LABELLED)
     project = Project.open(loop)
     try:
         now = _at(3, 1) + 30
-        it = Iteration(
-            "crashed", "train", "triggers.train[0].schedule", "schedule", "due",
-            IterationState.TRIGGERED, now, now,
-        )  # fmt: skip
-        begun = Event(now, "test", "controller.triggered", "pipeline/train", "due")
-        state = TriggerState("triggers.train[0].schedule", checked=now, fired=now, mark=now)
-        project.metadata.controller.begin(it, begun, state)
+        it = begin_iteration(project, "crashed", now)
         controller = _controller(project, [now])
         policy = project.settings.controller["train"].feedback
         assert policy is not None
@@ -212,7 +219,7 @@ def test_a_snapshot_written_before_a_crash_is_found_again_not_made_twice(loop: P
             e for e in project.metadata.events.find("dataset/sales") if e.details.get("feedback")
         ]
         assert len(versions) == 1
-        assert "made before the controller restarted" in (_snapshotted(project).reason or "")
+        assert "made before the controller restarted" in (snapshotted(project).reason or "")
         assert (loop / "trained.txt").read_text().splitlines()[-1] == "14"
     finally:
         project.close()
@@ -252,7 +259,7 @@ def test_a_bad_feedback_setting_is_one_line(
 def test_a_label_column_the_dataset_lacks_fails_the_iteration_and_names_it(loop: Path) -> None:
     text = (loop / "mloop.yaml").read_text().replace("label: y", "label: churned")
     (loop / "mloop.yaml").write_text(text)
-    _traffic(loop, LABELLED)
+    traffic(loop, LABELLED)
     project = Project.open(loop)
     try:
         (it,) = _controller(project, [_at(3, 1) + 30]).tick().begun
@@ -270,7 +277,7 @@ def test_a_label_column_the_dataset_lacks_fails_the_iteration_and_names_it(loop:
 def test_labels_of_a_type_the_column_cannot_hold_fail_the_iteration_and_add_nothing(
     loop: Path,
 ) -> None:
-    _traffic(loop, {"r-0": "high", "r-1": "low"})  # text, for the numbers of column y
+    traffic(loop, {"r-0": "high", "r-1": "low"})  # text, for the numbers of column y
     project = Project.open(loop)
     try:
         (it,) = _controller(project, [_at(3, 1) + 30]).tick().begun
@@ -297,7 +304,7 @@ def test_the_datasets_columns_decide_the_rows_shape(loop: Path) -> None:
     (loop / "other").mkdir()
     (loop / "other" / "t.csv").write_text("a,y\n1,2\n")
     mloop.data.add("other", loop / "other" / "t.csv", project=loop)
-    _traffic(loop, {"r-3": 7})
+    traffic(loop, {"r-3": 7})
     project = Project.open(loop)
     try:
         snapshots = _controller(project, [0.0]).steps.feedback

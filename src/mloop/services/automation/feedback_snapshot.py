@@ -133,8 +133,10 @@ class FeedbackSnapshots:
         if not labels:
             return nothing
         reference = _reference(previous, policy, where)
+        # Requests answered up to now, not `until`: a label taken may be for one answered a
+        # moment ago, and a logged answer is final.
         since = until - parse_age(policy.since, f"{where}.since")
-        joined = _join(self._logged(policy.endpoint, Window(since, until)), labels)
+        joined = _join(self._logged(policy.endpoint, Window(since)), labels)
         rows = 0 if joined is None else joined.num_rows
         taken = replace(nothing.taken, labels=len(labels), rows=rows, unlogged=len(labels) - rows)
         if joined is None or not rows:
