@@ -320,3 +320,21 @@ def test_the_datasets_columns_decide_the_rows_shape(loop: Path) -> None:
         assert project.data.get("other").version == 1
     finally:
         project.close()
+
+
+def test_requests_answered_before_the_window_are_not_taken(loop: Path) -> None:
+    traffic(loop, LABELLED)
+    project = Project.open(loop)
+    try:
+        snapshots = _controller(project, [0.0]).steps.feedback
+        policy = FeedbackPolicy("sales", "y", "web", since="1h")
+        snapshots.clock = lambda: time.time() + 7200  # two hours on: the requests are older
+        late = snapshots.take(policy, "i-late", "feedback")
+        assert late.taken.rows == 0 and late.taken.labels == 0
+        assert (
+            late.describe() == "no labelled rows from endpoint web yet: trains on sales:2 as it is"
+        )
+        snapshots.clock = lambda: time.time() + SETTLE  # within the hour
+        assert snapshots.take(policy, "i-now", "feedback").taken.rows == 5
+    finally:
+        project.close()

@@ -22,7 +22,9 @@ def register(commands: Any) -> None:
         "controller",
         help="retrain, gate and roll out by itself when a trigger fires",
         description="Evaluate the triggers of mloop.yaml every --interval; when one fires (and "
-        "its cooldown and max_per_day allow), land new data as a dataset version, run the "
+        "its cooldown and max_per_day allow), take the new data as a dataset version (the "
+        "landed files; the endpoint's labelled requests under `controller: {PIPELINE: "
+        "{feedback: ...}}`), run the "
         "pipeline, check the challenger against the registry's gates and roll it out on the "
         "endpoint under `controller: {PIPELINE: {endpoint: ...}}` (canary by default); the "
         "endpoint's servers promote or roll back. Progress is kept in the store: killed and "

@@ -125,18 +125,20 @@ class FeedbackSnapshots:
         nothing = Snapshot(previous, Taken(policy.endpoint, iteration, after, until))
         if after is not None and until <= after:
             return nothing
+        # The window's requests (answered since `start`, up to now: a logged answer is final,
+        # and a label taken may be for one answered a moment ago) and the labels that arrived
+        # for them since the last snapshot; a label is never older than its request.
+        start = until - parse_age(policy.since, f"{where}.since")
+        lowest = start if after is None else max(after, start)
         labels = [
             x
-            for x in self.metadata.feedback.received(policy.endpoint, after, until)
+            for x in self.metadata.feedback.received(policy.endpoint, lowest, until)
             if after is None or x.at > after
         ]
         if not labels:
             return nothing
         reference = _reference(previous, policy, where)
-        # Requests answered up to now, not `until`: a label taken may be for one answered a
-        # moment ago, and a logged answer is final.
-        since = until - parse_age(policy.since, f"{where}.since")
-        joined = _join(self._logged(policy.endpoint, Window(since)), labels)
+        joined = _join(self._logged(policy.endpoint, Window(start)), labels)
         rows = 0 if joined is None else joined.num_rows
         taken = replace(nothing.taken, labels=len(labels), rows=rows, unlogged=len(labels) - rows)
         if joined is None or not rows:
