@@ -254,6 +254,7 @@ class Project:
         from mloop.domain.controller import check_loop_pipelines
         from mloop.domain.trigger import check_pipelines
         from mloop.services.automation.controller import Controller
+        from mloop.services.automation.feedback_snapshot import FeedbackSnapshots
         from mloop.services.automation.iteration import Steps
 
         check_pipelines(self.settings.triggers, list(self.settings.pipelines))
@@ -266,6 +267,7 @@ class Project:
             self.endpoints,
             policies=self.settings.controller,
             actor=self.actor,
+            feedback=FeedbackSnapshots(self.metadata, self.data, actor=self.actor),
         )
         if checks is None:  # drift, accuracy and alertmanager: the signals' checks
             checks = self.signals.checks()

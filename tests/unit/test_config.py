@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mloop.config import BY_KEY, MAX_USER_LENGTH, SETTINGS, Settings, load_settings
-from mloop.domain.controller import LoopPolicy
+from mloop.domain.controller import FeedbackPolicy, LoopPolicy
 from mloop.domain.drift import DriftRule, Method
 from mloop.domain.gate import Gate
 from mloop.domain.names import NAME_RULE
@@ -141,9 +141,14 @@ EXAMPLES: dict[str, tuple[str, str, object]] = {
         {"train": (Trigger("train", 0, TriggerKind.SCHEDULE, Schedule("0 3 * * *"), 0.0, 1),)},
     ),
     "controller": (
-        "{train: {endpoint: web, options: {steps: '10,50'}}}",
-        '{"train": {"endpoint": "web", "options": {"steps": "10,50"}}}',
-        {"train": LoopPolicy("web", "canary", {"steps": "10,50"}, "champion")},
+        "{train: {endpoint: web, options: {steps: '10,50'}, feedback: {dataset: d, label: y}}}",
+        '{"train": {"endpoint": "web", "options": {"steps": "10,50"}, '
+        '"feedback": {"dataset": "d", "label": "y"}}}',
+        {
+            "train": LoopPolicy(
+                "web", "canary", {"steps": "10,50"}, "champion", FeedbackPolicy("d", "y", "web")
+            )
+        },
     ),
     "monitoring_interval": ("90s", "90s", 90.0),
     "monitoring_window": ("30m", "30m", 1800.0),

@@ -22,7 +22,9 @@ def register(commands: Any) -> None:
         "controller",
         help="retrain, gate and roll out by itself when a trigger fires",
         description="Evaluate the triggers of mloop.yaml every --interval; when one fires (and "
-        "its cooldown and max_per_day allow), land new data as a dataset version, run the "
+        "its cooldown and max_per_day allow), take the new data as a dataset version (the "
+        "landed files; the endpoint's labelled requests under `controller: {PIPELINE: "
+        "{feedback: ...}}`), run the "
         "pipeline, check the challenger against the registry's gates and roll it out on the "
         "endpoint under `controller: {PIPELINE: {endpoint: ...}}` (canary by default); the "
         "endpoint's servers promote or roll back. Progress is kept in the store: killed and "
@@ -174,7 +176,7 @@ def _step(it: Iteration) -> str:
     extra = [
         f"{name} {value}"
         for name, value in (
-            ("dataset", it.dataset),
+            ("dataset", _data(it)),
             ("run", None if it.run_id is None else it.run_id[:12]),
             ("model", it.model),
             ("endpoint", it.endpoint),
@@ -187,6 +189,21 @@ def _step(it: Iteration) -> str:
     if it.error:
         what += f": {it.error}"
     return what
+
+
+def _recent(i: Iteration) -> list[str]:
+    shown = [i.id[:8], i.pipeline, i.trigger, i.state, i.outcome or "-", _data(i) or "-"]
+    return [*shown, i.model or "-", i.error or i.reason]
+
+
+def _data(it: Iteration) -> str | None:
+    """The version the iteration made, and the labelled rows it added: `sales:3 (+5 rows
+    from endpoint web)`."""
+    taken = it.numbers.get("feedback")
+    if not isinstance(taken, dict):
+        return it.dataset
+    added = f"+{taken.get('rows', 0)} rows from endpoint {taken.get('endpoint')}"
+    return f"{it.dataset or taken.get('dataset')} ({added})"
 
 
 def show_status(ctx: Context) -> None:
@@ -218,13 +235,9 @@ def _print_status(found: ControllerStatus) -> None:
     for it in found.current:
         output.line(f"in progress: {_step(it)}")
     if found.recent:
-        columns = ["iteration", "pipeline", "trigger", "state", "outcome", "model", "reason"]
-        rows = [
-            [i.id[:8], i.pipeline, i.trigger, i.state, i.outcome or "-", i.model or "-", why]
-            for i in found.recent
-            for why in [i.error or i.reason]
-        ]
-        output.table(columns, rows, title="latest iterations")
+        columns = ["iteration", "pipeline", "trigger", "state", "outcome", "data", "model"]
+        columns.append("reason")
+        output.table(columns, [_recent(i) for i in found.recent], title="latest iterations")
     failed = found.failed
     if failed:
         output.line(f"{failed} iterations failed so far (`mloop events` says why)")

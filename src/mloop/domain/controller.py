@@ -30,6 +30,8 @@ ITERATION_TAG = "mloop.controller.iteration"  # on the pipeline run an iteration
 BACKOFF_MIN = 30.0  # seconds before a failed check is tried again, doubled each time
 BACKOFF_MAX = 600.0
 _EXAMPLE = "controller: {train: {endpoint: churn, strategy: canary}}"
+_FEEDBACK_EXAMPLE = "feedback: {dataset: churn, label: churned, since: 30d}"
+FEEDBACK_SINCE = "30d"  # the window of logged requests whose labelled rows a snapshot takes
 _STRATEGIES = ("canary", "blue_green", "direct")
 
 
@@ -70,7 +72,7 @@ class Iteration:
     created: float
     updated: float
     numbers: Mapping[str, Any] = field(default_factory=dict)
-    dataset: str | None = None  # NAME:V landed for it (new_data), or None: the data as it is
+    dataset: str | None = None  # NAME:V made for it (landed files, labelled rows), or None
     run_id: str | None = None
     model: str | None = None  # the challenger, NAME:V
     endpoint: str | None = None
@@ -135,16 +137,31 @@ def backoff(failures: int) -> float:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedbackPolicy:
+    """Production rows a pipeline's iterations add to a dataset (`controller.PIPELINE.feedback`):
+    the logged requests of `endpoint` answered in the last `since` (an age, `30d`) that have a
+    label, as rows of `dataset`'s table: each `feature.NAME` into column NAME, the label into
+    column `label`."""
+
+    dataset: str
+    label: str
+    endpoint: str
+    since: str = FEEDBACK_SINCE
+
+
+@dataclass(frozen=True, slots=True)
 class LoopPolicy:
     """Where a pipeline's challengers go (`controller.PIPELINE` in mloop.yaml): the endpoint,
-    the rollout's strategy and its options (as `mloop deploy` takes them), and the alias that
-    names what serves (moved when a rollout promotes, or when the gates pass with no endpoint).
+    the rollout's strategy and its options (as `mloop deploy` takes them), the alias that
+    names what serves (moved when a rollout promotes, or when the gates pass with no endpoint),
+    and the labelled production rows each iteration adds to a dataset before it trains.
     """
 
     endpoint: str | None = None
     strategy: str = "canary"
     options: Mapping[str, str] = field(default_factory=dict)
     alias: str = "champion"
+    feedback: FeedbackPolicy | None = None
 
 
 def parse_loop_policies(value: Any) -> dict[str, LoopPolicy]:
@@ -164,11 +181,11 @@ def parse_loop_policies(value: Any) -> dict[str, LoopPolicy]:
         if not isinstance(raw, Mapping):
             raise InvalidInput(f"{where} must be a mapping", _EXAMPLE)
         given = {str(k): v for k, v in raw.items()}
-        stray = sorted(set(given) - {"endpoint", "strategy", "options", "alias"})
+        stray = sorted(set(given) - {"endpoint", "strategy", "options", "alias", "feedback"})
         if stray:
             raise InvalidInput(
                 f"{where}: unknown option {stray[0]!r}",
-                "it takes endpoint, strategy, options, alias",
+                "it takes endpoint, strategy, options, alias, feedback",
             )
         try:
             endpoint = given.get("endpoint")
@@ -188,10 +205,59 @@ def parse_loop_policies(value: Any) -> dict[str, LoopPolicy]:
             raise InvalidInput(
                 f"{where}: options must be a mapping", "e.g. options: {steps: 10,50}"
             )
+        feedback = given.get("feedback")
         found[str(pipeline)] = LoopPolicy(
-            endpoint, strategy, {str(k): str(v) for k, v in options.items()}, alias
+            endpoint,
+            strategy,
+            {str(k): str(v) for k, v in options.items()},
+            alias,
+            None if feedback is None else parse_feedback(feedback, f"{where}.feedback", endpoint),
         )
     return found
+
+
+def parse_feedback(value: Any, where: str, endpoint: str | None) -> FeedbackPolicy:
+    """`controller.PIPELINE.feedback`: which dataset labelled production rows join, from which
+    endpoint (the loop's own by default), over what window, and the label's column.
+
+    Example:
+        >>> parse_feedback({"dataset": "churn", "label": "churned"}, "feedback", "web").since
+        '30d'
+    """
+    from mloop.domain.names import check_name
+    from mloop.domain.prediction import parse_age
+
+    if not isinstance(value, Mapping):
+        raise InvalidInput(f"{where} must be a mapping", _FEEDBACK_EXAMPLE)
+    given = {str(k): v for k, v in value.items()}
+    stray = sorted(set(given) - {"dataset", "label", "endpoint", "since"})
+    if stray:
+        raise InvalidInput(
+            f"{where}: unknown option {stray[0]!r}", "it takes dataset, label, endpoint, since"
+        )
+    for key in ("dataset", "label"):
+        if given.get(key) in (None, ""):
+            raise InvalidInput(f"{where}.{key} is missing", _FEEDBACK_EXAMPLE)
+    source = given.get("endpoint", endpoint)
+    if source is None:
+        raise InvalidInput(
+            f"{where}: no endpoint to read labelled requests from",
+            f"give {where}.endpoint, or {where.rsplit('.', 1)[0]}.endpoint (the loop's)",
+        )
+    label = given["label"]
+    if not isinstance(label, str):
+        raise InvalidInput(
+            f"{where}.label must name a column of the dataset, not {label!r}",
+            "the column the label goes in, as the dataset's table names it: label: churned",
+        )
+    try:
+        dataset = check_name(str(given["dataset"]), "dataset name")
+        source = check_name(str(source), "endpoint name")
+        since = str(given.get("since") or FEEDBACK_SINCE)
+        parse_age(since, "since")
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}: {exc.message}", exc.hint) from None
+    return FeedbackPolicy(dataset, label, source, since)
 
 
 def check_loop_pipelines(policies: Mapping[str, LoopPolicy], pipelines: Sequence[str]) -> None:

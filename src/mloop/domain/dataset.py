@@ -8,6 +8,7 @@ becomes the reference that serving traffic is compared against for drift.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mloop.domain.names import DatasetRef
@@ -101,6 +102,37 @@ class DatasetVersion:
     @property
     def ref(self) -> str:
         return str(DatasetRef(self.name, self.version))
+
+
+def next_version(
+    name: str,
+    previous: DatasetVersion | None,
+    files: Sequence[FileEntry],
+    tables: Sequence[TableProfile],
+    *,
+    created: float,
+    user: str,
+    message: str,
+    sources: tuple[str, ...],
+) -> DatasetVersion:
+    """The draft of `name`'s next version: `previous`'s files and table profiles (if any) with
+    `files` and `tables` added, by path; what the controller makes of landed files and of
+    labelled production rows. The store gives it its number."""
+    old_files = previous.files if previous is not None else ()
+    old_tables = previous.tables if previous is not None else ()
+    every = tuple(sorted([*old_files, *files], key=lambda f: f.path))
+    return DatasetVersion(
+        name=name,
+        version=0,
+        created=created,
+        user=user,
+        message=message,
+        file_count=len(every),
+        total_size=sum(f.size for f in every),
+        sources=sources,
+        tables=tuple(sorted([*old_tables, *tables], key=lambda t: t.path)),
+        files=every,
+    )
 
 
 @dataclass(frozen=True, slots=True)

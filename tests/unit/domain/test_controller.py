@@ -8,11 +8,13 @@ import pytest
 from mloop.domain.controller import (
     BACKOFF_MAX,
     DAY,
+    FeedbackPolicy,
     LoopPolicy,
     admit,
     backoff,
     check_loop_pipelines,
     parse_loop_policies,
+    plain_loop_policies,
 )
 from mloop.domain.trigger import Trigger, parse_triggers
 from mloop.errors import InvalidInput
@@ -56,3 +58,44 @@ def test_loop_policies_default_to_a_canary_and_the_champion() -> None:
     with pytest.raises(InvalidInput, match=r"controller\.trian: no pipeline") as caught:
         check_loop_pipelines({"trian": LoopPolicy()}, ["train"])
     assert caught.value.hint == "did you mean 'train'?"
+
+
+def test_feedback_reads_the_loops_endpoint_unless_it_names_its_own() -> None:
+    found = parse_loop_policies(
+        {
+            "train": {"endpoint": "web", "feedback": {"dataset": "churn", "label": "churned"}},
+            "score": {"feedback": {"dataset": "d", "label": "y", "endpoint": "api", "since": "7d"}},
+        }
+    )
+    assert found["train"].feedback == FeedbackPolicy("churn", "churned", "web", "30d")
+    assert found["score"].feedback == FeedbackPolicy("d", "y", "api", "7d")
+    assert found["score"].endpoint is None  # labels read from api; nothing rolled out
+    assert parse_loop_policies(plain_loop_policies(found)) == found  # as the environment gives it
+
+
+@pytest.mark.parametrize(
+    ("feedback", "message", "hint"),
+    [
+        ({"label": "y"}, "controller.train.feedback.dataset is missing", "{dataset: churn"),
+        ({"dataset": "d"}, "controller.train.feedback.label is missing", "label: churned"),
+        ({"dataset": "d", "label": 3}, "feedback.label must name a column", "label: churned"),
+        ({"dataset": "D D", "label": "y"}, "feedback: invalid dataset name", ""),
+        ({"dataset": "d", "label": "y", "since": "soon"}, "since 'soon' is not an age", "30d"),
+        ({"dataset": "d", "label": "y", "window": "1h"}, "unknown option 'window'", "since"),
+        ("churn", "controller.train.feedback must be a mapping", "{dataset: churn"),
+    ],
+    ids=["no-dataset", "no-label", "label-number", "bad-name", "bad-since", "typo", "text"],
+)
+def test_a_bad_feedback_setting_names_its_key_and_the_fix(
+    feedback: object, message: str, hint: str
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_loop_policies({"train": {"endpoint": "web", "feedback": feedback}})
+    assert message in caught.value.message and hint in (caught.value.hint or "")
+
+
+def test_feedback_without_any_endpoint_says_where_to_name_one() -> None:
+    with pytest.raises(InvalidInput, match="no endpoint to read labelled requests from") as caught:
+        parse_loop_policies({"train": {"feedback": {"dataset": "d", "label": "y"}}})
+    hint = "give controller.train.feedback.endpoint, or controller.train.endpoint (the loop's)"
+    assert caught.value.hint == hint

@@ -26,6 +26,7 @@ from mloop.errors import MloopError, NotFound, StoreUnavailable
 if TYPE_CHECKING:
     from mloop.domain.model import ModelVersion
     from mloop.domain.run import Run
+    from mloop.services.automation.feedback_snapshot import FeedbackSnapshots
     from mloop.services.automation.triggers import TriggerService
     from mloop.services.pipelines.catalog import PipelineService
     from mloop.services.registry.promotion import Promoter
@@ -49,8 +50,11 @@ class Steps:
         *,
         policies: Mapping[str, LoopPolicy],
         actor: str,
+        feedback: FeedbackSnapshots,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`feedback`: takes labelled production rows into a dataset, for the pipelines whose
+        policy has `feedback`."""
         self.metadata = metadata
         self.triggers = triggers
         self.pipelines = pipelines
@@ -59,6 +63,7 @@ class Steps:
         self.policies = policies
         self.actor = actor
         self.clock = clock
+        self.feedback = feedback
 
     def policy(self, pipeline: str) -> LoopPolicy:
         return self.policies.get(pipeline) or LoopPolicy()
@@ -125,21 +130,37 @@ class Steps:
 
     # triggered -> snapshotted ------------------------------------------------------------------
     def _snapshot(self, it: Iteration) -> Iteration:
-        """new_data: the landed files become the dataset's next version (idempotent: after a
-        crash, files a version already holds are left out and that version is the answer).
-        Other kinds train on the data as it is."""
-        if it.kind != TriggerKind.NEW_DATA:
+        """The data the iteration trains on, as dataset versions: new_data's landed files
+        (idempotent: after a crash, files a version already holds are left out and that
+        version is the answer), then, when `controller.PIPELINE.feedback` is set, the labelled
+        production rows new since the last snapshot (a version naming this iteration, so a
+        restart finds it). With neither, the data as it is."""
+        said: list[str] = []
+        details: dict[str, Any] = {}
+        changes: dict[str, Any] = {}
+        if it.kind == TriggerKind.NEW_DATA:
+            trigger = self._trigger(it)
+            check = self.triggers.check_new_data(trigger)
+            if check.error:
+                raise Retry(f"the watched folder cannot be read: {check.error}")
+            added = self.triggers.land(trigger, check)
+            ref = f"{added.version.name}:{added.version.version}"
+            said.append(
+                f"{ref} holds the landed files" + ("" if added.created else " (landed before)")
+            )
+            details["dataset"] = changes["dataset"] = ref
+        feedback = self.policy(it.pipeline).feedback
+        if feedback is not None:
+            snapshot = self.feedback.take(feedback, it.id, f"controller.{it.pipeline}.feedback")
+            said.append(snapshot.describe())
+            details["feedback"] = snapshot.numbers()
+            changes["numbers"] = {**it.numbers, "feedback": snapshot.numbers()}
+            if snapshot.taken.rows:
+                details["dataset"] = changes["dataset"] = snapshot.version.ref
+        if not said:
             return self._move(it, S.SNAPSHOTTED)
-        trigger = self._trigger(it)
-        check = self.triggers.check_new_data(trigger)
-        if check.error:
-            raise Retry(f"the watched folder cannot be read: {check.error}")
-        added = self.triggers.land(trigger, check)
-        ref = f"{added.version.name}:{added.version.version}"
-        said = f"{ref} holds the landed files" + ("" if added.created else " (landed before)")
-        return self._move(
-            it, S.SNAPSHOTTED, ("controller.snapshotted", said, {"dataset": ref}), dataset=ref
-        )
+        event = ("controller.snapshotted", "; ".join(said), details)
+        return self._move(it, S.SNAPSHOTTED, event, **changes)
 
     def _trigger(self, it: Iteration) -> Trigger:
         for trigger in self.triggers.triggers.get(it.pipeline, ()):

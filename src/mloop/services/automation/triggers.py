@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from mloop.domain.dataset import DatasetVersion, FileEntry
+from mloop.domain.dataset import DatasetVersion, FileEntry, next_version
 from mloop.domain.event import Event
 from mloop.domain.landing import (
     CheckStatus,
@@ -282,20 +282,10 @@ class TriggerService:
     ) -> DatasetVersion:
         rows = sum(f.rows for f in check.new_files if f.digest in {e.digest for e in entries})
         message = f"{len(entries)} landed files ({rows} rows) from {spec.path} by {trigger.key}"
-        old_files = previous.files if previous is not None else ()
-        files = tuple(sorted([*old_files, *entries], key=lambda e: e.path))
-        draft = DatasetVersion(
-            name=spec.dataset,
-            version=0,
-            created=self.clock(),
-            user=self.actor,
-            message=message,
-            file_count=len(files),
-            total_size=sum(e.size for e in files),
-            sources=_sources(previous, source),
-            tables=tuple(sorted([*(previous.tables if previous else ()), *tables], key=_path)),
-            files=files,
-        )
+        draft = next_version(
+            spec.dataset, previous, entries, tables, created=self.clock(), user=self.actor,
+            message=message, sources=_sources(previous, source),
+        )  # fmt: skip
         event = Event(
             draft.created,
             self.actor,
@@ -317,10 +307,6 @@ class TriggerService:
 def _sources(previous: DatasetVersion | None, landing: str | None) -> tuple[str, ...]:
     before = previous.sources if previous is not None else ()
     return before if landing is None else tuple(sorted({*before, landing}))
-
-
-def _path(table: TableProfile) -> str:
-    return table.path
 
 
 def _new_data(trigger: Trigger) -> NewData:

@@ -25,6 +25,14 @@ if TYPE_CHECKING:
     Series: TypeAlias = pd.Series[Any]
 
 MAX_ROWS_SHOWN = 5
+# What a reference family accepts; an all-null column ("empty") is always accepted.
+ACCEPTS = {
+    "integer": {"integer", "floating"},  # floats must then be whole numbers
+    "floating": {"integer", "floating"},
+    "boolean": {"boolean"},
+    "string": {"string", "integer", "boolean"},
+    "datetime": {"datetime"},
+}
 
 
 @dataclass(frozen=True, slots=True)

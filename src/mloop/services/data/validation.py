@@ -40,6 +40,7 @@ from mloop.domain.dataset import ColumnProfile, DatasetVersion, TableProfile, is
 from mloop.domain.drift import merge_bins, population_stability_index
 from mloop.errors import InvalidInput
 from mloop.services.data.checks import (
+    ACCEPTS,
     CheckFailure,
     Thresholds,
     ValidationReport,
@@ -72,14 +73,6 @@ if TYPE_CHECKING:
 
     Series: TypeAlias = pd.Series[Any]
 
-# What a reference family accepts; an all-null column ("empty") is always accepted.
-_ACCEPTS = {
-    "integer": {"integer", "floating"},  # floats must then be whole numbers
-    "floating": {"integer", "floating"},
-    "boolean": {"boolean"},
-    "string": {"string", "integer", "boolean"},
-    "datetime": {"datetime"},
-}
 _INFERRED = {  # pandas' infer_dtype of an object column -> family
     **{family: family for family in ("string", "integer", "floating", "boolean", "empty")},
     **dict.fromkeys(("mixed-integer-float", "decimal"), "floating"),
@@ -144,7 +137,7 @@ def frame_family(series: Series) -> str:
 def _dtype_check(family: str) -> Callable[[Series], Series | bool]:
     def check(series: Series) -> Series | bool:  # pandera passes the non-null values only
         actual = frame_family(series)
-        if actual == "empty" or actual in _ACCEPTS[family]:
+        if actual == "empty" or actual in ACCEPTS[family]:
             if family == "integer" and actual == "floating":
                 values = as_floats(series)
                 return pd.Series(~np.isfinite(values) | (values == np.round(values)), series.index)
@@ -178,7 +171,7 @@ def _range_check(family: str, lo: float, hi: float) -> Callable[[Series], Series
 
 def _readable(series: Series, family: str) -> bool:
     """Whether the column's values can be compared with the reference's (same family)."""
-    return family == "other" or frame_family(series) in _ACCEPTS[family] | {"empty"}
+    return family == "other" or frame_family(series) in ACCEPTS[family] | {"empty"}
 
 
 def _bounds(col: ColumnProfile, tolerance: float) -> tuple[float, float] | None:

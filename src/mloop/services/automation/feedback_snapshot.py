@@ -1,0 +1,342 @@
+"""Labelled production rows as a dataset's next version: what an iteration of the controller
+adds before it trains, when its pipeline's `controller.PIPELINE.feedback` says so.
+
+The rows are the logged requests of the endpoint answered in the window (`since`) whose labels
+arrived since the last such snapshot of the dataset, joined to their labels on (`request_id`,
+`row`) as monitoring joins them (`monitoring.accuracy`); shadows' copies are left out, as they
+are the same rows. Each becomes a row of the dataset's table (the profiled table holding the
+label column): `feature.NAME` into column NAME, the label into the label column, a column the
+log lacks left empty; the table's columns, in its order, so `to_pandas` concatenates it.
+
+Exactly once: the version is written with its Event in one transaction, and the Event names
+the iteration and the labels it took (received after `after`, up to `until`). A restarted
+iteration finds the version it made instead of making another; the next iteration starts where
+the newest such version (not removed) stopped. A label is taken once, when it arrives: a label
+corrected after its row was taken adds that row again, with the corrected label.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from mloop.domain.dataset import DatasetVersion, FileEntry, TableProfile, next_version
+from mloop.domain.event import Event
+from mloop.domain.prediction import FEATURE, Window, parse_age
+from mloop.domain.records import from_plain, to_plain
+from mloop.errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from mloop.domain.controller import FeedbackPolicy
+    from mloop.domain.feedback import Label
+    from mloop.services.data.versioning import DataService
+    from mloop.store.metadata.protocol import MetadataStore
+
+SETTLE = 5.0  # seconds: a label stored this recently may still be committing; the next takes it
+CREATED = "dataset.version_created"
+SHADOW = "shadow"
+FOLDER = "feedback"  # the snapshots' files: FOLDER beside the dataset's table
+_SEARCHED = 1000  # the dataset's events read back for the last snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """The labels a snapshot took, as its version's Event records them (`feedback`): those of
+    `endpoint` received after `after` up to `until`, the rows they made, and how many name a
+    request the window's log does not hold; `iteration`: the iteration it was taken for."""
+
+    endpoint: str
+    iteration: str
+    after: float | None
+    until: float
+    labels: int = 0
+    rows: int = 0
+    unlogged: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The version an iteration trains on (made now, made before a restart, or the latest as
+    it is) and what was taken into it."""
+
+    version: DatasetVersion
+    taken: Taken
+    notes: tuple[str, ...] = ()
+
+    def numbers(self) -> dict[str, Any]:
+        """The iteration's record of it (`numbers.feedback`, shown by `controller status`)."""
+        plain: dict[str, Any] = to_plain(self.taken)
+        del plain["iteration"]
+        return {"dataset": self.version.ref, **plain}
+
+    def describe(self) -> str:
+        taken = self.taken
+        source = f"endpoint {taken.endpoint}"
+        if taken.rows:
+            said = f"{self.version.ref} adds {taken.rows} labelled rows from {source}"
+        else:
+            since = "yet" if taken.after is None else "new since the last snapshot"
+            said = f"no labelled rows from {source} {since}"
+            said += f": trains on {self.version.ref} as it is"
+        if taken.unlogged == 1:
+            said += " (1 label names a request not in the log's window)"
+        elif taken.unlogged:
+            said += f" ({taken.unlogged} labels name requests not in the log's window)"
+        return "; ".join([said, *self.notes])
+
+
+class FeedbackSnapshots:
+    """Takes labelled production rows into a dataset, one version per iteration at most."""
+
+    def __init__(
+        self,
+        metadata: MetadataStore,
+        data: DataService,
+        *,
+        actor: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.metadata = metadata
+        self.data = data
+        self.actor = actor
+        self.clock = clock
+
+    def take(self, policy: FeedbackPolicy, iteration: str, where: str) -> Snapshot:
+        """Add the rows of labels new since the dataset's last snapshot (see the module);
+        `where` names the setting in errors (`controller.train.feedback`).
+
+        Raises:
+            InvalidInput: the dataset has no table with the label column, or the rows do not
+                fit its columns' types.
+            NotFound: the dataset has no version yet.
+        """
+        previous = self._latest(policy, where)
+        made, after = self._earlier(policy, iteration)
+        if made is not None:
+            return made
+        until = self.clock() - SETTLE
+        nothing = Snapshot(previous, Taken(policy.endpoint, iteration, after, until))
+        if after is not None and until <= after:
+            return nothing
+        # The window's requests (answered since `start`, up to now: a logged answer is final,
+        # and a label taken may be for one answered a moment ago) and the labels that arrived
+        # for them since the last snapshot; a label is never older than its request.
+        start = until - parse_age(policy.since, f"{where}.since")
+        lowest = start if after is None else max(after, start)
+        labels = [
+            x
+            for x in self.metadata.feedback.received(policy.endpoint, lowest, until)
+            if after is None or x.at > after
+        ]
+        if not labels:
+            return nothing
+        reference = _reference(previous, policy, where)
+        joined = _join(self._logged(policy.endpoint, Window(start)), labels)
+        rows = 0 if joined is None else joined.num_rows
+        taken = replace(nothing.taken, labels=len(labels), rows=rows, unlogged=len(labels) - rows)
+        if joined is None or not rows:
+            return replace(nothing, taken=taken)
+        table, notes = _rows(joined, reference, policy, where)
+        version = self._commit(table, reference, previous, taken, where)
+        return Snapshot(version, taken, tuple(notes))
+
+    # reading ---------------------------------------------------------------------------------
+    def _latest(self, policy: FeedbackPolicy, where: str) -> DatasetVersion:
+        try:
+            return self.metadata.datasets.get_version(policy.dataset, files=True)
+        except NotFound:
+            raise NotFound(
+                f"{where}: dataset {policy.dataset!r} has no version to add labelled rows to",
+                f"add its first version (`mloop data add {policy.dataset} PATH`): its table's "
+                "columns decide the rows' shape",
+            ) from None
+
+    def _earlier(
+        self, policy: FeedbackPolicy, iteration: str
+    ) -> tuple[Snapshot | None, float | None]:
+        """The snapshot this iteration made before a crash, if any; else where the newest
+        snapshot of the endpoint's labels into the dataset (not removed since) stopped."""
+        for event in self.metadata.events.find(f"dataset/{policy.dataset}", _SEARCHED):
+            found = event.details.get("feedback") if event.action == CREATED else None
+            if not isinstance(found, Mapping) or found.get("endpoint") != policy.endpoint:
+                continue
+            try:
+                version = self.metadata.datasets.get_version(
+                    policy.dataset, int(event.ref.rsplit(":", 1)[1]), files=True
+                )
+            except NotFound:
+                continue  # removed: its rows are not the dataset's any more
+            taken = from_plain(Taken, found)
+            if taken.iteration == iteration:
+                return Snapshot(version, taken, ("made before the controller restarted",)), None
+            return None, taken.until
+        return None, None
+
+    def _logged(self, endpoint: str, window: Window) -> pa.Table | None:
+        from mloop.services.predictions.reader import PredictionReader
+
+        try:
+            return PredictionReader(self.metadata, self.data.artifacts).read(endpoint, window).table
+        except NotFound:
+            return None  # nothing logged in the window: every label is unlogged
+
+    # writing ---------------------------------------------------------------------------------
+    def _commit(
+        self,
+        table: pa.Table,
+        reference: TableProfile,
+        previous: DatasetVersion,
+        taken: Taken,
+        where: str,
+    ) -> DatasetVersion:
+        from mloop.services.data.profile import profile_table
+
+        name = _entry_path(
+            reference.path, taken.endpoint, taken.until, {f.path for f in previous.files}
+        )
+        with tempfile.TemporaryDirectory(prefix="mloop-feedback-") as scratch:
+            local = Path(scratch) / PurePosixPath(name).name
+            _write(table, local)
+            profile = profile_table(local, name)
+            _check_types(profile, reference, previous.ref, where)
+            digest, size, stored = self.data.artifacts.put_path(local)
+        self.data.artifacts.sync()
+        message = f"{taken.rows} labelled rows from endpoint {taken.endpoint}"
+        draft = next_version(
+            previous.name, previous, [FileEntry(name, digest, size)], [profile],
+            created=self.clock(), user=self.actor, message=message, sources=previous.sources,
+        )  # fmt: skip
+        event = Event(
+            draft.created, self.actor, CREATED, f"dataset/{previous.name}", message,
+            {"files": draft.file_count, "bytes": draft.total_size, "new_objects": int(stored),
+             "rows": taken.rows, "feedback": to_plain(taken)},
+        )  # fmt: skip
+        return self.metadata.datasets.create_version(draft, event)
+
+
+def _reference(version: DatasetVersion, policy: FeedbackPolicy, where: str) -> TableProfile:
+    """The dataset's table the rows join: the first (by path) with the label column, earlier
+    snapshots' tables last."""
+    holding = [t for t in version.tables if t.column(policy.label) is not None]
+    if holding:
+        return min(holding, key=lambda t: (_snapshotted(t.path), t.path))
+    columns = sorted({c.name for t in version.tables for c in t.columns})
+    shown = ", ".join(columns[:20]) or "no profiled table"
+    raise InvalidInput(
+        f"{where}.label: dataset {version.ref} has no column {policy.label!r} (it has: {shown})",
+        "name the column the label goes in, as the dataset's table names it",
+    )
+
+
+def _join(logged: pa.Table | None, labels: Sequence[Label]) -> pa.Table | None:
+    """The logged rows (not shadows' copies) that have a label, one per request and row (a
+    request id answered twice: its latest answer), oldest first, with `label`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if logged is None:
+        return None
+    served = logged.filter(pc.not_equal(logged.column("role"), SHADOW))
+    ids = pa.array(sorted({x.request_id for x in labels}), pa.string())
+    served = served.filter(pc.is_in(served.column("request_id").cast(pa.string()), ids))
+    value = {(x.request_id, x.row): x.value for x in labels}
+    rids, rows = served.column("request_id").to_pylist(), served.column("row").to_pylist()
+    latest: dict[tuple[str, int], int] = {}  # rows are in time order: the last answer wins
+    for n, key in enumerate(zip(rids, rows, strict=True)):
+        if key in value:
+            latest[key] = n
+    order = sorted(latest.items(), key=lambda item: item[1])
+    chosen = served.take(pa.array([n for _, n in order], pa.int64()))
+    found = [value[key] for key, _ in order]
+    return chosen.append_column("label", _array(found))
+
+
+def _array(values: list[Any]) -> pa.Array:
+    import pyarrow as pa
+
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # numbers and text mixed: kept as text
+        return pa.array([str(v) for v in values], pa.string())
+
+
+def _rows(
+    joined: pa.Table, reference: TableProfile, policy: FeedbackPolicy, where: str
+) -> tuple[pa.Table, list[str]]:
+    """The joined rows in the reference table's columns and order; a column the log lacks is
+    left empty and named, but with none at all the endpoint is not this dataset's."""
+    import pyarrow as pa
+
+    columns: dict[str, Any] = {}
+    empty: list[str] = []
+    for column in reference.columns:
+        if column.name == policy.label:
+            columns[column.name] = joined.column("label")
+        elif FEATURE + column.name in joined.column_names:
+            columns[column.name] = joined.column(FEATURE + column.name)
+        else:
+            columns[column.name] = pa.nulls(joined.num_rows)
+            empty.append(column.name)
+    if len(empty) == len(reference.columns) - 1:  # not one input of the model is a column
+        logged = [c.removeprefix(FEATURE) for c in joined.column_names if c.startswith(FEATURE)]
+        raise InvalidInput(
+            f"{where}: endpoint {policy.endpoint} logs none of the columns of {reference.path} "
+            f"({', '.join(empty[:10])}); it logs {', '.join(logged[:10]) or 'no inputs'}",
+            "take rows from the endpoint serving models of this dataset, or another dataset",
+        )
+    notes = [f"not logged, left empty: {', '.join(empty)}"] if empty else []
+    return pa.table(columns), notes
+
+
+def _check_types(profile: TableProfile, reference: TableProfile, ref: str, where: str) -> None:
+    """Refuse rows whose column types the dataset's cannot take (text labels for a numeric
+    column): the schema check `mloop data validate` makes first. Ranges and distributions are
+    not checked: production data that drifted is what the iteration retrains on."""
+    from mloop.services.data.checks import ACCEPTS, reference_family
+
+    for column in profile.columns:
+        before = reference.column(column.name)
+        if before is None or column.count == 0:  # left empty: any type takes it
+            continue
+        family, now = reference_family(before.dtype), reference_family(column.dtype)
+        if now not in ACCEPTS.get(family, {now}):
+            raise InvalidInput(
+                f"{where}: labelled rows do not fit {ref}: column {column.name!r} holds "
+                f"{now} values where the dataset holds {family}",
+                "send labels (and features) of the types the dataset's table holds, or name "
+                "another label column",
+            )
+
+
+def _write(table: pa.Table, path: Path) -> None:
+    import pyarrow.csv as csv
+    import pyarrow.parquet as pq
+
+    if path.suffix.lower() == ".csv":
+        csv.write_csv(table, path)
+    else:
+        pq.write_table(table, path, compression="zstd")
+
+
+def _snapshotted(path: str) -> bool:
+    return PurePosixPath(path).parent.name == FOLDER
+
+
+def _entry_path(reference: str, endpoint: str, until: float, taken: set[str]) -> str:
+    """`FOLDER/feedback/ENDPOINT-STAMP.SUFFIX` beside the reference table, in its format."""
+    path = PurePosixPath(reference)
+    folder = path.parent.parent if _snapshotted(reference) else path.parent
+    stamp = datetime.fromtimestamp(until, UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    name = str(folder / FOLDER / f"{endpoint}-{stamp}{path.suffix}")
+    n = 1
+    while name in taken:
+        n += 1
+        name = str(folder / FOLDER / f"{endpoint}-{stamp}-{n}{path.suffix}")
+    return name.removeprefix("./")
