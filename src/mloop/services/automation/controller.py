@@ -154,6 +154,9 @@ class Controller:
         self.lease_seconds = lease_seconds
         self.stop = threading.Event()
         self._lost = threading.Event()
+        # Told of each iteration begun and each step taken, as it happens (a tick that trains
+        # takes minutes: its caller would otherwise hear of the steps only at its end).
+        self.on_step: Callable[[Iteration], None] | None = None
 
     # the lease ---------------------------------------------------------------------------------
     def renew(self) -> bool:
@@ -204,6 +207,7 @@ class Controller:
                     if current is None:
                         continue
                     begun.append(current)
+                    self._said(current)
                 moved += self._run(current)
         finally:
             done.set()
@@ -223,8 +227,13 @@ class Controller:
             if after == it:
                 break  # waiting on a run or a rollout
             moved.append(after)
+            self._said(after)
             it = after
         return moved
+
+    def _said(self, it: Iteration) -> None:
+        if self.on_step is not None:
+            self.on_step(it)
 
     # triggers ----------------------------------------------------------------------------------
     def _evaluate(
