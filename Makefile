@@ -35,7 +35,7 @@ system:
 		(apt-get update -qq && apt-get install -y -qq postgresql)
 
 demo: install
-	@bash docs/demo.sh
+	@bash docs/demo.sh --keep
 
 lint: install
 	$(BIN)/ruff format --check src tests bench docs

@@ -64,9 +64,36 @@ def test_the_readme_tour_runs_start_to_end() -> None:
     assert re.search(r"wrote the report of \d+ requests to 'web' \(\d of 5 features drifted\)", out)
     assert "triggers.train[0].new_data  250 new rows in 1 file (threshold 200): fires" in out
     # the controller acts on it: one iteration, from the landed rows to the gates' verdict
-    assert re.search(r"train iteration \w+: snapshotted \(dataset churn:\d+\)", out)
-    assert re.search(r"train iteration \w+: done, (held|passed) \(dataset churn:\d+", out)
+    assert re.search(r"train iteration \w+: snapshotted: .* \(dataset churn:\d+\)", out)
+    assert re.search(r"train iteration \w+: done, (held|passed): .* \(dataset churn:\d+", out)
     assert "controller.triggered" in out and "controller.retrained" in out
+    # step 15: the loop by itself, each step said as the controller takes it
+    loop = out.split("--interval 2s --metrics-port 9108", 1)[1]
+    said = [
+        r"triggered by triggers\.train\[0\]\.new_data: 300 new rows >= 200 in landing/",
+        r"training: retraining \(dataset churn:\d+\)",
+        r"registered: retrained, .* model churn:\d+\)",
+        r"gated: the challenger passed the registry's gates",
+        r"rolling_out: .* endpoint web, deployment \d+\)",
+        r"done, promoted: the rollout promoted the challenger",
+        r"triggered by triggers\.train\[0\]\.new_data: 300 new rows >= 200 in landing/",
+        r"registered: retrained, ",
+        r"rolling_out: ",
+        r"done, rolled_back: rollback: the endpoint went back to the champion",
+    ]
+    at = 0
+    for line in said:  # in this order: promoted first, then the broken one rolled back
+        found = re.compile(rf"train iteration \w+: {line}").search(loop, at)
+        assert found, f"{line!r} not after position {at}:\n{loop[at : at + 3000]}"
+        at = found.end()
+    assert "rolled back by the canary, as it should be" in loop
+    assert re.search(r'mloop_controller_iterations_total\{outcome="promoted"\} 1\.0', loop)
+    assert re.search(r'mloop_controller_iterations_total\{outcome="rolled_back"\} 1\.0', loop)
+    events = loop.split("mloop events pipeline/train", 1)[1]
+    for action in ("rolled_back", "deployed", "approved", "promoted", "retrained", "triggered"):
+        assert f"controller.{action}" in events
+    assert re.search(r"labels stored [1-9]\d*", loop)  # the traffic's feedback
+    assert re.search(r"wrote the report of \d+ requests to 'web'", loop)
 
 
 def test_train_example_logs_a_run_with_its_dataset(project: Path) -> None:

@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 import mloop
+from mloop.domain.gate import GateRecord
 from mloop.domain.model import ModelVersion
 from mloop.domain.names import DatasetRef
 from mloop.errors import CorruptArtifact, GateFailed, InvalidInput, NotFound
@@ -195,6 +196,36 @@ def test_bias_and_validation_gates_are_measured(reg: Path) -> None:
     checks = {g.gate: g for g in Project.open().promoter.evaluate("churn", shifted.version)}
     assert checks["data_validation"].passed is False
     assert "train:2" in checks["data_validation"].reason
+
+
+def test_validation_gate_checks_rows_that_joined_the_table_against_it(reg: Path) -> None:
+    # New rows landed as a file beside the table (what the controller's new_data trigger
+    # does): the model read both as one table, so the new file is held to the old table's
+    # profile rather than failed for having no file of its name in the version before.
+    folder = reg / "data/weeks"
+    folder.mkdir()
+    rows = pd.read_csv(reg / "data/train.csv")
+    rows.to_csv(folder / "train.csv", index=False)
+    mloop.data.add("weeks", folder)
+    rows.sample(frac=0.4, random_state=1).to_csv(folder / "week-2.csv", index=False)
+    mloop.data.add("weeks", folder)
+
+    def gates_of_a_fit() -> dict[str, GateRecord]:
+        with mloop.start_run("fit"):
+            frame = mloop.data.get("weeks").to_pandas()
+            model = LogisticRegression().fit(frame[["x1", "x2"]], frame["label"])
+            made = mloop.register_model(model, "churn")
+        return {g.gate: g for g in Project.open().promoter.evaluate("churn", made.version)}
+
+    checks = gates_of_a_fit()
+    assert checks["data_validation"].passed, checks["data_validation"].reason
+    moved = rows.sample(frac=0.4, random_state=2)
+    moved["x1"] = moved["x1"] * 10 + 50  # landed rows that are not like the table they joined
+    moved.to_csv(folder / "week-3.csv", index=False)
+    mloop.data.add("weeks", folder)
+    checks = gates_of_a_fit()
+    assert checks["data_validation"].passed is False
+    assert "weeks:3 data/weeks/week-3.csv: " in checks["data_validation"].reason
 
 
 def test_aliases_and_archive(reg: Path, cli) -> None:

@@ -98,3 +98,15 @@ def version(text: str) -> int:
 def shown(text: str) -> str:
     """The value as given, cut short: an error stays one line for 5,000 digits."""
     return repr(text if len(text) <= 40 else text[:40] + "…")
+
+
+def add_timeout(parser: argparse.ArgumentParser, waiting: str) -> None:
+    """`--timeout SECONDS` for a command that waits with the option `waiting` (`--watch`,
+    `--wait`): 600 s by default, then it gives up and exits 1."""
+    parser.add_argument(
+        "--timeout",
+        type=number(0, 86400, above=True),
+        default=600.0,
+        metavar="SECONDS",
+        help=f"with {waiting}: give up after this long (default 600), exit 1",
+    )

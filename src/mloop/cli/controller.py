@@ -10,10 +10,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from mloop.cli import output
+from mloop.cli.args import add_timeout
 from mloop.cli.main import Context
+from mloop.domain.controller import Iteration, IterationState, Outcome
 
 if TYPE_CHECKING:
-    from mloop.domain.controller import Iteration
     from mloop.services.automation.controller import Controller, ControllerStatus, Tick
 
 
@@ -72,6 +73,14 @@ def register(commands: Any) -> None:
     )
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.add_argument("--limit", type=int, default=10, help="iterations shown (default 10)")
+    status.add_argument(
+        "--wait",
+        action="store_true",
+        help="first wait for the iteration in progress, or the next one to start, to end; "
+        "exits 0 when its challenger was promoted, 1 when it was rolled back, held by the "
+        "gates or failed",
+    )
+    add_timeout(status, "--wait")
     status.set_defaults(handler=show_status)
 
 
@@ -94,6 +103,8 @@ def run_controller(ctx: Context) -> int:
 
     if ctx.args.metrics_port is not None:
         _serve_metrics(controller, ctx.args.metrics_host, ctx.args.metrics_port)
+    if not ctx.quiet:
+        controller.on_step = _print_step
     receiver = None if ctx.args.once else _receive_alerts(ctx, controller)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -162,17 +173,45 @@ def _said(tick: Tick, quiet: bool) -> None:
     elif not tick.leader:
         holder = tick.holder or "nobody (the store did not answer)"
         output.line(f"standing by: the lease is held by {holder}")
-    for it in tick.begun:
+    sys.stdout.flush()
+
+
+def _print_step(it: Iteration) -> None:
+    """Each step as the controller takes it (the tick's own lines come at its end)."""
+    if it.state is IterationState.TRIGGERED:
         output.line(f"{it.pipeline} iteration {it.id[:8]}: {it.state} by {it.trigger}: {it.reason}")
-    for it in tick.moved:
+    else:
         output.line(_step(it))
     sys.stdout.flush()
+
+
+# What each step means, in the words a reader looks for (`mloop controller` prints one line per
+# step as it is taken: trigger, retrain, promote, rollback).
+_SAID = {
+    IterationState.SNAPSHOTTED: "the landed rows are a dataset version",
+    IterationState.TRAINING: "retraining",
+    IterationState.REGISTERED: "retrained, the challenger is registered",
+    IterationState.GATED: "the challenger passed the registry's gates",
+    IterationState.DEPLOYING: "deploying the challenger",
+    IterationState.ROLLING_OUT: "rolling out; the endpoint's analysis decides",
+}
+_ENDED = {
+    Outcome.PROMOTED: "the rollout promoted the challenger: it is the champion",
+    Outcome.PASSED: "no endpoint to roll out on: the challenger is promoted to the alias",
+    Outcome.ROLLED_BACK: "rollback: the endpoint went back to the champion",
+    Outcome.HELD: "held by the gates: not deployed",
+    Outcome.NO_CHALLENGER: "nothing new was registered",
+    Outcome.FAILED: "failed; the champion serves on",
+}
+_GOOD = (Outcome.PROMOTED, Outcome.PASSED)
 
 
 def _step(it: Iteration) -> str:
     what = f"{it.pipeline} iteration {it.id[:8]}: {it.state}"
     if it.outcome is not None:
-        what += f", {it.outcome}"
+        what += f", {it.outcome}: {_ENDED[it.outcome]}"
+    elif it.state in _SAID:
+        what += f": {_SAID[it.state]}"
     extra = [
         f"{name} {value}"
         for name, value in (
@@ -206,16 +245,45 @@ def _data(it: Iteration) -> str | None:
     return f"{it.dataset or taken.get('dataset')} ({added})"
 
 
-def show_status(ctx: Context) -> None:
-    found = ctx.project.controller().status(limit=ctx.args.limit)
+def show_status(ctx: Context) -> int:
+    controller = ctx.project.controller()
+    ended = _wait(controller, ctx.args.timeout) if ctx.args.wait else None
+    found = controller.status(limit=ctx.args.limit)
     if ctx.json:
         from mloop.domain.records import to_plain
 
         plain = to_plain(found)
         plain["failed"] = found.failed
         output.emit_json(plain)
-        return
-    _print_status(found)
+    else:
+        _print_status(found)
+    if ctx.args.wait:
+        return 0 if ended is not None and ended.outcome in _GOOD else 1
+    return 0
+
+
+def _wait(controller: Controller, timeout: float) -> Iteration | None:
+    """The iteration in progress, or the next to start, once it ended (None: `timeout` seconds
+    passed first). One that ended since the wait began counts, so a wait typed just after new
+    data landed cannot miss an iteration that was quick."""
+    began = time.time()
+    deadline = time.monotonic() + timeout
+    output.line(
+        f"waiting for the iteration in progress, or the next one, to end (at most {timeout:g} s)"
+    )
+    sys.stdout.flush()
+    while True:
+        found = controller.status(limit=5)
+        ended = [i for i in found.recent if not i.state.open and i.updated >= began]
+        if ended and not found.current:
+            return ended[0]
+        if time.monotonic() > deadline:
+            output.warn(
+                f"no iteration ended within {timeout:g} s; see `mloop controller status` and "
+                "whether a controller runs (`lease:`)"
+            )
+            return None
+        time.sleep(1.0)
 
 
 def _print_status(found: ControllerStatus) -> None:

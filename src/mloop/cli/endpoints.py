@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mloop.cli import output
-from mloop.cli.args import number
+from mloop.cli.args import add_timeout
 from mloop.cli.main import Context
 from mloop.domain.endpoint import EndpointState, Role
 from mloop.domain.records import to_plain
@@ -87,13 +87,7 @@ def register(commands: Any) -> None:
                 help="print each decision as it is made until the rollout settles; exits 0 "
                 "when the new version serves (promoted), 1 when it rolled back or failed",
             )
-            cmd.add_argument(
-                "--timeout",
-                type=number(0, 86400, above=True),
-                default=600.0,
-                metavar="SECONDS",
-                help="with --watch: give up after this long (default 600), exit 1",
-            )
+            add_timeout(cmd, "--watch")
         cmd.add_argument("--json", action="store_true", help="print JSON")
         cmd.set_defaults(handler=handler)
 

@@ -62,7 +62,9 @@ class Follow:
 
 def warm(predictor: Predictor) -> None:
     """The readiness check: one predict on an example row of the signature, which must give
-    one prediction. A version without a signature is ready once loaded (nothing to build a
+    one prediction. A text input takes a category the training data held, so a model that
+    refuses categories it never saw (an encoder with handle_unknown="error") is judged on a
+    row it can answer. A version without a signature is ready once loaded (nothing to build a
     row from)."""
     from mloop.services.registry.signature import example_row
 
@@ -70,7 +72,11 @@ def warm(predictor: Predictor) -> None:
     if signature is None:
         return
     reader = RequestReader(signature, predictor.wants_frame, predictor.categories)
-    batch = reader.records([example_row(signature)], "the readiness check")
+    row = example_row(signature)
+    for name, known in predictor.categories.items():
+        if name in row and known:
+            row[name] = min(known)
+    batch = reader.records([row], "the readiness check")
     count = len(predictor.predict(batch.data))
     if count != 1:
         raise ModelFailed(

@@ -168,6 +168,9 @@ class Controller:
         self.stop = threading.Event()
         self._lost = threading.Event()
         self.failures = 0  # evaluations in a row that could not finish (the store unreachable)
+        # Told of each iteration begun and each step taken, as it happens (a tick that trains
+        # takes minutes: its caller would otherwise hear of the steps only at its end).
+        self.on_step: Callable[[Iteration], None] | None = None
 
     # the lease ---------------------------------------------------------------------------------
     def renew(self) -> bool:
@@ -218,6 +221,7 @@ class Controller:
                     if current is None:
                         continue
                     begun.append(current)
+                    self._said(current)
                 moved += self._run(current)
         finally:
             done.set()
@@ -237,8 +241,13 @@ class Controller:
             if after == it:
                 break  # waiting on a run or a rollout
             moved.append(after)
+            self._said(after)
             it = after
         return moved
+
+    def _said(self, it: Iteration) -> None:
+        if self.on_step is not None:
+            self.on_step(it)
 
     # triggers ----------------------------------------------------------------------------------
     def _evaluate(

@@ -199,8 +199,10 @@ class Steps:
                 )
                 return self._challenger(it, last, made, f"lost run {last.id[:12]}")
         if last is None or last.status is RunStatus.LOST:
+            from mloop.services.pipelines.worker import forget_modules
             from mloop.services.pipelines.working import WorkingData
 
+            forget_modules(str(self.pipelines.root))  # the code as it is now, edits included
             graph = self.pipelines.graph(it.pipeline)
             result = self.pipelines.run_graph(
                 graph,

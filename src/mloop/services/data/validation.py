@@ -306,15 +306,21 @@ class DataValidator:
         self.columns = columns
         self.exclude = exclude
 
-    def validate(self, ref: str, against: str | None = None) -> list[tuple[str, ValidationReport]]:
+    def validate(
+        self, ref: str, against: str | None = None, *, joined: bool = False
+    ) -> list[tuple[str, ValidationReport]]:
         """Validate every table file of `ref` against the same-path table of `against`.
 
         When each version holds exactly one table, the two are compared whatever their paths
-        (this month's file against last month's). A table with no reference table fails.
+        (this month's file against last month's). A table with no reference table fails,
+        unless `joined`: the tables are rows of one table, as a model that read the version
+        whole saw them (`to_pandas` concatenates them), so a file landed beside them is
+        compared with the reference's largest table, the bulk of the rows before.
 
         Args:
             ref: The version to check: `NAME` (the latest) or `NAME:V`.
             against: The reference version; default: the version before `ref`.
+            joined: Compare a table the reference lacks with its largest table.
 
         Returns:
             (path, report) for each table file of `ref`, in path order.
@@ -339,10 +345,11 @@ class DataValidator:
         tables = {t.path: t for t in baseline.tables}
         if len(paths) == 1 and len(tables) == 1:
             tables = {paths[0]: baseline.tables[0]}
+        bulk = max(baseline.tables, key=lambda t: t.rows, default=None) if joined else None
         local = self.data.open(target.name, target.version)
         results = []
         for path in paths:
-            if (table := tables.get(path)) is None:
+            if (table := tables.get(path, bulk)) is None:
                 known = ", ".join(sorted(t.path for t in baseline.tables)) or "none"
                 message = f"{baseline.ref} has no table {path!r} to compare with (it has {known})"
                 report = _failed(CheckFailure(None, "missing_reference", message))

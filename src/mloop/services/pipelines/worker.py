@@ -85,16 +85,25 @@ def _import_from(root: str) -> None:
     root = os.path.realpath(root)
     previous = _PROJECT_ROOT[0] if _PROJECT_ROOT else None
     if previous is not None and previous != root:
-        inside = previous + os.sep
-        for name, module in list(sys.modules.items()):
-            file = getattr(module, "__file__", None)
-            if isinstance(file, str) and os.path.realpath(file).startswith(inside):
-                del sys.modules[name]
+        forget_modules(previous)
         sys.path[:] = [entry for entry in sys.path if os.path.realpath(entry or ".") != previous]
-        importlib.invalidate_caches()
     _PROJECT_ROOT[:] = [root]
     if not sys.path or os.path.realpath(sys.path[0] or ".") != root:
         sys.path[:] = [root, *(e for e in sys.path if os.path.realpath(e or ".") != root)]
+
+
+def forget_modules(root: str) -> None:
+    """Drop the modules imported from the project in `root` (not the packages of a virtual
+    environment kept inside it), so the next import reads their files as they are now: a
+    long-lived controller retrains on the code of today, not the code it started with."""
+    inside = os.path.realpath(root) + os.sep
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if not isinstance(file, str) or "site-packages" in file:
+            continue
+        if os.path.realpath(file).startswith(inside):
+            del sys.modules[name]
+    importlib.invalidate_caches()
 
 
 def resolve(target: str, root: str | None = None) -> Any:

@@ -3,7 +3,9 @@
 Metric gates read the version's recorded metrics. Champion and bias gates are measured, not
 read: both models predict on the same holdout dataset (from mloop.yaml), so "beats the champion"
 compares like with like. `data_validation` re-checks the version's training data against the
-version before it. A forced promotion needs a reason and records the failed gates with it.
+version before it (a file that joined its tables, as landed rows do, against the largest of them:
+the model read them as one table). A forced promotion needs a reason and records the failed gates
+with it.
 
 A model that cannot be loaded without trust (`ModelService.trust_reason`) fails no gate: nothing was
 measured, so the promotion stops with `NeedsTrust` naming which model (the candidate or the
@@ -141,7 +143,7 @@ class Promoter:
         for ref in candidate.datasets:
             if ref.version is None or ref.version <= 1:
                 continue  # a first version has nothing to be checked against
-            for path, report in DataValidator(self.data).validate(str(ref)):
+            for path, report in DataValidator(self.data).validate(str(ref), joined=True):
                 if not report.ok:
                     problems.append(f"{ref} {path}: {_checks(len(report.failures))} failed")
         if problems:
