@@ -221,7 +221,7 @@ class Controller:
                     if current is None:
                         continue
                     begun.append(current)
-                    self._said(current)
+                    self._tell(current)
                 moved += self._run(current)
         finally:
             done.set()
@@ -241,11 +241,11 @@ class Controller:
             if after == it:
                 break  # waiting on a run or a rollout
             moved.append(after)
-            self._said(after)
+            self._tell(after)
             it = after
         return moved
 
-    def _said(self, it: Iteration) -> None:
+    def _tell(self, it: Iteration) -> None:
         if self.on_step is not None:
             self.on_step(it)
 
