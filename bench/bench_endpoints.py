@@ -3,9 +3,12 @@
 Every figure is set against `mloop serve --endpoint` serving one version (a `direct`
 deployment) in the same run. The model is bench_serving's (scikit-learn's LogisticRegression on
 the breast-cancer data, 30 features), registered with `mloop.register_model` as versions 1 and
-2 (the same fitted object, so both cost the same) and 3 (another fit, other answers). Load comes
-from wrk on 127.0.0.1 (`-t1 -c1` and `-t2 -c32`, a warm-up first); every server is started
-fresh in each round, in an order that rotates, and stopped by its PID with SIGTERM.
+2 (the same fitted object: one bundle, which the server loads once and batches as one model,
+so a split between them costs the routing alone) and 3 (another fit, other answers: a split
+between 1 and 3 also pays the model's fixed cost per predict call twice as often, at half the
+batch). Load comes from wrk on 127.0.0.1 (`-t1 -c1` and `-t2 -c32`, a warm-up first); every
+server is started fresh in each round, in an order that rotates, and stopped by its PID with
+SIGTERM.
 
 Targets (the issue's): an `ab` deployment 50/50 over two versions loses at most 10% of the
 direct deployment's req/s; a 100% shadow (`--strategy shadow --fraction 1.0`) at most 15% of
@@ -34,8 +37,8 @@ from bench_serving import LUA, stop, wrk
 
 NAME = "endpoints"
 
-# Trains once and registers: v1 and v2 are the same fitted model (equal cost, so a split between
-# them measures routing alone), v3 another fit with other answers.
+# Trains once and registers: v1 and v2 are the same fitted model (one bundle: one model to the
+# server, so a split between them measures routing alone), v3 another fit with other answers.
 REGISTER = textwrap.dedent(
     """
     import json, sys

@@ -29,8 +29,8 @@ from tests.servers import wait_for
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project with cancer:1 and cancer:2 (two logistic regressions), cancer:3 (broken) and
-    cancer:4 (all zeros, behind a gate)."""
+    """A project with cancer:1 and cancer:2 (two logistic regressions), cancer:3 (broken),
+    cancer:4 (all zeros, behind a gate) and cancer:5 (cancer:1's model registered again)."""
     from sklearn.linear_model import LogisticRegression
 
     from mloop.project import Project, init_project
@@ -45,6 +45,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         project.models.register(Broken(), "cancer", signature=signature, trust=True)
         gate = str(root / "gate")
         project.models.register(Gated(gate), "cancer", signature=signature, trust=True)
+        project.models.register(model, "cancer", signature=signature)  # cancer:1's bundle again
     finally:
         project.close()
     return root
@@ -266,3 +267,43 @@ def test_a_slow_shadow_never_holds_the_client_and_drops_what_its_queue_cannot_ho
     primary = {"endpoint": "cancer", "model": "cancer:1", "role": "stable"}
     for role in (labels, primary):
         assert metric(endpoint.url, "mloop_shadow_predict_duration_seconds_count", **role) == done
+
+
+def test_versions_of_one_bundle_are_one_model_with_one_batch_and_their_own_counts(
+    endpoint: Endpoint,
+) -> None:
+    app = endpoint.app
+    endpoint.switch(plan(V1, ("cancer:5", "variant", 50), ("cancer:2", "variant", 50)))
+    one, five, two = app.table.by_index
+    assert one.predictor.model is five.predictor.model  # loaded once
+    assert one.batcher is five.batcher and two.batcher is not one.batcher
+    answers = [endpoint.post(n) for n in range(1, 61)]
+    assert {a.status_code for a in answers} == {200}
+    counted = Counter(a.headers["mloop-model"] for a in answers)
+    assert set(counted) == {"cancer:1", "cancer:5", "cancer:2"}
+    for model, n in counted.items():  # each version still counts its own answers
+        labels = {
+            "endpoint": "cancer",
+            "model": model,
+            "role": "stable" if model == "cancer:1" else "variant",
+            "status": "200",
+        }
+        assert metric(endpoint.url, "mloop_model_requests_total", **labels) == n
+    # as a shadow it gets a batcher of its own: its copies never join a client's batch
+    endpoint.switch(plan(V1, ("cancer:5", "shadow", 0)))
+    shadow = app.table.shadow
+    assert shadow is not None and shadow.batcher is not app.table.primary.batcher
+    # the version that goes keeps the batcher the other still uses
+    endpoint.switch(plan(("cancer:5", "variant", 50), ("cancer:2", "variant", 50)))
+    endpoint.switch(plan(V1, ("cancer:5", "variant", 50)))
+    kept = app.table.by_index[1].batcher
+    assert app.table.by_index[0].batcher is kept
+    assert endpoint.post().status_code == 200
+    running_loop = kept._task
+    endpoint.switch(plan(("cancer:5", "stable", 100)))
+    follower = app.follower
+    wait_for(lambda: "cancer:1" not in follower.loaded, 30, "cancer:1 drained and unloaded")
+    answers = [endpoint.post(n) for n in range(1, 21)]
+    assert {(a.status_code, a.headers["mloop-model"]) for a in answers} == {(200, "cancer:5")}
+    assert app.table.only is not None and app.table.only.batcher is kept
+    assert kept._task is running_loop and not kept._task.done()  # never closed meanwhile

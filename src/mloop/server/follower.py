@@ -27,7 +27,15 @@ from typing import Any
 
 from mloop.errors import MloopError, ModelFailed
 from mloop.server.inference import InferenceApp, endpoint_app
-from mloop.server.slots import Loaded, ServingPlan, Slot, make_table, retire
+from mloop.server.slots import (
+    SHADOW,
+    Loaded,
+    ServingPlan,
+    Slot,
+    loaded_versions,
+    make_table,
+    retire,
+)
 from mloop.services.serving.batcher import cancel
 from mloop.services.serving.metrics import ServingMetrics
 from mloop.services.serving.predictor import Predictor
@@ -143,9 +151,9 @@ class DeploymentFollower:
     async def stop(self) -> None:
         for task in (self._task, self._reporting, *self._drains):
             await cancel(task)
-        serving = self.app.table.loaded()
-        for loaded in {slot.loaded for slot in self._draining} - serving:
-            await loaded.batcher.aclose()
+        serving = {loaded.batcher for loaded in self.app.table.loaded()}
+        for batcher in {slot.loaded.batcher for slot in self._draining} - serving:
+            await batcher.aclose()
         if self.follow.report is not None:  # the last interval too: every answer is out
             await self._report_once(self.follow.report)
 
@@ -193,24 +201,28 @@ class DeploymentFollower:
         """Load and warm what `plan` adds, then swap the table; False (and nothing swapped)
         when a version failed its readiness check."""
         app = self.app
-        fresh: dict[str, Loaded] = {}
+        alone = {v.model for v in plan.versions if v.role == SHADOW}
+        # a version loaded before that becomes a shadow gets a batcher of its own back
+        regroup = {ref for ref in alone if ref in self.loaded and self._shares(ref)}
+        predictors = {ref: self.loaded[ref].predictor for ref in regroup}
         failed: dict[str, str] = {}
         for ref in dict.fromkeys(v.model for v in plan.versions):
             if ref in self.loaded:
                 continue
             try:
-                predictor = await asyncio.to_thread(load_ready, self.follow.load, ref)
+                predictors[ref] = await asyncio.to_thread(load_ready, self.follow.load, ref)
             except Exception as exc:
                 failed[ref] = reason(ref, exc)
                 logger.error("%s: it gets no traffic", failed[ref])
-                continue
-            fresh[ref] = Loaded(predictor, app.settings, app.metrics.batch)
         if failed:
             self.failed = failed
             self._refused = plan
             await self._applied(plan, failed)
             return False
-        self.loaded.update(fresh)
+        known = [loaded for ref, loaded in self.loaded.items() if ref not in regroup]
+        self.loaded.update(
+            loaded_versions(predictors, app.settings, app.metrics.batch, known, alone)
+        )
         table = make_table(plan, self.loaded, app.metrics.versions, app.intervals, app.table)
         retired = app.swap(table)
         self.failed, self._refused = {}, None
@@ -244,9 +256,17 @@ class DeploymentFollower:
             self._draining.remove(slot)
             retire(slot, self.app.metrics.versions, self.app.intervals, slot.key in serving)
         used = self.app.table.loaded() | {slot.loaded for slot in self._draining}
+        batching = {loaded.batcher for loaded in used}
         for loaded in {slot.loaded for slot in slots} - used:
-            self.loaded.pop(loaded.model, None)
-            await loaded.batcher.aclose()
+            if self.loaded.get(loaded.model) is loaded:  # not the same version loaded anew
+                del self.loaded[loaded.model]
+            if loaded.batcher not in batching:  # another version of the same model uses it
+                await loaded.batcher.aclose()
+
+    def _shares(self, ref: str) -> bool:
+        """Whether version `ref`'s batcher serves another loaded version too."""
+        mine = self.loaded[ref]
+        return any(o.batcher is mine.batcher for o in self.loaded.values() if o is not mine)
 
 
 def follow_app(follow: Follow, settings: ServeSettings, metrics: ServingMetrics) -> InferenceApp:

@@ -55,11 +55,12 @@ from mloop.server.limits import (
 )
 from mloop.server.media import HINTS, INFER, INVOCATIONS, V1, media_type
 from mloop.server.slots import (
-    Loaded,
+    SHADOW,
     ServedVersion,
     ServingPlan,
     Slot,
     Table,
+    loaded_versions,
     make_table,
 )
 from mloop.services.serving.batcher import cancel
@@ -507,8 +508,8 @@ class InferenceApp:
                 if self.follower is not None:
                     await self.follower.stop()
                 await self.mirror.aclose()
-                for loaded in self.table.loaded():
-                    await loaded.batcher.aclose()
+                for batcher in {loaded.batcher for loaded in self.table.loaded()}:
+                    await batcher.aclose()
                 if self.recorder is not None:  # every answer is out: store what it logged
                     await cancel(self._publisher)
                     await asyncio.to_thread(self.recorder.close)
@@ -552,6 +553,7 @@ def endpoint_app(
     settings = settings or ServeSettings()
     metrics = metrics or ServingMetrics()
     intervals = Intervals(plan.endpoint)
-    loaded = {ref: Loaded(p, settings, metrics.batch) for ref, p in predictors.items()}
+    alone = {v.model for v in plan.versions if v.role == SHADOW}
+    loaded = loaded_versions(predictors, settings, metrics.batch, alone=alone)
     table = make_table(plan, loaded, metrics.versions, intervals, fixed=fixed)
     return InferenceApp(table, settings, metrics, intervals)

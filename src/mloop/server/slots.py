@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,15 +151,22 @@ class FailureLog:
 
 
 class Loaded:
-    """One loaded version: its predictor, reader and batcher, shared by its slots."""
+    """One loaded version: its predictor, reader and batcher, shared by its slots. `batcher`:
+    the one of another version that is the same model (`loaded_versions`)."""
 
-    def __init__(self, predictor: Predictor, settings: ServeSettings, observe: Observer) -> None:
+    def __init__(
+        self,
+        predictor: Predictor,
+        settings: ServeSettings,
+        observe: Observer,
+        batcher: MicroBatcher | None = None,
+    ) -> None:
         self.predictor = predictor
         self.model = f"{predictor.name}:{predictor.version}"
         self.reader = RequestReader(
             predictor.signature, predictor.wants_frame, predictor.categories
         )
-        self.batcher = MicroBatcher(
+        self.batcher = batcher or MicroBatcher(
             predictor.predict,
             max_batch_size=settings.max_batch_size,
             max_wait=settings.max_wait,
@@ -172,6 +179,49 @@ class Loaded:
         # what the prediction log scores this version's rows with when it flushes (None: the
         # model has no class scores, or is no `LoadedModel`)
         self.scores: Any = getattr(predictor, "scores", None)
+
+
+def same_model(a: Predictor, b: Predictor) -> bool:
+    """Whether two versions are one model object (the registry loads a bundle once per
+    process, `ModelService.load_predictor`) that reads its input the same way."""
+    model = getattr(a, "model", None)
+    return (
+        model is not None
+        and model is getattr(b, "model", None)
+        and a.signature == b.signature
+        and a.wants_frame == b.wants_frame
+    )
+
+
+def loaded_versions(
+    predictors: dict[str, Predictor],
+    settings: ServeSettings,
+    observe: Observer,
+    known: Iterable[Loaded] = (),
+    alone: Collection[str] = (),
+) -> dict[str, Loaded]:
+    """The new versions `predictors` (by NAME:V) made ready to serve. Versions that are one
+    model (an A/A test; a retrain whose bundle came out byte for byte the same) share one
+    batcher, among themselves and with the `known` ones: their requests are predicted in one
+    batch, so a split between them costs the routing alone, not twice the model's fixed
+    cost per call at half the batch. Each keeps its own slot, headers, counters and log
+    rows. The versions in `alone` (shadows) never share: a shadow's copies must never join
+    a batch a client waits for.
+
+    Example:
+        >>> both = loaded_versions({"a:1": one, "a:2": two}, settings, observe)  # doctest: +SKIP
+    """
+    made = [k for k in known if k.model not in alone]
+    found: dict[str, Loaded] = {}
+    for ref, predictor in predictors.items():
+        twin = None
+        if ref not in alone:
+            twin = next((k for k in made if same_model(k.predictor, predictor)), None)
+        loaded = Loaded(predictor, settings, observe, twin.batcher if twin else None)
+        found[ref] = loaded
+        if ref not in alone:
+            made.append(loaded)
+    return found
 
 
 class Slot:

@@ -17,7 +17,9 @@ a shared store the registrant would otherwise decide for every loader, the serve
 
 from __future__ import annotations
 
+import contextlib
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,11 @@ MODEL_FLAVORS = ("sklearn", "onnx", "python", "pickle")
 REHEARSAL_TAG = "mloop.rehearsal"
 REHEARSED = "model/"
 TRUSTED_FLAVORS = ("python", "pickle")  # loading these runs code from the file
+# The models `load_predictor` loaded in this process and something still serves, by (bundle
+# digest, trust): two versions of one artifact (an A/A test, a retrain that changed nothing)
+# are one model in memory, and one model to the server, which then batches their requests
+# together (`server/slots.py`). Weak: a model nothing serves any more is freed as before.
+_LIVE: weakref.WeakValueDictionary[tuple[str, bool], Any] = weakref.WeakValueDictionary()
 
 
 def parse_model_ref(text: str) -> tuple[str, int | None, str | None]:
@@ -277,14 +284,24 @@ class ModelService:
         Example:
             >>> registry.load("churn@champion").predict(rows)  # doctest: +SKIP
         """
-        version = self.get(ref)
+        return self._load(self.get(ref), trust)
+
+    def _load(self, version: ModelVersion, trust: bool, shared: bool = False) -> Any:
+        """`load` of `version`; `shared`: the model another version of the same bundle
+        loaded in this process, if one still serves (each version's trust is still checked
+        and recorded: the same bytes, asked for under another name)."""
         reason = self.trust_reason(version)
         if reason is not None and not trust:
             raise NeedsTrust.of(reason, version.ref)
-        try:
-            model = load_value(self.artifacts, version.digest, trust=trust)
-        except NeedsTrust as exc:  # the file needs more than its manifest said
-            raise exc.needing(subject=version.ref) from None
+        model = _LIVE.get((version.digest, trust)) if shared else None
+        if model is None:
+            try:
+                model = load_value(self.artifacts, version.digest, trust=trust)
+            except NeedsTrust as exc:  # the file needs more than its manifest said
+                raise exc.needing(subject=version.ref) from None
+            if shared:
+                with contextlib.suppress(TypeError):  # an object without weak references
+                    _LIVE[(version.digest, trust)] = model
         if trust and reason is not None:
             self.metadata.events.append(
                 self._event("model.loaded_with_trust", f"model/{version.ref}", None, why=reason)
@@ -294,7 +311,7 @@ class ModelService:
     def load_predictor(self, ref: str, trust: bool = False) -> LoadedModel:
         """A Predictor for the model server: the model plus its signature."""
         version = self.get(ref)
-        model = self.load(ref, trust=trust)
+        model = self._load(version, trust, shared=True)
         categories = training_categories(version.signature, self._tables(version.datasets))
         return LoadedModel.of(version, model, categories)
 
