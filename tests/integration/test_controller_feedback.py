@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 
 from mloop.domain.controller import FeedbackPolicy, Iteration, IterationState, Outcome, TriggerState
@@ -19,7 +20,7 @@ from mloop.domain.feedback import Label
 from mloop.errors import InvalidInput
 from mloop.project import Project
 from mloop.services.automation.controller import Controller
-from mloop.services.automation.feedback_snapshot import SETTLE
+from mloop.services.automation.feedback_snapshot import LOGGED_WITHIN, SETTLE
 from tests.conftest import CliResult
 from tests.integration.controller_project import forget, land, trained, write_loop_project
 from tests.integration.test_serve_endpoint import serving
@@ -169,6 +170,8 @@ def test_a_fired_schedule_adds_exactly_the_labelled_rows_and_trains_on_them(
         )
         assert stored.code == 0, stored.err
         now[0] += DAY
+        # a while later: the ghost's request could still be on its way to the log until then
+        controller.steps.feedback.clock = lambda: time.time() + SETTLE + LOGGED_WITHIN
         (third,) = controller.tick().begun
         last = project.metadata.controller.get(third.id)
         assert last.dataset == "sales:4" and last.numbers["feedback"]["unlogged"] == 1
@@ -336,5 +339,52 @@ def test_requests_answered_before_the_window_are_not_taken(loop: Path) -> None:
         )
         snapshots.clock = lambda: time.time() + SETTLE  # within the hour
         assert snapshots.take(policy, "i-now", "feedback").taken.rows == 5
+    finally:
+        project.close()
+
+
+def test_a_label_whose_request_is_not_stored_yet_waits_for_the_next_snapshot(loop: Path) -> None:
+    """A server stores its log every few seconds; a label may come before its request is
+    stored. The snapshot then stops before that label, and the next one takes it."""
+    project = Project.open(loop)
+    try:
+        plog = project.prediction_log(flush_seconds=3600.0, flush_requests=1000)
+        loaded = project.models.load_predictor("sales:1")
+        frame = pd.DataFrame({"x": [1000.0 + i for i in range(6)]})
+        for i in range(3):  # answered and stored before the others
+            rows = frame.iloc[i : i + 1]
+            plog.record(
+                "web", "sales:1", "stable", f"s-{i}", rows, loaded.predict(rows), time.time()
+            )
+        plog.flush()
+        for i in range(3, 6):  # answered, still in the server's buffer
+            rows = frame.iloc[i : i + 1]
+            plog.record(
+                "web", "sales:1", "stable", f"s-{i}", rows, loaded.predict(rows), time.time()
+            )
+        now = time.time() - 1.0  # received a moment ago, in the order of their requests
+        labels = [Label(f"s-{i}", 10 + i, now + i * 0.01, "test") for i in range(6)]
+        labels.append(Label("ghost", 7, now - LOGGED_WITHIN - 60, "test"))  # never logged
+        project.metadata.feedback.add("web", labels)
+        snapshots = project.controller().steps.feedback
+        snapshots.clock = lambda: time.time() + SETTLE
+        policy = FeedbackPolicy("sales", "y", "web", since="1h")
+        first = snapshots.take(policy, "i-first", "feedback")
+        assert first.version.ref == "sales:3"
+        assert (first.taken.labels, first.taken.rows, first.taken.unlogged) == (4, 3, 1)
+        assert first.taken.until < labels[3].at  # it stops before the first waiting label
+        assert "3 newer labels wait for their requests to reach the log" in first.describe()
+        assert _feedback_rows(project, "sales:3") == [(1000.0 + i, 10 + i) for i in range(3)]
+        assert snapshots.take(policy, "i-again", "feedback").taken.rows == 0  # still waiting
+        plog.close()  # the server stores the rest
+        second = snapshots.take(policy, "i-second", "feedback")
+        assert second.version.ref == "sales:4"
+        assert (second.taken.labels, second.taken.rows, second.taken.unlogged) == (3, 3, 0)
+        new = [f.path for f in project.data.get("sales:4", files=True).files if "/web-" in f.path]
+        assert len(new) == 2
+        frame4 = project.data.open("sales", 4).to_pandas(max(new))
+        assert sorted(zip(frame4["x"], frame4["y"], strict=True)) == [
+            (1000.0 + i, 10 + i) for i in range(3, 6)
+        ]
     finally:
         project.close()

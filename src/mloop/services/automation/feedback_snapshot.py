@@ -12,11 +12,14 @@ Exactly once: the version is written with its Event in one transaction, and the 
 the iteration and the labels it took (received after `after`, up to `until`). A restarted
 iteration finds the version it made instead of making another; the next iteration starts where
 the newest such version (not removed) stopped. A label is taken once, when it arrives: a label
-corrected after its row was taken adds that row again, with the corrected label.
+corrected after its row was taken adds that row again, with the corrected label. A label whose
+request a server has not stored in the log yet (it stores it within seconds) waits, with every
+later one, for the next snapshot, rather than be passed over for good.
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +33,7 @@ from mloop.domain.event import Event
 from mloop.domain.prediction import FEATURE, Window, parse_age
 from mloop.domain.records import from_plain, to_plain
 from mloop.errors import InvalidInput, NotFound
+from mloop.services.predictions.log import FLUSH_SECONDS
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -40,6 +44,9 @@ if TYPE_CHECKING:
     from mloop.store.metadata.protocol import MetadataStore
 
 SETTLE = 5.0  # seconds: a label stored this recently may still be committing; the next takes it
+# seconds after its label within which a request may not be in the log yet (a server stores it
+# within FLUSH_SECONDS of answering, plus the time to encode and store the file)
+LOGGED_WITHIN = FLUSH_SECONDS + 5.0
 CREATED = "dataset.version_created"
 SHADOW = "shadow"
 FOLDER = "feedback"  # the snapshots' files: FOLDER beside the dataset's table
@@ -138,14 +145,22 @@ class FeedbackSnapshots:
         if not labels:
             return nothing
         reference = _reference(previous, policy, where)
-        joined = _join(self._logged(policy.endpoint, Window(start)), labels)
+        logged = self._logged(policy.endpoint, Window(start))
+        kept, until = _settled(logged, labels, until)
+        waits = _waiting(len(labels) - len(kept))
+        labels = kept
+        if not labels:
+            return replace(nothing, notes=waits)
+        joined = _join(logged, labels)
         rows = 0 if joined is None else joined.num_rows
-        taken = replace(nothing.taken, labels=len(labels), rows=rows, unlogged=len(labels) - rows)
+        taken = replace(
+            nothing.taken, until=until, labels=len(labels), rows=rows, unlogged=len(labels) - rows
+        )
         if joined is None or not rows:
-            return replace(nothing, taken=taken)
+            return replace(nothing, taken=taken, notes=waits)
         table, notes = _rows(joined, reference, policy, where)
         version = self._commit(table, reference, previous, taken, where)
-        return Snapshot(version, taken, tuple(notes))
+        return Snapshot(version, taken, (*notes, *waits))
 
     # reading ---------------------------------------------------------------------------------
     def _latest(self, policy: FeedbackPolicy, where: str) -> DatasetVersion:
@@ -233,6 +248,42 @@ def _reference(version: DatasetVersion, policy: FeedbackPolicy, where: str) -> T
         f"{where}.label: dataset {version.ref} has no column {policy.label!r} (it has: {shown})",
         "name the column the label goes in, as the dataset's table names it",
     )
+
+
+def _settled(
+    logged: pa.Table | None, labels: list[Label], until: float
+) -> tuple[list[Label], float]:
+    """The labels to take now, and up to when. A label whose request the log does not hold
+    yet, received within `LOGGED_WITHIN` of `until`, may be for an answer a server still
+    buffers (it stores its log every `FLUSH_SECONDS`): taking the snapshot past it would skip
+    that row for good. So it and every later label wait for the next snapshot; an older one
+    names a request that was never logged (sampled out, or no such request)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    recent = [x for x in labels if x.at > until - LOGGED_WITHIN]
+    if not recent:
+        return labels, until
+    ids = pa.array([x.request_id for x in recent], pa.string())
+    if logged is None:
+        present = [False] * len(recent)
+    else:
+        known = logged.column("request_id").cast(pa.string()).combine_chunks()
+        present = pc.is_in(ids, value_set=known).to_pylist()
+    waiting = [x.at for x, found in zip(recent, present, strict=True) if not found]
+    if not waiting:
+        return labels, until
+    cut = min(waiting)
+    return [x for x in labels if x.at < cut], math.nextafter(cut, -math.inf)
+
+
+def _waiting(count: int) -> tuple[str, ...]:
+    if not count:
+        return ()
+    if count == 1:
+        return ("1 newer label waits for its request to reach the log: the next snapshot takes it",)
+    return (f"{count} newer labels wait for their requests to reach the log: the next snapshot "
+            "takes them",)  # fmt: skip
 
 
 def _join(logged: pa.Table | None, labels: Sequence[Label]) -> pa.Table | None:
