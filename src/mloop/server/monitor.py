@@ -1,7 +1,7 @@
 """The monitor of a model server: a process of its own that measures and publishes, so a scrape
 never does and serving never waits for it.
 
-`workers.serve` forks it before any worker (and before any thread exists), once per server:
+`workers.serve` forks it before any worker and any thread of ours, once per server:
 with `--workers N` that is one monitor, not N doing the same work. Its passes read up to
 `monitoring_max_requests` logged rows and compute drift, accuracy and bias; in a serving
 worker that work held the GIL while requests waited (the prediction log's bench lost a quarter

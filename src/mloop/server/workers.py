@@ -207,7 +207,7 @@ def serve(
     counters.monitored = monitoring is not None
     monitor = None if monitoring is None else MonitorProcess(monitoring, counters.gauges)
     try:
-        if monitor is not None:  # forked while this process has no thread yet
+        if monitor is not None:  # before any thread of ours (numpy's BLAS pool is fork-safe)
             monitor.start(inherited=(sock,))
         if workers == 1:
             announce = None if on_ready is None else lambda _app: on_ready(url)
