@@ -254,9 +254,26 @@ def _stop_asked(parent: int, seconds: float, *also: signal.Signals) -> bool:
             return True
         if left <= 0:
             return False
-        got = signal.sigtimedwait(STOPS | set(also), min(left, CHECK_PARENT))
+        got = _signal_within(STOPS | set(also), min(left, CHECK_PARENT))
         if got is not None:
-            return got.si_signo in STOPS
+            return got in STOPS
+
+
+def _signal_within(signals: set[signal.Signals], seconds: float) -> int | None:
+    """The first of `signals` (blocked) to arrive within `seconds`, taken; None if none did.
+    Where there is no `sigtimedwait` (macOS), a look at the pending ones every 50 ms."""
+    if hasattr(signal, "sigtimedwait"):
+        got = signal.sigtimedwait(signals, seconds)
+        return None if got is None else got.si_signo
+    deadline = time.monotonic() + seconds
+    while True:
+        pending = signal.sigpending() & signals
+        if pending:
+            return signal.sigwait(pending)  # at once: one of them is pending
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        time.sleep(min(left, 0.05))
 
 
 def _exited(pid: int) -> int | None:
