@@ -4,7 +4,8 @@
   columns), with the signature a registry would record; `mixed_model()`: a pipeline over int,
   float (nullable), string and bool columns that takes a DataFrame.
 - Predictors that make server behaviour observable: `Recording` (batch sizes of every predict
-  call), `Slow` (sleeps in predict), `Pid` (answers with the worker's pid).
+  call), `Slow` (sleeps in predict), `Pid` (answers with the worker's pid), `Switch` (with
+  its GIL switch interval).
 - `running(app)`: a real uvicorn server in a thread on 127.0.0.1, on a socket bound to port 0
   (no port race), polled until it answers.
 - `python -m tests.integration.serving_helpers KIND [--workers N] [--timeout S] [--delay S]`:
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -129,6 +131,17 @@ class Pid(Recording):
         return np.full(len(batch), os.getpid())
 
 
+class Switch(Recording):
+    """Predicts the worker's GIL switch interval (`workers.SWITCH_INTERVAL`), once per row."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__(cancer("switch", 1), delay=delay)
+
+    def predict(self, batch: Any) -> Any:
+        super().predict(batch)
+        return np.full(len(batch), sys.getswitchinterval())
+
+
 class Broken(PythonModel):
     """A version whose every predict fails: it can never pass its readiness check."""
 
@@ -183,7 +196,7 @@ def split_body(rows: np.ndarray, names: list[str]) -> dict[str, Any]:
     return {"dataframe_split": {"columns": names, "data": rows.tolist()}}
 
 
-KINDS = {"cancer": cancer, "slow": Slow, "pid": Pid}
+KINDS = {"cancer": cancer, "slow": Slow, "pid": Pid, "switch": Switch}
 
 
 def read_plan(path: str) -> Any:

@@ -22,11 +22,10 @@ import mloop
 from mloop.cli.serve import ProjectMonitor
 from mloop.errors import NotFound
 from mloop.project import Project
-from mloop.server.monitor import MonitorThread
+from mloop.server.monitor import Monitor
 from mloop.services.monitoring.gauges import GaugeMonitor, Measured
 from mloop.services.serving.shared_gauges import SharedGauges
 from tests.integration.test_drift_monitor import NAMES, frame, trained  # noqa: F401 - a fixture
-from tests.servers import wait_for
 
 
 def _samples(measured: Measured, name: str) -> dict[tuple[str, ...], float]:
@@ -113,9 +112,8 @@ def test_the_servers_monitor_closes_its_own_project_when_it_stops(project: Path)
     database = (project / ".mloop" / "mloop.db").resolve()
     before = _open_files(database)
     gauges = SharedGauges(4096)
-    monitor = MonitorThread(partial(ProjectMonitor, str(project)), "web", gauges, 3600.0)
-    monitor.start()
-    wait_for(lambda: gauges.read().passes >= 1, 30, "a monitor pass")  # nothing logged yet
-    assert _open_files(database) > before  # its own connection, opened in its thread
-    monitor.stop()
+    monitor = Monitor(partial(ProjectMonitor, str(project)), "web", gauges)
+    assert not monitor.run_once() and gauges.read().passes == 1  # nothing logged yet
+    assert _open_files(database) > before  # its own connection, opened by its first pass
+    monitor.close()  # what its process does when it stops
     assert _open_files(database) == before

@@ -192,7 +192,7 @@ def test_a_monitor_that_cannot_measure_counts_it_and_feedback_brings_accuracy_an
     rng = np.random.default_rng(5)
     rows = rng.normal(size=(120, 3))
     rows[:, 2] = rng.integers(0, 2, 120)  # the sensitive column: two groups
-    # two workers: one monitor (in worker 0) for both, its gauges on whichever answers
+    # two workers: one monitor (a process of its own) for both, its gauges on whichever answers
     with serving(models, "--workers", "2") as url, httpx.Client(base_url=url, timeout=30) as client:
         # nothing logged yet: every pass fails (counted), and serving goes on untouched
         wait_for(lambda: _metrics(client)["mloop_monitor_errors_total"] >= 2, 30, "failed passes")

@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mloop._version import __version__
 from mloop.errors import InvalidInput
 from mloop.server.inference import ServeSettings, create_app
+from mloop.server.workers import SWITCH_INTERVAL
 from mloop.services.serving.settings import LIMITS, Limit, Unit
 from tests.integration.serving_helpers import (
     Recording,
@@ -653,6 +654,19 @@ def test_two_workers_answer_from_two_pids() -> None:
             metric(served.url, "mloop_requests_total", endpoint="invocations", status="200") == 40
         )
         assert metric(served.url, "mloop_workers") == 2
+    finally:
+        assert served.stop() == 0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_worker_takes_the_gil_back_from_its_other_threads_within_a_millisecond(
+    workers: str,
+) -> None:
+    served = Served("switch", "--workers", workers)
+    try:
+        rows, names, _ = data(1)
+        answer = httpx.post(served.url + "/invocations", json=split_body(rows, names))
+        assert answer.json()["predictions"] == [SWITCH_INTERVAL] and SWITCH_INTERVAL <= 0.001
     finally:
         assert served.stop() == 0
 

@@ -274,8 +274,8 @@ def prediction_log(root: str) -> Any:
 
 
 class ProjectMonitor:
-    """The server's monitor's measure on its own `Project` (opened in the monitor's thread,
-    closed there when the server stops: `MonitorThread` calls `close`)."""
+    """The server's monitor's measure on its own `Project` (opened in the monitor's process,
+    closed there when the server stops: `server.monitor.Monitor` calls `close`)."""
 
     def __init__(self, root: str) -> None:
         from mloop.project import Project
@@ -289,8 +289,9 @@ class ProjectMonitor:
         self.project.close()
 
 
-def _monitoring(project: Project) -> Monitoring | None:
-    """A server that logs its predictions watches them too (`server/monitor.py`)."""
+def _monitoring(project: Project, endpoint: str) -> Monitoring | None:
+    """A server that logs its predictions watches them too (`server/monitor.py`); `endpoint`:
+    the name its requests are logged under (the model's, or the endpoint's)."""
     from functools import partial
 
     from mloop.server.monitor import Monitoring
@@ -298,7 +299,7 @@ def _monitoring(project: Project) -> Monitoring | None:
     if project.settings.predictions_sample_rate <= 0:
         return None
     return Monitoring(
-        partial(ProjectMonitor, str(project.root)), project.settings.monitoring_interval
+        partial(ProjectMonitor, str(project.root)), project.settings.monitoring_interval, endpoint
     )
 
 
@@ -333,7 +334,7 @@ def _resolve(
             raise _maybe_bundle(exc, ref) from None
         reason = project.models.trust_reason(version)  # said once here, not once per worker
         logs = project.settings.predictions_sample_rate > 0
-        monitoring = _monitoring(project)
+        monitoring = _monitoring(project, version.name)
     finally:
         project.close()
     root = str(project.root)
@@ -355,7 +356,7 @@ def _follow(
         deployment = project.endpoints.get(ctx.args.endpoint)
         root = str(project.root)
         logs = project.settings.predictions_sample_rate > 0
-        monitoring = _monitoring(project)
+        monitoring = _monitoring(project, deployment.endpoint)
     finally:
         project.close()
     # Opened on first use in each worker: forked after this, none shares a connection.

@@ -300,7 +300,7 @@ def window(value: Any) -> float:
 
 def interval(value: Any) -> float:
     """How often something repeats (`60s`, `5m`), in seconds: a unit is required, and at
-    least a second (the monitor that repeats shares worker 0's time with its requests)."""
+    least a second (the monitor that repeats shares the machine's cores with the server)."""
     from mloop.domain.durations import parse_duration
 
     seconds = parse_duration(text(value), "interval")

@@ -1,6 +1,6 @@
 """The monitor's gauges for Prometheus: what `mloop monitor status` measures, per version.
 
-A model server runs one `GaugeMonitor` (a thread in worker 0, `server/monitor.py`) that calls
+A model server runs one `GaugeMonitor` (in a process of its own, `server/monitor.py`) that calls
 `measure` every `monitoring_interval` over the last `monitoring_window`; the server's /metrics
 shows its last result. The series are those the alert rules and the dashboard read
 (`deploy/monitoring.py`):

@@ -206,30 +206,24 @@ class PredictionLog:
     def _encode(self, taken: list[tuple[Any, ...]]) -> None:
         if not taken:
             return
-        from mloop.services.predictions.encode import Entry, encode
+        from mloop.services.predictions.encode import Requests, encode
 
-        groups: dict[tuple[str, str, str], list[Entry]] = {}
-        scorers: dict[tuple[str, str, str], Any] = {}
-        for endpoint, model, role, request_id, data, result, at, names, scores in taken:
-            entry = Entry(request_id, data, result, at, names)
-            key = (str(endpoint), str(model), str(role))
-            groups.setdefault(key, []).append(entry)
-            if scores is not None:
-                scorers.setdefault(key, scores)  # one model version: one way to score it
         self.scoring.start()
-        for (endpoint, model, role), entries in groups.items():
-            scorer = scorers.get((endpoint, model, role)) if self.scores else None
+        for (endpoint, model, role), columns in _groups(taken).items():
+            found = (s for s in columns[-1] if s is not None)  # one version: one way to score
+            scorer = next(found, None) if self.scores else None
             score = None if scorer is None else self.scoring.of(model, scorer)
+            requests = Requests(*columns[3:8])
             try:
-                encoded = encode(endpoint, model, role, entries, score)
+                encoded = encode(endpoint, model, role, requests, score)
             except Exception:  # what the model answered cannot be stored: say so, keep going
                 log.exception(
                     "prediction log: %d requests of %s %s could not be encoded; dropped",
-                    len(entries),
+                    len(requests.request_ids),
                     endpoint,
                     model,
                 )
-                self.given_up += len(entries)
+                self.given_up += len(requests.request_ids)
                 continue
             self._pending.append(_Pending(uuid.uuid4().hex, encoded))
         self._bound()
@@ -348,6 +342,20 @@ class PredictionLog:
                     return
             claimed.unlink(missing_ok=True)
             self.recovered += encoded.requests
+
+
+def _groups(taken: list[tuple[Any, ...]]) -> dict[tuple[str, str, str], list[tuple[Any, ...]]]:
+    """The taken entries by (endpoint, model version, role), each group as columns (one
+    tuple per field of `record`). A server with one version hands every entry the same three
+    objects: that flush is one group, transposed at once with no Python step per entry."""
+    first = taken[0]
+    columns = list(zip(*taken, strict=True))
+    if all(columns[i].count(first[i]) == len(taken) for i in range(3)):
+        return {(str(first[0]), str(first[1]), str(first[2])): columns}
+    groups: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {}
+    for entry in taken:
+        groups.setdefault((str(entry[0]), str(entry[1]), str(entry[2])), []).append(entry)
+    return {key: list(zip(*same, strict=True)) for key, same in groups.items()}
 
 
 def _abandoned(path: Path) -> bool:

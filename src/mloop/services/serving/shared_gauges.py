@@ -1,17 +1,19 @@
 """The monitor's last result, in shared memory, for whichever worker answers /metrics.
 
-One monitor per server (a thread in worker 0, `server/monitor.py`) computes drift, accuracy and
+One monitor per server (a process of its own, `server/monitor.py`) computes drift, accuracy and
 bias every `monitoring_interval`; a scrape must never do that work, and may reach any worker.
-So the monitor publishes its gauges here, in one anonymous shared map made before the workers
-are forked (beside `SharedCounters`), as one serialized blob: a header and JSON lines.
+So the monitor publishes its gauges here, in one anonymous shared map made before the monitor
+and the workers are forked (beside `SharedCounters`), as one serialized blob: a header and JSON
+lines.
 
-One writer, many readers, no lock: a sequence number (odd while writing, as a seqlock) and a
-CRC-32 of the blob let a reader tell a torn copy from a whole one and read again. The region is
+One writer at a time (the monitor; its keeper counts a pass only once the monitor is dead),
+many readers, no lock: a sequence number (odd while writing, as a seqlock) and a CRC-32 of the
+blob let a reader tell a torn copy from a whole one and read again. The region is
 bounded (`CAPACITY`); a result that does not fit keeps the families and samples that do, and
 counts the samples left out (`dropped`), so a huge feature set costs a gap, never the server.
 
 The header also holds the monitor's own numbers: passes, failed passes, when the last pass
-published and what it cost. A worker 0 started again (after a crash) counts on from there.
+published and what it cost. A monitor started again (after it died) counts on from there.
 """
 
 from __future__ import annotations

@@ -211,3 +211,30 @@ def test_an_answer_that_cannot_be_stored_costs_only_itself(
 
     assert (plog.written, plog.given_up, plog.dropped) == (3, 1, 1)
     assert _read(stores)["model"].tolist() == ["churn:3"] * 3
+
+
+def test_arrays_stacked_whole_and_sorted_by_shape_log_the_same_rows(
+    stores: tuple[MetadataStore, ArtifactStore],
+) -> None:
+    """A flush of ndarrays under one feature list is stacked at once; one request of another
+    width sends the whole flush the request-by-request way. Both give the same rows."""
+    rows = [np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[5.0, 6.0]])]
+    answers = [np.array([0, 1]), np.array([1])]
+    same = PredictionLog(*stores, **IDLE)
+    for i, (data, answer) in enumerate(zip(rows, answers, strict=True)):
+        same.record("web", "churn:3", "stable", f"s-{i}", data, answer, T0 + i, NAMES)
+    same.close()
+    mixed = PredictionLog(*stores, **IDLE)
+    for i, (data, answer) in enumerate(zip(rows, answers, strict=True)):
+        mixed.record("web", "churn:4", "stable", f"m-{i}", data, answer, T0 + i, NAMES)
+    mixed.record("web", "churn:4", "stable", "m-2", np.array([[7.0]]), np.array([0]), T0 + 2)
+    mixed.close()
+
+    stacked, sorted_ = _read(stores, model="churn:3"), _read(stores, model="churn:4")
+    assert stacked["request_id"].tolist() == ["s-0", "s-0", "s-1"]
+    assert stacked["row"].tolist() == [0, 1, 0] and stacked["at"].tolist() == [T0, T0, T0 + 1]
+    assert stacked["feature.income"].tolist() == [2.0, 4.0, 6.0]
+    assert stacked["prediction"].tolist() == [0, 1, 1]
+    shared = ["row", "at", "feature.age", "feature.income", "prediction"]
+    assert sorted_[shared].iloc[:3].equals(stacked[shared])
+    assert sorted_["feature.0"].iloc[3] == 7.0 and sorted_["feature.age"].isna().iloc[3]
