@@ -448,16 +448,24 @@ def test_a_token_from_the_environment_is_wiped_from_every_process_and_still_requ
         assert predict(server).status_code == 401
         assert predict(server, token=token).status_code == 200
         parent = server.process.pid
-        workers = [
-            int(pid)
-            for children in Path(f"/proc/{parent}/task").glob("*/children")
-            for pid in children.read_text().split()
-        ]
-        assert len(workers) == 2
-        for pid in (parent, *workers):
+        children = children_of(parent)
+        names = {pid: Path(f"/proc/{pid}/comm").read_text().strip() for pid in children}
+        workers = [pid for pid, name in names.items() if name != "mloop-mon-keep"]
+        assert len(workers) == 2 and len(children) == 3  # and the monitor's keeper
+        (keeper,) = [pid for pid in children if pid not in workers]
+        wait_for(lambda: len(children_of(keeper)) == 1, 30, "the monitor, the keeper's child")
+        for pid in (parent, *children, *children_of(keeper)):
             assert token.encode() not in Path(f"/proc/{pid}/environ").read_bytes(), pid
             assert token.encode() not in stack_of(pid), pid
             assert b"MLOOP_SERVE_TOKEN" not in Path(f"/proc/{pid}/environ").read_bytes()
+
+
+def children_of(pid: int) -> list[int]:
+    return [
+        int(child)
+        for children in Path(f"/proc/{pid}/task").glob("*/children")
+        for child in children.read_text().split()
+    ]
 
 
 def stack_of(pid: int) -> bytes:
