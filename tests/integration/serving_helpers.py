@@ -4,7 +4,7 @@
   columns), with the signature a registry would record; `mixed_model()`: a pipeline over int,
   float (nullable), string and bool columns that takes a DataFrame.
 - Predictors that make server behaviour observable: `Recording` (batch sizes of every predict
-  call), `Slow` (sleeps in predict), `Pid` (answers with the worker's pid), `Switch` (with
+  call), `Slow` (sleeps in predict), `Reporting` (answers with a fact of the worker: its pid,
   its GIL switch interval).
 - `running(app)`: a real uvicorn server in a thread on 127.0.0.1, on a socket bound to port 0
   (no port race), polled until it answers.
@@ -21,7 +21,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -120,26 +120,17 @@ class Slow(Recording):
         super().__init__(cancer("slow", 1), delay=seconds)
 
 
-class Pid(Recording):
-    """Predicts the pid of the worker process that answered, once per row."""
+class Reporting(Recording):
+    """Predicts `fact()` of the worker process that answered, once per row (its pid, its GIL
+    switch interval): what a test cannot read from outside that process."""
 
-    def __init__(self, delay: float = 0.0) -> None:
-        super().__init__(cancer("pid", 1), delay=delay)
-
-    def predict(self, batch: Any) -> Any:
-        super().predict(batch)
-        return np.full(len(batch), os.getpid())
-
-
-class Switch(Recording):
-    """Predicts the worker's GIL switch interval (`workers.SWITCH_INTERVAL`), once per row."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        super().__init__(cancer("switch", 1), delay=delay)
+    def __init__(self, name: str, fact: Callable[[], float], delay: float = 0.0) -> None:
+        super().__init__(cancer(name, 1), delay=delay)
+        self.fact = fact
 
     def predict(self, batch: Any) -> Any:
         super().predict(batch)
-        return np.full(len(batch), sys.getswitchinterval())
+        return np.full(len(batch), self.fact())
 
 
 class Broken(PythonModel):
@@ -196,7 +187,12 @@ def split_body(rows: np.ndarray, names: list[str]) -> dict[str, Any]:
     return {"dataframe_split": {"columns": names, "data": rows.tolist()}}
 
 
-KINDS = {"cancer": cancer, "slow": Slow, "pid": Pid, "switch": Switch}
+KINDS = {
+    "cancer": cancer,
+    "slow": Slow,
+    "pid": functools.partial(Reporting, "pid", os.getpid),
+    "switch": functools.partial(Reporting, "switch", sys.getswitchinterval),
+}
 
 
 def read_plan(path: str) -> Any:
