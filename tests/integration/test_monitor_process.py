@@ -9,14 +9,16 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import CliResult
 from tests.integration.test_serve_endpoint import ROWS, models  # noqa: F401 - a fixture
 from tests.servers import wait_for
 
@@ -195,3 +197,27 @@ def test_the_monitor_does_not_outlive_a_killed_server(
     process.kill()
     process.wait(timeout=30)
     wait_for(lambda: _gone(monitors), 30, "the monitor gone with its server")
+
+
+def test_the_workers_of_a_killed_supervisor_stop_and_store_what_they_logged(
+    models: Path,  # noqa: F811 - the fixture imported above
+    cli: Callable[..., CliResult],
+) -> None:
+    """SIGKILL reaches only the supervisor; its workers are told (SIGTERM) and stop as for a
+    graceful stop, storing the requests they logged, instead of serving on as orphans."""
+    with server(models, 2) as (process, client):
+        answered = set()
+        for _ in range(30):
+            answer = client.post("/invocations", json={"inputs": ROWS})
+            assert answer.status_code == 200
+            answered.add(answer.headers["mloop-request-id"])
+        monitors = _named("mloop-monitor") | _named("mloop-mon-keep")
+        workers = _tree(process.pid) - monitors
+        assert len(workers) == 2
+        process.kill()
+        process.wait(timeout=30)
+        wait_for(lambda: _gone(workers), 30, "the workers stopped with their supervisor")
+    done = cli("monitor", "export", "web", "--since", "1h", "-o", "log.parquet")
+    assert done.code == 0, done.err
+    logged = pq.read_table(models / "log.parquet").column("request_id").to_pylist()
+    assert set(logged) == answered

@@ -168,7 +168,7 @@ class MonitorProcess:
 
 def _keep(monitoring: Monitoring, gauges: SharedGauges, parent: int) -> int:
     """The keeper: start the monitor, and again when it dies, until stopped."""
-    _become("mloop-mon-keep", parent)
+    become("mloop-mon-keep", parent)
     os.nice(NICENESS)  # inherited by the monitor it forks
     pause, keeper = 0.5, os.getpid()
     while True:
@@ -194,7 +194,7 @@ def _keep(monitoring: Monitoring, gauges: SharedGauges, parent: int) -> int:
 
 def _passes(monitoring: Monitoring, gauges: SharedGauges, keeper: int) -> int:
     """The monitor: a pass every `interval` seconds until stopped; its stores closed then."""
-    _become("mloop-monitor", keeper)
+    become("mloop-monitor", keeper)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})  # the stores' own children
     monitor = Monitor(monitoring.factory, monitoring.endpoint, gauges)
     try:
@@ -231,7 +231,7 @@ def _fork(main: Callable[[], int]) -> int:
         os._exit(code)
 
 
-def _become(name: str, parent: int) -> None:
+def become(name: str, parent: int) -> None:
     """Name this process for `ps`/`top` and ask the kernel for SIGTERM when `parent` dies
     (Linux; elsewhere `_stop_asked` sees the new parent within `CHECK_PARENT` seconds)."""
     if sys.platform == "linux":

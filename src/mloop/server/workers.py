@@ -35,7 +35,7 @@ from mloop.errors import ConfigError, MloopError
 from mloop.server.follower import Follow, follow_app
 from mloop.server.inference import InferenceApp, ServeSettings, create_app
 from mloop.server.limits import GuardedHttpTools
-from mloop.server.monitor import Monitoring, MonitorProcess
+from mloop.server.monitor import Monitoring, MonitorProcess, become
 from mloop.services.serving.metrics import ServingMetrics, SharedCounters
 from mloop.services.serving.predictor import Predictor
 
@@ -277,7 +277,12 @@ def _worker_main(
     worker: int,
     wakeup: tuple[int, int],
     recorder: Recorder | None,
+    parent: int,
 ) -> None:
+    # A supervisor killed outright (SIGKILL, OOM) sends its workers SIGTERM: each stops as
+    # for a graceful stop, finishing what is in flight and storing what it logged, instead
+    # of serving on, orphaned, on a port a new server then cannot take.
+    become(f"mloop-serve-{worker}", parent)
     signal.set_wakeup_fd(-1)  # the parent's wake-up pipe is not ours
     for fd in wakeup:
         os.close(fd)
@@ -311,7 +316,16 @@ def _supervise(
     def start(worker: int) -> Any:
         process = context.Process(
             target=_worker_main,
-            args=(factory, sock, settings, counters, worker, (read_end, write_end), recorder),
+            args=(
+                factory,
+                sock,
+                settings,
+                counters,
+                worker,
+                (read_end, write_end),
+                recorder,
+                os.getpid(),
+            ),
             name=f"mloop-serve-{worker}",
         )
         process.start()
