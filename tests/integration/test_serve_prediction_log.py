@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -107,3 +108,47 @@ def test_monitor_status_counts_requests_errors_and_latency_of_a_window(
     assert "25.00%" in shown.out and "churn:3" in shown.out
     empty = cli("monitor", "status", "web", "--until", "2001-01-01")
     assert empty.code == 1 and "no request to endpoint 'web' was logged" in empty.err
+
+
+def test_merged_calls_of_versions_that_share_a_model_log_each_request_once_under_its_own(
+    models: Path,  # noqa: F811 - the fixture imported above
+    cli: Callable[..., CliResult],
+) -> None:
+    """Sixteen clients at once on an A/A split of one bundle: the server merges their requests
+    into shared predict calls, and the log takes whole calls. Each request must still be
+    logged once, under the version that answered it, with all its rows."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.random.default_rng(0).normal(size=(60, 3))
+    fitted = LogisticRegression().fit(x, x[:, 0] > 0)
+    for _ in range(2):  # churn:3 and churn:4: one fitted model, one bundle
+        mloop.register_model(fitted, "churn", input_example=x[:2], project=models)
+    deployed = cli("deploy", "web", "churn:3", "churn:4", "--strategy", "ab", "--weights", "50,50")
+    assert deployed.code == 0, deployed.err
+    rng = np.random.default_rng(9)
+    bodies = [rng.normal(size=(1 + i % 3, 3)).round(6) for i in range(240)]
+
+    def send(client: httpx.Client, i: int) -> tuple[str, str, list[bool]]:
+        answer = client.post("/invocations", json={"inputs": bodies[i].tolist()})
+        assert answer.status_code == 200, answer.text
+        headers = answer.headers
+        return headers["mloop-request-id"], headers["mloop-model"], answer.json()["predictions"]
+
+    with serving(models) as url, httpx.Client(base_url=url) as client:
+        with ThreadPoolExecutor(16) as pool:
+            answered = list(pool.map(lambda i: send(client, i), range(len(bodies))))
+        calls = metric(url, "mloop_batch_requests_count")
+        merged = calls - metric(url, "mloop_batch_requests_bucket", le="1.0")
+    assert merged >= 10, f"{merged:.0f} of {calls:.0f} calls merged requests: nothing tested"
+    assert {model for _, model, _ in answered} == {"churn:3", "churn:4"}
+    done = cli("monitor", "export", "web", "--since", "1h", "-o", "log.parquet")
+    assert done.code == 0, done.err
+    logged = pq.read_table(models / "log.parquet").to_pandas()
+    by_id = {rid: rows.sort_values("row") for rid, rows in logged.groupby("request_id")}
+    assert len(by_id) == len(answered)
+    for i, (rid, model, predictions) in enumerate(answered):
+        rows = by_id[rid]
+        assert rows["model"].unique().tolist() == [model]
+        assert rows["row"].tolist() == list(range(len(bodies[i])))
+        assert rows["prediction"].tolist() == predictions
+        assert np.allclose(rows[["feature.f0", "feature.f1", "feature.f2"]], bodies[i])

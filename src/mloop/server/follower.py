@@ -221,7 +221,9 @@ class DeploymentFollower:
             return False
         known = [loaded for ref, loaded in self.loaded.items() if ref not in regroup]
         self.loaded.update(
-            loaded_versions(predictors, app.settings, app.metrics.batch, known, alone)
+            loaded_versions(
+                predictors, app.settings, app.metrics.batch, known, alone, app.batch_log
+            )
         )
         table = make_table(plan, self.loaded, app.metrics.versions, app.intervals, app.table)
         retired = app.swap(table)

@@ -56,6 +56,7 @@ from mloop.server.limits import (
 from mloop.server.media import HINTS, INFER, INVOCATIONS, V1, media_type
 from mloop.server.slots import (
     SHADOW,
+    BatchLog,
     ServedVersion,
     ServingPlan,
     Slot,
@@ -98,6 +99,7 @@ class InferenceApp:
         settings: ServeSettings,
         metrics: ServingMetrics,
         intervals: Intervals | None = None,
+        batch_log: BatchLog | None = None,
     ) -> None:
         self.table = table
         self.settings = settings
@@ -108,6 +110,8 @@ class InferenceApp:
         # The prediction log's writer (`services/predictions/log.PredictionLog`), or None:
         # given by `workers.run_worker` after the fork; closed when the app stops.
         self.recorder: Any = None  # set with `log_to`
+        # what the batchers hand their logged calls to (the recorder, once there is one)
+        self.batch_log = batch_log or BatchLog()
         self._publisher: asyncio.Task[None] | None = None
         self._log_base = metrics.logging()  # a restarted worker's counts go on from here
         self.ready = True
@@ -177,7 +181,7 @@ class InferenceApp:
     def log_to(self, recorder: Any) -> None:
         """Log every answer, and every shadow's copy beside it, with `recorder` (a
         `PredictionLog`; made in the worker, after the fork)."""
-        self.recorder = self.mirror.recorder = recorder
+        self.recorder = self.mirror.recorder = self.batch_log.recorder = recorder
 
     def swap(self, table: Table) -> list[Slot]:
         """Serve `table` from now on; returns the slots it no longer holds (to drain)."""
@@ -252,17 +256,6 @@ class InferenceApp:
             copy = scope.get("mloop.mirror")
             if copy is not None:  # the answer is out: now the shadow may have its copy
                 self.mirror.offer(copy)
-            logged = scope.get("mloop.logged")
-            if logged is not None:
-                self.recorder.record(
-                    self.name,
-                    slot.label,
-                    slot.role,
-                    *logged,
-                    time.time(),
-                    slot.reader.names,
-                    slot.scores,
-                )
 
     def _version_route(self, scope: dict[str, Any]) -> tuple[int, dict[str, Handler]] | None:
         """`/v2/models/ENDPOINT/versions/V[/infer]`: that version's metadata, or a predict it
@@ -375,17 +368,23 @@ class InferenceApp:
                     scope["mloop.slot"] = slot
                 shadow = table.shadow
                 began = time.perf_counter() if shadow is not None else 0.0
+                rid = scope.get("mloop.request_id")
+                recorder, text, tag = self.recorder, None, None
+                if recorder is not None:  # logged by the batcher, with the call it is in
+                    if rid is None:
+                        rid = routing.request_id(scope["headers"])
+                    text = rid.decode("latin-1")
+                    if recorder.keeps(text):
+                        tag = (slot.source, text)
+                elif rid is not None:
+                    text = rid.decode("latin-1")
                 try:
-                    result = await slot.batcher.predict(batch.data, batch.rows, lone)
+                    result = await slot.batcher.predict(batch.data, batch.rows, lone, tag)
                 except Exception as exc:
                     failed = failure(slot.predictor, exc)
                     if isinstance(failed, ModelFailed):
                         slot.loaded.failures.failed(exc)
                     raise failed from exc
-                rid = scope.get("mloop.request_id")
-                if rid is None and self.recorder is not None:
-                    rid = routing.request_id(scope["headers"])
-                text = None if rid is None else rid.decode("latin-1")
                 if shadow is not None and table.mirror_this():
                     seconds = time.perf_counter() - began
                     copy = Copy(shadow, slot.metrics, batch.data, batch.rows, result, seconds, text)
@@ -393,8 +392,6 @@ class InferenceApp:
                 answer, headers = routing.write(slot, result, request)
                 if rid is not None:
                     headers = [*headers, (routing.REQUEST_ID, rid)]
-                    if self.recorder is not None:  # logged once the answer is out
-                        scope["mloop.logged"] = (text, batch.data, result)
                 return 200, answer, self._warn(batch, headers) if batch.unknown else headers
         except TimeoutError:
             message = f"no answer within the time-out of {settings.timeout:g} s"
@@ -554,6 +551,7 @@ def endpoint_app(
     metrics = metrics or ServingMetrics()
     intervals = Intervals(plan.endpoint)
     alone = {v.model for v in plan.versions if v.role == SHADOW}
-    loaded = loaded_versions(predictors, settings, metrics.batch, alone=alone)
+    batch_log = BatchLog()
+    loaded = loaded_versions(predictors, settings, metrics.batch, alone=alone, log=batch_log)
     table = make_table(plan, loaded, metrics.versions, intervals, fixed=fixed)
-    return InferenceApp(table, settings, metrics, intervals)
+    return InferenceApp(table, settings, metrics, intervals, batch_log)

@@ -31,6 +31,7 @@ import orjson
 from mloop.errors import InvalidInput, ModelNotFound
 from mloop.server import oip
 from mloop.server.openapi import openapi_document
+from mloop.services.predictions.log import PredictionLog, Source
 from mloop.services.serving.batcher import MicroBatcher, Observer
 from mloop.services.serving.intervals import IntervalCounts, Intervals
 from mloop.services.serving.predictor import Predictor
@@ -150,6 +151,22 @@ class FailureLog:
         self.quiet_until, self.unlogged = now + self.every, 0
 
 
+class BatchLog:
+    """Where a server's batchers hand their logged predict calls: the prediction log, once
+    the worker has made it (`InferenceApp.log_to`); until then, and without one, nowhere (no
+    request is tagged for the log then either)."""
+
+    def __init__(self) -> None:
+        self.recorder: PredictionLog | None = None
+
+    def __call__(
+        self, tags: list[Any], firsts: list[int], rows: list[int], data: Any, result: Any
+    ) -> None:
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.record_tagged(tags, firsts, rows, data, result)
+
+
 class Loaded:
     """One loaded version: its predictor, reader and batcher, shared by its slots. `batcher`:
     the one of another version that is the same model (`loaded_versions`)."""
@@ -160,6 +177,7 @@ class Loaded:
         settings: ServeSettings,
         observe: Observer,
         batcher: MicroBatcher | None = None,
+        log: BatchLog | None = None,
     ) -> None:
         self.predictor = predictor
         self.model = f"{predictor.name}:{predictor.version}"
@@ -173,6 +191,7 @@ class Loaded:
             batching=settings.batching,
             mode=settings.predict_mode,
             observe=observe,
+            log=log,
         )
         self.output = oip.output_name(predictor.signature)
         self.failures = FailureLog(self.model)
@@ -199,6 +218,7 @@ def loaded_versions(
     observe: Observer,
     known: Iterable[Loaded] = (),
     alone: Collection[str] = (),
+    log: BatchLog | None = None,
 ) -> dict[str, Loaded]:
     """The new versions `predictors` (by NAME:V) made ready to serve. Versions that are one
     model (an A/A test; a retrain whose bundle came out byte for byte the same) share one
@@ -206,7 +226,7 @@ def loaded_versions(
     batch, so a split between them costs the routing alone, not twice the model's fixed
     cost per call at half the batch. Each keeps its own slot, headers, counters and log
     rows. The versions in `alone` (shadows) never share: a shadow's copies must never join
-    a batch a client waits for.
+    a batch a client waits for. `log`: where their batchers hand the calls they log.
 
     Example:
         >>> both = loaded_versions({"a:1": one, "a:2": two}, settings, observe)  # doctest: +SKIP
@@ -217,7 +237,7 @@ def loaded_versions(
         twin = None
         if ref not in alone:
             twin = next((k for k in made if same_model(k.predictor, predictor)), None)
-        loaded = Loaded(predictor, settings, observe, twin.batcher if twin else None)
+        loaded = Loaded(predictor, settings, observe, twin.batcher if twin else None, log)
         found[ref] = loaded
         if ref not in alone:
             made.append(loaded)
@@ -253,6 +273,8 @@ class Slot:
             (b"mloop-variant", role.encode()),
         ]
         self.names = names
+        # what this slot's logged requests are tagged with (one object: a flush groups by it)
+        self.source = Source(endpoint, self.label, role, loaded.reader.names, loaded.scores)
         self.json: Headers = [JSON, *names]
         self.binary: Headers = [BINARY, *names]
 

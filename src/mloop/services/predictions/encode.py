@@ -1,18 +1,19 @@
-"""Buffered requests to one Arrow table and a Parquet file: the writer's conversion, off the loop.
+"""Buffered records to one Arrow table and a Parquet file: the writer's conversion, off the loop.
 
-A server hands the log what it already has: the request's inputs as its reader made them (a 2-D
-numpy array in the signature's order, or a DataFrame) and the model's answer (an array, a list,
-a Series or a DataFrame). Converting request by request would cost tens of microseconds each,
-so entries of the same shape (same kind, same feature names) are stacked into one array or
-frame first and converted once; shapes that differ (a model without a signature sent other
-columns) become tables of their own, concatenated with their types promoted.
+A server hands the log what it already has: the inputs of a predict call as its reader and its
+batcher made them (a 2-D numpy array in the signature's order, or a DataFrame), the model's
+answers (an array, a list, a Series or a DataFrame), and which requests they hold, with their
+rows. Converting request by request would cost tens of microseconds each, so records of the
+same shape (same kind, same feature names) are stacked into one array or frame first and
+converted once; shapes that differ (a model without a signature sent other columns) become
+tables of their own, concatenated with their types promoted.
 
 The writer runs in the serving process and holds the GIL while it works in Python, so what it
-does per request is the log's price on the server's loop. The usual flush (every request an
-ndarray from the signature's reader, one feature list) is therefore stacked whole, with no
-Python step per request (`_stacked`: 10,000 requests of 30 floats made a table in ~10 ms of
-the GIL where the request-by-request sort took ~30 ms); only a flush that mixes shapes is
-sorted request by request.
+does per request is the log's price on the server's loop. Under load a record is a whole
+predict call (tens of requests, stacked already by the batcher), so a flush of 10,000 requests
+stacks a few hundred arrays, not 10,000; the usual flush (ndarrays under one feature list) is
+stacked whole in one call (`_stacked`) and its requests flattened with no Python step per
+request (`per_request`). Only a flush that mixes shapes is sorted record by record.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -39,11 +41,14 @@ Score = Callable[[Any, int], dict[str, Any]]
 
 
 class Entry(NamedTuple):
-    """One answered request as `PredictionLog.record` buffered it (the key is the group's).
-    A tuple, not a frozen dataclass: the writer makes one per request, and a tuple is made in
-    a third of the time."""
+    """One record of the buffer: one answered request (`PredictionLog.record`), or the
+    requests of one predict call (`record_batch`), whose inputs and answers are the call's
+    own batch, stacked already (the key is the group's). A tuple, not a frozen dataclass: the
+    writer makes one per record, and a tuple is made in a third of the time."""
 
-    request_id: str
+    request_ids: Sequence[str]
+    rows: Sequence[int] | None  # rows per request; None: one request, all of `result`
+    firsts: Sequence[int] | None  # each request's first row (a request cut in parts); None: 0
     data: Any
     result: Any
     at: float
@@ -51,10 +56,12 @@ class Entry(NamedTuple):
 
 
 class Requests(NamedTuple):
-    """One group's buffered requests as columns, one sequence per field of `Entry` (what
-    `zip(*entries)` gives, made in C rather than by a Python step per request)."""
+    """One group's buffered records as columns, one sequence per field of `Entry` (what
+    `zip(*entries)` gives, made in C rather than by a Python step per record)."""
 
-    request_ids: Sequence[str]
+    request_ids: Sequence[Sequence[str]]
+    rows: Sequence[Sequence[int] | None]
+    firsts: Sequence[Sequence[int] | None]
     data: Sequence[Any]
     results: Sequence[Any]
     at: Sequence[float]
@@ -62,6 +69,15 @@ class Requests(NamedTuple):
 
     def entries(self) -> list[Entry]:
         return list(map(Entry, *self))
+
+
+class PerRequest(NamedTuple):
+    """A group's requests, flattened out of its records: ids, rows, first rows and times."""
+
+    ids: list[str]
+    counts: Any  # rows per request (int64)
+    firsts: Any  # first row per request (int64), or None: every request starts at row 0
+    at: Any  # seconds per request (float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +124,18 @@ def _shape(entry: Entry) -> tuple[Any, ...]:
     return inputs + _width(result)
 
 
-def _stack(values: list[Any]) -> Any:
+def pick(values: Any, index: Any) -> Any:
+    """The rows `index` (an int array) of a batch of inputs or answers, keeping its kind: an
+    array, a DataFrame or Series (by position), or a list."""
+    if type(values) is np.ndarray:
+        return values[index]
+    iloc = getattr(values, "iloc", None)
+    if iloc is not None:
+        return iloc[index]
+    return [values[i] for i in index.tolist()]
+
+
+def stack(values: list[Any]) -> Any:
     """Several requests' inputs (or answers) of one shape as one batch: frames concatenated,
     arrays stacked. The inputs' batch is also what the scores are computed from."""
     if _is_frame(values[0]):
@@ -166,34 +193,66 @@ def table_of(
     `score` adds each row's class scores (once per shape, over the stacked inputs)."""
     stacked = _stacked(requests)
     if stacked is not None:
-        return _table(endpoint, model, role, requests, *stacked, score)
+        return _table(endpoint, model, role, per_request(requests), *stacked, requests, score)
     groups: dict[tuple[Any, ...], list[Entry]] = {}
     for entry in requests.entries():
         groups.setdefault(_shape(entry), []).append(entry)
     tables = []
     for same in groups.values():
         columns = Requests(*zip(*same, strict=True))
-        counts = np.fromiter((_rows(e.result) for e in same), np.int64, len(same))
-        data, answers = _stack([e.data for e in same]), _stack([e.result for e in same])
-        tables.append(_table(endpoint, model, role, columns, data, answers, counts, score))
+        data, answers = stack(list(columns.data)), stack(list(columns.results))
+        found = per_request(columns)
+        tables.append(_table(endpoint, model, role, found, data, answers, columns, score))
     return concat(tables)
 
 
-def _stacked(requests: Requests) -> tuple[Any, Any, Any] | None:
-    """The inputs, answers and rows per request of a group whose requests are all 2-D
-    ndarrays of one width under one list of names (what a server's reader makes), each
-    stacked in one call; None when they are not, for `table_of` to sort them by shape."""
+def per_request(requests: Requests) -> PerRequest:
+    """The requests of a group's records, one value each. A flush of single requests (a
+    client at a time) and one of whole predict calls (many clients, batched) both come out
+    with no Python step per request."""
+    ids, rows, firsts = requests.request_ids, requests.rows, requests.firsts
+    records = len(ids)
+    sizes = np.fromiter(map(len, ids), np.int64, records)
+    flat = list(chain.from_iterable(ids))
+    at = np.array(requests.at, np.float64)
+    if len(flat) != records:
+        at = np.repeat(at, sizes)
+    if rows.count(None) == records:  # single requests: each answer is one request's
+        counts = np.fromiter(map(_rows, requests.results), np.int64, records)
+    else:
+        counts = np.fromiter(
+            chain.from_iterable(
+                [_rows(result)] if n is None else n
+                for n, result in zip(rows, requests.results, strict=True)
+            ),
+            np.int64,
+            len(flat),
+        )
+    first = None
+    if firsts.count(None) != records:
+        first = np.fromiter(
+            chain.from_iterable(
+                [0] * size if f is None else f for f, size in zip(firsts, sizes, strict=True)
+            ),
+            np.int64,
+            len(flat),
+        )
+    return PerRequest(flat, counts, first, at)
+
+
+def _stacked(requests: Requests) -> tuple[Any, Any] | None:
+    """The inputs and answers of a group whose records are all 2-D ndarrays of one width
+    under one list of names (what a server's reader makes), each stacked in one call; None
+    when they are not, for `table_of` to sort them by shape."""
     data, results, names = requests.data, requests.results, requests.names
     if set(map(type, data)) != {np.ndarray} or set(map(type, results)) != {np.ndarray}:
         return None
     if names.count(names[0]) != len(names) or data[0].ndim != 2 or results[0].ndim == 0:
         return None
     try:  # one width and one number of dimensions, or ValueError
-        return (
-            np.concatenate(data),
-            np.concatenate(results),
-            np.fromiter(map(len, results), np.int64, len(results)),
-        )
+        if len(data) == 1:
+            return data[0], results[0]
+        return np.concatenate(data), np.concatenate(results)
     except (ValueError, TypeError):  # a width or a rank differs (0-d answers have no len)
         return None
 
@@ -232,23 +291,25 @@ def _table(
     endpoint: str,
     model: str,
     role: str,
-    requests: Requests,
+    found: PerRequest,
     data: Any,
     answers: Any,
-    counts: Any,
+    requests: Requests,
     score: Score | None,
 ) -> pa.Table:
-    """The table of one shape's requests, their inputs and answers stacked (`counts`: rows
-    per request)."""
+    """The table of one shape's requests, their inputs and answers stacked."""
+    counts = found.counts
     total = int(counts.sum())
-    ids: Any = requests.request_ids
-    at = np.array(requests.at, np.float64)
-    if total == len(counts):  # one row per request, as most are: no repeat, row 0 each
+    ids: Any = found.ids
+    at = found.at
+    if total == len(counts) and found.firsts is None:  # one row per request, row 0 each
         row = np.zeros(total, np.int32)
     else:
         starts = np.cumsum(counts) - counts
         ids = np.repeat(np.array(ids, dtype=object), counts)
         at, row = np.repeat(at, counts), np.arange(total) - np.repeat(starts, counts)
+        if found.firsts is not None:
+            row += np.repeat(found.firsts, counts)
     columns: dict[str, Any] = {
         "request_id": pa.array(ids, pa.string()),
         "row": pa.array(row, pa.int32()),
@@ -257,10 +318,10 @@ def _table(
         "model": pa.array(np.full(total, model, dtype=object), pa.string()),
         "role": pa.array(np.full(total, role, dtype=object), pa.string()),
     }
-    found = _inputs(data, requests.names[0]) | _outputs(answers)
+    found_columns = _inputs(data, requests.names[0]) | _outputs(answers)
     if score is not None:  # the rows' scores, or none (the writer says why, once)
-        found |= score(data, total)
-    for name, values in found.items():
+        found_columns |= score(data, total)
+    for name, values in found_columns.items():
         column = _column(values)
         if len(column) != total:
             raise ValueError(f"{name} has {len(column)} rows where the answers have {total}")

@@ -1,10 +1,15 @@
-"""PredictionLog: what a model server calls for every answer; Parquet and an index row, later.
+"""PredictionLog: what a model server calls for every predict call; Parquet and an index row, later.
 
-`record` runs on the server's event loop after the answer is sent, so it only appends a tuple
-to a bounded deque (about half a microsecond): no conversion, no I/O, no lock. A background
-thread wakes every `flush_seconds`, or when `flush_requests` wait, converts what it took into
-one Parquet file per (endpoint, model version, role) (`encode.py`), stores it in the artifact
-store and adds its `PredictionBatch` to the metadata store.
+A server's batcher hands over each predict call whose requests are logged (`record_tagged`):
+the call's inputs and answers, stacked already, and each request's id and rows. That runs on
+the server's event loop just before the answers go out, so it only appends a tuple to a
+bounded deque: no conversion, no I/O, no lock, and one entry per call, not per request (under
+load a call holds tens of requests, which the writer would otherwise stack again). `record`
+takes one request the same way (a test, a tool). A background thread wakes every
+`flush_seconds`, or when `flush_requests` wait, converts what it took into one Parquet file
+per (endpoint, model version, role) (`encode.py`), stores it in the artifact store and adds
+its `PredictionBatch` to the metadata store. The log holds what the model predicted: a client
+that went away while its call ran is logged too, a request whose predict call failed is not.
 
 What it never does is fail or slow a request:
 - a full buffer (`max_requests` waiting) turns the entry away and counts it in `dropped`;
@@ -37,7 +42,7 @@ import time
 import uuid
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,6 +73,28 @@ class _Pending:
     id: str
     encoded: Encoded
     digest: str | None = None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Source:
+    """Who answered a record's requests: one version in one role on one endpoint (a server
+    makes one per slot and hands the same object with every record, so a flush groups by
+    identity), with what the writer needs of it: the inputs' `names` and the model's class
+    `scores` (`LoadedModel.scores`, or None)."""
+
+    endpoint: str
+    model: str
+    role: str
+    names: Sequence[str] | None = None
+    scores: Any = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return str(self.endpoint), str(self.model), str(self.role)
+
+
+# What a server's batcher carries for a request to be logged: its source and its request id.
+Tag = tuple[Source, str]
 
 
 class PredictionLog:
@@ -119,6 +146,9 @@ class PredictionLog:
         self.recovered = 0
         self._threshold = int(sample_rate * 2**32)
         self._buffer: deque[tuple[Any, ...]] = deque()
+        # requests recorded and requests taken by the writer: each written by one thread only
+        self._in = 0
+        self._out = 0
         self._pending: list[_Pending] = []
         self._woken = False
         self._closed = False
@@ -129,6 +159,11 @@ class PredictionLog:
         self._thread.start()
 
     # the server's side: cheap, never raises -------------------------------------------------
+    def keeps(self, request_id: str) -> bool:
+        """Whether the sampling rate keeps this request (by a hash of its id, so a shadow's
+        copy is kept with its primary, and every server process keeps the same requests)."""
+        return self._threshold >= 4294967296 or zlib.crc32(request_id.encode()) < self._threshold
+
     def record(
         self,
         endpoint: str,
@@ -141,7 +176,8 @@ class PredictionLog:
         names: Any = None,
         scores: Any = None,
     ) -> None:
-        """Log one answered request (or a shadow's copy, under its primary's `request_id`).
+        """Log one answered request (or a shadow's copy, under its primary's `request_id`),
+        if the sampling rate keeps it.
 
         `data` is the request's inputs as the server's reader made them (a 2-D array whose
         columns are `names`, the signature's inputs, or a DataFrame) and `result` the model's
@@ -151,14 +187,97 @@ class PredictionLog:
         """
         if self._threshold < 4294967296 and (zlib.crc32(request_id.encode()) >= self._threshold):
             return
-        buffer = self._buffer
-        if len(buffer) >= self.max_requests or self._closed:
-            self.turned_away += 1
+        source = Source(endpoint, model, role, names, scores)
+        self.record_batch(source, (request_id,), None, data, result, at)
+
+    def record_batch(
+        self,
+        source: Source,
+        request_ids: Sequence[str],
+        rows: Sequence[int] | None,
+        data: Any,
+        result: Any,
+        at: float,
+        firsts: Sequence[int] | None = None,
+    ) -> None:
+        """Log the requests of one predict call at once: `data` and `result` are the call's
+        batch, `rows` each request's rows in it, in order (None: one request, all of it),
+        `firsts` each request's first row (a request cut into parts; None: row 0). The caller
+        has asked `keeps` already. What a server does per call rather than per request: its
+        batches are stacked already, so the writer need not stack them again."""
+        waiting = self._in - self._out
+        if waiting >= self.max_requests or self._closed:
+            self.turned_away += len(request_ids)
             return
-        buffer.append((endpoint, model, role, request_id, data, result, at, names, scores))
-        if len(buffer) >= self.flush_requests and not self._woken:
+        self._buffer.append((source, request_ids, rows, firsts, data, result, at))
+        self._in += len(request_ids)
+        if waiting + len(request_ids) >= self.flush_requests and not self._woken:
             self._woken = True
             self._wake.set()
+
+    def record_tagged(
+        self,
+        tags: Sequence[Tag | None],
+        firsts: Sequence[int],
+        rows: Sequence[int],
+        data: Any,
+        result: Any,
+    ) -> None:
+        """Log a predict call as a server's batcher hands it over (`MicroBatcher`'s `log`):
+        each request's `Tag` (None: not logged), the row of its request it starts at, and its
+        rows in the call's `data` and `result`. A call of one version whose requests are all
+        logged is the usual case and is recorded whole; otherwise each version's requests are
+        taken out of it (versions that are one model share their batches). Never raises: the
+        batch's answers are about to go out."""
+        try:
+            at = time.time()
+            parted = firsts.count(0) != len(firsts)
+            first = tags[0]
+            if first is not None and all(t is not None and t[0] is first[0] for t in tags):
+                ids = [t[1] for t in tags]  # type: ignore[index]
+                self.record_batch(first[0], ids, rows, data, result, at, firsts if parted else None)
+            else:
+                self._split(tags, firsts if parted else None, rows, data, result, at)
+        except Exception:  # a request is never failed by its log: the rows are given up
+            self.turned_away += sum(1 for tag in tags if tag is not None)
+            log.exception("prediction log: a predict call could not be logged; dropped")
+
+    def _split(
+        self,
+        tags: Sequence[Tag | None],
+        firsts: Sequence[int] | None,
+        rows: Sequence[int],
+        data: Any,
+        result: Any,
+        at: float,
+    ) -> None:
+        """Record each version's requests of a call, taken out of it by position."""
+        import numpy as np
+
+        from mloop.services.predictions.encode import pick
+
+        where: dict[Source, list[int]] = {}  # each version's requests in the call, in order
+        for n, tag in enumerate(tags):
+            if tag is not None:
+                where.setdefault(tag[0], []).append(n)
+        counts = np.asarray(rows, np.int64)
+        starts = np.cumsum(counts) - counts
+        single = bool((counts == 1).all())
+        for source, found in where.items():
+            index = np.asarray(found, np.int64)
+            if not single:  # each request's rows: from its start, as many as it has
+                length = counts[index]
+                index = np.repeat(starts[index] - np.cumsum(length) + length, length)
+                index += np.arange(len(index))
+            self.record_batch(
+                source,
+                [tags[n][1] for n in found],  # type: ignore[index]
+                [rows[n] for n in found],
+                pick(data, index),
+                pick(result, index),
+                at,
+                None if firsts is None else [firsts[n] for n in found],
+            )
 
     @property
     def dropped(self) -> int:
@@ -174,7 +293,7 @@ class PredictionLog:
     @property
     def waiting(self) -> int:
         """Requests buffered or encoded but not stored yet."""
-        return len(self._buffer) + sum(p.encoded.requests for p in list(self._pending))
+        return self._in - self._out + sum(p.encoded.requests for p in list(self._pending))
 
     # the writer's side: a background thread --------------------------------------------------
     def _run(self) -> None:
@@ -201,7 +320,9 @@ class PredictionLog:
 
     def _take(self) -> list[tuple[Any, ...]]:
         buffer = self._buffer
-        return [buffer.popleft() for _ in range(len(buffer))]
+        taken = [buffer.popleft() for _ in range(len(buffer))]
+        self._out += sum(map(len, (entry[1] for entry in taken)))
+        return taken
 
     def _encode(self, taken: list[tuple[Any, ...]]) -> None:
         if not taken:
@@ -209,21 +330,21 @@ class PredictionLog:
         from mloop.services.predictions.encode import Requests, encode
 
         self.scoring.start()
-        for (endpoint, model, role), columns in _groups(taken).items():
-            found = (s for s in columns[-1] if s is not None)  # one version: one way to score
-            scorer = next(found, None) if self.scores else None
+        for (endpoint, model, role), (source, columns) in _groups(taken).items():
+            scorer = source.scores if self.scores else None  # one version: one way to score
             score = None if scorer is None else self.scoring.of(model, scorer)
-            requests = Requests(*columns[3:8])
+            ids, rows, firsts, data, results, at = columns[1:]
+            requests = Requests(ids, rows, firsts, data, results, at, [source.names] * len(ids))
             try:
                 encoded = encode(endpoint, model, role, requests, score)
             except Exception:  # what the model answered cannot be stored: say so, keep going
                 log.exception(
                     "prediction log: %d requests of %s %s could not be encoded; dropped",
-                    len(requests.request_ids),
+                    sum(map(len, requests.request_ids)),
                     endpoint,
                     model,
                 )
-                self.given_up += len(requests.request_ids)
+                self.given_up += sum(map(len, requests.request_ids))
                 continue
             self._pending.append(_Pending(uuid.uuid4().hex, encoded))
         self._bound()
@@ -344,18 +465,24 @@ class PredictionLog:
             self.recovered += encoded.requests
 
 
-def _groups(taken: list[tuple[Any, ...]]) -> dict[tuple[str, str, str], list[tuple[Any, ...]]]:
-    """The taken entries by (endpoint, model version, role), each group as columns (one
-    tuple per field of `record`). A server with one version hands every entry the same three
-    objects: that flush is one group, transposed at once with no Python step per entry."""
-    first = taken[0]
+def _groups(
+    taken: list[tuple[Any, ...]],
+) -> dict[tuple[str, str, str], tuple[Source, list[tuple[Any, ...]]]]:
+    """The taken records by (endpoint, model version, role), each group as its `Source` and
+    columns (one tuple per field of `record_batch`'s entry). A server serving one version
+    hands every record the same `Source`: that flush is one group, transposed at once with
+    no Python step per record."""
+    first = taken[0][0]
     columns = list(zip(*taken, strict=True))
-    if all(columns[i].count(first[i]) == len(taken) for i in range(3)):
-        return {(str(first[0]), str(first[1]), str(first[2])): columns}
+    if columns[0].count(first) == len(taken):
+        return {first.key: (first, columns)}
     groups: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {}
+    sources: dict[tuple[str, str, str], Source] = {}
     for entry in taken:
-        groups.setdefault((str(entry[0]), str(entry[1]), str(entry[2])), []).append(entry)
-    return {key: list(zip(*same, strict=True)) for key, same in groups.items()}
+        key = entry[0].key
+        sources.setdefault(key, entry[0])
+        groups.setdefault(key, []).append(entry)
+    return {key: (sources[key], list(zip(*same, strict=True))) for key, same in groups.items()}
 
 
 def _abandoned(path: Path) -> bool:

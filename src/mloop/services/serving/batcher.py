@@ -31,6 +31,9 @@ from typing import Any
 import numpy as np
 
 Observer = Callable[[int, int, float], None]  # (rows, requests merged, seconds) per predict call
+# Per predict call with a tagged request: (each request's tag or None, the row of its request
+# each one starts at, its rows, the call's inputs, its answers), before the answers go out.
+BatchLog = Callable[[list[Any], list[int], list[int], Any, Any], None]
 
 
 @dataclass(slots=True)
@@ -38,6 +41,8 @@ class _Item:
     data: Any
     rows: int
     future: asyncio.Future[Any]
+    tag: Any = None
+    first: int = 0
 
 
 def take(data: Any, start: int, stop: int) -> Any:
@@ -86,6 +91,7 @@ class MicroBatcher:
         mode: str = "auto",
         inline_below: float = 0.002,
         observe: Observer | None = None,
+        log: BatchLog | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
@@ -98,6 +104,7 @@ class MicroBatcher:
         self.mode = mode
         self.inline_below = inline_below
         self.observe = observe
+        self.log = log
         self.average = math.inf  # moving average of predict seconds; unknown until measured
         self._queue: deque[_Item] = deque()
         self._queued_rows = 0
@@ -106,12 +113,14 @@ class MicroBatcher:
         self._executor: ThreadPoolExecutor | None = None
         self._running = False  # a batch is being predicted (in the thread, the loop is free)
 
-    async def predict(self, data: Any, rows: int, lone: bool = False) -> Any:
+    async def predict(self, data: Any, rows: int, lone: bool = False, tag: Any = None) -> Any:
         """Predictions for `rows` rows of `data`, computed in a batch with other requests.
 
         `lone` says the caller is the only client sending lately (the server sees one
         connection in a row): with nothing queued or running and a fast model, its predict
         runs right here, sparing the two event-loop turns of a hand-over to the batch loop.
+        A `tag` (not None) hands the request to `log` with the batch it was predicted in:
+        the batch is stacked already, so a log takes whole calls, not request by request.
 
         Example:
             >>> await batcher.predict(np.zeros((1, 30)), 1)  # doctest: +SKIP
@@ -123,18 +132,22 @@ class MicroBatcher:
             self._learn(seconds)
             if self.observe is not None:
                 self.observe(rows, 1, seconds)
+            if tag is not None and self.log is not None:
+                self.log([tag], [0], [rows], data, result)
             return result
         if rows <= size:
-            return await self._submit(data, rows)
+            return await self._submit(data, rows, tag)
         parts = [
-            self._submit(take(data, start, min(start + size, rows)), min(size, rows - start))
+            self._submit(
+                take(data, start, min(start + size, rows)), min(size, rows - start), tag, start
+            )
             for start in range(0, rows, size)
         ]
         return join(await asyncio.gather(*parts))
 
-    def _submit(self, data: Any, rows: int) -> asyncio.Future[Any]:
+    def _submit(self, data: Any, rows: int, tag: Any = None, first: int = 0) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Item(data, rows, future))
+        self._queue.append(_Item(data, rows, future, tag, first))
         self._queued_rows += rows
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -217,6 +230,11 @@ class MicroBatcher:
             return
         if self.observe is not None:
             self.observe(rows, len(items), seconds)
+        if self.log is not None:
+            tags = [item.tag for item in items]
+            if tags.count(None) != len(tags):
+                firsts = [item.first for item in items]
+                self.log(tags, firsts, [item.rows for item in items], data, result)
         if len(items) == 1:
             if not items[0].future.done():
                 items[0].future.set_result(result)

@@ -28,12 +28,16 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from mloop.services.serving.batcher import cancel, join, take
 from mloop.services.serving.intervals import IntervalCounts
+
+if TYPE_CHECKING:
+    from mloop.services.predictions.log import Source
+
 from mloop.services.serving.versions import (
     AGREED,
     DROPPED,
@@ -58,6 +62,7 @@ class Target(Protocol):
     metrics: VersionMetrics
     counts: IntervalCounts
     scores: Any  # the model's class scores, for the prediction log (None: it has none)
+    source: Source  # what the prediction log files its copies under (its role: shadow)
 
     @property
     def inputs(self) -> list[str]: ...
@@ -237,10 +242,12 @@ class Mirror:
         started = time.perf_counter()
         try:
             if len(copies) == 1:
-                result = await target.predict_rows(copies[0].data, copies[0].rows)
+                data = copies[0].data
+                result = await target.predict_rows(data, copies[0].rows)
             else:
                 total = sum(copy.rows for copy in copies)
-                result = await target.predict_rows(join([copy.data for copy in copies]), total)
+                data = join([copy.data for copy in copies])
+                result = await target.predict_rows(data, total)
         except Exception as exc:  # the shadow's failure is counted, never a client's
             if len(copies) > 1:  # one copy the shadow cannot read must not fail the others
                 for copy in copies:
@@ -253,28 +260,24 @@ class Mirror:
         seconds = time.perf_counter() - started
         rows = [copy.rows for copy in copies]
         if self.recorder is not None:
-            self._log(target, copies, result)
+            self._log(target, copies, rows, data, result)
         agreed = agreements([copy.expected for copy in copies], result, rows)
         self._record(target, copies, agreed, failed=False, seconds=seconds)
 
-    def _log(self, target: Target, copies: list[Copy], result: Any) -> None:
-        """Each copy's shadow prediction into the prediction log, beside its primary's."""
-        end = 0
-        for copy in copies:
-            start, end = end, end + copy.rows
-            if copy.request_id is not None:
-                predicted = result if len(copies) == 1 else take(result, start, end)
-                self.recorder.record(
-                    target.endpoint,
-                    target.label,
-                    "shadow",
-                    copy.request_id,
-                    copy.data,
-                    predicted,
-                    time.time(),
-                    target.inputs,
-                    target.scores,
-                )
+    def _log(
+        self, target: Target, copies: list[Copy], rows: list[int], data: Any, result: Any
+    ) -> None:
+        """The group's shadow predictions into the prediction log, each copy under its
+        primary's request id (kept or left out with it, by the same sampling), as one call."""
+        recorder = self.recorder
+        tags = [
+            None
+            if copy.request_id is None or not recorder.keeps(copy.request_id)
+            else (target.source, copy.request_id)
+            for copy in copies
+        ]
+        if tags.count(None) != len(tags):
+            recorder.record_tagged(tags, [0] * len(copies), rows, data, result)
 
     def _record(
         self,

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from mloop.domain.prediction import Window
-from mloop.services.predictions.log import PredictionLog
+from mloop.services.predictions.log import PredictionLog, Source
 from mloop.services.predictions.reader import PredictionReader
 from mloop.store import open_artifact_store, open_metadata_store
 from mloop.store.artifacts.cas import ArtifactStore
@@ -238,3 +238,75 @@ def test_arrays_stacked_whole_and_sorted_by_shape_log_the_same_rows(
     shared = ["row", "at", "feature.age", "feature.income", "prediction"]
     assert sorted_[shared].iloc[:3].equals(stacked[shared])
     assert sorted_["feature.0"].iloc[3] == 7.0 and sorted_["feature.age"].isna().iloc[3]
+
+
+def test_a_predict_call_is_logged_whole_each_request_with_its_rows(
+    stores: tuple[MetadataStore, ArtifactStore],
+) -> None:
+    """What a server's batcher hands over: one call of three requests (the second of two
+    rows), beside a request recorded on its own, in one flush and one file."""
+    plog = PredictionLog(*stores, **IDLE)
+    stable = Source("web", "churn:3", "stable", NAMES)
+    tags = [(stable, "a"), (stable, "b"), (stable, "c")]
+    data = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [4.0, 40.0]])
+    plog.record_tagged(tags, [0, 0, 0], [1, 2, 1], data, np.array([0, 1, 1, 0]))
+    plog.record("web", "churn:3", "stable", "d", np.array([[5.0, 50.0]]), np.array([1]), T0, NAMES)
+    plog.close()
+
+    rows = _read(stores).sort_values(["request_id", "row"], ignore_index=True)
+    assert rows["request_id"].tolist() == ["a", "b", "b", "c", "d"]
+    assert rows["row"].tolist() == [0, 0, 1, 0, 0]
+    assert rows["feature.income"].tolist() == [10.0, 20.0, 30.0, 40.0, 50.0]
+    assert rows["prediction"].tolist() == [0, 1, 1, 0, 1]
+    assert rows["at"].iloc[:4].nunique() == 1  # the call's time, for each of its requests
+    assert (plog.written, plog.written_rows) == (4, 5)
+    assert [(b.requests, b.rows) for b in stores[0].predictions.find("web")] == [(4, 5)]
+
+
+def test_a_call_shared_by_two_versions_is_logged_under_each(
+    stores: tuple[MetadataStore, ArtifactStore],
+) -> None:
+    """Versions that are one model share their calls; each request is logged under the
+    version it was routed to, and a request not kept (None) is not logged at all."""
+    plog = PredictionLog(*stores, **IDLE)
+    one = Source("web", "churn:1", "variant", NAMES)
+    two = Source("web", "churn:2", "variant", NAMES)
+    frame = pd.DataFrame({"age": [1.0, 2.0, 3.0, 4.0, 5.0], "income": [0.0] * 5})
+    tags = [(one, "a"), (two, "b"), None, (one, "d")]
+    plog.record_tagged(tags, [0, 0, 0, 0], [1, 2, 1, 1], frame, np.array([1, 2, 3, 4, 5]))
+    plog.close()
+
+    first, second = _read(stores, model="churn:1"), _read(stores, model="churn:2")
+    assert first["request_id"].tolist() == ["a", "d"]
+    assert first["feature.age"].tolist() == [1.0, 5.0] and first["prediction"].tolist() == [1, 5]
+    assert second["request_id"].tolist() == ["b", "b"] and second["row"].tolist() == [0, 1]
+    assert second["prediction"].tolist() == [2, 3]
+    assert plog.written == 3
+
+
+def test_a_request_cut_into_calls_keeps_its_row_numbers(
+    stores: tuple[MetadataStore, ArtifactStore],
+) -> None:
+    plog = PredictionLog(*stores, **IDLE)
+    stable = Source("web", "churn:3", "stable", NAMES)
+    for first in (0, 2):  # the batcher's parts of one request of four rows
+        part = np.array([[float(first), 0.0], [first + 1.0, 0.0]])
+        plog.record_tagged([(stable, "big")], [first], [2], part, np.array([first, first + 1]))
+    plog.close()
+
+    rows = _read(stores)
+    assert rows["row"].tolist() == [0, 1, 2, 3] and rows["prediction"].tolist() == [0, 1, 2, 3]
+    assert rows["request_id"].unique().tolist() == ["big"]
+
+
+def test_a_call_that_cannot_be_logged_costs_the_server_nothing(
+    stores: tuple[MetadataStore, ArtifactStore],
+) -> None:
+    """Rows the log cannot take out of a call (here: answers with no rows) are counted as
+    dropped; `record_tagged` itself never raises into the batcher."""
+    plog = PredictionLog(*stores, **IDLE)
+    one, two = Source("web", "churn:1", "variant"), Source("web", "churn:2", "variant")
+    plog.record_tagged([(one, "a"), (two, "b")], [0, 0], [1, 1], np.zeros((2, 2)), object())
+    _record(plog, 2)
+    plog.close()
+    assert (plog.written, plog.dropped) == (2, 2)

@@ -238,3 +238,55 @@ def test_take_and_join_keep_the_type() -> None:
     assert take(frame, 1, 3)["x"].tolist() == [2, 3]
     assert join([take(frame, 0, 1), take(frame, 1, 3)])["x"].tolist() == [1, 2, 3]
     assert join([[1], [2, 3]]) == [1, 2, 3]
+
+
+class Calls:
+    """A batcher's `log`: every predict call it handed over, as it came."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[Any], list[int], list[int], list[float], list[float]]] = []
+
+    def __call__(self, tags: Any, firsts: Any, rows: Any, data: Any, result: Any) -> None:
+        self.calls.append((tags, firsts, rows, data[:, 0].tolist(), result.tolist()))
+
+
+def test_a_merged_call_is_handed_to_the_log_once_with_each_requests_tag_and_rows() -> None:
+    model, calls = Model(), Calls()
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(model, mode="inline", log=calls)
+        tagged = [batcher.predict(rows(i, i + 0.5), 2, tag=f"t{i}") for i in range(3)]
+        await asyncio.gather(*tagged, batcher.predict(rows(9), 1))  # the last: not logged
+        await batcher.predict(rows(7), 1, lone=True, tag="lone")
+        await batcher.predict(rows(8), 1, lone=True)  # untagged: no call logged
+        await batcher.aclose()
+
+    run(scenario())
+    assert model.sizes == [7, 1, 1]
+    assert calls.calls == [
+        (
+            ["t0", "t1", "t2", None],
+            [0, 0, 0, 0],
+            [2, 2, 2, 1],
+            [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 9.0],
+            [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 9.0],
+        ),
+        (["lone"], [0], [1], [7.0], [7.0]),
+    ]
+
+
+def test_a_request_cut_into_calls_is_logged_with_the_first_row_of_each_part() -> None:
+    model, calls = Model(), Calls()
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(model, max_batch_size=4, mode="inline", log=calls)
+        await batcher.predict(rows(*range(10)), 10, tag="big")
+        await batcher.aclose()
+
+    run(scenario())
+    assert [(tags, firsts, n) for tags, firsts, n, _, _ in calls.calls] == [
+        (["big"], [0], [4]),
+        (["big"], [4], [4]),
+        (["big"], [8], [2]),
+    ]
+    assert [value for call in calls.calls for value in call[3]] == [float(i) for i in range(10)]
