@@ -21,6 +21,7 @@ blue_green` is issued and served is at most 2x the p99 of a steady window of the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -168,27 +169,51 @@ class Server:
         )
 
 
-def throughput(work: Path, ready: dict, endpoint: str, seconds: int) -> dict[str, object]:
+def throughputs(
+    work: Path, ready: dict, names: list[str], seconds: int, slices: int, turn: int
+) -> dict[str, dict[str, object]]:
+    """One round: every endpoint's server started at once, then each load level in `slices`
+    cycles; each cycle loads every server in turn (an order that rotates) for its share of
+    `seconds`. The servers compared thus take their load within seconds of each other, again
+    and again, so a slow spell of this shared machine falls on both sides of a ratio instead
+    of on one server's whole run. Per server and level: req/s of each slice, and over all its
+    slices req/s, the median p99 and the server's CPU per answer."""
     project, body = Path(str(ready["project"])), bytes(ready["body"])
     script = work / "split.lua"
-    with Server(work, project, endpoint) as server:
-        url = server.url + "/invocations"
-        wrk(url, script, 1, 4, 3)  # warm-up
-        result: dict[str, object] = {}
+    share = max(1, round(seconds / slices))
+    with contextlib.ExitStack() as stack:
+        servers = {n: stack.enter_context(Server(work, project, n)) for n in names}
+        for server in servers.values():
+            wrk(server.url + "/invocations", script, 1, 4, 3)  # warm-up
+        result: dict[str, dict[str, object]] = {n: {} for n in names}
         for level, threads, conns in (("c1", 1, 1), ("c32", 2, 32)):
-            before = server.cpu()
-            figures = wrk(url, script, threads, conns, seconds)
-            # the server's own CPU per answer: steadier than req/s on a shared machine
-            figures["cpu_us"] = (server.cpu() - before) / (figures["rps"] * seconds) * 1e6
-            result[level] = figures
-        seen = Counter(server.answered_by(body) for _ in range(40))
+            runs: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+            for k in range(slices):
+                shift = (turn + k) % len(names)
+                for name in names[shift:] + names[:shift]:
+                    server = servers[name]
+                    before = server.cpu()
+                    figures = wrk(server.url + "/invocations", script, threads, conns, share)
+                    figures["cpu_s"] = server.cpu() - before
+                    runs[name].append(figures)
+            for name, found in runs.items():
+                answers = sum(f["rps"] * share for f in found)
+                result[name][level] = {
+                    "rps": answers / (share * slices),
+                    "slices": [f["rps"] for f in found],
+                    "p99_ms": c.median([f["p99_ms"] for f in found]),
+                    # the server's own CPU per answer: steadier than req/s on a shared machine
+                    "cpu_us": sum(f["cpu_s"] for f in found) / answers * 1e6,
+                }
         expected = {"direct": {"bc:1"}, "shadow": {"bc:1"}, "ab": {"bc:1", "bc:2"}}
-        wanted = expected.get(endpoint, {"bc:1", "bc:3"})
-        if set(seen) != wanted:
-            raise RuntimeError(f"{endpoint}: answered by {dict(seen)}, expected {wanted}")
-        if endpoint == "shadow":
-            result["mirrored"] = server.metric("mloop_shadow_requests_total")
-            result["dropped"] = server.metric("mloop_shadow_dropped_total")
+        for name, server in servers.items():
+            seen = Counter(server.answered_by(body) for _ in range(40))
+            wanted = expected.get(name, {"bc:1", "bc:3"})
+            if set(seen) != wanted:
+                raise RuntimeError(f"{name}: answered by {dict(seen)}, expected {wanted}")
+            if name == "shadow":
+                result[name]["mirrored"] = server.metric("mloop_shadow_requests_total")
+                result[name]["dropped"] = server.metric("mloop_shadow_dropped_total")
     return result
 
 
@@ -253,7 +278,9 @@ def blue_green(
     return out
 
 
-def run(rounds: int = 3, seconds: int = 10, window: int = 6) -> list[c.Result | c.Skipped]:
+def run(
+    rounds: int = 3, seconds: int = 10, window: int = 6, slices: int = 4
+) -> list[c.Result | c.Skipped]:
     work = c.WORK / "endpoints"
     print("-- endpoints: registering bc:1..3 and deploying the endpoints")
     ready = prepare(work)
@@ -261,9 +288,9 @@ def run(rounds: int = 3, seconds: int = 10, window: int = 6) -> list[c.Result | 
     figures: dict[str, list[dict]] = {n: [] for n in names}
     switches: dict[str, list[dict[str, float]]] = {"c1": [], "c32": []}
     for r in range(rounds):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
-            result = throughput(work, ready, name, seconds)
+        measured = throughputs(work, ready, names, seconds, slices, r)
+        for name in names:
+            result = measured[name]
             figures[name].append(result)
             extra = ""
             if "mirrored" in result:
@@ -309,9 +336,14 @@ def _results(figures: dict, switches: dict, rounds: int) -> list[c.Result | c.Sk
     )
     for level in ("c1", "c32"):
         for name, case, target, text in cases:
-            kept = [
-                figures[name][i][level]["rps"] / figures["direct"][i][level]["rps"]
+            kept = [  # each slice against direct's of the same cycle, every round
+                mine / theirs
                 for i in range(rounds)
+                for mine, theirs in zip(
+                    figures[name][i][level]["slices"],
+                    figures["direct"][i][level]["slices"],
+                    strict=True,
+                )
             ]
             lost = c.median([1 - k for k in kept])
             results.append(
@@ -385,10 +417,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=10, help="wrk seconds per load level")
     ap.add_argument("--window", type=int, default=6, help="wrk seconds per blue/green window")
+    ap.add_argument(
+        "--slices", type=int, default=4, help="cycles a load level's seconds are cut into"
+    )
     args = ap.parse_args(argv)
     c.header(NAME, {"wrk": c.tool_version(["wrk", "--version"])})
     started = time.perf_counter()
-    results = run(args.rounds, args.seconds, args.window)
+    results = run(args.rounds, args.seconds, args.window, args.slices)
     print()
     bad = c.print_results(results)
     print(f"# {NAME}: {time.perf_counter() - started:.0f} s")

@@ -10,14 +10,17 @@ Targets (the issue's): at c1 and c32, >= 10x MLflow's req/s and >= 3x BentoML's;
 micro-batching >= 1.5x the FastAPI app; p99 at c1 <= 1.5x the FastAPI app's; `--workers 2` at
 c32 >= 1.7x one worker. The prediction log (on by default) costs <= 10% of req/s against the log
 off, and its class scores (computed by its writer at each flush) <= 5% against scores off;
-`--scores` measures those three set-ups of mloop alone, without the competitors.
+`--scores` measures those three set-ups of mloop alone, without the competitors, side by side:
+each round starts the three servers at once and cuts each load level into `--slices` cycles in
+which they take turns, and a ratio is that of two servers' slices in the same cycle.
 
-    .venv/bin/python bench/bench_serving.py [--rounds 3] [--seconds 10] [--scores]
+    .venv/bin/python bench/bench_serving.py [--rounds 3] [--seconds 10] [--scores [--slices 4]]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -28,6 +31,7 @@ import sys
 import textwrap
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import _common as c
@@ -352,9 +356,10 @@ def mloop_servers(project: Path, env: dict[str, str]) -> dict[str, dict[str, obj
     }
 
 
-def measure(
-    work: Path, name: str, spec: dict[str, object], seconds: int
-) -> dict[str, dict[str, float]]:
+@contextlib.contextmanager
+def started(work: Path, name: str, spec: dict[str, object]) -> Iterator[str]:
+    """The server `spec` describes, on a free port, until it answers its health check: its
+    base URL; stopped by its PID at the end."""
     port = free_port()
     log = work / f"{name}.log"
     with log.open("wb") as sink:
@@ -373,6 +378,15 @@ def measure(
         except RuntimeError as exc:
             tail = log.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"{name}: {exc}; its output ends:\n{tail}") from None
+        yield base
+    finally:
+        stop(proc)
+
+
+def measure(
+    work: Path, name: str, spec: dict[str, object], seconds: int
+) -> dict[str, dict[str, float]]:
+    with started(work, name, spec) as base:
         script = work / str(spec["lua"])
         url = base + str(spec["path"])
         wrk(url, script, 1, 4, 3)  # warm-up
@@ -384,8 +398,48 @@ def measure(
         after = _server_counts(base + str(spec["metrics"]))
         cpu, answers = (a - b for a, b in zip(after, before, strict=True))
         return {"c1": c1, "c32": {**c32, "cpu_us": 1e6 * cpu / answers}}
-    finally:
-        stop(proc)
+
+
+def interleaved(
+    work: Path, specs: dict[str, dict[str, object]], seconds: int, slices: int, turn: int
+) -> dict[str, dict[str, dict[str, object]]]:
+    """One round of mloop set-ups compared with each other: every server started at once,
+    then each load level in `slices` cycles, each cycle loading every server in turn (an
+    order that rotates) for its share of `seconds`. The set-ups compared take their load
+    within seconds of each other, again and again, so a slow spell of this shared machine
+    falls on both sides of a ratio rather than on one server's whole run."""
+    share = max(1, round(seconds / slices))
+    names = list(specs)
+    with contextlib.ExitStack() as stack:
+        bases = {n: stack.enter_context(started(work, n, specs[n])) for n in names}
+        for name, base in bases.items():
+            wrk(base + str(specs[name]["path"]), work / str(specs[name]["lua"]), 1, 4, 3)
+        result: dict[str, dict[str, dict[str, object]]] = {n: {} for n in names}
+        for level, threads, conns in (("c1", 1, 1), ("c32", 2, 32)):
+            runs: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+            for k in range(slices):
+                shift = (turn + k) % len(names)
+                for name in names[shift:] + names[:shift]:
+                    spec, base = specs[name], bases[name]
+                    before = _server_counts(base + str(spec["metrics"]))
+                    found = wrk(
+                        base + str(spec["path"]), work / str(spec["lua"]), threads, conns, share
+                    )
+                    after = _server_counts(base + str(spec["metrics"]))
+                    found["cpu_s"], found["answers"] = (
+                        x - y for x, y in zip(after, before, strict=True)
+                    )
+                    runs[name].append(found)
+            for name, found in runs.items():
+                result[name][level] = {
+                    "rps": c.median([f["rps"] for f in found]),
+                    "slices": [f["rps"] for f in found],
+                    "p99_ms": c.median([f["p99_ms"] for f in found]),
+                    "cpu_us": 1e6
+                    * sum(f["cpu_s"] for f in found)
+                    / sum(f["answers"] for f in found),
+                }
+    return result
 
 
 def _server_counts(url: str) -> tuple[float, float]:
@@ -402,7 +456,9 @@ def _server_counts(url: str) -> tuple[float, float]:
     return cpu, answers
 
 
-def run(rounds: int = 3, seconds: int = 10, scores: bool = False) -> list[c.Result | c.Skipped]:
+def run(
+    rounds: int = 3, seconds: int = 10, scores: bool = False, slices: int = 4
+) -> list[c.Result | c.Skipped]:
     work = c.WORK / "serving"
     if scores:  # the prediction log's parts only: no competitor, more rounds worth it
         print("-- serving: the prediction log with class scores, without, and off")
@@ -416,8 +472,9 @@ def run(rounds: int = 3, seconds: int = 10, scores: bool = False) -> list[c.Resu
     figures: dict[str, list[dict[str, dict[str, float]]]] = {n: [] for n in names}
     for r in range(rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
+        together = interleaved(work, specs, seconds, slices, r) if scores else {}
         for name in order:
-            result = measure(work, name, specs[name], seconds)
+            result = together.get(name) or measure(work, name, specs[name], seconds)
             figures[name].append(result)
             print(
                 f"   round {r + 1} {name:<14} c1 {result['c1']['rps']:8.0f} req/s "
@@ -428,7 +485,15 @@ def run(rounds: int = 3, seconds: int = 10, scores: bool = False) -> list[c.Resu
 
 
 def _ratio(figures: dict, a: str, b: str, level: str, key: str, rounds: int) -> list[float]:
-    return [figures[a][i][level][key] / figures[b][i][level][key] for i in range(rounds)]
+    """Per round; where a round was cut into slices (`interleaved`), per slice of a cycle."""
+    mine, theirs = figures[a], figures[b]
+    if key == "rps" and "slices" in mine[0][level]:
+        return [
+            x / y
+            for i in range(rounds)
+            for x, y in zip(mine[i][level]["slices"], theirs[i][level]["slices"], strict=True)
+        ]
+    return [mine[i][level][key] / theirs[i][level][key] for i in range(rounds)]
 
 
 def _results(figures: dict, rounds: int) -> list[c.Result | c.Skipped]:
@@ -553,13 +618,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only what the prediction log and its class scores cost (mloop alone)",
     )
+    ap.add_argument(
+        "--slices",
+        type=int,
+        default=4,
+        help="with --scores: cycles a load level's seconds are cut into, the servers side by side",
+    )
     args = ap.parse_args(argv)
     c.header(NAME, {"wrk": c.tool_version(["wrk", "--version"])})
-    started = time.perf_counter()
-    results = run(args.rounds, args.seconds, args.scores)
+    began = time.perf_counter()
+    results = run(args.rounds, args.seconds, args.scores, args.slices)
     print()
     bad = c.print_results(results)
-    print(f"# {NAME}: {time.perf_counter() - started:.0f} s")
+    print(f"# {NAME}: {time.perf_counter() - began:.0f} s")
     return 1 if bad else 0
 
 
