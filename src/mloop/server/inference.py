@@ -369,15 +369,13 @@ class InferenceApp:
                 shadow = table.shadow
                 began = time.perf_counter() if shadow is not None else 0.0
                 rid = scope.get("mloop.request_id")
-                recorder, text, tag = self.recorder, None, None
-                if recorder is not None:  # logged by the batcher, with the call it is in
-                    if rid is None:
-                        rid = routing.request_id(scope["headers"])
-                    text = rid.decode("latin-1")
-                    if recorder.keeps(text):
-                        tag = (slot.source, text)
-                elif rid is not None:
-                    text = rid.decode("latin-1")
+                recorder = self.recorder
+                if rid is None and recorder is not None:
+                    rid = routing.request_id(scope["headers"])
+                text = None if rid is None else rid.decode("latin-1")
+                tag = None  # logged by the batcher, with the call it is in
+                if text is not None and recorder is not None and recorder.keeps(text):
+                    tag = (slot.source, text)
                 try:
                     result = await slot.batcher.predict(batch.data, batch.rows, lone, tag)
                 except Exception as exc:

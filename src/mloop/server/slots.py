@@ -260,7 +260,6 @@ class Slot:
         self.reader = loaded.reader
         self.batcher = loaded.batcher
         self.output = loaded.output
-        self.scores = loaded.scores
         self.label = loaded.model
         self.endpoint = endpoint
         self.role = role
@@ -281,11 +280,6 @@ class Slot:
     @property
     def key(self) -> tuple[str, str]:
         return self.label, self.role
-
-    @property
-    def inputs(self) -> list[str]:
-        """The signature's input names: the columns of the arrays its reader makes."""
-        return self.reader.names
 
     def record(self, status: int, seconds: float) -> None:
         """Count one answer of this slot's (after it was sent)."""

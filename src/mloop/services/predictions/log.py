@@ -185,7 +185,7 @@ class PredictionLog:
         `scores` is the model's (`LoadedModel.scores`: a batch -> its classes and a rows x
         classes array), called when the log flushes; None: the model has no class scores.
         """
-        if self._threshold < 4294967296 and (zlib.crc32(request_id.encode()) >= self._threshold):
+        if not self.keeps(request_id):
             return
         source = Source(endpoint, model, role, names, scores)
         self.record_batch(source, (request_id,), None, data, result, at)

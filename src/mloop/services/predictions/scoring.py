@@ -62,7 +62,7 @@ class Scoring:
             done = 0
             while done < rows and self._left > 0:
                 end = min(done + CHUNK, rows)
-                chunk = data if (done, end) == (0, rows) else rows_of(data, done, end)
+                chunk = data if (done, end) == (0, rows) else _slice(data, done, end)
                 started = time.perf_counter()
                 try:
                     classes, values = scorer(chunk)
@@ -100,6 +100,6 @@ class Scoring:
             )
 
 
-def rows_of(data: Any, start: int, end: int) -> Any:
+def _slice(data: Any, start: int, end: int) -> Any:
     """Rows `start` to `end` of a batch as the model takes it (a DataFrame or an array)."""
     return data.iloc[start:end] if hasattr(data, "iloc") else data[start:end]

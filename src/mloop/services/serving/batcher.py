@@ -33,7 +33,7 @@ import numpy as np
 Observer = Callable[[int, int, float], None]  # (rows, requests merged, seconds) per predict call
 # Per predict call with a tagged request: (each request's tag or None, the row of its request
 # each one starts at, its rows, the call's inputs, its answers), before the answers go out.
-BatchLog = Callable[[list[Any], list[int], list[int], Any, Any], None]
+CallLog = Callable[[list[Any], list[int], list[int], Any, Any], None]
 
 
 @dataclass(slots=True)
@@ -91,7 +91,7 @@ class MicroBatcher:
         mode: str = "auto",
         inline_below: float = 0.002,
         observe: Observer | None = None,
-        log: BatchLog | None = None,
+        log: CallLog | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")

@@ -34,10 +34,6 @@ import numpy as np
 
 from mloop.services.serving.batcher import cancel, join, take
 from mloop.services.serving.intervals import IntervalCounts
-
-if TYPE_CHECKING:
-    from mloop.services.predictions.log import Source
-
 from mloop.services.serving.versions import (
     AGREED,
     DROPPED,
@@ -45,6 +41,9 @@ from mloop.services.serving.versions import (
     MIRRORED,
     VersionMetrics,
 )
+
+if TYPE_CHECKING:
+    from mloop.services.predictions.log import Source
 
 logger = logging.getLogger("mloop.server")
 QUEUE_SIZE = 1000
@@ -58,14 +57,9 @@ class Target(Protocol):
 
     in_flight: int
     label: str
-    endpoint: str
     metrics: VersionMetrics
     counts: IntervalCounts
-    scores: Any  # the model's class scores, for the prediction log (None: it has none)
     source: Source  # what the prediction log files its copies under (its role: shadow)
-
-    @property
-    def inputs(self) -> list[str]: ...
 
     async def predict_rows(self, data: Any, rows: int) -> Any: ...
 

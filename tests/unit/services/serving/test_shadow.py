@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mloop.services.predictions.log import Source
 from mloop.services.serving.batcher import MicroBatcher
 from mloop.services.serving.intervals import IntervalCounts
 from mloop.services.serving.shadow import Copy, Mirror, agreements
@@ -36,10 +37,9 @@ class Shadow:
     def __init__(self, metrics: VersionMetrics) -> None:
         self.in_flight = 0
         self.label = "churn:2"
-        self.endpoint = "churn"
         self.metrics = metrics
         self.counts = IntervalCounts("churn:2", "shadow")
-        self.scores = None  # no class scores for the prediction log
+        self.source = Source("churn", "churn:2", "shadow", ["x", "y"])  # no class scores
         self.calls: list[int] = []
         self.batcher = MicroBatcher(self._predict, mode="inline")
 
@@ -49,10 +49,6 @@ class Shadow:
         if (values < 0).any():
             raise ValueError("negative values are not allowed")
         return values[:, 0].copy()
-
-    @property
-    def inputs(self) -> list[str]:
-        return ["x", "y"]
 
     async def predict_rows(self, data: Any, rows: int) -> Any:
         return await self.batcher.predict(data, rows)
