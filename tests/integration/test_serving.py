@@ -405,6 +405,49 @@ def test_a_huge_content_length_is_answered_before_the_body(url: str) -> None:
     assert json.loads(body)["error"]["code"] == "payload_too_large"
 
 
+def _read_answer(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One HTTP answer off `sock` (head, body), read by its content-length."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed the connection after {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection in the middle of an answer"
+        body += chunk
+    return head.lower(), body
+
+
+def test_an_answer_before_its_body_tells_the_client_the_connection_closes(url: str) -> None:
+    """A 404 decided on the head while the body is still on its way closes the connection after
+    it: the answer says so, or the client's next request on it finds it gone (httpx:
+    "Server disconnected without sending a response", seen under load in CI)."""
+    host, port = url.removeprefix("http://").split(":")
+    body = b'{"instances": [[1.0]]}'
+    head = (
+        b"POST /v1/models/other:predict HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head)  # the body never comes
+        answer, _ = _read_answer(sock)
+        assert answer.startswith(b"http/1.1 404")
+        assert b"connection: close" in answer
+        assert sock.recv(1) == b""  # and it does close
+    # Sent whole, the same request is answered the same way and its connection stays open.
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head + body)
+        answer, _ = _read_answer(sock)
+        assert answer.startswith(b"http/1.1 404")
+        assert b"connection: close" not in answer
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer, reply = _read_answer(sock)
+        assert answer.startswith(b"http/1.1 200") and json.loads(reply) == {"status": "ok"}
+
+
 def test_a_chunked_body_over_the_limit_is_stopped() -> None:
     settings = ServeSettings(max_body_bytes=10_000)
 

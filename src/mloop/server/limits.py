@@ -236,6 +236,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._answered = 0  # responses sent
         self._head_clock: asyncio.TimerHandle | None = None
         self._refused = False
+        self._watched: Any = None  # the last request whose answer may come before its body
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.max_connections:
@@ -273,6 +274,8 @@ class GuardedHttpTools(HttpToolsProtocol):
             data = data[room:]  # the head ended within the limit: the rest is body or more
         if data:
             super().data_received(data)
+        if self._heads > self._messages and self.cycle is not self._watched:
+            self._say_close_if_answered_early(self.cycle)  # a head ended, its body has not
         if self._head and self._head_clock is None and not self.transport.is_closing():
             self._start_head_clock()  # a head began and did not end in this read
 
@@ -294,6 +297,22 @@ class GuardedHttpTools(HttpToolsProtocol):
             # Answered before its body was read (401, 413, 503...): reading on would let a
             # client hold the connection with a body nobody reads.
             self.transport.close()
+
+    def _say_close_if_answered_early(self, cycle: Any) -> None:
+        """An answer that starts before its request's body is whole (404, 401, 503 decided on the
+        head) says `connection: close`: the connection closes after it (`on_response_complete`),
+        and a client told nothing would send its next request on it and find it gone (httpx:
+        "Server disconnected without sending a response"). Only requests whose body was still
+        to come when a read ended pay for the check."""
+        self._watched = cycle
+        send, heads = cycle.send, self._heads
+
+        async def send_saying_close(message: Any) -> None:
+            if not cycle.response_started and self._messages < heads:
+                cycle.keep_alive = False  # uvicorn writes `connection: close` and closes after
+            await send(message)
+
+        cycle.send = send_saying_close
 
     def _start_head_clock(self) -> None:
         self._head_clock = self.loop.call_later(self.head_timeout, self._head_too_slow)
