@@ -41,12 +41,14 @@ def test_the_rules_pass_promtool_and_their_own_tests(
     done = cli("monitor", "export", "prometheus", str(out), "--job", "servers", *options)
     assert done.code == 0, done.err
     checked = _promtool("check", "rules", "mloop-rules.yml", cwd=out)
-    assert checked.returncode == 0 and "SUCCESS: 7 rules found" in checked.stdout, checked
+    assert checked.returncode == 0 and "SUCCESS: 8 rules found" in checked.stdout, checked
     tested = _promtool("test", "rules", "mloop-rules.test.yml", cwd=out)
     assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr
     rules = (out / "mloop-rules.yml").read_text()
     for alert in ("ServerDown", "HighErrorRate", "HighLatency", "FeatureDrift", "AccuracyDrop"):
         assert f"alert: Mloop{alert}" in rules
+    # a monitor that stopped (its keeper killed, a pass stuck) leaves stale gauges: that alerts
+    assert "increase(mloop_monitor_passes_total[15m]) == 0" in rules
     assert 'up{job="servers"} == 0' in rules
     # the tests do test: a rule that never fires fails them
     _edit_drift_rule(out, lambda expr: f"mloop_drift_score < 0 and ({expr})")
@@ -85,6 +87,10 @@ def test_bad_input_is_one_line_and_overwrites_nothing(
     assert missing.code == 1 and "mloop monitor export grafana DIR" in missing.err
     rate = cli("monitor", "export", "prometheus", str(tmp_path / "x"), "--max-error-rate", "100")
     assert rate.code == 1 and "--max-error-rate" in rate.err
+    silence = cli("monitor", "export", "prometheus", str(tmp_path / "x"), "--monitor-silence", "1m")
+    assert silence.code == 1 and "--monitor-silence 1m is too short" in silence.err
+    hold = cli("monitor", "export", "prometheus", str(tmp_path / "x"), "--for", "30s")
+    assert hold.code == 1 and "--for '30s' is not whole minutes" in hold.err
     assert not (tmp_path / "x").exists()
 
 
@@ -109,8 +115,8 @@ def test_a_real_prometheus_loads_the_rules_and_answers_every_panel(
             groups = httpx.get(f"{prom}/api/v1/rules").json()["data"]["groups"]
             return [r for g in groups for r in g["rules"]]
 
-        evaluated = lambda: [r["health"] for r in loaded()] == ["ok"] * 7  # noqa: E731
-        wait_for(evaluated, 30, "the 7 rules loaded and evaluated without error")
+        evaluated = lambda: [r["health"] for r in loaded()] == ["ok"] * 8  # noqa: E731
+        wait_for(evaluated, 30, "the 8 rules loaded and evaluated without error")
 
         def query(expr: str) -> list[dict[str, object]]:
             answer = httpx.get(f"{prom}/api/v1/query", params={"query": expr}).json()
@@ -127,3 +133,5 @@ def test_a_real_prometheus_loads_the_rules_and_answers_every_panel(
         for expr in exprs:  # every panel is a query Prometheus answers
             query(expr.replace("$endpoint", ".*"))
         assert query('up{job="mloop"}')[0]["value"][1] == "1"
+        # the series MloopMonitorStopped reads is the one the server exports
+        assert len(query("mloop_monitor_passes_total")) == 1

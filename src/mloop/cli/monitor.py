@@ -54,6 +54,12 @@ def register(commands: Any) -> None:
         help="below the version's registered accuracy (0.05)",
     )
     rules.add_argument("--for", dest="hold", default="5m", help="how long before firing (5m)")
+    rules.add_argument(
+        "--monitor-silence",
+        default="15m",
+        metavar="TIME",
+        help="no monitor pass in this long: its gauges are stale (15m; over 3x the interval)",
+    )
     export.add_argument("--force", action="store_true", help="replace files written before")
     export.set_defaults(handler=export_any)
     status = sub.add_parser(
@@ -277,6 +283,7 @@ def export_monitoring(ctx: Context) -> None:
             max_p99=parse_duration(args.max_p99, "--max-p99"),
             accuracy_margin=args.accuracy_margin,
             hold=args.hold,
+            monitor_silence=args.monitor_silence,
         )
         files = export_prometheus(args.dest, limits, force=args.force)
         check = f"promtool check rules {files[0]} && (cd {args.dest} && promtool test rules "

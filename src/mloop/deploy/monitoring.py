@@ -51,6 +51,8 @@ class Thresholds:
     max_p99: float = 0.5  # seconds
     accuracy_margin: float = 0.05  # below the version's registered accuracy
     hold: str = "5m"  # how long a condition lasts before it fires
+    # no monitor pass in this long: its gauges are stale (well above `monitoring_interval`)
+    monitor_silence: str = "15m"
 
     def __post_init__(self) -> None:
         if not 0 < self.max_error_rate < 1:
@@ -62,6 +64,13 @@ class Thresholds:
             raise InvalidInput(
                 "--max-p99 must be above 0 and --accuracy-margin from 0 to 1",
                 "e.g. --max-p99 500ms --accuracy-margin 0.05",
+            )
+        _minutes(self.hold, "--for")
+        if _minutes(self.monitor_silence, "--monitor-silence") < 2:
+            raise InvalidInput(
+                f"--monitor-silence {self.monitor_silence} is too short to tell a monitor that "
+                "stopped from one between passes",
+                "give at least 3 times the servers' monitoring_interval, e.g. 15m",
             )
 
 
@@ -137,6 +146,17 @@ def alert_rules(limits: Thresholds) -> dict[str, Any]:
             "model server {{ $labels.instance }} could not log some answered requests",
             "Its buffer was full or the stores were unreachable; monitoring misses them.",
         ),
+        _alert(
+            "MloopMonitorStopped",
+            f"increase(mloop_monitor_passes_total[{limits.monitor_silence}]) == 0",
+            "0m",
+            "warning",
+            "the monitor of model server {{ $labels.instance }} ran no pass in "
+            + limits.monitor_silence,
+            "Its drift, accuracy and bias gauges are stale, and the alerts on them blind: the "
+            "mloop-monitor process is gone or stuck (the server's log says why). Restarting the "
+            "server starts it again.",
+        ),
     ]
     return {"groups": [{"name": "mloop", "rules": rules}]}
 
@@ -172,7 +192,8 @@ def rule_tests(limits: Thresholds) -> dict[str, Any]:
     that must not."""
     version = 'endpoint="web",model="churn:3"'
     role = f'{version},role="stable"'
-    hold = _minutes(limits.hold)
+    hold = _minutes(limits.hold, "--for")
+    silence = _minutes(limits.monitor_silence, "--monitor-silence")
     late = f"{hold + 10}m"
     fast = limits.max_p99 / 10
     slow = limits.max_p99 * 4
@@ -235,6 +256,15 @@ def rule_tests(limits: Thresholds) -> dict[str, Any]:
         ]
     series += [
         {"series": 'mloop_prediction_log_dropped_total{instance="a:8080"}', "values": "0x10 5x50"},
+        # a's monitor stops after its second pass; b's goes on
+        {
+            "series": 'mloop_monitor_passes_total{instance="a:8080"}',
+            "values": f"0 1 2x{silence + 10}",
+        },
+        {
+            "series": 'mloop_monitor_passes_total{instance="b:8080"}',
+            "values": f"0+1x{silence + 10}",
+        },
     ]
     at = {"eval_time": late}
     quiet = {"eval_time": "1m"}  # before any condition held long enough (or at all)
@@ -270,6 +300,11 @@ def rule_tests(limits: Thresholds) -> dict[str, Any]:
             at,
         ),
         ("MloopPredictionLogDrops", [{"instance": "a:8080", "severity": "warning"}], at),
+        (
+            "MloopMonitorStopped",
+            [{"instance": "a:8080", "severity": "warning"}],
+            {"eval_time": f"{silence + 5}m"},
+        ),
     ]
     annotations = {r["alert"]: r["annotations"] for r in alert_rules(limits)["groups"][0]["rules"]}
     alerts = []
@@ -305,13 +340,13 @@ def _bias(version: str, kind: str = "") -> str:
     return f'{name}{{{version},column="gender",measure="demographic_parity_difference"}}'
 
 
-def _minutes(text: str) -> int:
-    """`5m` -> 5; the hold is written in whole minutes (or hours)."""
+def _minutes(text: str, option: str) -> int:
+    """`5m` -> 5; holds and windows are written in whole minutes (or hours)."""
     if text.endswith("m") and text[:-1].isdigit():
         return int(text[:-1])
     if text.endswith("h") and text[:-1].isdigit():
         return 60 * int(text[:-1])
-    raise InvalidInput(f"--for {text!r} is not whole minutes or hours", "e.g. --for 5m")
+    raise InvalidInput(f"{option} {text!r} is not whole minutes or hours", f"e.g. {option} 15m")
 
 
 def prometheus_example(job: str) -> str:
