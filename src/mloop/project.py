@@ -370,8 +370,9 @@ class Project:
 
     def prediction_log(self, **tuning: Any) -> PredictionLog:
         """A writer of the prediction log for one server process (its sampling rate from the
-        settings; `tuning`: flush_seconds, flush_requests, max_requests). Files it could not
-        store when it closed wait in `.mloop/predictions/` for the next one to upload."""
+        settings; `tuning`: flush_seconds, flush_requests, max_requests, and `closes`, called
+        when it has closed). Files it could not store when it closed wait in
+        `.mloop/predictions/` for the next one to upload."""
         from mloop.services.predictions.log import PredictionLog
 
         return PredictionLog(

@@ -267,10 +267,12 @@ def load_bundle_predictor(folder: str, trust: bool) -> Predictor:
 
 
 def prediction_log(root: str) -> Any:
-    """A worker's prediction-log writer, on the project at `root` (opened in the worker)."""
+    """A worker's prediction-log writer, on the project at `root` (opened in the worker, for
+    the log alone: closed with it, so its store connections end when the worker stops)."""
     from mloop.project import Project
 
-    return Project.open(root).prediction_log()
+    project = Project.open(root)
+    return project.prediction_log(closes=project.close)
 
 
 class ProjectMonitor:

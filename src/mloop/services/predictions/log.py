@@ -119,6 +119,7 @@ class PredictionLog:
         clock: Callable[[], float] = time.time,
         scores: bool = True,
         score_seconds: float | None = None,
+        closes: Callable[[], None] | None = None,
     ) -> None:
         if not 0.0 <= sample_rate <= 1.0:
             raise ValueError(f"sample_rate must be from 0 to 1, not {sample_rate}")
@@ -135,6 +136,9 @@ class PredictionLog:
         self.spool = spool
         self.clock = clock
         self.scores = scores
+        # called once the log is closed: the stores it wrote to, where they are its own (a
+        # server worker opens a Project for its log alone; its connections end with the log)
+        self.closes = closes
         self.scoring = Scoring(flush_seconds / 2 if score_seconds is None else score_seconds)
         # Counters a server exposes in /metrics: requests logged, and requests not logged
         # (a full buffer, or files given up while the stores were away); failed uploads.
@@ -417,6 +421,11 @@ class PredictionLog:
             log.exception("prediction log: the last flush failed")
         if self._pending:
             self._spool_pending()
+        if self.closes is not None:
+            try:
+                self.closes()
+            except Exception:
+                log.exception("prediction log: closing its stores failed")
 
     def _spool_pending(self) -> None:
         with self._flushing:

@@ -79,6 +79,19 @@ def test_close_stores_every_request_it_took(stores: tuple[MetadataStore, Artifac
     assert all(b.rows == 250 and b.requests == 250 for b in batches)
 
 
+def test_close_closes_its_own_stores_once_after_the_last_flush(
+    stores: tuple[MetadataStore, ArtifactStore],
+) -> None:
+    held: list[int] = []  # the batches the store held when the log closed it
+    plog = PredictionLog(
+        *stores, closes=lambda: held.append(len(stores[0].predictions.find("web"))), **IDLE
+    )
+    _record(plog, 10)
+    plog.close()
+    plog.close()
+    assert held == [1]
+
+
 def test_the_thread_flushes_on_its_own(stores: tuple[MetadataStore, ArtifactStore]) -> None:
     plog = PredictionLog(*stores, flush_seconds=3600.0, flush_requests=100)
     _record(plog, 100)  # the 100th wakes the writer
