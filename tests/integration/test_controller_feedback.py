@@ -5,6 +5,7 @@ the version was written finds it), trains on it, and says so in its Events."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from mloop.domain.feedback import Label
 from mloop.errors import InvalidInput
 from mloop.project import Project
 from mloop.services.automation.controller import Controller
-from mloop.services.automation.feedback_snapshot import LOGGED_WITHIN, SETTLE
+from mloop.services.automation.feedback_snapshot import LOGGED_WITHIN, REQUESTS, SETTLE
 from tests.conftest import CliResult
 from tests.integration.controller_project import forget, land, trained, write_loop_project
 from tests.integration.test_serve_endpoint import serving
@@ -109,10 +110,16 @@ def snapshotted(project: Project) -> Event:
     return next(e for e in found if e.action == "controller.snapshotted")
 
 
+def _feedback_tables(project: Project, ref: str) -> list[str]:
+    """The paths of the version's snapshot files (not their sidecars)."""
+    version = project.data.get(ref, files=True)
+    return [f.path for f in version.files if "/feedback/" in f.path and REQUESTS not in f.path]
+
+
 def _feedback_rows(project: Project, ref: str) -> list[tuple[float, int]]:
     """(x, y) of the version's feedback files, as the pipeline reads them."""
     version = project.data.get(ref, files=True)
-    (extra,) = [f for f in version.files if "/feedback/" in f.path]
+    (extra,) = [f for f in version.files if f.path in _feedback_tables(project, ref)]
     frame = project.data.open("sales", version.version).to_pandas(extra.path)
     assert list(frame.columns) == ["x", "y"]  # the dataset's columns, in its order
     return sorted(zip(frame["x"].tolist(), frame["y"].tolist(), strict=True))
@@ -136,7 +143,14 @@ def test_a_fired_schedule_adds_exactly_the_labelled_rows_and_trains_on_them(
         assert _feedback_rows(project, "sales:3") == [
             (1000.0 + i, 100 + i) for i in range(0, 10, 2)
         ]
-        assert project.data.get("sales:3").file_count == 3  # sales.csv, a.csv, the rows
+        # sales.csv, a.csv, the rows and their sidecar: the request and row of each
+        assert project.data.get("sales:3").file_count == 4
+        (sidecar,) = [
+            f for f in project.data.get("sales:3", files=True).files if REQUESTS in f.path
+        ]
+        said = json.loads(project.artifacts.read_bytes(sidecar.digest))
+        assert said["endpoint"] == "web" and said["file"] == _feedback_tables(project, "sales:3")[0]
+        assert sorted(rid for rid, _ in said["requests"]) == sorted(LABELLED)
         assert trained(loop) == 2  # 3 + 6 rows, then 3 + 6 + 5
         assert (loop / "trained.txt").read_text().splitlines() == ["9", "14"]
         assert project.models.get("sales:2").datasets[0].version == 3
@@ -176,8 +190,9 @@ def test_a_fired_schedule_adds_exactly_the_labelled_rows_and_trains_on_them(
         last = project.metadata.controller.get(third.id)
         assert last.dataset == "sales:4" and last.numbers["feedback"]["unlogged"] == 1
         version = project.data.get("sales:4", files=True)
-        new = [f.path for f in version.files if "/feedback/" in f.path]
+        new = _feedback_tables(project, "sales:4")
         assert len(new) == 2 and all(p.startswith("data/feedback/web-") for p in new)
+        assert len(version.files) == 6  # each with its sidecar
         frame = project.data.open("sales", 4).to_pandas(max(new))
         rows = sorted(zip(frame["x"].tolist(), frame["y"].tolist(), strict=True))
         assert rows == [(1000.0 + i, 200 + i) for i in range(1, 10, 2)]
@@ -313,7 +328,7 @@ def test_the_datasets_columns_decide_the_rows_shape(loop: Path) -> None:
         snapshots = _controller(project, [0.0]).steps.feedback
         made = snapshots.take(FeedbackPolicy("wide", "y", "web"), "i-1", "feedback")
         assert made.version.ref == "wide:2" and made.notes == ("not logged, left empty: z",)
-        (extra,) = [f.path for f in made.version.files if f.path != "wide/t.csv"]
+        (extra,) = _feedback_tables(project, "wide:2")
         assert extra.startswith("wide/feedback/web-") and extra.endswith(".csv")
         frame = project.data.open("wide", 2).to_pandas()  # one schema: the tables concatenate
         assert frame.to_dict("list") == {"z": [None, "a", "b"], "x": [1003, 1, 2], "y": [7, 2, 4]}
@@ -321,6 +336,67 @@ def test_the_datasets_columns_decide_the_rows_shape(loop: Path) -> None:
             snapshots.take(FeedbackPolicy("other", "y", "web"), "i-2", "feedback")
         assert "other/t.csv (a); it logs x" in caught.value.message
         assert project.data.get("other").version == 1
+    finally:
+        project.close()
+
+
+def _relabel(loop: Path, cli: Callable[..., CliResult], rows: str) -> None:
+    """`mloop feedback web labels.csv` with `rows` (id,label lines)."""
+    (loop / "labels.csv").write_text("id,truth\n" + rows + "\n")
+    done = cli("feedback", "web", "labels.csv", "--id-column", "id", "--label-column", "truth")
+    assert done.code == 0, done.err
+
+
+def test_a_corrected_label_corrects_its_row_where_it_is_instead_of_adding_it_again(
+    loop: Path, cli: Callable[..., CliResult]
+) -> None:
+    traffic(loop, LABELLED)  # r-0, r-2, ... r-8 labelled 100 + i
+    project = Project.open(loop)
+    try:
+        snapshots = _controller(project, [0.0]).steps.feedback
+        policy = FeedbackPolicy("sales", "y", "web")
+        first = snapshots.take(policy, "i-1", "feedback")
+        assert first.version.ref == "sales:3" and first.taken.rows == 5
+        (held,) = _feedback_tables(project, "sales:3")
+        # r-2 was labelled wrong; r-4's label is sent again as it was; r-1 is labelled anew
+        _relabel(loop, cli, "r-2,555\nr-4,104\nr-1,201")
+        second = snapshots.take(policy, "i-2", "feedback")
+        assert second.version.ref == "sales:4"
+        assert (second.taken.labels, second.taken.rows, second.taken.corrected) == (3, 1, 1)
+        assert second.describe() == (
+            "sales:4 adds 1 labelled rows from endpoint web and corrects the label of 1 row "
+            "taken before"
+        )
+        tables = _feedback_tables(project, "sales:4")
+        assert len(tables) == 2 and held in tables  # the corrected file keeps its path
+        fixed = project.data.open("sales", 4).to_pandas(held)
+        assert sorted(zip(fixed["x"], fixed["y"], strict=True)) == [
+            (1000, 100),
+            (1002, 555),
+            (1004, 104),
+            (1006, 106),
+            (1008, 108),
+        ]
+        every = project.data.open("sales", 4).to_pandas()
+        assert len(every) == 3 + 6 + 5 + 1 and (every["x"] == 1002).sum() == 1
+        # the version before keeps what it held: versions are never changed
+        assert (1002.0, 102) in _feedback_rows(project, "sales:3")
+        # a correction alone makes a version too; one that changes nothing makes none
+        _relabel(loop, cli, "r-1,202")
+        third = snapshots.take(policy, "i-3", "feedback")
+        assert third.version.ref == "sales:5"
+        assert (third.taken.rows, third.taken.corrected) == (0, 1)
+        assert (
+            third.describe() == "sales:5 corrects the label of 1 row taken before from endpoint web"
+        )
+        assert len(project.data.open("sales", 5).to_pandas()) == 15
+        _relabel(loop, cli, "r-1,202")  # sent again
+        same = snapshots.take(policy, "i-4", "feedback")
+        assert same.version.ref == "sales:5" and same.taken.corrected == 0
+        events = project.metadata.events.find("dataset/sales")
+        assert (
+            events[0].reason == "0 labelled rows from endpoint web, 1 row taken before relabelled"
+        )
     finally:
         project.close()
 
@@ -380,7 +456,7 @@ def test_a_label_whose_request_is_not_stored_yet_waits_for_the_next_snapshot(loo
         second = snapshots.take(policy, "i-second", "feedback")
         assert second.version.ref == "sales:4"
         assert (second.taken.labels, second.taken.rows, second.taken.unlogged) == (3, 3, 0)
-        new = [f.path for f in project.data.get("sales:4", files=True).files if "/web-" in f.path]
+        new = _feedback_tables(project, "sales:4")
         assert len(new) == 2
         frame4 = project.data.open("sales", 4).to_pandas(max(new))
         assert sorted(zip(frame4["x"], frame4["y"], strict=True)) == [

@@ -116,11 +116,13 @@ def next_version(
     sources: tuple[str, ...],
 ) -> DatasetVersion:
     """The draft of `name`'s next version: `previous`'s files and table profiles (if any) with
-    `files` and `tables` added, by path; what the controller makes of landed files and of
-    labelled production rows. The store gives it its number."""
+    `files` and `tables` added, or put in place of those at the same path; what the controller
+    makes of landed files and of labelled production rows. The store gives it its number."""
     old_files = previous.files if previous is not None else ()
     old_tables = previous.tables if previous is not None else ()
-    every = tuple(sorted([*old_files, *files], key=lambda f: f.path))
+    by_path = {f.path: f for f in [*old_files, *files]}
+    every = tuple(sorted(by_path.values(), key=lambda f: f.path))
+    profiles = {t.path: t for t in [*old_tables, *tables]}
     return DatasetVersion(
         name=name,
         version=0,
@@ -130,7 +132,7 @@ def next_version(
         file_count=len(every),
         total_size=sum(f.size for f in every),
         sources=sources,
-        tables=tuple(sorted([*old_tables, *tables], key=lambda t: t.path)),
+        tables=tuple(sorted(profiles.values(), key=lambda t: t.path)),
         files=every,
     )
 

@@ -11,14 +11,23 @@ log lacks left empty; the table's columns, in its order, so `to_pandas` concaten
 Exactly once: the version is written with its Event in one transaction, and the Event names
 the iteration and the labels it took (received after `after`, up to `until`). A restarted
 iteration finds the version it made instead of making another; the next iteration starts where
-the newest such version (not removed) stopped. A label is taken once, when it arrives: a label
-corrected after its row was taken adds that row again, with the corrected label. A label whose
-request a server has not stored in the log yet (it stores it within seconds) waits, with every
-later one, for the next snapshot, rather than be passed over for good.
+the newest such version (not removed) stopped. A label is taken once, when it arrives. A label
+whose request a server has not stored in the log yet (it stores it within seconds) waits, with
+every later one, for the next snapshot, rather than be passed over for good.
+
+A label corrected after its row was taken (the common second label: the first was wrong)
+corrects that row where it is, in the file that holds it, instead of adding the row again with
+the other label: training data would hold both answers. Each snapshot file has a sidecar,
+`NAME.requests.json` (`REQUESTS`), naming the request and row of each of its rows in order: the
+provenance of every production row in the dataset, and where a correction goes. The corrected
+file keeps its path in the next version (its earlier version keeps the earlier label); a file
+whose rows no longer match its sidecar (edited by hand) is left as it is, and a correction of
+one of its rows adds the row again, said in the Event.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import time
@@ -32,7 +41,7 @@ from mloop.domain.dataset import DatasetVersion, FileEntry, TableProfile, next_v
 from mloop.domain.event import Event
 from mloop.domain.prediction import FEATURE, Window, parse_age
 from mloop.domain.records import from_plain, to_plain
-from mloop.errors import InvalidInput, NotFound
+from mloop.errors import InvalidInput, MloopError, NotFound
 from mloop.services.predictions.log import FLUSH_SECONDS
 
 if TYPE_CHECKING:
@@ -50,6 +59,7 @@ LOGGED_WITHIN = FLUSH_SECONDS + 5.0
 CREATED = "dataset.version_created"
 SHADOW = "shadow"
 FOLDER = "feedback"  # the snapshots' files: FOLDER beside the dataset's table
+REQUESTS = ".requests.json"  # a snapshot file's sidecar: the request and row of each row
 _SEARCHED = 1000  # the dataset's events read back for the last snapshot
 
 
@@ -66,6 +76,7 @@ class Taken:
     labels: int = 0
     rows: int = 0
     unlogged: int = 0
+    corrected: int = 0  # rows taken before whose label changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +97,13 @@ class Snapshot:
     def describe(self) -> str:
         taken = self.taken
         source = f"endpoint {taken.endpoint}"
+        fixed = f"corrects the label of {_rows_said(taken.corrected)} taken before"
         if taken.rows:
             said = f"{self.version.ref} adds {taken.rows} labelled rows from {source}"
+            if taken.corrected:
+                said += f" and {fixed}"
+        elif taken.corrected:
+            said = f"{self.version.ref} {fixed} from {source}"
         else:
             since = "yet" if taken.after is None else "new since the last snapshot"
             said = f"no labelled rows from {source} {since}"
@@ -145,21 +161,39 @@ class FeedbackSnapshots:
         if not labels:
             return nothing
         reference = _reference(previous, policy, where)
+        placed, notes = self._taken_before(previous, policy.endpoint)
+        fresh = [x for x in labels if (x.request_id, x.row) not in placed]
         logged = self._logged(policy.endpoint, Window(start))
-        kept, until = _settled(logged, labels, until)
-        waits = _waiting(len(labels) - len(kept))
-        labels = kept
-        if not labels:
-            return replace(nothing, notes=waits)
-        joined = _join(logged, labels)
+        kept, until = _settled(logged, fresh, until)
+        waits = _waiting(len(fresh) - len(kept))
+        fresh = kept
+        fixes = [x for x in labels if (x.request_id, x.row) in placed and x.at <= until]
+        if not fresh and not fixes:
+            return replace(nothing, notes=(*notes, *waits))
+        joined = _join(logged, fresh)
         rows = 0 if joined is None else joined.num_rows
-        taken = replace(
-            nothing.taken, until=until, labels=len(labels), rows=rows, unlogged=len(labels) - rows
-        )
-        if joined is None or not rows:
-            return replace(nothing, taken=taken, notes=waits)
-        table, notes = _rows(joined, reference, policy, where)
-        version = self._commit(table, reference, previous, taken, where)
+        with tempfile.TemporaryDirectory(prefix="mloop-feedback-") as scratch:
+            corrected, changed = self._correct(
+                previous, reference, placed, fixes, policy.label, Path(scratch), where
+            )
+            taken = replace(
+                nothing.taken,
+                until=until,
+                labels=len(fresh) + len(fixes),
+                rows=rows,
+                unlogged=len(fresh) - rows,
+                corrected=changed,
+            )
+            if not rows and not corrected:
+                return replace(nothing, taken=taken, notes=(*notes, *waits))
+            files = list(corrected)
+            if joined is not None and rows:
+                table, empty = _rows(joined, reference, policy, where)
+                notes = [*notes, *empty]
+                files += self._new_rows(
+                    table, joined, reference, previous, taken, Path(scratch), where
+                )
+            version = self._commit(files, previous, taken)
         return Snapshot(version, taken, (*notes, *waits))
 
     # reading ---------------------------------------------------------------------------------
@@ -194,6 +228,44 @@ class FeedbackSnapshots:
             return None, taken.until
         return None, None
 
+    def _taken_before(
+        self, version: DatasetVersion, endpoint: str
+    ) -> tuple[dict[tuple[str, int], tuple[str, int]], list[str]]:
+        """Where each row earlier snapshots of `endpoint` took sits in `version`: (request id,
+        row) -> (file, position), read from the files' sidecars (`REQUESTS`); and what could
+        not be read. A file whose row count is not its sidecar's was changed by hand: left out,
+        so a correction of one of its rows adds the row instead of changing the wrong one."""
+        placed: dict[tuple[str, int], tuple[str, int]] = {}
+        skipped: list[str] = []
+        rows = {t.path: t.rows for t in version.tables}
+        for entry in version.files:
+            name = PurePosixPath(entry.path).name
+            if not (name.startswith(f"{endpoint}-") and name.endswith(REQUESTS)):
+                continue
+            if not _snapshotted(entry.path):
+                continue
+            try:
+                said = json.loads(self.data.artifacts.read_bytes(entry.digest))
+                held, keys = said["file"], [(str(r), int(n)) for r, n in said["requests"]]
+                ours = said["endpoint"] == endpoint
+            except (MloopError, ValueError, TypeError, KeyError):
+                skipped.append(entry.path)
+                continue
+            if not ours:
+                continue
+            if rows.get(held) != len(keys):
+                skipped.append(entry.path)
+                continue
+            for position, key in enumerate(keys):
+                placed[key] = (held, position)
+        notes = []
+        if skipped:
+            notes.append(
+                f"not read (its file changed, or it is not a sidecar mloop wrote): "
+                f"{', '.join(skipped[:5])}; corrections of those rows add them again"
+            )
+        return placed, notes
+
     def _logged(self, endpoint: str, window: Window) -> pa.Table | None:
         from mloop.services.predictions.reader import PredictionReader
 
@@ -203,37 +275,122 @@ class FeedbackSnapshots:
             return None  # nothing logged in the window: every label is unlogged
 
     # writing ---------------------------------------------------------------------------------
-    def _commit(
+    def _correct(
+        self,
+        previous: DatasetVersion,
+        reference: TableProfile,
+        placed: Mapping[tuple[str, int], tuple[str, int]],
+        fixes: Sequence[Label],
+        label: str,
+        scratch: Path,
+        where: str,
+    ) -> tuple[list[_Stored], int]:
+        """The files holding rows whose label `fixes` correct, rewritten with the new labels at
+        the same places (same paths), and how many rows changed; a label that says what the row
+        already holds changes nothing."""
+        by_file: dict[str, list[tuple[int, Any]]] = {}
+        for fix in fixes:
+            held, position = placed[(fix.request_id, fix.row)]
+            by_file.setdefault(held, []).append((position, fix.value))
+        entries = {f.path: f for f in previous.files}
+        rewritten: list[_Stored] = []
+        changed = 0
+        for held, places in sorted(by_file.items()):
+            table = _read(self.data.artifacts.read_bytes(entries[held].digest), held)
+            values = table.column(label).to_pylist()
+            now = [(position, value) for position, value in places if values[position] != value]
+            if not now:
+                continue
+            for position, value in now:
+                values[position] = value
+            column = table.column_names.index(label)
+            table = table.set_column(column, label, _array(values))
+            rewritten.append(self._store(table, held, reference, previous, scratch, where))
+            changed += len(now)
+        return rewritten, changed
+
+    def _new_rows(
         self,
         table: pa.Table,
+        joined: pa.Table,
         reference: TableProfile,
         previous: DatasetVersion,
         taken: Taken,
+        scratch: Path,
         where: str,
-    ) -> DatasetVersion:
-        from mloop.services.data.profile import profile_table
-
+    ) -> list[_Stored]:
+        """The new rows' file beside the reference table, and its sidecar."""
         name = _entry_path(
             reference.path, taken.endpoint, taken.until, {f.path for f in previous.files}
         )
-        with tempfile.TemporaryDirectory(prefix="mloop-feedback-") as scratch:
-            local = Path(scratch) / PurePosixPath(name).name
-            _write(table, local)
-            profile = profile_table(local, name)
-            _check_types(profile, reference, previous.ref, where)
-            digest, size, stored = self.data.artifacts.put_path(local)
+        keys = zip(
+            joined.column("request_id").cast("string").to_pylist(),
+            joined.column("row").to_pylist(),
+            strict=True,
+        )
+        said = {"file": name, "endpoint": taken.endpoint, "requests": [[r, n] for r, n in keys]}
+        sidecar = str(PurePosixPath(name).with_suffix(REQUESTS))
+        local = scratch / PurePosixPath(sidecar).name
+        local.write_text(json.dumps(said, separators=(",", ":")) + "\n")
+        digest, size, stored = self.data.artifacts.put_path(local)
+        return [
+            self._store(table, name, reference, previous, scratch, where),
+            _Stored(FileEntry(sidecar, digest, size), None, stored),
+        ]
+
+    def _store(
+        self,
+        table: pa.Table,
+        name: str,
+        reference: TableProfile,
+        previous: DatasetVersion,
+        scratch: Path,
+        where: str,
+    ) -> _Stored:
+        """`table` written as the dataset's file `name` (in its format), profiled, its types
+        checked against the reference table's, and put in the artifact store."""
+        from mloop.services.data.profile import profile_table
+
+        local = scratch / PurePosixPath(name).name
+        _write(table, local)
+        profile = profile_table(local, name)
+        _check_types(profile, reference, previous.ref, where)
+        digest, size, stored = self.data.artifacts.put_path(local)
+        return _Stored(FileEntry(name, digest, size), profile, stored)
+
+    def _commit(
+        self, files: Sequence[_Stored], previous: DatasetVersion, taken: Taken
+    ) -> DatasetVersion:
         self.data.artifacts.sync()
         message = f"{taken.rows} labelled rows from endpoint {taken.endpoint}"
+        if taken.corrected:
+            message += f", {_rows_said(taken.corrected)} taken before relabelled"
         draft = next_version(
-            previous.name, previous, [FileEntry(name, digest, size)], [profile],
+            previous.name, previous, [f.entry for f in files],
+            [f.profile for f in files if f.profile is not None],
             created=self.clock(), user=self.actor, message=message, sources=previous.sources,
         )  # fmt: skip
         event = Event(
             draft.created, self.actor, CREATED, f"dataset/{previous.name}", message,
-            {"files": draft.file_count, "bytes": draft.total_size, "new_objects": int(stored),
-             "rows": taken.rows, "feedback": to_plain(taken)},
+            {"files": draft.file_count, "bytes": draft.total_size,
+             "new_objects": sum(f.stored for f in files), "rows": taken.rows,
+             "feedback": to_plain(taken)},
         )  # fmt: skip
         return self.metadata.datasets.create_version(draft, event)
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """A file a snapshot put in the artifact store: its entry, its profile (None: not a
+    table), whether its object is new."""
+
+    entry: FileEntry
+    profile: TableProfile | None
+    stored: bool
+
+
+def _rows_said(count: int) -> str:
+    return "1 row" if count == 1 else f"{count} rows"
 
 
 def _reference(version: DatasetVersion, policy: FeedbackPolicy, where: str) -> TableProfile:
@@ -364,6 +521,17 @@ def _check_types(profile: TableProfile, reference: TableProfile, ref: str, where
                 "send labels (and features) of the types the dataset's table holds, or name "
                 "another label column",
             )
+
+
+def _read(data: bytes, name: str) -> pa.Table:
+    """A snapshot file as `_write` wrote it (its format by its suffix)."""
+    import pyarrow as pa
+    import pyarrow.csv as csv
+    import pyarrow.parquet as pq
+
+    if name.lower().endswith(".csv"):
+        return csv.read_csv(pa.BufferReader(data))
+    return pq.read_table(pa.BufferReader(data))
 
 
 def _write(table: pa.Table, path: Path) -> None:
