@@ -383,11 +383,14 @@ def test_a_corrected_label_corrects_its_row_where_it_is_instead_of_adding_it_aga
         assert (1002.0, 102) in _feedback_rows(project, "sales:3")
         # a correction alone makes a version too; one that changes nothing makes none
         _relabel(loop, cli, "r-1,202")
-        third = snapshots.take(policy, "i-3", "feedback")
-        assert third.version.ref == "sales:5"
-        assert (third.taken.rows, third.taken.corrected) == (0, 1)
-        assert (
-            third.describe() == "sales:5 corrects the label of 1 row taken before from endpoint web"
+        # ...and the iteration trains on it (a schedule fires the controller's iteration)
+        controller = _controller(project, [_at(3, 1) + 30])
+        (it,) = controller.tick().begun
+        third = project.metadata.controller.get(it.id)
+        assert third.dataset == "sales:5" and third.model == "sales:2"
+        assert (third.numbers["feedback"]["rows"], third.numbers["feedback"]["corrected"]) == (0, 1)
+        assert snapshotted(project).reason.startswith(
+            "sales:5 corrects the label of 1 row taken before from endpoint web"
         )
         assert len(project.data.open("sales", 5).to_pandas()) == 15
         _relabel(loop, cli, "r-1,202")  # sent again
@@ -399,6 +402,8 @@ def test_a_corrected_label_corrects_its_row_where_it_is_instead_of_adding_it_aga
         )
     finally:
         project.close()
+    shown = cli("controller", "status")
+    assert "sales:5 (+0 rows, 1 corrected from endpoint web)" in shown.out, shown.out
 
 
 def test_requests_answered_before_the_window_are_not_taken(loop: Path) -> None:

@@ -241,7 +241,10 @@ def _data(it: Iteration) -> str | None:
     taken = it.numbers.get("feedback")
     if not isinstance(taken, dict):
         return it.dataset
-    added = f"+{taken.get('rows', 0)} rows from endpoint {taken.get('endpoint')}"
+    added = f"+{taken.get('rows', 0)} rows"
+    if taken.get("corrected"):
+        added += f", {taken['corrected']} corrected"
+    added += f" from endpoint {taken.get('endpoint')}"
     return f"{it.dataset or taken.get('dataset')} ({added})"
 
 

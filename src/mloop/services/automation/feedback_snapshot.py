@@ -88,6 +88,11 @@ class Snapshot:
     taken: Taken
     notes: tuple[str, ...] = ()
 
+    @property
+    def changed(self) -> bool:
+        """Whether `version` was made for it (rows added or corrected)."""
+        return bool(self.taken.rows or self.taken.corrected)
+
     def numbers(self) -> dict[str, Any]:
         """The iteration's record of it (`numbers.feedback`, shown by `controller status`)."""
         plain: dict[str, Any] = to_plain(self.taken)

@@ -155,7 +155,7 @@ class Steps:
             said.append(snapshot.describe())
             details["feedback"] = snapshot.numbers()
             changes["numbers"] = {**it.numbers, "feedback": snapshot.numbers()}
-            if snapshot.taken.rows:
+            if snapshot.changed:
                 details["dataset"] = changes["dataset"] = snapshot.version.ref
         if not said:
             return self._move(it, S.SNAPSHOTTED)
