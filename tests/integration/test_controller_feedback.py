@@ -364,7 +364,7 @@ def test_a_corrected_label_corrects_its_row_where_it_is_instead_of_adding_it_aga
         assert second.version.ref == "sales:4"
         assert (second.taken.labels, second.taken.rows, second.taken.corrected) == (3, 1, 1)
         assert second.describe() == (
-            "sales:4 adds 1 labelled rows from endpoint web and corrects the label of 1 row "
+            "sales:4 adds 1 labelled row from endpoint web and corrects the label of 1 row "
             "taken before"
         )
         tables = _feedback_tables(project, "sales:4")
@@ -397,9 +397,7 @@ def test_a_corrected_label_corrects_its_row_where_it_is_instead_of_adding_it_aga
         same = snapshots.take(policy, "i-4", "feedback")
         assert same.version.ref == "sales:5" and same.taken.corrected == 0
         events = project.metadata.events.find("dataset/sales")
-        assert (
-            events[0].reason == "0 labelled rows from endpoint web, 1 row taken before relabelled"
-        )
+        assert events[0].reason == "1 row taken before relabelled from endpoint web"
     finally:
         project.close()
     shown = cli("controller", "status")

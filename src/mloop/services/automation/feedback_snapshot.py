@@ -102,9 +102,10 @@ class Snapshot:
     def describe(self) -> str:
         taken = self.taken
         source = f"endpoint {taken.endpoint}"
-        fixed = f"corrects the label of {_rows_said(taken.corrected)} taken before"
+        fixed = f"corrects the label of {_counted(taken.corrected, 'row')} taken before"
         if taken.rows:
-            said = f"{self.version.ref} adds {taken.rows} labelled rows from {source}"
+            added = _counted(taken.rows, "labelled row")
+            said = f"{self.version.ref} adds {added} from {source}"
             if taken.corrected:
                 said += f" and {fixed}"
         elif taken.corrected:
@@ -367,9 +368,12 @@ class FeedbackSnapshots:
         self, files: Sequence[_Stored], previous: DatasetVersion, taken: Taken
     ) -> DatasetVersion:
         self.data.artifacts.sync()
-        message = f"{taken.rows} labelled rows from endpoint {taken.endpoint}"
+        source = f"from endpoint {taken.endpoint}"
+        parts = [f"{_counted(taken.rows, 'labelled row')} {source}"] if taken.rows else []
         if taken.corrected:
-            message += f", {_rows_said(taken.corrected)} taken before relabelled"
+            relabelled = f"{_counted(taken.corrected, 'row')} taken before relabelled"
+            parts.append(relabelled if taken.rows else f"{relabelled} {source}")
+        message = ", ".join(parts)
         draft = next_version(
             previous.name, previous, [f.entry for f in files],
             [f.profile for f in files if f.profile is not None],
@@ -394,8 +398,8 @@ class _Stored:
     stored: bool
 
 
-def _rows_said(count: int) -> str:
-    return "1 row" if count == 1 else f"{count} rows"
+def _counted(count: int, noun: str) -> str:
+    return f"1 {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _reference(version: DatasetVersion, policy: FeedbackPolicy, where: str) -> TableProfile:
