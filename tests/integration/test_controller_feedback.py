@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -348,12 +349,20 @@ def _relabel(loop: Path, cli: Callable[..., CliResult], rows: str) -> None:
 
 
 def test_a_corrected_label_corrects_its_row_where_it_is_instead_of_adding_it_again(
-    loop: Path, cli: Callable[..., CliResult]
+    loop: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     traffic(loop, LABELLED)  # r-0, r-2, ... r-8 labelled 100 + i
     project = Project.open(loop)
     try:
         snapshots = _controller(project, [0.0]).steps.feedback
+        reads: Counter[str] = Counter()  # what the snapshots read from the artifact store
+        read_bytes = snapshots.data.artifacts.read_bytes
+
+        def counted(digest: str) -> bytes:
+            reads[digest] += 1
+            return read_bytes(digest)
+
+        monkeypatch.setattr(snapshots.data.artifacts, "read_bytes", counted)
         policy = FeedbackPolicy("sales", "y", "web")
         first = snapshots.take(policy, "i-1", "feedback")
         assert first.version.ref == "sales:3" and first.taken.rows == 5
@@ -394,8 +403,13 @@ def test_a_corrected_label_corrects_its_row_where_it_is_instead_of_adding_it_aga
         )
         assert len(project.data.open("sales", 5).to_pandas()) == 15
         _relabel(loop, cli, "r-1,202")  # sent again
+        reads.clear()
         same = snapshots.take(policy, "i-4", "feedback")
         assert same.version.ref == "sales:5" and same.taken.corrected == 0
+        # a sidecar's content never changes: these snapshots read each one once, not per take
+        files = {f.path: f.digest for f in project.data.get("sales:5", files=True).files}
+        old, new = (files[p.rsplit(".", 1)[0] + REQUESTS] for p in sorted(tables))
+        assert (reads[old], reads[new]) == (0, 1), reads  # read in take 2; not by them yet
         events = project.metadata.events.find("dataset/sales")
         assert events[0].reason == "1 row taken before relabelled from endpoint web"
     finally:

@@ -31,6 +31,7 @@ import json
 import math
 import tempfile
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -61,6 +62,7 @@ SHADOW = "shadow"
 FOLDER = "feedback"  # the snapshots' files: FOLDER beside the dataset's table
 REQUESTS = ".requests.json"  # a snapshot file's sidecar: the request and row of each row
 _SEARCHED = 1000  # the dataset's events read back for the last snapshot
+CACHED_REQUESTS = 1_000_000  # sidecar entries a FeedbackSnapshots keeps read (~100 MB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +138,10 @@ class FeedbackSnapshots:
         self.data = data
         self.actor = actor
         self.clock = clock
+        # Sidecars read, by digest (their content never changes): a controller reads each
+        # once in its life, not once per iteration; at most CACHED_REQUESTS requests held.
+        self._sidecars: OrderedDict[str, _Sidecar] = OrderedDict()
+        self._cached = 0
 
     def take(self, policy: FeedbackPolicy, iteration: str, where: str) -> Snapshot:
         """Add the rows of labels new since the dataset's last snapshot (see the module);
@@ -251,19 +257,17 @@ class FeedbackSnapshots:
             if not _snapshotted(entry.path):
                 continue
             try:
-                said = json.loads(self.data.artifacts.read_bytes(entry.digest))
-                held, keys = said["file"], [(str(r), int(n)) for r, n in said["requests"]]
-                ours = said["endpoint"] == endpoint
+                said = self._sidecar(entry.digest)
             except (MloopError, ValueError, TypeError, KeyError):
                 skipped.append(entry.path)
                 continue
-            if not ours:
+            if said.endpoint != endpoint:
                 continue
-            if rows.get(held) != len(keys):
+            if rows.get(said.file) != len(said.requests):
                 skipped.append(entry.path)
                 continue
-            for position, key in enumerate(keys):
-                placed[key] = (held, position)
+            for position, key in enumerate(said.requests):
+                placed[key] = (said.file, position)
         notes = []
         if skipped:
             notes.append(
@@ -271,6 +275,21 @@ class FeedbackSnapshots:
                 f"{', '.join(skipped[:5])}; corrections of those rows add them again"
             )
         return placed, notes
+
+    def _sidecar(self, digest: str) -> _Sidecar:
+        found = self._sidecars.get(digest)
+        if found is not None:
+            self._sidecars.move_to_end(digest)
+            return found
+        said = json.loads(self.data.artifacts.read_bytes(digest))
+        requests = tuple((str(r), int(n)) for r, n in said["requests"])
+        found = _Sidecar(str(said["file"]), str(said["endpoint"]), requests)
+        self._sidecars[digest] = found
+        self._cached += len(requests)
+        while self._cached > CACHED_REQUESTS and len(self._sidecars) > 1:
+            _, dropped = self._sidecars.popitem(last=False)
+            self._cached -= len(dropped.requests)
+        return found
 
     def _logged(self, endpoint: str, window: Window) -> pa.Table | None:
         from mloop.services.predictions.reader import PredictionReader
@@ -386,6 +405,16 @@ class FeedbackSnapshots:
              "feedback": to_plain(taken)},
         )  # fmt: skip
         return self.metadata.datasets.create_version(draft, event)
+
+
+@dataclass(frozen=True, slots=True)
+class _Sidecar:
+    """What a snapshot file's sidecar says: the file, the endpoint, and the request and row of
+    each of the file's rows, in order."""
+
+    file: str
+    endpoint: str
+    requests: tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True, slots=True)
